@@ -1,0 +1,99 @@
+"""Step rules over the EM map θ → M(E(θ)).
+
+A step rule is a generator: given an ``EvaluatedPoint`` (parameters whose E-step has been run),
+it yields an endless sequence of new evaluated points, each at least as good as the one before.
+The engine (`emkit.engine.fit_em`) records every yielded point, checks convergence and stops the
+generator; a rule never loops over the data itself — it calls ``evaluate`` and ``m_step``.
+
+- :func:`plain_em`: one M-step then one E-step per point.
+- :func:`squarem`: SQUAREM (Varadhan & Roland 2008, Scand. J. Statist. 35:335–353), scheme S3 with
+  the global step-length adaptation of their R package and a monotonicity safeguard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class EvaluatedPoint(NamedTuple):
+    """Parameters with the result of their E-step over all data."""
+
+    params: Any
+    objective: float  # log-likelihood + log prior at ``params``
+    log_likelihood: float
+    stats: Any  # summed sufficient statistics at ``params``
+
+
+Evaluate = Callable[[Any], EvaluatedPoint]
+MStep = Callable[[Any, Any], Any]
+
+
+def plain_em(evaluate: Evaluate, m_step: MStep, start: EvaluatedPoint) -> Iterator[EvaluatedPoint]:
+    """Plain EM: θ_{t+1} = M(E(θ_t))."""
+    point = start
+    while True:
+        point = evaluate(m_step(point.stats, point.params))
+        yield point
+
+
+def squarem(
+    evaluate: Evaluate,
+    m_step: MStep,
+    start: EvaluatedPoint,
+    flatten: Callable[[Any], np.ndarray],
+    unflatten: Callable[[np.ndarray, Any], Any],
+    step_factor: float = 4.0,
+) -> Iterator[EvaluatedPoint]:
+    """SQUAREM with step length S3, s = ‖r‖ / ‖v‖ (in the model's unconstrained coordinates).
+
+    From θ0: θ1 = M(θ0), θ2 = M(θ1), r = θ1 − θ0, v = θ2 − 2θ1 + θ0 and the extrapolated point
+    θ' = θ0 + 2 s r + s² v (s = 1 gives θ2). θ1 is yielded as an ordinary EM point. θ' is accepted
+    only when it is valid and its objective is not below θ1's; otherwise the plain EM point θ2 is
+    used, so the yielded objectives never decrease (EM's own guarantee). The next cycle starts with
+    an M-step at θ', the "stabilisation" step of the method.
+
+    The largest allowed step grows by ``step_factor`` each time s reaches it, and shrinks after a
+    rejected extrapolation at that bound (the global adaptation of the SQUAREM R package).
+    """
+    step_max = 1.0
+    point0 = start
+    while True:
+        theta1 = m_step(point0.stats, point0.params)
+        point1 = evaluate(theta1)
+        yield point1
+        theta2 = m_step(point1.stats, point1.params)
+
+        u0, u1, u2 = flatten(point0.params), flatten(theta1), flatten(theta2)
+        r = u1 - u0
+        v = u2 - 2.0 * u1 + u0
+        r_norm, v_norm = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+        step = r_norm / v_norm if v_norm > 0 and np.isfinite(r_norm / v_norm) else 1.0
+        step = min(max(step, 1.0), step_max)
+        if step >= step_max:
+            step_max *= step_factor
+
+        accepted = None
+        if step > 1.0:
+            accepted = _try_point(evaluate, unflatten, u0 + 2.0 * step * r + step * step * v,
+                                  theta2, point1.objective)
+            if accepted is None and step * step_factor >= step_max:
+                step_max = max(1.0, step_max / step_factor**2)
+        point0 = accepted if accepted is not None else evaluate(theta2)
+        yield point0
+
+
+def _try_point(evaluate, unflatten, vector, template, floor) -> EvaluatedPoint | None:
+    """Evaluate an extrapolated point; None when it is invalid or not at least ``floor``."""
+    if not np.all(np.isfinite(vector)):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            point = evaluate(unflatten(vector, template))
+    except (ValueError, FloatingPointError, ArithmeticError, np.linalg.LinAlgError):
+        return None
+    if not np.isfinite(point.objective) or point.objective < floor:
+        return None
+    return point

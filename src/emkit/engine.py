@@ -1,0 +1,408 @@
+"""The one EM loop of emkit: :func:`fit_em`.
+
+A model is three functions around additive sufficient statistics (see ``EMModel``); everything
+else — restarts, the convergence monitor, SQUAREM, deterministic annealing, callbacks and the
+progress bar — lives here once, so every model gets it for free.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from emkit import accelerate
+from emkit.accelerate import EvaluatedPoint
+from emkit.data import iter_chunks
+from emkit.errors import (
+    ConvergenceWarning,
+    LikelihoodDecreaseWarning,
+    NumericalError,
+    ParameterError,
+)
+
+
+@runtime_checkable
+class EMModel(Protocol):
+    """What :func:`fit_em` needs from a model.
+
+    Required
+    --------
+    init_params(data, rng) -> params
+        A starting point; ``data`` is the chunk source given to ``fit_em``.
+    e_step(params, chunk) -> (stats, log_likelihood)
+        Sufficient statistics of one chunk and its log-likelihood. Statistics must *add*:
+        ``add_statistics(e_step(p, A)[0], e_step(p, B)[0]) == e_step(p, A ∪ B)[0]``.
+    m_step(stats, params) -> params
+        New parameters from statistics summed over all chunks.
+
+    Optional
+    --------
+    log_prior(params) -> float
+        Log prior density for MAP-EM (default 0: maximum likelihood).
+    n_samples(stats) -> float
+        Total (weighted) number of samples in ``stats``; ``tol`` is per sample when present.
+    flatten(params) -> 1-D array, unflatten(vector, params) -> params
+        Coordinates in an unconstrained space (log-weights, Cholesky factors, …) for SQUAREM.
+    e_step(params, chunk, inverse_temperature=β)
+        Accepting this keyword enables deterministic annealing: posteriors ∝ (joint density)^β.
+
+    Parameters may carry an ``events`` attribute (a tuple of strings) saying what the M-step had to
+    do (e.g. re-seed a collapsed component); the engine records them with the iteration number.
+    """
+
+    def init_params(self, data: Any, rng: np.random.Generator) -> Any: ...
+
+    def e_step(self, params: Any, chunk: Any) -> tuple[Any, float]: ...
+
+    def m_step(self, stats: Any, params: Any) -> Any: ...
+
+
+def add_statistics(a: Any, b: Any) -> Any:
+    """Add two sufficient statistics: tuples (and NamedTuples) and dicts field by field,
+    anything else with ``+``."""
+    if isinstance(a, tuple):
+        return type(a)(*map(add_statistics, a, b)) if hasattr(a, "_fields") else tuple(
+            map(add_statistics, a, b))
+    if isinstance(a, dict):
+        return {key: add_statistics(a[key], b[key]) for key in a}
+    return a + b
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a callback sees after each evaluated point."""
+
+    restart: int
+    iteration: int  # passes over the data after the initial one
+    objective: float
+    change: float
+    params: Any
+    annealing: bool
+
+
+@dataclass(frozen=True)
+class EMResult:
+    """The outcome of :func:`fit_em` (the best restart).
+
+    ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the best
+    restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop of the
+    objective beyond round-off, ``events`` (iteration, message) for what the M-steps reported.
+    """
+
+    params: Any
+    objective: float
+    log_likelihood: float
+    n_samples: float
+    converged: bool
+    n_iter: int
+    history: np.ndarray
+    stats: Any
+    best_restart: int
+    restart_objectives: tuple[float, ...]
+    decreases: tuple[tuple[int, float], ...] = ()
+    events: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass
+class ConvergenceMonitor:
+    """Records the objective; says when the per-sample change is below ``tol``.
+
+    A decrease larger than ``decrease_rtol`` (relative to the objective's size) cannot happen in
+    exact EM: it is recorded and warned about, and never counted as convergence. A non-finite
+    objective raises :class:`emkit.errors.NumericalError`.
+    """
+
+    tol: float
+    n_samples: float = 1.0
+    decrease_rtol: float = 1e-10
+    restart: int = 0
+    history: list[float] = field(default_factory=list)
+    decreases: list[tuple[int, float]] = field(default_factory=list)
+
+    def record(self, objective: float, *, check: bool = True) -> bool:
+        """Add one objective; return True when the fit has converged."""
+        iteration = len(self.history)
+        if not math.isfinite(objective):
+            raise NumericalError(
+                f"the EM objective became {objective} at iteration {iteration} "
+                f"(restart {self.restart}): the data or the starting point give a density of zero "
+                "or overflow; check the data for extreme values, raise the regularisation "
+                "(e.g. reg_covar) or use another initialisation."
+            )
+        self.history.append(objective)
+        if not check or iteration == 0:
+            return False  # convergence needs two comparable points in a row
+        change = objective - self.history[-2]
+        slack = self.decrease_rtol * max(1.0, abs(objective))
+        if change < -slack:
+            self.decreases.append((iteration, -change))
+            warnings.warn(
+                f"EM objective decreased by {-change:.3g} at iteration {iteration} "
+                f"(restart {self.restart}); exact EM never does this, so a model's E- or M-step "
+                "is inexact or buggy.",
+                LikelihoodDecreaseWarning,
+                stacklevel=4,
+            )
+            return False
+        return abs(change) / self.n_samples < self.tol
+
+
+def annealing_schedule(start_temperature: float = 10.0, n_steps: int = 10) -> np.ndarray:
+    """Inverse temperatures β rising geometrically from 1/start_temperature towards 1 (exclusive)."""
+    if start_temperature <= 1.0 or n_steps < 1:
+        raise ParameterError("annealing needs start_temperature > 1 and n_steps >= 1.")
+    return start_temperature ** -np.linspace(1.0, 0.0, n_steps, endpoint=False)
+
+
+def fit_em(
+    model: EMModel,
+    data: Any,
+    *,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    random_state: Any = None,
+    init: Any = None,
+    accelerate: str | None = None,
+    annealing: Sequence[float] | float | None = None,
+    iter_per_temperature: int = 5,
+    callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
+    progress: bool = False,
+    decrease_rtol: float = 1e-10,
+    warn_not_converged: bool = True,
+) -> EMResult:
+    """Fit ``model`` to ``data`` by EM and return the best of ``n_init`` restarts.
+
+    Parameters
+    ----------
+    model : EMModel
+    data : array, emkit.data.Batch, or a re-iterable collection of them (chunks)
+        Chunks are passed to ``model.e_step`` one at a time and their statistics added, so a fit
+        on chunks equals the fit on the concatenated data.
+    n_init : int
+        Number of starts; the one with the highest final objective wins.
+    max_iter : int
+        Maximum number of passes over the data (E-steps) after the initial one, per start.
+    tol : float
+        Stop when the change of the objective divided by the number of samples is below ``tol``.
+    random_state : None, int, numpy Generator or RandomState
+        Seeds the starts; the same value gives the same result bit for bit.
+    init : params, optional
+        Starting parameters for the first start (warm start); later starts use ``init_params``.
+    accelerate : {None, "squarem"}
+        ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``.
+    annealing : float or sequence of float, optional
+        Deterministic annealing against poor local maxima: a start temperature T0 > 1 (a geometric
+        schedule of 10 temperatures down to 1), or explicit inverse temperatures β in (0, 1). Each is
+        used for ``iter_per_temperature`` iterations before ordinary EM at β = 1.
+    callbacks : sequence of callables
+        Called with an :class:`IterationInfo` after every evaluated point; returning True stops
+        the current start.
+    progress : bool
+        Show a tqdm progress bar.
+    decrease_rtol : float
+        Relative size of an objective decrease that counts as a defect rather than round-off.
+    warn_not_converged : bool
+        Warn with :class:`emkit.errors.ConvergenceWarning` when the best start did not converge.
+    """
+    _check_arguments(model, n_init, max_iter, tol, accelerate)
+    betas = _inverse_temperatures(model, annealing)
+    seeds = _seed_sequence(random_state).spawn(n_init)
+    best: EMResult | None = None
+    restart_objectives = []
+    for restart, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        start = init if (init is not None and restart == 0) else model.init_params(data, rng)
+        result = _run_one(model, data, start, restart, max_iter, tol, accelerate, betas,
+                          iter_per_temperature, callbacks, progress, decrease_rtol)
+        restart_objectives.append(result.objective)
+        if best is None or result.objective > best.objective:
+            best = result
+    assert best is not None
+    best = _replace(best, restart_objectives=tuple(restart_objectives))
+    if warn_not_converged and not best.converged and tol > 0:
+        warnings.warn(
+            f"EM did not converge in {max_iter} iterations (best of {n_init} starts); raise "
+            "max_iter or tol, or try accelerate='squarem'.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return best
+
+
+def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
+             iter_per_temperature, callbacks, progress, decrease_rtol) -> EMResult:
+    counter = {"passes": 0}
+    log_prior = getattr(model, "log_prior", None)
+
+    def evaluate(params, beta: float = 1.0) -> EvaluatedPoint:
+        counter["passes"] += 1
+        total, log_likelihood = None, 0.0
+        for chunk in iter_chunks(data):
+            if beta == 1.0:
+                stats, chunk_ll = model.e_step(params, chunk)
+            else:
+                stats, chunk_ll = model.e_step(params, chunk, inverse_temperature=beta)
+            total = stats if total is None else add_statistics(total, stats)
+            log_likelihood += float(chunk_ll)
+        objective = log_likelihood + (float(log_prior(params)) if log_prior else 0.0)
+        return EvaluatedPoint(params, objective, log_likelihood, total)
+
+    schedule = [b for b in betas for _ in range(iter_per_temperature)]
+    point = evaluate(start, schedule[0] if schedule else 1.0)
+    n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
+    monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart)
+    monitor.record(point.objective, check=False)
+    events: list[tuple[int, str]] = []
+    _collect_events(point.params, 0, events)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc=f"EM start {restart + 1}", leave=False, unit="it")
+
+    def points():
+        nonlocal point
+        # Annealing: plain EM steps whose E-step uses the next temperature (1 after the last).
+        for beta in schedule[1:] + [1.0]:
+            point = evaluate(model.m_step(point.stats, point.params), beta)
+            yield point, True
+        if accelerate_name == "squarem":
+            rule = accelerate.squarem(evaluate, model.m_step, point, model.flatten,
+                                      model.unflatten)
+        else:
+            rule = accelerate.plain_em(evaluate, model.m_step, point)
+        for p in rule:
+            yield p, False
+
+    converged = False
+    best_point = point
+    generator = points()
+    try:
+        while counter["passes"] <= max_iter:
+            previous = monitor.history[-1]
+            point, annealing = next(generator)
+            # Annealing points and re-seeded components (params with events) are compared with
+            # nothing: the objective need not rise there.
+            reseeded = bool(getattr(point.params, "events", ()))
+            converged = monitor.record(point.objective, check=not (annealing or reseeded))
+            iteration = len(monitor.history) - 1
+            _collect_events(point.params, iteration, events)
+            if annealing or reseeded or point.objective >= best_point.objective:
+                best_point = point
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(objective=f"{point.objective:.6g}")
+            info = IterationInfo(restart, iteration, point.objective, point.objective - previous,
+                                 point.params, annealing)
+            stop = any([bool(cb(info)) for cb in callbacks])
+            if converged or stop:
+                break
+    finally:
+        generator.close()
+        if bar is not None:
+            bar.close()
+    final = point if converged else best_point
+    return EMResult(
+        params=final.params,
+        objective=final.objective,
+        log_likelihood=final.log_likelihood,
+        n_samples=n_samples,
+        converged=converged,
+        n_iter=len(monitor.history) - 1,
+        history=np.asarray(monitor.history),
+        stats=final.stats,
+        best_restart=restart,
+        restart_objectives=(),
+        decreases=tuple(monitor.decreases),
+        events=tuple(events),
+    )
+
+
+def _collect_events(params, iteration, events) -> None:
+    for message in getattr(params, "events", ()) or ():
+        events.append((iteration, str(message)))
+
+
+def _replace(result: EMResult, **changes) -> EMResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _check_arguments(model, n_init, max_iter, tol, accelerate_name) -> None:
+    for name in ("init_params", "e_step", "m_step"):
+        if not callable(getattr(model, name, None)):
+            raise ParameterError(
+                f"{type(model).__name__} is not an EM model: it has no {name}() method "
+                "(see emkit.engine.EMModel)."
+            )
+    if not (isinstance(n_init, (int, np.integer)) and n_init >= 1):
+        raise ParameterError(f"n_init must be an integer >= 1, got {n_init!r}.")
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
+        raise ParameterError(f"max_iter must be an integer >= 0, got {max_iter!r}.")
+    if not (isinstance(tol, (int, float, np.floating)) and tol >= 0):
+        raise ParameterError(f"tol must be a number >= 0, got {tol!r}.")
+    if accelerate_name not in (None, "squarem"):
+        raise ParameterError(
+            f"accelerate must be None (plain EM) or 'squarem', got {accelerate_name!r}.")
+    if accelerate_name == "squarem" and not (hasattr(model, "flatten")
+                                             and hasattr(model, "unflatten")):
+        raise ParameterError(
+            f"accelerate='squarem' needs {type(model).__name__}.flatten() and .unflatten() "
+            "(parameters in an unconstrained space); use accelerate=None or add them."
+        )
+
+
+def _inverse_temperatures(model, annealing) -> list[float]:
+    if annealing is None:
+        return []
+    if isinstance(annealing, (int, float, np.floating)):
+        betas = annealing_schedule(float(annealing))
+    else:
+        betas = np.asarray(annealing, dtype=float).ravel()
+    if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas > 1):
+        raise ParameterError(
+            "annealing must be a start temperature > 1 or inverse temperatures in (0, 1].")
+    if "inverse_temperature" not in inspect.signature(model.e_step).parameters:
+        raise ParameterError(
+            f"{type(model).__name__}.e_step does not accept inverse_temperature, so it cannot "
+            "be annealed; use annealing=None."
+        )
+    return [float(b) for b in betas]
+
+
+def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
+    """One SeedSequence from any of the random_state forms users pass."""
+    if random_state is None:
+        return np.random.SeedSequence()
+    if isinstance(random_state, np.random.SeedSequence):
+        return random_state
+    if isinstance(random_state, (int, np.integer)):
+        return np.random.SeedSequence(int(random_state))
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.SeedSequence(int(random_state.randint(0, 2**31 - 1)))
+    if isinstance(random_state, np.random.Generator):
+        return np.random.SeedSequence(int(random_state.integers(0, 2**63 - 1)))
+    raise ParameterError(
+        f"random_state must be None, an int, a numpy Generator or RandomState, got "
+        f"{type(random_state).__name__}."
+    )
+
+
+__all__ = [
+    "EMModel",
+    "EMResult",
+    "IterationInfo",
+    "ConvergenceMonitor",
+    "add_statistics",
+    "annealing_schedule",
+    "fit_em",
+]

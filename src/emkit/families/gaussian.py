@@ -1,0 +1,268 @@
+"""The multivariate Gaussian family: K components with full, tied, diagonal or spherical covariance.
+
+One class holds everything a model needs about the components: log-densities of a block of rows,
+weighted sufficient statistics, the M-step, and unconstrained coordinates for SQUAREM. Mixtures
+and hidden Markov models both build on it.
+
+Shapes (K components, D features), as in scikit-learn:
+
+============  ===============  ===========================================
+type          covariances      precisions_cholesky P (precision = P Pᵀ)
+============  ===============  ===========================================
+full          (K, D, D)        (K, D, D), upper triangular
+tied          (D, D)           (D, D)
+diag          (K, D)           (K, D) = 1 / √variance
+spherical     (K,)             (K,)
+============  ===============  ===========================================
+
+Statistics are *centred* at the current means c_k: Σ w, Σ w (x − c_k) and Σ w (x − c_k)(x − c_k)ᵀ.
+They add like raw moments (when two parts have different centres they are shifted first), and
+near convergence the correction (μ_new − c_k) is tiny, so the covariance has no cancellation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy import linalg
+
+from emkit.kernels import gaussian as kernels
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class GaussianParams(NamedTuple):
+    """Component parameters; ``precisions_cholesky`` is derived from ``covariances``."""
+
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+@dataclass(frozen=True)
+class GaussianStats:
+    """Weighted, centred sufficient statistics of K Gaussian components.
+
+    ``second`` is (K, D, D) for full and tied covariances, (K, D) for diag and spherical.
+    """
+
+    weight: np.ndarray  # (K,)      Σ w_k
+    first: np.ndarray  # (K, D)     Σ w_k (x − c_k)
+    second: np.ndarray  # see above Σ w_k (x − c_k)(x − c_k)ᵀ, or its diagonal
+    center: np.ndarray  # (K, D)    c_k
+
+    def __add__(self, other: GaussianStats) -> GaussianStats:
+        other = other.recentered(self.center)
+        return GaussianStats(self.weight + other.weight, self.first + other.first,
+                             self.second + other.second, self.center)
+
+    def recentered(self, center: np.ndarray) -> GaussianStats:
+        """The same statistics about another centre (parallel-axis theorem)."""
+        if center is self.center or np.array_equal(center, self.center):
+            return self
+        shift = self.center - center  # x − c_new = (x − c_old) + shift
+        first = self.first + self.weight[:, None] * shift
+        if self.second.ndim == 3:
+            cross = self.first[:, :, None] * shift[:, None, :]
+            second = (self.second + cross + np.swapaxes(cross, 1, 2)
+                      + self.weight[:, None, None] * shift[:, :, None] * shift[:, None, :])
+        else:
+            second = self.second + 2.0 * self.first * shift + self.weight[:, None] * shift**2
+        return GaussianStats(self.weight, first, second, center)
+
+
+class GaussianFamily:
+    """K Gaussian components of one covariance type.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar : float
+        Added to the diagonal of every covariance: keeps them positive definite.
+    dtype : numpy float dtype
+        Precision of the density computations (float32 halves memory traffic); statistics are
+        always accumulated in float64.
+    """
+
+    def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6,
+                 dtype=np.float64):
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}")
+        self.covariance_type = covariance_type
+        self.reg_covar = float(reg_covar)
+        self.dtype = np.dtype(dtype)
+
+    # ----------------------------------------------------------------- densities
+    def log_density(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
+        """log N(x_b | μ_k, Σ_k) for every row b and component k: shape (n_rows, K)."""
+        X = np.asarray(X, dtype=self.dtype)
+        means = params.means
+        n_components, n_features = means.shape
+        P = params.precisions_cholesky
+        kind = self.covariance_type
+        if kind == "full":
+            stacked = np.ascontiguousarray(np.transpose(P, (1, 0, 2)).reshape(
+                n_features, n_components * n_features), dtype=self.dtype)
+            offsets = np.einsum("kd,kdj->kj", means, P).ravel().astype(self.dtype)
+            squared = kernels.squared_norms_by_component(X @ stacked, offsets, n_components)
+        elif kind == "tied":
+            offsets = (means @ P).ravel().astype(self.dtype)
+            whitened = X @ P.astype(self.dtype)
+            stacked = np.tile(whitened, (1, n_components))
+            squared = kernels.squared_norms_by_component(stacked, offsets, n_components)
+        else:
+            scale = P if kind == "diag" else np.repeat(P[:, None], n_features, axis=1)
+            squared = kernels.diagonal_squared_norms(
+                X, means.astype(self.dtype), np.ascontiguousarray(scale, dtype=self.dtype))
+        log_det = self.log_det_precision_cholesky(params, n_features)
+        return (-0.5 * (n_features * _LOG_2PI + squared) + log_det.astype(self.dtype))
+
+    def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
+        """log det P_k = −½ log det Σ_k, shape (K,)."""
+        P = params.precisions_cholesky
+        n_components = params.means.shape[0]
+        kind = self.covariance_type
+        if kind == "full":
+            return np.sum(np.log(np.diagonal(P, axis1=1, axis2=2)), axis=1)
+        if kind == "tied":
+            return np.full(n_components, np.sum(np.log(np.diag(P))))
+        if kind == "diag":
+            return np.sum(np.log(P), axis=1)
+        return n_features * np.log(P)
+
+    # ----------------------------------------------------------------- statistics
+    def statistics(self, params: GaussianParams, X: np.ndarray,
+                   weights: np.ndarray) -> GaussianStats:
+        """Statistics of rows ``X`` with per-row, per-component ``weights`` (n_rows, K)."""
+        center = params.means
+        X = np.asarray(X, dtype=self.dtype)
+        weights = np.asarray(weights, dtype=self.dtype)
+        weight = weights.sum(axis=0, dtype=np.float64)
+        first = (weights.T @ X).astype(np.float64) - weight[:, None] * center
+        n_components, n_features = center.shape
+        if self.covariance_type in ("full", "tied"):
+            deviations = kernels.weighted_deviations(weights, X, center.astype(self.dtype))
+            products = (deviations.T @ X).astype(np.float64).reshape(
+                n_components, n_features, n_features)
+            # Σ w (x − c)(x − c)ᵀ = Σ w (x − c) xᵀ − (Σ w (x − c)) cᵀ
+            second = products - first[:, :, None] * center[:, None, :]
+            second = 0.5 * (second + np.swapaxes(second, 1, 2))
+        else:
+            second = kernels.weighted_squared_deviations(weights, X, center)
+        return GaussianStats(weight, first, second, center)
+
+    # ----------------------------------------------------------------- M-step
+    def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, np.ndarray]:
+        """Parameters from statistics, and a boolean (K,) mask of components whose covariance
+        is not positive definite (their parameters are left for the caller to re-seed)."""
+        safe = np.maximum(stats.weight, 10 * np.finfo(float).eps)
+        shift = stats.first / safe[:, None]
+        means = stats.center + shift
+        n_components, n_features = means.shape
+        kind = self.covariance_type
+        if kind in ("full", "tied"):
+            cov = (stats.second / safe[:, None, None]
+                   - shift[:, :, None] * shift[:, None, :])
+            if kind == "tied":
+                cov = np.tensordot(stats.weight, cov, axes=1) / max(stats.weight.sum(), 1e-300)
+            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+            cov = cov + self.reg_covar * np.eye(n_features)
+        else:
+            cov = stats.second / safe[:, None] - shift**2
+            if kind == "spherical":
+                cov = cov.mean(axis=1)
+            cov = cov + self.reg_covar
+        return self.with_covariances(means, cov)
+
+    def with_covariances(self, means: np.ndarray,
+                         covariances: np.ndarray) -> tuple[GaussianParams, np.ndarray]:
+        """Parameters with derived precision Cholesky factors, and the mask of components whose
+        covariance is not positive definite (their factor is set to identity)."""
+        n_components, n_features = means.shape
+        covariances = np.asarray(covariances, dtype=np.float64)
+        bad = np.zeros(n_components, dtype=bool)
+        kind = self.covariance_type
+        if kind == "full":
+            P = np.empty_like(covariances)
+            for k in range(n_components):
+                P[k], ok = _precision_cholesky(covariances[k])
+                bad[k] = not ok
+        elif kind == "tied":
+            P, ok = _precision_cholesky(covariances)
+            bad[:] = not ok
+        else:
+            valid = np.isfinite(covariances) & (covariances > 0)
+            P = np.where(valid, 1.0 / np.sqrt(np.where(valid, covariances, 1.0)), 1.0)
+            bad = ~valid if kind == "spherical" else ~np.all(valid, axis=1)
+        return GaussianParams(means, covariances, P), bad
+
+    # ----------------------------------------------------------------- SQUAREM coordinates
+    def flatten(self, params: GaussianParams) -> np.ndarray:
+        """Means, then log-Cholesky (full, tied) or log-variances (diag, spherical)."""
+        kind = self.covariance_type
+        cov = params.covariances
+        if kind in ("full", "tied"):
+            L = np.linalg.cholesky(cov)
+            rows, cols = np.tril_indices(cov.shape[-1])
+            L = L.copy()
+            diag = np.arange(cov.shape[-1])
+            L[..., diag, diag] = np.log(L[..., diag, diag])
+            cov_part = L[..., rows, cols].ravel()
+        else:
+            cov_part = np.log(cov).ravel()
+        return np.concatenate([params.means.ravel(), cov_part])
+
+    def unflatten(self, vector: np.ndarray, template: GaussianParams) -> GaussianParams:
+        means = vector[: template.means.size].reshape(template.means.shape)
+        rest = vector[template.means.size:]
+        kind = self.covariance_type
+        if kind in ("full", "tied"):
+            n_features = template.means.shape[1]
+            rows, cols = np.tril_indices(n_features)
+            shape = template.covariances.shape[:-2] + (rows.size,)
+            L = np.zeros(template.covariances.shape)
+            L[..., rows, cols] = rest.reshape(shape)
+            diag = np.arange(n_features)
+            L[..., diag, diag] = np.exp(L[..., diag, diag])
+            cov = L @ np.swapaxes(L, -1, -2)
+        else:
+            cov = np.exp(rest).reshape(template.covariances.shape)
+        params, bad = self.with_covariances(means, cov)
+        if bad.any() or not np.all(np.isfinite(params.precisions_cholesky)):
+            raise FloatingPointError("extrapolated covariance is not positive definite")
+        return params
+
+    # ----------------------------------------------------------------- bookkeeping
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """Free parameters of the components (means and covariances)."""
+        per_matrix = n_features * (n_features + 1) // 2
+        cov = {"full": n_components * per_matrix, "tied": per_matrix,
+               "diag": n_components * n_features, "spherical": n_components}
+        return n_components * n_features + cov[self.covariance_type]
+
+    def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
+        return {"full": (n_components, n_features, n_features), "tied": (n_features, n_features),
+                "diag": (n_components, n_features), "spherical": (n_components,)}[
+            self.covariance_type]
+
+
+def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Upper-triangular P with P Pᵀ = Σ⁻¹, and whether Σ was positive definite."""
+    n_features = covariance.shape[0]
+    try:
+        lower = linalg.cholesky(covariance, lower=True, check_finite=True)
+    except (linalg.LinAlgError, ValueError):
+        return np.eye(n_features), False
+    P = linalg.solve_triangular(lower, np.eye(n_features), lower=True, check_finite=False).T
+    return P, bool(np.all(np.isfinite(P)) and np.all(np.diag(P) > 0))
+
+
+def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Covariances from precision matrices (as scikit-learn's ``precisions_init``)."""
+    if covariance_type in ("diag", "spherical"):
+        return 1.0 / np.asarray(precisions, dtype=float)
+    return np.linalg.inv(np.asarray(precisions, dtype=float))

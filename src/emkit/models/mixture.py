@@ -1,0 +1,326 @@
+"""Gaussian mixture model for :func:`emkit.fit_em`.
+
+E-step: posteriors r_ik ∝ π_k N(x_i | μ_k, Σ_k) and the weighted statistics of the Gaussian family.
+M-step: π_k = Σ_i w_i r_ik / Σ_i w_i and the family's M-step.
+
+Degenerate components (documented policy): every covariance gets ``reg_covar`` on its diagonal. A
+component that is *empty* (its weight below 1e-8 of the total) or whose covariance is not positive
+definite even so, is re-seeded at the worst-explained data point seen in the E-step (lowest
+log-density), with the mean covariance of the healthy components and weight 1/K; the event is
+recorded in the fit (``EMResult.events``). Parameters never become NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.special import logsumexp
+
+from emkit.data import Batch, chunk_list
+from emkit.errors import DataError, ParameterError
+from emkit.families.gaussian import (
+    GaussianFamily,
+    GaussianParams,
+    GaussianStats,
+    covariances_from_precisions,
+)
+from emkit.kernels.gaussian import normalize_log_rows
+
+INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
+_EMPTY_FRACTION = 1e-8
+_INIT_MAX_ROWS = 100_000
+
+
+class MixtureParams(NamedTuple):
+    weights: np.ndarray  # (K,)
+    components: GaussianParams
+    events: tuple = ()
+
+
+@dataclass(frozen=True)
+class MixtureStats:
+    """Component statistics plus the worst-explained rows seen (for re-seeding)."""
+
+    components: GaussianStats
+    worst_log_density: np.ndarray  # (m,) lowest per-row log-densities, ascending
+    worst_rows: np.ndarray  # (m, D)
+
+    def __add__(self, other: MixtureStats) -> MixtureStats:
+        values = np.concatenate([self.worst_log_density, other.worst_log_density])
+        rows = np.concatenate([self.worst_rows, other.worst_rows])
+        keep = np.argsort(values, kind="stable")[: max(len(self.worst_log_density),
+                                                       len(other.worst_log_density))]
+        return MixtureStats(self.components + other.components, values[keep], rows[keep])
+
+
+def as_batch(chunk: Any) -> Batch:
+    """A chunk as a Batch of float arrays (an array chunk has unit weights and no labels)."""
+    if isinstance(chunk, Batch):
+        return chunk
+    return Batch(np.asarray(chunk))
+
+
+class GaussianMixtureModel:
+    """Mixture of ``n_components`` Gaussians (see the module docstring).
+
+    Parameters
+    ----------
+    n_components, covariance_type, reg_covar, dtype
+        As :class:`emkit.families.gaussian.GaussianFamily`.
+    init_params : {"k-means++", "kmeans", "random", "random_from_data"}
+        How ``init_params`` finds initial responsibilities.
+    weights_init, means_init, precisions_init : arrays, optional
+        Override the corresponding initial parameters (scikit-learn semantics).
+    resp_init : array (n_samples, n_components), optional
+        Initial responsibilities of the rows (of the concatenated chunks).
+    block_rows : int, optional
+        Rows per block inside an E-step (intermediates of block_rows × K × D stay in cache).
+    """
+
+    def __init__(self, n_components: int, covariance_type: str = "full",
+                 reg_covar: float = 1e-6, dtype=np.float64, init_params: str = "k-means++",
+                 weights_init=None, means_init=None, precisions_init=None, resp_init=None,
+                 block_rows: int | None = None):
+        if init_params not in INIT_METHODS:
+            raise ParameterError(
+                f"init_params must be one of {INIT_METHODS}, got {init_params!r}.")
+        self.n_components = int(n_components)
+        self.family = GaussianFamily(covariance_type, reg_covar, dtype)
+        self.init_method = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.resp_init = resp_init
+        self.block_rows = block_rows
+
+    # ------------------------------------------------------------------ E-step
+    def log_joint(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
+        """log π_k + log N(x_i | μ_k, Σ_k), shape (n_rows, K)."""
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights).astype(self.family.dtype)
+        return self.family.log_density(params.components, X) + log_weights
+
+    def posteriors(self, params: MixtureParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row log-likelihood (n,) and posterior probabilities (n, K), block by block."""
+        X = np.asarray(X)
+        log_norm = np.empty(len(X))
+        resp = np.empty((len(X), self.n_components))
+        for block in self._blocks(len(X), X.shape[1]):
+            log_norm[block], resp[block] = normalize_log_rows(self.log_joint(params, X[block]),
+                                                              1.0)
+        return log_norm, resp
+
+    def e_step(self, params: MixtureParams, chunk: Any,
+               inverse_temperature: float = 1.0) -> tuple[MixtureStats, float]:
+        X, sample_weight, labels = as_batch(chunk)
+        X = np.asarray(X)
+        total: MixtureStats | None = None
+        log_likelihood = 0.0
+        for block in self._blocks(len(X), X.shape[1]):
+            w = None if sample_weight is None else np.asarray(sample_weight[block], dtype=float)
+            lab = None if labels is None else np.asarray(labels[block])
+            stats, ll = self._block_e_step(params, X[block], w, lab, inverse_temperature)
+            total = stats if total is None else total + stats
+            log_likelihood += ll
+        if total is None:  # an empty chunk
+            total = self._empty_stats(params, X.shape[1])
+        return total, log_likelihood
+
+    def _block_e_step(self, params, X, w, labels, beta):
+        log_joint = self.log_joint(params, X)
+        row_ll, resp = normalize_log_rows(log_joint, beta)
+        if labels is not None:
+            known = labels >= 0
+            if known.any():
+                resp[known] = 0.0
+                resp[known, labels[known]] = 1.0
+                row_ll[known] = log_joint[known, labels[known]]
+        if w is None:
+            weighted, used = resp, np.ones(len(X), dtype=bool)
+            ll = float(np.sum(row_ll))
+        else:
+            weighted = resp * w.astype(resp.dtype)[:, None]
+            used = w > 0
+            ll = float(np.dot(w[used], row_ll[used]))
+        components = self.family.statistics(params.components, X, weighted)
+        worst_values, worst_rows = _lowest_rows(row_ll, X, used, self.n_components)
+        return MixtureStats(components, worst_values, worst_rows), ll
+
+    def _empty_stats(self, params, n_features) -> MixtureStats:
+        K = self.n_components
+        second_shape = (K, n_features, n_features) if self.family.covariance_type in (
+            "full", "tied") else (K, n_features)
+        comp = GaussianStats(np.zeros(K), np.zeros((K, n_features)), np.zeros(second_shape),
+                             params.components.means)
+        return MixtureStats(comp, np.empty(0), np.empty((0, n_features)))
+
+    def _blocks(self, n_rows: int, n_features: int):
+        size = self.block_rows or max(256, (1 << 17) // max(1, self.n_components * n_features))
+        for start in range(0, n_rows, size):
+            yield slice(start, min(start + size, n_rows))
+
+    # ------------------------------------------------------------------ M-step
+    def m_step(self, stats: MixtureStats, params: MixtureParams | None = None) -> MixtureParams:
+        comp = stats.components
+        total = float(comp.weight.sum())
+        components, bad = self.family.m_step(comp)
+        weights = comp.weight + 10 * np.finfo(float).eps
+        weights = weights / weights.sum()
+        empty = comp.weight < _EMPTY_FRACTION * max(total, 1e-300)
+        degenerate = bad | empty
+        if not degenerate.any():
+            return MixtureParams(weights, components)
+        return self._reseed(components, weights, degenerate, comp.weight, stats)
+
+    def _reseed(self, components, weights, degenerate, weight_sums, stats) -> MixtureParams:
+        """Re-seed degenerate components at the worst-explained rows (see the module docstring)."""
+        means = components.means.copy()
+        cov = np.array(components.covariances, copy=True)
+        kind = self.family.covariance_type
+        healthy = ~degenerate
+        n_features = means.shape[1]
+        if kind == "tied":
+            fallback = cov if healthy.any() else np.eye(n_features)
+        elif healthy.any():
+            fallback = np.average(cov[healthy], axis=0, weights=weights[healthy])
+        else:
+            fallback = np.eye(n_features) if kind == "full" else (
+                np.ones(n_features) if kind == "diag" else 1.0)
+        rows = stats.worst_rows
+        events = []
+        for i, k in enumerate(np.flatnonzero(degenerate)):
+            if len(rows):
+                means[k] = rows[i % len(rows)]
+            if kind != "tied":
+                cov[k] = fallback
+            else:
+                cov = fallback
+            weights[k] = 1.0 / self.n_components
+            events.append(f"component {k} was degenerate (weight {weight_sums[k]:.3g}); "
+                          "re-seeded at a worst-explained data point")
+        weights = weights / weights.sum()
+        components, still_bad = self.family.with_covariances(means, cov)
+        if still_bad.any():  # only if the fallback itself is unusable: start from unit variance
+            unit = self.family.covariance_shape(self.n_components, n_features)
+            base = np.broadcast_to(np.eye(n_features), unit) if kind in ("full", "tied") \
+                else np.ones(unit)
+            components, _ = self.family.with_covariances(means, np.array(base))
+        return MixtureParams(weights, components, tuple(events))
+
+    # ------------------------------------------------------------------ engine hooks
+    def n_samples(self, stats: MixtureStats) -> float:
+        return float(stats.components.weight.sum())
+
+    def flatten(self, params: MixtureParams) -> np.ndarray:
+        return np.concatenate([np.log(params.weights), self.family.flatten(params.components)])
+
+    def unflatten(self, vector: np.ndarray, template: MixtureParams) -> MixtureParams:
+        K = self.n_components
+        log_weights = vector[:K]
+        weights = np.exp(log_weights - logsumexp(log_weights))
+        return MixtureParams(weights, self.family.unflatten(vector[K:], template.components))
+
+    def n_parameters(self, n_features: int) -> int:
+        return self.n_components - 1 + self.family.n_parameters(self.n_components, n_features)
+
+    # ------------------------------------------------------------------ initialisation
+    def init_params(self, data: Any, rng: np.random.Generator) -> MixtureParams:
+        X, w, labels = _concatenate(chunk_list(data))
+        n_rows = len(X)
+        if self.resp_init is not None:
+            resp = np.asarray(self.resp_init, dtype=float)
+            if resp.shape != (n_rows, self.n_components):
+                raise DataError(
+                    f"resp_init has shape {resp.shape}, expected ({n_rows}, "
+                    f"{self.n_components}) (rows × components).")
+        else:
+            if n_rows > _INIT_MAX_ROWS:  # a uniform subsample is plenty for a starting point
+                pick = np.sort(rng.choice(n_rows, _INIT_MAX_ROWS, replace=False))
+                X, w = X[pick], (None if w is None else w[pick])
+                labels = None if labels is None else labels[pick]
+            resp = self._initial_responsibilities(X, w, rng)
+        if labels is not None:
+            known = labels >= 0
+            resp[known] = 0.0
+            resp[known, labels[known]] = 1.0
+        weighted = resp if w is None else resp * w[:, None]
+        n_k = weighted.sum(axis=0)
+        means = (weighted.T @ X) / np.maximum(n_k, 1e-300)[:, None]
+        placeholder, _ = self.family.with_covariances(
+            means, np.ones(self.family.covariance_shape(self.n_components, X.shape[1]))
+            if self.family.covariance_type in ("diag", "spherical")
+            else np.broadcast_to(np.eye(X.shape[1]),
+                                 self.family.covariance_shape(self.n_components, X.shape[1])))
+        comp = self.family.statistics(placeholder, X.astype(np.float64), weighted)
+        order = rng.permutation(len(X))[: self.n_components]
+        params = self.m_step(MixtureStats(comp, np.zeros(len(order)), X[order]))
+        return self._apply_user_init(params)
+
+    def _initial_responsibilities(self, X, w, rng) -> np.ndarray:
+        K, n_rows = self.n_components, len(X)
+        seed = int(rng.integers(0, 2**31 - 1))
+        if self.init_method == "random":
+            resp = rng.uniform(size=(n_rows, K))
+            return resp / resp.sum(axis=1, keepdims=True)
+        if self.init_method == "kmeans":
+            from sklearn.cluster import KMeans
+
+            assignment = KMeans(K, n_init=1, random_state=seed).fit(
+                X, sample_weight=w).labels_
+        else:
+            if self.init_method == "k-means++":
+                from sklearn.cluster import kmeans_plusplus
+
+                centers, _ = kmeans_plusplus(X, K, random_state=seed, sample_weight=w)
+            else:  # random_from_data
+                candidates = np.flatnonzero(w > 0) if w is not None else np.arange(n_rows)
+                centers = X[rng.choice(candidates, K, replace=False)]
+            distances = ((X[:, None, :] - centers[None]) ** 2).sum(axis=2) if n_rows * K < 4e7 \
+                else None
+            assignment = distances.argmin(axis=1) if distances is not None else np.concatenate(
+                [((X[s, None, :] - centers[None]) ** 2).sum(axis=2).argmin(axis=1)
+                 for s in (slice(i, i + 100_000) for i in range(0, n_rows, 100_000))])
+        resp = np.zeros((n_rows, K))
+        resp[np.arange(n_rows), assignment] = 1.0
+        return resp
+
+    def _apply_user_init(self, params: MixtureParams) -> MixtureParams:
+        weights, comp = params.weights, params.components
+        means, cov = comp.means, comp.covariances
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=float)
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=float)
+        if self.precisions_init is not None:
+            cov = covariances_from_precisions(self.precisions_init, self.family.covariance_type)
+        if self.weights_init is None and self.means_init is None and self.precisions_init is None:
+            return params
+        components, bad = self.family.with_covariances(means, cov)
+        if bad.any():
+            raise DataError("precisions_init is not positive definite for every component.")
+        return MixtureParams(weights, components)
+
+
+def _lowest_rows(row_ll, X, used, m):
+    """The m rows (among ``used``) with the lowest log-density, ascending."""
+    idx = np.flatnonzero(used)
+    if len(idx) > m:
+        idx = idx[np.argpartition(row_ll[idx], m - 1)[:m]]
+    idx = idx[np.argsort(row_ll[idx], kind="stable")]
+    return row_ll[idx].astype(float), np.asarray(X[idx], dtype=float)
+
+
+def _concatenate(chunks):
+    """Rows, weights and labels of all chunks (None when no chunk has them)."""
+    batches = [as_batch(c) for c in chunks]
+    X = np.concatenate([np.asarray(b.X, dtype=float) for b in batches])
+    has_w = any(b.sample_weight is not None for b in batches)
+    has_labels = any(b.labels is not None for b in batches)
+    w = np.concatenate([np.ones(len(b.X)) if b.sample_weight is None else
+                        np.asarray(b.sample_weight, dtype=float) for b in batches]) if has_w \
+        else None
+    labels = np.concatenate([np.full(len(b.X), -1) if b.labels is None else
+                             np.asarray(b.labels) for b in batches]) if has_labels else None
+    return X, w, labels
