@@ -271,7 +271,7 @@ def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
     def points():
         nonlocal point
         # Annealing: plain EM steps whose E-step uses the next temperature (1 after the last).
-        for beta in schedule[1:] + [1.0]:
+        for beta in schedule[1:] + [1.0] if schedule else []:
             point = evaluate(model.m_step(point.stats, point.params), beta)
             yield point, True
         if accelerate_name == "squarem":

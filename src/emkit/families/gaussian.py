@@ -26,10 +26,12 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from scipy import linalg
 
 from emkit.kernels import gaussian as kernels
+from emkit.kernels.blas import single_threaded_blas
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -104,21 +106,20 @@ class GaussianFamily:
         n_components, n_features = means.shape
         P = params.precisions_cholesky
         kind = self.covariance_type
-        if kind == "full":
-            stacked = np.ascontiguousarray(np.transpose(P, (1, 0, 2)).reshape(
+        log_det = self.log_det_precision_cholesky(params, n_features)
+        if kind in ("full", "tied"):
+            factors = P if kind == "full" else np.broadcast_to(P, (n_components,) + P.shape)
+            stacked = np.ascontiguousarray(np.transpose(factors, (1, 0, 2)).reshape(
                 n_features, n_components * n_features), dtype=self.dtype)
-            offsets = np.einsum("kd,kdj->kj", means, P).ravel().astype(self.dtype)
-            squared = kernels.squared_norms_by_component(X @ stacked, offsets, n_components)
-        elif kind == "tied":
-            offsets = (means @ P).ravel().astype(self.dtype)
-            whitened = X @ P.astype(self.dtype)
-            stacked = np.tile(whitened, (1, n_components))
-            squared = kernels.squared_norms_by_component(stacked, offsets, n_components)
+            offsets = np.einsum("kd,kdj->kj", means, factors).ravel().astype(self.dtype)
+            constants = (log_det - 0.5 * n_features * _LOG_2PI).astype(self.dtype)
+            with single_threaded_blas():
+                return kernels.full_log_density(X, stacked, offsets, constants,
+                                                _block_rows(n_components, n_features))
         else:
             scale = P if kind == "diag" else np.repeat(P[:, None], n_features, axis=1)
             squared = kernels.diagonal_squared_norms(
                 X, means.astype(self.dtype), np.ascontiguousarray(scale, dtype=self.dtype))
-        log_det = self.log_det_precision_cholesky(params, n_features)
         return (-0.5 * (n_features * _LOG_2PI + squared) + log_det.astype(self.dtype))
 
     def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
@@ -145,9 +146,10 @@ class GaussianFamily:
         first = (weights.T @ X).astype(np.float64) - weight[:, None] * center
         n_components, n_features = center.shape
         if self.covariance_type in ("full", "tied"):
-            deviations = kernels.weighted_deviations(weights, X, center.astype(self.dtype))
-            products = (deviations.T @ X).astype(np.float64).reshape(
-                n_components, n_features, n_features)
+            with single_threaded_blas():
+                products = kernels.full_second_moments(
+                    X, weights, center.astype(self.dtype), _block_rows(n_components, n_features),
+                    numba.get_num_threads())
             # Σ w (x − c)(x − c)ᵀ = Σ w (x − c) xᵀ − (Σ w (x − c)) cᵀ
             second = products - first[:, :, None] * center[:, None, :]
             second = 0.5 * (second + np.swapaxes(second, 1, 2))
@@ -248,6 +250,11 @@ class GaussianFamily:
         return {"full": (n_components, n_features, n_features), "tied": (n_features, n_features),
                 "diag": (n_components, n_features), "spherical": (n_components,)}[
             self.covariance_type]
+
+
+def _block_rows(n_components: int, n_features: int) -> int:
+    """Rows per block so that a block's rows × K·D intermediate (~256 KiB) stays in cache."""
+    return int(min(4096, max(64, (1 << 15) // max(1, n_components * n_features))))
 
 
 def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -14,42 +14,6 @@ _JIT = dict(nogil=True, cache=True)
 
 
 @numba.njit(parallel=True, **_JIT)
-def squared_norms_by_component(whitened, offsets, n_components):
-    """out[b, k] = Σ_d (whitened[b, k·D + d] − offsets[k·D + d])², D = columns / n_components.
-
-    ``whitened`` = X @ [P_1 … P_K] for precision Cholesky factors P_k, ``offsets`` = [μ_k P_k]:
-    the result is the Mahalanobis distance of each row to each component.
-    """
-    n_rows, width = whitened.shape
-    n_features = width // n_components
-    out = np.empty((n_rows, n_components), dtype=whitened.dtype)
-    for b in numba.prange(n_rows):
-        for k in range(n_components):
-            total = 0.0
-            base = k * n_features
-            for d in range(n_features):
-                diff = whitened[b, base + d] - offsets[base + d]
-                total += diff * diff
-            out[b, k] = total
-    return out
-
-
-@numba.njit(parallel=True, **_JIT)
-def weighted_deviations(weights, X, centers):
-    """out[b, k·D + d] = weights[b, k] · (X[b, d] − centers[k, d]), for one product Zᵀ X."""
-    n_rows, n_components = weights.shape
-    n_features = X.shape[1]
-    out = np.empty((n_rows, n_components * n_features), dtype=X.dtype)
-    for b in numba.prange(n_rows):
-        for k in range(n_components):
-            w = weights[b, k]
-            base = k * n_features
-            for d in range(n_features):
-                out[b, base + d] = w * (X[b, d] - centers[k, d])
-    return out
-
-
-@numba.njit(parallel=True, **_JIT)
 def diagonal_squared_norms(X, means, precisions):
     """out[b, k] = Σ_d ((X[b, d] − means[k, d]) · precisions[k, d])² (diagonal precision √)."""
     n_rows, n_features = X.shape
@@ -115,3 +79,63 @@ def normalize_log_rows(log_joint, inverse_temperature):
         for k in range(n_components):
             posterior[b, k] = posterior[b, k] / scaled_total
     return log_norm, posterior
+
+
+@numba.njit(parallel=True, **_JIT)
+def full_log_density(X, stacked_precisions, offsets, constants, block_rows):
+    """out[b, k] = constants[k] − ½ ‖(x_b − μ_k)ᵀ P_k‖² for K full-covariance components.
+
+    ``stacked_precisions`` = [P_1 … P_K] (D × K·D) and ``offsets`` = [μ_1 P_1 … μ_K P_K]: each block
+    of rows is whitened for all components by one BLAS product, reduced while it is in cache.
+    Blocks run in parallel; BLAS should be single-threaded meanwhile (see ``single_threaded_blas``).
+    """
+    n_rows, n_features = X.shape
+    n_components = constants.shape[0]
+    out = np.empty((n_rows, n_components), dtype=X.dtype)
+    n_blocks = (n_rows + block_rows - 1) // block_rows
+    for block in numba.prange(n_blocks):
+        start = block * block_rows
+        stop = min(start + block_rows, n_rows)
+        whitened = np.dot(X[start:stop], stacked_precisions)
+        for b in range(stop - start):
+            for k in range(n_components):
+                total = 0.0
+                base = k * n_features
+                for d in range(n_features):
+                    diff = whitened[b, base + d] - offsets[base + d]
+                    total += diff * diff
+                out[start + b, k] = constants[k] - 0.5 * total
+    return out
+
+
+@numba.njit(parallel=True, **_JIT)
+def full_second_moments(X, weights, centers, block_rows, n_threads):
+    """Σ_b weights[b, k] (x_b − c_k) x_bᵀ for every k, shape (K, D, D), accumulated in float64.
+
+    Per block, the weighted deviations of all components form one (rows × K·D) matrix whose
+    product with the block's rows is a single BLAS call with a long inner dimension.
+    """
+    n_rows, n_features = X.shape
+    n_components = weights.shape[1]
+    width = n_components * n_features
+    n_blocks = (n_rows + block_rows - 1) // block_rows
+    # One accumulator per thread (not per block): little memory to zero and to add up.
+    n_parts = max(1, min(n_threads, n_blocks))
+    partial = np.zeros((n_parts, width, n_features))
+    for part in numba.prange(n_parts):
+        for block in range(part, n_blocks, n_parts):
+            start = block * block_rows
+            stop = min(start + block_rows, n_rows)
+            # Built transposed so that both BLAS operands are C-contiguous.
+            deviations = np.empty((width, stop - start), dtype=X.dtype)
+            for k in range(n_components):
+                for d in range(n_features):
+                    row = k * n_features + d
+                    for b in range(stop - start):
+                        deviations[row, b] = weights[start + b, k] * (
+                            X[start + b, d] - centers[k, d])
+            partial[part] += np.dot(deviations, X[start:stop])
+    total = np.zeros((width, n_features))
+    for part in range(n_parts):
+        total += partial[part]
+    return total.reshape((n_components, n_features, n_features))

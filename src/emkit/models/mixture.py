@@ -76,7 +76,7 @@ class GaussianMixtureModel:
     resp_init : array (n_samples, n_components), optional
         Initial responsibilities of the rows (of the concatenated chunks).
     block_rows : int, optional
-        Rows per block inside an E-step (intermediates of block_rows × K × D stay in cache).
+        Rows per block of an E-step (bounds the memory of the rows × K posteriors).
     """
 
     def __init__(self, n_components: int, covariance_type: str = "full",
@@ -157,7 +157,8 @@ class GaussianMixtureModel:
         return MixtureStats(comp, np.empty(0), np.empty((0, n_features)))
 
     def _blocks(self, n_rows: int, n_features: int):
-        size = self.block_rows or max(256, (1 << 17) // max(1, self.n_components * n_features))
+        # Bounds the memory of per-row arrays (rows × K); kernels block further for the cache.
+        size = self.block_rows or max(1024, (1 << 22) // max(1, self.n_components))
         for start in range(0, n_rows, size):
             yield slice(start, min(start + size, n_rows))
 
