@@ -26,12 +26,10 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from scipy import linalg
 
 from emkit.kernels import gaussian as kernels
-from emkit.kernels.blas import single_threaded_blas
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -99,28 +97,27 @@ class GaussianFamily:
         self.dtype = np.dtype(dtype)
 
     # ----------------------------------------------------------------- densities
-    def log_density(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
-        """log N(x_b | μ_k, Σ_k) for every row b and component k: shape (n_rows, K)."""
-        X = np.asarray(X, dtype=self.dtype)
+    def log_density(self, params: GaussianParams, X: np.ndarray,
+                    log_weights: np.ndarray | None = None) -> np.ndarray:
+        """log N(x_b | μ_k, Σ_k) (+ log_weights[k] when given) for every row b and component k:
+        shape (n_rows, K), in the family's dtype."""
+        X = np.ascontiguousarray(X, dtype=self.dtype)
         means = params.means
         n_components, n_features = means.shape
         P = params.precisions_cholesky
+        constants = self.log_det_precision_cholesky(params, n_features) - 0.5 * n_features * _LOG_2PI
+        if log_weights is not None:
+            constants = constants + log_weights
+        constants = constants.astype(self.dtype)
         kind = self.covariance_type
-        log_det = self.log_det_precision_cholesky(params, n_features)
+        means = np.ascontiguousarray(means, dtype=self.dtype)
         if kind in ("full", "tied"):
             factors = P if kind == "full" else np.broadcast_to(P, (n_components,) + P.shape)
-            stacked = np.ascontiguousarray(np.transpose(factors, (1, 0, 2)).reshape(
-                n_features, n_components * n_features), dtype=self.dtype)
-            offsets = np.einsum("kd,kdj->kj", means, factors).ravel().astype(self.dtype)
-            constants = (log_det - 0.5 * n_features * _LOG_2PI).astype(self.dtype)
-            with single_threaded_blas():
-                return kernels.full_log_density(X, stacked, offsets, constants,
-                                                _block_rows(n_components, n_features))
-        else:
-            scale = P if kind == "diag" else np.repeat(P[:, None], n_features, axis=1)
-            squared = kernels.diagonal_squared_norms(
-                X, means.astype(self.dtype), np.ascontiguousarray(scale, dtype=self.dtype))
-        return (-0.5 * (n_features * _LOG_2PI + squared) + log_det.astype(self.dtype))
+            return kernels.triangular_log_density(
+                X, means, np.ascontiguousarray(factors, dtype=self.dtype), constants)
+        scales = P if kind == "diag" else np.repeat(P[:, None], n_features, axis=1)
+        return kernels.diagonal_log_density(
+            X, means, np.ascontiguousarray(scales, dtype=self.dtype), constants)
 
     def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
         """log det P_k = −½ log det Σ_k, shape (K,)."""
@@ -139,23 +136,12 @@ class GaussianFamily:
     def statistics(self, params: GaussianParams, X: np.ndarray,
                    weights: np.ndarray) -> GaussianStats:
         """Statistics of rows ``X`` with per-row, per-component ``weights`` (n_rows, K)."""
-        center = params.means
-        X = np.asarray(X, dtype=self.dtype)
-        weights = np.asarray(weights, dtype=self.dtype)
-        weight = weights.sum(axis=0, dtype=np.float64)
-        first = (weights.T @ X).astype(np.float64) - weight[:, None] * center
-        n_components, n_features = center.shape
-        if self.covariance_type in ("full", "tied"):
-            with single_threaded_blas():
-                products = kernels.full_second_moments(
-                    X, weights, center.astype(self.dtype), _block_rows(n_components, n_features),
-                    numba.get_num_threads())
-            # Σ w (x − c)(x − c)ᵀ = Σ w (x − c) xᵀ − (Σ w (x − c)) cᵀ
-            second = products - first[:, :, None] * center[:, None, :]
-            second = 0.5 * (second + np.swapaxes(second, 1, 2))
-        else:
-            second = kernels.weighted_squared_deviations(weights, X, center)
-        return GaussianStats(weight, first, second, center)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        weights = np.ascontiguousarray(weights, dtype=self.dtype)
+        center = np.ascontiguousarray(params.means, dtype=self.dtype)
+        full = self.covariance_type in ("full", "tied")
+        weight, first, second = kernels.weighted_moments(X, weights, center, full)
+        return GaussianStats(weight, first, second, center.astype(np.float64))
 
     # ----------------------------------------------------------------- M-step
     def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, np.ndarray]:
@@ -252,11 +238,6 @@ class GaussianFamily:
             self.covariance_type]
 
 
-def _block_rows(n_components: int, n_features: int) -> int:
-    """Rows per block so that a block's rows × K·D intermediate (~256 KiB) stays in cache."""
-    return int(min(4096, max(64, (1 << 15) // max(1, n_components * n_features))))
-
-
 def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
     """Upper-triangular P with P Pᵀ = Σ⁻¹, and whether Σ was positive definite."""
     n_features = covariance.shape[0]
@@ -264,7 +245,10 @@ def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
         lower = linalg.cholesky(covariance, lower=True, check_finite=True)
     except (linalg.LinAlgError, ValueError):
         return np.eye(n_features), False
-    P = linalg.solve_triangular(lower, np.eye(n_features), lower=True, check_finite=False).T
+    inverse, info = linalg.lapack.dtrtri(lower, lower=1)
+    if info != 0:
+        return np.eye(n_features), False
+    P = np.triu(inverse.T)
     return P, bool(np.all(np.isfinite(P)) and np.all(np.diag(P) > 0))
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import logsumexp
+from sklearn.metrics import pairwise_distances_argmin
 
 from emkit.data import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
@@ -99,8 +100,8 @@ class GaussianMixtureModel:
     def log_joint(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
         """log π_k + log N(x_i | μ_k, Σ_k), shape (n_rows, K)."""
         with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights).astype(self.family.dtype)
-        return self.family.log_density(params.components, X) + log_weights
+            log_weights = np.log(params.weights)
+        return self.family.log_density(params.components, X, log_weights)
 
     def posteriors(self, params: MixtureParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-row log-likelihood (n,) and posterior probabilities (n, K), block by block."""
@@ -278,11 +279,7 @@ class GaussianMixtureModel:
             else:  # random_from_data
                 candidates = np.flatnonzero(w > 0) if w is not None else np.arange(n_rows)
                 centers = X[rng.choice(candidates, K, replace=False)]
-            distances = ((X[:, None, :] - centers[None]) ** 2).sum(axis=2) if n_rows * K < 4e7 \
-                else None
-            assignment = distances.argmin(axis=1) if distances is not None else np.concatenate(
-                [((X[s, None, :] - centers[None]) ** 2).sum(axis=2).argmin(axis=1)
-                 for s in (slice(i, i + 100_000) for i in range(0, n_rows, 100_000))])
+            assignment = pairwise_distances_argmin(X, centers)
         resp = np.zeros((n_rows, K))
         resp[np.arange(n_rows), assignment] = 1.0
         return resp
