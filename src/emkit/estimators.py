@@ -115,6 +115,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"n_components={self.n_components} is larger than the number of samples "
                 f"(n_samples={n_samples}): use fewer components or more data.")
         _check_no_constant_column(X, getattr(self, "feature_names_in_", None))
+        self._check_initial_values(n_samples, X.shape[1])
         sample_weight = _check_sample_weight(sample_weight, n_samples)
         labels = self._check_labels(labels, n_samples)
         model = self._model()
@@ -257,9 +258,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise
         except ValueError as error:
             message = str(error)
-            if "NaN" in message:
-                message += (" emkit's GaussianMixture does not handle missing values yet: "
-                            "drop or impute the rows with NaN.")
+            if "NaN" in message:  # scikit-learn's advice (other estimators) does not apply
+                message = ("Input X contains NaN: emkit's GaussianMixture does not handle "
+                           "missing values yet; drop or impute the rows with NaN.")
             raise DataError(message) from error
         return np.asarray(X, dtype=np.float64)
 
@@ -282,9 +283,44 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not value >= 0:
                 raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
-        if np.dtype(self.dtype) not in (np.float64, np.float32):
+        try:
+            ok = np.dtype(self.dtype) in (np.float64, np.float32)
+        except TypeError:
+            ok = False
+        if not ok:
             raise ParameterError(f"dtype must be numpy.float64 or numpy.float32, got "
                                  f"{self.dtype!r}.")
+
+    def _check_initial_values(self, n_samples, n_features):
+        """Shapes and ranges of user-given starting values, checked before any work."""
+        K = self.n_components
+        if self.weights_init is not None:
+            weights = _numeric("weights_init", self.weights_init, (K,))
+            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ParameterError(
+                    "weights_init must be non-negative and sum to 1, got sum "
+                    f"{weights.sum():.6g} and minimum {weights.min():.6g}.")
+        if self.means_init is not None:
+            _numeric("means_init", self.means_init, (K, n_features))
+        if self.precisions_init is not None:
+            shape = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
+                     "diag": (K, n_features), "spherical": (K,)}[self.covariance_type]
+            precisions = _numeric("precisions_init", self.precisions_init, shape)
+            if self.covariance_type in ("diag", "spherical"):
+                positive = bool(np.all(precisions > 0))
+            else:
+                matrices = precisions.reshape((-1, n_features, n_features))
+                positive = all(np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0)
+                               for m in matrices)
+            if not positive:
+                raise ParameterError(
+                    "precisions_init must be positive (definite, symmetric) for every "
+                    "component.")
+        if self.resp_init is not None:
+            resp = _numeric("resp_init", self.resp_init, (n_samples, K))
+            if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):
+                raise ParameterError(
+                    "resp_init must be non-negative with a positive sum in every row.")
 
     def _check_labels(self, labels, n_samples):
         if labels is None:
@@ -306,7 +342,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 def _check_sample_weight(sample_weight, n_samples):
     if sample_weight is None:
         return None
-    w = np.asarray(sample_weight, dtype=float)
+    try:
+        w = np.asarray(sample_weight, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"sample_weight must be numbers: {error}.") from error
     if w.ndim == 0:
         w = np.full(n_samples, float(w))
     if w.shape != (n_samples,):
@@ -325,3 +364,16 @@ def _check_no_constant_column(X, names):
         raise DataError(
             f"column(s) {', '.join(shown)} are constant: a Gaussian's variance there is only "
             "reg_covar, which makes the likelihood meaningless. Drop these columns.")
+
+
+def _numeric(name, value, shape):
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"{name} must be numbers: {error}.") from error
+    if array.shape != tuple(shape):
+        raise ParameterError(f"{name} has shape {array.shape}, expected {tuple(shape)} "
+                             "(from n_components and the number of features).")
+    if not np.all(np.isfinite(array)):
+        raise ParameterError(f"{name} contains NaN or infinity.")
+    return array

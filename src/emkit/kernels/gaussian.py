@@ -250,7 +250,9 @@ def _normalize_rows(log_joint, inverse_temperature, log_norm, posterior, first, 
             continue
         total = 0.0
         for k in range(n_components):
-            e = np.exp(log_joint[b, k] - top)
+            shifted = log_joint[b, k] - top
+            # exp(−40) < 2⁻⁵⁷: below float64 resolution next to the top term (which is 1).
+            e = np.exp(shifted) if shifted > -40.0 else 0.0
             posterior[b, k] = e
             total += e
         log_norm[b] = top + np.log(total)

@@ -1,0 +1,1 @@
+"""Independent references: scikit-learn from the same start, scipy densities, mclust values."""
