@@ -111,11 +111,11 @@ def compare(n_samples, n_features, n_components, repeats, short=2, long=7):
 
 
 def machine_description():
+    import numba
+    import sklearn
     from threadpoolctl import threadpool_info
 
     import emkit
-    import numba
-    import sklearn
 
     cpu = "unknown"
     try:

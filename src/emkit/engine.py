@@ -90,9 +90,10 @@ class IterationInfo:
 class EMResult:
     """The outcome of :func:`fit_em` (the best restart).
 
-    ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the best
-    restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop of the
-    objective beyond round-off, ``events`` (iteration, message) for what the M-steps reported.
+    ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the
+    best restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop
+    of the objective beyond round-off, ``events`` (iteration, message) for what the M-steps
+    reported.
     """
 
     params: Any
@@ -153,8 +154,9 @@ class ConvergenceMonitor:
         return abs(change) / self.n_samples < self.tol
 
 
-def annealing_schedule(start_temperature: float = 10.0, n_steps: int = 10) -> np.ndarray:
-    """Inverse temperatures β rising geometrically from 1/start_temperature towards 1 (exclusive)."""
+def annealing_schedule(start_temperature: float = 2.0, n_steps: int = 10) -> np.ndarray:
+    """Inverse temperatures β rising geometrically from 1/start_temperature towards 1
+    (exclusive)."""
     if start_temperature <= 1.0 or n_steps < 1:
         raise ParameterError("annealing needs start_temperature > 1 and n_steps >= 1.")
     return start_temperature ** -np.linspace(1.0, 0.0, n_steps, endpoint=False)
@@ -199,8 +201,8 @@ def fit_em(
         ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``.
     annealing : float or sequence of float, optional
         Deterministic annealing against poor local maxima: a start temperature T0 > 1 (a geometric
-        schedule of 10 temperatures down to 1), or explicit inverse temperatures β in (0, 1). Each is
-        used for ``iter_per_temperature`` iterations before ordinary EM at β = 1.
+        schedule of 10 temperatures down to 1), or explicit inverse temperatures β in (0, 1).
+        Each is used for ``iter_per_temperature`` iterations before ordinary EM at β = 1.
     callbacks : sequence of callables
         Called with an :class:`IterationInfo` after every evaluated point; returning True stops
         the current start.

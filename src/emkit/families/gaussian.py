@@ -105,7 +105,8 @@ class GaussianFamily:
         means = params.means
         n_components, n_features = means.shape
         P = params.precisions_cholesky
-        constants = self.log_det_precision_cholesky(params, n_features) - 0.5 * n_features * _LOG_2PI
+        log_det = self.log_det_precision_cholesky(params, n_features)
+        constants = log_det - 0.5 * n_features * _LOG_2PI
         if log_weights is not None:
             constants = constants + log_weights
         constants = constants.astype(self.dtype)
