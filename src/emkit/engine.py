@@ -79,7 +79,7 @@ class IterationInfo:
     """What a callback sees after each evaluated point."""
 
     restart: int
-    iteration: int  # passes over the data after the initial one
+    iteration: int  # index of this point in the history (0 = the start)
     objective: float
     change: float
     params: Any
@@ -108,6 +108,7 @@ class EMResult:
     restart_objectives: tuple[float, ...]
     decreases: tuple[tuple[int, float], ...] = ()
     events: tuple[tuple[int, str], ...] = ()
+    stopped_by_callback: bool = False
 
 
 @dataclass
@@ -190,7 +191,8 @@ def fit_em(
     n_init : int
         Number of starts; the one with the highest final objective wins.
     max_iter : int
-        Maximum number of passes over the data (E-steps) after the initial one, per start.
+        Maximum number of passes over the data (E-steps) after the initial one, per start;
+        ``EMResult.n_iter`` counts them (with SQUAREM, rejected extrapolations count too).
     tol : float
         Stop when the change of the objective divided by the number of samples is below ``tol``.
     random_state : None, int, numpy Generator or RandomState
@@ -221,14 +223,14 @@ def fit_em(
     for restart, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
         start = init if (init is not None and restart == 0) else model.init_params(data, rng)
-        result = _run_one(model, data, start, restart, max_iter, tol, accelerate, betas,
+        result = _run_one(model, data, start, restart, rng, max_iter, tol, accelerate, betas,
                           iter_per_temperature, callbacks, progress, decrease_rtol)
         restart_objectives.append(result.objective)
         if best is None or result.objective > best.objective:
             best = result
     assert best is not None
     best = _replace(best, restart_objectives=tuple(restart_objectives))
-    if warn_not_converged and not best.converged and tol > 0:
+    if warn_not_converged and not (best.converged or best.stopped_by_callback) and tol > 0:
         warnings.warn(
             f"EM did not converge in {max_iter} iterations (best of {n_init} starts); raise "
             "max_iter or tol, or try accelerate='squarem'.",
@@ -238,12 +240,14 @@ def fit_em(
     return best
 
 
-def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
+def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, betas,
              iter_per_temperature, callbacks, progress, decrease_rtol) -> EMResult:
     counter = {"passes": 0}
     log_prior = getattr(model, "log_prior", None)
 
     def evaluate(params, beta: float = 1.0) -> EvaluatedPoint:
+        if counter["passes"] > max_iter:
+            raise _BudgetSpent
         counter["passes"] += 1
         total, log_likelihood = None, 0.0
         for chunk in iter_chunks(data):
@@ -270,11 +274,19 @@ def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
 
         bar = tqdm(total=max_iter, desc=f"EM start {restart + 1}", leave=False, unit="it")
 
+    jitter = _symmetry_breaker(model, rng)
+
     def points():
         nonlocal point
         # Annealing: plain EM steps whose E-step uses the next temperature (1 after the last).
+        # At a high temperature components can merge into identical copies that EM never
+        # separates again, so each new temperature starts from slightly jittered parameters.
+        previous_beta = schedule[0] if schedule else 1.0
         for beta in schedule[1:] + [1.0] if schedule else []:
-            point = evaluate(model.m_step(point.stats, point.params), beta)
+            params = model.m_step(point.stats, point.params)
+            if beta != previous_beta:
+                params, previous_beta = jitter(params), beta
+            point = evaluate(params, beta)
             yield point, True
         if accelerate_name == "squarem":
             rule = accelerate.squarem(evaluate, model.m_step, point, model.flatten,
@@ -284,13 +296,16 @@ def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
         for p in rule:
             yield p, False
 
-    converged = False
+    converged = stopped = False
     best_point = point
     generator = points()
     try:
-        while counter["passes"] <= max_iter:
+        while True:
             previous = monitor.history[-1]
-            point, annealing = next(generator)
+            try:
+                point, annealing = next(generator)
+            except _BudgetSpent:  # max_iter passes over the data are done
+                break
             # Annealing points and re-seeded components (params with events) are compared with
             # nothing: the objective need not rise there.
             reseeded = bool(getattr(point.params, "events", ()))
@@ -304,8 +319,8 @@ def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
                 bar.set_postfix(objective=f"{point.objective:.6g}")
             info = IterationInfo(restart, iteration, point.objective, point.objective - previous,
                                  point.params, annealing)
-            stop = any([bool(cb(info)) for cb in callbacks])
-            if converged or stop:
+            stopped = any([bool(cb(info)) for cb in callbacks])
+            if converged or stopped:
                 break
     finally:
         generator.close()
@@ -318,7 +333,8 @@ def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
         log_likelihood=final.log_likelihood,
         n_samples=n_samples,
         converged=converged,
-        n_iter=len(monitor.history) - 1,
+        stopped_by_callback=stopped and not converged,
+        n_iter=counter["passes"] - 1,
         history=np.asarray(monitor.history),
         stats=final.stats,
         best_restart=restart,
@@ -326,6 +342,27 @@ def _run_one(model, data, start, restart, max_iter, tol, accelerate_name, betas,
         decreases=tuple(monitor.decreases),
         events=tuple(events),
     )
+
+
+class _BudgetSpent(Exception):
+    """Raised by the evaluation that would exceed ``max_iter`` passes over the data."""
+
+
+def _symmetry_breaker(model, rng, scale: float = 1e-2):
+    """Params → params with a small relative jitter in the model's unconstrained coordinates
+    (identity when the model has none, or when the jittered point is invalid)."""
+    if not (hasattr(model, "flatten") and hasattr(model, "unflatten")):
+        return lambda params: params
+
+    def jitter(params):
+        vector = model.flatten(params)
+        noisy = vector + scale * (np.abs(vector) + 1.0) * rng.standard_normal(vector.shape)
+        try:
+            return model.unflatten(noisy, params)
+        except (ValueError, FloatingPointError, ArithmeticError, np.linalg.LinAlgError):
+            return params
+
+    return jitter
 
 
 def _collect_events(params, iteration, events) -> None:

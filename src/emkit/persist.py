@@ -1,0 +1,669 @@
+"""Safe model files: one zip archive of JSON metadata and ``.npy`` arrays — never a pickle.
+
+Layout of a model file (schema version 1)::
+
+    emkit.json            metadata (below)
+    arrays/<name>.npy     one fitted array attribute each, e.g. arrays/means_.npy
+    params/<name>.npy     array-valued constructor parameters, e.g. params/means_init.npy
+
+``emkit.json`` holds ``format`` (``"emkit-model"``), ``schema_version``, ``emkit_version``,
+``estimator`` (the class name), ``params`` (the JSON-safe constructor parameters), ``notes``
+(what could not be stored, e.g. a ``random_state`` Generator), ``attributes`` (fitted scalars such
+as ``converged_`` and ``n_iter_``), and ``arrays`` / ``param_arrays`` (dtype and shape of every
+array member).
+
+Why this is safe to load from an untrusted source: arrays are read with
+``numpy.lib.format.read_array(allow_pickle=False)`` after their header was checked (numeric dtype,
+the shape and dtype announced in the metadata, a bounded size); the class to build is looked up in
+a fixed registry (:data:`ESTIMATORS`), never imported by a name taken from the file; member names
+must be exactly the expected ones (no paths); and the restored model is validated (shapes,
+finite values, weights summing to one) before it is returned. Anything else raises
+:class:`emkit.errors.ModelFileError` with a one-line reason.
+
+Files are written atomically: to a temporary file in the target's folder, flushed and fsynced,
+then renamed over the target, so a crash never leaves a half-written model behind.
+
+Later models register themselves with :func:`register_estimator`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from emkit import __version__
+from emkit.errors import ModelFileError, NotFittedError, ParameterError
+
+__all__ = ["FORMAT_NAME", "SCHEMA_VERSION", "ESTIMATORS", "EstimatorSpec", "save", "load",
+           "describe", "register_estimator"]
+
+FORMAT_NAME = "emkit-model"
+SCHEMA_VERSION = 1
+METADATA_MEMBER = "emkit.json"
+
+#: Largest metadata member accepted (bytes); real metadata is a few kilobytes.
+MAX_METADATA_BYTES = 1 << 20
+#: Largest array member accepted (bytes): a guard against archives that announce huge sizes.
+MAX_ARRAY_BYTES = 1 << 31
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+# Plain numbers only: no objects, strings, structured records or datetimes.
+_NUMERIC_KINDS = "biuf"
+# A fixed timestamp makes the same model produce the same bytes.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """How to store one estimator class.
+
+    Attributes
+    ----------
+    target : str
+        ``"module:Class"`` of the class; only registered targets are ever imported.
+    attributes : mapping of str to str
+        Fitted attribute name -> kind: ``"array"`` (numeric ndarray), ``"float_list"`` (a list of
+        floats, stored as an array), ``"bool"``, ``"int"``, ``"float"``, ``"events"`` (a list of
+        (int, str) pairs) or ``"names"`` (an array of strings, e.g. ``feature_names_in_``).
+    optional : frozenset of str
+        Attributes that a fitted estimator may lack (e.g. ``feature_names_in_``).
+    check : callable, optional
+        ``check(estimator)`` validates a fitted estimator (shapes, values) and raises
+        :class:`ValueError` saying what is wrong. It runs before saving and after loading.
+    """
+
+    target: str
+    attributes: Mapping[str, str]
+    optional: frozenset[str] = field(default_factory=frozenset)
+    check: Callable[[Any], None] | None = None
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {}
+
+
+def register_estimator(name: str, spec: EstimatorSpec) -> None:
+    """Allow estimator class ``name`` to be saved and loaded as described by ``spec``."""
+    if not _NAME.fullmatch(name):
+        raise ParameterError(f"estimator name {name!r} must be a Python identifier.")
+    unknown = {kind for kind in spec.attributes.values() if kind not in _KINDS}
+    if unknown:
+        raise ParameterError(f"unknown attribute kind(s) {sorted(unknown)}; use one of "
+                             f"{sorted(_KINDS)}.")
+    ESTIMATORS[name] = spec
+
+
+# --------------------------------------------------------------------------- public API
+def save(estimator: Any, path: str | os.PathLike) -> None:
+    """Write a fitted estimator to ``path`` (see the module docstring for the format).
+
+    Parameters
+    ----------
+    estimator : a fitted estimator of a registered class (e.g. :class:`emkit.GaussianMixture`)
+    path : str or path-like
+        The file to (over)write; ``.emkit`` is the customary suffix.
+
+    Raises
+    ------
+    NotFittedError
+        The estimator is not fitted.
+    ParameterError
+        Its class cannot be saved, or its fitted state is invalid.
+    ModelFileError
+        The file cannot be written (the previous file at ``path``, if any, is left untouched).
+    """
+    name, spec = _spec_of(estimator)
+    missing = [a for a in spec.attributes if a not in spec.optional and not hasattr(estimator, a)]
+    if missing:
+        raise NotFittedError(f"This {name} is not fitted yet (no {missing[0]}): call fit(X) "
+                             "before saving it.")
+    try:
+        _check_estimator(spec, estimator)
+    except ModelFileError as error:
+        raise ParameterError(f"cannot save this {name}: {error}") from error
+    metadata, members = _encode(name, spec, estimator)
+    _write_atomically(os.fspath(path), lambda stream: _write_zip(stream, metadata, members))
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a model file written by :func:`save` and return the fitted estimator.
+
+    Nothing in the file is executed: it holds only JSON and plain numeric arrays, and the class
+    comes from emkit's registry. Predictions of the loaded estimator equal the saved one's exactly.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, truncated, not an emkit model file, of a newer schema version, or
+        its contents are inconsistent.
+    """
+    path = os.fspath(path)
+    with _open_archive(path) as archive:
+        metadata = _read_metadata(archive, path)
+        spec = ESTIMATORS[metadata["estimator"]]
+        arrays = {name: _read_array(archive, f"arrays/{name}.npy", info, path)
+                  for name, info in metadata["arrays"].items()}
+        param_arrays = {name: _read_array(archive, f"params/{name}.npy", info, path)
+                        for name, info in metadata["param_arrays"].items()}
+    estimator = _build(metadata, spec, arrays, param_arrays, path)
+    try:
+        _check_estimator(spec, estimator)
+    except ModelFileError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+    return estimator
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """Metadata of a model file (estimator class, parameters, array shapes), without reading
+    the arrays or building the estimator. The result is a JSON-safe dict.
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load`, for problems found in the metadata.
+    """
+    path = os.fspath(path)
+    with _open_archive(path) as archive:
+        metadata = _read_metadata(archive, path)
+    metadata["file_size"] = os.path.getsize(path)
+    return metadata
+
+
+# --------------------------------------------------------------------------- encoding
+def _spec_of(estimator: Any) -> tuple[str, EstimatorSpec]:
+    cls = type(estimator)
+    for name, spec in ESTIMATORS.items():
+        module_name, _, class_name = spec.target.partition(":")
+        if cls.__module__ == module_name and cls.__qualname__ == class_name:
+            return name, spec
+    raise ParameterError(f"emkit cannot save a {cls.__name__}: the model file format knows "
+                         f"{', '.join(sorted(ESTIMATORS))}.")
+
+
+def _encode(name: str, spec: EstimatorSpec, estimator: Any) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata dict and the array members of ``estimator``."""
+    members: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    params: dict[str, Any] = {}
+    param_arrays: dict[str, dict] = {}
+    for key, value in sorted(estimator.get_params(deep=False).items()):
+        encoded = _encode_param(key, value, notes)
+        if isinstance(encoded, np.ndarray):
+            members[f"params/{key}.npy"] = encoded
+            param_arrays[key] = _array_info(encoded)
+        elif encoded is not _DROP:
+            params[key] = encoded
+    attributes: dict[str, Any] = {}
+    arrays: dict[str, dict] = {}
+    for attribute, kind in spec.attributes.items():
+        if not hasattr(estimator, attribute):
+            continue
+        value = _KINDS[kind][0](getattr(estimator, attribute))
+        if isinstance(value, np.ndarray):
+            members[f"arrays/{attribute}.npy"] = value
+            arrays[attribute] = _array_info(value)
+        else:
+            attributes[attribute] = value
+    metadata = {
+        "format": FORMAT_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "emkit_version": __version__,
+        "estimator": name,
+        "params": params,
+        "notes": notes,
+        "attributes": attributes,
+        "arrays": arrays,
+        "param_arrays": param_arrays,
+    }
+    return metadata, members
+
+
+_DROP = object()
+
+
+def _encode_param(key: str, value: Any, notes: list[str]) -> Any:
+    """A JSON-safe form of a constructor parameter, an ndarray to store, or ``_DROP``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if math.isfinite(value):
+            return float(value)
+    elif isinstance(value, np.dtype) or (isinstance(value, type)
+                                         and issubclass(value, np.generic)):
+        dtype = np.dtype(value)
+        if dtype.kind in _NUMERIC_KINDS:
+            return {"numpy_dtype": dtype.name}
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        try:
+            array = np.asarray(value)
+        except ValueError:  # ragged
+            array = None
+        if array is not None and array.dtype.kind in _NUMERIC_KINDS and np.all(
+                np.isfinite(array)):
+            return np.ascontiguousarray(array) if isinstance(value, np.ndarray) or array.ndim > 1 \
+                else array.tolist()
+    if key == "random_state":
+        notes.append(f"random_state ({type(value).__name__}) was not stored; it loads as None, "
+                     "so a refit is not reproducible.")
+    else:
+        notes.append(f"parameter {key}={value!r:.60} was not stored; it loads as the default.")
+    return _DROP
+
+
+def _decode_param(key: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) != {"numpy_dtype"} or not isinstance(value["numpy_dtype"], str):
+            raise ModelFileError(f"parameter {key} has an unknown encoding {value!r:.80}.")
+        try:
+            dtype = np.dtype(value["numpy_dtype"])
+        except (TypeError, ValueError, SyntaxError):
+            raise ModelFileError(f"parameter {key} names an unknown dtype "
+                                 f"{value['numpy_dtype']!r:.40}.") from None
+        if dtype.kind not in _NUMERIC_KINDS:
+            raise ModelFileError(f"parameter {key} names a non-numeric dtype {dtype}.")
+        return dtype.type
+    return value
+
+
+def _array_info(array: np.ndarray) -> dict:
+    return {"dtype": array.dtype.str, "shape": list(array.shape)}
+
+
+def _numeric_array(value: Any) -> np.ndarray:
+    array = np.ascontiguousarray(value)
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise ParameterError(f"cannot store an array of dtype {array.dtype}: only numbers.")
+    return array
+
+
+def _restore_events(value: Any) -> list[tuple[int, str]]:
+    if not isinstance(value, list) or not all(
+            isinstance(item, list) and len(item) == 2 and _is_int(item[0])
+            and isinstance(item[1], str) for item in value):
+        raise ValueError("must be a list of [iteration, message] pairs")
+    return [(int(item[0]), item[1]) for item in value]
+
+
+def _restore_names(value: Any) -> np.ndarray:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings")
+    return np.asarray(value, dtype=object)
+
+
+def _restore_scalar(kind: type | tuple[type, ...]) -> Callable[[Any], Any]:
+    def restore(value: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError(f"must be a number, not {value!r}")
+        if not isinstance(value, kind):
+            raise ValueError(f"has the wrong type ({type(value).__name__})")
+        return value
+    return restore
+
+
+def _restore_float_list(value: Any) -> list:
+    if not isinstance(value, np.ndarray) or value.ndim != 1:
+        raise ValueError("must be a 1-D array")
+    return list(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# kind -> (encode: attribute value -> JSON value or ndarray, restore: stored value -> attribute)
+_KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "array": (_numeric_array, lambda value: value),
+    "float_list": (lambda value: np.asarray(value, dtype=np.float64), _restore_float_list),
+    "bool": (bool, _restore_scalar(bool)),
+    "int": (int, _restore_scalar(int)),
+    "float": (float, _restore_scalar((int, float))),
+    "events": (lambda value: [[int(i), str(message)] for i, message in value], _restore_events),
+    "names": (lambda value: [str(name) for name in value], _restore_names),
+}
+
+
+# --------------------------------------------------------------------------- writing
+def _write_zip(stream, metadata: dict, members: dict[str, np.ndarray]) -> None:
+    try:
+        text = json.dumps(metadata, indent=1, sort_keys=True, allow_nan=False)
+    except ValueError as error:  # a non-finite float: the checks should have refused it
+        raise ParameterError(f"cannot store the model's metadata: {error}") from error
+    with zipfile.ZipFile(stream, "w") as archive:
+        archive.writestr(_zip_info(METADATA_MEMBER), text.encode("utf-8"))
+        for name, array in members.items():
+            with archive.open(_zip_info(name), "w") as member:
+                npformat.write_array(member, array, allow_pickle=False)
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _write_atomically(path: str, write: Callable[[Any], None]) -> None:
+    """Run ``write(stream)`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    On any failure the temporary file is removed and an existing file at ``path`` is untouched.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ModelFileError(f"cannot write the model to {path}: it is a directory.")
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise ModelFileError(f"cannot write the model to {path}: {error.strerror or error} "
+                             f"(folder {directory}).") from error
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        os.chmod(temporary, _file_mode(path))
+        os.replace(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise ModelFileError(f"cannot write the model to {path}: "
+                                 f"{error.strerror or error}.") from error
+        raise
+    _fsync_directory(directory)
+
+
+def _file_mode(path: str) -> int:
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_mode & 0o777  # keep an overwritten file's permissions
+    umask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable (POSIX); harmless where directories cannot be opened."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    with contextlib.suppress(OSError):
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+# --------------------------------------------------------------------------- reading
+@contextlib.contextmanager
+def _open_archive(path: str):
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file {path} does not exist.")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path} is a directory, not a model file.")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+        raise ModelFileError(f"{path} is not an emkit model file (not a complete zip archive: "
+                             f"{error}); it may be truncated.") from None
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {error.strerror or error}.") from None
+    with archive:
+        try:
+            yield archive
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                NotImplementedError, RuntimeError) as error:  # damaged or unsupported member data
+            raise ModelFileError(f"{path} is damaged or truncated: {error}.") from None
+
+
+def _read_metadata(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
+    """The validated metadata; also checks that the members are exactly the announced ones."""
+    infos = {info.filename: info for info in archive.infolist()}
+    if len(infos) != len(archive.infolist()):
+        raise ModelFileError(f"{path} has duplicate members: not a file emkit wrote.")
+    if METADATA_MEMBER not in infos:
+        raise ModelFileError(f"{path} is a zip archive but not an emkit model file "
+                             f"(no {METADATA_MEMBER}).")
+    raw = _read_member(archive, infos[METADATA_MEMBER], MAX_METADATA_BYTES, path)
+    try:
+        metadata = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ModelFileError(f"{path}: {METADATA_MEMBER} is not valid JSON ({error}).") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{path} is not an emkit model file (format is not "
+                             f"{FORMAT_NAME!r}).")
+    version = metadata.get("schema_version")
+    if not _is_int(version) or version < 1:
+        raise ModelFileError(f"{path}: invalid schema_version {version!r:.40}.")
+    if version > SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{path} uses model file schema version {version}, but this emkit ({__version__}) "
+            f"reads version {SCHEMA_VERSION} at most: upgrade emkit to load it.")
+    estimator = metadata.get("estimator")
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        known = ", ".join(sorted(ESTIMATORS))
+        raise ModelFileError(f"{path} holds an estimator {estimator!r:.60} that this emkit "
+                             f"cannot load (it knows {known}).")
+    for key, kind in (("params", dict), ("notes", list), ("attributes", dict),
+                      ("arrays", dict), ("param_arrays", dict)):
+        if not isinstance(metadata.get(key), kind):
+            raise ModelFileError(f"{path}: metadata field {key!r} is missing or not a "
+                                 f"{kind.__name__}.")
+    expected = {METADATA_MEMBER}
+    for folder, key in (("arrays", "arrays"), ("params", "param_arrays")):
+        for name, info in metadata[key].items():
+            if not _NAME.fullmatch(name):
+                raise ModelFileError(f"{path}: invalid array name {name!r:.60}.")
+            _check_array_info(info, f"{folder}/{name}", path)
+            expected.add(f"{folder}/{name}.npy")
+    unexpected = sorted(set(infos) - expected)
+    if unexpected:
+        raise ModelFileError(f"{path} has unexpected member {unexpected[0]!r:.80}: not a file "
+                             "emkit wrote.")
+    absent = sorted(expected - set(infos))
+    if absent:
+        raise ModelFileError(f"{path} lacks member {absent[0]!r}: the file is incomplete.")
+    return metadata
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _check_array_info(info: Any, name: str, path: str) -> None:
+    if not (isinstance(info, dict) and set(info) == {"dtype", "shape"}
+            and isinstance(info["dtype"], str) and isinstance(info["shape"], list)
+            and len(info["shape"]) <= 32
+            and all(_is_int(n) and n >= 0 for n in info["shape"])):
+        raise ModelFileError(f"{path}: invalid description of array {name}.")
+    try:
+        dtype = np.dtype(info["dtype"])
+    except (TypeError, ValueError, SyntaxError):
+        raise ModelFileError(f"{path}: array {name} has an unknown dtype "
+                             f"{info['dtype']!r:.40}.") from None
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
+        raise ModelFileError(f"{path}: array {name} has dtype {dtype}; model files hold "
+                             "numbers only.")
+    if math.prod(info["shape"]) * dtype.itemsize > MAX_ARRAY_BYTES:
+        raise ModelFileError(f"{path}: array {name} announces {info['shape']} elements, more "
+                             f"than a model file may hold ({MAX_ARRAY_BYTES} bytes).")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
+                 path: str) -> bytes:
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{path}: member {info.filename} is encrypted.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelFileError(f"{path}: member {info.filename} uses an unsupported compression.")
+    if info.file_size > limit:
+        raise ModelFileError(f"{path}: member {info.filename} declares {info.file_size} bytes, "
+                             f"more than the {limit} a model file may hold.")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)  # the size check above trusts the archive; this does not
+    if len(data) > limit:
+        raise ModelFileError(f"{path}: member {info.filename} is larger than allowed.")
+    return data
+
+
+def _read_array(archive: zipfile.ZipFile, member: str, info: dict, path: str) -> np.ndarray:
+    """Read one ``.npy`` member after checking its header against the metadata."""
+    expected_dtype = np.dtype(info["dtype"])
+    expected_shape = tuple(info["shape"])
+    data_bytes = math.prod(expected_shape) * expected_dtype.itemsize
+    # The header of a .npy file is at most 64 KiB; anything larger is not our file.
+    raw = _read_member(archive, archive.getinfo(member), data_bytes + (1 << 16), path)
+    stream = io.BytesIO(raw)
+    try:
+        version = npformat.read_magic(stream)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unsupported .npy version {version}")
+        reader = (npformat.read_array_header_1_0 if version == (1, 0)
+                  else npformat.read_array_header_2_0)
+        shape, fortran_order, dtype = reader(stream)
+    except (ValueError, EOFError, SyntaxError, TypeError) as error:
+        raise ModelFileError(f"{path}: {member} is not a valid .npy array ({error}).") from None
+    if dtype != expected_dtype or tuple(shape) != expected_shape:
+        raise ModelFileError(f"{path}: {member} holds {dtype} {tuple(shape)}, but the metadata "
+                             f"announces {expected_dtype} {expected_shape}.")
+    if len(raw) - stream.tell() != data_bytes:
+        raise ModelFileError(f"{path}: {member} is truncated or has trailing data.")
+    stream.seek(0)
+    try:
+        array = npformat.read_array(stream, allow_pickle=False)
+    except (ValueError, EOFError) as error:
+        raise ModelFileError(f"{path}: cannot read {member} ({error}).") from None
+    if fortran_order:
+        array = np.ascontiguousarray(array)
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise ModelFileError(f"{path}: {member} contains NaN or infinite values.")
+    return array
+
+
+def _build(metadata: dict, spec: EstimatorSpec, arrays: dict, param_arrays: dict,
+           path: str) -> Any:
+    """The estimator described by the validated metadata and arrays."""
+    module_name, _, class_name = spec.target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    estimator = cls()
+    known = estimator.get_params(deep=False)
+    params = {key: _decode_param(key, value) for key, value in metadata["params"].items()}
+    params.update(param_arrays)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ModelFileError(f"{path}: {metadata['estimator']} has no parameter "
+                             f"{unknown[0]!r:.60}.")
+    estimator.set_params(**params)
+    stored = {**metadata["attributes"], **arrays}
+    extra = sorted(set(stored) - set(spec.attributes))
+    if extra:
+        raise ModelFileError(f"{path}: unexpected attribute {extra[0]!r:.60} for "
+                             f"{metadata['estimator']}.")
+    for attribute, kind in spec.attributes.items():
+        if attribute not in stored:
+            if attribute in spec.optional:
+                continue
+            raise ModelFileError(f"{path}: the fitted attribute {attribute} is missing.")
+        try:
+            value = _KINDS[kind][1](stored[attribute])
+        except ValueError as error:
+            raise ModelFileError(f"{path}: fitted attribute {attribute} {error}.") from None
+        setattr(estimator, attribute, value)
+    return estimator
+
+
+def _check_estimator(spec: EstimatorSpec, estimator: Any) -> None:
+    if spec.check is None:
+        return
+    try:
+        spec.check(estimator)
+    except (ValueError, TypeError) as error:  # TypeError: e.g. a parameter of the wrong type
+        raise ModelFileError(str(error)) from None
+
+
+# --------------------------------------------------------------------------- GaussianMixture
+def _check_gaussian_mixture(estimator: Any) -> None:
+    """Shapes and values of a fitted GaussianMixture; raises ValueError saying what is wrong."""
+    try:
+        np.dtype(estimator.dtype)
+    except (TypeError, ValueError, SyntaxError):
+        raise ValueError(f"dtype {estimator.dtype!r:.40} is not a numpy dtype") from None
+    estimator._check_parameters()  # a ParameterError is a ValueError
+    K = estimator.n_components
+    D = estimator.n_features_in_
+    kind = estimator.covariance_type
+    if not _is_int(D) or D < 1:
+        raise ValueError(f"n_features_in_ must be a positive integer, got {D!r}")
+    covariance_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D),
+                        "spherical": (K,)}[kind]
+    expected = {"weights_": (K,), "means_": (K, D), "covariances_": covariance_shape,
+                "precisions_cholesky_": covariance_shape, "precisions_": covariance_shape}
+    for name, shape in expected.items():
+        value = getattr(estimator, name)
+        if not isinstance(value, np.ndarray) or value.shape != shape:
+            raise ValueError(f"{name} should have shape {shape} for n_components={K}, "
+                             f"{D} features and covariance_type={kind!r}, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
+        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must hold finite floating-point numbers")
+    weights = estimator.weights_
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
+        raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
+                         f"{weights.sum():.10g})")
+    P = estimator.precisions_cholesky_
+    scale = np.diagonal(P, axis1=-2, axis2=-1) if kind in ("full", "tied") else P
+    if np.any(scale <= 0):
+        raise ValueError("precisions_cholesky_ must have a positive diagonal")
+    for name in ("history_", "restart_objectives_"):
+        value = getattr(estimator, name)
+        if value.ndim != 1 or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must be a 1-D array of finite numbers")
+    if not _is_int(estimator.n_iter_) or estimator.n_iter_ < 0:
+        raise ValueError(f"n_iter_ must be an integer >= 0, got {estimator.n_iter_!r}")
+    if not math.isfinite(estimator.lower_bound_):
+        raise ValueError("lower_bound_ must be finite")
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and len(names) != D:
+        raise ValueError(f"feature_names_in_ has {len(names)} names for {D} features")
+
+
+register_estimator("GaussianMixture", EstimatorSpec(
+    target="emkit.estimators:GaussianMixture",
+    attributes={
+        "weights_": "array",
+        "means_": "array",
+        "covariances_": "array",
+        "precisions_cholesky_": "array",
+        "precisions_": "array",
+        "converged_": "bool",
+        "n_iter_": "int",
+        "lower_bound_": "float",
+        "lower_bounds_": "float_list",
+        "history_": "array",
+        "events_": "events",
+        "restart_objectives_": "array",
+        "n_features_in_": "int",
+        "feature_names_in_": "names",
+    },
+    optional=frozenset({"feature_names_in_"}),
+    check=_check_gaussian_mixture,
+))

@@ -1,0 +1,240 @@
+"""Choosing the number of components (and the covariance type) of a Gaussian mixture.
+
+:func:`select_model` fits one :class:`emkit.GaussianMixture` per (K, covariance type) and ranks
+them by BIC, AIC or ICL, all with scikit-learn's sign convention (lower is better):
+
+- BIC = −2 log L + p log n (Schwarz 1978),
+- AIC = −2 log L + 2 p (Akaike 1974),
+- ICL = BIC − 2 Σ_i log max_k τ_ik, the BIC plus the cost of the hard classification
+  (Biernacki, Celeux & Govaert 2000; as mclust, with the opposite sign),
+
+where log L is the maximised log-likelihood, p the number of free parameters and n the number of
+rows. With ``sample_weight``, log L and the classification term are weighted sums and
+n = Σ w, so an integer weight counts as that many copies of the row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from emkit.errors import DataError, ParameterError
+
+__all__ = ["SelectionResult", "select_model", "CRITERIA"]
+
+CRITERIA = ("bic", "aic", "icl")
+_COLUMNS = ("n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "aic",
+            "icl", "converged")
+
+
+@dataclass
+class SelectionResult:
+    """What :func:`select_model` found.
+
+    Attributes
+    ----------
+    table : list of dict
+        One row per fitted model, in the order fitted (covariance types outer, K inner), with keys
+        ``n_components``, ``covariance_type``, ``log_likelihood`` (total, not per row),
+        ``n_parameters``, ``bic``, ``aic``, ``icl`` and ``converged``.
+    estimators : list of GaussianMixture
+        The fitted models, aligned with ``table``.
+    best_index : int
+        Row of ``table`` with the lowest ``criterion`` (the first of equals: the simplest model).
+    criterion : str
+    notes : list of str
+        What was skipped and why (e.g. K larger than the number of rows).
+    """
+
+    table: list[dict[str, Any]]
+    estimators: list[Any]
+    best_index: int
+    criterion: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best_estimator(self):
+        """The fitted model with the lowest criterion."""
+        return self.estimators[self.best_index]
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The row of ``table`` of the best model."""
+        return self.table[self.best_index]
+
+    def to_text(self) -> str:
+        """The table as aligned plain text, the best row marked with ``*``, notes below."""
+        header = list(_COLUMNS)
+        rows = [[_format(row[key]) for key in _COLUMNS] for row in self.table]
+        widths = [max(len(text) for text in column) for column in zip(header, *rows, strict=True)]
+        numeric = [key not in ("covariance_type", "converged") for key in _COLUMNS]
+
+        def line(cells, mark):
+            padded = [cell.rjust(width) if right else cell.ljust(width)
+                      for cell, width, right in zip(cells, widths, numeric, strict=True)]
+            return f"{mark} " + "  ".join(padded).rstrip()
+
+        lines = [line(header, " ")]
+        lines += [line(cells, "*" if i == self.best_index else " ") for i, cells in enumerate(rows)]
+        lines.append(f"* lowest {self.criterion.upper()}: n_components="
+                     f"{self.best['n_components']}, covariance_type="
+                     f"{self.best['covariance_type']!r}")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def select_model(X, n_components: int | Iterable[int] = range(1, 9),
+                 covariance_types: str | Sequence[str] = ("full",), criterion: str = "bic",
+                 sample_weight=None, **estimator_params) -> SelectionResult:
+    """Fit a Gaussian mixture for every (K, covariance type) and pick the best by a criterion.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components : int or iterable of int, default range(1, 9)
+        Numbers of components to try. Values larger than the number of rows cannot be fitted:
+        they are skipped with a note in ``SelectionResult.notes`` (an error if none is left).
+    covariance_types : str or sequence of str, default ("full",)
+        Any of "full", "tied", "diag", "spherical".
+    criterion : {"bic", "aic", "icl"}, default "bic"
+        Lower is better (scikit-learn's convention).
+    sample_weight : array-like of shape (n_samples,), optional
+        Row weights, passed to every fit; see the module docstring for their effect on the
+        criteria.
+    **estimator_params
+        Other :class:`emkit.GaussianMixture` parameters (``random_state``, ``n_init``,
+        ``max_iter``, …), the same for every fit. Pass ``random_state`` for a reproducible table.
+
+    Returns
+    -------
+    SelectionResult
+
+    Examples
+    --------
+    >>> from emkit import datasets, select_model
+    >>> result = select_model(datasets.load("faithful").data, range(1, 5), random_state=0)
+    >>> print(result.to_text())  # doctest: +SKIP
+    """
+    from emkit.estimators import GaussianMixture
+    from emkit.families.gaussian import COVARIANCE_TYPES
+
+    if criterion not in CRITERIA:
+        raise ParameterError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
+    candidates = _check_components(n_components)
+    kinds = _check_covariance_types(covariance_types, COVARIANCE_TYPES)
+    allowed = set(GaussianMixture().get_params()) - {"n_components", "covariance_type"}
+    unknown = sorted(set(estimator_params) - allowed)
+    if unknown:
+        hint = (" (they are select_model's own arguments)"
+                if {"n_components", "covariance_type"} & set(unknown) else "")
+        raise ParameterError(f"unknown GaussianMixture parameter(s) {', '.join(unknown)}"
+                             f"{hint}; allowed: {', '.join(sorted(allowed))}.")
+
+    n_samples = _count_rows(X)
+    notes = []
+    too_many = [k for k in candidates if k > n_samples]
+    if too_many:
+        candidates = [k for k in candidates if k <= n_samples]
+        if not candidates:
+            raise DataError(f"every n_components tried ({_ranges(too_many)}) is larger than the "
+                            f"number of rows ({n_samples}): try fewer components or more data.")
+        notes.append(f"skipped n_components={_ranges(too_many)}: more components than the "
+                     f"{n_samples} rows.")
+
+    table, estimators = [], []
+    for kind in kinds:
+        for k in candidates:
+            estimator = GaussianMixture(k, covariance_type=kind, **estimator_params)
+            estimator.fit(X, sample_weight=sample_weight)
+            table.append(_criteria(estimator, X, sample_weight))
+            estimators.append(estimator)
+    scores = [row[criterion] for row in table]
+    best_index = int(np.argmin(scores))  # argmin takes the first of equal scores
+    return SelectionResult(table, estimators, best_index, criterion, notes)
+
+
+def _criteria(estimator, X, sample_weight) -> dict[str, Any]:
+    """The table row of one fitted mixture (see the module docstring for the formulas)."""
+    log_density = estimator.score_samples(X)
+    classification = np.log(estimator.predict_proba(X).max(axis=1))
+    if sample_weight is None:
+        weights = np.ones(len(log_density))
+    else:  # already validated by fit
+        weights = np.broadcast_to(np.asarray(sample_weight, dtype=float), log_density.shape)
+    used = weights > 0  # a zero-weight row does not count, even if its density is 0
+    log_likelihood = float(np.dot(weights[used], log_density[used]))
+    n = float(weights.sum())
+    p = estimator.n_parameters()
+    bic = -2.0 * log_likelihood + p * math.log(n)
+    return {
+        "n_components": estimator.n_components,
+        "covariance_type": estimator.covariance_type,
+        "log_likelihood": log_likelihood,
+        "n_parameters": p,
+        "bic": bic,
+        "aic": -2.0 * log_likelihood + 2.0 * p,
+        "icl": bic - 2.0 * float(np.dot(weights[used], classification[used])),
+        "converged": bool(estimator.converged_),
+    }
+
+
+def _check_components(n_components) -> list[int]:
+    values = [n_components] if isinstance(n_components, (int, np.integer)) else n_components
+    try:
+        values = list(values)
+    except TypeError:
+        raise ParameterError(f"n_components must be an int or an iterable of ints (e.g. "
+                             f"range(1, 9)), got {n_components!r}.") from None
+    if not values:
+        raise ParameterError("n_components is empty: give at least one number of components, "
+                             "e.g. range(1, 9).")
+    for k in values:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise ParameterError(f"every n_components must be an integer >= 1, got {k!r}.")
+    return sorted({int(k) for k in values})
+
+
+def _check_covariance_types(covariance_types, allowed) -> list[str]:
+    kinds = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
+    if not kinds:
+        raise ParameterError(f"covariance_types is empty: give at least one of {allowed}.")
+    for kind in kinds:
+        if kind not in allowed:
+            raise ParameterError(f"covariance_types must be among {allowed}, got {kind!r}.")
+    return list(dict.fromkeys(kinds))  # drop repeats, keep order
+
+
+def _count_rows(X) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        X = np.asarray(X)
+        shape = X.shape
+    if len(shape) == 0:
+        raise DataError("X must be a 2-D array (n_samples, n_features), got a scalar.")
+    return int(shape[0])
+
+
+def _ranges(values: list[int]) -> str:
+    """Sorted integers as runs: [2, 3, 4, 7] -> '2-4, 7'."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)

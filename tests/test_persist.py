@@ -1,0 +1,536 @@
+"""Model files: exact round trips, no pickle anywhere, hostile files refused, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+import emkit
+from emkit import persist
+from emkit.errors import ModelFileError, NotFittedError, ParameterError
+from emkit.estimators import GaussianMixture
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    centers = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0], [0.0, 6.0, 4.0]])
+    X = np.concatenate([rng.normal(c, 1.0, size=(80, 3)) for c in centers])
+    return rng.permutation(X)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return GaussianMixture(3, random_state=0).fit(data)
+
+
+@pytest.fixture
+def model_file(fitted, tmp_path):
+    path = tmp_path / "model.emkit"
+    fitted.save(path)
+    return path
+
+
+def assert_same_model(original, loaded, X):
+    assert type(loaded) is type(original)
+    np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), original.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), original.score_samples(X))
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_",
+                 "history_", "restart_objectives_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
+        assert getattr(loaded, name).dtype == getattr(original, name).dtype
+    for name in ("converged_", "n_iter_", "lower_bound_", "n_features_in_", "events_",
+                 "lower_bounds_"):
+        assert getattr(loaded, name) == getattr(original, name), name
+    original_params, loaded_params = original.get_params(), loaded.get_params()
+    assert original_params.keys() == loaded_params.keys()
+    for key, value in original_params.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(loaded_params[key], value)
+        else:
+            assert loaded_params[key] == value, key
+
+
+# --------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_round_trip_is_exact_for_every_covariance_type(data, tmp_path, covariance_type):
+    original = GaussianMixture(3, covariance_type=covariance_type, random_state=1).fit(data)
+    path = tmp_path / f"{covariance_type}.emkit"
+    original.save(path)
+    loaded = emkit.load(path)
+    assert_same_model(original, loaded, data)
+    assert loaded.bic(data) == original.bic(data)
+
+
+def test_round_trip_keeps_float32_mode_and_array_parameters(data, tmp_path):
+    means_init = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0], [0.0, 6.0, 4.0]])
+    original = GaussianMixture(3, dtype=np.float32, means_init=means_init, annealing=[0.5, 0.8],
+                               accelerate="squarem", random_state=3).fit(data)
+    path = tmp_path / "float32.emkit"
+    persist.save(original, path)
+    loaded = persist.load(path)
+    assert loaded.dtype is np.float32
+    assert loaded.annealing == [0.5, 0.8]
+    assert_same_model(original, loaded, data)
+
+
+def test_round_trip_keeps_feature_names(data, tmp_path):
+    names = ["length", "width", "depth"]
+    try:
+        import pandas as pd
+
+        frame = pd.DataFrame(data, columns=names)
+    except ImportError:
+        pa = pytest.importorskip("pyarrow")  # a pyarrow Table also carries column names
+        frame = pa.table({name: data[:, j] for j, name in enumerate(names)})
+    original = GaussianMixture(2, random_state=0).fit(frame)
+    assert list(original.feature_names_in_) == names
+    path = tmp_path / "named.emkit"
+    original.save(path)
+    loaded = emkit.load(path)
+    assert list(loaded.feature_names_in_) == names
+    assert loaded.feature_names_in_.dtype == object
+    np.testing.assert_array_equal(loaded.predict_proba(frame), original.predict_proba(frame))
+    assert_same_model(original, loaded, frame)
+
+
+def test_random_state_generator_is_dropped_with_a_note(data, tmp_path):
+    original = GaussianMixture(2, random_state=np.random.default_rng(0)).fit(data)
+    path = tmp_path / "generator.emkit"
+    original.save(path)
+    info = persist.describe(path)
+    assert "random_state" not in info["params"]
+    assert any("random_state" in note for note in info["notes"])
+    loaded = emkit.load(path)
+    assert loaded.random_state is None
+    np.testing.assert_array_equal(loaded.predict_proba(data), original.predict_proba(data))
+
+
+def test_load_never_unpickles(model_file, fitted, data, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle was used")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+    loaded = emkit.load(model_file)
+    np.testing.assert_array_equal(loaded.score_samples(data), fitted.score_samples(data))
+
+
+def test_file_holds_only_json_and_plain_npy_arrays(model_file):
+    with zipfile.ZipFile(model_file) as archive:
+        names = archive.namelist()
+        metadata = json.loads(archive.read("emkit.json"))
+        for name in names:
+            if name == "emkit.json":
+                continue
+            assert name.startswith(("arrays/", "params/")) and name.endswith(".npy")
+            # numpy refuses to unpickle here, so these are plain numeric arrays
+            array = np.load(io.BytesIO(archive.read(name)), allow_pickle=False)
+            assert array.dtype.kind in "biuf"
+    assert metadata["format"] == "emkit-model"
+    assert metadata["schema_version"] == persist.SCHEMA_VERSION
+    assert metadata["estimator"] == "GaussianMixture"
+    assert metadata["emkit_version"] == emkit.__version__
+    assert metadata["arrays"]["means_"] == {"dtype": "<f8", "shape": [3, 3]}
+
+
+def test_describe_reads_metadata_without_building(model_file, monkeypatch):
+    monkeypatch.setattr(persist, "_build", lambda *args: pytest.fail("describe built a model"))
+    info = persist.describe(model_file)
+    assert info["estimator"] == "GaussianMixture"
+    assert info["params"]["n_components"] == 3
+    assert info["params"]["dtype"] == {"numpy_dtype": "float64"}
+    assert info["file_size"] == os.path.getsize(model_file)
+    json.dumps(info)  # JSON-safe, for `emkit info --json`
+
+
+def test_same_model_gives_the_same_bytes(fitted, tmp_path):
+    fitted.save(tmp_path / "a.emkit")
+    fitted.save(tmp_path / "b.emkit")
+    assert (tmp_path / "a.emkit").read_bytes() == (tmp_path / "b.emkit").read_bytes()
+
+
+def test_saving_an_unfitted_or_unknown_estimator_fails(tmp_path):
+    with pytest.raises(NotFittedError, match="not fitted"):
+        GaussianMixture(2).save(tmp_path / "unfitted.emkit")
+    from sklearn.mixture import GaussianMixture as SklearnMixture
+
+    with pytest.raises(ParameterError, match="cannot save a GaussianMixture"):
+        persist.save(SklearnMixture(2), tmp_path / "sklearn.emkit")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_an_invalid_fitted_state_fails(fitted, tmp_path):
+    broken = GaussianMixture(3).set_params(**fitted.get_params())
+    for name, value in vars(fitted).items():
+        if name.endswith("_"):
+            setattr(broken, name, value)
+    broken.weights_ = fitted.weights_ * 2
+    with pytest.raises(ParameterError, match="sum to 1"):
+        broken.save(tmp_path / "broken.emkit")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- bad files
+def rewrite(path, metadata_change=None, members_change=None):
+    """Rewrite a model file with changed metadata and/or members (a forged file)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    metadata = json.loads(members.pop("emkit.json"))
+    if metadata_change:
+        metadata_change(metadata)
+    if members_change:
+        members_change(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("emkit.json", json.dumps(metadata))
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+
+
+def npy_bytes(array, allow_pickle=False):
+    stream = io.BytesIO()
+    np.save(stream, array, allow_pickle=allow_pickle)
+    return stream.getvalue()
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        emkit.load(tmp_path / "nothing.emkit")
+    with pytest.raises(ModelFileError, match="directory"):
+        emkit.load(tmp_path)
+
+
+@pytest.mark.parametrize("keep", [0, 10, 200, 0.5, 0.95, -1])
+def test_truncated_file(model_file, keep):
+    raw = model_file.read_bytes()
+    keep = int(len(raw) * keep) if isinstance(keep, float) else keep % len(raw)
+    model_file.write_bytes(raw[:keep])
+    with pytest.raises(ModelFileError, match="truncated|not an emkit model file"):
+        emkit.load(model_file)
+
+
+def test_random_bytes(tmp_path):
+    path = tmp_path / "noise.emkit"
+    path.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ModelFileError, match="not an emkit model file"):
+        emkit.load(path)
+
+
+def test_a_pickle_file_is_refused(fitted, tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(fitted))
+    with pytest.raises(ModelFileError, match="not an emkit model file"):
+        emkit.load(path)
+
+
+def test_corrupted_member_data(model_file):
+    raw = bytearray(model_file.read_bytes())
+    start = raw.index(b"arrays/means_.npy") + len("arrays/means_.npy")  # its local file data
+    for i in range(start + 40, start + 60):
+        raw[i] ^= 0xFF
+    model_file.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError):
+        emkit.load(model_file)
+
+
+_CALLS = []
+
+
+def _record_call(*args):
+    _CALLS.append(args)
+    return "pwned"
+
+
+class _Payload:
+    """An object whose unpickling calls _record_call: proves whether pickled data ran."""
+
+    def __reduce__(self):
+        return (_record_call, ("unpickled",))
+
+
+def test_object_array_with_pickled_payload_is_refused_and_never_runs(model_file):
+    hostile = np.empty(3, dtype=object)
+    hostile[:] = [_Payload(), _Payload(), _Payload()]
+    payload = npy_bytes(hostile, allow_pickle=True)
+
+    def announce_object(metadata):
+        metadata["arrays"]["weights_"] = {"dtype": "|O", "shape": [3]}
+
+    def swap(members):
+        members["arrays/weights_.npy"] = payload
+
+    _CALLS.clear()
+    rewrite(model_file, members_change=swap)  # metadata still says float64
+    with pytest.raises(ModelFileError, match="weights_"):
+        emkit.load(model_file)
+    rewrite(model_file, metadata_change=announce_object)  # metadata now says object
+    with pytest.raises(ModelFileError, match="numbers only"):
+        emkit.load(model_file)
+    assert _CALLS == []
+
+
+def test_raw_pickle_as_array_member_is_refused(model_file):
+    def swap(members):
+        members["arrays/means_.npy"] = pickle.dumps(_Payload())
+
+    _CALLS.clear()
+    rewrite(model_file, members_change=swap)
+    with pytest.raises(ModelFileError, match="not a valid .npy"):
+        emkit.load(model_file)
+    assert _CALLS == []
+
+
+def test_path_traversal_member_is_refused(model_file, tmp_path):
+    def add(members):
+        members["../escaped.npy"] = npy_bytes(np.zeros(3))
+
+    rewrite(model_file, members_change=add)
+    with pytest.raises(ModelFileError, match="unexpected member"):
+        emkit.load(model_file)
+    assert not (tmp_path.parent / "escaped.npy").exists()
+
+
+def test_path_traversal_array_name_is_refused(model_file):
+    def change(metadata):
+        metadata["arrays"]["../../etc/passwd"] = {"dtype": "<f8", "shape": [1]}
+
+    rewrite(model_file, metadata_change=change)
+    with pytest.raises(ModelFileError, match="invalid array name"):
+        emkit.load(model_file)
+
+
+def test_huge_announced_shape_is_refused_before_reading(model_file):
+    def change(metadata):
+        metadata["arrays"]["means_"]["shape"] = [10**9, 10**6]
+
+    rewrite(model_file, metadata_change=change)
+    with pytest.raises(ModelFileError, match="more than a model file may hold"):
+        emkit.load(model_file)
+
+
+def test_huge_declared_member_size_is_refused_before_reading(model_file):
+    """Patch the uncompressed size in the central directory: a zip-bomb style lie."""
+    with zipfile.ZipFile(model_file) as archive:
+        stored = archive.getinfo("arrays/means_.npy")
+        assert stored.file_size < 2**32 - 1
+    raw = bytearray(model_file.read_bytes())
+    name = b"arrays/means_.npy"
+    # The last occurrence of the name is in the central directory, after a 46-byte header.
+    entry = raw.rindex(name) - 46
+    assert raw[entry:entry + 4] == b"PK\x01\x02"
+    struct.pack_into("<I", raw, entry + 24, 2**32 - 2)
+    model_file.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="declares 4294967294 bytes"):
+        emkit.load(model_file)
+
+
+def test_wrong_format_name(model_file):
+    rewrite(model_file, metadata_change=lambda m: m.update(format="something-else"))
+    with pytest.raises(ModelFileError, match="not an emkit model file"):
+        emkit.load(model_file)
+
+
+def test_zip_without_metadata(tmp_path):
+    path = tmp_path / "plain.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(ModelFileError, match="no emkit.json"):
+        emkit.load(path)
+
+
+def test_newer_schema_version_says_which_version_is_read(model_file):
+    rewrite(model_file, metadata_change=lambda m: m.update(schema_version=99))
+    with pytest.raises(ModelFileError, match=f"version 99.*reads version {persist.SCHEMA_VERSION}"):
+        emkit.load(model_file)
+    with pytest.raises(ModelFileError, match="upgrade emkit"):
+        persist.describe(model_file)
+
+
+@pytest.mark.parametrize("version", [0, "1", 1.0, None, True])
+def test_invalid_schema_version(model_file, version):
+    rewrite(model_file, metadata_change=lambda m: m.update(schema_version=version))
+    with pytest.raises(ModelFileError, match="schema_version"):
+        emkit.load(model_file)
+
+
+@pytest.mark.parametrize("name", ["os:system", "HiddenMarkovModel", "Pipeline", None, 3])
+def test_unknown_estimator_class(model_file, name):
+    rewrite(model_file, metadata_change=lambda m: m.update(estimator=name))
+    with pytest.raises(ModelFileError, match="cannot load"):
+        emkit.load(model_file)
+
+
+def test_inconsistent_shapes(model_file):
+    def swap(members):
+        members["arrays/means_.npy"] = npy_bytes(np.zeros((3, 4)))
+
+    def announce(metadata):
+        metadata["arrays"]["means_"]["shape"] = [3, 4]
+
+    rewrite(model_file, metadata_change=announce, members_change=swap)
+    with pytest.raises(ModelFileError, match=r"means_ should have shape \(3, 3\)"):
+        emkit.load(model_file)
+
+
+def test_array_disagreeing_with_its_metadata(model_file):
+    def swap(members):
+        members["arrays/weights_.npy"] = npy_bytes(np.full(3, 1 / 3, dtype=np.float32))
+
+    rewrite(model_file, members_change=swap)
+    with pytest.raises(ModelFileError, match="announces"):
+        emkit.load(model_file)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([0.5, 0.5, 0.5], "sum to 1"),
+    ([1.5, -0.25, -0.25], "non-negative"),
+    ([np.nan, 0.5, 0.5], "NaN"),
+    ([np.inf, 0.5, 0.5], "NaN or infinite"),
+])
+def test_invalid_weights(model_file, weights, message):
+    rewrite(model_file, members_change=lambda m: m.update(
+        {"arrays/weights_.npy": npy_bytes(np.array(weights))}))
+    with pytest.raises(ModelFileError, match=message):
+        emkit.load(model_file)
+
+
+def test_missing_member_and_missing_attribute(model_file):
+    rewrite(model_file, members_change=lambda m: m.pop("arrays/means_.npy"))
+    with pytest.raises(ModelFileError, match="lacks member 'arrays/means_.npy'"):
+        emkit.load(model_file)
+    rewrite(model_file, metadata_change=lambda m: m["arrays"].pop("means_"))
+    with pytest.raises(ModelFileError, match="means_ is missing"):
+        emkit.load(model_file)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["params"].update(covariance_type="weird"), "covariance_type"),
+    (lambda m: m["params"].update(n_components=4), r"shape \(4,\)"),
+    (lambda m: m["params"].update(not_a_parameter=1), "no parameter 'not_a_parameter'"),
+    (lambda m: m["params"].update(dtype={"numpy_dtype": "object"}), "non-numeric dtype"),
+    (lambda m: m["params"].update(dtype={"import": "os.system"}), "unknown encoding"),
+    (lambda m: m["params"].update(dtype=[1, 2]), "dtype"),
+    (lambda m: m["attributes"].update(converged_="yes"), "converged_"),
+    (lambda m: m["attributes"].update(n_iter_=True), "n_iter_"),
+    (lambda m: m["attributes"].update(events_=[[1, {"x": 1}]]), "events_"),
+    (lambda m: m["attributes"].update(secret_="x"), "unexpected attribute 'secret_'"),
+    (lambda m: m["attributes"].update(feature_names_in_=["a", "b"]), "feature_names_in_"),
+    (lambda m: m.update(params=[]), "'params' is missing"),
+])
+def test_invalid_metadata_values(model_file, change, message):
+    rewrite(model_file, metadata_change=change)
+    with pytest.raises(ModelFileError, match=message):
+        emkit.load(model_file)
+
+
+def test_non_finite_json_number_is_refused(model_file):
+    with zipfile.ZipFile(model_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["emkit.json"] = members["emkit.json"].replace(
+        b'"lower_bound_": ', b'"lower_bound_": NaN, "x": ')
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        emkit.load(model_file)
+
+
+def test_errors_are_one_line(model_file):
+    model_file.write_bytes(b"\x00" * 10)
+    with pytest.raises(ModelFileError) as caught:
+        emkit.load(model_file)
+    assert "\n" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- atomic writes
+def directory_listing(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_failure_mid_write_leaves_the_old_file_and_no_temporary(fitted, data, tmp_path,
+                                                                  monkeypatch):
+    path = tmp_path / "model.emkit"
+    fitted.save(path)
+    before = path.read_bytes()
+    real_write_array = np.lib.format.write_array
+    calls = []
+
+    def write_then_fail(stream, array, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # fail after a few members are already written
+            stream.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real_write_array(stream, array, *args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_then_fail)
+    other = GaussianMixture(2, random_state=5).fit(data)
+    with pytest.raises(ModelFileError, match="No space left on device"):
+        other.save(path)
+    assert path.read_bytes() == before
+    assert directory_listing(tmp_path) == ["model.emkit"]
+
+    monkeypatch.setattr(np.lib.format, "write_array", real_write_array)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        other.save(path)
+    assert path.read_bytes() == before
+    assert directory_listing(tmp_path) == ["model.emkit"]
+
+
+def test_failed_rename_leaves_the_old_file_and_no_temporary(fitted, data, tmp_path,
+                                                             monkeypatch):
+    path = tmp_path / "model.emkit"
+    fitted.save(path)
+    before = path.read_bytes()
+
+    def fail(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(ModelFileError, match="Permission denied"):
+        GaussianMixture(2, random_state=5).fit(data).save(path)
+    assert path.read_bytes() == before
+    assert directory_listing(tmp_path) == ["model.emkit"]
+
+
+def test_overwrite_replaces_and_keeps_permissions(fitted, data, tmp_path):
+    path = tmp_path / "model.emkit"
+    fitted.save(path)
+    os.chmod(path, 0o640)
+    other = GaussianMixture(2, random_state=5).fit(data)
+    other.save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert emkit.load(path).n_components == 2
+    assert directory_listing(tmp_path) == ["model.emkit"]
+
+
+def test_writing_into_a_missing_folder_or_onto_a_folder(fitted, tmp_path):
+    with pytest.raises(ModelFileError, match="cannot write"):
+        fitted.save(tmp_path / "no" / "such" / "folder" / "model.emkit")
+    with pytest.raises(ModelFileError, match="directory"):
+        fitted.save(tmp_path)
+
+
+def test_registry_only_imports_registered_targets(model_file, monkeypatch):
+    """The class comes from emkit's registry: a file cannot name a module to import."""
+    imported = []
+    real_import = persist.importlib.import_module
+    monkeypatch.setattr(persist.importlib, "import_module",
+                        lambda name: imported.append(name) or real_import(name))
+    emkit.load(model_file)
+    assert imported == ["emkit.estimators"]

@@ -1,0 +1,174 @@
+"""Choosing K: the right K on clear data, and criteria checked against formulas by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from emkit import select_model
+from emkit.errors import DataError, ParameterError
+from emkit.estimators import GaussianMixture
+from emkit.selection import SelectionResult
+
+
+@pytest.fixture(scope="module")
+def three_blobs():
+    """Three well-separated 2-D Gaussians with different shapes."""
+    rng = np.random.default_rng(0)
+    parts = [rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.5]], size=120),
+             rng.multivariate_normal([8, 0], [[0.6, 0.0], [0.0, 1.2]], size=100),
+             rng.multivariate_normal([4, 7], [[0.8, -0.2], [-0.2, 0.8]], size=80)]
+    return rng.permutation(np.concatenate(parts))
+
+
+@pytest.fixture(scope="module")
+def result(three_blobs):
+    return select_model(three_blobs, range(1, 6), random_state=0)
+
+
+def test_bic_picks_the_three_generating_components(result):
+    assert result.criterion == "bic"
+    assert result.best["n_components"] == 3
+    assert [row["n_components"] for row in result.table] == [1, 2, 3, 4, 5]
+    assert all(row["covariance_type"] == "full" for row in result.table)
+
+
+def test_best_row_is_the_best_estimator(result, three_blobs):
+    best = result.best_estimator
+    row = result.table[result.best_index]
+    assert isinstance(best, GaussianMixture)
+    assert best is result.estimators[result.best_index]
+    assert row["n_components"] == best.n_components == 3
+    assert row["bic"] == min(r["bic"] for r in result.table)
+    # the estimator's own criteria, computed by a different code path
+    assert row["bic"] == pytest.approx(best.bic(three_blobs), rel=1e-12)
+    assert row["aic"] == pytest.approx(best.aic(three_blobs), rel=1e-12)
+    assert row["icl"] == pytest.approx(best.icl(three_blobs), rel=1e-12)
+    assert row["converged"] is bool(best.converged_)
+
+
+def hand_counted_parameters(covariance_type, K, D):
+    mixing = K - 1
+    means = K * D
+    covariance = {"full": K * D * (D + 1) // 2, "tied": D * (D + 1) // 2, "diag": K * D,
+                  "spherical": K}[covariance_type]
+    return mixing + means + covariance
+
+
+def covariance_matrix(estimator, k):
+    cov = estimator.covariances_
+    D = estimator.means_.shape[1]
+    return {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
+            "spherical": lambda: cov[k] * np.eye(D)}[estimator.covariance_type]()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_criteria_equal_formulas_by_hand(three_blobs, covariance_type):
+    X = three_blobs[:150]
+    n, D = X.shape
+    result = select_model(X, [2, 3], covariance_types=covariance_type, random_state=1)
+    for row, estimator in zip(result.table, result.estimators, strict=True):
+        K = row["n_components"]
+        # densities from scipy with the fitted parameters: independent of emkit's kernels
+        joint = np.column_stack([
+            estimator.weights_[k] * stats.multivariate_normal(
+                estimator.means_[k], covariance_matrix(estimator, k)).pdf(X)
+            for k in range(K)])
+        log_likelihood = float(np.sum(np.log(joint.sum(axis=1))))
+        posterior = joint / joint.sum(axis=1, keepdims=True)
+        p = hand_counted_parameters(covariance_type, K, D)
+        assert row["n_parameters"] == p
+        assert row["log_likelihood"] == pytest.approx(log_likelihood, rel=1e-9)
+        bic = -2 * log_likelihood + p * math.log(n)
+        assert row["bic"] == pytest.approx(bic, rel=1e-9)
+        assert row["aic"] == pytest.approx(-2 * log_likelihood + 2 * p, rel=1e-9)
+        icl = bic - 2 * np.sum(np.log(posterior.max(axis=1)))
+        assert row["icl"] == pytest.approx(icl, rel=1e-9)
+
+
+def test_several_covariance_types_and_each_criterion(three_blobs):
+    X = three_blobs[::2]
+    result = select_model(X, [1, 2, 3], covariance_types=["diag", "spherical"],
+                          criterion="aic", random_state=0)
+    assert [(r["covariance_type"], r["n_components"]) for r in result.table] == [
+        ("diag", 1), ("diag", 2), ("diag", 3), ("spherical", 1), ("spherical", 2),
+        ("spherical", 3)]
+    assert result.best_index == int(np.argmin([r["aic"] for r in result.table]))
+    for criterion in ("bic", "icl"):
+        other = SelectionResult(result.table, result.estimators,
+                                int(np.argmin([r[criterion] for r in result.table])), criterion)
+        assert other.best[criterion] == min(r[criterion] for r in result.table)
+    # with K = 1 the classification is certain, so ICL equals BIC
+    for row in result.table:
+        if row["n_components"] == 1:
+            assert row["icl"] == pytest.approx(row["bic"], rel=1e-12)
+
+
+def test_integer_weights_count_as_repeated_rows(three_blobs):
+    X = three_blobs[:90]
+    weights = np.random.default_rng(3).integers(0, 3, size=len(X))
+    repeated = np.repeat(X, weights, axis=0)
+    # a fixed start, so both fits follow the same path
+    start = {"weights_init": [0.5, 0.5], "means_init": [[0.0, 0.0], [8.0, 0.0]],
+             "precisions_init": np.array([np.eye(2), np.eye(2)])}
+    weighted = select_model(X, 2, sample_weight=weights, tol=1e-10, max_iter=500, **start)
+    plain = select_model(repeated, 2, tol=1e-10, max_iter=500, **start)
+    for key in ("log_likelihood", "bic", "aic", "icl"):
+        assert weighted.table[0][key] == pytest.approx(plain.table[0][key], rel=1e-8), key
+    assert plain.table[0]["bic"] == pytest.approx(
+        -2 * plain.table[0]["log_likelihood"] + 11 * math.log(weights.sum()), rel=1e-12)
+
+
+def test_to_text_is_an_aligned_table(result):
+    lines = result.to_text().splitlines()
+    header, rows = lines[0], lines[1:6]
+    assert header.split() == ["n_components", "covariance_type", "log_likelihood",
+                              "n_parameters", "bic", "aic", "icl", "converged"]
+    assert [line.startswith("*") for line in rows] == [i == result.best_index for i in range(5)]
+    bic_end = header.index(" bic") + len(" bic")
+    for line, row in zip(rows, result.table, strict=True):
+        assert line[:bic_end].endswith(f"{row['bic']:.2f}")  # right-aligned under "bic"
+    assert "lowest BIC: n_components=3" in result.to_text()
+    assert str(result) == result.to_text()
+
+
+def test_too_many_components_are_skipped_with_a_note():
+    X = np.random.default_rng(1).normal(size=(4, 2))
+    result = select_model(X, range(1, 9), random_state=0)
+    assert [row["n_components"] for row in result.table] == [1, 2, 3, 4]
+    assert result.notes == ["skipped n_components=5-8: more components than the 4 rows."]
+    assert "note: skipped n_components=5-8" in result.to_text()
+    with pytest.raises(DataError, match=r"every n_components tried \(5-6, 9\).*4"):
+        select_model(X, [5, 6, 9])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"n_components": []}, "n_components is empty"),
+    ({"n_components": range(1, 1)}, "n_components is empty"),
+    ({"n_components": [0, 1]}, "integer >= 1"),
+    ({"n_components": [2.5]}, "integer >= 1"),
+    ({"n_components": "3"}, "integer >= 1"),
+    ({"n_components": None}, "int or an iterable"),
+    ({"covariance_types": []}, "covariance_types is empty"),
+    ({"covariance_types": ["full", "banded"]}, "'banded'"),
+    ({"criterion": "likelihood"}, "criterion must be one of"),
+    ({"covariance_type": "diag"}, "select_model's own arguments"),
+    ({"n_componets": 3}, "unknown GaussianMixture parameter.*n_componets"),
+])
+def test_bad_arguments_raise_clear_errors(three_blobs, arguments, message):
+    with pytest.raises(ParameterError, match=message):
+        select_model(three_blobs, **arguments)
+
+
+def test_single_int_and_repeats_are_accepted(three_blobs):
+    result = select_model(three_blobs[:60], [2, 1, 2], covariance_types="diag", random_state=0)
+    assert [row["n_components"] for row in result.table] == [1, 2]
+    assert select_model(three_blobs[:60], 2, random_state=0).table[0]["n_components"] == 2
+
+
+def test_bad_data_is_reported_by_the_estimator():
+    with pytest.raises(DataError, match="NaN"):
+        select_model(np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0]]), [1])
