@@ -262,7 +262,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 message = ("Input X contains NaN: emkit's GaussianMixture does not handle "
                            "missing values yet; drop or impute the rows with NaN.")
             raise DataError(message) from error
-        return np.asarray(X, dtype=np.float64)
+        # Converted once to the precision of the E-step, not at every iteration.
+        return np.ascontiguousarray(X, dtype=np.dtype(self.dtype))
 
     def _check_parameters(self):
         def integer(name, low):

@@ -101,6 +101,16 @@ class GaussianFamily:
                     log_weights: np.ndarray | None = None) -> np.ndarray:
         """log N(x_b | μ_k, Σ_k) (+ log_weights[k] when given) for every row b and component k:
         shape (n_rows, K), in the family's dtype."""
+        return self._rows(params, X, log_weights, False, 1.0)
+
+    def posteriors(self, params: GaussianParams, X: np.ndarray, log_weights: np.ndarray,
+                   inverse_temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Mixture posteriors in one pass over the rows: the log-likelihood of each row,
+        log Σ_k π_k N(x | μ_k, Σ_k) (float64, shape (n_rows,)), and the posteriors
+        ∝ (π_k N(x | μ_k, Σ_k))^β (shape (n_rows, K), the family's dtype)."""
+        return self._rows(params, X, log_weights, True, inverse_temperature)
+
+    def _rows(self, params, X, log_weights, posteriors, inverse_temperature):
         X = np.ascontiguousarray(X, dtype=self.dtype)
         means = params.means
         n_components, n_features = means.shape
@@ -115,10 +125,12 @@ class GaussianFamily:
         if kind in ("full", "tied"):
             factors = P if kind == "full" else np.broadcast_to(P, (n_components,) + P.shape)
             return kernels.triangular_log_density(
-                X, means, np.ascontiguousarray(factors, dtype=self.dtype), constants)
+                X, means, np.ascontiguousarray(factors, dtype=self.dtype), constants,
+                posteriors, inverse_temperature)
         scales = P if kind == "diag" else np.repeat(P[:, None], n_features, axis=1)
         return kernels.diagonal_log_density(
-            X, means, np.ascontiguousarray(scales, dtype=self.dtype), constants)
+            X, means, np.ascontiguousarray(scales, dtype=self.dtype), constants, posteriors,
+            inverse_temperature)
 
     def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
         """log det P_k = −½ log det Σ_k, shape (K,)."""

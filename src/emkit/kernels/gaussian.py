@@ -40,9 +40,65 @@ def _transpose_block(X, start, stop, out):
 
 
 @numba.njit(**_SERIAL)
-def _triangular_rows(X, means, factors, constants, out, first, last):
+def _emit_block(joint, rows, start, beta, normalize, top, total, out, log_norm):
+    """Write a block's log joint densities joint[k, b] to out[start + b, k], or (normalize) the
+    log-sum-exp over k to log_norm and the posteriors ∝ exp(β · joint) to out.
+
+    Loops run over rows (contiguous), so they vectorise; a row whose joint density is zero for
+    every component gets log_norm = −inf and a uniform posterior.
+    """
+    n_components = joint.shape[0]
+    if not normalize:
+        for b in range(rows):
+            for k in range(n_components):
+                out[start + b, k] = joint[k, b]
+        return
+    # ``top`` (X's dtype) and ``total`` (float64, so that row log-likelihoods keep full
+    # precision) are scratch rows of length _BLOCK.
+    for b in range(rows):
+        top[b] = joint[0, b]
+    for k in range(1, n_components):
+        for b in range(rows):
+            top[b] = max(top[b], joint[k, b])
+    for b in range(rows):
+        if not np.isfinite(top[b]):
+            top[b] = 0.0  # every term is −inf (or the block holds NaN): handled below
+        total[b] = 0.0
+    for k in range(n_components):
+        for b in range(rows):
+            shifted = joint[k, b] - top[b]
+            # exp(−40) < 2⁻⁵⁷ is below float64 resolution next to the top term (which is 1);
+            # exact zeros avoid slow subnormal arithmetic and let the M-step skip the row.
+            e = np.exp(shifted) if shifted > -40.0 else 0.0
+            joint[k, b] = e
+            total[b] += e
+    for b in range(rows):
+        log_norm[start + b] = top[b] + np.log(total[b])
+    if beta != 1.0:  # annealing: posteriors ∝ joint^β, i.e. (joint / max)^β
+        for b in range(rows):
+            total[b] = 0.0
+        for k in range(n_components):
+            for b in range(rows):
+                e = joint[k, b] ** beta
+                joint[k, b] = e
+                total[b] += e
+    for b in range(rows):
+        if total[b] > 0.0:
+            scale = 1.0 / total[b]
+            for k in range(n_components):
+                out[start + b, k] = joint[k, b] * scale
+        else:
+            for k in range(n_components):
+                out[start + b, k] = 1.0 / n_components
+
+
+@numba.njit(**_SERIAL)
+def _triangular_rows(X, means, factors, constants, beta, normalize, out, log_norm, first, last):
     n_features = X.shape[1]
     n_components = means.shape[0]
+    joint = np.empty((n_components, _BLOCK), dtype=X.dtype)
+    top = np.empty(_BLOCK, dtype=X.dtype)
+    total = np.empty(_BLOCK)
     xt = np.empty((n_features, _BLOCK), dtype=X.dtype)
     xc = np.empty((n_features, _BLOCK), dtype=X.dtype)
     acc = np.empty(_BLOCK, dtype=X.dtype)
@@ -58,45 +114,70 @@ def _triangular_rows(X, means, factors, constants, out, first, last):
                     xc[d, b] = xt[d, b] - mu
             squared[:rows] = 0.0
             for j in range(n_features):  # y_j = Σ_{i ≤ j} (x_i − μ_i) P_ij, P upper triangular
-                c = factors[k, 0, j]
-                for b in range(rows):
-                    acc[b] = xc[0, b] * c
-                for i in range(1, j + 1):
-                    c = factors[k, i, j]
+                acc[:rows] = 0.0
+                i = 0
+                # P_ij = 0 for i > j, so rounding the terms up to a multiple of four is exact.
+                n_terms = min(n_features, (j + 4) // 4 * 4)
+                while i + 4 <= n_terms:  # four terms per pass: one load and store of acc, not four
+                    c0 = factors[k, i, j]
+                    c1 = factors[k, i + 1, j]
+                    c2 = factors[k, i + 2, j]
+                    c3 = factors[k, i + 3, j]
                     for b in range(rows):
-                        acc[b] += xc[i, b] * c
+                        acc[b] += (xc[i, b] * c0 + xc[i + 1, b] * c1
+                                   + xc[i + 2, b] * c2 + xc[i + 3, b] * c3)
+                    i += 4
+                while i < n_terms:
+                    c0 = factors[k, i, j]
+                    for b in range(rows):
+                        acc[b] += xc[i, b] * c0
+                    i += 1
                 for b in range(rows):
                     squared[b] += acc[b] * acc[b]
             for b in range(rows):
-                out[start + b, k] = constants[k] - 0.5 * squared[b]
+                joint[k, b] = constants[k] - 0.5 * squared[b]
+        _emit_block(joint, rows, start, beta, normalize, top, total, out, log_norm)
 
 
 @numba.njit(**_PARALLEL)
-def _triangular_parallel(X, means, factors, constants, out, bounds):
+def _triangular_parallel(X, means, factors, constants, beta, normalize, out, log_norm, bounds):
     for p in numba.prange(len(bounds) - 1):
-        _triangular_rows(X, means, factors, constants, out, bounds[p], bounds[p + 1])
+        _triangular_rows(X, means, factors, constants, beta, normalize, out, log_norm,
+                         bounds[p], bounds[p + 1])
 
 
-def triangular_log_density(X, means, factors, constants):
-    """out[b, k] = constants[k] − ½ ‖(x_b − μ_k)ᵀ P_k‖² with upper-triangular P_k (K, D, D).
+def triangular_log_density(X, means, factors, constants, posteriors=False,
+                           inverse_temperature=1.0):
+    """joint[b, k] = constants[k] − ½ ‖(x_b − μ_k)ᵀ P_k‖² with upper-triangular P_k (K, D, D).
 
     With ``constants`` = log π_k + log det P_k − D/2 log 2π this is the log joint density of a
-    full-covariance mixture. All arrays share X's dtype.
+    full-covariance mixture. All arrays share X's dtype. Returns ``joint``, or with
+    ``posteriors=True`` the pair (log Σ_k exp joint[b, k], posteriors) computed block by block
+    while the block is in cache (see ``_emit_block``).
     """
+    return _run_rows(_triangular_rows, _triangular_parallel, X, means, factors, constants,
+                     posteriors, inverse_temperature)
+
+
+def _run_rows(serial, parallel, X, means, parameters, constants, posteriors, beta):
     out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
+    log_norm = np.empty(X.shape[0] if posteriors else 0)
     n_parts = _n_parts(len(X))
     if n_parts == 1:
-        _triangular_rows(X, means, factors, constants, out, 0, len(X))
+        serial(X, means, parameters, constants, float(beta), posteriors, out, log_norm, 0, len(X))
     else:
-        _triangular_parallel(X, means, factors, constants, out,
-                             np.array(_part_bounds(len(X), n_parts)))
-    return out
+        parallel(X, means, parameters, constants, float(beta), posteriors, out, log_norm,
+                 np.array(_part_bounds(len(X), n_parts)))
+    return (log_norm, out) if posteriors else out
 
 
 @numba.njit(**_SERIAL)
-def _diagonal_rows(X, means, scales, constants, out, first, last):
+def _diagonal_rows(X, means, scales, constants, beta, normalize, out, log_norm, first, last):
     n_features = X.shape[1]
     n_components = means.shape[0]
+    joint = np.empty((n_components, _BLOCK), dtype=X.dtype)
+    top = np.empty(_BLOCK, dtype=X.dtype)
+    total = np.empty(_BLOCK)
     xt = np.empty((n_features, _BLOCK), dtype=X.dtype)
     squared = np.empty(_BLOCK, dtype=X.dtype)
     for start in range(first, last, _BLOCK):
@@ -112,25 +193,22 @@ def _diagonal_rows(X, means, scales, constants, out, first, last):
                     z = (xt[d, b] - mu) * s
                     squared[b] += z * z
             for b in range(rows):
-                out[start + b, k] = constants[k] - 0.5 * squared[b]
+                joint[k, b] = constants[k] - 0.5 * squared[b]
+        _emit_block(joint, rows, start, beta, normalize, top, total, out, log_norm)
 
 
 @numba.njit(**_PARALLEL)
-def _diagonal_parallel(X, means, scales, constants, out, bounds):
+def _diagonal_parallel(X, means, scales, constants, beta, normalize, out, log_norm, bounds):
     for p in numba.prange(len(bounds) - 1):
-        _diagonal_rows(X, means, scales, constants, out, bounds[p], bounds[p + 1])
+        _diagonal_rows(X, means, scales, constants, beta, normalize, out, log_norm, bounds[p],
+                       bounds[p + 1])
 
 
-def diagonal_log_density(X, means, scales, constants):
-    """out[b, k] = constants[k] − ½ Σ_d ((x_bd − μ_kd) · s_kd)² (s = 1/σ: diagonal precision √)."""
-    out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
-    n_parts = _n_parts(len(X))
-    if n_parts == 1:
-        _diagonal_rows(X, means, scales, constants, out, 0, len(X))
-    else:
-        _diagonal_parallel(X, means, scales, constants, out,
-                           np.array(_part_bounds(len(X), n_parts)))
-    return out
+def diagonal_log_density(X, means, scales, constants, posteriors=False, inverse_temperature=1.0):
+    """joint[b, k] = constants[k] − ½ Σ_d ((x_bd − μ_kd) · s_kd)² (s = 1/σ: diagonal precision
+    √); ``posteriors`` as in :func:`triangular_log_density`."""
+    return _run_rows(_diagonal_rows, _diagonal_parallel, X, means, scales, constants,
+                     posteriors, inverse_temperature)
 
 
 # --------------------------------------------------------------------------- moments
@@ -142,40 +220,74 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
     xt = np.empty((n_features, _BLOCK), dtype=X.dtype)
     xc = np.empty((n_features, _BLOCK), dtype=X.dtype)
     wx = np.empty((n_features, _BLOCK), dtype=X.dtype)
+    wt = np.empty((n_components, _BLOCK), dtype=weights.dtype)
+    index = np.empty(_BLOCK, dtype=np.int64)
     zero = np.zeros(1, dtype=X.dtype)[0]  # within-block sums in X's precision (SIMD width)
     for start in range(first, last, _BLOCK):
         stop = min(start + _BLOCK, last)
         rows = stop - start
         _transpose_block(X, start, stop, xt)
+        _transpose_block(weights, start, stop, wt)
         for k in range(n_components):
+            # Posteriors are often exactly zero (far components underflow): only the rows with
+            # a positive weight are gathered, so well-separated clusters cost little.
+            used = 0
             total = 0.0
             for b in range(rows):
-                total += weights[start + b, k]
+                if wt[k, b] != 0.0:
+                    index[used] = b
+                    used += 1
+                    total += wt[k, b]
             weight_sum[k] += total
-            if total == 0.0:
+            if used == 0:
                 continue
             for d in range(n_features):
                 c = centers[k, d]
                 s = zero
-                for b in range(rows):
+                for u in range(used):
+                    b = index[u]
                     v = xt[d, b] - c
-                    xc[d, b] = v
-                    wv = v * weights[start + b, k]
-                    wx[d, b] = wv
+                    xc[d, u] = v
+                    wv = v * wt[k, b]
+                    wx[d, u] = wv
                     s += wv
                 first_sum[k, d] += s
+            rows_k = used
             if not full:
                 for d in range(n_features):
                     s = zero
-                    for b in range(rows):
+                    for b in range(rows_k):
                         s += wx[d, b] * xc[d, b]
                     second_sum[k, d, 0] += s
                 continue
             for i in range(n_features):
-                j = i
-                while j + 3 < n_features:  # four columns share each load of wx[i]
+                # From a multiple of four below i (the extra lower-triangle sums are discarded by
+                # the caller), so that the columns come in groups of four or eight.
+                j = i - i % 4
+                while j + 7 < n_features:  # eight columns share each load of wx[i]
+                    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = zero
+                    for b in range(rows_k):
+                        a = wx[i, b]
+                        t0 += a * xc[j, b]
+                        t1 += a * xc[j + 1, b]
+                        t2 += a * xc[j + 2, b]
+                        t3 += a * xc[j + 3, b]
+                        t4 += a * xc[j + 4, b]
+                        t5 += a * xc[j + 5, b]
+                        t6 += a * xc[j + 6, b]
+                        t7 += a * xc[j + 7, b]
+                    second_sum[k, i, j] += t0
+                    second_sum[k, i, j + 1] += t1
+                    second_sum[k, i, j + 2] += t2
+                    second_sum[k, i, j + 3] += t3
+                    second_sum[k, i, j + 4] += t4
+                    second_sum[k, i, j + 5] += t5
+                    second_sum[k, i, j + 6] += t6
+                    second_sum[k, i, j + 7] += t7
+                    j += 8
+                while j + 3 < n_features:
                     t0 = t1 = t2 = t3 = zero
-                    for b in range(rows):
+                    for b in range(rows_k):
                         a = wx[i, b]
                         t0 += a * xc[j, b]
                         t1 += a * xc[j + 1, b]
@@ -188,7 +300,7 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
                     j += 4
                 while j < n_features:
                     t0 = zero
-                    for b in range(rows):
+                    for b in range(rows_k):
                         t0 += wx[i, b] * xc[j, b]
                     second_sum[k, i, j] += t0
                     j += 1
@@ -232,62 +344,3 @@ def weighted_moments(X, weights, centers, full=True):
     upper = np.triu(np.ones((n_features, n_features), dtype=bool), 1)
     second = np.where(upper, second, np.swapaxes(second, 1, 2))  # mirror the upper triangle
     return weight_sum, first, second
-
-
-# --------------------------------------------------------------------------- posteriors
-@numba.njit(**_SERIAL)
-def _normalize_rows(log_joint, inverse_temperature, log_norm, posterior, first, last):
-    n_components = log_joint.shape[1]
-    for b in range(first, last):
-        top = -np.inf
-        for k in range(n_components):
-            if log_joint[b, k] > top:
-                top = log_joint[b, k]
-        if not np.isfinite(top):
-            log_norm[b] = top
-            for k in range(n_components):
-                posterior[b, k] = 1.0 / n_components
-            continue
-        total = 0.0
-        for k in range(n_components):
-            shifted = log_joint[b, k] - top
-            # exp(−40) < 2⁻⁵⁷: below float64 resolution next to the top term (which is 1).
-            e = np.exp(shifted) if shifted > -40.0 else 0.0
-            posterior[b, k] = e
-            total += e
-        log_norm[b] = top + np.log(total)
-        if inverse_temperature != 1.0:  # annealing: posteriors ∝ joint^β
-            total = 0.0
-            for k in range(n_components):
-                e = np.exp(inverse_temperature * (log_joint[b, k] - top))
-                posterior[b, k] = e
-                total += e
-        scale = 1.0 / total
-        for k in range(n_components):
-            posterior[b, k] = posterior[b, k] * scale
-
-
-@numba.njit(**_PARALLEL)
-def _normalize_parallel(log_joint, inverse_temperature, log_norm, posterior, bounds):
-    for p in numba.prange(len(bounds) - 1):
-        _normalize_rows(log_joint, inverse_temperature, log_norm, posterior, bounds[p],
-                        bounds[p + 1])
-
-
-def normalize_log_rows(log_joint, inverse_temperature=1.0):
-    """Row-wise log-sum-exp and posteriors.
-
-    Returns ``log_norm[b] = log Σ_k exp(log_joint[b, k])`` (float64) and
-    ``posterior[b, k] ∝ exp(β · log_joint[b, k])`` (β = inverse temperature; 1 is plain EM).
-    Rows whose joint density is zero everywhere get log_norm = −inf and a uniform posterior.
-    """
-    n_rows = log_joint.shape[0]
-    log_norm = np.empty(n_rows)
-    posterior = np.empty_like(log_joint)
-    n_parts = _n_parts(n_rows)
-    if n_parts == 1:
-        _normalize_rows(log_joint, float(inverse_temperature), log_norm, posterior, 0, n_rows)
-    else:
-        _normalize_parallel(log_joint, float(inverse_temperature), log_norm, posterior,
-                            np.array(_part_bounds(n_rows, n_parts)))
-    return log_norm, posterior

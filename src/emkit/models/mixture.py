@@ -27,7 +27,6 @@ from emkit.families.gaussian import (
     GaussianStats,
     covariances_from_precisions,
 )
-from emkit.kernels.gaussian import normalize_log_rows
 
 INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
 _EMPTY_FRACTION = 1e-8
@@ -99,18 +98,17 @@ class GaussianMixtureModel:
     # ------------------------------------------------------------------ E-step
     def log_joint(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
         """log π_k + log N(x_i | μ_k, Σ_k), shape (n_rows, K)."""
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        return self.family.log_density(params.components, X, log_weights)
+        return self.family.log_density(params.components, X, _log(params.weights))
 
-    def posteriors(self, params: MixtureParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def posteriors(self, params: MixtureParams, X: np.ndarray,
+                   inverse_temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Per-row log-likelihood (n,) and posterior probabilities (n, K), block by block."""
         X = np.asarray(X)
         log_norm = np.empty(len(X))
-        resp = np.empty((len(X), self.n_components))
+        resp = np.empty((len(X), self.n_components), dtype=self.family.dtype)
         for block in self._blocks(len(X), X.shape[1]):
-            log_norm[block], resp[block] = normalize_log_rows(self.log_joint(params, X[block]),
-                                                              1.0)
+            log_norm[block], resp[block] = self.family.posteriors(
+                params.components, X[block], _log(params.weights), inverse_temperature)
         return log_norm, resp
 
     def e_step(self, params: MixtureParams, chunk: Any,
@@ -130,14 +128,14 @@ class GaussianMixtureModel:
         return total, log_likelihood
 
     def _block_e_step(self, params, X, w, labels, beta):
-        log_joint = self.log_joint(params, X)
-        row_ll, resp = normalize_log_rows(log_joint, beta)
+        row_ll, resp = self.family.posteriors(params.components, X, _log(params.weights), beta)
         if labels is not None:
-            known = labels >= 0
-            if known.any():
+            known = np.flatnonzero(labels >= 0)
+            if len(known):  # a labelled row contributes log π_y N(x | y), its posterior is y
                 resp[known] = 0.0
                 resp[known, labels[known]] = 1.0
-                row_ll[known] = log_joint[known, labels[known]]
+                row_ll[known] = self.log_joint(params, X[known])[np.arange(len(known)),
+                                                                   labels[known]]
         if w is None:
             weighted, used = resp, np.ones(len(X), dtype=bool)
             ll = float(np.sum(row_ll))
@@ -299,6 +297,11 @@ class GaussianMixtureModel:
         if bad.any():
             raise DataError("precisions_init is not positive definite for every component.")
         return MixtureParams(weights, components)
+
+
+def _log(weights):
+    with np.errstate(divide="ignore"):  # a weight of exactly 0 gives −inf: that is right
+        return np.log(weights)
 
 
 def _lowest_rows(row_ll, X, used, m):
