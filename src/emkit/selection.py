@@ -155,7 +155,16 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
             estimator.fit(X, sample_weight=sample_weight)
             table.append(_criteria(estimator, X, sample_weight))
             estimators.append(estimator)
-    scores = [row[criterion] for row in table]
+    # A fit that did not converge is usually a component collapsing onto repeated values, whose
+    # likelihood grows without bound: it is reported in the table but chosen only if none
+    # converged.
+    eligible = [row["converged"] for row in table]
+    if not any(eligible):
+        eligible = [True] * len(table)
+        notes.append("no fit converged: the best is chosen among all; raise max_iter.")
+    elif not all(eligible):
+        notes.append("fits that did not converge are listed but not chosen.")
+    scores = [row[criterion] if ok else np.inf for row, ok in zip(table, eligible, strict=True)]
     best_index = int(np.argmin(scores))  # argmin takes the first of equal scores
     return SelectionResult(table, estimators, best_index, criterion, notes)
 

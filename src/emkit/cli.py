@@ -1,0 +1,532 @@
+"""The ``emkit`` command line: fit, predict, score, select, info and demo.
+
+Every expected failure (bad input, a missing file, a file that is not an emkit model) ends with one
+line ``emkit: error: ...`` on stderr and exit status 2; warnings print as ``emkit: warning: ...``.
+A genuine bug still raises with its traceback, so that it gets reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import emkit
+from emkit.errors import DataError, EmkitError
+from emkit.io import Table, format_csv, parse_columns, read_table, write_atomically
+
+EXIT_ERROR = 2
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+CRITERIA = ("bic", "aic", "icl")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors in emkit's format."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"emkit: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Failure(Exception):
+    """An expected failure: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------- arguments
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "positive integer"
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+_non_negative_float.__name__ = "non-negative number"
+
+
+def parse_k_range(text: str) -> list[int]:
+    """Numbers of components from ``"1-8"``, ``"3"`` or ``"1,2,5-7"``, sorted, without repeats."""
+    values: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high) if high else int(low)
+            if first < 1 or last < first:
+                raise ValueError
+            values.update(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid K range {text!r}: use e.g. 1-8, 3 or 1,2,5-7 (K >= 1)") from None
+    return sorted(values)
+
+
+def _covariance_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in COVARIANCE_TYPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown covariance type {unknown[0]!r}: choose from {', '.join(COVARIANCE_TYPES)}")
+    return list(dict.fromkeys(names))
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="CSV file (header row) or Parquet file")
+    parser.add_argument("--columns", metavar="A,B",
+                        help="columns to use, by name (default: all; for predict and score, the "
+                             "columns the model was fitted on)")
+    parser.add_argument("--drop-missing", action="store_true",
+                        help="drop rows with empty cells in the used columns (default: error)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+                        help="number of starts; the best log-likelihood wins (default 1)")
+    parser.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
+                        help="maximum EM iterations per start (default 100)")
+    parser.add_argument("--tol", type=_non_negative_float, default=1e-3, metavar="T",
+                        help="stop when the mean log-likelihood changes by less (default 1e-3)")
+    parser.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, metavar="R",
+                        help="added to covariance diagonals (default 1e-6)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed; the same seed gives the same fit (default 0)")
+    parser.add_argument("--accelerate", choices=["none", "squarem"], default="none",
+                        help="SQUAREM usually needs several times fewer iterations")
+    parser.add_argument("--float32", action="store_true",
+                        help="float32 E-step (faster; statistics still summed in float64)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``emkit``."""
+    parser = _Parser(prog="emkit", description="Maximum-likelihood estimation by the EM "
+                     "algorithm: fit, use and choose mixture models from the command line.")
+    parser.add_argument("--version", action="version", version=f"emkit {emkit.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    fit = commands.add_parser("fit", help="fit a model to a data file and save it")
+    fit.add_argument("model_kind", choices=["gmm"], help="gmm: Gaussian mixture")
+    _add_data_options(fit)
+    fit.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K",
+                     help="number of components")
+    fit.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
+                     help="covariance type (default full)")
+    _add_fit_options(fit)
+    fit.add_argument("-o", "--output", type=Path, help="model file to write (e.g. model.emkit)")
+    fit.set_defaults(run=_run_fit)
+
+    predict = commands.add_parser("predict", help="most probable component of each row")
+    predict.add_argument("model", type=Path, help="model file written by 'emkit fit'")
+    _add_data_options(predict)
+    predict.add_argument("--proba", action="store_true",
+                         help="write the probability of every component instead")
+    predict.add_argument("-o", "--output", type=Path, help="CSV file to write (default stdout)")
+    predict.set_defaults(run=_run_predict)
+
+    score = commands.add_parser("score", help="log-likelihood, BIC and AIC of a model on data")
+    score.add_argument("model", type=Path, help="model file written by 'emkit fit'")
+    _add_data_options(score)
+    score.set_defaults(run=_run_score)
+
+    select = commands.add_parser("select", help="choose the number of components by BIC")
+    select.add_argument("model_kind", choices=["gmm"], help="gmm: Gaussian mixture")
+    _add_data_options(select)
+    select.add_argument("--k", type=parse_k_range, default=parse_k_range("1-8"), metavar="RANGE",
+                        help="numbers of components to try, e.g. 1-8 or 1,2,5-7 (default 1-8)")
+    select.add_argument("--covariance", type=_covariance_list, default=["full"],
+                        metavar="TYPES", help="comma-separated covariance types to try "
+                        f"({','.join(COVARIANCE_TYPES)}; default full)")
+    select.add_argument("--criterion", choices=CRITERIA, default="bic",
+                        help="criterion to minimise (default bic)")
+    _add_fit_options(select)
+    select.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw the criteria against K (needs emkit[plot])")
+    select.add_argument("-o", "--output", type=Path, help="write the chosen model to this file")
+    select.set_defaults(run=_run_select)
+
+    info = commands.add_parser("info", help="what a model file holds")
+    info.add_argument("model", type=Path, help="model file")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    info.set_defaults(run=_run_info)
+
+    demo = commands.add_parser("demo", help="fit the bundled real data sets and write a report")
+    demo.add_argument("--output", type=Path, default=Path("emkit-report"),
+                      help="report folder (default emkit-report)")
+    demo.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+# ---------------------------------------------------------------------------------- data
+def _read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
+               keep_positions: bool = False) -> tuple[Table, np.ndarray]:
+    """The table and a boolean mask of the rows to use (rows without missing values).
+
+    Missing values are not supported yet: without ``drop_missing`` they are an error that says
+    how many rows have them; with it the rows are left out and a note says how many."""
+    table = read_table(path, columns)
+    missing = table.missing_rows()
+    n_missing = int(missing.sum())
+    if n_missing and not drop_missing:
+        raise DataError(
+            f"{n_missing} of {len(missing)} rows of {path} have missing values (empty cells) in "
+            f"the columns used ({', '.join(table.columns)}); emkit does not handle missing "
+            "values yet: drop those rows, or pass --drop-missing.")
+    if n_missing == len(missing):
+        raise DataError(f"every row of {path} has a missing value in the columns used "
+                        f"({', '.join(table.columns)}): nothing is left to use.")
+    if n_missing:
+        action = "left out" if keep_positions else "dropped"
+        _note(f"{action} {n_missing} of {len(missing)} rows with missing values")
+    return table, ~missing
+
+
+def _check_output_folders(*paths: Path | None) -> None:
+    """Fail before the work, not after it, when an output cannot be written."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise DataError(f"cannot write {path}: it is a folder; give a file name.")
+        if not path.parent.is_dir():
+            raise DataError(f"cannot write {path}: the folder {path.parent} does not exist.")
+
+
+def _note(message: str) -> None:
+    print(f"emkit: {message}", file=sys.stderr)
+
+
+def _model_columns(model: Any, columns: str | None) -> list[str] | None:
+    """Which columns to read for a fitted model: ``--columns``, else the names it was fitted on
+    (``feature_names_in_``, stored in the model file). Removes those names from ``model``."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        # The command line selects the columns by name itself and hands the estimator a plain
+        # array; scikit-learn would warn that the array has no names.
+        del model.feature_names_in_
+    if columns is not None:
+        return parse_columns(columns)
+    return None if names is None else [str(name) for name in names]
+
+
+def _save(model: Any, path: Path, columns: Sequence[str]) -> None:
+    """Save ``model`` with the names of the columns it was fitted on, so that ``predict`` and
+    ``score`` read the same columns by default."""
+    model.feature_names_in_ = np.asarray(columns, dtype=object)
+    try:
+        model.save(path)
+    finally:
+        del model.feature_names_in_
+
+
+def _check_width(model: Any, table: Table) -> None:
+    expected = getattr(model, "n_features_in_", None)
+    if expected is not None and table.data.shape[1] != expected:
+        raise DataError(
+            f"the model was fitted on {expected} columns, but {len(table.columns)} columns were "
+            f"read from {table.path} ({', '.join(table.columns)}): choose {expected} with "
+            "--columns a,b.")
+
+
+def _load_model(path: Path) -> Any:
+    from emkit.persist import load
+
+    return load(path)
+
+
+# ---------------------------------------------------------------------------------- commands
+def _estimator(args: argparse.Namespace, n_components: int, covariance_type: str) -> Any:
+    from emkit.estimators import GaussianMixture
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    return GaussianMixture(
+        n_components, covariance_type=covariance_type, tol=args.tol, reg_covar=args.reg_covar,
+        max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed,
+        accelerate=None if args.accelerate == "none" else args.accelerate,
+        dtype=np.float32 if args.float32 else np.float64, progress=progress)
+
+
+def _fit_summary(model: Any, X: np.ndarray, columns: Sequence[str]) -> dict:
+    n_samples = len(X)
+    mean_log_likelihood = model.score(X)
+    return {
+        "model": type(model).__name__,
+        "n_components": int(model.n_components),
+        "covariance_type": model.covariance_type,
+        "n_samples": n_samples,
+        "columns": list(columns),
+        "log_likelihood": mean_log_likelihood * n_samples,
+        "mean_log_likelihood": mean_log_likelihood,
+        "bic": float(model.bic(X)),
+        "aic": float(model.aic(X)),
+        "n_parameters": int(model.n_parameters()),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "weights": model.weights_.tolist(),
+        "means": model.means_.tolist(),
+    }
+
+
+def _format_components(summary: dict) -> list[str]:
+    columns = summary["columns"]
+    width = max(10, *(len(name) for name in columns))
+    lines = ["component  weight  " + "  ".join(f"{name:>{width}}" for name in columns)]
+    for k, (weight, mean) in enumerate(zip(summary["weights"], summary["means"], strict=True)):
+        lines.append(f"{k:>9}  {weight:6.3f}  "
+                     + "  ".join(f"{value:>{width}.5g}" for value in mean))
+    return lines
+
+
+def _print_fit_summary(summary: dict) -> None:
+    converged = "yes" if summary["converged"] else "NO (raise --max-iter or --tol)"
+    lines = [
+        f"{summary['model']}: K={summary['n_components']}, covariance {summary['covariance_type']}"
+        f", {summary['n_samples']} rows x {len(summary['columns'])} columns "
+        f"({', '.join(summary['columns'])})",
+        f"log-likelihood  {summary['log_likelihood']:.6g} "
+        f"(mean {summary['mean_log_likelihood']:.6g} per row)",
+        f"BIC {summary['bic']:.6g}   AIC {summary['aic']:.6g}   "
+        f"({summary['n_parameters']} parameters)",
+        f"converged       {converged} after {summary['n_iter']} iterations",
+        "means:",
+        *("  " + line for line in _format_components(summary)),
+    ]
+    if summary.get("output"):
+        lines.append(f"model written to {summary['output']}")
+    print("\n".join(lines))
+
+
+def _run_fit(args: argparse.Namespace) -> None:
+    _check_output_folders(args.output)
+    table, use = _read_rows(args.data, parse_columns(args.columns), args.drop_missing)
+    X = table.data[use]
+    model = _estimator(args, args.n_components, args.covariance).fit(X)
+    summary = _fit_summary(model, X, table.columns)
+    if args.output is not None:
+        _save(model, args.output, table.columns)
+        summary["output"] = str(args.output)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_fit_summary(summary)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    _check_output_folders(args.output)
+    model = _load_model(args.model)
+    table, use = _read_rows(args.data, _model_columns(model, args.columns), args.drop_missing,
+                            keep_positions=True)
+    _check_width(model, table)
+    X = table.data[use]
+    # Rows left out for missing values keep their place (empty cells, null in JSON), so that
+    # output row i always belongs to input row i.
+    if args.proba:
+        header = [f"proba_{k}" for k in range(model.n_components)]
+        values = [list(map(float, row)) for row in model.predict_proba(X)]
+    else:
+        header = ["component"]
+        values = [int(label) for label in model.predict(X)]
+    results: list[Any] = [None] * len(table.data)
+    for position, value in zip(np.flatnonzero(use), values, strict=True):
+        results[position] = value
+    if args.json:
+        output = json.dumps({"probabilities" if args.proba else "components": results}) + "\n"
+    else:
+        blank = [""] * len(header)
+        output = format_csv(header, (blank if value is None else value if args.proba
+                                     else [value] for value in results))
+    if args.output is None:
+        sys.stdout.write(output)
+    else:
+        write_atomically(args.output, output)
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    model = _load_model(args.model)
+    table, use = _read_rows(args.data, _model_columns(model, args.columns),
+                            args.drop_missing)
+    _check_width(model, table)
+    X = table.data[use]
+    mean_log_likelihood = float(model.score(X))
+    result = {
+        "n_samples": len(X),
+        "columns": list(table.columns),
+        "mean_log_likelihood": mean_log_likelihood,
+        "log_likelihood": mean_log_likelihood * len(X),
+        "bic": float(model.bic(X)),
+        "aic": float(model.aic(X)),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"rows            {result['n_samples']}\n"
+          f"log-likelihood  {result['log_likelihood']:.6g} "
+          f"(mean {result['mean_log_likelihood']:.6g} per row)\n"
+          f"BIC             {result['bic']:.6g}\n"
+          f"AIC             {result['aic']:.6g}")
+
+
+def _run_select(args: argparse.Namespace) -> None:
+    from emkit.selection import select_model
+
+    if args.plot is not None:
+        from emkit.plot import _matplotlib
+
+        try:  # fail before the fits, not after them
+            _matplotlib()
+        except ImportError as error:
+            raise _Failure(f"--plot: {error}") from None
+    _check_output_folders(args.output, args.plot)
+    table, use = _read_rows(args.data, parse_columns(args.columns), args.drop_missing)
+    X = table.data[use]
+    template = _estimator(args, 1, args.covariance[0])
+    parameters = {name: value for name, value in template.get_params().items()
+                  if name not in ("n_components", "covariance_type")}
+    result = select_model(X, n_components=args.k, covariance_types=tuple(args.covariance),
+                          criterion=args.criterion, **parameters)
+    best_row = result.table[result.best_index]
+    if args.output is not None:
+        _save(result.best_estimator, args.output, table.columns)
+    if args.plot is not None:
+        from emkit.plot import plot_criterion, save_figure
+
+        save_figure(plot_criterion(result), args.plot)
+    if args.json:
+        print(json.dumps({"criterion": args.criterion, "columns": list(table.columns),
+                          "n_samples": len(X), "table": result.table, "best_index":
+                          int(result.best_index), "best": best_row, "notes": result.notes,
+                          "output": None if args.output is None else str(args.output),
+                          "plot": None if args.plot is None else str(args.plot)},
+                         indent=2, default=_json_default))
+        return
+    print(result.to_text())
+    if args.output is not None:
+        print(f"model written to {args.output}")
+    if args.plot is not None:
+        print(f"plot written to {args.plot}")
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    from emkit.persist import describe
+
+    metadata = describe(args.model)
+    metadata["path"] = str(args.model)
+    if args.json:
+        print(json.dumps(metadata, indent=2, default=_json_default))
+        return
+    print("\n".join(_format_info(metadata)))
+
+
+def _format_info(metadata: dict) -> list[str]:
+    """The model file's metadata as aligned lines: the essentials first, then every parameter,
+    fitted scalar and array shape."""
+    params = dict(metadata.get("params", {}))
+    attributes = dict(metadata.get("attributes", {}))
+    names = attributes.pop("feature_names_in_", None)
+    n_features = attributes.pop("n_features_in_", "?")
+    lines = [
+        ("file", f"{metadata['path']} ({metadata.get('file_size', '?')} bytes)"),
+        ("estimator", metadata.get("estimator")),
+        ("schema version", f"{metadata.get('schema_version')} (written by emkit "
+                           f"{metadata.get('emkit_version', '?')})"),
+        ("components (K)", params.pop("n_components", "?")),
+        ("features (D)", f"{n_features}" + (f" ({', '.join(names)})" if names else "")),
+    ]
+    if "covariance_type" in params:
+        lines.append(("covariance type", params.pop("covariance_type")))
+    lines += [(name, value) for name, value in attributes.items() if name != "events_"]
+    if attributes.get("events_"):
+        lines.append(("events", "; ".join(f"iteration {i}: {m}" for i, m in
+                                         attributes["events_"])))
+    # Encoded parameters (a dtype) are one-entry dicts in the metadata.
+    lines += [(f"param {name}", " ".join(map(str, value.values())) if isinstance(value, dict)
+               else value) for name, value in params.items()]
+    lines += [(f"array {name}", f"{np.dtype(info['dtype']).name} {tuple(info['shape'])}")
+              for name, info in metadata.get("arrays", {}).items()]
+    lines += [("note", note) for note in metadata.get("notes", [])]
+    width = max(len(name) for name, _ in lines)
+    return [f"{name:<{width}}  {_format_value(value)}" for name, value in lines]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(item) for item in value)
+    return str(value)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from emkit.report import run_demo
+
+    path = run_demo(args.output, quick=args.quick)
+    print(f"report written to {path}")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# ---------------------------------------------------------------------------------- main
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"emkit: warning: {message}", file=sys.stderr)
+
+
+def _describe_os_error(error: OSError) -> str:
+    if error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``emkit`` with ``argv`` (default: the process arguments); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            args.run(args)
+        except (EmkitError, _Failure) as error:
+            message = str(error)
+        except BrokenPipeError:
+            # The reader of our output went away (e.g. `emkit predict ... | head`): not an
+            # error worth a message; silence the final flush of stdout, as Python's docs advise.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except OSError as error:
+            message = _describe_os_error(error)
+        else:
+            return 0
+    print(f"emkit: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "main", "parse_k_range"]

@@ -1,0 +1,238 @@
+"""Reading data tables (CSV, Parquet) and writing result tables, for the command line.
+
+CSV is read with the standard library: a header row, then one row per sample; an empty cell is a
+missing value (NaN). Parquet needs pyarrow (the ``parquet`` extra). pandas is deliberately not
+needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emkit.errors import DataError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class Table:
+    """Numeric columns read from a file.
+
+    Attributes
+    ----------
+    data : ndarray of shape (n_rows, n_columns), float64
+        NaN where a cell was empty.
+    columns : tuple of str
+        Names of the columns of ``data``, in order.
+    path : pathlib.Path
+        The file the table came from.
+    """
+
+    data: np.ndarray
+    columns: tuple[str, ...]
+    path: Path
+
+    def missing_rows(self) -> np.ndarray:
+        """Boolean mask of the rows with at least one missing value, shape (n_rows,)."""
+        return np.isnan(self.data).any(axis=1)
+
+
+def parse_columns(text: str | None) -> list[str] | None:
+    """Split a ``--columns a,b`` argument into names (None when not given)."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not names or any(not name for name in names):
+        raise DataError(f"--columns {text!r} has an empty name: give names separated by commas, "
+                        "e.g. --columns eruptions,waiting.")
+    if len(set(names)) != len(names):
+        raise DataError(f"--columns {text!r} names a column twice.")
+    return names
+
+
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> Table:
+    """Read the numeric columns of a CSV or Parquet file.
+
+    Parameters
+    ----------
+    path : path of a ``.csv`` file (header row; empty cells are missing) or a Parquet file
+        (recognised by its ``.parquet``/``.pq`` suffix or its magic bytes).
+    columns : sequence of str, optional
+        Names of the columns to read, in this order. Default: every column, all of which must
+        then be numeric.
+
+    Raises
+    ------
+    DataError
+        The file is empty, has no data rows, ragged rows, an unknown column name, or a selected
+        column that is not numeric (the message names it and shows an example value).
+    OSError
+        The file cannot be opened.
+    """
+    path = Path(path)
+    if _is_parquet(path):
+        return _read_parquet(path, columns)
+    return _read_csv(path, columns)
+
+
+def _is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return True
+    with open(path, "rb") as file:
+        return file.read(4) == _PARQUET_MAGIC
+
+
+def _read_csv(path: Path, columns: Sequence[str] | None) -> Table:
+    # utf-8-sig drops the byte-order mark that spreadsheet programs put in front of the header.
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = list(csv.reader(file))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not a UTF-8 text (CSV) file: {error.reason} at byte "
+                        f"{error.start}.") from error
+    except csv.Error as error:
+        raise DataError(f"{path} is not a readable CSV file: {error}.") from error
+    # Blank lines carry no sample; csv gives them as [].
+    numbered = [(line, row) for line, row in enumerate(rows, start=1) if row]
+    if not numbered:
+        raise DataError(f"{path} is empty: a CSV file needs a header row and data rows.")
+    (_, header), body = numbered[0], numbered[1:]
+    header = [name.strip() for name in header]
+    if not body:
+        raise DataError(f"{path} has a header row but no data rows.")
+    for line, row in body:
+        if len(row) != len(header):
+            raise DataError(f"{path}, line {line}: {len(row)} cells, but the header has "
+                            f"{len(header)} columns.")
+    indices = _select(header, columns, path)
+    data = np.empty((len(body), len(indices)), dtype=np.float64)
+    for j, index in enumerate(indices):
+        for i, (line, row) in enumerate(body):
+            data[i, j] = _to_float(row[index], header[index], line, path)
+    return Table(data, tuple(header[i] for i in indices), path)
+
+
+def _to_float(cell: str, column: str, line: int, path: Path) -> float:
+    text = cell.strip()
+    if not text:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(
+            f"column {column!r} of {path} is not numeric (line {line} holds {cell!r}): choose "
+            "numeric columns with --columns a,b."
+        ) from None
+
+
+def _select(header: Sequence[str], columns: Sequence[str] | None, path: Path) -> list[int]:
+    if columns is None:
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise DataError(f"{path} has duplicate column names {duplicated}: rename them.")
+        return list(range(len(header)))
+    indices = []
+    for name in columns:
+        matches = [i for i, candidate in enumerate(header) if candidate == name]
+        if not matches:
+            raise DataError(f"{path} has no column {name!r}; its columns are "
+                            f"{', '.join(header)}.")
+        if len(matches) > 1:
+            raise DataError(f"{path} has {len(matches)} columns named {name!r}: rename them.")
+        indices.append(matches[0])
+    return indices
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None) -> Table:
+    try:
+        import pyarrow.parquet as parquet
+        import pyarrow.types as types
+    except ImportError:
+        raise DataError(f"reading Parquet ({path}) needs pyarrow: "
+                        "install emkit[parquet].") from None
+    try:
+        schema = parquet.read_schema(path)
+    except OSError:
+        raise  # a missing or unreadable file
+    except Exception as error:  # pyarrow raises its own ArrowInvalid for a corrupt file
+        raise DataError(f"{path} is not a readable Parquet file: {error}") from error
+    names = list(schema.names)
+    indices = _select(names, columns, path)
+    selected = [names[i] for i in indices]
+    table = parquet.read_table(path, columns=selected)
+    if table.num_rows == 0:
+        raise DataError(f"{path} has no data rows.")
+    data = np.empty((table.num_rows, len(selected)), dtype=np.float64)
+    for j, name in enumerate(selected):
+        column = table.column(name)
+        if not (types.is_integer(column.type) or types.is_floating(column.type)
+                or types.is_boolean(column.type) or types.is_decimal(column.type)):
+            example = next((value for value in column.to_pylist() if value is not None), None)
+            raise DataError(f"column {name!r} of {path} is not numeric (type {column.type}, "
+                            f"e.g. {example!r}): choose numeric columns with --columns a,b.")
+        # Nulls become NaN: the same meaning as an empty CSV cell.
+        data[:, j] = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        data[np.asarray(column.is_null()), j] = np.nan
+    return Table(data, tuple(selected), path)
+
+
+def format_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """The CSV text of a header and rows (floats written with full precision)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v
+                         for v in row])
+    return buffer.getvalue()
+
+
+def write_atomically(path: str | os.PathLike, content: str | bytes) -> Path:
+    """Write ``content`` to ``path`` through a temporary file in the same folder and a rename,
+    so a reader never sees a half-written file and a crash leaves the old file intact."""
+    path = Path(path)
+    data = content if isinstance(content, bytes) else content.encode("utf-8")
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                                 suffix=".tmp")
+    except OSError as error:  # name the file the caller asked for, not the temporary one
+        raise OSError(error.errno, f"cannot write it ({error.strerror})", str(path)) from None
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp creates the file readable by its owner only; give it the usual permissions.
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str],
+              rows: Iterable[Sequence[object]]) -> Path:
+    """Write a CSV file atomically (see :func:`write_atomically`)."""
+    return write_atomically(path, format_csv(header, rows))
+
+
+__all__ = ["Table", "format_csv", "parse_columns", "read_table", "write_atomically", "write_csv"]

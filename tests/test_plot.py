@@ -1,0 +1,196 @@
+"""emkit.plot: what is drawn is checked against quantities computed independently of the plot
+code (Mahalanobis radii of the ellipses, densities from scipy, the selection table)."""
+
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+pytest.importorskip("matplotlib")
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+from emkit import GaussianMixture, datasets  # noqa: E402
+from emkit.errors import DataError, ParameterError  # noqa: E402
+from emkit.plot import (  # noqa: E402
+    plot_components_2d,
+    plot_convergence,
+    plot_criterion,
+    plot_density_1d,
+    save_figure,
+)
+from emkit.selection import select_model  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def faithful():
+    return datasets.load("faithful").data
+
+
+def outline(ellipse):
+    """Points on the drawn outline, in data coordinates: the ends of its cubic Bézier segments
+    (the other vertices are control points off the curve)."""
+    path = ellipse.get_path()
+    on_curve = path.vertices[:-1:3]  # MOVETO, then every third CURVE4 vertex; CLOSEPOLY last
+    assert path.codes[0] == path.MOVETO and np.all(path.codes[1:-1] == path.CURVE4)
+    return ellipse.get_patch_transform().transform(on_curve)
+
+
+def full_covariance(model, k):
+    """Component k's D × D covariance, from the fitted attributes, for any covariance type."""
+    covariances = model.covariances_
+    n_features = model.means_.shape[1]
+    return {"full": lambda: covariances[k], "tied": lambda: covariances,
+            "diag": lambda: np.diag(covariances[k]),
+            "spherical": lambda: covariances[k] * np.eye(n_features)}[model.covariance_type]()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_ellipses_are_one_and_two_sigma_contours(faithful, covariance_type, tmp_path):
+    model = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(faithful)
+    figure = plot_components_2d(model, faithful, feature_names=["eruptions", "waiting"])
+    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    ellipses = [patch for patch in ax.patches if isinstance(patch, Ellipse)]
+    assert len(ellipses) == 2 * model.n_components
+    radii = []
+    for ellipse in ellipses:
+        centre = np.asarray(ellipse.center)
+        k = int(np.argmin(np.linalg.norm(model.means_ - centre, axis=1)))
+        np.testing.assert_allclose(centre, model.means_[k])
+        offset = outline(ellipse) - centre
+        squared = np.einsum("ni,ij,nj->n", offset, np.linalg.inv(full_covariance(model, k)),
+                            offset)
+        np.testing.assert_allclose(squared, squared[0], rtol=1e-8)  # a contour of the density
+        radii.append(np.sqrt(squared[0]))
+    assert sorted(np.round(radii, 8)) == [1.0] * model.n_components + [2.0] * model.n_components
+    # Points are coloured by the predicted component: one colour per component used.
+    colours = ax.collections[0].get_facecolors()
+    assert len(colours) == len(faithful)
+    assert len(np.unique(colours, axis=0)) == len(np.unique(model.predict(faithful)))
+    assert ax.get_xlabel() == "eruptions" and ax.get_ylabel() == "waiting"
+    path = save_figure(figure, tmp_path / "ellipses.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_components_on_two_of_more_features_use_the_marginal_covariance():
+    penguins = datasets.load("penguins")
+    X = penguins.data[:, :4]
+    X = X[~np.isnan(X).any(axis=1)]
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    model = GaussianMixture(2, random_state=0).fit(X)
+    labels = np.arange(len(X)) % 3
+    figure = plot_components_2d(model, X, labels=labels, dims=(1, 3))
+    ax = figure.axes[0]
+    ellipse = next(patch for patch in ax.patches if isinstance(patch, Ellipse))
+    k = int(np.argmin(np.linalg.norm(model.means_[:, [1, 3]] - ellipse.center, axis=1)))
+    marginal = model.covariances_[k][np.ix_([1, 3], [1, 3])]
+    offset = outline(ellipse) - ellipse.center
+    squared = np.einsum("ni,ij,nj->n", offset, np.linalg.inv(marginal), offset)
+    np.testing.assert_allclose(squared, squared[0], rtol=1e-8)
+    assert len(np.unique(ax.collections[0].get_facecolors(), axis=0)) == 3  # given labels
+
+
+def test_convergence_lines_are_the_histories(faithful):
+    plain = GaussianMixture(2, random_state=0, tol=1e-8).fit(faithful)
+    fast = GaussianMixture(2, random_state=0, tol=1e-8, accelerate="squarem").fit(faithful)
+    histories = {"EM": plain.history_, "SQUAREM": fast.history_}
+    ax = plot_convergence(histories).axes[0]
+    for line, history in zip(ax.get_lines(), histories.values(), strict=True):
+        np.testing.assert_array_equal(line.get_ydata(), history)
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(len(history)))
+    gap = plot_convergence(histories, gap=True).axes[0]
+    assert gap.get_yscale() == "log"
+    best = max(plain.history_.max(), fast.history_.max())
+    for line, history in zip(gap.get_lines(), histories.values(), strict=True):
+        expected = best - history
+        np.testing.assert_array_equal(line.get_ydata(), expected[expected > 0])
+    # A plain array is one line.
+    assert len(plot_convergence(plain.history_).axes[0].get_lines()) == 1
+
+
+def test_criterion_lines_follow_the_selection_table(faithful, tmp_path):
+    result = select_model(faithful, range(1, 4), ("full", "diag"), random_state=0)
+    figure = plot_criterion(result)
+    assert [ax.get_ylabel().split()[0] for ax in figure.axes] == ["BIC", "AIC", "ICL"]
+    for ax, criterion in zip(figure.axes, ("bic", "aic", "icl"), strict=True):
+        lines = {line.get_label().split(":")[0]: line for line in ax.get_lines()}
+        assert set(lines) == {"full", "diag", "chosen"}  # every fit converged
+        full, diag, chosen = lines["full"], lines["diag"], lines["chosen"]
+        for line, kind in ((full, "full"), (diag, "diag")):
+            rows = [row for row in result.table if row["covariance_type"] == kind]
+            np.testing.assert_array_equal(line.get_xdata(), [row["n_components"] for row in rows])
+            np.testing.assert_array_equal(line.get_ydata(), [row[criterion] for row in rows])
+        assert chosen.get_ydata()[0] == result.table[result.best_index][criterion]
+    assert len(plot_criterion(result, criteria=("bic",)).axes) == 1
+    # A fit that did not converge is crossed out.
+    result.table[1] = dict(result.table[1], converged=False)
+    ax = plot_criterion(result, criteria=("aic",)).axes[0]
+    crossed = next(line for line in ax.get_lines() if line.get_label() == "did not converge")
+    assert crossed.get_marker() == "x"
+    assert list(crossed.get_ydata()) == [result.table[1]["aic"]]
+    assert save_figure(figure, tmp_path / "c.png").stat().st_size > 1000
+    with pytest.raises(ParameterError, match="criteria"):
+        plot_criterion(result, criteria=("bic", "likelihood"))
+
+
+def test_density_1d_curves_are_the_fitted_mixture(tmp_path):
+    x = datasets.load("galaxies").data / 1000
+    model = GaussianMixture(3, random_state=0, n_init=3).fit(x)
+    figure = plot_density_1d(model, x, xlabel="velocity")
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == model.n_components + 1
+    grid = lines[-1].get_xdata()
+    expected = [w * stats.norm(m, np.sqrt(v)).pdf(grid) for w, m, v in
+                zip(model.weights_, model.means_[:, 0], model.covariances_.ravel(), strict=True)]
+    for line, density in zip(lines[:-1], expected, strict=True):
+        np.testing.assert_allclose(line.get_ydata(), density, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(lines[-1].get_ydata(), np.sum(expected, axis=0), rtol=1e-10)
+    # The histogram is a density: its bars integrate to one.
+    bars = figure.axes[0].patches
+    assert sum(bar.get_width() * bar.get_height() for bar in bars) == pytest.approx(1.0)
+    tied = GaussianMixture(2, covariance_type="tied", random_state=0).fit(x)
+    assert len(plot_density_1d(tied, x).axes[0].get_lines()) == 3
+    assert save_figure(figure, tmp_path / "d.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plots_draw_on_a_given_axes():
+    x = datasets.load("galaxies").data / 1000
+    model = GaussianMixture(2, random_state=0).fit(x)
+    figure = Figure()
+    left, right = figure.subplots(1, 2)
+    assert plot_density_1d(model, x, ax=right) is figure
+    assert plot_convergence(model.history_, ax=left) is figure
+    assert left.get_lines() and right.get_lines()
+
+
+def test_bad_input(faithful):
+    model = GaussianMixture(2, random_state=0).fit(faithful)
+    with pytest.raises(DataError, match="at least 2 columns"):
+        plot_components_2d(model, faithful[:, :1])
+    with pytest.raises(ParameterError, match="dims"):
+        plot_components_2d(model, faithful, dims=(0, 0))
+    with pytest.raises(DataError, match="one feature"):
+        plot_density_1d(model, faithful[:, 0])
+    with pytest.raises(DataError, match="non-empty"):
+        plot_convergence([])
+
+
+def test_save_figure_is_atomic(tmp_path, faithful):
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"old")
+    figure = plot_convergence(GaussianMixture(2, random_state=0).fit(faithful).history_)
+    save_figure(figure, target)
+    assert target.read_bytes()[:8] == PNG_MAGIC
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+    save_figure(figure, tmp_path / "figure.svg")
+    assert b"<svg" in (tmp_path / "figure.svg").read_bytes()[:500]
+
+
+def test_missing_matplotlib_says_what_to_install(monkeypatch, faithful):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    with pytest.raises(ImportError, match=r"emkit\[plot\]"):
+        plot_convergence([1.0, 2.0])
