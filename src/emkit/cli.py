@@ -20,7 +20,7 @@ import numpy as np
 
 import emkit
 from emkit.errors import DataError, EmkitError
-from emkit.io import Table, format_csv, parse_columns, read_table, write_atomically
+from emkit.io import Table, format_csv, json_default, parse_columns, read_table, write_atomically
 
 EXIT_ERROR = 2
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -414,7 +414,7 @@ def _run_select(args: argparse.Namespace) -> None:
                           int(result.best_index), "best": best_row, "notes": result.notes,
                           "output": None if args.output is None else str(args.output),
                           "plot": None if args.plot is None else str(args.plot)},
-                         indent=2, default=_json_default))
+                         indent=2, default=json_default))
         return
     print(result.to_text())
     if args.output is not None:
@@ -429,7 +429,7 @@ def _run_info(args: argparse.Namespace) -> None:
     metadata = describe(args.model)
     metadata["path"] = str(args.model)
     if args.json:
-        print(json.dumps(metadata, indent=2, default=_json_default))
+        print(json.dumps(metadata, indent=2, default=json_default))
         return
     print("\n".join(_format_info(metadata)))
 
@@ -478,14 +478,6 @@ def _run_demo(args: argparse.Namespace) -> None:
 
     path = run_demo(args.output, quick=args.quick)
     print(f"report written to {path}")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # ---------------------------------------------------------------------------------- main

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -236,3 +237,12 @@ def write_csv(path: str | os.PathLike, header: Sequence[str],
 
 
 __all__ = ["Table", "format_csv", "parse_columns", "read_table", "write_atomically", "write_csv"]
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` hook for numpy scalars and arrays."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

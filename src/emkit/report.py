@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import ConvergenceWarning
-from emkit.io import write_atomically
+from emkit.io import json_default, write_atomically
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
@@ -73,7 +73,7 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
         **sections,
     }
     write_atomically(output_dir / "summary.json",
-                     json.dumps(summary, indent=2, default=_json_default) + "\n")
+                     json.dumps(summary, indent=2, default=json_default) + "\n")
     path = write_atomically(output_dir / "summary.md", _markdown(summary))
     return path
 
@@ -279,14 +279,6 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ summary
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _table(rows: list[dict], best: dict) -> list[str]:
     lines = ["| K | covariance | log-likelihood | parameters | BIC | AIC | ICL | converged |",
              "|---:|---|---:|---:|---:|---:|---:|---|"]
