@@ -311,7 +311,7 @@ def test_write_csv_is_atomic_and_leaves_no_temporary_file(tmp_path, monkeypatch)
     def disk_full(descriptor):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("emkit.io.os.fsync", disk_full)
+    monkeypatch.setattr("emkit.atomic.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space"):  # the old file stays, the temporary goes
         write_csv(target, ["a"], [[3]])
     assert target.read_text() == "a,b\n1,0.1\n2,1e-300\n"

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 import emkit
+from emkit.atomic import write_atomically
 from emkit.errors import DataError, EmkitError
-from emkit.io import Table, format_csv, json_default, parse_columns, read_table, write_atomically
+from emkit.io import Table, format_csv, json_default, parse_columns, read_table
 
 EXIT_ERROR = 2
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")

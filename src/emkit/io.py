@@ -7,12 +7,10 @@ needed.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from emkit.atomic import write_atomically
 from emkit.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -199,44 +198,13 @@ def format_csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return buffer.getvalue()
 
 
-def write_atomically(path: str | os.PathLike, content: str | bytes) -> Path:
-    """Write ``content`` to ``path`` through a temporary file in the same folder and a rename,
-    so a reader never sees a half-written file and a crash leaves the old file intact."""
-    path = Path(path)
-    data = content if isinstance(content, bytes) else content.encode("utf-8")
-    try:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                                 suffix=".tmp")
-    except OSError as error:  # name the file the caller asked for, not the temporary one
-        raise OSError(error.errno, f"cannot write it ({error.strerror})", str(path)) from None
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        # mkstemp creates the file readable by its owner only; give it the usual permissions.
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_csv(path: str | os.PathLike, header: Sequence[str],
               rows: Iterable[Sequence[object]]) -> Path:
     """Write a CSV file atomically (see :func:`write_atomically`)."""
     return write_atomically(path, format_csv(header, rows))
 
 
-__all__ = ["Table", "format_csv", "parse_columns", "read_table", "write_atomically", "write_csv"]
+__all__ = ["Table", "format_csv", "parse_columns", "read_table", "write_csv"]
 
 
 def json_default(value: Any) -> Any:

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from emkit import __version__
+from emkit.atomic import write_atomically
 from emkit.errors import ModelFileError, NotFittedError, ParameterError
 
 __all__ = ["FORMAT_NAME", "SCHEMA_VERSION", "ESTIMATORS", "EstimatorSpec", "save", "load",
@@ -136,7 +136,13 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
     except ModelFileError as error:
         raise ParameterError(f"cannot save this {name}: {error}") from error
     metadata, members = _encode(name, spec, estimator)
-    _write_atomically(os.fspath(path), lambda stream: _write_zip(stream, metadata, members))
+    if os.path.isdir(path):
+        raise ModelFileError(f"cannot write the model to {path}: it is a directory.")
+    try:
+        write_atomically(path, lambda stream: _write_zip(stream, metadata, members))
+    except OSError as error:
+        raise ModelFileError(f"cannot write the model to {path}: "
+                             f"{error.strerror or error}.") from error
 
 
 def load(path: str | os.PathLike) -> Any:
@@ -358,58 +364,6 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     return info
-
-
-def _write_atomically(path: str, write: Callable[[Any], None]) -> None:
-    """Run ``write(stream)`` on a temporary file next to ``path``, then rename it over ``path``.
-
-    On any failure the temporary file is removed and an existing file at ``path`` is untouched.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ModelFileError(f"cannot write the model to {path}: it is a directory.")
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    except OSError as error:
-        raise ModelFileError(f"cannot write the model to {path}: {error.strerror or error} "
-                             f"(folder {directory}).") from error
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        os.chmod(temporary, _file_mode(path))
-        os.replace(temporary, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise ModelFileError(f"cannot write the model to {path}: "
-                                 f"{error.strerror or error}.") from error
-        raise
-    _fsync_directory(directory)
-
-
-def _file_mode(path: str) -> int:
-    with contextlib.suppress(OSError):
-        return os.stat(path).st_mode & 0o777  # keep an overwritten file's permissions
-    umask = os.umask(0)  # the only portable way to read the umask is to set it
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (POSIX); harmless where directories cannot be opened."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 # --------------------------------------------------------------------------- reading

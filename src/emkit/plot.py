@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from emkit.atomic import write_atomically
 from emkit.errors import DataError, ParameterError
-from emkit.io import write_atomically
 
 _CRITERIA = ("bic", "aic", "icl")
 _CRITERION_NAMES = {"bic": "BIC", "aic": "AIC", "icl": "ICL"}

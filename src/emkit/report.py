@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from emkit.atomic import write_atomically
 from emkit.errors import ConvergenceWarning
-from emkit.io import json_default, write_atomically
+from emkit.io import json_default
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
