@@ -29,30 +29,32 @@ def fitted(X):
 
 
 # ---------------------------------------------------------------------- the data
-@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-def test_non_finite_values_in_fit(X, value):
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinity_is_not_a_missing_value(X, value):
     bad = X.copy()
     bad[3, 1] = value
-    phrase = "missing values yet" if np.isnan(value) else "infinity"
-    with pytest.raises(DataError, match=phrase):
+    with pytest.raises(DataError, match="infinity") as error:
+        GaussianMixture(2).fit(bad)
+    assert "not a missing value" in str(error.value)
+
+
+def test_a_column_with_every_value_missing(X):
+    bad = X.copy()
+    bad[:, 1] = np.nan
+    with pytest.raises(DataError, match="column.* 1 have no observed value.*drop"):
         GaussianMixture(2).fit(bad)
 
 
-def test_nan_message_says_missing_values_are_not_supported_and_what_to_do(X):
-    bad = X.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(DataError) as error:
-        GaussianMixture(2).fit(bad)
-    message = str(error.value)
-    assert "does not handle missing values yet" in message
-    assert "drop or impute" in message
+def test_every_row_empty():
+    with pytest.raises(DataError, match="no observed value|every row is empty"):
+        GaussianMixture(2).fit(np.full((5, 2), np.nan))
 
 
-def test_nan_in_predict(fitted, X):
-    bad = X.copy()
-    bad[5, 0] = np.nan
-    with pytest.raises(DataError, match="missing values yet"):
-        fitted.predict(bad)
+def test_an_empty_row_at_predict_time_gets_the_prior(fitted, X):
+    rows = X[:3].copy()
+    rows[1] = np.nan
+    np.testing.assert_allclose(fitted.predict_proba(rows)[1], fitted.weights_, rtol=1e-12)
+    assert fitted.score_samples(rows)[1] == pytest.approx(0.0, abs=1e-12)  # density of nothing: 1
 
 
 def test_empty_data():

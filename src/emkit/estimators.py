@@ -114,6 +114,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise DataError(
                 f"n_components={self.n_components} is larger than the number of samples "
                 f"(n_samples={n_samples}): use fewer components or more data.")
+        _check_observed(X, getattr(self, "feature_names_in_", None))
         _check_no_constant_column(X, getattr(self, "feature_names_in_", None))
         self._check_initial_values(n_samples, X.shape[1])
         sample_weight = _check_sample_weight(sample_weight, n_samples)
@@ -253,14 +254,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _validate_rows(self, X, reset):
         try:
             X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                              ensure_min_samples=1)
+                              ensure_min_samples=1, ensure_all_finite="allow-nan")
         except DataError:
             raise
         except ValueError as error:
             message = str(error)
-            if "NaN" in message:  # scikit-learn's advice (other estimators) does not apply
-                message = ("Input X contains NaN: emkit's GaussianMixture does not handle "
-                           "missing values yet; drop or impute the rows with NaN.")
+            if "infinity" in message:
+                message += (" Infinity is not a missing value: mark missing entries as NaN "
+                            "(empty cells in a CSV) and fix or drop the infinite ones.")
             raise DataError(message) from error
         # Converted once to the precision of the E-step, not at every iteration.
         return np.ascontiguousarray(X, dtype=np.dtype(self.dtype))
@@ -337,6 +338,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.allow_nan = True  # missing values: exact EM on the observed coordinates
         return tags
 
 
@@ -358,8 +360,24 @@ def _check_sample_weight(sample_weight, n_samples):
     return w
 
 
+def _check_observed(X, names):
+    """Missing values (NaN) are fine, but every column needs observed values and so does some
+    row."""
+    missing = np.isnan(X)
+    if not missing.any():
+        return
+    empty_columns = np.flatnonzero(missing.all(axis=0))
+    if len(empty_columns):
+        shown = [str(names[i]) if names is not None else str(i) for i in empty_columns[:5]]
+        raise DataError(f"column(s) {', '.join(shown)} have no observed value (all NaN): "
+                        "nothing can be learned about them; drop these columns.")
+    if missing.all(axis=1).all():
+        raise DataError("every row is empty (all NaN): there is nothing to fit.")
+
+
 def _check_no_constant_column(X, names):
-    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    with np.errstate(invalid="ignore"):
+        constant = np.flatnonzero(np.nanmax(X, axis=0) == np.nanmin(X, axis=0))
     if len(constant):
         shown = [str(names[i]) if names is not None else str(i) for i in constant[:5]]
         raise DataError(

@@ -28,7 +28,9 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
+from scipy.special import logsumexp
 
+from emkit.families import gaussian_missing as missing
 from emkit.kernels import gaussian as kernels
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -112,6 +114,10 @@ class GaussianFamily:
 
     def _rows(self, params, X, log_weights, posteriors, inverse_temperature):
         X = np.ascontiguousarray(X, dtype=self.dtype)
+        incomplete = np.isnan(X).any(axis=1)
+        if incomplete.any():
+            return self._rows_with_missing(params, X, incomplete, log_weights, posteriors,
+                                           inverse_temperature)
         means = params.means
         n_components, n_features = means.shape
         P = params.precisions_cholesky
@@ -132,6 +138,25 @@ class GaussianFamily:
             X, means, np.ascontiguousarray(scales, dtype=self.dtype), constants, posteriors,
             inverse_temperature)
 
+    def _rows_with_missing(self, params, X, incomplete, log_weights, posteriors, beta):
+        """Complete rows by the compiled kernels, rows with NaN by their marginal densities."""
+        joint = np.empty((len(X), len(params.means)))
+        complete = ~incomplete
+        if complete.any():
+            joint[complete] = self._rows(params, X[complete], None, False, 1.0)
+        joint[incomplete] = missing.marginal_log_density(self, params,
+                                                         X[incomplete].astype(np.float64))
+        if log_weights is not None:
+            joint += log_weights
+        if not posteriors:
+            return joint.astype(self.dtype)
+        with np.errstate(invalid="ignore"):  # rows where every joint density is zero
+            log_norm = logsumexp(joint, axis=1)
+            tempered = beta * (joint - joint.max(axis=1, keepdims=True))
+            posterior = np.exp(tempered - logsumexp(tempered, axis=1, keepdims=True))
+        posterior[~np.isfinite(log_norm)] = 1.0 / len(params.means)  # as the kernels do
+        return log_norm, posterior.astype(self.dtype)
+
     def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
         """log det P_k = −½ log det Σ_k, shape (K,)."""
         P = params.precisions_cholesky
@@ -148,8 +173,17 @@ class GaussianFamily:
     # ----------------------------------------------------------------- statistics
     def statistics(self, params: GaussianParams, X: np.ndarray,
                    weights: np.ndarray) -> GaussianStats:
-        """Statistics of rows ``X`` with per-row, per-component ``weights`` (n_rows, K)."""
+        """Statistics of rows ``X`` with per-row, per-component ``weights`` (n_rows, K); rows with
+        NaN contribute their exact expected statistics (see :mod:`gaussian_missing`)."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
+        incomplete = np.isnan(X).any(axis=1)
+        if incomplete.any():
+            partial = missing.conditional_statistics(
+                self, params, X[incomplete].astype(np.float64),
+                np.asarray(weights, dtype=np.float64)[incomplete])
+            complete = ~incomplete
+            return partial if not complete.any() else (
+                self.statistics(params, X[complete], np.asarray(weights)[complete]) + partial)
         weights = np.ascontiguousarray(weights, dtype=self.dtype)
         center = np.ascontiguousarray(params.means, dtype=self.dtype)
         full = self.covariance_type in ("full", "tied")

@@ -144,6 +144,9 @@ class GaussianMixtureModel:
             used = w > 0
             ll = float(np.dot(w[used], row_ll[used]))
         components = self.family.statistics(params.components, X, weighted)
+        if np.isnan(X).any():  # re-seeding needs whole rows: fill gaps with the mean of means
+            used = used & ~np.isnan(X).all(axis=1)
+            X = np.where(np.isnan(X), params.components.means.mean(axis=0), X)
         worst_values, worst_rows = _lowest_rows(row_ll, X, used, self.n_components)
         return MixtureStats(components, worst_values, worst_rows), ll
 
@@ -228,6 +231,8 @@ class GaussianMixtureModel:
     # ------------------------------------------------------------------ initialisation
     def init_params(self, data: Any, rng: np.random.Generator) -> MixtureParams:
         X, w, labels = _concatenate(chunk_list(data))
+        if np.isnan(X).any():  # a starting point only: gaps filled with the column means
+            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
         n_rows = len(X)
         if self.resp_init is not None:
             resp = np.asarray(self.resp_init, dtype=float)

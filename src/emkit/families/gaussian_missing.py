@@ -1,0 +1,133 @@
+"""Gaussian components and rows with missing values (NaN), missing at random.
+
+For a row with observed coordinates o and missing coordinates m, and a component N(μ, Σ):
+
+- its density is the marginal N(x_o | μ_o, Σ_oo);
+- the missing coordinates have the conditional distribution N(x̂_m, C) with
+  x̂_m = μ_m + Σ_mo Σ_oo⁻¹ (x_o − μ_o) and C = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om;
+- the exact E-step statistics use the completed row x̂ = (x_o, x̂_m) and add C to the second
+  moment of the missing block: E[(x − c)(x − c)ᵀ | x_o] = (x̂ − c)(x̂ − c)ᵀ + [0 0; 0 C].
+
+Rows are grouped by their pattern of missing coordinates, so Σ_oo is factorised once per pattern
+and component, not once per row. A row with no observed value has density 1 (log 0) under every
+component and contributes no statistics: it carries no information.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import linalg
+
+if TYPE_CHECKING:
+    from emkit.families.gaussian import GaussianFamily, GaussianParams, GaussianStats
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def missingness_groups(X: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(observed mask of length D, row indices) for every distinct pattern of NaN in X."""
+    missing = np.isnan(X)
+    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    bounds = np.searchsorted(inverse.ravel()[order], np.arange(len(patterns) + 1))
+    for p, pattern in enumerate(patterns):
+        yield ~pattern, order[bounds[p]:bounds[p + 1]]
+
+
+def full_covariances(family: GaussianFamily, params: GaussianParams) -> np.ndarray:
+    """Every component's covariance as a (K, D, D) matrix, whatever the covariance type."""
+    n_components, n_features = params.means.shape
+    cov = params.covariances
+    kind = family.covariance_type
+    if kind == "full":
+        return cov
+    if kind == "tied":
+        return np.broadcast_to(cov, (n_components, n_features, n_features))
+    variances = cov if kind == "diag" else np.repeat(cov[:, None], n_features, axis=1)
+    return variances[:, :, None] * np.eye(n_features)
+
+
+class Conditional:
+    """One component's marginal and conditional distributions for one pattern of missingness."""
+
+    def __init__(self, mean: np.ndarray, cov: np.ndarray, observed: np.ndarray):
+        self.observed, self.missing = observed, ~observed
+        self.mean = mean
+        obs_cov = cov[np.ix_(observed, observed)]
+        self.cholesky = linalg.cholesky(obs_cov, lower=True, check_finite=False)
+        cross = cov[np.ix_(observed, self.missing)]
+        self.regression = linalg.cho_solve((self.cholesky, True), cross, check_finite=False)
+        self.covariance = cov[np.ix_(self.missing, self.missing)] - cross.T @ self.regression
+
+    def log_density(self, X: np.ndarray) -> np.ndarray:
+        """log N(x_o | μ_o, Σ_oo) of rows X (n, D) that share this pattern."""
+        deviation = X[:, self.observed] - self.mean[self.observed]
+        z = linalg.solve_triangular(self.cholesky, deviation.T, lower=True, check_finite=False)
+        log_det = 2.0 * np.sum(np.log(np.diag(self.cholesky)))
+        n_observed = int(self.observed.sum())
+        return -0.5 * (n_observed * _LOG_2PI + log_det + np.sum(z * z, axis=0))
+
+    def completed(self, X: np.ndarray) -> np.ndarray:
+        """Rows with the missing coordinates replaced by their conditional means x̂_m."""
+        filled = np.array(X, dtype=np.float64, copy=True)
+        deviation = X[:, self.observed] - self.mean[self.observed]
+        filled[:, self.missing] = self.mean[self.missing] + deviation @ self.regression
+        return filled
+
+
+def conditionals(family: GaussianFamily, params: GaussianParams,
+                 observed: np.ndarray) -> list[Conditional]:
+    covariances = full_covariances(family, params)
+    return [Conditional(params.means[k], covariances[k], observed)
+            for k in range(len(params.means))]
+
+
+def marginal_log_density(family: GaussianFamily, params: GaussianParams,
+                         X: np.ndarray) -> np.ndarray:
+    """log N(x_o | μ_k,o, Σ_k,oo) for rows with NaN, shape (n, K), float64 (0 for empty rows)."""
+    out = np.zeros((len(X), len(params.means)))
+    for observed, rows in missingness_groups(X):
+        if observed.any():
+            for k, conditional in enumerate(conditionals(family, params, observed)):
+                out[rows, k] = conditional.log_density(X[rows])
+    return out
+
+
+def conditional_statistics(family: GaussianFamily, params: GaussianParams, X: np.ndarray,
+                           weights: np.ndarray) -> GaussianStats:
+    """Exact expected statistics of rows with NaN (see the module docstring), centred at the
+    current means like :meth:`GaussianFamily.statistics`."""
+    from emkit.families.gaussian import GaussianStats
+
+    center = params.means
+    n_components, n_features = center.shape
+    full = family.covariance_type in ("full", "tied")
+    weight = np.zeros(n_components)
+    first = np.zeros((n_components, n_features))
+    second = np.zeros((n_components, n_features, n_features) if full else
+                      (n_components, n_features))
+    for observed, rows in missingness_groups(X):
+        if not observed.any():
+            continue  # an empty row carries no information
+        missing = ~observed
+        block = np.ix_(missing, missing)
+        for k, conditional in enumerate(conditionals(family, params, observed)):
+            w = weights[rows, k]
+            total = float(w.sum())
+            if total == 0.0:
+                continue
+            deviation = conditional.completed(X[rows]) - center[k]
+            weighted = deviation * w[:, None]
+            weight[k] += total
+            first[k] += weighted.sum(axis=0)
+            if full:
+                second[k] += weighted.T @ deviation
+                second[k][block] += total * conditional.covariance
+            else:
+                second[k] += np.sum(weighted * deviation, axis=0)
+                second[k][missing] += total * np.diag(conditional.covariance)
+    return GaussianStats(weight, first, second, center)
