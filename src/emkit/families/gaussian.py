@@ -28,7 +28,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
-from scipy.special import logsumexp
 
 from emkit.families import gaussian_missing as missing
 from emkit.kernels import gaussian as kernels
@@ -150,12 +149,7 @@ class GaussianFamily:
             joint += log_weights
         if not posteriors:
             return joint.astype(self.dtype)
-        with np.errstate(invalid="ignore"):  # rows where every joint density is zero
-            log_norm = logsumexp(joint, axis=1)
-            tempered = beta * (joint - joint.max(axis=1, keepdims=True))
-            posterior = np.exp(tempered - logsumexp(tempered, axis=1, keepdims=True))
-        posterior[~np.isfinite(log_norm)] = 1.0 / len(params.means)  # as the kernels do
-        return log_norm, posterior.astype(self.dtype)
+        return kernels.posteriors_from_joint(joint.astype(self.dtype), beta)
 
     def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
         """log det P_k = −½ log det Σ_k, shape (K,)."""

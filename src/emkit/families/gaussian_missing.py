@@ -22,20 +22,38 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import linalg
 
+from emkit.kernels import gaussian as kernels
+
 if TYPE_CHECKING:
     from emkit.families.gaussian import GaussianFamily, GaussianParams, GaussianStats
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def pattern_index(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct patterns of X: ``observed`` (P, D) bool, and ``order``, ``starts`` such that
+    the rows of pattern p are ``order[starts[p]:starts[p + 1]]``."""
+    missing = np.isnan(X)
+    # One integer key per row (its bit pattern), so that finding the patterns is a 1-D unique.
+    packed = np.packbits(missing, axis=1)
+    if packed.shape[1] <= 8:
+        keys = np.zeros((len(X), 8), dtype=np.uint8)
+        keys[:, : packed.shape[1]] = packed
+        _, first, inverse = np.unique(keys.view(np.uint64).ravel(), return_index=True,
+                                      return_inverse=True)
+    else:
+        _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    patterns = missing[first]
+    order = np.argsort(inverse.ravel(), kind="stable")
+    starts = np.searchsorted(inverse.ravel()[order], np.arange(len(patterns) + 1))
+    return ~patterns, order, starts
+
+
 def missingness_groups(X: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(observed mask of length D, row indices) for every distinct pattern of NaN in X."""
-    missing = np.isnan(X)
-    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-    order = np.argsort(inverse.ravel(), kind="stable")
-    bounds = np.searchsorted(inverse.ravel()[order], np.arange(len(patterns) + 1))
-    for p, pattern in enumerate(patterns):
-        yield ~pattern, order[bounds[p]:bounds[p + 1]]
+    observed, order, starts = pattern_index(X)
+    for p in range(len(observed)):
+        yield observed[p], order[starts[p]:starts[p + 1]]
 
 
 def full_covariances(family: GaussianFamily, params: GaussianParams) -> np.ndarray:
@@ -89,12 +107,9 @@ def conditionals(family: GaussianFamily, params: GaussianParams,
 def marginal_log_density(family: GaussianFamily, params: GaussianParams,
                          X: np.ndarray) -> np.ndarray:
     """log N(x_o | μ_k,o, Σ_k,oo) for rows with NaN, shape (n, K), float64 (0 for empty rows)."""
-    out = np.zeros((len(X), len(params.means)))
-    for observed, rows in missingness_groups(X):
-        if observed.any():
-            for k, conditional in enumerate(conditionals(family, params, observed)):
-                out[rows, k] = conditional.log_density(X[rows])
-    return out
+    observed, order, starts = pattern_index(X)
+    return kernels.missing_log_density(X, order, starts, observed, params.means,
+                                       np.ascontiguousarray(full_covariances(family, params)))
 
 
 def conditional_statistics(family: GaussianFamily, params: GaussianParams, X: np.ndarray,
@@ -103,31 +118,14 @@ def conditional_statistics(family: GaussianFamily, params: GaussianParams, X: np
     current means like :meth:`GaussianFamily.statistics`."""
     from emkit.families.gaussian import GaussianStats
 
-    center = params.means
-    n_components, n_features = center.shape
+    observed, order, starts = pattern_index(X)
     full = family.covariance_type in ("full", "tied")
-    weight = np.zeros(n_components)
-    first = np.zeros((n_components, n_features))
-    second = np.zeros((n_components, n_features, n_features) if full else
-                      (n_components, n_features))
-    for observed, rows in missingness_groups(X):
-        if not observed.any():
-            continue  # an empty row carries no information
-        missing = ~observed
-        block = np.ix_(missing, missing)
-        for k, conditional in enumerate(conditionals(family, params, observed)):
-            w = weights[rows, k]
-            total = float(w.sum())
-            if total == 0.0:
-                continue
-            deviation = conditional.completed(X[rows]) - center[k]
-            weighted = deviation * w[:, None]
-            weight[k] += total
-            first[k] += weighted.sum(axis=0)
-            if full:
-                second[k] += weighted.T @ deviation
-                second[k][block] += total * conditional.covariance
-            else:
-                second[k] += np.sum(weighted * deviation, axis=0)
-                second[k][missing] += total * np.diag(conditional.covariance)
-    return GaussianStats(weight, first, second, center)
+    weight, first, second = kernels.missing_moments(
+        X, order, starts, observed, params.means,
+        np.ascontiguousarray(full_covariances(family, params)),
+        np.ascontiguousarray(weights, dtype=np.float64), params.means, full)
+    if full:
+        second = 0.5 * (second + np.swapaxes(second, 1, 2))
+    else:
+        second = second[:, :, 0]
+    return GaussianStats(weight, first, second, params.means)

@@ -129,6 +129,39 @@ def _emit_block(joint, rows, start, beta, normalize, top, total, out, log_norm):
 
 
 @numba.njit(**_SERIAL)
+def _joint_rows(log_joint, beta, out, log_norm, first, last):
+    n_components = log_joint.shape[1]
+    joint = np.empty((n_components, _BLOCK), dtype=log_joint.dtype)
+    top = np.empty(_BLOCK, dtype=log_joint.dtype)
+    total = np.empty(_BLOCK)
+    for start in range(first, last, _BLOCK):
+        stop = min(start + _BLOCK, last)
+        _transpose_block(log_joint, start, stop, joint)
+        _emit_block(joint, stop - start, start, beta, True, top, total, out, log_norm)
+
+
+@numba.njit(**_PARALLEL)
+def _joint_parallel(log_joint, beta, out, log_norm, bounds):
+    for p in numba.prange(len(bounds) - 1):
+        _joint_rows(log_joint, beta, out, log_norm, bounds[p], bounds[p + 1])
+
+
+def posteriors_from_joint(log_joint, inverse_temperature=1.0):
+    """(log Σ_k exp joint[b, k], posteriors ∝ exp(β · joint)) of a precomputed (n, K) log joint
+    density, with the same numerics as the fused density kernels."""
+    log_joint = np.ascontiguousarray(log_joint)
+    out = np.empty_like(log_joint)
+    log_norm = np.empty(len(log_joint))
+    n_parts = _n_parts(len(log_joint))
+    if n_parts == 1:
+        _joint_rows(log_joint, float(inverse_temperature), out, log_norm, 0, len(log_joint))
+    else:
+        _joint_parallel(log_joint, float(inverse_temperature), out, log_norm,
+                        np.array(_part_bounds(len(log_joint), n_parts)))
+    return log_norm, out
+
+
+@numba.njit(**_SERIAL)
 def _triangular_rows(X, means, factors, constants, beta, normalize, out, log_norm, first, last):
     n_features = X.shape[1]
     n_components = means.shape[0]
@@ -380,3 +413,168 @@ def weighted_moments(X, weights, centers, full=True):
     upper = np.triu(np.ones((n_features, n_features), dtype=bool), 1)
     second = np.where(upper, second, np.swapaxes(second, 1, 2))  # mirror the upper triangle
     return weight_sum, first, second
+
+
+# --------------------------------------------------------------------------- missing values
+# Rows with NaN, grouped by pattern (see emkit.families.gaussian_missing for the formulas): the
+# rows of pattern p are order[starts[p]:starts[p + 1]], its observed coordinates observed[p].
+# Each pattern factorises Σ_oo once per component; patterns run in parallel.
+_LOG_2PI_CONST = float(np.log(2.0 * np.pi))
+
+
+@numba.njit(**_SERIAL)
+def _observed_factor(cov, obs, L):
+    """Lower Cholesky factor of cov[obs][:, obs], written into L[:n, :n] (n = len(obs)).
+
+    Written out (no LAPACK call) because the matrices are tiny and there is one per pattern and
+    component. Raises when the block is not positive definite.
+    """
+    n = len(obs)
+    for j in range(n):
+        s = cov[obs[j], obs[j]]
+        for t in range(j):
+            s -= L[j, t] * L[j, t]
+        if not s > 0.0:
+            raise np.linalg.LinAlgError("covariance block is not positive definite")
+        L[j, j] = np.sqrt(s)
+        for i in range(j + 1, n):
+            s = cov[obs[i], obs[j]]
+            for t in range(j):
+                s -= L[i, t] * L[j, t]
+            L[i, j] = s / L[j, j]
+    return L
+
+
+@numba.njit(**_SERIAL)
+def _forward(L, d, z):
+    """Solve L z = d for lower-triangular L (z is overwritten and returned)."""
+    n = len(d)
+    for i in range(n):
+        s = d[i]
+        for j in range(i):
+            s -= L[i, j] * z[j]
+        z[i] = s / L[i, i]
+    return z
+
+
+@numba.njit(**_SERIAL)
+def _pattern_log_density(X, rows, obs, means, covs, out):
+    n_components = means.shape[0]
+    n_obs = len(obs)
+    for r in rows:
+        if n_obs == 0:
+            for k in range(n_components):
+                out[r, k] = 0.0
+    if n_obs == 0:
+        return
+    d = np.empty(n_obs)
+    z = np.empty(n_obs)
+    L = np.empty((n_obs, n_obs))
+    for k in range(n_components):
+        _observed_factor(covs[k], obs, L)
+        log_det = 0.0
+        for i in range(n_obs):
+            log_det += 2.0 * np.log(L[i, i])
+        for r in rows:
+            for i in range(n_obs):
+                d[i] = X[r, obs[i]] - means[k, obs[i]]
+            _forward(L, d, z)
+            squared = 0.0
+            for i in range(n_obs):
+                squared += z[i] * z[i]
+            out[r, k] = -0.5 * (n_obs * _LOG_2PI_CONST + log_det + squared)
+
+
+
+@numba.njit(**_PARALLEL)
+def missing_log_density(X, order, starts, observed, means, covs):
+    """Marginal log N(x_o | μ_k,o, Σ_k,oo) of every row (0 for rows with nothing observed)."""
+    out = np.empty((X.shape[0], means.shape[0]))
+    for p in numba.prange(len(starts) - 1):
+        obs = np.flatnonzero(observed[p])
+        _pattern_log_density(X, order[starts[p]:starts[p + 1]], obs, means, covs, out)
+    return out
+
+
+@numba.njit(**_SERIAL)
+def _pattern_moments(X, rows, obs, mis, means, covs, weights, centers, full, weight_sum,
+                     first_sum, second_sum):
+    n_components, n_features = means.shape
+    n_obs, n_mis = len(obs), len(mis)
+    xhat = np.empty(n_features)
+    dev = np.empty(n_features)
+    d = np.empty(n_obs)
+    L = np.empty((n_obs, n_obs))
+    for k in range(n_components):
+        _observed_factor(covs[k], obs, L)
+        # regression[i, j] = (Σ_oo⁻¹ Σ_om)[i, j]; conditional = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om
+        regression = np.empty((n_obs, n_mis))
+        column = np.empty(n_obs)
+        y = np.empty(n_obs)
+        for j in range(n_mis):
+            for i in range(n_obs):
+                column[i] = covs[k, obs[i], mis[j]]
+            _forward(L, column, y)
+            for i in range(n_obs - 1, -1, -1):  # back substitution with Lᵀ
+                s = y[i]
+                for t in range(i + 1, n_obs):
+                    s -= L[t, i] * regression[t, j]
+                regression[i, j] = s / L[i, i]
+        total = 0.0
+        for r in rows:
+            w = weights[r, k]
+            if w == 0.0:
+                continue
+            total += w
+            for i in range(n_obs):
+                d[i] = X[r, obs[i]] - means[k, obs[i]]
+                xhat[obs[i]] = X[r, obs[i]]
+            for j in range(n_mis):
+                s = means[k, mis[j]]
+                for i in range(n_obs):
+                    s += d[i] * regression[i, j]
+                xhat[mis[j]] = s
+            for f in range(n_features):
+                dev[f] = xhat[f] - centers[k, f]
+                first_sum[k, f] += w * dev[f]
+            if full:
+                for f in range(n_features):
+                    wf = w * dev[f]
+                    for g in range(n_features):
+                        second_sum[k, f, g] += wf * dev[g]
+            else:
+                for f in range(n_features):
+                    second_sum[k, f, 0] += w * dev[f] * dev[f]
+        if total == 0.0:
+            continue
+        weight_sum[k] += total
+        for a in range(n_mis):  # + total · conditional covariance on the missing block
+            for b in range(n_mis):
+                if not full and a != b:
+                    continue
+                s = covs[k, mis[a], mis[b]]
+                for i in range(n_obs):
+                    s -= covs[k, mis[a], obs[i]] * regression[i, b]
+                if full:
+                    second_sum[k, mis[a], mis[b]] += total * s
+                else:
+                    second_sum[k, mis[a], 0] += total * s
+
+
+@numba.njit(**_PARALLEL)
+def missing_moments(X, order, starts, observed, means, covs, weights, centers, full):
+    """Σ w, Σ w (x̂ − c) and Σ w [(x̂ − c)(x̂ − c)ᵀ + C] (or diagonals) over rows with NaN."""
+    n_patterns = len(starts) - 1
+    n_components, n_features = means.shape
+    width = n_features if full else 1
+    weight_sum = np.zeros((n_patterns, n_components))
+    first_sum = np.zeros((n_patterns, n_components, n_features))
+    second_sum = np.zeros((n_patterns, n_components, n_features, width))
+    for p in numba.prange(n_patterns):
+        obs = np.flatnonzero(observed[p])
+        if len(obs) == 0:
+            continue  # an empty row carries no information
+        mis = np.flatnonzero(~observed[p])
+        _pattern_moments(X, order[starts[p]:starts[p + 1]], obs, mis, means, covs, weights,
+                         centers, full, weight_sum[p], first_sum[p], second_sum[p])
+    return weight_sum.sum(axis=0), first_sum.sum(axis=0), second_sum.sum(axis=0)
