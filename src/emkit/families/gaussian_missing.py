@@ -34,18 +34,19 @@ def pattern_index(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct patterns of X: ``observed`` (P, D) bool, and ``order``, ``starts`` such that
     the rows of pattern p are ``order[starts[p]:starts[p + 1]]``."""
     missing = np.isnan(X)
-    # One integer key per row (its bit pattern), so that finding the patterns is a 1-D unique.
-    packed = np.packbits(missing, axis=1)
+    if len(X) == 0:
+        return np.ones((0, X.shape[1]), dtype=bool), np.zeros(0, dtype=np.intp), np.zeros(1, int)
+    packed = np.packbits(missing, axis=1)  # one key per row: its bit pattern
     if packed.shape[1] <= 8:
         keys = np.zeros((len(X), 8), dtype=np.uint8)
         keys[:, : packed.shape[1]] = packed
-        _, first, inverse = np.unique(keys.view(np.uint64).ravel(), return_index=True,
-                                      return_inverse=True)
-    else:
-        _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
-    patterns = missing[first]
-    order = np.argsort(inverse.ravel(), kind="stable")
-    starts = np.searchsorted(inverse.ravel()[order], np.arange(len(patterns) + 1))
+        keys = keys.view(np.uint64).ravel()
+    else:  # more than 64 columns: rank the distinct byte strings
+        keys = np.unique(packed, axis=0, return_inverse=True)[1].ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    patterns = missing[order[starts[:-1]]]
     return ~patterns, order, starts
 
 

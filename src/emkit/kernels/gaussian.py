@@ -446,44 +446,58 @@ def _observed_factor(cov, obs, L):
 
 
 @numba.njit(**_SERIAL)
-def _forward(L, d, z):
-    """Solve L z = d for lower-triangular L (z is overwritten and returned)."""
-    n = len(d)
+def _whiten_columns(L, z, n_rows):
+    """Solve L Z = Z in place for lower-triangular L, one column per row (rows vectorise)."""
+    n = L.shape[0]
     for i in range(n):
-        s = d[i]
         for j in range(i):
-            s -= L[i, j] * z[j]
-        z[i] = s / L[i, i]
-    return z
+            c = L[i, j]
+            for r in range(n_rows):
+                z[i, r] -= c * z[j, r]
+        inverse = 1.0 / L[i, i]
+        for r in range(n_rows):
+            z[i, r] *= inverse
+
+
+@numba.njit(**_SERIAL)
+def _gather_observed(X, rows, obs, out):
+    """out[i, r] = X[rows[r], obs[i]]: a pattern's observed values, one row per coordinate."""
+    for r in range(len(rows)):
+        for i in range(len(obs)):
+            out[i, r] = X[rows[r], obs[i]]
 
 
 @numba.njit(**_SERIAL)
 def _pattern_log_density(X, rows, obs, means, covs, out):
     n_components = means.shape[0]
-    n_obs = len(obs)
-    for r in rows:
-        if n_obs == 0:
+    n_obs, n_rows = len(obs), len(rows)
+    if n_obs == 0:
+        for r in rows:
             for k in range(n_components):
                 out[r, k] = 0.0
-    if n_obs == 0:
         return
-    d = np.empty(n_obs)
-    z = np.empty(n_obs)
+    values = np.empty((n_obs, n_rows))
+    _gather_observed(X, rows, obs, values)
+    z = np.empty((n_obs, n_rows))
+    squared = np.empty(n_rows)
     L = np.empty((n_obs, n_obs))
     for k in range(n_components):
         _observed_factor(covs[k], obs, L)
         log_det = 0.0
         for i in range(n_obs):
             log_det += 2.0 * np.log(L[i, i])
-        for r in rows:
-            for i in range(n_obs):
-                d[i] = X[r, obs[i]] - means[k, obs[i]]
-            _forward(L, d, z)
-            squared = 0.0
-            for i in range(n_obs):
-                squared += z[i] * z[i]
-            out[r, k] = -0.5 * (n_obs * _LOG_2PI_CONST + log_det + squared)
-
+        for i in range(n_obs):
+            mu = means[k, obs[i]]
+            for r in range(n_rows):
+                z[i, r] = values[i, r] - mu
+        _whiten_columns(L, z, n_rows)
+        squared[:] = 0.0
+        for i in range(n_obs):
+            for r in range(n_rows):
+                squared[r] += z[i, r] * z[i, r]
+        constant = -0.5 * (n_obs * _LOG_2PI_CONST + log_det)
+        for r in range(n_rows):
+            out[rows[r], k] = constant - 0.5 * squared[r]
 
 
 @numba.njit(**_PARALLEL)
@@ -496,59 +510,71 @@ def missing_log_density(X, order, starts, observed, means, covs):
     return out
 
 
-@numba.njit(**_SERIAL)
+@numba.njit(**_REDUCING)
 def _pattern_moments(X, rows, obs, mis, means, covs, weights, centers, full, weight_sum,
                      first_sum, second_sum):
     n_components, n_features = means.shape
-    n_obs, n_mis = len(obs), len(mis)
-    xhat = np.empty(n_features)
-    dev = np.empty(n_features)
-    d = np.empty(n_obs)
+    n_obs, n_mis, n_rows = len(obs), len(mis), len(rows)
+    values = np.empty((n_obs, n_rows))
+    _gather_observed(X, rows, obs, values)
+    deviation = np.empty((n_features, n_rows))  # completed row − centre, one row per coordinate
+    weighted = np.empty((n_features, n_rows))
+    w = np.empty(n_rows)
     L = np.empty((n_obs, n_obs))
+    regression = np.empty((n_obs, n_mis))
     for k in range(n_components):
-        _observed_factor(covs[k], obs, L)
-        # regression[i, j] = (Σ_oo⁻¹ Σ_om)[i, j]; conditional = Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om
-        regression = np.empty((n_obs, n_mis))
-        column = np.empty(n_obs)
-        y = np.empty(n_obs)
-        for j in range(n_mis):
-            for i in range(n_obs):
-                column[i] = covs[k, obs[i], mis[j]]
-            _forward(L, column, y)
-            for i in range(n_obs - 1, -1, -1):  # back substitution with Lᵀ
-                s = y[i]
-                for t in range(i + 1, n_obs):
-                    s -= L[t, i] * regression[t, j]
-                regression[i, j] = s / L[i, i]
         total = 0.0
-        for r in rows:
-            w = weights[r, k]
-            if w == 0.0:
-                continue
-            total += w
-            for i in range(n_obs):
-                d[i] = X[r, obs[i]] - means[k, obs[i]]
-                xhat[obs[i]] = X[r, obs[i]]
-            for j in range(n_mis):
-                s = means[k, mis[j]]
-                for i in range(n_obs):
-                    s += d[i] * regression[i, j]
-                xhat[mis[j]] = s
-            for f in range(n_features):
-                dev[f] = xhat[f] - centers[k, f]
-                first_sum[k, f] += w * dev[f]
-            if full:
-                for f in range(n_features):
-                    wf = w * dev[f]
-                    for g in range(n_features):
-                        second_sum[k, f, g] += wf * dev[g]
-            else:
-                for f in range(n_features):
-                    second_sum[k, f, 0] += w * dev[f] * dev[f]
+        for r in range(n_rows):
+            w[r] = weights[rows[r], k]
+            total += w[r]
         if total == 0.0:
             continue
         weight_sum[k] += total
-        for a in range(n_mis):  # + total · conditional covariance on the missing block
+        _observed_factor(covs[k], obs, L)
+        # regression = Σ_oo⁻¹ Σ_om by two triangular solves (the columns of Σ_om at once)
+        for i in range(n_obs):
+            for j in range(n_mis):
+                regression[i, j] = covs[k, obs[i], mis[j]]
+        _whiten_columns(L, regression, n_mis)
+        for i in range(n_obs - 1, -1, -1):  # back substitution with Lᵀ
+            for t in range(i + 1, n_obs):
+                c = L[t, i]
+                for j in range(n_mis):
+                    regression[i, j] -= c * regression[t, j]
+            inverse = 1.0 / L[i, i]
+            for j in range(n_mis):
+                regression[i, j] *= inverse
+        # observed coordinates: x − c; missing ones: μ_m + Σ_i (x_i − μ_i) regression[i] − c_m
+        for j in range(n_mis):
+            base = means[k, mis[j]] - centers[k, mis[j]]
+            for r in range(n_rows):
+                deviation[mis[j], r] = base
+        for i in range(n_obs):
+            mu, c = means[k, obs[i]], centers[k, obs[i]]
+            for r in range(n_rows):
+                deviation[obs[i], r] = values[i, r] - c
+            for j in range(n_mis):
+                b = regression[i, j]
+                for r in range(n_rows):
+                    deviation[mis[j], r] += (values[i, r] - mu) * b
+        for f in range(n_features):
+            s = 0.0
+            for r in range(n_rows):
+                weighted[f, r] = w[r] * deviation[f, r]
+                s += weighted[f, r]
+            first_sum[k, f] += s
+        for f in range(n_features):
+            for g in range(f if full else f, f + 1 if not full else n_features):
+                s = 0.0
+                for r in range(n_rows):
+                    s += weighted[f, r] * deviation[g, r]
+                if full:
+                    second_sum[k, f, g] += s
+                    if g != f:
+                        second_sum[k, g, f] += s
+                else:
+                    second_sum[k, f, 0] += s
+        for a in range(n_mis):  # + total · conditional covariance Σ_mm − Σ_mo regression
             for b in range(n_mis):
                 if not full and a != b:
                     continue
