@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from emkit import datasets
 from emkit.cli import main, parse_k_range
 from emkit.errors import DataError
+from emkit.imputer import EMImputer
 from emkit.io import read_table, write_csv
 from emkit.persist import load
 
@@ -154,20 +156,103 @@ def test_predict_reads_the_fitted_columns_by_name(faithful_model, tmp_path, caps
     assert status == 2 and "fitted on 2 columns" in err
 
 
-def test_predict_keeps_rows_with_missing_values_in_place(faithful_model, tmp_path, capsys):
+def test_predict_uses_the_observed_values_of_rows_with_empty_cells(faithful_model, tmp_path,
+                                                                     capsys):
     X = faithful_array()
     holes = tmp_path / "holes.csv"
     rows = [[e, w] for e, w in X[:6]]
     rows[2][1] = ""
     write_csv(holes, ["eruptions", "waiting"], rows)
-    status, _, err = run(capsys, "predict", faithful_model, holes)
-    assert status == 2 and "1 of 6 rows" in err and "--drop-missing" in err
+    probabilities = np.array(run_json(capsys, "predict", faithful_model, holes,
+                                      "--proba")["probabilities"])
+    model = load_model(faithful_model)
+    np.testing.assert_allclose(probabilities[[0, 1, 3, 4, 5]],
+                               model.predict_proba(X[[0, 1, 3, 4, 5]]), rtol=1e-12)
+    # Row 2 has only its eruption time: its posterior comes from the marginal densities of
+    # eruptions alone (computed here with scipy).
+    marginal = model.weights_ * stats.norm.pdf(X[2, 0], model.means_[:, 0],
+                                               np.sqrt(model.covariances_[:, 0, 0]))
+    np.testing.assert_allclose(probabilities[2], marginal / marginal.sum(), rtol=1e-10)
+    # --drop-missing still leaves such rows out, in place (an empty cell in the output).
     status, out, err = run(capsys, "predict", faithful_model, holes, "--drop-missing")
     assert status == 0 and "left out 1 of 6 rows" in err
     cells = [row[0] for row in csv.reader(out.splitlines()[1:])]
-    expected = load_model(faithful_model).predict(X[:6])
+    expected = model.predict(X[:6])
     assert cells[2] == ""
     assert [int(cells[i]) for i in (0, 1, 3, 4, 5)] == list(expected[[0, 1, 3, 4, 5]])
+
+
+def test_fit_and_score_take_csv_files_with_empty_cells(tmp_path, capsys):
+    # One full-covariance component: the reported log-likelihood is the sum over rows of the
+    # marginal normal density of each row's observed measurements (scipy); the two penguins with
+    # no measurement at all contribute nothing.
+    summary = run_json(capsys, "fit", "gmm", PENGUINS, "-k", 1, "--columns", MEASUREMENTS,
+                       "-o", tmp_path / "p.emkit")
+    assert summary["n_samples"] == 344
+    model = load_model(tmp_path / "p.emkit")
+    X = read_numeric(PENGUINS, MEASUREMENTS.split(","))
+    assert np.isnan(X).all(axis=1).sum() == 2
+    mean, cov = model.means_[0], model.covariances_[0]
+    expected = sum(stats.multivariate_normal(mean[seen], cov[np.ix_(seen, seen)]).logpdf(row[seen])
+                   for row in X if (seen := ~np.isnan(row)).any())
+    assert summary["log_likelihood"] == pytest.approx(expected, rel=1e-10)
+    score = run_json(capsys, "score", tmp_path / "p.emkit", PENGUINS)
+    assert score["log_likelihood"] == pytest.approx(expected, rel=1e-10)
+
+
+def read_numeric(path, names):
+    """Named columns of a CSV as floats (NaN for empty cells), read with the csv module."""
+    with open(path, newline="") as file:
+        records = list(csv.DictReader(file))
+    return np.array([[float(r[name]) if r[name] else np.nan for name in names] for r in records])
+
+
+# ------------------------------------------------------------------------------ impute
+def read_cells(path):
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_impute_fills_only_empty_cells_and_copies_text_columns(tmp_path, capsys):
+    output = tmp_path / "filled.csv"
+    status, out, err = run(capsys, "impute", PENGUINS, "-k", 3, "--columns", MEASUREMENTS,
+                           "-o", output)
+    assert status == 0, err
+    assert "imputed 8 of 1376 cells in 2 of 344 rows" in out
+    original, filled = read_cells(PENGUINS), read_cells(output)
+    assert filled[0] == original[0] and len(filled) == len(original)
+    imputed_columns = [original[0].index(name) for name in MEASUREMENTS.split(",")]
+    for before, after in zip(original[1:], filled[1:], strict=True):
+        for j, (cell, new) in enumerate(zip(before, after, strict=True)):
+            if cell == "" and j in imputed_columns:
+                assert np.isfinite(float(new))
+            else:
+                assert new == cell  # observed numbers as written, text (species, sex) as is
+    X = read_numeric(PENGUINS, MEASUREMENTS.split(","))
+    expected = EMImputer(3, random_state=0).fit_transform(X)
+    np.testing.assert_array_equal(read_numeric(output, MEASUREMENTS.split(",")), expected)
+
+
+def test_impute_default_columns_stdout_and_draws(tmp_path, capsys):
+    airquality = datasets.path("airquality")
+    names = read_cells(airquality)[0]
+    X = read_numeric(airquality, names)
+    status, out, err = run(capsys, "impute", airquality, "--seed", 3)
+    assert status == 0 and "imputed 44 of 918 cells" in err
+    filled = np.array([[float(cell) for cell in row] for row in csv.reader(out.splitlines()[1:])])
+    np.testing.assert_array_equal(filled, EMImputer(random_state=3).fit_transform(X))
+
+    status, out, err = run(capsys, "impute", airquality, "--draws", 3, "-o",
+                           tmp_path / "aq.csv")
+    assert status == 0, err
+    draws = [read_numeric(tmp_path / f"aq_{i}.csv", names) for i in (1, 2, 3)]
+    expected = EMImputer(random_state=0).fit(X).multiple_imputations(X, 3)
+    missing = np.isnan(X)
+    for draw, reference in zip(draws, expected, strict=True):
+        np.testing.assert_array_equal(draw, reference)
+        np.testing.assert_array_equal(draw[~missing], X[~missing])
+    assert not np.array_equal(draws[0][missing], draws[1][missing])
+    assert not (tmp_path / "aq.csv").exists()
 
 
 # ------------------------------------------------------------------------------ select, info
@@ -236,8 +321,13 @@ BAD_INPUT = {
                    "line 3"),
     "not a model file": (lambda tmp: ["predict", FAITHFUL, FAITHFUL], "not an emkit model"),
     "K > rows": (lambda tmp: ["fit", "gmm", FAITHFUL, "-k", 300], "n_components=300"),
-    "missing values": (lambda tmp: ["fit", "gmm", PENGUINS, "-k", 3, "--columns", MEASUREMENTS],
-                       "2 of 344 rows"),
+    "impute draws without output": (lambda tmp: ["impute", FAITHFUL, "--draws", 2], "-o"),
+    "impute an empty column": (lambda tmp: ["impute", _write(tmp / "e.csv", "a,b\n1,\n2,\n"),
+                                            "--columns", "a,b"], "column(s) b of"),
+    "impute a text column": (lambda tmp: ["impute", PENGUINS, "--columns", "species"],
+                             "column 'species'"),
+    "impute infinity": (lambda tmp: ["impute", _write(tmp / "i.csv", "a,b\n1,2\n2,inf\n3,1\n")],
+                        "Infinity is not a missing value"),
     "constant column": (lambda tmp: ["fit", "gmm", _write(tmp / "c.csv", "a,b\n1,5\n2,5\n3,5\n"),
                                      "-k", 1], "constant"),
     "bad option value": (lambda tmp: ["fit", "gmm", FAITHFUL, "-k", 0], "-k/--n-components"),

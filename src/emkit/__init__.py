@@ -18,6 +18,7 @@ _PUBLIC = {
     "annealing_schedule": "emkit.engine",
     "Batch": "emkit.data",
     "GaussianMixture": "emkit.estimators",
+    "EMImputer": "emkit.imputer",
     "GaussianMixtureModel": "emkit.models.mixture",
     "select_model": "emkit.selection",
     "load": "emkit.persist",

@@ -1,4 +1,4 @@
-"""The ``emkit`` command line: fit, predict, score, select, info and demo.
+"""The ``emkit`` command line: fit, predict, score, select, impute, info and demo.
 
 Every expected failure (bad input, a missing file, a file that is not an emkit model) ends with one
 line ``emkit: error: ...`` on stderr and exit status 2; warnings print as ``emkit: warning: ...``.
@@ -8,6 +8,7 @@ A genuine bug still raises with its traceback, so that it gets reported.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -91,7 +92,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                         help="columns to use, by name (default: all; for predict and score, the "
                              "columns the model was fitted on)")
     parser.add_argument("--drop-missing", action="store_true",
-                        help="drop rows with empty cells in the used columns (default: error)")
+                        help="drop rows with empty cells in the used columns (default: keep "
+                             "them; the exact EM uses their observed values)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -162,6 +164,38 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("-o", "--output", type=Path, help="write the chosen model to this file")
     select.set_defaults(run=_run_select)
 
+    impute = commands.add_parser(
+        "impute", help="fill empty cells from a Gaussian mixture fitted to the incomplete data",
+        description="Fill the empty cells of the numeric columns with their conditional mean "
+        "given the observed values of the row (mixed over components by posterior), or, with "
+        "--draws N, write N data sets with random draws from the conditional distribution "
+        "(multiple imputation). Every column of the file is written; only the imputed columns "
+        "change, and only in their empty cells. Output is CSV.")
+    impute.add_argument("data", type=Path, help="CSV file (header row) or Parquet file")
+    impute.add_argument("--columns", metavar="A,B",
+                        help="numeric columns to model and fill (default: every column whose "
+                             "cells are all numbers or empty); other columns are copied")
+    impute.add_argument("-k", "--n-components", type=_positive_int, default=1, metavar="K",
+                        help="number of mixture components (default 1: multivariate normal)")
+    impute.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
+                        help="covariance type (default full)")
+    impute.add_argument("--draws", type=_positive_int, metavar="N",
+                        help="write N imputed data sets, drawn at random, to OUTPUT with "
+                             "_1 ... _N before the suffix (filled.csv -> filled_1.csv, ...)")
+    impute.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+                        help="number of EM starts (default 1)")
+    impute.add_argument("--max-iter", type=_positive_int, default=200, metavar="N",
+                        help="maximum EM iterations per start (default 200)")
+    impute.add_argument("--tol", type=_non_negative_float, default=1e-6, metavar="T",
+                        help="stop when the mean log-likelihood changes by less (default 1e-6)")
+    impute.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, metavar="R",
+                        help="added to covariance diagonals (default 1e-6)")
+    impute.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed of the fit and the draws (default 0)")
+    impute.add_argument("-o", "--output", type=Path,
+                        help="CSV file to write (default stdout; required with --draws)")
+    impute.set_defaults(run=_run_impute)
+
     info = commands.add_parser("info", help="what a model file holds")
     info.add_argument("model", type=Path, help="model file")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -178,18 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------- data
 def _read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
                keep_positions: bool = False) -> tuple[Table, np.ndarray]:
-    """The table and a boolean mask of the rows to use (rows without missing values).
+    """The table and a boolean mask of the rows to use.
 
-    Missing values are not supported yet: without ``drop_missing`` they are an error that says
-    how many rows have them; with it the rows are left out and a note says how many."""
+    Empty cells are missing values (NaN), which the Gaussian mixture handles exactly: every row
+    is used. With ``drop_missing`` the rows with an empty cell are left out instead and a note
+    says how many."""
     table = read_table(path, columns)
+    if not drop_missing:
+        return table, np.ones(len(table.data), dtype=bool)
     missing = table.missing_rows()
     n_missing = int(missing.sum())
-    if n_missing and not drop_missing:
-        raise DataError(
-            f"{n_missing} of {len(missing)} rows of {path} have missing values (empty cells) in "
-            f"the columns used ({', '.join(table.columns)}); emkit does not handle missing "
-            "values yet: drop those rows, or pass --drop-missing.")
     if n_missing == len(missing):
         raise DataError(f"every row of {path} has a missing value in the columns used "
                         f"({', '.join(table.columns)}): nothing is left to use.")
@@ -422,6 +454,93 @@ def _run_select(args: argparse.Namespace) -> None:
         print(f"model written to {args.output}")
     if args.plot is not None:
         print(f"plot written to {args.plot}")
+
+
+def _raw_cells(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of every data row as text ("" for empty), to copy columns through.
+
+    Called after :func:`read_table` accepted the file, so it is a well-formed table."""
+    from emkit.io import _is_parquet
+
+    if _is_parquet(path):
+        import pyarrow.parquet as parquet
+
+        table = parquet.read_table(path)
+        columns = [["" if value is None else str(value) for value in table.column(i).to_pylist()]
+                   for i in range(table.num_columns)]
+        return list(table.column_names), [list(row) for row in zip(*columns, strict=True)]
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        rows = [row for row in csv.reader(file) if row]  # as read_table: skip blank lines
+    return [name.strip() for name in rows[0]], rows[1:]
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Columns whose cells are numbers or empty, with at least one number."""
+    cells = [[row[j].strip() for row in rows] for j in range(len(header))]
+    return [name for name, column in zip(header, cells, strict=True)
+            if any(column) and all(not cell or _is_number(cell) for cell in column)]
+
+
+def _draw_paths(output: Path, n_draws: int) -> list[Path]:
+    return [output.with_name(f"{output.stem}_{i}{output.suffix}") for i in range(1, n_draws + 1)]
+
+
+def _run_impute(args: argparse.Namespace) -> None:
+    from emkit.imputer import EMImputer
+
+    if args.draws is not None and args.output is None:
+        raise _Failure("--draws writes several files: give their base name with -o "
+                       "(e.g. -o filled.csv writes filled_1.csv, ...).")
+    outputs = [args.output] if args.draws is None else _draw_paths(args.output, args.draws)
+    _check_output_folders(*outputs)
+    columns = parse_columns(args.columns)
+    # The file's own errors (empty, ragged, unknown column) first, with their usual messages.
+    read_table(args.data, columns or [])
+    header, rows = _raw_cells(args.data)
+    if columns is None:
+        columns = _numeric_columns(header, rows)
+        if not columns:
+            raise DataError(f"{args.data} has no numeric column to impute.")
+    table = read_table(args.data, columns)
+    missing = np.isnan(table.data)
+    empty = [name for name, column in zip(table.columns, missing.T, strict=True) if column.all()]
+    if empty:
+        raise DataError(f"column(s) {', '.join(empty)} of {args.data} have no value at all: "
+                        "nothing to impute them from; leave them out of --columns.")
+    imputer = EMImputer(args.n_components, covariance_type=args.covariance,
+                        n_imputations=args.draws or 1, max_iter=args.max_iter, tol=args.tol,
+                        n_init=args.n_init, reg_covar=args.reg_covar, random_state=args.seed)
+    imputer.fit(table.data)
+    if args.draws is None:
+        completed = [imputer.transform(table.data)]
+    else:
+        completed = imputer.multiple_imputations(table.data)
+    positions = [header.index(name) for name in table.columns]
+    texts = []
+    for filled in completed:
+        out_rows = [list(row) for row in rows]
+        for i, j in zip(*np.nonzero(missing), strict=True):
+            out_rows[i][positions[j]] = repr(float(filled[i, j]))  # observed cells stay as read
+        texts.append(format_csv(header, out_rows))
+    summary = (f"imputed {int(missing.sum())} of {missing.size} cells in "
+               f"{int(missing.any(axis=1).sum())} of {len(missing)} rows "
+               f"(columns {', '.join(table.columns)}; K={args.n_components}, covariance "
+               f"{args.covariance})")
+    if args.output is None:
+        sys.stdout.write(texts[0])
+        _note(summary)
+        return
+    for path, text in zip(outputs, texts, strict=True):
+        write_atomically(path, text)
+    print(f"{summary}; written to {', '.join(map(str, outputs))}")
 
 
 def _run_info(args: argparse.Namespace) -> None:
