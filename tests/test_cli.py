@@ -470,6 +470,12 @@ def test_demo_writes_a_report(tmp_path, capsys):
     assert em["start_log_likelihood"] == squarem["start_log_likelihood"]  # the same start
     assert squarem["log_likelihood"] == pytest.approx(em["log_likelihood"], abs=1e-4)
     penguins = summary["penguins"]
-    assert penguins["n_samples"] == 342
+    assert penguins["n_samples"] == 344 and penguins["n_measured"] == 342
     assert sum(map(sum, penguins["clusters_by_species"].values())) == 342
     assert 0.5 < penguins["adjusted_rand_index"] <= 1.0
+    air = summary["airquality"]
+    assert air["missing"]["Ozone"] == 37 and air["missing"]["Solar.R"] == 7
+    observed = [v for v in air["example_observed"] if v is not None]
+    assert observed == [v for v, o in zip(air["example_filled"], air["example_observed"],
+                                          strict=True) if o is not None]  # observed kept
+    assert all(np.isfinite(air["example_filled"]))
