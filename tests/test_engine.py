@@ -292,15 +292,18 @@ def test_annealing_follows_the_schedule_then_plain_em():
     x = two_clusters(separation=2.0)
     model = TwoMeans()
     flags = []
+    # random_state fixes the jitter the engine adds at each new temperature.
     result = fit_em(model, x, init=np.array([-0.1, 0.1]), annealing=[0.25, 0.5],
-                    iter_per_temperature=3, tol=1e-10,
+                    iter_per_temperature=3, tol=1e-10, random_state=0,
                     callbacks=[lambda info: flags.append(info.annealing)])
     assert model.inverse_temperatures[:7] == [0.25] * 3 + [0.5] * 3 + [1.0]
     assert set(model.inverse_temperatures[6:]) == {1.0}
     assert flags[:6] == [True] * 6 and not any(flags[6:])
     plain = fit_em(TwoMeans(), x, init=np.array([-0.1, 0.1]), tol=1e-10)
     assert result.converged
-    np.testing.assert_allclose(result.params, plain.params, rtol=1e-6)
+    # The same optimum, up to the stopping rule (tol per sample on the objective).
+    np.testing.assert_allclose(result.params, plain.params, rtol=1e-5)
+    assert result.objective == pytest.approx(plain.objective, rel=1e-10)
 
 
 def test_annealing_from_a_start_temperature():

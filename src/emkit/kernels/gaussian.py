@@ -500,13 +500,26 @@ def _pattern_log_density(X, rows, obs, means, covs, out):
             out[rows[r], k] = constant - 0.5 * squared[r]
 
 
+@numba.njit(**_SERIAL)
+def _log_density_patterns(X, order, starts, observed, means, covs, out, first, last):
+    for p in range(first, last):
+        obs = np.flatnonzero(observed[p])
+        _pattern_log_density(X, order[starts[p]:starts[p + 1]], obs, means, covs, out)
+
+
 @numba.njit(**_PARALLEL)
+def _log_density_patterns_parallel(X, order, starts, observed, means, covs, out):
+    for p in numba.prange(len(starts) - 1):
+        _log_density_patterns(X, order, starts, observed, means, covs, out, p, p + 1)
+
+
 def missing_log_density(X, order, starts, observed, means, covs):
     """Marginal log N(x_o | μ_k,o, Σ_k,oo) of every row (0 for rows with nothing observed)."""
     out = np.empty((X.shape[0], means.shape[0]))
-    for p in numba.prange(len(starts) - 1):
-        obs = np.flatnonzero(observed[p])
-        _pattern_log_density(X, order[starts[p]:starts[p + 1]], obs, means, covs, out)
+    if _n_parts(len(order)) == 1:
+        _log_density_patterns(X, order, starts, observed, means, covs, out, 0, len(starts) - 1)
+    else:
+        _log_density_patterns_parallel(X, order, starts, observed, means, covs, out)
     return out
 
 
@@ -587,20 +600,39 @@ def _pattern_moments(X, rows, obs, mis, means, covs, weights, centers, full, wei
                     second_sum[k, mis[a], 0] += total * s
 
 
-@numba.njit(**_PARALLEL)
-def missing_moments(X, order, starts, observed, means, covs, weights, centers, full):
-    """Σ w, Σ w (x̂ − c) and Σ w [(x̂ − c)(x̂ − c)ᵀ + C] (or diagonals) over rows with NaN."""
-    n_patterns = len(starts) - 1
-    n_components, n_features = means.shape
-    width = n_features if full else 1
-    weight_sum = np.zeros((n_patterns, n_components))
-    first_sum = np.zeros((n_patterns, n_components, n_features))
-    second_sum = np.zeros((n_patterns, n_components, n_features, width))
-    for p in numba.prange(n_patterns):
+@numba.njit(**_SERIAL)
+def _moment_patterns(X, order, starts, observed, means, covs, weights, centers, full,
+                     weight_sum, first_sum, second_sum, first, last):
+    for p in range(first, last):
         obs = np.flatnonzero(observed[p])
         if len(obs) == 0:
             continue  # an empty row carries no information
         mis = np.flatnonzero(~observed[p])
         _pattern_moments(X, order[starts[p]:starts[p + 1]], obs, mis, means, covs, weights,
                          centers, full, weight_sum[p], first_sum[p], second_sum[p])
+
+
+@numba.njit(**_PARALLEL)
+def _moment_patterns_parallel(X, order, starts, observed, means, covs, weights, centers, full,
+                              weight_sum, first_sum, second_sum):
+    for p in numba.prange(len(starts) - 1):
+        _moment_patterns(X, order, starts, observed, means, covs, weights, centers, full,
+                         weight_sum, first_sum, second_sum, p, p + 1)
+
+
+def missing_moments(X, order, starts, observed, means, covs, weights, centers, full):
+    """Σ w, Σ w (x̂ − c) and Σ w [(x̂ − c)(x̂ − c)ᵀ + C] (or diagonals) over rows with NaN,
+    accumulated per pattern (patterns run in parallel) and then added."""
+    n_patterns = len(starts) - 1
+    n_components, n_features = means.shape
+    width = n_features if full else 1
+    weight_sum = np.zeros((n_patterns, n_components))
+    first_sum = np.zeros((n_patterns, n_components, n_features))
+    second_sum = np.zeros((n_patterns, n_components, n_features, width))
+    arguments = (X, order, starts, observed, means, covs, weights, centers, full, weight_sum,
+                 first_sum, second_sum)
+    if _n_parts(len(order)) == 1:
+        _moment_patterns(*arguments, 0, n_patterns)
+    else:
+        _moment_patterns_parallel(*arguments)
     return weight_sum.sum(axis=0), first_sum.sum(axis=0), second_sum.sum(axis=0)

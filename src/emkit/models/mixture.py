@@ -136,6 +136,9 @@ class GaussianMixtureModel:
                 resp[known, labels[known]] = 1.0
                 row_ll[known] = self.log_joint(params, X[known])[np.arange(len(known)),
                                                                    labels[known]]
+                # A row with nothing observed contributes nothing, labelled or not (its
+                # statistics are empty too, so log π_y here would break monotonicity).
+                row_ll[known[np.isnan(X[known]).all(axis=1)]] = 0.0
         if w is None:
             weighted, used = resp, np.ones(len(X), dtype=bool)
             ll = float(np.sum(row_ll))
