@@ -99,23 +99,26 @@ class GaussianFamily:
 
     # ----------------------------------------------------------------- densities
     def log_density(self, params: GaussianParams, X: np.ndarray,
-                    log_weights: np.ndarray | None = None) -> np.ndarray:
+                    log_weights: np.ndarray | None = None,
+                    rows: missing.RowLayout | None = None) -> np.ndarray:
         """log N(x_b | μ_k, Σ_k) (+ log_weights[k] when given) for every row b and component k:
-        shape (n_rows, K), in the family's dtype."""
-        return self._rows(params, X, log_weights, False, 1.0)
+        shape (n_rows, K), in the family's dtype. Rows with NaN get the marginal density of
+        their observed coordinates; ``rows`` is ``gaussian_missing.layout(X)`` if known."""
+        return self._rows(params, X, log_weights, False, 1.0, rows)
 
     def posteriors(self, params: GaussianParams, X: np.ndarray, log_weights: np.ndarray,
-                   inverse_temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   inverse_temperature: float = 1.0,
+                   rows: missing.RowLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mixture posteriors in one pass over the rows: the log-likelihood of each row,
         log Σ_k π_k N(x | μ_k, Σ_k) (float64, shape (n_rows,)), and the posteriors
         ∝ (π_k N(x | μ_k, Σ_k))^β (shape (n_rows, K), the family's dtype)."""
-        return self._rows(params, X, log_weights, True, inverse_temperature)
+        return self._rows(params, X, log_weights, True, inverse_temperature, rows)
 
-    def _rows(self, params, X, log_weights, posteriors, inverse_temperature):
+    def _rows(self, params, X, log_weights, posteriors, inverse_temperature, rows=None):
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        incomplete = np.isnan(X).any(axis=1)
-        if incomplete.any():
-            return self._rows_with_missing(params, X, incomplete, log_weights, posteriors,
+        rows = missing.layout(X) if rows is None else rows
+        if rows is not None:
+            return self._rows_with_missing(params, X, rows, log_weights, posteriors,
                                            inverse_temperature)
         means = params.means
         n_components, n_features = means.shape
@@ -137,19 +140,17 @@ class GaussianFamily:
             X, means, np.ascontiguousarray(scales, dtype=self.dtype), constants, posteriors,
             inverse_temperature)
 
-    def _rows_with_missing(self, params, X, incomplete, log_weights, posteriors, beta):
+    def _rows_with_missing(self, params, X, rows, log_weights, posteriors, beta):
         """Complete rows by the compiled kernels, rows with NaN by their marginal densities."""
-        joint = np.empty((len(X), len(params.means)))
-        complete = ~incomplete
-        if complete.any():
-            joint[complete] = self._rows(params, X[complete], None, False, 1.0)
-        joint[incomplete] = missing.marginal_log_density(self, params,
-                                                         X[incomplete].astype(np.float64))
+        joint = np.empty((len(X), len(params.means)), dtype=self.dtype)
+        if len(rows.complete):
+            joint[rows.complete] = self._rows(params, X[rows.complete], None, False, 1.0)
+        joint[rows.incomplete] = missing.marginal_log_density(self, params, rows)
         if log_weights is not None:
-            joint += log_weights
+            joint += log_weights.astype(self.dtype)
         if not posteriors:
-            return joint.astype(self.dtype)
-        return kernels.posteriors_from_joint(joint.astype(self.dtype), beta)
+            return joint
+        return kernels.posteriors_from_joint(joint, beta)
 
     def log_det_precision_cholesky(self, params: GaussianParams, n_features: int) -> np.ndarray:
         """log det P_k = −½ log det Σ_k, shape (K,)."""
@@ -165,19 +166,20 @@ class GaussianFamily:
         return n_features * np.log(P)
 
     # ----------------------------------------------------------------- statistics
-    def statistics(self, params: GaussianParams, X: np.ndarray,
-                   weights: np.ndarray) -> GaussianStats:
+    def statistics(self, params: GaussianParams, X: np.ndarray, weights: np.ndarray,
+                   rows: missing.RowLayout | None = None) -> GaussianStats:
         """Statistics of rows ``X`` with per-row, per-component ``weights`` (n_rows, K); rows with
         NaN contribute their exact expected statistics (see :mod:`gaussian_missing`)."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        incomplete = np.isnan(X).any(axis=1)
-        if incomplete.any():
-            partial = missing.conditional_statistics(
-                self, params, X[incomplete].astype(np.float64),
-                np.asarray(weights, dtype=np.float64)[incomplete])
-            complete = ~incomplete
-            return partial if not complete.any() else (
-                self.statistics(params, X[complete], np.asarray(weights)[complete]) + partial)
+        rows = missing.layout(X) if rows is None else rows
+        if rows is not None:
+            weights = np.asarray(weights)
+            partial = missing.conditional_statistics(self, params, rows,
+                                                     weights[rows.incomplete])
+            if not len(rows.complete):
+                return partial
+            complete = self.statistics(params, X[rows.complete], weights[rows.complete])
+            return complete + partial
         weights = np.ascontiguousarray(weights, dtype=self.dtype)
         center = np.ascontiguousarray(params.means, dtype=self.dtype)
         full = self.covariance_type in ("full", "tied")
@@ -280,11 +282,19 @@ class GaussianFamily:
 
 
 def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Upper-triangular P with P Pᵀ = Σ⁻¹, and whether Σ was positive definite."""
+    """Upper-triangular P with P Pᵀ = Σ⁻¹, and whether Σ was numerically positive definite.
+
+    L_ii² / Σ_ii (L the Cholesky factor) is the fraction of coordinate i's variance that the
+    coordinates before it do not explain; below 10⁻¹⁴ the coordinate is a linear function of the
+    others to float64 precision, densities are round-off, and Σ counts as singular. The test is
+    scale-free: features in very different units do not trigger it.
+    """
     n_features = covariance.shape[0]
     try:
         lower = linalg.cholesky(covariance, lower=True, check_finite=True)
     except (linalg.LinAlgError, ValueError):
+        return np.eye(n_features), False
+    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < 1e-7:
         return np.eye(n_features), False
     inverse, info = linalg.lapack.dtrtri(lower, lower=1)
     if info != 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy import linalg
@@ -48,6 +48,32 @@ def pattern_index(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
     patterns = missing[order[starts[:-1]]]
     return ~patterns, order, starts
+
+
+class RowLayout(NamedTuple):
+    """Where the NaN are in a block of rows, computed once per E-step and shared by the density
+    and the statistics passes."""
+
+    complete: np.ndarray  # indices of rows without NaN
+    incomplete: np.ndarray  # indices of rows with NaN
+    values: np.ndarray  # X[incomplete] as float64
+    observed: np.ndarray  # (P, D) observed coordinates of each pattern
+    order: np.ndarray  # rows of pattern p (into ``values``): order[starts[p]:starts[p + 1]]
+    starts: np.ndarray
+    empty: np.ndarray  # bool (n,): rows with nothing observed
+
+
+def layout(X: np.ndarray) -> RowLayout | None:
+    """The missingness layout of X, or None when X has no NaN."""
+    nan = np.isnan(X)
+    has_nan = nan.any(axis=1)
+    if not has_nan.any():
+        return None
+    incomplete = np.flatnonzero(has_nan)
+    values = np.asarray(X[incomplete], dtype=np.float64)
+    observed, order, starts = pattern_index(values)
+    return RowLayout(np.flatnonzero(~has_nan), incomplete, values, observed, order, starts,
+                     nan.all(axis=1))
 
 
 def missingness_groups(X: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -106,23 +132,24 @@ def conditionals(family: GaussianFamily, params: GaussianParams,
 
 
 def marginal_log_density(family: GaussianFamily, params: GaussianParams,
-                         X: np.ndarray) -> np.ndarray:
-    """log N(x_o | μ_k,o, Σ_k,oo) for rows with NaN, shape (n, K), float64 (0 for empty rows)."""
-    observed, order, starts = pattern_index(X)
-    return kernels.missing_log_density(X, order, starts, observed, params.means,
+                         rows: RowLayout) -> np.ndarray:
+    """log N(x_o | μ_k,o, Σ_k,oo) of the incomplete rows, shape (n_incomplete, K), float64
+    (0 for rows with nothing observed)."""
+    return kernels.missing_log_density(rows.values, rows.order, rows.starts, rows.observed,
+                                       params.means,
                                        np.ascontiguousarray(full_covariances(family, params)))
 
 
-def conditional_statistics(family: GaussianFamily, params: GaussianParams, X: np.ndarray,
+def conditional_statistics(family: GaussianFamily, params: GaussianParams, rows: RowLayout,
                            weights: np.ndarray) -> GaussianStats:
-    """Exact expected statistics of rows with NaN (see the module docstring), centred at the
-    current means like :meth:`GaussianFamily.statistics`."""
+    """Exact expected statistics of the incomplete rows with per-component ``weights``
+    (n_incomplete, K) (see the module docstring), centred at the current means like
+    :meth:`GaussianFamily.statistics`."""
     from emkit.families.gaussian import GaussianStats
 
-    observed, order, starts = pattern_index(X)
     full = family.covariance_type in ("full", "tied")
     weight, first, second = kernels.missing_moments(
-        X, order, starts, observed, params.means,
+        rows.values, rows.order, rows.starts, rows.observed, params.means,
         np.ascontiguousarray(full_covariances(family, params)),
         np.ascontiguousarray(weights, dtype=np.float64), params.means, full)
     if full:

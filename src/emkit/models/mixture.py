@@ -21,6 +21,7 @@ from sklearn.metrics import pairwise_distances_argmin
 
 from emkit.data import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
+from emkit.families import gaussian_missing as missing
 from emkit.families.gaussian import (
     GaussianFamily,
     GaussianParams,
@@ -128,7 +129,10 @@ class GaussianMixtureModel:
         return total, log_likelihood
 
     def _block_e_step(self, params, X, w, labels, beta):
-        row_ll, resp = self.family.posteriors(params.components, X, _log(params.weights), beta)
+        X = np.ascontiguousarray(X, dtype=self.family.dtype)
+        rows = missing.layout(X)  # where the NaN are, found once for both passes
+        row_ll, resp = self.family.posteriors(params.components, X, _log(params.weights), beta,
+                                              rows)
         if labels is not None:
             known = np.flatnonzero(labels >= 0)
             if len(known):  # a labelled row contributes log π_y N(x | y), its posterior is y
@@ -138,7 +142,8 @@ class GaussianMixtureModel:
                                                                    labels[known]]
                 # A row with nothing observed contributes nothing, labelled or not (its
                 # statistics are empty too, so log π_y here would break monotonicity).
-                row_ll[known[np.isnan(X[known]).all(axis=1)]] = 0.0
+                if rows is not None:
+                    row_ll[known[rows.empty[known]]] = 0.0
         if w is None:
             weighted, used = resp, np.ones(len(X), dtype=bool)
             ll = float(np.sum(row_ll))
@@ -146,11 +151,13 @@ class GaussianMixtureModel:
             weighted = resp * w.astype(resp.dtype)[:, None]
             used = w > 0
             ll = float(np.dot(w[used], row_ll[used]))
-        components = self.family.statistics(params.components, X, weighted)
-        if np.isnan(X).any():  # re-seeding needs whole rows: fill gaps with the mean of means
-            used = used & ~np.isnan(X).all(axis=1)
-            X = np.where(np.isnan(X), params.components.means.mean(axis=0), X)
+        components = self.family.statistics(params.components, X, weighted, rows)
+        if rows is not None:
+            used = used & ~rows.empty
         worst_values, worst_rows = _lowest_rows(row_ll, X, used, self.n_components)
+        if rows is not None:  # re-seeding needs whole rows: gaps get the mean of the means
+            worst_rows = np.where(np.isnan(worst_rows), params.components.means.mean(axis=0),
+                                  worst_rows)
         return MixtureStats(components, worst_values, worst_rows), ll
 
     def _empty_stats(self, params, n_features) -> MixtureStats:
