@@ -252,17 +252,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet: call fit(X) first.") from error
 
     def _validate_rows(self, X, reset):
-        try:
-            X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                              ensure_min_samples=1, ensure_all_finite="allow-nan")
-        except DataError:
-            raise
-        except ValueError as error:
-            message = str(error)
-            if "infinity" in message:
-                message += (" Infinity is not a missing value: mark missing entries as NaN "
-                            "(empty cells in a CSV) and fix or drop the infinite ones.")
-            raise DataError(message) from error
+        X = validate_rows(self, X, reset=reset, dtype=[np.float64, np.float32])
         # Converted once to the precision of the E-step, not at every iteration.
         return np.ascontiguousarray(X, dtype=np.dtype(self.dtype))
 
@@ -340,6 +330,24 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = True  # missing values: exact EM on the observed coordinates
         return tags
+
+
+def validate_rows(estimator, X, *, reset, dtype):
+    """scikit-learn's input validation (feature counts and names, 2-D numbers) with NaN allowed
+    as missing values; its ValueErrors become emkit DataErrors that say what to do."""
+    try:
+        return validate_data(estimator, X, reset=reset, dtype=dtype, ensure_min_samples=1,
+                             ensure_all_finite="allow-nan")
+    except DataError:
+        raise
+    except ValueError as error:
+        message = str(error)
+        if "infinity" in message:
+            message += (" Infinity is not a missing value: mark missing entries as NaN "
+                        "(empty cells in a CSV) and fix or drop the infinite ones.")
+        elif "features" in message and not reset:
+            message += " Pass the same columns as in fit."
+        raise DataError(message) from error
 
 
 def _check_sample_weight(sample_weight, n_samples):

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import GaussianMixture
+from emkit.errors import NotFittedError, ParameterError
+from emkit.estimators import GaussianMixture, validate_rows
 from emkit.families.gaussian_missing import conditionals, full_covariances, missingness_groups
 
 
@@ -203,19 +203,7 @@ class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return self._validate(X, reset=False)
 
     def _validate(self, X, reset: bool) -> np.ndarray:
-        try:
-            X = validate_data(self, X, reset=reset, dtype=np.float64,
-                              ensure_all_finite="allow-nan")
-        except DataError:
-            raise
-        except ValueError as error:
-            message = str(error)
-            if "infinity" in message:
-                message += (" Infinity is not a missing value: mark missing entries as NaN "
-                            "and fix or drop the infinite ones.")
-            elif "features" in message and not reset:
-                message += " Pass the same columns as in fit."
-            raise DataError(message) from error
+        X = validate_rows(self, X, reset=reset, dtype=np.float64)
         return np.array(X, dtype=np.float64, copy=True)
 
     def __sklearn_tags__(self):
