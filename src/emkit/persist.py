@@ -1,4 +1,4 @@
-"""Safe model files: one zip archive of JSON metadata and ``.npy`` arrays — never a pickle.
+"""Safe model files: one zip archive of JSON metadata and ``.npy`` arrays — no pickled objects.
 
 Layout of a model file (schema version 1)::
 
