@@ -31,6 +31,7 @@ $(BENCH_INSTALLED): $(INSTALLED)
 
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/gmm.py
+	$(BIN)/python benchmarks/missing.py
 
 clean:
 	rm -rf $(VENV) $(REPORT) .pytest_cache
