@@ -120,6 +120,10 @@ class GaussianFamily:
         if rows is not None:
             return self._rows_with_missing(params, X, rows, log_weights, posteriors,
                                            inverse_temperature)
+        return self._complete_rows(params, X, log_weights, posteriors, inverse_temperature)
+
+    def _complete_rows(self, params, X, log_weights, posteriors, inverse_temperature):
+        """The compiled kernels, for rows known to have no NaN."""
         means = params.means
         n_components, n_features = means.shape
         P = params.precisions_cholesky
@@ -144,7 +148,8 @@ class GaussianFamily:
         """Complete rows by the compiled kernels, rows with NaN by their marginal densities."""
         joint = np.empty((len(X), len(params.means)), dtype=self.dtype)
         if len(rows.complete):
-            joint[rows.complete] = self._rows(params, X[rows.complete], None, False, 1.0)
+            joint[rows.complete] = self._complete_rows(params, X[rows.complete], None, False,
+                                                       1.0)
         joint[rows.incomplete] = missing.marginal_log_density(self, params, rows)
         if log_weights is not None:
             joint += log_weights.astype(self.dtype)
@@ -178,8 +183,13 @@ class GaussianFamily:
                                                      weights[rows.incomplete])
             if not len(rows.complete):
                 return partial
-            complete = self.statistics(params, X[rows.complete], weights[rows.complete])
+            complete = self._complete_statistics(params, X[rows.complete],
+                                                 weights[rows.complete])
             return complete + partial
+        return self._complete_statistics(params, X, weights)
+
+    def _complete_statistics(self, params, X, weights) -> GaussianStats:
+        """The compiled moments, for rows known to have no NaN."""
         weights = np.ascontiguousarray(weights, dtype=self.dtype)
         center = np.ascontiguousarray(params.means, dtype=self.dtype)
         full = self.covariance_type in ("full", "tied")
