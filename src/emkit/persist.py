@@ -95,6 +95,17 @@ class EstimatorSpec:
 
 ESTIMATORS: dict[str, EstimatorSpec] = {}
 
+# Modules that register their estimators when imported. Loading a file imports these (a fixed
+# list in code, never a name read from a file) so that ``import emkit`` stays light.
+_REGISTERING_MODULES: tuple[str, ...] = ()
+
+
+def _registry() -> dict[str, EstimatorSpec]:
+    """Every registered estimator, importing the registering modules on first use."""
+    for module in _REGISTERING_MODULES:
+        importlib.import_module(module)
+    return ESTIMATORS
+
 
 def register_estimator(name: str, spec: EstimatorSpec) -> None:
     """Allow estimator class ``name`` to be saved and loaded as described by ``spec``."""
@@ -160,7 +171,7 @@ def load(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     with _open_archive(path) as archive:
         metadata = _read_metadata(archive, path)
-        spec = ESTIMATORS[metadata["estimator"]]
+        spec = _registry()[metadata["estimator"]]
         arrays = {name: _read_array(archive, f"arrays/{name}.npy", info, path)
                   for name, info in metadata["arrays"].items()}
         param_arrays = {name: _read_array(archive, f"params/{name}.npy", info, path)
@@ -414,7 +425,7 @@ def _read_metadata(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
             f"{path} uses model file schema version {version}, but this emkit ({__version__}) "
             f"reads version {SCHEMA_VERSION} at most: upgrade emkit to load it.")
     estimator = metadata.get("estimator")
-    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+    if not isinstance(estimator, str) or estimator not in _registry():
         known = ", ".join(sorted(ESTIMATORS))
         raise ModelFileError(f"{path} holds an estimator {estimator!r:.60} that this emkit "
                              f"cannot load (it knows {known}).")

@@ -1,14 +1,17 @@
 """The models that every contract in ``test_contracts.py`` runs over.
 
-To put a new model through the contracts, append a :class:`ModelCase` with :func:`register` (in
-this file, next to the others): a name, a factory for the model, and a generator of small data
-sets on which a fit converges in a few hundred iterations at most.
+To put a new model through the contracts, register a :class:`ModelCase` with :func:`register` in
+a file ``cases_<model>.py`` beside this one (imported at the end of this file): a name, a factory
+for the model, and a generator of small data sets on which a fit converges in a few hundred
+iterations at most.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,3 +131,8 @@ for covariance_type in ("full", "diag"):
         # both end in round-off, not in an EM step. 40 rows make either rare.
         min_rows=40,
     ))
+
+
+# Other models keep their cases in ``cases_<model>.py`` beside this file; each calls register().
+for _path in sorted(Path(__file__).parent.glob("cases_*.py")):
+    importlib.import_module(f"{__package__}.{_path.stem}")
