@@ -288,6 +288,56 @@ def test_chunks_give_the_fit_of_the_whole():
 
 
 # ------------------------------------------------------------------------------- annealing
+class PreparingTwoMeans(TwoMeans):
+    """Marks prepared chunks, and checks that E-steps see only them and init_params the data."""
+
+    def __init__(self):
+        super().__init__()
+        self.prepared = 0
+
+    def prepare(self, chunk):
+        self.prepared += 1
+        x = np.asarray(chunk).ravel()
+        return [("prepared", x[: len(x) // 2]), ("prepared", x[len(x) // 2:])]
+
+    def init_params(self, data, rng):
+        assert not isinstance(data, list) or not isinstance(data[0], tuple)
+        return super().init_params(np.concatenate(data) if isinstance(data, list) else data, rng)
+
+    def e_step(self, params, chunk, inverse_temperature=1.0):
+        label, x = chunk
+        assert label == "prepared"
+        return super().e_step(params, x, inverse_temperature)
+
+
+def test_prepare_runs_once_per_fit_on_data_in_memory():
+    x = two_clusters()
+    model = PreparingTwoMeans()
+    result = fit_em(model, [x[:50], x[50:]], n_init=3, tol=0.0, max_iter=5, random_state=0,
+                    warn_not_converged=False)
+    assert model.prepared == 2  # once per chunk, not per start or iteration
+    plain = fit_em(TwoMeans(), x, n_init=3, tol=0.0, max_iter=5, random_state=0,
+                   warn_not_converged=False)
+    np.testing.assert_allclose(result.history, plain.history, rtol=1e-12)
+
+
+def test_streamed_data_is_not_prepared():
+    class Stream:  # a re-iterable source, e.g. chunks read from disk
+        def __iter__(self):
+            return iter([two_clusters()])
+
+    class Refusing(TwoMeans):
+        def prepare(self, chunk):
+            raise AssertionError("a streamed source must not be prepared")
+
+        def init_params(self, data, rng):
+            return super().init_params(np.concatenate(list(data)), rng)
+
+    result = fit_em(Refusing(), Stream(), tol=0.0, max_iter=3, random_state=0,
+                    warn_not_converged=False)
+    assert len(result.history) == 4
+
+
 def test_annealing_follows_the_schedule_then_plain_em():
     x = two_clusters(separation=2.0)
     model = TwoMeans()

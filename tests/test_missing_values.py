@@ -255,6 +255,31 @@ def test_chunks_with_gaps_equal_the_whole_array():
     np.testing.assert_allclose(tripled.history, 3 * whole.history, rtol=1e-12)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_rows_sorted_by_pattern_give_the_same_e_step(covariance_type):
+    X, _ = with_gaps(700, 0.3, seed=8)
+    X[5] = np.nan  # an empty row
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(0.0, 2.0, len(X))
+    labels = np.where(rng.uniform(size=len(X)) < 0.2, rng.integers(0, 3, len(X)), -1)
+    model = GaussianMixtureModel(3, covariance_type, block_rows=256)
+    params = model.init_params(X, np.random.default_rng(0))
+    batch = Batch(X, weights, labels)
+    blocks = model.prepare(batch)
+    assert len(blocks) == 3  # prepared block by block
+    stats, log_likelihood = model.e_step(params, batch)
+    pieces = [model.e_step(params, block) for block in blocks]
+    np.testing.assert_allclose(sum(ll for _, ll in pieces), log_likelihood, rtol=1e-12)
+    total = pieces[0][0]
+    for piece, _ in pieces[1:]:
+        total = total + piece
+    for name in ("weight", "first", "second"):
+        np.testing.assert_allclose(getattr(total.components, name),
+                                   getattr(stats.components, name), rtol=1e-11, atol=1e-9)
+    complete = X[~np.isnan(X).any(axis=1)]
+    assert model.prepare(complete)[0] is complete  # nothing to sort
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_squarem_reaches_the_plain_em_optimum_with_gaps(covariance_type):
     X, _ = with_gaps(500, 0.3, seed=7)

@@ -18,7 +18,7 @@ import numpy as np
 
 from emkit import accelerate
 from emkit.accelerate import EvaluatedPoint
-from emkit.data import iter_chunks
+from emkit.data import is_single_chunk, iter_chunks
 from emkit.errors import (
     ConvergenceWarning,
     LikelihoodDecreaseWarning,
@@ -51,6 +51,14 @@ class EMModel(Protocol):
         Coordinates in an unconstrained space (log-weights, Cholesky factors, …) for SQUAREM.
     e_step(params, chunk, inverse_temperature=β)
         Accepting this keyword enables deterministic annealing: posteriors ∝ (joint density)^β.
+    prepare(chunk) -> list of chunks
+        Indexes an in-memory chunk once per fit (e.g. sorts rows by their pattern of missing
+        values); E-steps then receive the chunks it returns, which must hold the same rows.
+        Data streamed by a custom re-iterable is passed through unprepared.
+    params_converged(previous_params, params) -> bool
+        A second convergence test, on the parameters: when present, a start has converged only
+        when the objective test (``tol``) passes *and* this returns True for the last step
+        (e.g. no mixing weight moved by more than a tolerance).
 
     Parameters may carry an ``events`` attribute (a tuple of strings) saying what the M-step had to
     do (e.g. re-seed a collapsed component); the engine records them with the iteration number.
@@ -194,7 +202,9 @@ def fit_em(
         Maximum number of passes over the data (E-steps) after the initial one, per start;
         ``EMResult.n_iter`` counts them (with SQUAREM, rejected extrapolations count too).
     tol : float
-        Stop when the change of the objective divided by the number of samples is below ``tol``.
+        Stop when the change of the objective divided by the number of samples is below ``tol``
+        (and, for a model with a ``params_converged(previous, params)`` method, when that also
+        returns True: convergence judged on the objective and on the parameters).
     random_state : None, int, numpy Generator or RandomState
         Seeds the starts; the same value gives the same result bit for bit.
     init : params, optional
@@ -218,12 +228,13 @@ def fit_em(
     _check_arguments(model, n_init, max_iter, tol, accelerate)
     betas = _inverse_temperatures(model, annealing)
     seeds = _seed_sequence(random_state).spawn(n_init)
+    prepared = _prepared(model, data)
     best: EMResult | None = None
     restart_objectives = []
     for restart, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
         start = init if (init is not None and restart == 0) else model.init_params(data, rng)
-        result = _run_one(model, data, start, restart, rng, max_iter, tol, accelerate, betas,
+        result = _run_one(model, prepared, start, restart, rng, max_iter, tol, accelerate, betas,
                           iter_per_temperature, callbacks, progress, decrease_rtol)
         restart_objectives.append(result.objective)
         if best is None or result.objective > best.objective:
@@ -240,10 +251,20 @@ def fit_em(
     return best
 
 
+def _prepared(model: EMModel, data: Any) -> Any:
+    """The chunks the E-steps see: ``model.prepare`` applied once to data held in memory (one
+    chunk, or a list or tuple of them); other sources unchanged."""
+    prepare = getattr(model, "prepare", None)
+    if prepare is None or not (is_single_chunk(data) or isinstance(data, (list, tuple))):
+        return data
+    return [piece for chunk in iter_chunks(data) for piece in prepare(chunk)]
+
+
 def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, betas,
              iter_per_temperature, callbacks, progress, decrease_rtol) -> EMResult:
     counter = {"passes": 0}
     log_prior = getattr(model, "log_prior", None)
+    params_converged = getattr(model, "params_converged", None)
 
     def evaluate(params, beta: float = 1.0) -> EvaluatedPoint:
         if counter["passes"] > max_iter:
@@ -301,7 +322,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
     generator = points()
     try:
         while True:
-            previous = monitor.history[-1]
+            previous, previous_params = monitor.history[-1], point.params
             try:
                 point, annealing = next(generator)
             except _BudgetSpent:  # max_iter passes over the data are done
@@ -310,6 +331,8 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
             # nothing: the objective need not rise there.
             reseeded = bool(getattr(point.params, "events", ()))
             converged = monitor.record(point.objective, check=not (annealing or reseeded))
+            if converged and params_converged is not None:
+                converged = bool(params_converged(previous_params, point.params))
             iteration = len(monitor.history) - 1
             _collect_events(point.params, iteration, events)
             if annealing or reseeded or point.objective >= best_point.objective:

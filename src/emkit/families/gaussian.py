@@ -147,7 +147,7 @@ class GaussianFamily:
     def _rows_with_missing(self, params, X, rows, log_weights, posteriors, beta):
         """Complete rows by the compiled kernels, rows with NaN by their marginal densities."""
         joint = np.empty((len(X), len(params.means)), dtype=self.dtype)
-        if len(rows.complete):
+        if rows.n_complete:
             joint[rows.complete] = self._complete_rows(params, X[rows.complete], None, False,
                                                        1.0)
         joint[rows.incomplete] = missing.marginal_log_density(self, params, rows)
@@ -181,7 +181,7 @@ class GaussianFamily:
             weights = np.asarray(weights)
             partial = missing.conditional_statistics(self, params, rows,
                                                      weights[rows.incomplete])
-            if not len(rows.complete):
+            if not rows.n_complete:
                 return partial
             complete = self._complete_statistics(params, X[rows.complete],
                                                  weights[rows.complete])

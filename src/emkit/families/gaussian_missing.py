@@ -51,16 +51,25 @@ def pattern_index(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class RowLayout(NamedTuple):
-    """Where the NaN are in a block of rows, computed once per E-step and shared by the density
-    and the statistics passes."""
+    """Where the NaN are in a block of rows, shared by the density and the statistics passes.
 
-    complete: np.ndarray  # indices of rows without NaN
-    incomplete: np.ndarray  # indices of rows with NaN
+    ``complete`` and ``incomplete`` index the rows of the block: index arrays in general, slices
+    when the rows are sorted (complete rows first, then pattern by pattern; see
+    :func:`sort_by_pattern`)."""
+
+    complete: np.ndarray | slice  # rows without NaN
+    incomplete: np.ndarray | slice  # rows with NaN
     values: np.ndarray  # X[incomplete] as float64
     observed: np.ndarray  # (P, D) observed coordinates of each pattern
     order: np.ndarray  # rows of pattern p (into ``values``): order[starts[p]:starts[p + 1]]
     starts: np.ndarray
     empty: np.ndarray  # bool (n,): rows with nothing observed
+
+    @property
+    def n_complete(self) -> int:
+        if isinstance(self.complete, slice):
+            return self.complete.stop - self.complete.start
+        return len(self.complete)
 
 
 def layout(X: np.ndarray) -> RowLayout | None:
@@ -74,6 +83,21 @@ def layout(X: np.ndarray) -> RowLayout | None:
     observed, order, starts = pattern_index(values)
     return RowLayout(np.flatnonzero(~has_nan), incomplete, values, observed, order, starts,
                      nan.all(axis=1))
+
+
+def sort_by_pattern(X: np.ndarray) -> tuple[np.ndarray, RowLayout | None]:
+    """A permutation of the rows of X (complete rows first, then the incomplete rows pattern by
+    pattern) and the layout of ``X[permutation]``, whose row sets are slices; the layout is None
+    when X has no NaN (and the permutation the identity)."""
+    rows = layout(X)
+    if rows is None:
+        return np.arange(len(X)), None
+    permutation = np.concatenate([rows.complete, rows.incomplete[rows.order]])
+    n_complete = len(rows.complete)
+    sorted_rows = RowLayout(slice(0, n_complete), slice(n_complete, len(X)),
+                            rows.values[rows.order], rows.observed,
+                            np.arange(len(rows.order)), rows.starts, rows.empty[permutation])
+    return permutation, sorted_rows
 
 
 def missingness_groups(X: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -56,6 +56,15 @@ class MixtureStats:
         return MixtureStats(self.components + other.components, values[keep], rows[keep])
 
 
+class SortedBlock(NamedTuple):
+    """A block of rows sorted by their pattern of missing values, with its layout: what
+    :meth:`GaussianMixtureModel.prepare` makes of data with NaN, so that E-steps skip the
+    search for patterns and work on contiguous rows."""
+
+    batch: Batch
+    rows: missing.RowLayout
+
+
 def as_batch(chunk: Any) -> Batch:
     """A chunk as a Batch of float arrays (an array chunk has unit weights and no labels)."""
     if isinstance(chunk, Batch):
@@ -112,8 +121,32 @@ class GaussianMixtureModel:
                 params.components, X[block], _log(params.weights), inverse_temperature)
         return log_norm, resp
 
+    def prepare(self, chunk: Any) -> list[Any]:
+        """The chunk as blocks whose rows are sorted by pattern of missing values (complete rows
+        first), each with its layout; a chunk without NaN is returned as it is. The data do not
+        change during a fit, so the patterns are found once instead of in every E-step."""
+        X, sample_weight, labels = as_batch(chunk)
+        X = np.asarray(X)
+        if X.ndim != 2 or X.dtype.kind != "f" or not np.isnan(X).any():
+            return [chunk]
+        blocks: list[Any] = []
+        for block in self._blocks(len(X), X.shape[1]):
+            values = np.ascontiguousarray(X[block], dtype=self.family.dtype)
+            permutation, rows = missing.sort_by_pattern(values)
+
+            def take(column, block=block, permutation=permutation):
+                return None if column is None else np.asarray(column)[block][permutation]
+
+            batch = Batch(values[permutation], take(sample_weight), take(labels))
+            blocks.append(batch if rows is None else SortedBlock(batch, rows))
+        return blocks
+
     def e_step(self, params: MixtureParams, chunk: Any,
                inverse_temperature: float = 1.0) -> tuple[MixtureStats, float]:
+        if isinstance(chunk, SortedBlock):
+            X, w, lab = chunk.batch
+            return self._block_e_step(params, X, None if w is None else np.asarray(w, float),
+                                      lab, inverse_temperature, chunk.rows)
         X, sample_weight, labels = as_batch(chunk)
         X = np.asarray(X)
         total: MixtureStats | None = None
@@ -128,9 +161,10 @@ class GaussianMixtureModel:
             total = self._empty_stats(params, X.shape[1])
         return total, log_likelihood
 
-    def _block_e_step(self, params, X, w, labels, beta):
+    def _block_e_step(self, params, X, w, labels, beta, rows=None):
         X = np.ascontiguousarray(X, dtype=self.family.dtype)
-        rows = missing.layout(X)  # where the NaN are, found once for both passes
+        if rows is None:  # where the NaN are, found once for both passes
+            rows = missing.layout(X)
         row_ll, resp = self.family.posteriors(params.components, X, _log(params.weights), beta,
                                               rows)
         if labels is not None:
