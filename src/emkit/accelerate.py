@@ -46,6 +46,7 @@ def squarem(
     flatten: Callable[[Any], np.ndarray],
     unflatten: Callable[[np.ndarray, Any], Any],
     step_factor: float = 4.0,
+    state: dict | None = None,
 ) -> Iterator[EvaluatedPoint]:
     """SQUAREM with step length S3, s = ‖r‖ / ‖v‖ (in the model's unconstrained coordinates).
 
@@ -57,12 +58,18 @@ def squarem(
 
     The largest allowed step grows by ``step_factor`` each time s reaches it, and shrinks after a
     rejected extrapolation at that bound (the global adaptation of the SQUAREM R package).
+
+    ``state``, when given, is kept up to date for checkpoints: ``state["boundary"]`` is True when
+    the point just yielded ends a cycle (the method can restart from it with ``state["step_max"]``
+    as its initial step bound, which is also read from ``state`` at the start).
     """
-    step_max = 1.0
+    state = {} if state is None else state
+    step_max = float(state.get("step_max", 1.0))
     point0 = start
     while True:
         theta1 = m_step(point0.stats, point0.params)
         point1 = evaluate(theta1)
+        state["boundary"] = False
         yield point1
         theta2 = m_step(point1.stats, point1.params)
 
@@ -82,6 +89,7 @@ def squarem(
             if accepted is None and step * step_factor >= step_max:
                 step_max = max(1.0, step_max / step_factor**2)
         point0 = accepted if accepted is not None else evaluate(theta2)
+        state["boundary"], state["step_max"] = True, step_max
         yield point0
 
 

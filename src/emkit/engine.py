@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 
 from emkit import accelerate
 from emkit.accelerate import EvaluatedPoint
+from emkit.checkpoint import Checkpoint, FitProgress, fit_settings, saved_seed_sequence
 from emkit.data import is_single_chunk, iter_chunks
 from emkit.errors import (
     ConvergenceWarning,
@@ -187,6 +189,10 @@ def fit_em(
     progress: bool = False,
     decrease_rtol: float = 1e-10,
     warn_not_converged: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    checkpoint_seconds: float | None = None,
+    resume: bool = False,
 ) -> EMResult:
     """Fit ``model`` to ``data`` by EM and return the best of ``n_init`` restarts.
 
@@ -224,22 +230,54 @@ def fit_em(
         Relative size of an objective decrease that counts as a defect rather than round-off.
     warn_not_converged : bool
         Warn with :class:`emkit.errors.ConvergenceWarning` when the best start did not converge.
+    checkpoint : path-like, optional
+        Write the state of the fit to this file (atomically) every ``checkpoint_every``
+        iterations, or every ``checkpoint_seconds`` seconds when given, and after every start
+        (see :mod:`emkit.checkpoint`).
+    resume : bool
+        Continue from ``checkpoint`` if it exists, to the result of an uninterrupted run, bit for
+        bit. The data, model and settings must be those of the interrupted fit; with
+        ``random_state=None`` the seed is taken from the checkpoint.
     """
     _check_arguments(model, n_init, max_iter, tol, accelerate)
     betas = _inverse_temperatures(model, annealing)
-    seeds = _seed_sequence(random_state).spawn(n_init)
+    seed_sequence = _seed_sequence(random_state)
     prepared = _prepared(model, data)
+    store = saved = None
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, fit_settings(model, n_init, max_iter, tol, accelerate,
+                                                    betas, iter_per_temperature, decrease_rtol),
+                           checkpoint_every, checkpoint_seconds)
+        saved = store.read() if resume else None
+    elif resume:
+        raise ParameterError("resume=True needs checkpoint=<path of the checkpoint file>.")
+    if saved is not None:
+        seed_sequence = saved_seed_sequence(saved[0], seed_sequence, random_state, store.path)
+    seeds = seed_sequence.spawn(n_init)
+    progress_of = FitProgress(store, seed_sequence)
     best: EMResult | None = None
-    restart_objectives = []
-    for restart, seed in enumerate(seeds):
-        rng = np.random.default_rng(seed)
+    restart_objectives: list[float] = []
+    first_restart = 0
+    if saved is not None:
+        first_restart, restart_objectives, best = progress_of.finished_starts(
+            saved, lambda: init if init is not None else model.init_params(
+                data, np.random.default_rng(seeds[0])))
+    for restart in range(first_restart, n_init):
+        rng = np.random.default_rng(seeds[restart])
         start = init if (init is not None and restart == 0) else model.init_params(data, rng)
+        resume_from = None
+        if saved is not None and restart == first_restart:
+            resume_from = progress_of.current_start(saved, start, rng)
         result = _run_one(model, prepared, start, restart, rng, max_iter, tol, accelerate, betas,
-                          iter_per_temperature, callbacks, progress, decrease_rtol)
+                          iter_per_temperature, callbacks, progress, decrease_rtol, resume_from,
+                          progress_of.saver(restart, restart_objectives, best))
         restart_objectives.append(result.objective)
         if best is None or result.objective > best.objective:
             best = result
+        progress_of.save(restart + 1, restart_objectives, best)
     assert best is not None
+    if best.stats is None:  # the best start finished before a resume: recompute its statistics
+        best = _replace(best, stats=_statistics(model, prepared, best.params))
     best = _replace(best, restart_objectives=tuple(restart_objectives))
     if warn_not_converged and not (best.converged or best.stopped_by_callback) and tol > 0:
         warnings.warn(
@@ -260,8 +298,18 @@ def _prepared(model: EMModel, data: Any) -> Any:
     return [piece for chunk in iter_chunks(data) for piece in prepare(chunk)]
 
 
+def _statistics(model, data, params) -> Any:
+    """The statistics of ``params`` summed over the chunks (one E-step, for bookkeeping)."""
+    total = None
+    for chunk in iter_chunks(data):
+        stats = model.e_step(params, chunk)[0]
+        total = stats if total is None else add_statistics(total, stats)
+    return total
+
+
 def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, betas,
-             iter_per_temperature, callbacks, progress, decrease_rtol) -> EMResult:
+             iter_per_temperature, callbacks, progress, decrease_rtol, resume=None,
+             save_progress=None) -> EMResult:
     counter = {"passes": 0}
     log_prior = getattr(model, "log_prior", None)
     params_converged = getattr(model, "params_converged", None)
@@ -282,12 +330,26 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         return EvaluatedPoint(params, objective, log_likelihood, total)
 
     schedule = [b for b in betas for _ in range(iter_per_temperature)]
-    point = evaluate(start, schedule[0] if schedule else 1.0)
-    n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
-    monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart)
-    monitor.record(point.objective, check=False)
-    events: list[tuple[int, str]] = []
-    _collect_events(point.params, 0, events)
+    rule_state = {"boundary": True, "step_max": 1.0}
+    if resume is None:
+        point = evaluate(start, schedule[0] if schedule else 1.0)
+        n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
+        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart)
+        monitor.record(point.objective, check=False)
+        events: list[tuple[int, str]] = []
+        _collect_events(point.params, 0, events)
+        best_point = point
+    else:  # checkpoints are written after annealing, at the boundary of a step rule's cycle
+        schedule = []
+        point = evaluate(resume.params)
+        counter["passes"] = resume.passes
+        n_samples = resume.check_samples(
+            float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0)
+        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
+                                     list(resume.history), list(resume.decreases))
+        events = list(resume.events)
+        best_point = point if resume.best is None else resume.best
+        rule_state["step_max"] = resume.step_max
 
     bar = None
     if progress:
@@ -311,14 +373,13 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
             yield point, True
         if accelerate_name == "squarem":
             rule = accelerate.squarem(evaluate, model.m_step, point, model.flatten,
-                                      model.unflatten)
+                                      model.unflatten, state=rule_state)
         else:
             rule = accelerate.plain_em(evaluate, model.m_step, point)
         for p in rule:
             yield p, False
 
     converged = stopped = False
-    best_point = point
     generator = points()
     try:
         while True:
@@ -345,11 +406,16 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
             stopped = any([bool(cb(info)) for cb in callbacks])
             if converged or stopped:
                 break
+            if save_progress is not None and not annealing and rule_state["boundary"]:
+                save_progress(iteration, point, best_point, counter["passes"], n_samples,
+                              monitor, events, rule_state["step_max"], rng)
     finally:
         generator.close()
         if bar is not None:
             bar.close()
     final = point if converged else best_point
+    if final.stats is None:  # a best point restored from a checkpoint
+        final = final._replace(stats=_statistics(model, data, final.params))
     return EMResult(
         params=final.params,
         objective=final.objective,

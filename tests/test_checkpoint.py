@@ -1,0 +1,159 @@
+"""Checkpoints: a fit killed with SIGKILL resumes to the result of an uninterrupted run, bit for
+bit; checkpoints of another fit, other data or a damaged file are refused with clear errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from emkit import fit_em
+from emkit.errors import ModelFileError, ParameterError
+from emkit.models.mixture import GaussianMixtureModel
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+
+SETTINGS = {
+    "plain": dict(n_init=3, max_iter=40, tol=1e-9, random_state=5),
+    "squarem-annealing": dict(n_init=2, max_iter=60, tol=1e-9, random_state=6,
+                              accelerate="squarem", annealing=2.0, iter_per_temperature=2),
+}
+
+DATA = """
+import numpy as np
+rng = np.random.default_rng(0)
+X = np.vstack([rng.normal(0.0, 1.0, (150, 2)), rng.normal(2.0, 0.7, (150, 2))])
+X[rng.uniform(size=X.shape) < 0.1] = np.nan  # rows sorted by pattern: prepared data too
+"""
+
+
+def data():
+    namespace: dict = {}
+    exec(DATA, namespace)
+    return namespace["X"]
+
+
+def model():
+    return GaussianMixtureModel(3, "full")
+
+
+def fit(X, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_em(model(), X, **options)
+
+
+def run_and_kill(path, settings, kill_restart, kill_iteration):
+    """Fit in a child process that SIGKILLs itself at (kill_restart, kill_iteration)."""
+    script = textwrap.dedent(DATA) + textwrap.dedent(f"""
+        import os, signal, warnings
+        from emkit import fit_em
+        from emkit.models.mixture import GaussianMixtureModel
+        warnings.simplefilter("ignore")
+
+        def kill(info):
+            if (info.restart, info.iteration) == ({kill_restart}, {kill_iteration}):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        fit_em(GaussianMixtureModel(3, "full"), X, checkpoint={str(path)!r}, checkpoint_every=3,
+               callbacks=[kill], **{settings!r})
+        """)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert completed.returncode == -signal.SIGKILL, completed.stderr.decode()[-2000:]
+
+
+def assert_same_result(resumed, reference):
+    for got, want in zip(resumed.params.components, reference.params.components, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(resumed.params.weights, reference.params.weights)
+    np.testing.assert_array_equal(resumed.history, reference.history)
+    assert resumed.restart_objectives == reference.restart_objectives
+    assert (resumed.objective, resumed.n_iter, resumed.converged, resumed.best_restart) == (
+        reference.objective, reference.n_iter, reference.converged, reference.best_restart)
+    np.testing.assert_array_equal(resumed.stats.components.second,
+                                  reference.stats.components.second)
+
+
+@pytest.mark.parametrize(("name", "kill_restart", "kill_iteration"),
+                         [("plain", 1, 14), ("squarem-annealing", 0, 29)])
+def test_a_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, name, kill_restart,
+                                                          kill_iteration):
+    settings = SETTINGS[name]
+    path = tmp_path / "fit.npz"
+    run_and_kill(path, settings, kill_restart, kill_iteration)
+    assert path.exists()
+    seen = []
+    resumed = fit(data(), checkpoint=path, resume=True, callbacks=[seen.append], **settings)
+    assert seen[0].restart == kill_restart  # finished starts are not run again
+    assert seen[0].iteration > 1  # nor the start in progress from its beginning
+    assert_same_result(resumed, fit(data(), **settings))
+
+
+def test_a_finished_checkpoint_gives_the_result_without_fitting(tmp_path):
+    path = tmp_path / "fit.npz"
+    settings = SETTINGS["plain"]
+    first = fit(data(), checkpoint=path, **settings)
+    seen = []
+    again = fit(data(), checkpoint=path, resume=True, callbacks=[seen.append], **settings)
+    assert seen == []
+    assert_same_result(again, first)
+
+
+def test_random_state_none_resumes_with_the_saved_seed(tmp_path):
+    path = tmp_path / "fit.npz"
+    options = dict(n_init=2, max_iter=10, tol=0.0)
+    first = fit(data(), checkpoint=path, random_state=None, **options)
+    again = fit(data(), checkpoint=path, resume=True, random_state=None, **options)
+    assert_same_result(again, first)
+    with pytest.raises(ModelFileError, match="another random_state"):
+        fit(data(), checkpoint=path, resume=True, random_state=1, **options)
+
+
+def test_a_missing_checkpoint_starts_afresh(tmp_path):
+    path = tmp_path / "new.npz"
+    result = fit(data(), checkpoint=path, resume=True, **SETTINGS["plain"])
+    assert path.exists()
+    assert_same_result(result, fit(data(), **SETTINGS["plain"]))
+
+
+def test_checkpoints_of_another_fit_are_refused(tmp_path):
+    path = tmp_path / "fit.npz"
+    fit(data(), checkpoint=path, max_iter=5, tol=0.0, random_state=0)
+    with pytest.raises(ModelFileError, match="another fit: its max_iter is 5"):
+        fit(data(), checkpoint=path, resume=True, max_iter=6, tol=0.0, random_state=0)
+    with pytest.raises(ModelFileError, match="does not hold parameters of this model"):
+        fit_em(GaussianMixtureModel(4, "full"), data(), checkpoint=path, resume=True,
+               max_iter=5, tol=0.0, random_state=0, warn_not_converged=False)
+
+
+def test_a_checkpoint_for_other_data_is_refused(tmp_path):
+    path = tmp_path / "fit.npz"
+    run_and_kill(path, SETTINGS["plain"], 0, 7)
+    with pytest.raises(ModelFileError, match="other data"):
+        fit(data()[:-10], checkpoint=path, resume=True, **SETTINGS["plain"])
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04 truncated"])
+def test_a_damaged_checkpoint_is_refused(tmp_path, content):
+    path = tmp_path / "fit.npz"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="not a readable emkit checkpoint|not an emkit"):
+        fit(data(), checkpoint=path, resume=True, max_iter=3)
+
+
+def test_a_npz_that_is_not_a_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.ones(3))
+    with pytest.raises(ModelFileError, match="not an emkit checkpoint"):
+        fit(data(), checkpoint=path, resume=True, max_iter=3)
+
+
+def test_resume_needs_a_checkpoint_path():
+    with pytest.raises(ParameterError, match="resume=True needs checkpoint"):
+        fit(data(), resume=True)
