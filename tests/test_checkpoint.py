@@ -157,3 +157,20 @@ def test_a_npz_that_is_not_a_checkpoint_is_refused(tmp_path):
 def test_resume_needs_a_checkpoint_path():
     with pytest.raises(ParameterError, match="resume=True needs checkpoint"):
         fit(data(), resume=True)
+
+
+def test_cli_fit_resumes_from_its_checkpoint(tmp_path, capsys):
+    from emkit import datasets
+    from emkit.cli import main
+
+    csv = datasets.path("faithful")
+    checkpoint = tmp_path / "fit.npz"
+    arguments = ["fit", "gmm", str(csv), "-k", "3", "--n-init", "2", "--tol", "1e-8",
+                 "--max-iter", "300", "--json"]
+    assert main(arguments + ["--checkpoint", str(checkpoint)]) == 0
+    first = capsys.readouterr().out
+    assert checkpoint.exists()
+    assert main(arguments + ["--checkpoint", str(checkpoint), "--resume"]) == 0
+    assert capsys.readouterr().out == first
+    assert main(arguments + ["--resume"]) == 2
+    assert "--resume needs --checkpoint" in capsys.readouterr().err

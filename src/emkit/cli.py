@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="covariance type (default full)")
     _add_fit_options(fit)
     fit.add_argument("-o", "--output", type=Path, help="model file to write (e.g. model.emkit)")
+    fit.add_argument("--checkpoint", type=Path, metavar="PATH",
+                     help="save the state of the fit here every 10 iterations (a .npz file)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue the interrupted fit saved in --checkpoint")
     fit.set_defaults(run=_run_fit)
 
     predict = commands.add_parser("predict", help="most probable component of each row")
@@ -350,7 +354,11 @@ def _run_fit(args: argparse.Namespace) -> None:
     _check_output_folders(args.output)
     table, use = _read_rows(args.data, parse_columns(args.columns), args.drop_missing)
     X = table.data[use]
-    model = _estimator(args, args.n_components, args.covariance).fit(X)
+    if args.resume and args.checkpoint is None:
+        raise _Failure("--resume needs --checkpoint PATH (the checkpoint of the interrupted fit).")
+    _check_output_folders(args.checkpoint)
+    model = _estimator(args, args.n_components, args.covariance).fit(
+        X, checkpoint=args.checkpoint, resume=args.resume)
     summary = _fit_summary(model, X, table.columns)
     if args.output is not None:
         _save(model, args.output, table.columns)

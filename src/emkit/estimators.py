@@ -94,16 +94,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.progress = progress
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None, labels=None):
-        """Fit by EM. ``y`` is ignored; ``labels`` (−1 = unknown) fix known components."""
-        self._fit(X, sample_weight, labels)
+    def fit(self, X, y=None, sample_weight=None, labels=None, *, checkpoint=None, resume=False):
+        """Fit by EM. ``y`` is ignored; ``labels`` (−1 = unknown) fix known components.
+
+        ``checkpoint`` (a file path) saves the state of the fit every 10 iterations and after
+        each start; ``resume=True`` continues an interrupted fit from it to the result an
+        uninterrupted fit gives (see :func:`emkit.fit_em`)."""
+        self._fit(X, sample_weight, labels, checkpoint, resume)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, labels=None):
         """Fit, then return the most probable component of each row."""
         return self.fit(X, sample_weight=sample_weight, labels=labels).predict(X)
 
-    def _fit(self, X, sample_weight, labels):
+    def _fit(self, X, sample_weight, labels, checkpoint=None, resume=False):
         self._check_parameters()
         X = self._validate_rows(X, reset=True)
         n_samples = len(X)
@@ -127,6 +131,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             random_state=self.random_state, init=self._params() if warm else None,
             accelerate=self.accelerate, annealing=self.annealing, progress=self.progress,
             decrease_rtol=1e-10 if np.dtype(self.dtype) == np.float64 else 1e-5,
+            checkpoint=checkpoint, resume=resume,
         )
         self._set_params(result.params)
         self.converged_ = result.converged
