@@ -8,10 +8,12 @@ collection of chunks — a list, or any object whose ``__iter__`` starts over on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.lib import format as npformat
 
 from emkit.errors import DataError
 
@@ -61,6 +63,178 @@ def iter_chunks(data: Any) -> Iterator[Any]:
         raise DataError("data holds no chunk: pass at least one non-empty array.")
 
 
-def chunk_list(data: Any) -> list[Any]:
-    """All chunks of ``data`` in a list (for initialisation, which may need several looks)."""
-    return list(iter_chunks(data))
+def in_memory(data: Any) -> bool:
+    """True for data held in memory (a chunk, or a list or tuple of them); False for a source
+    that reads its chunks on every pass (a file, a cluster)."""
+    return is_single_chunk(data) or isinstance(data, (list, tuple))
+
+
+def chunk_list(data: Any, max_rows: int = 200_000) -> list[Any]:
+    """The chunks of ``data`` in a list, for initialisation (which may need several looks).
+
+    Data in memory give all their chunks. A streamed source gives a uniform random sample of
+    its chunks holding at most ``max_rows`` rows (at least one chunk), read in one pass with a
+    fixed seed, so that initialising a fit on data larger than memory needs little memory."""
+    if in_memory(data):
+        return list(iter_chunks(data))
+    rng = np.random.default_rng(0)
+    kept: list[tuple[float, int, Any]] = []  # (random key, rows, chunk), smallest keys win
+    for chunk in iter_chunks(data):
+        kept.append((float(rng.uniform()), n_rows(chunk), chunk))
+        kept.sort(key=lambda item: item[0])
+        total = 0
+        for count, (_, rows, _) in enumerate(kept):
+            total += rows
+            if total > max_rows and count > 0:
+                del kept[count:]
+                break
+    return [chunk for _, _, chunk in kept]
+
+
+def n_rows(chunk: Any) -> int:
+    """The number of rows of a chunk (an array, a Batch, or anything with ``X``)."""
+    return len(getattr(chunk, "X", chunk))
+
+
+# --------------------------------------------------------------------------- streamed sources
+class ChunkSource:
+    """A re-iterable source of row chunks read anew on every pass (so the data never need to fit
+    in memory). Subclasses set ``n_features`` and ``columns`` and implement ``__iter__``."""
+
+    n_features: int
+    columns: list[str] | None = None
+    chunk_rows: int
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+
+class ArrayChunks(ChunkSource):
+    """Chunks of ``chunk_rows`` rows of any sliceable 2-D array: a ``numpy.memmap``, a Zarr or
+    HDF5 array. Only one chunk is in memory at a time."""
+
+    def __init__(self, array: Any, chunk_rows: int = 65_536):
+        shape = getattr(array, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise DataError(f"ArrayChunks needs a 2-D array (rows × features), got shape "
+                            f"{shape}.")
+        self.array, self.n_features = array, int(shape[1])
+        self.chunk_rows = _positive_rows(chunk_rows)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.array), self.chunk_rows):
+            yield np.asarray(self.array[start:start + self.chunk_rows])
+
+
+class NpyChunks(ChunkSource):
+    """The rows of a ``.npy`` file, ``chunk_rows`` at a time, read with plain file reads: unlike
+    a memory map, pages already used do not stay in the process's resident memory."""
+
+    def __init__(self, path: str | os.PathLike, chunk_rows: int = 65_536):
+        self.path = os.fspath(path)
+        self.chunk_rows = _positive_rows(chunk_rows)
+        try:
+            with open(self.path, "rb") as stream:
+                version = npformat.read_magic(stream)
+                reader = (npformat.read_array_header_1_0 if version == (1, 0)
+                          else npformat.read_array_header_2_0)
+                shape, fortran_order, dtype = reader(stream)
+                self.offset = stream.tell()
+        except OSError as error:
+            raise DataError(f"cannot read {self.path}: {error.strerror or error}.") from None
+        except (ValueError, EOFError) as error:
+            raise DataError(f"{self.path} is not a .npy file ({error}).") from None
+        if len(shape) != 2 or fortran_order or dtype.kind not in "biuf":
+            raise DataError(f"{self.path} holds a {'Fortran-ordered ' if fortran_order else ''}"
+                            f"{dtype} array of shape {shape}; emkit streams 2-D C-ordered "
+                            "numeric arrays (rows × features).")
+        self.shape, self.dtype, self.n_features = tuple(shape), dtype, int(shape[1])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        n_rows, n_features = self.shape
+        with open(self.path, "rb") as stream:
+            stream.seek(self.offset)
+            for start in range(0, n_rows, self.chunk_rows):
+                rows = min(self.chunk_rows, n_rows - start)
+                chunk = np.fromfile(stream, dtype=self.dtype, count=rows * n_features)
+                if chunk.size != rows * n_features:
+                    raise DataError(f"{self.path} is truncated: it announces {n_rows} rows.")
+                yield chunk.reshape(rows, n_features)
+
+
+class ParquetChunks(ChunkSource):
+    """The numeric columns of a Parquet file, batch by batch (needs ``pyarrow``); null cells are
+    missing values (NaN)."""
+
+    def __init__(self, path: str | os.PathLike, columns: list[str] | None = None,
+                 chunk_rows: int = 65_536):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError("reading Parquet needs pyarrow: pip install 'emkit[parquet]'.") \
+                from None
+        self.path = os.fspath(path)
+        self.chunk_rows = _positive_rows(chunk_rows)
+        try:
+            schema = pq.ParquetFile(self.path).schema_arrow
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot read {self.path} as Parquet: {error}.") from None
+        names = list(schema.names) if columns is None else list(columns)
+        unknown = [name for name in names if name not in schema.names]
+        if unknown:
+            raise DataError(f"{self.path} has no column {unknown[0]!r}; it has "
+                            f"{', '.join(schema.names)}.")
+        import pyarrow.types as pt
+
+        text = [name for name in names if not (pt.is_integer(schema.field(name).type)
+                                              or pt.is_floating(schema.field(name).type))]
+        if text:
+            raise DataError(f"column {text[0]!r} of {self.path} is not numeric; choose numeric "
+                            "columns.")
+        self.columns, self.n_features = names, len(names)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(self.path).iter_batches(self.chunk_rows,
+                                                              columns=self.columns):
+            yield np.column_stack([column.to_numpy(zero_copy_only=False).astype(np.float64)
+                                   for column in batch.columns])
+
+
+def chunks_from_file(path: str | os.PathLike, chunk_rows: int = 65_536,
+                     columns: list[str] | None = None) -> ChunkSource:
+    """A streamed source for a ``.npy``, ``.parquet`` or ``.zarr`` file (by its suffix)."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix == ".npy":
+        return NpyChunks(path, chunk_rows)
+    if suffix in (".parquet", ".pq"):
+        return ParquetChunks(path, columns, chunk_rows)
+    if suffix == ".zarr":
+        try:
+            import zarr
+        except ImportError:
+            raise DataError("reading Zarr needs zarr: pip install zarr.") from None
+        return ArrayChunks(zarr.open(os.fspath(path), mode="r"), chunk_rows)
+    raise DataError(f"emkit streams .npy, .parquet and .zarr files, not {suffix or path}.")
+
+
+def _positive_rows(chunk_rows: Any) -> int:
+    if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+        raise DataError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    return int(chunk_rows)
+
+
+class CheckedChunks(ChunkSource):
+    """A source whose chunks pass ``check(chunk, index)`` (which returns the chunk to use or
+    raises a DataError) on every pass: data read anew can change between passes, e.g. a chunk
+    with other columns."""
+
+    def __init__(self, source: ChunkSource, check):
+        self.source, self.check = source, check
+        self.n_features, self.columns = source.n_features, source.columns
+        self.chunk_rows = getattr(source, "chunk_rows", 0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index, chunk in enumerate(self.source):
+            yield self.check(chunk, index)

@@ -20,7 +20,7 @@ import numpy as np
 from emkit import accelerate
 from emkit.accelerate import EvaluatedPoint
 from emkit.checkpoint import Checkpoint, FitProgress, fit_settings, saved_seed_sequence
-from emkit.data import is_single_chunk, iter_chunks
+from emkit.data import in_memory, iter_chunks
 from emkit.errors import (
     ConvergenceWarning,
     LikelihoodDecreaseWarning,
@@ -293,7 +293,7 @@ def _prepared(model: EMModel, data: Any) -> Any:
     """The chunks the E-steps see: ``model.prepare`` applied once to data held in memory (one
     chunk, or a list or tuple of them); other sources unchanged."""
     prepare = getattr(model, "prepare", None)
-    if prepare is None or not (is_single_chunk(data) or isinstance(data, (list, tuple))):
+    if prepare is None or not in_memory(data):
         return data
     return [piece for chunk in iter_chunks(data) for piece in prepare(chunk)]
 

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from emkit.data import Batch
+from emkit.data import Batch, CheckedChunks, ChunkSource
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
@@ -109,6 +109,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sample_weight, labels, checkpoint=None, resume=False):
         self._check_parameters()
+        if isinstance(X, ChunkSource):
+            return self._fit_on(self._streamed(X, sample_weight, labels), checkpoint, resume)
         X = self._validate_rows(X, reset=True)
         n_samples = len(X)
         if n_samples < 2:
@@ -123,10 +125,46 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._check_initial_values(n_samples, X.shape[1])
         sample_weight = _check_sample_weight(sample_weight, n_samples)
         labels = self._check_labels(labels, n_samples)
+        return self._fit_on(Batch(X, sample_weight, labels), checkpoint, resume)
+
+    def _streamed(self, source, sample_weight, labels):
+        """A streamed source (e.g. :class:`emkit.data.NpyChunks`) whose chunks are checked as
+        they are read."""
+        if sample_weight is not None or labels is not None:
+            raise DataError("sample_weight and labels cannot go with streamed data; stream "
+                            "emkit.data.Batch chunks instead.")
+        if self.resp_init is not None:
+            raise ParameterError("resp_init needs the rows in memory; with streamed data use "
+                                 "means_init or an init_params method.")
+        n_features = source.n_features
+        self.n_features_in_ = n_features
+        if source.columns is not None:
+            self.feature_names_in_ = np.asarray(source.columns, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._check_initial_values(None, n_features)
+        dtype = np.dtype(self.dtype)
+
+        def check(chunk, index):
+            chunk = np.asarray(chunk)
+            if chunk.ndim != 2 or chunk.shape[1] != n_features:
+                raise DataError(f"chunk {index} of the data has shape {chunk.shape}, but the data "
+                                f"have {n_features} columns: every chunk needs the same columns.")
+            if chunk.dtype.kind not in "biuf":
+                raise DataError(f"chunk {index} of the data holds {chunk.dtype}, not numbers.")
+            chunk = np.ascontiguousarray(chunk, dtype=dtype)
+            if np.isinf(chunk).any():
+                raise DataError(f"chunk {index} of the data contains infinity, which is not a "
+                                "missing value: mark missing entries as NaN.")
+            return chunk
+
+        return CheckedChunks(source, check)
+
+    def _fit_on(self, data, checkpoint, resume):
         model = self._model()
         warm = self.warm_start and hasattr(self, "weights_")
         result = fit_em(
-            model, Batch(X, sample_weight, labels),
+            model, data,
             n_init=1 if warm else self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, init=self._params() if warm else None,
             accelerate=self.accelerate, annealing=self.annealing, progress=self.progress,
