@@ -105,3 +105,18 @@ def test_missing_value_kernels_match_the_per_pattern_numpy_formulas(covariance_t
     np.testing.assert_allclose(stats.weight, weight, rtol=1e-12)
     np.testing.assert_allclose(stats.first, first, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(stats.second, second, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_nan_agrees_with_numpy(dtype):
+    from emkit.kernels.gaussian import any_nan
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 7)).astype(dtype)
+    X[10, 2], X[20, 5] = np.inf, -np.inf  # infinities are not NaN, nor is inf - inf in a sum
+    assert not any_nan(X)
+    for row, column in [(0, 0), (299, 6), (150, 3)]:
+        Y = X.copy()
+        Y[row, column] = np.nan
+        assert any_nan(Y) and any_nan(np.asfortranarray(Y))
+        assert any_nan(Y[:, column:]) and not any_nan(np.delete(Y, column, axis=1))

@@ -74,6 +74,8 @@ class RowLayout(NamedTuple):
 
 def layout(X: np.ndarray) -> RowLayout | None:
     """The missingness layout of X, or None when X has no NaN."""
+    if X.ndim == 2 and X.dtype.kind == "f" and not kernels.any_nan(X):
+        return None
     nan = np.isnan(X)
     has_nan = nan.any(axis=1)
     if not has_nan.any():

@@ -56,6 +56,21 @@ def exp_nonpositive(s):
     return p * _POW2[np.int64(-n) & 127]
 
 
+@numba.njit(**_SERIAL)
+def any_nan(X):
+    """Whether the 2-D array X holds a NaN: one read of X, no temporary arrays (rows with a NaN
+    are rare or absent in most data, so the scan usually runs to the end)."""
+    for i in range(X.shape[0]):
+        total = 0.0
+        for j in range(X.shape[1]):
+            total += X[i, j]  # NaN propagates; inf - inf is NaN too, but inf is refused earlier
+        if total != total:
+            for j in range(X.shape[1]):
+                if X[i, j] != X[i, j]:
+                    return True
+    return False
+
+
 def _n_parts(n_rows: int) -> int:
     if n_rows < _PARALLEL_MIN_ROWS:
         return 1
