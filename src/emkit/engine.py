@@ -84,6 +84,20 @@ def add_statistics(a: Any, b: Any) -> Any:
     return a + b
 
 
+def scale_statistics(stats: Any, factor: float) -> Any:
+    """Statistics with every row weight multiplied by ``factor``: tuples (and NamedTuples) and
+    dicts field by field, objects with a ``scaled(factor)`` method by it, anything else with
+    ``*`` (used by online EM to average statistics)."""
+    if hasattr(stats, "scaled"):
+        return stats.scaled(factor)
+    if isinstance(stats, tuple):
+        scaled = [scale_statistics(value, factor) for value in stats]
+        return type(stats)(*scaled) if hasattr(stats, "_fields") else tuple(scaled)
+    if isinstance(stats, dict):
+        return {key: scale_statistics(value, factor) for key, value in stats.items()}
+    return stats * factor
+
+
 @dataclass(frozen=True)
 class IterationInfo:
     """What a callback sees after each evaluated point."""

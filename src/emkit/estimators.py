@@ -14,6 +14,7 @@ from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel, MixtureParams
+from emkit.online import OnlineEM, check_learning_rate
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -54,6 +55,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Precision of the E-step; statistics are always accumulated in float64.
     progress : bool, default False
         Show a progress bar.
+    learning_decay, learning_offset : float, default 0.6 and 2.0
+        Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
+        (:meth:`partial_fit`; see :mod:`emkit.online`).
 
     Attributes
     ----------
@@ -74,7 +78,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                  max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
                  means_init=None, precisions_init=None, resp_init=None, random_state=None,
                  warm_start=False, accelerate=None, annealing=None, dtype=np.float64,
-                 progress=False):
+                 progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -92,6 +96,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.annealing = annealing
         self.dtype = dtype
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None, labels=None, *, checkpoint=None, resume=False):
@@ -101,6 +107,37 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         each start; ``resume=True`` continues an interrupted fit from it to the result an
         uninterrupted fit gives (see :func:`emkit.fit_em`)."""
         self._fit(X, sample_weight, labels, checkpoint, resume)
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on the mini-batch ``X`` (Cappé & Moulines 2009).
+
+        The first call starts from the estimator's initialisation on that batch (or from the
+        current parameters of a fitted estimator); each call averages the batch's statistics
+        into a running average with step (t + learning_offset)^(−learning_decay) and sets the
+        parameters by an M-step. ``history_`` holds each batch's log-likelihood per sample,
+        under the parameters before its update."""
+        self._check_parameters()
+        state = getattr(self, "_online", None)
+        X = self._validate_rows(X, reset=state is None and not hasattr(self, "weights_"))
+        if state is None:
+            self._check_initial_values(len(X), X.shape[1])
+        sample_weight = _check_sample_weight(sample_weight, len(X))
+        batch = Batch(X, sample_weight)
+        if state is None:
+            model = self._model()
+            start = (self._params() if hasattr(self, "weights_") else
+                     model.init_params(batch, np.random.default_rng(_seed(self.random_state))))
+            state = self._online = OnlineEM(model, start, self.learning_decay,
+                                            self.learning_offset)
+        mean_log_likelihood = state.step(batch)
+        self._set_params(state.params)
+        history = list(getattr(self, "history_", [])) if state.n_steps > 1 else []
+        self.history_ = np.asarray(history + [mean_log_likelihood])
+        self.lower_bound_ = mean_log_likelihood
+        self.lower_bounds_ = list(self.history_)
+        self.converged_, self.n_iter_ = False, state.n_steps
+        self.events_, self.restart_objectives_ = [], np.empty(0)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None, labels=None):
@@ -161,6 +198,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return CheckedChunks(source, check)
 
     def _fit_on(self, data, checkpoint, resume):
+        self.__dict__.pop("_online", None)  # a batch fit ends an online one
         model = self._model()
         warm = self.warm_start and hasattr(self, "weights_")
         result = fit_em(
@@ -325,6 +363,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if not ok:
             raise ParameterError(f"dtype must be numpy.float64 or numpy.float32, got "
                                  f"{self.dtype!r}.")
+        check_learning_rate(self.learning_decay, self.learning_offset)
 
     def _check_initial_values(self, n_samples, n_features):
         """Shapes and ranges of user-given starting values, checked before any work."""
@@ -391,6 +430,13 @@ def validate_rows(estimator, X, *, reset, dtype):
         elif "features" in message and not reset:
             message += " Pass the same columns as in fit."
         raise DataError(message) from error
+
+
+def _seed(random_state):
+    """A seed for numpy.random.default_rng from any random_state form."""
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return random_state
 
 
 def _check_sample_weight(sample_weight, n_samples):

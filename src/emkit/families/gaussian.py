@@ -61,6 +61,11 @@ class GaussianStats:
         return GaussianStats(self.weight + other.weight, self.first + other.first,
                              self.second + other.second, self.center)
 
+    def scaled(self, factor: float) -> GaussianStats:
+        """The statistics of the same rows with every weight multiplied by ``factor``."""
+        return GaussianStats(self.weight * factor, self.first * factor, self.second * factor,
+                             self.center)
+
     def recentered(self, center: np.ndarray) -> GaussianStats:
         """The same statistics about another centre (parallel-axis theorem)."""
         if center is self.center or np.array_equal(center, self.center):

@@ -55,6 +55,11 @@ class MixtureStats:
                                                        len(other.worst_log_density))]
         return MixtureStats(self.components + other.components, values[keep], rows[keep])
 
+    def scaled(self, factor: float) -> MixtureStats:
+        """Row weights multiplied by ``factor`` (the worst rows stay what they are)."""
+        return MixtureStats(self.components.scaled(factor), self.worst_log_density,
+                            self.worst_rows)
+
 
 class SortedBlock(NamedTuple):
     """A block of rows sorted by their pattern of missing values, with its layout: what
