@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,plot,parquet]"
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,parquet,dask]"
 	touch $@
 
 demo: $(INSTALLED)
@@ -32,6 +32,7 @@ $(BENCH_INSTALLED): $(INSTALLED)
 bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/gmm.py
 	$(BIN)/python benchmarks/missing.py
+	$(BIN)/python benchmarks/hmm.py
 
 clean:
 	rm -rf $(VENV) $(REPORT) .pytest_cache

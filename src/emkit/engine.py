@@ -312,13 +312,25 @@ def _prepared(model: EMModel, data: Any) -> Any:
     return [piece for chunk in iter_chunks(data) for piece in prepare(chunk)]
 
 
-def _statistics(model, data, params) -> Any:
-    """The statistics of ``params`` summed over the chunks (one E-step, for bookkeeping)."""
-    total = None
+def e_step_sum(model, data, params, inverse_temperature: float = 1.0) -> tuple[Any, float]:
+    """The statistics and log-likelihood of ``params`` summed over all chunks of ``data``. A
+    source with a ``map_e_step`` method runs the E-steps itself (e.g. on a Dask cluster)."""
+    if hasattr(data, "map_e_step"):
+        return data.map_e_step(model, params, inverse_temperature)
+    total, log_likelihood = None, 0.0
     for chunk in iter_chunks(data):
-        stats = model.e_step(params, chunk)[0]
+        if inverse_temperature == 1.0:
+            stats, chunk_ll = model.e_step(params, chunk)
+        else:
+            stats, chunk_ll = model.e_step(params, chunk, inverse_temperature=inverse_temperature)
         total = stats if total is None else add_statistics(total, stats)
-    return total
+        log_likelihood += float(chunk_ll)
+    return total, log_likelihood
+
+
+def _statistics(model, data, params) -> Any:
+    """The statistics of ``params`` (one more E-step, for bookkeeping)."""
+    return e_step_sum(model, data, params)[0]
 
 
 def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, betas,
@@ -332,14 +344,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         if counter["passes"] > max_iter:
             raise _BudgetSpent
         counter["passes"] += 1
-        total, log_likelihood = None, 0.0
-        for chunk in iter_chunks(data):
-            if beta == 1.0:
-                stats, chunk_ll = model.e_step(params, chunk)
-            else:
-                stats, chunk_ll = model.e_step(params, chunk, inverse_temperature=beta)
-            total = stats if total is None else add_statistics(total, stats)
-            log_likelihood += float(chunk_ll)
+        total, log_likelihood = e_step_sum(model, data, params, beta)
         objective = log_likelihood + (float(log_prior(params)) if log_prior else 0.0)
         return EvaluatedPoint(params, objective, log_likelihood, total)
 

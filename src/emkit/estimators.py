@@ -146,6 +146,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sample_weight, labels, checkpoint=None, resume=False):
         self._check_parameters()
+        if is_dask_collection(X):
+            from emkit.distributed import DaskChunks
+
+            X = DaskChunks(X)
         if isinstance(X, ChunkSource):
             return self._fit_on(self._streamed(X, sample_weight, labels), checkpoint, resume)
         X = self._validate_rows(X, reset=True)
@@ -195,6 +199,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                                 "missing value: mark missing entries as NaN.")
             return chunk
 
+        if hasattr(source, "checked"):  # a source that runs its chunks elsewhere checks there
+            return source.checked(check)
         return CheckedChunks(source, check)
 
     def _fit_on(self, data, checkpoint, resume):
@@ -245,15 +251,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def predict(self, X):
-        """Most probable component of each row, shape (n_samples,)."""
+        """Most probable component of each row, shape (n_samples,); lazy for a Dask array."""
+        if is_dask_collection(X):
+            return _dask_rows(self.predict, X, None).astype(np.intp)
         return self.predict_proba(X).argmax(axis=1)
 
     def predict_proba(self, X):
-        """Posterior probability of each component, shape (n_samples, n_components)."""
+        """Posterior probability of each component, shape (n_samples, n_components); lazy for a
+        Dask array."""
+        if is_dask_collection(X):
+            return _dask_rows(self.predict_proba, X, self.n_components)
         return self._posteriors(X)[1]
 
     def score_samples(self, X):
-        """Log-likelihood of each row, shape (n_samples,)."""
+        """Log-likelihood of each row, shape (n_samples,); lazy for a Dask array."""
+        if is_dask_collection(X):
+            return _dask_rows(self.score_samples, X, None)
         return self._posteriors(X)[0]
 
     def score(self, X, y=None, sample_weight=None):
@@ -430,6 +443,17 @@ def validate_rows(estimator, X, *, reset, dtype):
         elif "features" in message and not reset:
             message += " Pass the same columns as in fit."
         raise DataError(message) from error
+
+
+def is_dask_collection(data) -> bool:
+    """True for a Dask array or data frame (Dask is not imported to find out)."""
+    return type(data).__module__.startswith("dask.") and hasattr(data, "__dask_graph__")
+
+
+def _dask_rows(method, X, n_outputs):
+    from emkit.distributed import map_rows
+
+    return map_rows(method, X, n_outputs)
 
 
 def _seed(random_state):

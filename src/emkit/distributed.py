@@ -1,0 +1,113 @@
+"""E-steps where the data live: fitting on Dask arrays and data frames (``pip install
+'emkit[dask]'``; Dask is imported only here).
+
+Because statistics add, one EM iteration on a cluster is: send the parameters to the workers
+once, run the model's E-step on every block where it is stored, add the statistics in a tree
+(log₂ of the number of blocks deep), and run the M-step on the client. The input is persisted
+once, so the blocks stay in the workers' memory across iterations. If a worker dies, Dask
+recomputes its blocks and tasks from the graph, and the fit goes on to the same result.
+
+With the distributed scheduler the active ``dask.distributed.Client`` is used; without one, the
+local threaded scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from emkit.data import ChunkSource
+from emkit.engine import add_statistics
+from emkit.errors import DataError
+
+
+class DaskChunks(ChunkSource):
+    """The blocks of a Dask array (rows × features) or data frame, as a data source whose
+    E-steps run on the workers (see the module docstring).
+
+    Parameters
+    ----------
+    data : dask.array.Array or dask.dataframe.DataFrame
+        Rows are split as the collection is; the columns are gathered into each block.
+    persist : bool
+        Keep the blocks in (cluster) memory; do this once, not in every iteration.
+    """
+
+    def __init__(self, data: Any, persist: bool = True):
+        import dask
+
+        self.columns = None
+        if hasattr(data, "to_dask_array"):  # a data frame: numeric columns only
+            self.columns = [str(name) for name in data.columns]
+            data = data.to_dask_array(lengths=True)
+        if data.ndim != 2:
+            raise DataError(f"a Dask array to fit must be 2-D (rows × features), got "
+                            f"{data.ndim}-D.")
+        data = data.rechunk({1: -1})
+        if persist:
+            data = data.persist()
+        self.array = data
+        self.n_features = int(data.shape[1])
+        self.chunk_rows = int(max(data.chunks[0]))
+        self.blocks = list(data.to_delayed().ravel())
+        self.check: Callable[[np.ndarray, int], np.ndarray] | None = None
+        self._dask = dask
+
+    def checked(self, check: Callable[[np.ndarray, int], np.ndarray]) -> DaskChunks:
+        """The same blocks, each passed through ``check(block, index)`` on its worker."""
+        copy = object.__new__(DaskChunks)
+        copy.__dict__.update(self.__dict__)
+        copy.check = check
+        return copy
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The blocks, fetched one at a time (for initialisation on a sample of them)."""
+        for index, block in enumerate(self.blocks):
+            values = np.asarray(block.compute())
+            yield values if self.check is None else self.check(values, index)
+
+    def map_e_step(self, model: Any, params: Any, inverse_temperature: float) -> tuple[Any, float]:
+        """The summed statistics and log-likelihood of ``params`` over all blocks, computed where
+        the blocks are and added in a tree."""
+        delayed = self._dask.delayed
+        shared = delayed(params)  # one key: sent to each worker once per iteration
+        parts = [delayed(_block_e_step)(model, shared, block, index, inverse_temperature,
+                                        self.check)
+                 for index, block in enumerate(self.blocks)]
+        while len(parts) > 1:  # a tree of pairwise sums
+            pairs = [delayed(_add)(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+            parts = pairs + ([parts[-1]] if len(parts) % 2 else [])
+        stats, log_likelihood = self._dask.compute(parts[0])[0]
+        return stats, float(log_likelihood)
+
+
+def _block_e_step(model, params, block, index, inverse_temperature, check):
+    block = np.asarray(block)
+    if check is not None:
+        block = check(block, index)
+    if inverse_temperature == 1.0:
+        return model.e_step(params, block)
+    return model.e_step(params, block, inverse_temperature=inverse_temperature)
+
+
+def _add(a, b):
+    return add_statistics(a[0], b[0]), a[1] + b[1]
+
+
+def map_rows(function: Callable[[np.ndarray], np.ndarray], data: Any,
+             n_outputs: int | None) -> Any:
+    """``function`` applied to every block of rows of a Dask collection, lazily: a Dask array
+    of one value per row (``n_outputs`` None) or ``n_outputs`` values per row."""
+    import dask.array as da
+
+    if hasattr(data, "to_dask_array"):
+        data = data.to_dask_array(lengths=True)
+    data = data.rechunk({1: -1})
+    if n_outputs is None:
+        return data.map_blocks(lambda block: function(np.asarray(block)), drop_axis=1,
+                               dtype=float)
+    return data.map_blocks(lambda block: function(np.asarray(block)),
+                           chunks=(data.chunks[0], (n_outputs,)), dtype=float,
+                           meta=da.empty((0, n_outputs), dtype=float)._meta)
