@@ -13,12 +13,13 @@ local threaded scheduler.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from emkit.data import ChunkSource
+from emkit.data import ChunkSource, NpyChunks
 from emkit.engine import add_statistics
 from emkit.errors import DataError
 
@@ -111,3 +112,28 @@ def map_rows(function: Callable[[np.ndarray], np.ndarray], data: Any,
     return data.map_blocks(lambda block: function(np.asarray(block)),
                            chunks=(data.chunks[0], (n_outputs,)), dtype=float,
                            meta=da.empty((0, n_outputs), dtype=float)._meta)
+
+
+def npy_dask_array(path: str | os.PathLike, chunk_rows: int) -> Any:
+    """A Dask array of the rows of a ``.npy`` file whose blocks the workers read themselves
+    (the file must be at ``path`` on every worker, e.g. a shared file system)."""
+    import dask
+    import dask.array as da
+
+    source = NpyChunks(path, chunk_rows)
+    n_rows, n_features = source.shape
+    blocks = []
+    for start in range(0, n_rows, chunk_rows):
+        rows = min(chunk_rows, n_rows - start)
+        reader = dask.delayed(_read_npy_rows)(source.path, source.offset, source.dtype.str,
+                                              start, rows, n_features)
+        blocks.append(da.from_delayed(reader, (rows, n_features), dtype=source.dtype))
+    return da.concatenate(blocks, axis=0)
+
+
+def _read_npy_rows(path, offset, dtype, start, rows, n_features):
+    dtype = np.dtype(dtype)
+    with open(path, "rb") as stream:
+        stream.seek(offset + start * n_features * dtype.itemsize)
+        return np.fromfile(stream, dtype=dtype, count=rows * n_features).reshape(rows,
+                                                                                 n_features)
