@@ -33,6 +33,9 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/gmm.py
 	$(BIN)/python benchmarks/missing.py
 	$(BIN)/python benchmarks/hmm.py
+	$(BIN)/python benchmarks/dmm.py
+	$(BIN)/python benchmarks/signals.py
+	$(BIN)/python benchmarks/fixed_mixture.py
 
 clean:
 	rm -rf $(VENV) $(REPORT) .pytest_cache

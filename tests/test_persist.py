@@ -533,4 +533,7 @@ def test_registry_only_imports_registered_targets(model_file, monkeypatch):
     monkeypatch.setattr(persist.importlib, "import_module",
                         lambda name: imported.append(name) or real_import(name))
     emkit.load(model_file)
-    assert imported == ["emkit.estimators"]
+    # emkit's own modules only: the registering ones (a fixed list in emkit's code), what they
+    # import lazily, and the registered target.
+    assert set(persist._REGISTERING_MODULES) | {"emkit.estimators"} <= set(imported)
+    assert all(name.startswith("emkit.") for name in imported)

@@ -145,3 +145,37 @@ def test_bad_chunks_and_files_get_clear_errors(tmp_path):
         ArrayChunks(X, 0)
     with pytest.raises(DataError, match="sample_weight and labels cannot go with streamed"):
         GaussianMixture(2).fit(ArrayChunks(X, 100), sample_weight=np.ones(300))
+
+
+def test_cli_streams_npy_files_and_reports_bad_options(tmp_path, capsys):
+    import json
+
+    from emkit.cli import main
+
+    X = gaussian_rows(4000, seed=9)
+    np.save(tmp_path / "rows.npy", X)
+    np.savetxt(tmp_path / "rows.csv", X, delimiter=",", header="a,b,c", comments="")
+    options = ["-k", "2", "--tol", "1e-10", "--max-iter", "500", "--json"]
+    assert main(["fit", "gmm", str(tmp_path / "rows.npy"), "--chunk-size", "700",
+                 "-o", str(tmp_path / "m.emkit")] + options) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert main(["fit", "gmm", str(tmp_path / "rows.csv")] + options) == 0
+    in_memory = json.loads(capsys.readouterr().out)
+    assert streamed["n_samples"] == in_memory["n_samples"] == 4000
+    assert streamed["columns"] == ["x0", "x1", "x2"]
+    np.testing.assert_allclose(streamed["log_likelihood"], in_memory["log_likelihood"],
+                               rtol=1e-9)
+    np.testing.assert_allclose(streamed["bic"], in_memory["bic"], rtol=1e-9)
+
+    assert main(["fit", "gmm", str(tmp_path / "rows.csv"), "-k", "2", "--chunk-size", "100"]) == 2
+    assert "a CSV file is read whole" in capsys.readouterr().err
+
+
+def test_cli_reports_a_dask_scheduler_that_does_not_answer(tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    from emkit.cli import main
+
+    np.save(tmp_path / "rows.npy", gaussian_rows(300))
+    assert main(["fit", "gmm", str(tmp_path / "rows.npy"), "-k", "2",
+                 "--dask-scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err

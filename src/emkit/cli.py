@@ -8,6 +8,7 @@ A genuine bug still raises with its traceback, so that it gets reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -61,6 +62,11 @@ def _non_negative_float(text: str) -> float:
 _non_negative_float.__name__ = "non-negative number"
 
 
+class DefaultValue(str):
+    """An option's default: equal to its text, but distinguishable from the same text given on
+    the command line (``emkit fit fixed`` uses SQUAREM unless ``--accelerate none`` is given)."""
+
+
 def parse_k_range(text: str) -> list[int]:
     """Numbers of components from ``"1-8"``, ``"3"`` or ``"1,2,5-7"``, sorted, without repeats."""
     values: set[int] = set()
@@ -108,8 +114,10 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         help="added to covariance diagonals (default 1e-6)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="random seed; the same seed gives the same fit (default 0)")
-    parser.add_argument("--accelerate", choices=["none", "squarem"], default="none",
-                        help="SQUAREM usually needs several times fewer iterations")
+    parser.add_argument("--accelerate", choices=["none", "squarem"],
+                        default=DefaultValue("none"),
+                        help="SQUAREM usually needs several times fewer iterations (default "
+                             "none; squarem for fit fixed)")
     parser.add_argument("--float32", action="store_true",
                         help="float32 E-step (faster; statistics still summed in float64)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -125,10 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     fit = commands.add_parser("fit", help="fit a model to a data file and save it")
-    fit.add_argument("model_kind", choices=["gmm"], help="gmm: Gaussian mixture")
+    fit.add_argument("model_kind", choices=["gmm", "hmm", "dmm", "fixed", "tones"],
+                     help="gmm: Gaussian mixture; hmm: Gaussian hidden Markov model; dmm: "
+                          "Dirichlet-multinomial mixture of counts; fixed: mixing weights of "
+                          "fixed models from a rows x models likelihood matrix (.csv dense, "
+                          ".npz scipy.sparse); tones: K real tones in a mono .wav clip "
+                          "(default --tol 1e-8, --max-iter 500)")
     _add_data_options(fit)
-    fit.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K",
-                     help="number of components")
+    fit.add_argument("--samples-in-columns", action="store_true",
+                     help="dmm: the file is categories x samples (one column per sample)")
+    fit.add_argument("-k", "--n-components", type=_positive_int, metavar="K",
+                     help="number of components (required except for fixed)")
+    fit.add_argument("--log", action="store_true",
+                     help="fixed: the file holds log-likelihoods, not likelihoods")
+    fit.add_argument("--prior", type=_non_negative_float, metavar="A",
+                     help="fixed: Dirichlet concentration >= 1 for a MAP fit (default: none)")
     fit.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
                      help="covariance type (default full)")
     _add_fit_options(fit)
@@ -137,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="save the state of the fit here every 10 iterations (a .npz file)")
     fit.add_argument("--resume", action="store_true",
                      help="continue the interrupted fit saved in --checkpoint")
+    fit.add_argument("--chunk-size", type=_positive_int, metavar="ROWS",
+                     help="read a .npy, .parquet or .zarr file this many rows at a time, for "
+                          "data larger than memory (.npy and .zarr are always streamed)")
+    fit.add_argument("--dask-scheduler", metavar="ADDRESS",
+                     help="run the E-steps on this Dask cluster (e.g. tcp://host:8786); a .npy "
+                          "file is read by the workers, other data are sent from here")
+    fit.add_argument("--lengths-column", metavar="ID",
+                     help="hmm: rows with the same value of column ID in a row form one sequence")
     fit.set_defaults(run=_run_fit)
 
     predict = commands.add_parser("predict", help="most probable component of each row")
@@ -144,24 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(predict)
     predict.add_argument("--proba", action="store_true",
                          help="write the probability of every component instead")
+    predict.add_argument("--lengths-column", metavar="ID",
+                         help="hmm: rows with the same value of column ID in a row form one "
+                              "sequence")
     predict.add_argument("-o", "--output", type=Path, help="CSV file to write (default stdout)")
     predict.set_defaults(run=_run_predict)
 
     score = commands.add_parser("score", help="log-likelihood, BIC and AIC of a model on data")
     score.add_argument("model", type=Path, help="model file written by 'emkit fit'")
     _add_data_options(score)
+    score.add_argument("--lengths-column", metavar="ID",
+                       help="hmm: rows with the same value of column ID in a row form one "
+                            "sequence")
     score.set_defaults(run=_run_score)
 
     select = commands.add_parser("select", help="choose the number of components by BIC")
-    select.add_argument("model_kind", choices=["gmm"], help="gmm: Gaussian mixture")
+    select.add_argument("model_kind", choices=["gmm", "dmm"],
+                        help="gmm: Gaussian mixture; dmm: Dirichlet-multinomial mixture")
     _add_data_options(select)
+    select.add_argument("--samples-in-columns", action="store_true",
+                        help="dmm: the file is categories x samples (one column per sample)")
     select.add_argument("--k", type=parse_k_range, default=parse_k_range("1-8"), metavar="RANGE",
                         help="numbers of components to try, e.g. 1-8 or 1,2,5-7 (default 1-8)")
     select.add_argument("--covariance", type=_covariance_list, default=["full"],
                         metavar="TYPES", help="comma-separated covariance types to try "
                         f"({','.join(COVARIANCE_TYPES)}; default full)")
-    select.add_argument("--criterion", choices=CRITERIA, default="bic",
-                        help="criterion to minimise (default bic)")
+    select.add_argument("--criterion", choices=CRITERIA + ("laplace",), default="bic",
+                        help="criterion to minimise (default bic; laplace: dmm only)")
     _add_fit_options(select)
     select.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the criteria against K (needs emkit[plot])")
@@ -300,9 +336,68 @@ def _estimator(args: argparse.Namespace, n_components: int, covariance_type: str
         dtype=np.float32 if args.float32 else np.float64, progress=progress)
 
 
-def _fit_summary(model: Any, X: np.ndarray, columns: Sequence[str]) -> dict:
-    n_samples = len(X)
-    mean_log_likelihood = model.score(X)
+def _fit_data(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple:
+    """What ``emkit fit gmm`` fits: (the data for ``fit``, the rows when they are in memory
+    (else None), the column names)."""
+    suffix = args.data.suffix.lower()
+    if args.chunk_size is None and suffix not in (".npy", ".zarr"):
+        table, use = _read_rows(args.data, parse_columns(args.columns), args.drop_missing)
+        X = table.data[use]
+        return (X if args.dask_scheduler is None else
+                _on_cluster(args, cleanup, X=X)), X, table.columns
+    if suffix not in (".npy", ".zarr", ".parquet", ".pq"):
+        raise _Failure(f"{args.data.name}: --chunk-size streams .npy, .parquet and .zarr files; "
+                       "a CSV file is read whole (leave out --chunk-size, or convert it).")
+    if args.drop_missing:
+        raise _Failure("--drop-missing needs the rows in memory; streamed rows with empty cells "
+                       "are fitted exactly on their observed values.")
+    from emkit.data import chunks_from_file
+
+    source = chunks_from_file(args.data, args.chunk_size or 65_536, parse_columns(args.columns))
+    columns = source.columns or [f"x{j}" for j in range(source.n_features)]
+    if args.dask_scheduler is not None:
+        if suffix != ".npy":
+            raise _Failure("with --dask-scheduler, stream .npy files (read by the workers) or "
+                           "give a table that fits in memory here.")
+        return _on_cluster(args, cleanup, path=args.data), None, columns
+    return source, None, columns
+
+
+def _on_cluster(args: argparse.Namespace, cleanup: contextlib.ExitStack, X=None, path=None):
+    """A Dask array of the data on the cluster at ``--dask-scheduler``, whose client stays
+    connected until ``cleanup`` closes."""
+    try:
+        import dask.array as da
+        from dask.distributed import Client
+
+        from emkit.distributed import npy_dask_array
+    except ImportError:
+        raise _Failure("--dask-scheduler needs Dask: pip install 'emkit[dask]'.") from None
+    address = args.dask_scheduler
+    try:
+        client = Client(address, timeout=5)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise DataError(f"cannot reach the Dask scheduler at {address} ({error}); check the "
+                        "address and that the scheduler is running.") from None
+    cleanup.callback(client.close)
+    rows = args.chunk_size or 65_536
+    if path is not None:
+        return npy_dask_array(path, rows)
+    return da.from_array(X, chunks=(rows, -1))
+
+
+def _fit_summary(model: Any, X: np.ndarray | None, columns: Sequence[str]) -> dict:
+    """What a fit found; from the fit's own record when the rows were streamed (X None)."""
+    if X is None:
+        log_likelihood = float(model.history_[-1])
+        n_samples = int(round(log_likelihood / model.lower_bound_))
+        mean_log_likelihood = log_likelihood / n_samples
+        bic = -2 * log_likelihood + model.n_parameters() * np.log(n_samples)
+        aic = -2 * log_likelihood + 2 * model.n_parameters()
+    else:
+        n_samples = len(X)
+        mean_log_likelihood = model.score(X)
+        bic, aic = model.bic(X), model.aic(X)
     return {
         "model": type(model).__name__,
         "n_components": int(model.n_components),
@@ -311,8 +406,8 @@ def _fit_summary(model: Any, X: np.ndarray, columns: Sequence[str]) -> dict:
         "columns": list(columns),
         "log_likelihood": mean_log_likelihood * n_samples,
         "mean_log_likelihood": mean_log_likelihood,
-        "bic": float(model.bic(X)),
-        "aic": float(model.aic(X)),
+        "bic": float(bic),
+        "aic": float(aic),
         "n_parameters": int(model.n_parameters()),
         "converged": bool(model.converged_),
         "n_iter": int(model.n_iter_),
@@ -351,17 +446,35 @@ def _print_fit_summary(summary: dict) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> None:
-    _check_output_folders(args.output)
-    table, use = _read_rows(args.data, parse_columns(args.columns), args.drop_missing)
-    X = table.data[use]
+    if args.model_kind == "fixed":
+        from emkit.fixed_mixture import cli_fit as fit_fixed
+
+        return fit_fixed(args)
+    if args.n_components is None:
+        raise _Failure(f"emkit fit {args.model_kind} needs -k/--n-components K.")
+    if args.model_kind == "hmm":
+        from emkit.cli_hmm import run_fit
+
+        return run_fit(args)
+    if args.model_kind == "dmm":
+        from emkit.compound_dirichlet import cli_fit
+
+        return cli_fit(args)
+    if args.model_kind == "tones":
+        from emkit.superimposed import cli_fit as fit_tones
+
+        _check_output_folders(args.output)
+        return fit_tones(args)
+    _check_output_folders(args.output, args.checkpoint)
     if args.resume and args.checkpoint is None:
         raise _Failure("--resume needs --checkpoint PATH (the checkpoint of the interrupted fit).")
-    _check_output_folders(args.checkpoint)
-    model = _estimator(args, args.n_components, args.covariance).fit(
-        X, checkpoint=args.checkpoint, resume=args.resume)
-    summary = _fit_summary(model, X, table.columns)
+    with contextlib.ExitStack() as cleanup:
+        data, X, columns = _fit_data(args, cleanup)
+        model = _estimator(args, args.n_components, args.covariance).fit(
+            data, checkpoint=args.checkpoint, resume=args.resume)
+    summary = _fit_summary(model, X, columns)
     if args.output is not None:
-        _save(model, args.output, table.columns)
+        _save(model, args.output, columns)
         summary["output"] = str(args.output)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -372,6 +485,14 @@ def _run_fit(args: argparse.Namespace) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     _check_output_folders(args.output)
     model = _load_model(args.model)
+    if hasattr(model, "transmat_"):  # a hidden Markov model: the Viterbi state path
+        from emkit.cli_hmm import run_predict
+
+        return run_predict(args, model)
+    if type(model).__name__ == "FixedMixture":  # rows x models likelihoods, maybe sparse
+        from emkit.fixed_mixture import cli_predict
+
+        return cli_predict(args, model)
     table, use = _read_rows(args.data, _model_columns(model, args.columns), args.drop_missing,
                             keep_positions=True)
     _check_width(model, table)
@@ -401,6 +522,14 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 def _run_score(args: argparse.Namespace) -> None:
     model = _load_model(args.model)
+    if type(model).__name__ == "FixedMixture":
+        from emkit.fixed_mixture import cli_score
+
+        return cli_score(args, model)
+    if hasattr(model, "transmat_"):  # a hidden Markov model: sequences
+        from emkit.cli_hmm import run_score
+
+        return run_score(args, model)
     table, use = _read_rows(args.data, _model_columns(model, args.columns),
                             args.drop_missing)
     _check_width(model, table)
@@ -427,6 +556,12 @@ def _run_score(args: argparse.Namespace) -> None:
 def _run_select(args: argparse.Namespace) -> None:
     from emkit.selection import select_model
 
+    if args.model_kind == "dmm":
+        from emkit.compound_dirichlet import cli_select
+
+        return cli_select(args)
+    if args.criterion == "laplace":
+        raise _Failure("--criterion laplace is for dmm; for gmm use bic, aic or icl.")
     if args.plot is not None:
         from emkit.plot import _matplotlib
 

@@ -97,7 +97,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {}
 
 # Modules that register their estimators when imported. Loading a file imports these (a fixed
 # list in code, never a name read from a file) so that ``import emkit`` stays light.
-_REGISTERING_MODULES: tuple[str, ...] = ()
+_REGISTERING_MODULES: tuple[str, ...] = ("emkit.fixed_mixture", "emkit.hmm",
+                                           "emkit.superimposed", "emkit.compound_dirichlet")
 
 
 def _registry() -> dict[str, EstimatorSpec]:

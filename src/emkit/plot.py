@@ -283,6 +283,149 @@ def plot_density_1d(estimator: Any, x: Any, ax=None, *, bins: Any = "auto",
     return ax.figure
 
 
+def plot_states(series: Any, states: Any, ax=None, *, time: Any = None,
+                ylabel: str | None = None):
+    """A series drawn as points coloured by the hidden state of each frame (e.g. the Viterbi
+    path of an HMM, ``model.predict(X)``), over a thin grey line of the series.
+
+    Parameters
+    ----------
+    series : array of shape (n_frames,)
+    states : array of int of shape (n_frames,)
+    ax : matplotlib Axes, optional
+    time : array of shape (n_frames,), optional
+        The horizontal axis (default 0, 1, …).
+    """
+    series = np.asarray(series, dtype=float).ravel()
+    states = np.asarray(states).ravel()
+    if series.shape != states.shape:
+        raise DataError(f"series and states must have the same length, got {len(series)} "
+                        f"and {len(states)}.")
+    time = np.arange(len(series)) if time is None else np.asarray(time).ravel()
+    ax = _axes(ax, figsize=(8.0, 3.5))
+    ax.plot(time, series, color="0.75", linewidth=0.6, zorder=1)
+    for state in np.unique(states):
+        chosen = states == state
+        ax.scatter(time[chosen], series[chosen], s=6, zorder=2, label=f"state {state}")
+    ax.set_xlabel("time")
+    ax.set_ylabel(ylabel or "value")
+    ax.legend(fontsize="small", markerscale=2)
+    return ax.figure
+
+
+def plot_alpha_heatmap(estimator: Any, ax=None, *, n_categories: int = 20,
+                       category_names: Sequence[str] | None = None):
+    """Heatmap of the components' mean proportions α_kj / α_k0 for the categories that differ
+    most between components (largest standard deviation across components).
+
+    Parameters
+    ----------
+    estimator : fitted emkit.DirichletMultinomialMixture (or DirichletMultinomial, Dirichlet)
+    ax : matplotlib Axes, optional
+    n_categories : int, default 20
+        How many categories (rows of the heatmap) to show, most variable first.
+    category_names : sequence of str, optional
+        Names of all categories (e.g. taxa); default ``feature_names_in_`` or the column numbers.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    alpha = np.atleast_2d(np.asarray(getattr(estimator, "alpha_", None), dtype=float))
+    if alpha.ndim != 2 or alpha.size == 0:
+        raise DataError("plot_alpha_heatmap needs a fitted Dirichlet(-multinomial) estimator "
+                        "(with alpha_).")
+    n_features = alpha.shape[1]
+    if not (isinstance(n_categories, (int, np.integer)) and n_categories >= 1):
+        raise DataError(f"n_categories must be an integer >= 1, got {n_categories!r}.")
+    if category_names is None:
+        category_names = getattr(estimator, "feature_names_in_", None)
+    names = [str(j) for j in range(n_features)] if category_names is None \
+        else [str(name) for name in category_names]
+    if len(names) != n_features:
+        raise DataError(f"category_names has {len(names)} names for {n_features} categories.")
+    proportions = alpha / alpha.sum(axis=1, keepdims=True)
+    # Stable sort: ties (e.g. one component) keep the column order.
+    shown = np.argsort(-proportions.std(axis=0), kind="stable")[:n_categories]
+    ax = _axes(ax, figsize=(2.0 + 0.9 * len(alpha), 1.2 + 0.28 * len(shown)))
+    image = ax.imshow(proportions[:, shown].T, aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(alpha)), [f"{k}" for k in range(len(alpha))])
+    ax.set_yticks(range(len(shown)), [names[j] for j in shown])
+    ax.set_xlabel("component")
+    ax.set_title("mean proportion α_kj / α_k0")
+    ax.figure.colorbar(image, ax=ax)
+    return ax.figure
+
+
+def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 1.0,
+                       oversample: int = 8):
+    """Periodogram |Y(f)|²/N of ``y`` (zero-padded) with the fitted tones of a
+    :class:`emkit.SuperimposedSignals` marked at their frequencies and powers a² N / 4 (real
+    tones; a² N for complex ones), the height of a lone tone's periodogram peak.
+
+    Parameters
+    ----------
+    estimator : fitted SuperimposedSignals with tones (``frequencies_``, ``amplitudes_``)
+    y : array of shape (n_samples,)
+    ax : matplotlib Axes, optional
+    sample_rate : float, default 1
+        Frequencies are drawn in cycles per sample × ``sample_rate`` (e.g. Hz).
+    """
+    frequencies = getattr(estimator, "frequencies_", None)
+    if frequencies is None:
+        raise DataError("plot_tone_spectrum needs a SuperimposedSignals fitted with tones "
+                        "(with frequencies_).")
+    y = np.asarray(y).ravel()
+    n = len(y)
+    size = int(2 ** np.ceil(np.log2(max(oversample * n, 16))))
+    power = np.abs(np.fft.fft(y, size)) ** 2 / n
+    grid = np.fft.fftfreq(size)
+    complex_ = np.iscomplexobj(y)
+    if not complex_:
+        power, grid = power[: size // 2 + 1], np.abs(grid[: size // 2 + 1])
+    order = np.argsort(grid)
+    ax = _axes(ax, figsize=(7.0, 4.0))
+    ax.semilogy(grid[order] * sample_rate, power[order], color="0.4", linewidth=0.8,
+                label="periodogram")
+    peaks = estimator.amplitudes_**2 * n * (1.0 if complex_ else 0.25)
+    ax.vlines(frequencies * sample_rate, power.min(), peaks, color="C3", linewidth=1.2)
+    ax.scatter(frequencies * sample_rate, peaks, color="C3", zorder=3,
+               label="fitted tones")
+    ax.set_xlabel("frequency" + (" (cycles per sample)" if sample_rate == 1.0 else ""))
+    ax.set_ylabel("power")
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
+    """The signal ``y`` and its separated components ``estimator.transform(y)`` (each fitted
+    component with its share of the residual), stacked with offsets; real parts of complex
+    signals.
+
+    Parameters
+    ----------
+    estimator : fitted emkit.SuperimposedSignals
+    y : array of shape (n_samples,)
+    ax : matplotlib Axes, optional
+    time : array of shape (n_samples,), optional
+    """
+    parts = np.real(estimator.transform(y))
+    y = np.real(np.asarray(y).ravel())
+    xlabel = "sample" if time is None else "time"
+    time = np.arange(len(y)) if time is None else np.asarray(time).ravel()
+    if len(time) != len(y):
+        raise DataError(f"time has {len(time)} values for {len(y)} samples.")
+    spread = 2.5 * max(float(np.max(np.abs(y))), 1e-12)
+    ax = _axes(ax, figsize=(8.0, 1.5 + 1.2 * (parts.shape[1] + 1)))
+    ax.plot(time, y, color="0.3", linewidth=0.8, label="signal")
+    for k in range(parts.shape[1]):
+        ax.plot(time, parts[:, k] - (k + 1) * spread, linewidth=0.8, label=f"component {k}")
+    ax.set_yticks([])
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize="small", loc="upper right")
+    return ax.figure
+
+
 def save_figure(figure: Any, path: str | os.PathLike, *, dpi: int = 120) -> Path:
     """Write ``figure`` to ``path`` atomically (temporary file + rename); the format follows
     the suffix (``.png``, ``.svg``, ``.pdf``)."""
@@ -292,5 +435,5 @@ def save_figure(figure: Any, path: str | os.PathLike, *, dpi: int = 120) -> Path
     return write_atomically(path, buffer.getvalue())
 
 
-__all__ = ["plot_components_2d", "plot_convergence", "plot_criterion", "plot_density_1d",
-           "save_figure"]
+__all__ = ["plot_alpha_heatmap", "plot_components_2d", "plot_convergence", "plot_criterion",
+           "plot_density_1d", "plot_states", "save_figure"]

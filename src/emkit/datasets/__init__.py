@@ -28,7 +28,21 @@ import numpy as np
 
 from emkit.errors import ParameterError
 
-__all__ = ["Dataset", "names", "path", "load"]
+__all__ = ["Dataset", "names", "path", "load", "recording_path"]
+
+#: Generated audio clips (mono WAV), not tables: name -> how it was made.
+_RECORDINGS = {
+    "two_tones": "0.25 s at 8 kHz: tones at 440 Hz (amplitude 0.5) and 443 Hz (0.3, phase 1 rad) "
+                 "in white noise of sd 0.05; made by docs/examples/make_two_tones_wav.py.",
+}
+
+
+def recording_path(name: str) -> Path:
+    """Path of the bundled WAV clip ``name`` (``"two_tones"``), for ``emkit fit tones``."""
+    if name not in _RECORDINGS:
+        raise ParameterError(f"unknown recording {name!r}: choose one of "
+                             f"{', '.join(sorted(_RECORDINGS))}.")
+    return Path(str(resources.files(__name__).joinpath(f"{name}.wav")))
 
 
 @dataclass(frozen=True, eq=False)

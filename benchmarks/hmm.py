@@ -1,0 +1,259 @@
+"""One Baum-Welch iteration of a Gaussian HMM: emkit against hmmlearn, side by side.
+
+K=8 states, D=4 features, full covariances, on 1×200,000, 50×4,000 and 20,000×10 frames. Both
+start from the same parameters (``init_params=""``; hmmlearn's covariance prior off, emkit's
+``reg_covar=0``) and run a fixed number of iterations; the time per iteration is the difference
+between a long and a short run divided by the difference in iterations, so set-up cancels. Runs
+alternate (hmmlearn 'scaling', hmmlearn 'log', emkit, …), medians are compared against the better
+hmmlearn implementation, and the log-likelihoods after the same iterations are checked to agree.
+On 20,000 sequences hmmlearn takes about a minute per iteration, so it runs once there.
+
+    python benchmarks/hmm.py              # the three headline shapes
+    python benchmarks/hmm.py --quick      # small sizes, for a smoke test
+    python benchmarks/hmm.py --append     # also append the markdown to benchmarks/RESULTS.md
+    python benchmarks/hmm.py --dynamax-python /path/to/venv/bin/python   # add dynamax (JAX)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gmm import machine_description, matmul_gflops  # noqa: E402
+
+warnings.simplefilter("ignore")  # convergence warnings at a fixed number of iterations
+N_STATES, N_FEATURES = 8, 4
+
+
+def true_chain(seed=0):
+    rng = np.random.default_rng(seed)
+    transmat = rng.dirichlet(np.ones(N_STATES), N_STATES) + 4 * np.eye(N_STATES)
+    transmat /= transmat.sum(axis=1, keepdims=True)
+    means = rng.normal(0, 3, (N_STATES, N_FEATURES))
+    factors = rng.normal(0, 0.4, (N_STATES, N_FEATURES, N_FEATURES))
+    covars = factors @ np.swapaxes(factors, 1, 2) + 0.5 * np.eye(N_FEATURES)
+    return np.full(N_STATES, 1 / N_STATES), transmat, means, covars
+
+
+def simulate(n_sequences, n_frames, seed=0):
+    """Frames (n_sequences · n_frames, D) drawn from the true chain."""
+    startprob, transmat, means, covars = true_chain()
+    rng = np.random.default_rng(seed + 1)
+    states = np.empty((n_sequences, n_frames), dtype=int)
+    states[:, 0] = rng.choice(N_STATES, n_sequences, p=startprob)
+    cumulative = np.cumsum(transmat, axis=1)
+    for t in range(1, n_frames):
+        u = rng.uniform(size=(n_sequences, 1))
+        states[:, t] = np.minimum((u > cumulative[states[:, t - 1]]).sum(axis=1), N_STATES - 1)
+    states = states.ravel()
+    noise = np.einsum("nij,nj->ni", np.linalg.cholesky(covars)[states],
+                      rng.standard_normal((len(states), N_FEATURES)))
+    return means[states] + noise
+
+
+def start_point(seed=0):
+    """The common start: the true means moved, unit covariances, a uniform-ish chain."""
+    _, _, means, _ = true_chain()
+    rng = np.random.default_rng(seed + 2)
+    transmat = np.full((N_STATES, N_STATES), 0.5 / (N_STATES - 1))
+    np.fill_diagonal(transmat, 0.5)
+    return dict(startprob_=np.full(N_STATES, 1 / N_STATES), transmat_=transmat,
+                means_=means + rng.normal(0, 0.7, means.shape),
+                covars_=np.array([np.eye(N_FEATURES)] * N_STATES))
+
+
+def hmmlearn_model(implementation, n_iter):
+    from hmmlearn import hmm
+
+    model = hmm.GaussianHMM(N_STATES, covariance_type="full", n_iter=n_iter, tol=-np.inf,
+                            init_params="", covars_prior=0.0, implementation=implementation)
+    for name, value in start_point().items():
+        setattr(model, name, value.copy())
+    return model
+
+
+def emkit_model(n_iter):
+    import emkit
+
+    model = emkit.GaussianHMM(N_STATES, covariance_type="full", max_iter=n_iter, tol=0.0,
+                              reg_covar=0.0, init_params="")
+    for name, value in start_point().items():
+        setattr(model, name, value.copy())
+    return model
+
+
+def fit_seconds(make, X, lengths, n_iter):
+    model = make(n_iter)
+    t0 = time.perf_counter()
+    model.fit(X, lengths)
+    return time.perf_counter() - t0, model
+
+
+def final_log_likelihood(name, model, n_iter):
+    """The log-likelihood before the last M-step (hmmlearn keeps only its last two)."""
+    if name == "emkit":
+        return float(model.history_[n_iter - 1])
+    return float(model.monitor_.history[-1])
+
+
+def compare(n_sequences, n_frames, repeats, peer_repeats, short=1, long=3):
+    X = simulate(n_sequences, n_frames)
+    lengths = np.full(n_sequences, n_frames)
+    contenders = {"hmmlearn scaling": lambda n: hmmlearn_model("scaling", n),
+                  "hmmlearn log": lambda n: hmmlearn_model("log", n),
+                  "emkit": emkit_model}
+    t0 = time.perf_counter()  # the first call compiles the numba kernels (cached on disk after)
+    emkit_model(1).fit(X[:2000], np.full(len(X[:2000]) // 10, 10))
+    compile_seconds = time.perf_counter() - t0
+    runs = {name: [] for name in contenders}
+    log_likelihoods = {}
+    for repeat in range(repeats):  # alternate so that machine noise hits every one alike
+        for name, make in contenders.items():
+            if name != "emkit" and repeat >= peer_repeats:
+                continue
+            t_short, _ = fit_seconds(make, X, lengths, short)
+            t_long, model = fit_seconds(make, X, lengths, long)
+            runs[name].append((t_long - t_short) / (long - short))
+            log_likelihoods[name] = final_log_likelihood(name, model, long)
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    return dict(medians=medians, log_likelihoods=log_likelihoods,
+                compile_seconds=compile_seconds)
+
+
+def dynamax_worker(n_sequences, n_frames, repeats, short=1, long=3):
+    """Run in a Python that has dynamax (JAX, float64): seconds per EM iteration after
+    compilation, the log-likelihood at the common start, and the compile time, as JSON."""
+    import json
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from dynamax.hidden_markov_model import GaussianHMM as DynamaxHMM
+
+    X = simulate(n_sequences, n_frames).reshape(n_sequences, n_frames, N_FEATURES)
+    emissions = jnp.asarray(X[0] if n_sequences == 1 else X)
+    start = start_point()
+    # Priors as weak as dynamax allows (its M-step is MAP; the E-step is the same work).
+    model = DynamaxHMM(N_STATES, N_FEATURES, initial_probs_concentration=1.0,
+                       transition_matrix_concentration=1.0)
+    params, props = model.initialize(
+        initial_probs=jnp.asarray(start["startprob_"]),
+        transition_matrix=jnp.asarray(start["transmat_"]),
+        emission_means=jnp.asarray(start["means_"]),
+        emission_covariances=jnp.asarray(start["covars_"]))
+
+    def run(n_iter):
+        t0 = time.perf_counter()
+        fitted, log_probs = model.fit_em(params, props, emissions, num_iters=n_iter,
+                                         verbose=False)
+        jax.block_until_ready(log_probs)
+        return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    run(short), run(long)  # compile (each num_iters is its own loop length)
+    compile_seconds = time.perf_counter() - t0
+    times = [(run(long) - run(short)) / (long - short) for _ in range(repeats)]
+    batched = emissions if n_sequences > 1 else emissions[None]
+    start_ll = float(sum(model.marginal_log_prob(params, e) for e in batched))
+    print(json.dumps({"seconds": statistics.median(times), "start_log_likelihood": start_ll,
+                      "compile_seconds": compile_seconds, "jax": jax.__version__}))
+
+
+def run_dynamax(python, n_sequences, n_frames, repeats):
+    """dynamax's figures from a worker process in the Python that has it (or None)."""
+    import json
+    import subprocess
+
+    command = [python, __file__, "--dynamax-worker", f"{n_sequences}x{n_frames}",
+               "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"dynamax worker failed: {done.stderr.strip()[-500:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def emkit_start_log_likelihood(X, lengths):
+    return float(emkit_model(0).fit(X, lengths).history_[0])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
+    parser.add_argument("--dynamax-python", metavar="PYTHON",
+                        help="a Python interpreter with dynamax installed (JAX; it need not "
+                             "have emkit): adds dynamax's column")
+    parser.add_argument("--dynamax-worker", metavar="SxT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.dynamax_worker:
+        n_sequences, n_frames = map(int, args.dynamax_worker.split("x"))
+        return dynamax_worker(n_sequences, n_frames, args.repeats)
+    import hmmlearn
+
+    shapes = [(1, 5_000), (100, 50)] if args.quick else [(1, 200_000), (50, 4_000),
+                                                          (20_000, 10)]
+    lines = machine_description()
+    lines.append(f"- hmmlearn {hmmlearn.__version__}")
+    lines.append(f"- 2000×2000 float64 matmul in this run: {matmul_gflops():.1f} GFLOP/s")
+    lines += ["", "| sequences × frames | hmmlearn scaling s/it | hmmlearn log s/it | emkit s/it "
+              "| speed-up vs better hmmlearn | log-lik rel. diff |",
+              "|---|---|---|---|---|---|"]
+    dynamax_rows = []
+    for n_sequences, n_frames in shapes:
+        # hmmlearn needs about a minute per iteration on 20,000 short sequences: one repeat
+        peer_repeats = 1 if n_sequences > 1000 else args.repeats
+        r = compare(n_sequences, n_frames, args.repeats, peer_repeats)
+        m = r["medians"]
+        best = min(m["hmmlearn scaling"], m["hmmlearn log"])
+        ll = r["log_likelihoods"]
+        diff = max(abs(ll["emkit"] - ll[name]) / abs(ll[name])
+                   for name in ("hmmlearn scaling", "hmmlearn log"))
+        lines.append(f"| {n_sequences:,} × {n_frames:,} | {m['hmmlearn scaling']:.4f} | "
+                     f"{m['hmmlearn log']:.4f} | {m['emkit']:.4f} | {best / m['emkit']:.1f}× | "
+                     f"{diff:.1e} |")
+        print(lines[-1], flush=True)
+        if diff > 1e-8:
+            lines.append(f"  WARNING: log-likelihoods differ by {diff:.2e}")
+        if args.dynamax_python:
+            dyn = run_dynamax(args.dynamax_python, n_sequences, n_frames, args.repeats)
+            if dyn is not None:
+                X = simulate(n_sequences, n_frames)
+                ours = emkit_start_log_likelihood(X, np.full(n_sequences, n_frames))
+                agree = abs(dyn["start_log_likelihood"] - ours) / abs(ours)
+                dynamax_rows.append(
+                    f"| {n_sequences:,} × {n_frames:,} | {dyn['seconds']:.4f} | "
+                    f"{m['emkit']:.4f} | {m['emkit'] / dyn['seconds']:.2f} | "
+                    f"{dyn['compile_seconds']:.1f} | {agree:.1e} |")
+                print(dynamax_rows[-1], flush=True)
+    if dynamax_rows:
+        lines += ["", "dynamax 1.0.3 (JAX, float64, CPU) in a separate Python; its time per "
+                  "iteration after compilation, against emkit's from the table above:", "",
+                  "| sequences × frames | dynamax s/it | emkit s/it | emkit / dynamax | dynamax "
+                  "compile s | start log-lik rel. diff |", "|---|---|---|---|---|---|",
+                  *dynamax_rows]
+    lines.append(f"- numba compile time (first call, before caching): "
+                 f"{r['compile_seconds']:.1f} s")
+    flags = (" --quick" if args.quick else "") + (" --dynamax-python PY" if args.dynamax_python
+                                                  else "")
+    lines.append(f"- command: python benchmarks/hmm.py{flags}")
+    text = "\n".join(lines)
+    print(text)
+    if args.append:
+        path = Path(__file__).with_name("RESULTS.md")
+        with path.open("a") as handle:
+            handle.write("\n### GaussianHMM, one Baum-Welch iteration (K=8, D=4, full "
+                         "covariance)\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

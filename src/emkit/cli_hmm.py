@@ -1,0 +1,174 @@
+"""``emkit fit hmm`` and ``emkit predict`` for hidden Markov models (called by :mod:`emkit.cli`).
+
+Sequences in a table: with ``--lengths-column ID``, consecutive rows with the same value of
+column ID form one sequence (the column itself is not a feature); without it the whole file is
+one sequence. ``predict`` writes the Viterbi state path (``state``) or, with ``--proba``, the
+posterior probability of every state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.atomic import write_atomically
+from emkit.errors import DataError
+from emkit.io import format_csv, parse_columns
+
+
+def sequence_lengths(path: Path, column: str | None, use: np.ndarray) -> np.ndarray | None:
+    """Run lengths of consecutive equal values of ``column`` over the used rows (None: one
+    sequence)."""
+    if column is None:
+        return None
+    from emkit.cli import _raw_cells
+
+    header, rows = _raw_cells(path)
+    if column not in header:
+        raise DataError(f"--lengths-column {column!r} is not a column of {path} (columns: "
+                        f"{', '.join(header)}).")
+    j = header.index(column)
+    ids = np.array([row[j].strip() if j < len(row) else "" for row in rows], dtype=object)
+    if len(ids) != len(use):
+        raise DataError(f"{path}: could not match the rows of column {column!r} to the data.")
+    ids = ids[use]
+    if np.any(ids == ""):
+        raise DataError(f"column {column!r} has empty cells: every row needs a sequence id.")
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return np.diff(np.r_[starts, len(ids)])
+
+
+def _feature_columns(args: argparse.Namespace) -> list[str] | None:
+    columns = parse_columns(args.columns)
+    if columns is not None or args.lengths_column is None:
+        return columns
+    from emkit.cli import _numeric_columns, _raw_cells
+
+    header, rows = _raw_cells(args.data)
+    return [name for name in _numeric_columns(header, rows) if name != args.lengths_column]
+
+
+def run_fit(args: argparse.Namespace) -> None:
+    from emkit.cli import _check_output_folders, _Failure, _read_rows, _save
+    from emkit.hmm import GaussianHMM
+
+    _check_output_folders(args.output)
+    if args.checkpoint is not None or args.resume:
+        raise _Failure("--checkpoint and --resume are for 'emkit fit gmm' only.")
+    if args.float32:
+        raise _Failure("--float32 is for 'emkit fit gmm' only.")
+    table, use = _read_rows(args.data, _feature_columns(args), args.drop_missing)
+    X = table.data[use]
+    lengths = sequence_lengths(args.data, args.lengths_column, use)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    model = GaussianHMM(
+        args.n_components, covariance_type=args.covariance, tol=args.tol,
+        reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
+        random_state=args.seed, accelerate=None if args.accelerate == "none" else args.accelerate,
+        progress=progress).fit(X, lengths)
+    log_likelihood = model.score(X, lengths)
+    summary = {
+        "model": "GaussianHMM",
+        "n_components": int(model.n_components),
+        "covariance_type": model.covariance_type,
+        "n_frames": int(len(X)),
+        "n_sequences": 1 if lengths is None else int(len(lengths)),
+        "columns": list(table.columns),
+        "log_likelihood": float(log_likelihood),
+        "bic": float(model.bic(X, lengths)),
+        "aic": float(model.aic(X, lengths)),
+        "n_parameters": int(model.n_parameters()),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "startprob": model.startprob_.tolist(),
+        "transmat": model.transmat_.tolist(),
+        "means": model.means_.tolist(),
+    }
+    if args.output is not None:
+        _save(model, args.output, table.columns)
+        summary["output"] = str(args.output)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    converged = "yes" if summary["converged"] else "NO (raise --max-iter or --tol)"
+    width = max(10, *(len(name) for name in table.columns))
+    lines = [
+        f"GaussianHMM: K={summary['n_components']}, covariance {summary['covariance_type']}, "
+        f"{summary['n_sequences']} sequence(s), {summary['n_frames']} frames x "
+        f"{len(table.columns)} columns ({', '.join(table.columns)})",
+        f"log-likelihood  {log_likelihood:.6g}",
+        f"BIC {summary['bic']:.6g}   AIC {summary['aic']:.6g}   "
+        f"({summary['n_parameters']} parameters)",
+        f"converged       {converged} after {summary['n_iter']} iterations",
+        "state   start  " + "  ".join(f"{name:>{width}}" for name in table.columns),
+        *(f"{k:>5}  {p:6.3f}  " + "  ".join(f"{v:>{width}.5g}" for v in mean)
+          for k, (p, mean) in enumerate(zip(model.startprob_, model.means_, strict=True))),
+        "transition matrix (row: from, column: to):",
+        *("  " + "  ".join(f"{p:6.3f}" for p in row) for row in model.transmat_),
+    ]
+    if args.output is not None:
+        lines.append(f"model written to {args.output}")
+    print("\n".join(lines))
+
+
+def run_predict(args: argparse.Namespace, model: Any) -> None:
+    """The state path (or posteriors) of every row; rows left out keep their place, empty."""
+    from emkit.cli import _check_width, _model_columns, _read_rows
+
+    columns = _model_columns(model, args.columns)
+    table, use = _read_rows(args.data, columns, args.drop_missing, keep_positions=True)
+    _check_width(model, table)
+    X = table.data[use]
+    lengths = sequence_lengths(args.data, args.lengths_column, use)
+    if args.proba:
+        header = [f"proba_{k}" for k in range(model.n_components)]
+        values: list[Any] = [list(map(float, row)) for row in model.predict_proba(X, lengths)]
+    else:
+        header = ["state"]
+        values = [int(state) for state in model.predict(X, lengths)]
+    results: list[Any] = [None] * len(table.data)
+    for position, value in zip(np.flatnonzero(use), values, strict=True):
+        results[position] = value
+    if args.json:
+        output = json.dumps({"probabilities" if args.proba else "states": results}) + "\n"
+    else:
+        blank = [""] * len(header)
+        output = format_csv(header, (blank if value is None else value if args.proba
+                                     else [value] for value in results))
+    if args.output is None:
+        sys.stdout.write(output)
+    else:
+        write_atomically(args.output, output)
+
+
+def run_score(args: argparse.Namespace, model: Any) -> None:
+    """Log-likelihood (summed over the sequences), BIC and AIC of an HMM on a data file."""
+    from emkit.cli import _check_width, _model_columns, _read_rows
+
+    table, use = _read_rows(args.data, _model_columns(model, args.columns), args.drop_missing)
+    _check_width(model, table)
+    X = table.data[use]
+    lengths = sequence_lengths(args.data, args.lengths_column, use)
+    log_likelihood = float(model.score(X, lengths))
+    result = {
+        "n_frames": len(X),
+        "n_sequences": 1 if lengths is None else int(len(lengths)),
+        "columns": list(table.columns),
+        "log_likelihood": log_likelihood,
+        "mean_log_likelihood": log_likelihood / len(X),
+        "bic": float(model.bic(X, lengths)),
+        "aic": float(model.aic(X, lengths)),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"frames          {result['n_frames']} in {result['n_sequences']} sequence(s)\n"
+          f"log-likelihood  {log_likelihood:.6g} (mean {result['mean_log_likelihood']:.6g} per "
+          f"frame)\n"
+          f"BIC             {result['bic']:.6g}\n"
+          f"AIC             {result['aic']:.6g}")

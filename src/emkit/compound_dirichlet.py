@@ -1,0 +1,698 @@
+"""scikit-learn estimators for compound-Dirichlet data: counts and proportions.
+
+- :class:`DirichletMultinomial`: one Dirichlet-multinomial (Pólya) distribution for count vectors
+  (rows = samples, columns = categories), maximum-likelihood α by the EM of Gupta & Chen §4.3 or by
+  Minka's fixed point.
+- :class:`DirichletMultinomialMixture`: mixtures of Dirichlet-multinomials (Holmes, Harris &
+  Quince 2012, the "Dirichlet multinomial mixtures" of microbiome community typing), with their
+  Gamma prior on λ = log α, restarts, sample weights, BIC, AIC and a Laplace approximation to the
+  evidence for choosing K.
+- :class:`Dirichlet`: (mixtures of) Dirichlet distributions for proportions (rows on the simplex).
+
+Conventions follow :class:`emkit.GaussianMixture`. No math lives here: see
+:mod:`emkit.models.compound_dirichlet` and :mod:`emkit.families.dirichlet`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from emkit.data import Batch
+from emkit.engine import fit_em
+from emkit.errors import DataError, NotFittedError, NumericalError, ParameterError
+from emkit.estimators import _check_sample_weight
+from emkit.families.dirichlet import (
+    GammaPrior,
+    check_counts,
+    check_proportions,
+    polya_fixed_point,
+    sparse_counts,
+)
+from emkit.models.compound_dirichlet import (
+    LATENT,
+    CompoundDirichletParams,
+    DirichletMixtureModel,
+    DirichletMultinomialMixtureModel,
+)
+
+__all__ = ["DirichletMultinomial", "DirichletMultinomialMixture", "Dirichlet"]
+
+PRIORS = ("gamma", None)
+SOLVERS = ("em", "fixed-point")
+
+
+class _CompoundDirichletBase(DensityMixin, BaseEstimator):
+    """Fitting, inference and model choice shared by the three estimators."""
+
+    _counts = True  # counts (Dirichlet-multinomial) or proportions (Dirichlet)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit by EM (``y`` is ignored). ``sample_weight``: non-negative row weights; an integer
+        weight counts a row that many times."""
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each row."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _fit(self, X, sample_weight):
+        self._check_parameters()
+        X = self._validate_rows(X, reset=True)
+        n_samples = len(X)
+        K = self._n_components()
+        if K > n_samples:
+            raise DataError(f"n_components={K} is larger than the number of samples "
+                            f"(n_samples={n_samples}): use fewer components or more data.")
+        sample_weight = _check_sample_weight(sample_weight, n_samples)
+        used = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
+        if self._counts and self._prior() is None:
+            empty = np.flatnonzero(X[used].sum(axis=0) == 0)
+            if len(empty):
+                names = getattr(self, "feature_names_in_", None)
+                shown = [str(names[j]) if names is not None else str(j) for j in empty[:5]]
+                raise DataError(
+                    f"category (column) {', '.join(shown)} has no counts in any row, so its "
+                    "maximum-likelihood α is 0: drop it, or use the Gamma prior "
+                    "(prior='gamma').")
+        data = Batch(sparse_counts(X) if self._counts else X, sample_weight)
+        result = self._run(data, X, sample_weight)
+        self._set_params(result["params"])
+        self.converged_ = bool(result["converged"])
+        self.n_iter_ = int(result["n_iter"])
+        history = np.asarray(result["history"], dtype=float)
+        total_weight = float(n_samples if sample_weight is None else sample_weight.sum())
+        self.lower_bound_ = float(result["objective"]) / total_weight
+        self.history_ = history
+        self.events_ = list(result["events"])
+        self.restart_objectives_ = np.asarray(result["restart_objectives"], dtype=float)
+        if self._counts:
+            totals = X[used].sum(axis=1)
+            self.n_trials_ = int(np.median(totals))
+        return self
+
+    def _run(self, data, X, sample_weight) -> dict:
+        model = self._model()
+        warm = getattr(self, "warm_start", False) and hasattr(self, "alpha_")
+        result = fit_em(model, data, n_init=1 if warm else self.n_init, max_iter=self.max_iter,
+                        tol=self.tol, random_state=self.random_state,
+                        init=self._params() if warm else None, accelerate=self.accelerate,
+                        progress=self.progress)
+        return {"params": result.params, "converged": result.converged, "n_iter": result.n_iter,
+                "history": result.history, "objective": result.objective,
+                "events": result.events, "restart_objectives": result.restart_objectives}
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, X):
+        """Most probable component of each row, shape (n_samples,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        return self._posteriors(X)[1]
+
+    def score_samples(self, X):
+        """Log-likelihood of each row, shape (n_samples,). For counts it includes the
+        multinomial coefficient N! / Π x_j!, as ``scipy.stats.dirichlet_multinomial``."""
+        return self._posteriors(X)[0]
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean (weighted) log-likelihood per row."""
+        log_likelihood = self.score_samples(X)
+        if sample_weight is None:
+            return float(log_likelihood.mean())
+        w = _check_sample_weight(sample_weight, len(log_likelihood))
+        return float(np.average(log_likelihood, weights=w))
+
+    def _posteriors(self, X):
+        self._check_fitted()
+        X = self._validate_rows(X, reset=False)
+        data = sparse_counts(X) if self._counts else X
+        return self._model().posteriors(self._params(), data)
+
+    def sample(self, n_samples=1, n_trials=None):
+        """Draw rows from the fitted distribution; returns (X, component labels).
+
+        Parameters
+        ----------
+        n_samples : int
+        n_trials : int or array of int of shape (n_samples,), optional
+            Counts only: the total count N of each drawn row; default ``n_trials_``, the median
+            row total of the training data.
+        """
+        self._check_fitted()
+        if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
+            raise ParameterError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+        rng = np.random.default_rng(self.random_state if isinstance(
+            self.random_state, (int, np.integer)) else None)
+        params = self._params()
+        labels = rng.choice(len(params.weights), size=n_samples, p=params.weights)
+        proportions = np.vstack([rng.dirichlet(params.alpha[k]) for k in labels])
+        if not self._counts:
+            return proportions, labels
+        trials = self.n_trials_ if n_trials is None else n_trials
+        trials = np.broadcast_to(np.asarray(trials), (n_samples,))
+        if not (np.issubdtype(trials.dtype, np.integer) and np.all(trials >= 1)):
+            raise ParameterError("n_trials must be positive integers (one total per row).")
+        X = np.vstack([rng.multinomial(int(n), q) for n, q in zip(trials, proportions,
+                                                                   strict=True)])
+        return X.astype(np.float64), labels
+
+    # ------------------------------------------------------------------ model choice
+    def n_parameters(self) -> int:
+        """Number of free parameters: K − 1 weights and K × n_features α."""
+        self._check_fitted()
+        return self._model().n_parameters(self.n_features_in_)
+
+    def bic(self, X):
+        """Bayesian information criterion on X: −2 log L + p log n (lower is better)."""
+        n = len(self._validate_rows(X, reset=False))
+        return -2 * self.score(X) * n + self.n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on X: −2 log L + 2 p (lower is better)."""
+        n = len(self._validate_rows(X, reset=False))
+        return -2 * self.score(X) * n + 2 * self.n_parameters()
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`)."""
+        from emkit.persist import save
+
+        save(self, path)
+
+    # ------------------------------------------------------------------ helpers
+    def _n_components(self) -> int:
+        return self.n_components
+
+    def _prior(self) -> GammaPrior | None:
+        return None if self.prior is None else GammaPrior(float(self.prior_shape),
+                                                          float(self.prior_rate))
+
+    def _params(self) -> CompoundDirichletParams:
+        return CompoundDirichletParams(np.asarray(self.weights_, dtype=float),
+                                       np.atleast_2d(np.asarray(self.alpha_, dtype=float)))
+
+    def _set_params(self, params: CompoundDirichletParams) -> None:
+        self.weights_ = params.weights
+        self.alpha_ = params.alpha
+
+    def _check_fitted(self):
+        try:
+            check_is_fitted(self, "alpha_")
+        except Exception as error:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(X) first.") from error
+
+    def _validate_rows(self, X, reset):
+        try:
+            X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1,
+                              ensure_min_features=1)
+        except DataError:
+            raise
+        except ValueError as error:
+            message = str(error)
+            if "features" in message and not reset:
+                message += " Pass the same columns as in fit."
+            raise DataError(message) from error
+        return check_counts(X) if self._counts else check_proportions(X)
+
+    def _check_parameters(self):
+        def integer(name, low):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+        integer("max_iter", 0)
+        integer("n_init", 1)
+        if "n_components" in self.get_params():
+            integer("n_components", 1)
+        if self.prior not in PRIORS:
+            raise ParameterError(f"prior must be 'gamma' (Gamma(prior_shape, prior_rate) on "
+                                 f"each α) or None (maximum likelihood), got {self.prior!r}.")
+        for name in ("prior_shape", "prior_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
+                    or not value > 0 or not math.isfinite(value):
+                raise ParameterError(f"{name} must be a positive number, got {value!r}.")
+        if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
+            raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
+        if self.accelerate not in (None, "squarem"):
+            raise ParameterError(f"accelerate must be None or 'squarem', got "
+                                 f"{self.accelerate!r}.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.positive_only = True
+        return tags
+
+
+class DirichletMultinomialMixture(_CompoundDirichletBase):
+    """Mixture of Dirichlet-multinomial distributions for count vectors, fitted by EM.
+
+    The model of Holmes, Harris & Quince (2012, PLoS ONE 7(2): e30126) for microbiome community
+    typing: each row (counts of J categories) belongs to component k with probability π_k, draws
+    its category probabilities from Dir(α_k) and its counts from a multinomial with them.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    prior : {"gamma", None}, default "gamma"
+        ``"gamma"``: α_kj ~ Gamma(shape ``prior_shape``, rate ``prior_rate``), as a density of
+        λ = log α, as Holmes et al. (who use 0.1 and 0.1); the fit maximises the log-likelihood
+        plus this log prior. It keeps α of a category absent from a component finite.
+        ``None``: maximum likelihood.
+    prior_shape, prior_rate : float, default 0.1
+    tol : float, default 1e-7
+        Stop when the objective changes by less than this per sample.
+    max_iter : int, default 500
+        Maximum number of EM iterations (passes over the data) per start.
+    n_init : int, default 1
+        Number of starts (k-means++ seeds on the proportions); the best objective wins.
+    random_state : None, int, Generator or RandomState
+    warm_start : bool, default False
+        Start the next ``fit`` from the current parameters (one start).
+    accelerate : {None, "squarem"}, default "squarem"
+    latent : {"components", "probabilities"}, default "components"
+        What EM treats as missing: the memberships only, each M-step a full weighted
+        Dirichlet-multinomial fit (fast), or also each row's probability vector (Gupta & Chen's
+        EM; slower, the same optimum). See :class:`emkit.models.compound_dirichlet.
+        DirichletMultinomialMixtureModel`.
+    progress : bool, default False
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    alpha_ : ndarray of shape (n_components, n_features)
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Final objective (log-likelihood + log prior) per sample.
+    history_ : ndarray
+        The objective at every iteration of the best start.
+    events_ : list of (iteration, message)
+    restart_objectives_ : ndarray of shape (n_init,)
+    n_trials_ : int
+        Median row total of the training data (the default total of :meth:`sample`).
+    """
+
+    def __init__(self, n_components=1, *, prior="gamma", prior_shape=0.1, prior_rate=0.1,
+                 tol=1e-7, max_iter=500, n_init=1, random_state=None, warm_start=False,
+                 accelerate="squarem", latent="components", progress=False):
+        self.n_components = n_components
+        self.prior = prior
+        self.prior_shape = prior_shape
+        self.prior_rate = prior_rate
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.accelerate = accelerate
+        self.latent = latent
+        self.progress = progress
+
+    def _model(self) -> DirichletMultinomialMixtureModel:
+        return DirichletMultinomialMixtureModel(self.n_components, self._prior(), self.latent)
+
+    def _check_parameters(self):
+        super()._check_parameters()
+        if self.latent not in LATENT:
+            raise ParameterError(f"latent must be one of {LATENT}, got {self.latent!r}.")
+
+    def objective(self, X, sample_weight=None) -> float:
+        """Holmes et al.'s objective on X: −(log-likelihood with the multinomial coefficient +
+        log prior of λ = log α). Lower is better; the fit minimises it."""
+        self._check_fitted()
+        w = _check_sample_weight(sample_weight, len(self._validate_rows(X, reset=False)))
+        log_likelihood = self.score_samples(X)
+        total = float(log_likelihood.sum() if w is None else w @ log_likelihood)
+        return -(total + self._model().log_prior(self._params()))
+
+    def laplace(self, X, sample_weight=None) -> float:
+        """Laplace approximation to the negative log evidence, −log p(X) (lower is better).
+
+        Needs ``prior="gamma"`` (a flat prior has no evidence); the weights get a uniform
+        Dirichlet prior. See
+        :meth:`emkit.models.compound_dirichlet.DirichletMultinomialMixtureModel.
+        laplace_log_evidence` for the formula.
+        """
+        self._check_fitted()
+        X = self._validate_rows(X, reset=False)
+        w = _check_sample_weight(sample_weight, len(X))
+        return -self._model().laplace_log_evidence(self._params(), X, w)
+
+
+class DirichletMultinomial(DirichletMultinomialMixture):
+    """The Dirichlet-multinomial (Pólya, compound Dirichlet) distribution for count vectors.
+
+    Maximum-likelihood (or, with ``prior="gamma"``, maximum a posteriori) α by one of two
+    solvers, which reach the same α:
+
+    - ``solver="em"``: the EM of Gupta & Chen (2010, §4.3) on :func:`emkit.fit_em`, with each
+      row's probability vector q_i ~ Dir(α) as missing data: E[log q_ij] = ψ(α_j + x_ij) −
+      ψ(α₀ + N_i), and the M-step is the Dirichlet MLE from those mean-log statistics (Newton's
+      method, O(n_features) per step). SQUAREM by default.
+    - ``solver="fixed-point"``: Minka's fixed point directly on the Dirichlet-multinomial
+      likelihood ("Estimating a Dirichlet distribution", 2000).
+
+    Parameters
+    ----------
+    prior : {None, "gamma"}, default None
+        As :class:`DirichletMultinomialMixture` (there the default is "gamma").
+    prior_shape, prior_rate : float, default 0.1
+    solver : {"em", "fixed-point"}, default "em"
+    tol : float, default 1e-10
+        Stop when the objective changes by less than this per sample.
+    max_iter : int, default 5000
+    n_init : int, default 1
+        Starts (jittered method-of-moments estimates).
+    random_state, accelerate, progress
+        As :class:`DirichletMultinomialMixture` (``accelerate`` applies to ``solver="em"``).
+
+    Attributes
+    ----------
+    alpha_ : ndarray of shape (n_features,)
+    weights_ : ndarray of shape (1,), [1.0]
+    converged_, n_iter_, lower_bound_, history_, events_, restart_objectives_, n_trials_
+        As :class:`DirichletMultinomialMixture`.
+    """
+
+    n_components = 1
+
+    def __init__(self, *, prior=None, prior_shape=0.1, prior_rate=0.1, solver="em", tol=1e-10,
+                 max_iter=5000, n_init=1, random_state=None, accelerate="squarem",
+                 progress=False):
+        self.prior = prior
+        self.prior_shape = prior_shape
+        self.prior_rate = prior_rate
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.accelerate = accelerate
+        self.progress = progress
+
+    def _model(self) -> DirichletMultinomialMixtureModel:
+        return DirichletMultinomialMixtureModel(1, self._prior(), "probabilities")
+
+    def _check_parameters(self):
+        _CompoundDirichletBase._check_parameters(self)
+        if self.solver not in SOLVERS:
+            raise ParameterError(f"solver must be one of {SOLVERS}, got {self.solver!r}.")
+
+    def _run(self, data, X, sample_weight) -> dict:
+        if self.solver == "em":
+            return super()._run(data, X, sample_weight)
+        # Minka's fixed point, from the same starts as EM's (method of moments, jittered).
+        model = self._model()
+        from emkit.engine import _seed_sequence
+
+        best = None
+        objectives = []
+        for seed in _seed_sequence(self.random_state).spawn(self.n_init):
+            start = model.init_params(data, np.random.default_rng(seed)).alpha[0]
+            fit = polya_fixed_point(data.X, start, sample_weight, self._prior(), tol=self.tol,
+                                    max_iter=self.max_iter)
+            objectives.append(fit.objective)
+            if best is None or fit.objective > best.objective:
+                best = fit
+        return {"params": CompoundDirichletParams(np.ones(1), best.alpha[None, :]),
+                "converged": best.converged, "n_iter": best.n_iter, "history": best.history,
+                "objective": best.objective, "events": (), "restart_objectives": objectives}
+
+    def _set_params(self, params: CompoundDirichletParams) -> None:
+        self.weights_ = params.weights
+        self.alpha_ = params.alpha[0]
+
+
+class Dirichlet(_CompoundDirichletBase):
+    """(A mixture of) Dirichlet distributions for proportions: rows of positive numbers that sum
+    to one. The M-step is the same Newton solver as the Dirichlet-multinomial EM's.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    prior : {None, "gamma"}, default None
+    prior_shape, prior_rate : float, default 0.1
+    tol : float, default 1e-9
+    max_iter : int, default 500
+    n_init, random_state, warm_start, accelerate, progress
+        As :class:`DirichletMultinomialMixture`.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    alpha_ : ndarray of shape (n_components, n_features)
+    converged_, n_iter_, lower_bound_, history_, events_, restart_objectives_
+    """
+
+    _counts = False
+
+    def __init__(self, n_components=1, *, prior=None, prior_shape=0.1, prior_rate=0.1,
+                 tol=1e-9, max_iter=500, n_init=1, random_state=None, warm_start=False,
+                 accelerate="squarem", progress=False):
+        self.n_components = n_components
+        self.prior = prior
+        self.prior_shape = prior_shape
+        self.prior_rate = prior_rate
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.accelerate = accelerate
+        self.progress = progress
+
+    def _model(self) -> DirichletMixtureModel:
+        return DirichletMixtureModel(self.n_components, self._prior())
+
+
+# --------------------------------------------------------------------------- command line
+def read_count_table(path, samples_in_columns: bool = False):
+    """Counts from a CSV file with a header row: (X (samples × categories), category names).
+
+    Numeric columns hold counts; one text column, if any, names the rows. With
+    ``samples_in_columns`` the file is categories × samples (the layout of many microbiome
+    tables, e.g. the bundled ``twins.csv``) and is transposed.
+    """
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = [row for row in csv.reader(file) if row]
+    if len(rows) < 2:
+        raise DataError(f"{path} has no data rows below its header.")
+    header, body = rows[0], rows[1:]
+    if any(len(row) != len(header) for row in body):
+        raise DataError(f"{path}: every row needs {len(header)} cells, as the header.")
+
+    def number(cell):
+        try:
+            return float(cell)
+        except ValueError:
+            return None
+
+    columns = list(zip(*body, strict=True))
+    numeric = [j for j, column in enumerate(columns)
+               if all(number(cell) is not None for cell in column)]
+    text = [j for j in range(len(header)) if j not in numeric]
+    if not numeric:
+        raise DataError(f"{path} has no numeric column of counts.")
+    blank = [header[j] for j in text if any(cell.strip() == "" for cell in columns[j])]
+    if blank:
+        raise DataError(f"{path}: column {blank[0]} has empty cells; counts cannot be missing "
+                        "(write 0 for an absent category).")
+    X = np.array([[float(row[j]) for j in numeric] for row in body])
+    if samples_in_columns:
+        names = [row[text[0]] for row in body] if text else [str(i) for i in range(len(body))]
+        return np.ascontiguousarray(X.T), names
+    return X, [header[j] for j in numeric]
+
+
+def _cli_estimator(args, n_components: int) -> DirichletMultinomialMixture:
+    import sys
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    return DirichletMultinomialMixture(
+        n_components, tol=args.tol, max_iter=args.max_iter, n_init=args.n_init,
+        random_state=args.seed, accelerate=None if args.accelerate == "none" else "squarem",
+        progress=progress)
+
+
+def _cli_row(model: DirichletMultinomialMixture, X: np.ndarray) -> dict:
+    try:
+        laplace = model.laplace(X)
+    except NumericalError:  # stopped short of a maximum: no evidence, and say why
+        from emkit.cli import _note
+
+        laplace = None
+        _note(f"warning: K={model.n_components} stopped before a maximum, so it has no Laplace "
+              "evidence; fit to convergence with e.g. --tol 1e-7 --max-iter 500 "
+              "--accelerate squarem")
+    return {"n_components": int(model.n_components), "objective": model.objective(X),
+            "laplace": laplace, "bic": float(model.bic(X)), "aic": float(model.aic(X)),
+            "n_parameters": int(model.n_parameters()), "converged": bool(model.converged_),
+            "n_iter": int(model.n_iter_)}
+
+
+def _format(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _cli_data(args):
+    if getattr(args, "checkpoint", None) is not None or getattr(args, "resume", False):
+        raise DataError("--checkpoint and --resume are not available for dmm (its fits take "
+                        "seconds).")
+    if args.columns is not None:
+        raise DataError("--columns is not available for dmm: every numeric column is a "
+                        "category of the counts.")
+    return read_count_table(args.data, args.samples_in_columns)
+
+
+def cli_fit(args) -> None:
+    """``emkit fit dmm``: fit a Dirichlet-multinomial mixture and print (or save) it."""
+    import json
+
+    from emkit.cli import _check_output_folders, _save
+
+    _check_output_folders(args.output)
+    X, names = _cli_data(args)
+    model = _cli_estimator(args, args.n_components).fit(X)
+    summary = {"model": type(model).__name__, "n_samples": len(X), "n_categories": len(names),
+               **_cli_row(model, X), "weights": model.weights_.tolist(),
+               "alpha": model.alpha_.tolist(), "categories": list(names)}
+    if args.output is not None:
+        _save(model, args.output, names)
+        summary["output"] = str(args.output)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    proportions = model.alpha_ / model.alpha_.sum(axis=1, keepdims=True)
+    lines = [f"DirichletMultinomialMixture: K={model.n_components}, {len(X)} samples x "
+             f"{len(names)} categories",
+             f"objective {summary['objective']:.3f} (-log-likelihood - log prior)   "
+             f"Laplace {_format(summary['laplace'])}   BIC {summary['bic']:.3f}   "
+             f"AIC {summary['aic']:.3f}",
+             f"converged {'yes' if model.converged_ else 'NO (raise --max-iter)'} after "
+             f"{model.n_iter_} iterations",
+             "component  weight  precision α0  largest mean proportions"]
+    for k in range(model.n_components):
+        top = np.argsort(-proportions[k])[:3]
+        shown = ", ".join(f"{names[j]} {proportions[k, j]:.2f}" for j in top)
+        lines.append(f"{k:>9}  {model.weights_[k]:6.3f}  {model.alpha_[k].sum():12.4g}  {shown}")
+    if args.output is not None:
+        lines.append(f"model written to {args.output}")
+    print("\n".join(lines))
+
+
+def cli_select(args) -> None:
+    """``emkit select dmm``: fit every K of ``--k`` and choose by ``--criterion``."""
+    import json
+
+    from emkit.cli import _check_output_folders, _save
+
+    if args.criterion not in ("laplace", "bic", "aic"):
+        raise DataError(f"--criterion {args.criterion} is not available for dmm: use laplace, "
+                        "bic or aic.")
+    _check_output_folders(args.output)
+    X, names = _cli_data(args)
+    if max(args.k) > len(X):
+        raise DataError(f"--k goes up to {max(args.k)} components but there are only {len(X)} "
+                        "samples.")
+    models = [_cli_estimator(args, k).fit(X) for k in args.k]
+    table = [_cli_row(model, X) for model in models]
+    values = [np.inf if row[args.criterion] is None else row[args.criterion] for row in table]
+    best_index = int(np.argmin(values))
+    if args.output is not None:
+        _save(models[best_index], args.output, names)
+    if args.json:
+        print(json.dumps({"criterion": args.criterion, "n_samples": len(X), "table": table,
+                          "best_index": best_index, "best": table[best_index],
+                          "output": None if args.output is None else str(args.output)},
+                         indent=2))
+        return
+    lines = ["   K     objective       Laplace           BIC           AIC  converged"]
+    for i, row in enumerate(table):
+        mark = "  <- best" if i == best_index else ""
+        lines.append(f"{row['n_components']:>4}  {row['objective']:12.3f}  "
+                     f"{_format(row['laplace']):>12}"
+                     f"  {row['bic']:12.3f}  {row['aic']:12.3f}  {str(row['converged']):>9}"
+                     f"{mark}")
+    lines.append(f"best by {args.criterion}: K={table[best_index]['n_components']}")
+    if args.output is not None:
+        lines.append(f"model written to {args.output}")
+    print("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- model files
+def _check_fitted_compound(estimator) -> None:
+    """Shapes and values of a fitted estimator of this module; raises ValueError saying what is
+    wrong (run before saving and after loading)."""
+    estimator._check_parameters()
+    D = estimator.n_features_in_
+    if not isinstance(D, int) or isinstance(D, bool) or D < 2:
+        raise ValueError(f"n_features_in_ must be an integer >= 2, got {D!r}")
+    K = estimator._n_components()
+    alpha_shape = (D,) if isinstance(estimator, DirichletMultinomial) else (K, D)
+    for name, shape in (("weights_", (K,)), ("alpha_", alpha_shape)):
+        value = getattr(estimator, name)
+        if not isinstance(value, np.ndarray) or value.shape != shape:
+            raise ValueError(f"{name} should have shape {shape}, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
+        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must hold finite floating-point numbers")
+    if np.any(estimator.alpha_ <= 0):
+        raise ValueError("alpha_ must be positive")
+    weights = estimator.weights_
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
+        raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
+                         f"{weights.sum():.10g})")
+    for name in ("history_", "restart_objectives_"):
+        value = getattr(estimator, name)
+        if value.ndim != 1 or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must be a 1-D array of finite numbers")
+    if not isinstance(estimator.n_iter_, int) or estimator.n_iter_ < 0:
+        raise ValueError(f"n_iter_ must be an integer >= 0, got {estimator.n_iter_!r}")
+    if estimator._counts and not (isinstance(estimator.n_trials_, int)
+                                  and estimator.n_trials_ >= 1):
+        raise ValueError(f"n_trials_ must be an integer >= 1, got {estimator.n_trials_!r}")
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and len(names) != D:
+        raise ValueError(f"feature_names_in_ has {len(names)} names for {D} features")
+
+
+def _register() -> None:
+    from emkit.persist import EstimatorSpec, register_estimator
+
+    common = {
+        "weights_": "array",
+        "alpha_": "array",
+        "converged_": "bool",
+        "n_iter_": "int",
+        "lower_bound_": "float",
+        "history_": "array",
+        "events_": "events",
+        "restart_objectives_": "array",
+        "n_features_in_": "int",
+        "feature_names_in_": "names",
+    }
+    for cls, extra in ((DirichletMultinomialMixture, {"n_trials_": "int"}),
+                       (DirichletMultinomial, {"n_trials_": "int"}), (Dirichlet, {})):
+        register_estimator(cls.__name__, EstimatorSpec(
+            target=f"{__name__}:{cls.__name__}",
+            attributes={**common, **extra},
+            optional=frozenset({"feature_names_in_"}),
+            check=_check_fitted_compound,
+        ))
+
+
+_register()

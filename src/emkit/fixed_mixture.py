@@ -1,0 +1,506 @@
+"""``FixedMixture``: the optimal mixture of fixed models, with only the mixing weights learned.
+
+A thin scikit-learn layer over :class:`emkit.models.fixed_mixture.FixedMixtureModel` and
+:func:`emkit.fit_em`: validate the input, compute the likelihood matrix once, fit, expose fitted
+attributes ending in ``_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, DensityMixin
+
+from emkit.engine import fit_em
+from emkit.errors import DataError, NotFittedError, ParameterError
+from emkit.estimators import _check_sample_weight
+from emkit.models.fixed_mixture import (
+    FixedMixtureModel,
+    FixedMixtureParams,
+    LikelihoodMatrix,
+    check_explained,
+    dirichlet_concentration,
+    likelihood_matrix,
+)
+from emkit.persist import EstimatorSpec, register_estimator
+
+ACCELERATIONS = (None, "squarem")
+
+
+class FixedMixture(DensityMixin, BaseEstimator):
+    """Optimal mixture of fixed models: learn only the mixing weights, by EM.
+
+    The component models p_1 … p_M are given and stay fixed; the fit finds the weights λ on the
+    simplex that maximise Σ_i w_i log Σ_j λ_j p_j(x_i) (+ log Dirichlet(λ | prior) for MAP).
+    The data enter only through the n × M matrix of likelihoods p_j(x_i), which ``fit`` takes
+
+    * directly: dense likelihoods, dense log-likelihoods (``log=True``; rows are rescaled by a
+      log-sum-exp, so likelihoods that would underflow are fine), or a scipy.sparse matrix of
+      likelihoods where most entries are zero (e.g. reads × transcripts); or
+    * as ``models``: a list of fitted density models with ``score_samples`` (any scikit-learn
+      density, any emkit estimator) or of callables returning per-row log-likelihoods; then
+      ``fit(X)``, ``predict_proba(X)`` and ``score(X)`` take the data X those models score.
+
+    An EM iteration is two matrix-vector products with that matrix (one fused pass over a sparse
+    matrix); no n × M posterior matrix is formed during the fit.
+
+    There is no ``n_init`` (and no ``random_state``): the objective is concave in λ, so every
+    interior start reaches the same global maximum and restarts would only repeat the work.
+    The fit starts from uniform weights (or ``weights_init``). Convergence is judged on the
+    objective *and* on the weights: near a flat optimum the log-likelihood settles long before
+    the weights do. SQUAREM acceleration is on by default; plain EM is slow exactly where the
+    models overlap.
+
+    Parameters
+    ----------
+    models : sequence of fitted models or callables, optional
+        Each either has ``score_samples(X) -> (n,)`` log-likelihoods or is a callable
+        ``f(X) -> (n,)`` returning them. None: ``X`` is the likelihood matrix itself.
+    log : bool, default False
+        Whether a dense likelihood matrix holds log-likelihoods (ignored with ``models``, which
+        always give log-likelihoods; sparse matrices always hold likelihoods).
+    prior : float or array-like of shape (n_models,), optional
+        Dirichlet concentration α ≥ 1 for the MAP estimate; 1 is flat (maximum likelihood),
+        larger values pull the weights towards uniform (α − 1 pseudo-rows per model).
+    tol : float, default 1e-10
+        Convergence threshold on the change of the objective per sample (as
+        ``GaussianMixture.tol``).
+    weights_tol : float, default 1e-8
+        Convergence also needs every weight to move by at most this much in the last iteration.
+    max_iter : int, default 1000
+        Maximum number of EM iterations (passes over the likelihoods).
+    weights_init : array-like of shape (n_models,), optional
+        Starting weights: positive (EM never revives a zero weight) and summing to 1.
+    warm_start : bool, default False
+        Start the next ``fit`` from the current ``weights_``.
+    accelerate : {"squarem", None}, default "squarem"
+        SQUAREM extrapolation (Varadhan & Roland 2008) or plain EM.
+    progress : bool, default False
+        Show a progress bar.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_models,)
+        The optimal mixing weights; a model that no row supports gets exactly 0.
+    n_components_ : int
+        Number of models M.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Final objective per sample: mean log-likelihood (plus log prior / n for MAP).
+    history_ : ndarray
+        Objective (total weighted log-likelihood + log prior) at every iteration.
+    events_ : list of (iteration, message)
+    n_features_in_ : int
+        Number of columns of the likelihood matrix (only without ``models``).
+
+    Notes
+    -----
+    The optimum satisfies the KKT conditions of the concave problem: the mean posterior ratio
+    (1/n) Σ_i w_i p_j(x_i) / p(x_i) of model j is 1 where λ_j > 0 and at most 1 where λ_j = 0.
+    ``save`` stores the weights but not ``models`` (model files hold no code): a loaded
+    FixedMixture takes likelihood matrices, or set ``models`` again with ``set_params``.
+    """
+
+    def __init__(self, models: Sequence[Any] | None = None, *, log: bool = False,
+                 prior: Any = None, tol: float = 1e-10, weights_tol: float = 1e-8,
+                 max_iter: int = 1000, weights_init: Any = None, warm_start: bool = False,
+                 accelerate: str | None = "squarem", progress: bool = False):
+        self.models = models
+        self.log = log
+        self.prior = prior
+        self.tol = tol
+        self.weights_tol = weights_tol
+        self.max_iter = max_iter
+        self.weights_init = weights_init
+        self.warm_start = warm_start
+        self.accelerate = accelerate
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None) -> FixedMixture:
+        """Learn the mixing weights.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_models), or the data for
+            ``models`` (anything they score)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative row weights (an integer weight is the same as repeating the row).
+        """
+        self._check_parameters()
+        data = self._likelihoods(X)
+        if sample_weight is not None:
+            weight = _check_sample_weight(sample_weight, data.shape[0])
+            data = LikelihoodMatrix(data.matrix, data.log_scale, weight)
+        check_explained(data)
+        n_models = data.shape[1]
+        dirichlet_concentration(self.prior, n_models)  # raises for a bad prior, before the work
+        model = FixedMixtureModel(log=self._log_input(), prior=self.prior,
+                                  weights_tol=float(self.weights_tol))
+        result = fit_em(model, data, max_iter=self.max_iter, tol=self.tol,
+                        init=FixedMixtureParams(self._start(n_models)),
+                        accelerate=self.accelerate, progress=self.progress)
+        self.weights_ = result.params.weights
+        self.n_components_ = n_models
+        if self.models is None:
+            self.n_features_in_ = n_models
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = result.objective / result.n_samples
+        self.history_ = result.history
+        self.events_ = list(result.events)
+        return self
+
+    def _start(self, n_models: int) -> np.ndarray:
+        if self.warm_start and hasattr(self, "weights_"):
+            if len(self.weights_) != n_models:
+                raise DataError(f"warm_start: the fitted model has {len(self.weights_)} "
+                                f"weights, the data {n_models} models.")
+            # A weight that reached 0 stays 0 under EM; a warm start on new data may need it.
+            return 0.999 * self.weights_ + 0.001 / n_models
+        if self.weights_init is None:
+            return np.full(n_models, 1.0 / n_models)
+        return self._checked_weights_init(n_models)
+
+    # ------------------------------------------------------------------ inference
+    def predict_proba(self, X):
+        """Posterior probability of each model for each row, r_ij = λ_j p_j(x_i) / p(x_i).
+
+        Returns an ndarray of shape (n_samples, n_models), or a CSR matrix for sparse input.
+
+        Raises
+        ------
+        DataError
+            A row has likelihood zero under every model of positive weight.
+        """
+        log_likelihood, resp = self._posteriors(X)
+        unexplained = ~np.isfinite(log_likelihood)
+        if unexplained.any():
+            raise DataError(f"{int(unexplained.sum())} rows (first: row "
+                            f"{int(np.flatnonzero(unexplained)[0])}) have likelihood zero under "
+                            "every model of positive weight: their posteriors are undefined.")
+        return resp
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable model of each row, shape (n_samples,)."""
+        resp = self.predict_proba(X)
+        return np.asarray(resp.argmax(axis=1)).ravel()
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood log Σ_j λ_j p_j(x_i) of each row (−inf where no model explains
+        it), shape (n_samples,)."""
+        return self._posteriors(X)[0]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean (weighted) log-likelihood per row."""
+        log_likelihood = self.score_samples(X)
+        if sample_weight is None:
+            return float(log_likelihood.mean())
+        w = _check_sample_weight(sample_weight, len(log_likelihood))
+        used = w > 0
+        return float(np.average(log_likelihood[used], weights=w[used]))
+
+    def n_parameters(self) -> int:
+        """Number of free parameters: M − 1 weights."""
+        self._check_fitted()
+        return self.n_components_ - 1
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on X: −2 log L + (M − 1) log n (lower is better)."""
+        log_likelihood = self.score_samples(X)
+        n = len(log_likelihood)
+        return float(-2 * log_likelihood.sum() + self.n_parameters() * np.log(n))
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on X: −2 log L + 2 (M − 1) (lower is better)."""
+        return float(-2 * self.score_samples(X).sum() + 2 * self.n_parameters())
+
+    def _posteriors(self, X):
+        self._check_fitted()
+        data = self._likelihoods(X)
+        if data.shape[1] != self.n_components_:
+            raise DataError(f"X has {data.shape[1]} features, but FixedMixture is expecting "
+                            f"{self.n_components_} features as input (one column per model).")
+        return FixedMixtureModel(log=self._log_input()).posteriors(
+            FixedMixtureParams(self.weights_), data)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Write the fitted weights to ``path`` (safe format, see :mod:`emkit.persist`);
+        ``models`` are not stored."""
+        from emkit.persist import save
+
+        save(self, path)
+
+    # ------------------------------------------------------------------ input
+    def _log_input(self) -> bool:
+        return bool(self.log) and self.models is None
+
+    def _likelihoods(self, X) -> LikelihoodMatrix:
+        """The validated, row-scaled likelihood matrix of X (rows no model explains
+        allowed)."""
+        if self.models is None:
+            return likelihood_matrix(X, log=bool(self.log), require_explained=False)
+        return likelihood_matrix(self._score_models(X), log=True, require_explained=False)
+
+    def _score_models(self, X) -> np.ndarray:
+        """The (n, M) log-likelihoods of X under each of ``models``."""
+        columns = []
+        for j, member in enumerate(self.models):
+            name = type(member).__name__
+            scorer = getattr(member, "score_samples", None)
+            scorer = scorer if callable(scorer) else member
+            try:
+                values = np.asarray(scorer(X), dtype=np.float64)
+            except Exception as error:  # whatever the member raises: say which one and why
+                raise DataError(f"model {j} ({name}) cannot score the data: "
+                                f"{type(error).__name__}: {error}") from error
+            if values.ndim != 1 or (columns and len(values) != len(columns[0])):
+                expected = f"({len(columns[0])},)" if columns else "(n_samples,)"
+                raise DataError(f"model {j} ({name}) returned log-likelihoods of shape "
+                                f"{values.shape}; expected one per row, {expected}.")
+            if np.isnan(values).any() or np.isposinf(values).any():
+                raise DataError(f"model {j} ({name}) returned NaN or +inf log-likelihoods for "
+                                f"{int((np.isnan(values) | np.isposinf(values)).sum())} rows: "
+                                "it cannot score these data.")
+            columns.append(values)
+        return np.column_stack(columns)
+
+    # ------------------------------------------------------------------ validation
+    def _check_fitted(self):
+        if not hasattr(self, "weights_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(X) first.")
+
+    def _check_parameters(self):
+        for name, low in (("max_iter", 0),):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
+        for name in ("tol", "weights_tol"):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float, np.number)) or isinstance(value, bool)
+                    or not value >= 0):
+                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
+        if self.accelerate not in ACCELERATIONS:
+            raise ParameterError(f"accelerate must be 'squarem' or None (plain EM), got "
+                                 f"{self.accelerate!r}.")
+        if self.models is not None:
+            if isinstance(self.models, (str, bytes)) or not isinstance(self.models, Sequence) \
+                    or len(self.models) == 0:
+                raise ParameterError("models must be a non-empty list of fitted models (with "
+                                     "score_samples) or callables returning log-likelihoods.")
+            for j, member in enumerate(self.models):
+                if not (callable(getattr(member, "score_samples", None)) or callable(member)):
+                    raise ParameterError(
+                        f"model {j} ({type(member).__name__}) has no score_samples method "
+                        "and is not callable: give fitted density models or functions "
+                        "X -> per-row log-likelihoods.")
+
+    def _checked_weights_init(self, n_models: int) -> np.ndarray:
+        try:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParameterError("weights_init must be numbers.") from None
+        if weights.shape != (n_models,):
+            raise ParameterError(f"weights_init has shape {weights.shape}, expected "
+                                 f"({n_models},) (one per model).")
+        if not np.all(np.isfinite(weights)) or np.any(weights <= 0) \
+                or abs(weights.sum() - 1.0) > 1e-6:
+            raise ParameterError(
+                "weights_init must be positive and sum to 1 (EM never revives a zero weight), "
+                f"got minimum {np.min(weights):.3g} and sum {np.sum(weights):.6g}.")
+        return weights / weights.sum()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+# --------------------------------------------------------------------------- command line
+def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
+    """The likelihood matrix in ``path`` and the names of its models (columns).
+
+    ``.npz``: a scipy.sparse matrix written by ``scipy.sparse.save_npz`` (models named 0 … M−1);
+    anything else: a CSV (header row of model names) or Parquet table, read by
+    :func:`emkit.io.read_table` (``columns`` selects models by name).
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        if columns is not None:
+            raise DataError("--columns selects columns of a CSV or Parquet file; a .npz sparse "
+                            "matrix has unnamed columns.")
+        if not path.exists():
+            raise DataError(f"{path} does not exist.")
+        try:
+            matrix = sp.load_npz(path)
+        except (ValueError, OSError, KeyError, EOFError) as error:
+            raise DataError(f"{path} is not a sparse matrix written by scipy.sparse.save_npz "
+                            f"({error}).") from None
+        return matrix, [str(j) for j in range(matrix.shape[1])]
+    from emkit.io import read_table
+
+    table = read_table(path, columns)
+    return table.data, list(table.columns)
+
+
+def _cli_columns(args, model=None):
+    from emkit.io import parse_columns
+
+    columns = parse_columns(args.columns)
+    if columns is None and model is not None and getattr(model, "feature_names_in_", None) \
+            is not None and not str(args.data).lower().endswith(".npz"):
+        columns = [str(name) for name in model.feature_names_in_]
+    return columns
+
+
+def cli_fit(args) -> None:
+    """``emkit fit fixed FILE``: learn the mixing weights of the models (columns) of a likelihood
+    matrix and print (or save) them."""
+    import json
+
+    from emkit.cli import DefaultValue, _check_output_folders, _save
+
+    _check_output_folders(args.output)
+    X, names = read_likelihoods(args.data, _cli_columns(args))
+    # SQUAREM unless --accelerate none was given (the option's default is plain EM for the
+    # other models).
+    accelerate = None if args.accelerate == "none" and not isinstance(
+        args.accelerate, DefaultValue) else "squarem"
+    model = FixedMixture(log=args.log, prior=args.prior, tol=args.tol, max_iter=args.max_iter,
+                         accelerate=accelerate, progress=bool(args.progress)).fit(X)
+    log_likelihood = model.score_samples(X).sum()
+    summary = {"model": "FixedMixture", "n_samples": int(X.shape[0]), "n_models": len(names),
+               "models": names, "weights": model.weights_.tolist(),
+               "log_likelihood": float(log_likelihood),
+               "mean_log_likelihood": float(log_likelihood / X.shape[0]),
+               "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
+               "accelerate": accelerate}
+    if args.output is not None:
+        _save(model, args.output, names)
+        summary["output"] = str(args.output)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    width = max(5, *(len(name) for name in names))
+    lines = [f"FixedMixture: {X.shape[0]} rows x {len(names)} models"
+             + (f", Dirichlet prior {args.prior:g}" if args.prior is not None else ""),
+             f"log-likelihood  {log_likelihood:.6g} (mean {log_likelihood / X.shape[0]:.6g} "
+             "per row)",
+             f"converged       {'yes' if model.converged_ else 'NO (raise --max-iter)'} after "
+             f"{model.n_iter_} iterations",
+             f"{'model':<{width}}  weight"]
+    lines += [f"{name:<{width}}  {weight:.6g}"
+              for name, weight in zip(names, model.weights_, strict=True)]
+    if args.output is not None:
+        lines.append(f"model written to {args.output}")
+    print("\n".join(lines))
+
+
+def cli_predict(args, model: FixedMixture) -> None:
+    """``emkit predict MODEL FILE`` for a FixedMixture: the most probable model of each row, or
+    (``--proba``) every model's posterior probability, as CSV or JSON."""
+    import json
+
+    from emkit.atomic import write_atomically
+    from emkit.io import format_csv
+
+    X, _ = read_likelihoods(args.data, _cli_columns(args, model))
+    model.__dict__.pop("feature_names_in_", None)  # columns are chosen by name above
+    if args.proba:
+        resp = model.predict_proba(X)
+        resp = resp.toarray() if sp.issparse(resp) else resp
+        header = [f"proba_{j}" for j in range(model.n_components_)]
+        values = [list(map(float, row)) for row in resp]
+    else:
+        header = ["model"]
+        values = [int(j) for j in model.predict(X)]
+    if args.json:
+        output = json.dumps({"probabilities" if args.proba else "models": values}) + "\n"
+    else:
+        output = format_csv(header, (row if args.proba else [row] for row in values))
+    if args.output is None:
+        import sys
+
+        sys.stdout.write(output)
+    else:
+        write_atomically(args.output, output)
+
+
+def cli_score(args, model: FixedMixture) -> None:
+    """``emkit score MODEL FILE`` for a FixedMixture: log-likelihood, BIC and AIC."""
+    import json
+
+    X, _ = read_likelihoods(args.data, _cli_columns(args, model))
+    model.__dict__.pop("feature_names_in_", None)
+    row_log_likelihood = model.score_samples(X)
+    n = len(row_log_likelihood)
+    result = {"n_samples": n, "log_likelihood": float(row_log_likelihood.sum()),
+              "mean_log_likelihood": float(row_log_likelihood.mean()),
+              "bic": model.bic(X), "aic": model.aic(X)}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"rows            {n}\n"
+          f"log-likelihood  {result['log_likelihood']:.6g} "
+          f"(mean {result['mean_log_likelihood']:.6g} per row)\n"
+          f"BIC             {result['bic']:.6g}\n"
+          f"AIC             {result['aic']:.6g}")
+
+
+# --------------------------------------------------------------------------- model files
+def _check_fixed_mixture(estimator: FixedMixture) -> None:
+    """Shapes and values of a fitted FixedMixture; raises ValueError saying what is wrong."""
+    estimator._check_parameters()
+    M = estimator.n_components_
+    if not isinstance(M, int) or isinstance(M, bool) or M < 1:
+        raise ValueError(f"n_components_ must be a positive integer, got {M!r}")
+    weights = estimator.weights_
+    if not isinstance(weights, np.ndarray) or weights.shape != (M,) \
+            or weights.dtype.kind != "f" or not np.all(np.isfinite(weights)):
+        raise ValueError(f"weights_ must be {M} finite floating-point numbers")
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
+        raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
+                         f"{weights.sum():.10g})")
+    dirichlet_concentration(estimator.prior, M)
+    history = estimator.history_
+    if history.ndim != 1 or history.dtype.kind != "f" or not np.all(np.isfinite(history)):
+        raise ValueError("history_ must be a 1-D array of finite numbers")
+    if not isinstance(estimator.n_iter_, int) or estimator.n_iter_ < 0:
+        raise ValueError(f"n_iter_ must be an integer >= 0, got {estimator.n_iter_!r}")
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is not None and n_features != M:
+        raise ValueError(f"n_features_in_ ({n_features}) must equal n_components_ ({M})")
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and len(names) != M:
+        raise ValueError(f"feature_names_in_ has {len(names)} names for {M} models")
+
+
+register_estimator("FixedMixture", EstimatorSpec(
+    target="emkit.fixed_mixture:FixedMixture",
+    attributes={
+        "weights_": "array",
+        "n_components_": "int",
+        "converged_": "bool",
+        "n_iter_": "int",
+        "lower_bound_": "float",
+        "history_": "array",
+        "events_": "events",
+        "n_features_in_": "int",
+        "feature_names_in_": "names",
+    },
+    optional=frozenset({"n_features_in_", "feature_names_in_"}),
+    check=_check_fixed_mixture,
+))
+
+__all__ = ["FixedMixture"]

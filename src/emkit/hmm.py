@@ -1,0 +1,722 @@
+"""scikit-learn compatible hidden Markov models: Gaussian, GMM, categorical and Poisson HMMs.
+
+Fitted attributes follow hmmlearn where they overlap (``startprob_``, ``transmat_``, ``means_``,
+``covars_``, ``emissionprob_``, ``lambdas_``); constructor parameters follow emkit's
+:class:`emkit.GaussianMixture` (``n_components``, ``max_iter``, ``tol``, ``n_init``,
+``random_state``, ``accelerate``, …). Like hmmlearn, ``params`` and ``init_params`` choose by
+letter what EM updates and what ``fit`` initialises: setting attributes before ``fit`` with
+``init_params=""`` starts from them.
+
+No math lives here: the model is :class:`emkit.models.hmm.HMMModel`, fitted by the one EM loop
+:func:`emkit.fit_em`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from emkit.engine import fit_em
+from emkit.errors import DataError, NotFittedError, ParameterError
+from emkit.estimators import _check_observed, validate_rows
+from emkit.families.categorical import CategoricalEmission, CategoricalParams
+from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
+from emkit.families.poisson import PoissonEmission, PoissonParams
+from emkit.models.hmm import (
+    GaussianEmission,
+    GMMEmission,
+    GMMParams,
+    HMMModel,
+    HMMParams,
+    Sequences,
+    check_lengths,
+)
+from emkit.persist import EstimatorSpec, register_estimator
+
+__all__ = ["GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM"]
+
+
+class _BaseHMM(BaseEstimator):
+    """What every emkit HMM estimator shares: input handling, fitting through ``fit_em``,
+    inference (forward-backward, Viterbi), sampling, model choice and saving."""
+
+    _letters = "st"
+
+    # ------------------------------------------------------------------ hooks of subclasses
+    def _emission(self, n_features: int):
+        raise NotImplementedError
+
+    def _emission_params(self):
+        """The emission parameters from the fitted (or user-set) attributes, or None."""
+        raise NotImplementedError
+
+    def _set_emission(self, params) -> None:
+        raise NotImplementedError
+
+    def _given_emission(self):
+        """The user-set emission parameters for a fit that draws only some of them."""
+        return self._emission_params()
+
+    def _check_frames(self, X: np.ndarray) -> None:
+        """Data checks specific to the emission type (raise DataError)."""
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, lengths=None, sample_weight=None):
+        """Fit by Baum-Welch (EM).
+
+        Parameters
+        ----------
+        X : array (n_frames, n_features) or list of such arrays (one per sequence)
+            Frames of all sequences back to back; NaN marks a missing value.
+        lengths : array of int (n_sequences,), optional
+            Frames per sequence (hmmlearn's convention); default one sequence (or the list's).
+        sample_weight : array (n_sequences,), optional
+            Weight of each sequence.
+        """
+        self._check_parameters()
+        sequences = self._sequences(X, lengths, sample_weight, reset=True)
+        n_frames = int(np.sum(sequences.lengths[sequences.weights > 0]))
+        if self.n_components > n_frames:
+            raise DataError(f"n_components={self.n_components} is larger than the number of "
+                            f"frames ({n_frames}): use fewer states or more data.")
+        model = self._model(sequences.X.shape[1], start=self._given_start())
+        result = fit_em(model, sequences, n_init=self.n_init, max_iter=self.max_iter,
+                        tol=self.tol, random_state=self.random_state,
+                        accelerate=self.accelerate, progress=self.progress)
+        self._set_params(result.params)
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.objective / max(result.n_samples, 1e-300)
+        self.history_ = result.history
+        self.events_ = list(result.events)
+        self.restart_objectives_ = np.asarray(result.restart_objectives)
+        return self
+
+    def _model(self, n_features: int, start: HMMParams | None = None) -> HMMModel:
+        return HMMModel(self.n_components, self._emission(n_features), self.params,
+                        self.init_params, start, self.startprob_prior, self.transmat_prior)
+
+    def _given_start(self) -> HMMParams | None:
+        """Parameters set before ``fit`` for the letters not in ``init_params``."""
+        K = self.n_components
+        missing = [letter for letter in self._letters if letter not in self.init_params
+                   and not self._has_letter(letter)]
+        if missing:
+            raise ParameterError(
+                f"init_params={self.init_params!r} leaves parameter(s) "
+                f"{', '.join(repr(m) for m in missing)} to you, but the attribute is not set: "
+                "set it before fit, or add the letter to init_params.")
+        startprob = transmat = None
+        if "s" not in self.init_params:
+            startprob = _probability_rows("startprob_", self.startprob_, (K,))
+        if "t" not in self.init_params:
+            transmat = _probability_rows("transmat_", self.transmat_, (K, K))
+        emission = None
+        if any(letter not in self.init_params for letter in self._letters[2:]):
+            emission = self._given_emission()
+        if startprob is None and transmat is None and emission is None:
+            return None
+        return HMMParams(startprob, transmat, emission)
+
+    def _has_letter(self, letter: str) -> bool:
+        name = {"s": "startprob_", "t": "transmat_", "m": "means_", "c": "covars_",
+                "e": "emissionprob_", "l": "lambdas_"}[letter]
+        return getattr(self, name, None) is not None
+
+    def _params(self) -> HMMParams:
+        return HMMParams(self.startprob_, self.transmat_, self._emission_params())
+
+    def _set_params(self, params: HMMParams) -> None:
+        self.startprob_ = params.startprob
+        self.transmat_ = params.transmat
+        self._set_emission(params.emission)
+
+    # ------------------------------------------------------------------ inference
+    def score_samples(self, X, lengths=None):
+        """Log-likelihood of X (summed over sequences) and the posterior state probabilities
+        of every frame (n_frames, n_components)."""
+        sequences = self._fitted_sequences(X, lengths)
+        log_likelihood, posteriors = self._fitted_model().posteriors(self._params(), sequences)
+        return float(np.sum(log_likelihood)), posteriors
+
+    def score(self, X, lengths=None):
+        """Log-likelihood of X, summed over its sequences (hmmlearn's convention)."""
+        return self.score_samples(X, lengths)[0]
+
+    def predict_proba(self, X, lengths=None):
+        """Posterior probability of each state at every frame, (n_frames, n_components)."""
+        return self.score_samples(X, lengths)[1]
+
+    def decode(self, X, lengths=None, algorithm="viterbi"):
+        """The most probable state path and its log-probability.
+
+        ``algorithm="viterbi"``: the jointly most probable path; the log-probability is
+        log p(X, path) summed over sequences. ``"map"``: the most probable state of each frame
+        (posterior decoding); the log-probability is Σ_t log max_k p(z_t = k | X).
+        """
+        if algorithm not in ("viterbi", "map"):
+            raise ParameterError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}.")
+        sequences = self._fitted_sequences(X, lengths)
+        model = self._fitted_model()
+        if algorithm == "viterbi":
+            path, log_probability = model.viterbi(self._params(), sequences)
+            return float(np.sum(log_probability)), path
+        _, posteriors = model.posteriors(self._params(), sequences)
+        with np.errstate(divide="ignore"):
+            return float(np.sum(np.log(posteriors.max(axis=1)))), posteriors.argmax(axis=1)
+
+    def predict(self, X, lengths=None):
+        """The Viterbi state path, (n_frames,)."""
+        return self.decode(X, lengths)[1]
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
+        """Draw one sequence of ``n_samples`` frames; returns (X, states)."""
+        self._check_fitted()
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ParameterError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+        seed = self.random_state if random_state is None else random_state
+        rng = np.random.default_rng(seed if isinstance(seed, (int, np.integer)) else None)
+        K = self.n_components
+        states = np.empty(n_samples, dtype=np.int64)
+        state = rng.choice(K, p=self.startprob_) if currstate is None else int(currstate)
+        cumulative = np.cumsum(self.transmat_, axis=1)
+        for t in range(n_samples):
+            if t:
+                state = min(int(np.searchsorted(cumulative[state], rng.uniform(), "right")),
+                            K - 1)
+            states[t] = state
+        emission = self._emission(self.n_features_in_)
+        return emission.sample(self._emission_params(), states, rng), states
+
+    # ------------------------------------------------------------------ model choice
+    def n_parameters(self) -> int:
+        """Free parameters: start probabilities, transition rows and emissions (entries of
+        ``startprob_``/``transmat_`` that are exactly 0 are structural and not counted)."""
+        self._check_fitted()
+        K = self.n_components
+        start = (K - 1) - int(np.sum(self.startprob_ == 0))
+        transitions = K * (K - 1) - int(np.sum(self.transmat_ == 0))
+        emission = self._emission(self.n_features_in_).n_parameters(K, self.n_features_in_)
+        return start + transitions + emission
+
+    def bic(self, X, lengths=None):
+        """Bayesian information criterion: −2 log L + p log n_frames (lower is better)."""
+        n_frames = len(self._fitted_sequences(X, lengths).X)
+        return -2 * self.score(X, lengths) + self.n_parameters() * math.log(n_frames)
+
+    def aic(self, X, lengths=None):
+        """Akaike information criterion: −2 log L + 2 p (lower is better)."""
+        return -2 * self.score(X, lengths) + 2 * self.n_parameters()
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`)."""
+        from emkit.persist import save
+
+        save(self, path)
+
+    # ------------------------------------------------------------------ validation
+    def _check_fitted(self):
+        if getattr(self, "transmat_", None) is None or not hasattr(self, "n_features_in_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call "
+                                 "fit(X, lengths) first.")
+
+    def _fitted_model(self) -> HMMModel:
+        return self._model(self.n_features_in_)
+
+    def _fitted_sequences(self, X, lengths) -> Sequences:
+        self._check_fitted()
+        return self._sequences(X, lengths, None, reset=False)
+
+    def _sequences(self, X, lengths, sample_weight, reset: bool) -> Sequences:
+        # A list of arrays is a list of sequences; a list of lists is the rows of one array.
+        if isinstance(X, (list, tuple)) and len(X) and all(isinstance(s, np.ndarray)
+                                                           for s in X):
+            if lengths is not None:
+                raise DataError("pass either a list of sequences or X with lengths, not both.")
+            arrays = [np.asarray(s, dtype=float) for s in X]
+            arrays = [a[:, None] if a.ndim == 1 else a for a in arrays]
+            lengths = [len(a) for a in arrays]
+            if any(a.ndim != 2 for a in arrays) or len({a.shape[1] for a in arrays}) != 1:
+                raise DataError("every sequence in the list must be a 2-D array (frames × "
+                                "features) with the same number of features.")
+            if any(n == 0 for n in lengths):
+                raise DataError("a sequence in the list has no frame: drop empty sequences.")
+            X = np.concatenate(arrays)
+        X = validate_rows(self, X, reset=reset, dtype=np.float64)
+        lengths = check_lengths([len(X)] if lengths is None else lengths, len(X))
+        if sample_weight is not None:
+            try:
+                w = np.asarray(sample_weight, dtype=float)
+            except (TypeError, ValueError) as error:
+                raise DataError(f"sample_weight must be numbers: {error}.") from error
+            if w.shape != lengths.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise DataError(f"sample_weight must be {len(lengths)} finite non-negative "
+                                f"numbers, one per sequence; got shape {w.shape}.")
+            if not w.sum() > 0:
+                raise DataError("sample_weight sums to zero: at least one sequence needs a "
+                                "positive weight.")
+            sample_weight = w
+        if np.isnan(X).all():
+            raise DataError("every frame is empty (all NaN): there is nothing to fit.")
+        self._check_frames(X)
+        return Sequences(X, lengths, sample_weight)
+
+    def _check_parameters(self):
+        def integer(name, low):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+        integer("n_components", 1)
+        integer("max_iter", 0)
+        integer("n_init", 1)
+        if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
+            raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
+        for name in ("params", "init_params"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or set(value) - set(self._letters):
+                raise ParameterError(f"{name} must be a string of the letters "
+                                     f"{self._letters!r}, got {value!r}.")
+        if self.accelerate not in (None, "squarem"):
+            raise ParameterError(f"accelerate must be None or 'squarem', got "
+                                 f"{self.accelerate!r}.")
+        for name in ("startprob_prior", "transmat_prior"):
+            value = np.asarray(getattr(self, name), dtype=float)
+            if not np.all(np.isfinite(value)) or np.any(value <= 0):
+                raise ParameterError(f"{name} must be positive Dirichlet concentrations "
+                                     "(1 = no prior).")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def _probability_rows(name: str, value, shape) -> np.ndarray:
+    """Validated probabilities of the given shape whose last axis sums to 1."""
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"{name} must be numbers: {error}.") from error
+    if array.shape != tuple(shape):
+        raise ParameterError(f"{name} has shape {array.shape}, expected {tuple(shape)} "
+                             "(from n_components).")
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ParameterError(f"{name} must hold finite non-negative probabilities.")
+    sums = array.sum(axis=-1)
+    bad = np.flatnonzero(np.abs(np.atleast_1d(sums) - 1.0) > 1e-8)
+    if len(bad):
+        where = "" if array.ndim == 1 else f" row {bad[0]}"
+        raise ParameterError(f"{name}{where} sums to {np.atleast_1d(sums)[bad[0]]:.10g}, not "
+                             "1: every row of probabilities must sum to 1.")
+    return array
+
+
+class GaussianHMM(_BaseHMM):
+    """Hidden Markov model with Gaussian emissions, fitted by EM (Baum-Welch).
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    tol : float, default 1e-3
+        Convergence threshold on the change of the log-likelihood per frame.
+    reg_covar : float, default 1e-6
+        Added to the diagonal of the covariances.
+    max_iter : int, default 100
+        Maximum number of EM iterations per start.
+    n_init : int, default 1
+        Number of starts; the best objective wins.
+    params, init_params : str, default "stmc"
+        Letters of the parameters EM updates / ``fit`` initialises: s start probabilities,
+        t transition matrix, m means, c covariances.
+    startprob_prior, transmat_prior : float or array, default 1.0
+        Dirichlet concentrations (1: no prior). Zeros of ``transmat_`` always stay zero.
+    means_prior, means_weight, covars_prior, covars_weight : float or array, default 0
+        Conjugate prior on the emissions (full and diag; see
+        :class:`emkit.models.hmm.GaussianEmission`); 0 everywhere is no prior.
+    random_state : None, int, Generator or RandomState
+    accelerate : {None, "squarem"}
+    progress : bool
+
+    Attributes
+    ----------
+    startprob_ : (n_components,)
+    transmat_ : (n_components, n_components)
+    means_ : (n_components, n_features)
+    covars_ : the covariance_type's shape, as scikit-learn's ``covariances_``: (K, D, D) full,
+        (D, D) tied, (K, D) diag, (K,) spherical.
+    converged_, n_iter_, lower_bound_ (objective per frame), history_ (objective at every
+    iteration), events_, restart_objectives_, n_features_in_
+    """
+
+    _letters = "stmc"
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, params="stmc", init_params="stmc",
+                 startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
+                 covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
+                 progress=False):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.params = params
+        self.init_params = init_params
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+        self.random_state = random_state
+        self.accelerate = accelerate
+        self.progress = progress
+
+    def _emission(self, n_features):
+        return GaussianEmission(self.covariance_type, self.reg_covar, self.means_prior,
+                                self.means_weight, self.covars_prior, self.covars_weight)
+
+    def _emission_params(self):
+        family = self._emission(None).family
+        K = self.n_components
+        means = np.asarray(self.means_, dtype=float)
+        if means.ndim != 2 or means.shape[0] != K:
+            raise ParameterError(f"means_ has shape {means.shape}, expected ({K}, n_features).")
+        shape = family.covariance_shape(K, means.shape[1])
+        cov = np.asarray(self.covars_, dtype=float)
+        if cov.shape != shape:
+            raise ParameterError(f"covars_ has shape {cov.shape}, expected {shape} for "
+                                 f"covariance_type={self.covariance_type!r}.")
+        params, bad = family.with_covariances(means, cov)
+        if bad.any():
+            raise ParameterError("covars_ must be positive definite for every state.")
+        return params
+
+    def _given_emission(self):
+        # Covariances given, means drawn: a placeholder for the means (replaced by the draw).
+        if "m" in self.init_params and getattr(self, "means_", None) is None:
+            cov = np.asarray(self.covars_, dtype=float)
+            n_features = cov.shape[-1] if self.covariance_type != "spherical" else None
+            if n_features is None:
+                raise ParameterError("with covariance_type='spherical', set means_ too when "
+                                     "init_params draws only the means.")
+            self.means_ = np.zeros((self.n_components, n_features))
+        if "c" in self.init_params and getattr(self, "covars_", None) is None:
+            D = np.shape(self.means_)[1]
+            self.covars_ = np.ones(self._emission(None).family.covariance_shape(
+                self.n_components, D))
+            if self.covariance_type in ("full", "tied"):
+                self.covars_ = np.broadcast_to(np.eye(D), self.covars_.shape[:-2] + (D, D)).copy()
+        return self._emission_params()
+
+    def _set_emission(self, params: GaussianParams) -> None:
+        self.means_ = params.means
+        self.covars_ = params.covariances
+
+    def _check_frames(self, X):
+        _check_observed(X, getattr(self, "feature_names_in_", None))
+
+    def _check_parameters(self):
+        super()._check_parameters()
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ParameterError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                                 f"{self.covariance_type!r}.")
+        if not isinstance(self.reg_covar, (int, float, np.number)) or not self.reg_covar >= 0:
+            raise ParameterError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}.")
+        self._emission(None)  # checks that the priors fit the covariance type
+
+
+class CategoricalHMM(_BaseHMM):
+    """Hidden Markov model with categorical emissions (one symbol code 0..M−1 per frame).
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    n_features : int, optional
+        M, the number of symbols; default: the largest code in the data + 1.
+    emissionprob_prior : float or array, default 1.0
+        Dirichlet concentration of every row of ``emissionprob_`` (1: no prior).
+    params, init_params : str, default "ste"
+        s start probabilities, t transition matrix, e emission probabilities.
+    Other parameters as :class:`GaussianHMM`.
+
+    Attributes
+    ----------
+    startprob_, transmat_, emissionprob_ : (n_components, n_features), and as GaussianHMM.
+    """
+
+    _letters = "ste"
+
+    def __init__(self, n_components=1, *, n_features=None, tol=1e-3, max_iter=100, n_init=1,
+                 params="ste", init_params="ste", startprob_prior=1.0, transmat_prior=1.0,
+                 emissionprob_prior=1.0, random_state=None, accelerate=None, progress=False):
+        self.n_components = n_components
+        self.n_features = n_features
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.params = params
+        self.init_params = init_params
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.emissionprob_prior = emissionprob_prior
+        self.random_state = random_state
+        self.accelerate = accelerate
+        self.progress = progress
+
+    def _n_categories(self) -> int:
+        if self.n_features is not None:
+            return int(self.n_features)
+        if getattr(self, "_data_categories", None) is not None:
+            return int(self._data_categories)
+        if getattr(self, "emissionprob_", None) is not None:
+            return int(np.shape(self.emissionprob_)[1])
+        raise NotFittedError("CategoricalHMM does not know its number of symbols yet: set "
+                             "n_features or call fit first.")
+
+    def _emission(self, n_features):
+        return CategoricalEmission(self._n_categories(), self.emissionprob_prior)
+
+    def _sequences(self, X, lengths, sample_weight, reset):
+        self._counting = reset  # fit: the number of symbols may come from the data
+        try:
+            return super()._sequences(X, lengths, sample_weight, reset)
+        finally:
+            self._counting = False
+
+    def _check_frames(self, X):
+        if X.shape[1] != 1:
+            raise DataError(f"CategoricalHMM needs one column of symbol codes, got "
+                            f"{X.shape[1]} columns.")
+        if getattr(self, "_counting", False) and self.n_features is None and (
+                "e" in self.init_params or getattr(self, "emissionprob_", None) is None):
+            observed = X[~np.isnan(X)]
+            if len(observed) and (np.any(observed < 0) or np.any(observed != np.round(observed))):
+                bad = observed[(observed < 0) | (observed != np.round(observed))][0]
+                raise DataError(f"symbol code {bad:g} is not a non-negative integer: recode the "
+                                "symbols as 0, 1, ….")
+            self._data_categories = int(observed.max()) + 1 if len(observed) else 1
+        self._emission(1).validate(X)
+
+    def _emission_params(self):
+        probabilities = _probability_rows(
+            "emissionprob_", self.emissionprob_, (self.n_components, self._n_categories()))
+        return CategoricalParams(probabilities)
+
+    def _set_emission(self, params: CategoricalParams) -> None:
+        self.emissionprob_ = params.probabilities
+        self._data_categories = None
+
+
+class PoissonHMM(_BaseHMM):
+    """Hidden Markov model with Poisson emissions (D independent counts per frame).
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    lambdas_prior_shape, lambdas_prior_rate : float, default 1.0 and 0.0
+        Gamma(shape, rate) prior on every rate (1 and 0: no prior).
+    params, init_params : str, default "stl"
+        s start probabilities, t transition matrix, l rates.
+    Other parameters as :class:`GaussianHMM`.
+
+    Attributes
+    ----------
+    startprob_, transmat_, lambdas_ : (n_components, n_features), and as GaussianHMM.
+    """
+
+    _letters = "stl"
+
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1, params="stl",
+                 init_params="stl", startprob_prior=1.0, transmat_prior=1.0,
+                 lambdas_prior_shape=1.0, lambdas_prior_rate=0.0, random_state=None,
+                 accelerate=None, progress=False):
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.params = params
+        self.init_params = init_params
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.lambdas_prior_shape = lambdas_prior_shape
+        self.lambdas_prior_rate = lambdas_prior_rate
+        self.random_state = random_state
+        self.accelerate = accelerate
+        self.progress = progress
+
+    def _emission(self, n_features):
+        return PoissonEmission(self.lambdas_prior_shape, self.lambdas_prior_rate)
+
+    def _check_frames(self, X):
+        self._emission(X.shape[1]).validate(X)
+
+    def _emission_params(self):
+        rates = np.asarray(self.lambdas_, dtype=float)
+        if rates.ndim != 2 or rates.shape[0] != self.n_components:
+            raise ParameterError(f"lambdas_ has shape {rates.shape}, expected "
+                                 f"({self.n_components}, n_features).")
+        if not np.all(np.isfinite(rates)) or np.any(rates <= 0):
+            raise ParameterError("lambdas_ must be positive rates.")
+        return PoissonParams(rates)
+
+    def _set_emission(self, params: PoissonParams) -> None:
+        self.lambdas_ = params.rates
+
+
+class GMMHMM(_BaseHMM):
+    """Hidden Markov model whose states emit from mixtures of ``n_mix`` Gaussians.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of hidden states.
+    n_mix : int, default 1
+        Gaussians per state.
+    covariance_type : {"full", "diag", "spherical"}, default "full"
+    params, init_params : str, default "stmcw"
+        s start probabilities, t transition matrix, m means, c covariances, w mixture weights.
+    Other parameters as :class:`GaussianHMM` (no emission priors).
+
+    Attributes
+    ----------
+    startprob_, transmat_ : as GaussianHMM
+    weights_ : (n_components, n_mix)
+    means_ : (n_components, n_mix, n_features)
+    covars_ : (n_components, n_mix, n_features, n_features) full, (n_components, n_mix,
+        n_features) diag, (n_components, n_mix) spherical
+    """
+
+    _letters = "stmcw"
+
+    def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-3,
+                 reg_covar=1e-6, max_iter=100, n_init=1, params="stmcw", init_params="stmcw",
+                 startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
+                 progress=False):
+        self.n_components = n_components
+        self.n_mix = n_mix
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.params = params
+        self.init_params = init_params
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.random_state = random_state
+        self.accelerate = accelerate
+        self.progress = progress
+
+    def _emission(self, n_features):
+        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar)
+
+    def _has_letter(self, letter: str) -> bool:
+        if letter == "w":
+            return getattr(self, "weights_", None) is not None
+        return super()._has_letter(letter)
+
+    def _given_emission(self):
+        K, M = self.n_components, self.n_mix
+        if getattr(self, "weights_", None) is None:
+            self.weights_ = np.full((K, M), 1.0 / M)
+        if getattr(self, "means_", None) is None:
+            cov = np.asarray(self.covars_, dtype=float)
+            if self.covariance_type == "spherical":
+                raise ParameterError("with covariance_type='spherical', set means_ too when "
+                                     "init_params draws only the means.")
+            self.means_ = np.zeros((K, M, cov.shape[-1]))
+        if getattr(self, "covars_", None) is None:
+            D = np.shape(self.means_)[-1]
+            shape = {"full": (K, M, D, D), "diag": (K, M, D), "spherical": (K, M)}[
+                self.covariance_type]
+            self.covars_ = (np.broadcast_to(np.eye(D), shape).copy()
+                            if self.covariance_type == "full" else np.ones(shape))
+        return self._emission_params()
+
+    def _emission_params(self):
+        K, M = self.n_components, self.n_mix
+        weights = _probability_rows("weights_", self.weights_, (K, M))
+        means = np.asarray(self.means_, dtype=float)
+        if means.ndim != 3 or means.shape[:2] != (K, M):
+            raise ParameterError(f"means_ has shape {means.shape}, expected ({K}, {M}, "
+                                 "n_features).")
+        D = means.shape[2]
+        shape = {"full": (K, M, D, D), "diag": (K, M, D), "spherical": (K, M)}[
+            self.covariance_type]
+        cov = np.asarray(self.covars_, dtype=float)
+        if cov.shape != shape:
+            raise ParameterError(f"covars_ has shape {cov.shape}, expected {shape} for "
+                                 f"covariance_type={self.covariance_type!r}.")
+        family = self._emission(D).family
+        components, bad = family.with_covariances(means.reshape(K * M, D),
+                                                  cov.reshape((K * M,) + shape[2:]))
+        if bad.any():
+            raise ParameterError("covars_ must be positive definite for every Gaussian.")
+        return GMMParams(weights, components)
+
+    def _set_emission(self, params: GMMParams) -> None:
+        K, M = self.n_components, self.n_mix
+        self.weights_ = params.weights
+        self.means_ = params.components.means.reshape(K, M, -1)
+        cov = params.components.covariances
+        self.covars_ = cov.reshape((K, M) + cov.shape[1:])
+
+    def _check_frames(self, X):
+        _check_observed(X, getattr(self, "feature_names_in_", None))
+
+    def _check_parameters(self):
+        super()._check_parameters()
+        if not isinstance(self.n_mix, (int, np.integer)) or isinstance(self.n_mix, bool) \
+                or self.n_mix < 1:
+            raise ParameterError(f"n_mix must be an integer >= 1, got {self.n_mix!r}.")
+        if self.covariance_type not in ("full", "diag", "spherical"):
+            raise ParameterError("covariance_type must be 'full', 'diag' or 'spherical', got "
+                                 f"{self.covariance_type!r}.")
+        if not isinstance(self.reg_covar, (int, float, np.number)) or not self.reg_covar >= 0:
+            raise ParameterError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}.")
+
+
+# --------------------------------------------------------------------------- model files
+def _check_hmm(estimator) -> None:
+    """Shapes and values of a fitted HMM; raises ValueError saying what is wrong."""
+    estimator._check_parameters()
+    K = estimator.n_components
+    _probability_rows("startprob_", estimator.startprob_, (K,))
+    _probability_rows("transmat_", estimator.transmat_, (K, K))
+    params = estimator._emission_params()
+    D = estimator.n_features_in_
+    if not isinstance(D, int) or D < 1:
+        raise ValueError(f"n_features_in_ must be a positive integer, got {D!r}")
+    if isinstance(params, GMMParams):
+        params = params.components
+    if isinstance(params, GaussianParams) and params.means.shape[1] != D:
+        raise ValueError(f"means_ has {params.means.shape[1]} features, n_features_in_ is {D}")
+    if isinstance(params, PoissonParams) and params.rates.shape[1] != D:
+        raise ValueError(f"lambdas_ has {params.rates.shape[1]} features, n_features_in_ is {D}")
+    if not np.all(np.isfinite(estimator.history_)):
+        raise ValueError("history_ must be finite")
+
+
+_COMMON = {"startprob_": "array", "transmat_": "array", "converged_": "bool", "n_iter_": "int",
+           "lower_bound_": "float", "history_": "array", "events_": "events",
+           "restart_objectives_": "array", "n_features_in_": "int",
+           "feature_names_in_": "names"}
+for _name, _emission_attributes in (("GaussianHMM", ("means_", "covars_")),
+                                    ("GMMHMM", ("weights_", "means_", "covars_")),
+                                    ("CategoricalHMM", ("emissionprob_",)),
+                                    ("PoissonHMM", ("lambdas_",))):
+    register_estimator(_name, EstimatorSpec(
+        target=f"emkit.hmm:{_name}",
+        attributes={**_COMMON, **dict.fromkeys(_emission_attributes, "array")},
+        optional=frozenset({"feature_names_in_"}),
+        check=_check_hmm,
+    ))

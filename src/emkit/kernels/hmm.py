@@ -1,0 +1,417 @@
+"""Compiled forward-backward and Viterbi passes for hidden Markov models.
+
+One kernel serves every emission type: the emission family computes the log-densities
+log p(x_t | z_t = k) of all frames (an n_frames × K array, 0 for a frame with nothing observed),
+and the kernels here run the chain. Sequences are stored back to back; ``bounds[s]:bounds[s + 1]``
+are the frames of sequence s. The loop over sequences runs inside the compiled code, so 20,000
+short sequences cost about what one long sequence of the same total length costs; with many
+sequences (and enough frames) the work is split into contiguous groups of sequences of about
+equal numbers of frames, one group per task (``prange``), each with its own K × K accumulator.
+
+Forward-backward (normalised, never in log space in the inner loop)
+-------------------------------------------------------------------
+With e_t(j) = exp(log p(x_t | j) − m_t) (m_t the largest log-density of frame t, so e_t ≤ 1),
+
+    â_t = (â_{t−1} A) ∘ e_t / c_t,   c_t = Σ_j ((â_{t−1} A) ∘ e_t)_j,   log L = Σ_t (log c_t + m_t)
+
+(â_1 = π ∘ e_1 / c_1). Backwards, u_{t+1} = e_{t+1} ∘ b̂_{t+1} and v_t = A u_{t+1} give
+
+    γ_t(i) = â_t(i) v_t(i) / Z_t,   ξ_t(i, j) = â_t(i) A_ij u_{t+1}(j) / Z_t,
+    Z_t = Σ_i â_t(i) v_t(i)
+
+and b̂_t = v_t / max v_t. The vectors are renormalised whenever they get small (below 1e−100;
+they never grow, as e_t ≤ 1 and A is stochastic), and γ_t and ξ_t are normalised by their own
+Z_t, which does not depend on those scales: nothing under- or overflows however long the
+sequence is, and no division sits on the recursion's critical path at every step. Only Σ_t ξ_t
+(K × K) is formed, never ξ per step: as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ, one matrix product of two
+n_frames × K arrays at the end. The e_t need no recursion, so they are computed first for all
+frames, on all threads, leaving only multiply-adds in the sequential recursions. In the rare
+frame where every reachable state's scaled density underflows (an outlier hundreds of nats from
+the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
+log (â_{t−1} A)_j). States the forward pass cannot reach (â_t(j) = 0) get u_t(j) = 0, so their
+arbitrary scale never swamps the others.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+
+_SERIAL = dict(nogil=True, cache=True, fastmath={"contract"})
+_PARALLEL = dict(nogil=True, cache=True, parallel=True)
+# Below this many frames one serial pass is faster than starting threads (and one sequence
+# cannot be split).
+_PARALLEL_MIN_FRAMES = 8192
+_TINY = 1e-280
+_RESCALE = 1e-100
+
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two (Cody & Waite)
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+# 2^-m for m = 0 … 1074 (down to the smallest subnormal), then 0 for anything smaller.
+_POW2 = np.concatenate([np.ldexp(1.0, -np.arange(1075)), [0.0]])
+
+
+@numba.njit(inline="always", **_SERIAL)
+def _exp(s):
+    """exp(s) for s ≤ 0 (−inf included: 0), branch-free so that loops over states vectorise.
+
+    As ``emkit.kernels.gaussian.exp_nonpositive`` (s = n ln 2 + r, e^r by a degree-12 Taylor
+    polynomial, 2^n from a table), with the table extended to the whole float64 range.
+    """
+    s = max(s, -800.0)
+    n = np.floor(s * _LOG2E + 0.5)
+    r = (s - n * _LN2_HI) - n * _LN2_LO
+    p = 2.08767569878681e-09
+    p = p * r + 2.505210838544172e-08
+    p = p * r + 2.755731922398589e-07
+    p = p * r + 2.7557319223985893e-06
+    p = p * r + 2.48015873015873e-05
+    p = p * r + 0.0001984126984126984
+    p = p * r + 0.001388888888888889
+    p = p * r + 0.008333333333333333
+    p = p * r + 0.041666666666666664
+    p = p * r + 0.16666666666666666
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p * _POW2[min(np.int64(-n), 1075)]
+
+
+@numba.njit(**_SERIAL)
+def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first, last,
+                          weight, posteriors, forward, following, start_counts, predicted, u, v):
+    """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
+    ``forward`` with w â_t / Z_t and of ``following`` with u_{t+1} (0 at the last frame), so
+    that Σ_t ξ_t = A ∘ (forwardᵀ following); adds w γ_1 to ``start_counts``; returns log L.
+    ``predicted``, ``u`` and ``v`` are work vectors of length
+    K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
+    e_t and ``shifts`` the m_t (:func:`_scale_rows`). The loops over states have no branches,
+    so that they vectorise; the rare cases (underflow, impossible frames) are handled per
+    frame."""
+    n_states = transmat.shape[0]
+    log_likelihood = 0.0
+    # ---- forward; posteriors temporarily hold the scaled densities e_t
+    for t in range(first, last):
+        if t == first:
+            for j in range(n_states):
+                predicted[j] = math.exp(log_start[j])
+        else:
+            for j in range(n_states):
+                predicted[j] = 0.0
+            for i in range(n_states):
+                a = forward[t - 1, i]
+                for j in range(n_states):
+                    predicted[j] += a * transmat[i, j]
+        shift = shifts[t]
+        if shift == -np.inf:
+            return -np.inf  # a frame no state can emit: the sequence has probability 0
+        total = 0.0
+        for j in range(n_states):
+            f = predicted[j] * posteriors[t, j]
+            forward[t, j] = f
+            total += f
+        rescued = False
+        if total < _TINY:  # the rare underflow: shift by the best reachable state instead
+            best = -np.inf
+            for j in range(n_states):
+                if predicted[j] > 0.0:
+                    best = max(best, log_emission[t, j] + math.log(predicted[j]))
+            if best == -np.inf:
+                return -np.inf
+            shift = best
+            total = 0.0
+            for j in range(n_states):
+                # the cap keeps unreachable states' densities finite (they are multiplied by 0)
+                e = math.exp(min(log_emission[t, j] - shift, 700.0))
+                posteriors[t, j] = e
+                forward[t, j] = predicted[j] * e
+                total += forward[t, j]
+            if not total > 0.0:
+                return -np.inf
+            rescued = True
+        log_likelihood += shift
+        # Renormalising costs a division on the recursion's critical path, so it is done only
+        # when the vector gets small (it never grows: e_t ≤ 1 and A is stochastic), and at the
+        # end; the backward pass is invariant to the scale of each α_t.
+        if rescued or total < _RESCALE or t == last - 1:
+            log_likelihood += math.log(total)
+            inverse = 1.0 / total
+            for j in range(n_states):
+                forward[t, j] *= inverse
+    # ---- backward
+    t = last - 1
+    top = 0.0
+    for j in range(n_states):
+        # b̂_T = 1; a state the forward pass cannot reach gets u = 0: it could only enter
+        # through transitions from states of zero probability, and its (arbitrary) scale must
+        # not swamp the others when u is normalised
+        u[j] = posteriors[t, j] if forward[t, j] != 0.0 else 0.0
+        top = max(top, u[j])
+        posteriors[t, j] = forward[t, j]  # γ_T = â_T
+        following[t, j] = 0.0  # no transition out of the last frame
+    inverse = 1.0 / top  # top > 0: some state is reachable, or the forward pass returned −inf
+    for j in range(n_states):
+        u[j] *= inverse
+    # u is renormalised only when it gets small (it never grows); γ_t and ξ_t are invariant to
+    # the scales of α_t and u_{t+1}.
+    for t in range(last - 2, first - 1, -1):
+        # v = A u as a sum of columns of A (rows of Aᵀ): the inner loop vectorises
+        for i in range(n_states):
+            v[i] = 0.0
+        for j in range(n_states):
+            uj = u[j]
+            for i in range(n_states):
+                v[i] += transmat_t[j, i] * uj
+        norm = 0.0
+        for i in range(n_states):
+            norm += forward[t, i] * v[i]
+        if not norm > 0.0:  # only if the backward pass underflowed: keep the filtered γ
+            norm = 0.0
+            for i in range(n_states):
+                v[i] = 1.0
+                norm += forward[t, i]
+        inverse = 1.0 / norm
+        # ξ_t(i, j) = A_ij (w â_t(i) / Z_t) u_{t+1}(j): both vectors are kept, and the sum over
+        # t is one matrix product at the end, not K² updates per frame
+        scale = weight * inverse
+        for j in range(n_states):
+            following[t, j] = u[j]
+        top = 0.0
+        for i in range(n_states):
+            f = forward[t, i]
+            forward[t, i] = f * scale
+            e = posteriors[t, i]
+            posteriors[t, i] = f * v[i] * inverse
+            ui = e * v[i] if f != 0.0 else 0.0
+            u[i] = ui
+            top = max(top, ui)
+        if top < _RESCALE and top > 0.0:
+            inverse = 1.0 / top
+            for i in range(n_states):
+                u[i] *= inverse
+    for j in range(n_states):
+        start_counts[j] += weight * posteriors[first, j]
+    return log_likelihood
+
+
+@numba.njit(**_SERIAL)
+def _scale_rows(log_emission, scaled, shifts, first, last):
+    """e_t = exp(log p(x_t | ·) − m_t) with m_t the row maximum, for frames first..last−1: all
+    the exponentials at once, out of the sequential forward recursion."""
+    n_states = log_emission.shape[1]
+    for t in range(first, last):
+        shift = -np.inf
+        for j in range(n_states):
+            shift = max(shift, log_emission[t, j])
+        shifts[t] = shift
+        if shift == -np.inf:
+            shift = 0.0  # every density is 0 (the forward pass stops there)
+        for j in range(n_states):
+            scaled[t, j] = _exp(log_emission[t, j] - shift)
+
+
+@numba.njit(**_PARALLEL)
+def _scale_parallel(log_emission, scaled, shifts, blocks):
+    for b in numba.prange(len(blocks) - 1):
+        _scale_rows(log_emission, scaled, shifts, blocks[b], blocks[b + 1])
+
+
+@numba.njit(**_SERIAL)
+def _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
+                            posteriors, forward, following, log_likelihood, start_counts,
+                            first_sequence, last_sequence):
+    n_states = transmat.shape[0]
+    predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
+    transmat_t = np.ascontiguousarray(transmat.T)
+    for s in range(first_sequence, last_sequence):
+        first, last = bounds[s], bounds[s + 1]
+        if weights[s] != 0.0 and first < last:
+            log_likelihood[s] = _forward_backward_one(
+                log_start, transmat, transmat_t, log_emission, shifts, first, last, weights[s],
+                posteriors, forward, following, start_counts, predicted, u, v)
+            if log_likelihood[s] != -np.inf:
+                continue
+        else:
+            log_likelihood[s] = 0.0  # a dropped sequence: nothing to compute
+        for t in range(first, last):  # a dropped or impossible sequence contributes nothing
+            for j in range(n_states):
+                posteriors[t, j] = 0.0
+                forward[t, j] = 0.0
+                following[t, j] = 0.0
+
+
+@numba.njit(**_PARALLEL)
+def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
+                               posteriors, forward, following, log_likelihood, start_parts,
+                               groups):
+    for g in numba.prange(len(groups) - 1):
+        _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
+                                posteriors, forward, following, log_likelihood, start_parts[g],
+                                groups[g], groups[g + 1])
+
+
+def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
+                     bounds: np.ndarray, weights: np.ndarray | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior state marginals and expected transition counts of a batch of sequences.
+
+    Parameters
+    ----------
+    log_start : (K,) log π (−inf for an impossible start state)
+    transmat : (K, K) transition probabilities A (rows sum to 1; zeros allowed)
+    log_emission : (n_frames, K) log p(x_t | z_t = k) of all sequences, back to back
+    bounds : (n_sequences + 1,) int, frames of sequence s are ``bounds[s]:bounds[s + 1]``
+    weights : (n_sequences,) non-negative sequence weights (default 1); weight 0 skips a sequence
+
+    Returns
+    -------
+    log_likelihood : (n_sequences,) log p(x_s) of each sequence (unweighted; 0 where weight 0)
+    posteriors : (n_frames, K) γ_t(k) = p(z_t = k | x_s) (unweighted; 0 where weight 0)
+    start_counts : (K,) Σ_s w_s γ_{s,1}
+    transition_counts : (K, K) Σ_s w_s Σ_t ξ_t(i, j)
+    """
+    log_start = np.ascontiguousarray(log_start, dtype=np.float64)
+    transmat = np.ascontiguousarray(transmat, dtype=np.float64)
+    log_emission = np.ascontiguousarray(log_emission, dtype=np.float64)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    n_sequences = len(bounds) - 1
+    n_states = len(log_start)
+    weights = (np.ones(n_sequences) if weights is None
+               else np.ascontiguousarray(weights, dtype=np.float64))
+    posteriors = np.empty_like(log_emission)  # first the scaled densities e_t, then γ_t
+    forward, following = _scratch(len(log_emission), n_states)
+    shifts = np.empty(len(log_emission))
+    log_likelihood = np.zeros(n_sequences)
+    n_frames = len(log_emission)
+    if n_frames < _PARALLEL_MIN_FRAMES:
+        _scale_rows(log_emission, posteriors, shifts, 0, n_frames)
+    else:  # the exponentials need no recursion: all threads, whatever the sequences
+        blocks = np.linspace(0, n_frames, 4 * numba.get_num_threads() + 1).astype(np.int64)
+        _scale_parallel(log_emission, posteriors, shifts, blocks)
+    if n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
+        start_counts = np.zeros(n_states)
+        _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
+                                posteriors, forward, following, log_likelihood, start_counts, 0,
+                                n_sequences)
+    else:
+        groups = _sequence_groups(bounds, numba.get_num_threads())
+        start_parts = np.zeros((len(groups) - 1, n_states))
+        _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
+                                   posteriors, forward, following, log_likelihood, start_parts,
+                                   groups)
+        start_counts = start_parts.sum(axis=0)
+    transition_counts = (forward.T @ following) * transmat  # Σ_t ξ_t in one product
+    return log_likelihood, posteriors, start_counts, transition_counts
+
+
+_WORKSPACE = threading.local()
+_WORKSPACE_MAX_BYTES = 1 << 28
+
+
+def _scratch(n_frames: int, n_states: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two (n_frames, K) scratch arrays, reused by later calls in the same thread: EM calls the
+    E-step with the same sizes every iteration, and fresh arrays of this size cost page faults
+    every time (measured: a quarter of the pass on 200,000 frames). Thread-local, so concurrent
+    E-steps never share them; arrays over 256 MB are not kept."""
+    size = n_frames * n_states
+    if 2 * size * 8 > _WORKSPACE_MAX_BYTES:
+        return np.empty((n_frames, n_states)), np.empty((n_frames, n_states))
+    buffer = getattr(_WORKSPACE, "buffer", None)
+    if buffer is None or buffer.size < 2 * size:
+        buffer = _WORKSPACE.buffer = np.empty(2 * size)
+    first, second = buffer[:size], buffer[size:2 * size]
+    return first.reshape(n_frames, n_states), second.reshape(n_frames, n_states)
+
+
+def _sequence_groups(bounds: np.ndarray, n_threads: int) -> np.ndarray:
+    """Boundaries of contiguous groups of sequences with about equal numbers of frames (several
+    groups per thread, so one long sequence does not leave the other threads idle)."""
+    n_sequences = len(bounds) - 1
+    n_groups = min(n_sequences, 4 * max(1, n_threads))
+    targets = np.linspace(0, bounds[-1], n_groups + 1)
+    groups = np.searchsorted(bounds, targets)
+    groups[0], groups[-1] = 0, n_sequences
+    return np.unique(groups).astype(np.int64)
+
+
+@numba.njit(**_SERIAL)
+def _viterbi_range(log_start, log_transmat, log_emission, bounds, paths, log_probability,
+                   back, first_sequence, last_sequence):
+    n_states = log_transmat.shape[0]
+    delta = np.empty(n_states)
+    previous = np.empty(n_states)
+    for s in range(first_sequence, last_sequence):
+        first, last = bounds[s], bounds[s + 1]
+        if first == last:
+            log_probability[s] = 0.0
+            continue
+        for j in range(n_states):
+            delta[j] = log_start[j] + log_emission[first, j]
+        for t in range(first + 1, last):
+            for j in range(n_states):
+                previous[j] = delta[j]
+            for j in range(n_states):
+                best, arg = -np.inf, 0
+                for i in range(n_states):
+                    score = previous[i] + log_transmat[i, j]
+                    if score > best:
+                        best, arg = score, i
+                delta[j] = best + log_emission[t, j]
+                back[t, j] = arg
+        best, arg = -np.inf, 0
+        for j in range(n_states):
+            if delta[j] > best:
+                best, arg = delta[j], j
+        log_probability[s] = best
+        paths[last - 1] = arg
+        for t in range(last - 1, first, -1):
+            arg = back[t, arg]
+            paths[t - 1] = arg
+
+
+@numba.njit(**_PARALLEL)
+def _viterbi_parallel(log_start, log_transmat, log_emission, bounds, paths, log_probability,
+                      back, groups):
+    for g in numba.prange(len(groups) - 1):
+        _viterbi_range(log_start, log_transmat, log_emission, bounds, paths, log_probability,
+                       back, groups[g], groups[g + 1])
+
+
+def viterbi(log_start: np.ndarray, log_transmat: np.ndarray, log_emission: np.ndarray,
+            bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most probable state path of every sequence, in log space.
+
+    Parameters
+    ----------
+    log_start : (K,) log π
+    log_transmat : (K, K) log A
+    log_emission : (n_frames, K)
+    bounds : (n_sequences + 1,) int
+
+    Returns
+    -------
+    paths : (n_frames,) int, the best path of each sequence, back to back
+    log_probability : (n_sequences,) log p(x_s, best path) (−inf when no path is possible)
+    """
+    log_start = np.ascontiguousarray(log_start, dtype=np.float64)
+    log_transmat = np.ascontiguousarray(log_transmat, dtype=np.float64)
+    log_emission = np.ascontiguousarray(log_emission, dtype=np.float64)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    n_sequences = len(bounds) - 1
+    paths = np.zeros(len(log_emission), dtype=np.int64)
+    log_probability = np.zeros(n_sequences)
+    # Back-pointers fit in 32 bits (K is small); one (n_frames, K) table for all sequences.
+    back = np.zeros(log_emission.shape, dtype=np.int32)
+    if n_sequences < 2 or bounds[-1] < _PARALLEL_MIN_FRAMES:
+        _viterbi_range(log_start, log_transmat, log_emission, bounds, paths, log_probability,
+                       back, 0, n_sequences)
+    else:
+        groups = _sequence_groups(bounds, numba.get_num_threads())
+        _viterbi_parallel(log_start, log_transmat, log_emission, bounds, paths, log_probability,
+                          back, groups)
+    return paths, log_probability

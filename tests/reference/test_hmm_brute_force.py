@@ -1,0 +1,178 @@
+"""The forward-backward and Viterbi kernels against enumeration of every state path.
+
+For K states and T frames there are K^T paths; for each, p(x, z) = π_{z_1} b_{z_1}(x_1)
+Π_t A_{z_{t−1} z_t} b_{z_t}(x_t). Summing gives p(x), the posterior marginals and the pairwise
+marginals; the largest term is the Viterbi path. Nothing here shares code with the kernels.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+from emkit.kernels.hmm import forward_backward, viterbi
+
+
+def enumerate_paths(log_start, log_transmat, log_emission):
+    """log p(x, z) of every path z, and the paths, shape (K^T,), (K^T, T)."""
+    n_frames, n_states = log_emission.shape
+    paths = np.array(list(itertools.product(range(n_states), repeat=n_frames)))
+    with np.errstate(divide="ignore"):
+        log_joint = log_start[paths[:, 0]] + log_emission[0, paths[:, 0]]
+        for t in range(1, n_frames):
+            log_joint = (log_joint + log_transmat[paths[:, t - 1], paths[:, t]]
+                         + log_emission[t, paths[:, t]])
+    return log_joint, paths
+
+
+def brute_force(start, transmat, log_emission):
+    with np.errstate(divide="ignore"):
+        log_joint, paths = enumerate_paths(np.log(start), np.log(transmat), log_emission)
+    log_likelihood = logsumexp(log_joint)
+    weights = np.exp(log_joint - log_likelihood)
+    n_frames, n_states = log_emission.shape
+    posteriors = np.zeros((n_frames, n_states))
+    pairs = np.zeros((n_states, n_states))
+    for t in range(n_frames):
+        np.add.at(posteriors[t], paths[:, t], weights)
+        if t:
+            np.add.at(pairs, (paths[:, t - 1], paths[:, t]), weights)
+    best = int(np.argmax(log_joint))
+    return log_likelihood, posteriors, pairs, paths[best], log_joint[best]
+
+
+def random_chain(rng, n_states, zeros=False):
+    start = rng.dirichlet(np.ones(n_states))
+    transmat = rng.dirichlet(np.ones(n_states), size=n_states)
+    if zeros:  # left-right: no way back
+        transmat = np.triu(transmat)
+        transmat /= transmat.sum(axis=1, keepdims=True)
+        start = np.eye(n_states)[0] * 0.8 + start * 0.2
+    return start, transmat
+
+
+@pytest.mark.parametrize("n_states, n_frames, zeros", [(2, 1, False), (2, 7, False),
+                                                       (3, 6, False), (4, 5, False),
+                                                       (3, 6, True)])
+def test_forward_backward_and_viterbi_match_enumeration(n_states, n_frames, zeros):
+    rng = np.random.default_rng(n_states * 100 + n_frames + zeros)
+    start, transmat = random_chain(rng, n_states, zeros)
+    # Gaussian log-densities of real frames, so the scale differs strongly between frames.
+    means = rng.normal(0, 2, size=(n_states, 2))
+    X = rng.normal(0, 2, size=(n_frames, 2))
+    log_emission = np.column_stack([multivariate_normal(m, np.eye(2)).logpdf(X).reshape(-1)
+                                    for m in means])
+    expected_ll, expected_post, expected_pairs, expected_path, expected_best = brute_force(
+        start, transmat, log_emission)
+    with np.errstate(divide="ignore"):
+        log_start = np.log(start)
+        log_transmat = np.log(transmat)
+    ll, post, start_counts, pairs = forward_backward(log_start, transmat, log_emission,
+                                                     np.array([0, n_frames]))
+    np.testing.assert_allclose(ll[0], expected_ll, rtol=1e-12)
+    np.testing.assert_allclose(post, expected_post, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(start_counts, expected_post[0], rtol=1e-10, atol=1e-13)
+    path, log_probability = viterbi(log_start, log_transmat, log_emission,
+                                    np.array([0, n_frames]))
+    np.testing.assert_array_equal(path, expected_path)
+    np.testing.assert_allclose(log_probability[0], expected_best, rtol=1e-12)
+
+
+def test_batch_of_sequences_equals_each_alone():
+    """Sequences back to back (the threaded path: thousands of sequences) give each sequence's
+    own result; weights scale the counts; weight 0 skips a sequence."""
+    rng = np.random.default_rng(0)
+    start, transmat = random_chain(rng, 3)
+    lengths = rng.integers(1, 6, size=3000)  # > 8192 frames: the parallel path
+    bounds = np.r_[0, np.cumsum(lengths)]
+    log_emission = rng.normal(-3, 2, size=(bounds[-1], 3))
+    weights = rng.uniform(0, 2, size=len(lengths))
+    weights[::7] = 0.0
+    ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                                     bounds, weights)
+    paths, best = viterbi(np.log(start), np.log(transmat), log_emission, bounds)
+    expected_start = np.zeros(3)
+    expected_pairs = np.zeros((3, 3))
+    for s in range(len(lengths)):
+        frames = slice(bounds[s], bounds[s + 1])
+        if weights[s] == 0:
+            assert ll[s] == 0 and np.all(post[frames] == 0)
+            continue
+        alone = forward_backward(np.log(start), transmat, log_emission[frames], [0, lengths[s]])
+        np.testing.assert_allclose(ll[s], alone[0][0], rtol=1e-13)
+        np.testing.assert_allclose(post[frames], alone[1], rtol=1e-12, atol=1e-15)
+        expected_start += weights[s] * alone[2]
+        expected_pairs += weights[s] * alone[3]
+        if s % 100 == 1:  # and the single-sequence path against enumeration
+            e_ll, e_post, e_pairs, e_path, e_best = brute_force(start, transmat,
+                                                                log_emission[frames])
+            np.testing.assert_allclose(ll[s], e_ll, rtol=1e-12)
+            np.testing.assert_allclose(post[frames], e_post, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(alone[3], e_pairs, rtol=1e-10, atol=1e-13)
+            np.testing.assert_array_equal(paths[frames], e_path)
+            np.testing.assert_allclose(best[s], e_best, rtol=1e-12)
+    np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
+
+
+def test_missing_frame_and_extreme_outlier():
+    """A frame with log-density 0 for every state (nothing observed) and a frame where every
+    reachable state's density is ~1000 nats below an unreachable one's (the rescue path)."""
+    start = np.array([1.0, 0.0, 0.0])
+    transmat = np.array([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]])
+    log_emission = np.log(np.array([[0.5, 0.2, 0.1], [0.3, 0.3, 0.3], [0.2, 0.4, 0.1],
+                                    [0.1, 0.2, 0.6], [0.3, 0.1, 0.5]]))
+    log_emission[1] = [-1000.0, -1001.0, 0.0]  # state 2 cannot be reached by frame 2
+    log_emission[2] = 0.0  # nothing observed
+    expected_ll, expected_post, expected_pairs, expected_path, expected_best = brute_force(
+        start, transmat, log_emission)
+    with np.errstate(divide="ignore"):
+        ll, post, _, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                              np.array([0, 5]))
+        path, best = viterbi(np.log(start), np.log(transmat), log_emission, np.array([0, 5]))
+    np.testing.assert_allclose(ll[0], expected_ll, rtol=1e-12)
+    np.testing.assert_allclose(post, expected_post, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(path, expected_path)
+    np.testing.assert_allclose(best[0], expected_best, rtol=1e-12)
+
+
+def test_gaussian_hmm_with_missing_values_matches_enumeration():
+    """Frames with NaN: an empty frame has no emission term, a partial frame the marginal
+    density of its observed coordinates (scipy, on the observed block of each covariance)."""
+    import emkit
+
+    rng = np.random.default_rng(3)
+    start, transmat = random_chain(rng, 3)
+    means = rng.normal(0, 2, size=(3, 3))
+    factors = rng.normal(0, 0.5, size=(3, 3, 3))
+    covariances = factors @ np.swapaxes(factors, 1, 2) + np.eye(3)
+    X = rng.normal(0, 2, size=(6, 3))
+    X[1] = np.nan
+    X[2, 0] = np.nan
+    X[4, [1, 2]] = np.nan
+    log_emission = np.zeros((6, 3))
+    for t in range(6):
+        observed = ~np.isnan(X[t])
+        for k in range(3):
+            if observed.any():
+                log_emission[t, k] = multivariate_normal(
+                    means[k, observed], covariances[k][np.ix_(observed, observed)]).logpdf(
+                    X[t, observed])
+    expected_ll, expected_post, _, expected_path, expected_best = brute_force(
+        start, transmat, log_emission)
+    model = emkit.GaussianHMM(3)
+    model.startprob_, model.transmat_ = start, transmat
+    model.means_, model.covars_ = means, covariances
+    model.n_features_in_ = 3
+    ll, post = model.score_samples(X)
+    np.testing.assert_allclose(ll, expected_ll, rtol=1e-12)
+    np.testing.assert_allclose(post, expected_post, rtol=1e-9, atol=1e-12)
+    best, path = model.decode(X)
+    np.testing.assert_array_equal(path, expected_path)
+    np.testing.assert_allclose(best, expected_best, rtol=1e-12)

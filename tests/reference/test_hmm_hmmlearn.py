@@ -1,0 +1,145 @@
+"""emkit's HMMs against hmmlearn 0.3 from the same starting parameters.
+
+hmmlearn's covariance prior is switched off (``covars_prior=0``; ``min_covar`` only acts in its
+initialisation, which is skipped with ``init_params=""``) and emkit's ``reg_covar=0``, so both run
+exact Baum-Welch: after 10 iterations the log-likelihood and every parameter agree to 1e-8.
+Also: an HMM whose transition rows all equal the start distribution is a mixture, so its
+posteriors are those of emkit's GaussianMixture with the same parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import emkit
+
+hmm = pytest.importorskip("hmmlearn.hmm")
+pytestmark = pytest.mark.filterwarnings("ignore::emkit.errors.ConvergenceWarning")
+
+START = np.array([0.5, 0.3, 0.2])
+TRANSMAT = np.array([[0.8, 0.15, 0.05], [0.1, 0.7, 0.2], [0.2, 0.2, 0.6]])
+LENGTHS = [90, 130, 80]
+
+
+def simulate(reference, seed=0):
+    """Frames of three sequences drawn from ``reference`` (an hmmlearn model)."""
+    parts = [reference.sample(n, random_state=seed + i)[0] for i, n in enumerate(LENGTHS)]
+    return np.concatenate(parts)
+
+
+def run_both(ours, theirs, X, emission):
+    """Set the same start on both, run 10 iterations, return both fitted models."""
+    for model in (ours, theirs):
+        model.startprob_ = np.full(3, 1 / 3)
+        model.transmat_ = np.array([[0.5, 0.3, 0.2], [0.25, 0.5, 0.25], [0.2, 0.3, 0.5]])
+        for name, value in emission.items():
+            setattr(model, name, value)
+    theirs.fit(X, LENGTHS)
+    ours.fit(X, LENGTHS)
+    assert ours.n_iter_ == 10 and len(theirs.monitor_.history) == 10
+    np.testing.assert_allclose(ours.score(X, LENGTHS), theirs.score(X, LENGTHS), rtol=1e-8)
+    # hmmlearn's history holds the log-likelihood before each of its 10 M-steps.
+    np.testing.assert_allclose(ours.history_[:10], list(theirs.monitor_.history), rtol=1e-8)
+    np.testing.assert_allclose(ours.startprob_, theirs.startprob_, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(ours.transmat_, theirs.transmat_, rtol=1e-8, atol=1e-12)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_gaussian_hmm_matches_hmmlearn(covariance_type):
+    reference = hmm.GaussianHMM(3, covariance_type="full")
+    reference.startprob_, reference.transmat_ = START, TRANSMAT
+    reference.means_ = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 3.0]])
+    reference.covars_ = np.array([[[0.5, 0.2], [0.2, 0.8]], np.eye(2), 2 * np.eye(2)])
+    X = simulate(reference)
+    covars = (np.array([np.eye(2)] * 3) if covariance_type == "full" else np.ones((3, 2)))
+    emission = {"means_": np.array([[0.5, 0.5], [2.0, 0.0], [-1.0, 2.0]]), "covars_": covars}
+    ours = emkit.GaussianHMM(3, covariance_type=covariance_type, reg_covar=0.0, max_iter=10,
+                             tol=0.0, init_params="")
+    theirs = hmm.GaussianHMM(3, covariance_type=covariance_type, n_iter=10, tol=-np.inf,
+                             init_params="", covars_prior=0.0, implementation="scaling")
+    ours, theirs = run_both(ours, theirs, X, emission)
+    np.testing.assert_allclose(ours.means_, theirs.means_, rtol=1e-8)
+    expected = theirs.covars_ if covariance_type == "full" else np.diagonal(
+        theirs.covars_, axis1=1, axis2=2)
+    np.testing.assert_allclose(ours.covars_, expected, rtol=1e-8)
+
+
+def test_categorical_hmm_matches_hmmlearn():
+    reference = hmm.CategoricalHMM(3)
+    reference.startprob_, reference.transmat_ = START, TRANSMAT
+    reference.emissionprob_ = np.array([[0.6, 0.3, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4],
+                                        [0.25, 0.25, 0.25, 0.25]])
+    X = simulate(reference)
+    emission = {"emissionprob_": np.array([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4],
+                                           [0.25, 0.25, 0.25, 0.25]])}
+    ours = emkit.CategoricalHMM(3, max_iter=10, tol=0.0, init_params="")
+    theirs = hmm.CategoricalHMM(3, n_iter=10, tol=-np.inf, init_params="",
+                                implementation="scaling")
+    ours, theirs = run_both(ours, theirs, X, emission)
+    np.testing.assert_allclose(ours.emissionprob_, theirs.emissionprob_, rtol=1e-8,
+                               atol=1e-12)
+
+
+def test_poisson_hmm_matches_hmmlearn():
+    reference = hmm.PoissonHMM(3)
+    reference.startprob_, reference.transmat_ = START, TRANSMAT
+    reference.lambdas_ = np.array([[1.0, 6.0], [8.0, 2.0], [4.0, 4.0]])
+    X = simulate(reference)
+    emission = {"lambdas_": np.array([[2.0, 5.0], [6.0, 3.0], [3.0, 3.5]])}
+    ours = emkit.PoissonHMM(3, max_iter=10, tol=0.0, init_params="")
+    theirs = hmm.PoissonHMM(3, n_iter=10, tol=-np.inf, init_params="",
+                            implementation="scaling")
+    ours, theirs = run_both(ours, theirs, X, emission)
+    np.testing.assert_allclose(ours.lambdas_, theirs.lambdas_, rtol=1e-8)
+
+
+def test_hmm_with_transition_rows_equal_to_start_is_a_mixture():
+    """With A_ij = π_j the states are independent draws from π: the posteriors of every frame
+    are the mixture responsibilities, and the log-likelihood is the mixture's."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal([0, 0], 1.0, (60, 2)), rng.normal([3, 1], 0.7, (40, 2))])
+    weights = np.array([0.6, 0.4])
+    means = np.array([[0.2, -0.1], [2.5, 1.2]])
+    covariances = np.array([[[1.0, 0.1], [0.1, 0.9]], [[0.5, 0.0], [0.0, 0.6]]])
+    mixture = emkit.GaussianMixture(2, weights_init=weights, means_init=means,
+                                    precisions_init=np.linalg.inv(covariances), max_iter=0)
+    mixture.fit(X)  # max_iter=0: the parameters stay at the given start
+    chain = emkit.GaussianHMM(2)
+    chain.startprob_, chain.transmat_ = weights, np.tile(weights, (2, 1))
+    chain.means_, chain.covars_ = means, covariances
+    chain.n_features_in_ = 2
+    log_likelihood, posteriors = chain.score_samples(X, [30, 50, 20])
+    np.testing.assert_allclose(posteriors, mixture.predict_proba(X), rtol=1e-10)
+    np.testing.assert_allclose(log_likelihood, mixture.score_samples(X).sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_gmm_hmm_matches_hmmlearn_with_means_fixed(covariance_type):
+    """hmmlearn's GMMHMM re-estimates covariances about the *previous* means (its statistics
+    are centred there), which is exact EM only when the means are not updated; emkit's M-step
+    is exact either way. With ``params="stcw"`` the two must agree."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (100, 2)), rng.normal(4, 1, (100, 2)),
+                   rng.normal([0, 5], 0.5, (100, 2))])
+    lengths = [150, 150]
+    covars = {"full": np.tile(np.eye(2), (2, 2, 1, 1)), "diag": np.ones((2, 2, 2)),
+              "spherical": np.ones((2, 2))}[covariance_type]
+    start = dict(startprob_=np.array([0.5, 0.5]), transmat_=np.array([[0.7, 0.3], [0.4, 0.6]]),
+                 weights_=np.array([[0.5, 0.5], [0.3, 0.7]]),
+                 means_=np.array([[[0, 0], [1, 1]], [[4, 4], [0, 4]]], dtype=float),
+                 covars_=covars)
+    theirs = hmm.GMMHMM(2, n_mix=2, covariance_type=covariance_type, n_iter=10, tol=-np.inf,
+                        init_params="", params="stcw", implementation="scaling")
+    ours = emkit.GMMHMM(2, n_mix=2, covariance_type=covariance_type, max_iter=10, tol=0.0,
+                        init_params="", params="stcw", reg_covar=0.0)
+    for model in (theirs, ours):
+        for name, value in start.items():
+            setattr(model, name, value.copy())
+    theirs.fit(X, lengths)
+    ours.fit(X, lengths)
+    np.testing.assert_allclose(ours.score(X, lengths), theirs.score(X, lengths), rtol=1e-10)
+    for name in ("transmat_", "weights_", "covars_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-8,
+                                   atol=1e-12, err_msg=name)

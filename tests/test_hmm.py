@@ -1,0 +1,375 @@
+"""GaussianHMM, CategoricalHMM and PoissonHMM: API, control letters, priors, bad input, model
+files and numerical safety. (References: tests/reference/test_hmm_*.py; invariants:
+tests/contracts/cases_hmm.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import emkit
+from emkit import fit_em
+from emkit.errors import DataError, NotFittedError, ParameterError
+from emkit.models.hmm import GaussianEmission, HMMModel, Sequences
+
+START = np.array([0.6, 0.4])
+TRANSMAT = np.array([[0.9, 0.1], [0.2, 0.8]])
+
+
+def simulate(n_frames, seed=0, means=((0.0, 0.0), (3.0, 2.0))):
+    """Frames (n_frames, 2) and states of a two-state Gaussian chain."""
+    rng = np.random.default_rng(seed)
+    states = np.empty(n_frames, dtype=int)
+    states[0] = rng.uniform() > START[0]
+    for t in range(1, n_frames):
+        states[t] = rng.uniform() > TRANSMAT[states[t - 1], 0]
+    return np.asarray(means)[states] + rng.standard_normal((n_frames, 2)), states
+
+
+def matched_accuracy(predicted, states):
+    return max(np.mean(predicted == states), np.mean(predicted == 1 - states))
+
+
+# ----------------------------------------------------------------------------- API
+def test_fit_recovers_the_chain_and_inference_api():
+    X, states = simulate(600)
+    lengths = [200, 250, 150]
+    model = emkit.GaussianHMM(2, covariance_type="diag", random_state=0, n_init=2)
+    model.fit(X, lengths)
+    assert model.converged_ and model.n_iter_ >= 1
+    assert np.all(np.diff(model.history_) >= -1e-9 * np.abs(model.history_[1:]))
+    order = np.argsort(model.means_[:, 0])
+    np.testing.assert_allclose(model.transmat_[np.ix_(order, order)], TRANSMAT, atol=0.06)
+    np.testing.assert_allclose(model.means_[order], [[0, 0], [3, 2]], atol=0.2)
+    path = model.predict(X, lengths)
+    assert matched_accuracy(path, states) > 0.95
+    log_probability, decoded = model.decode(X, lengths)
+    np.testing.assert_array_equal(decoded, path)
+    log_likelihood = model.score(X, lengths)
+    assert log_probability <= log_likelihood  # one path is part of the sum over paths
+    posteriors = model.predict_proba(X, lengths)
+    np.testing.assert_allclose(posteriors.sum(axis=1), 1.0)
+    _, map_path = model.decode(X, lengths, algorithm="map")
+    np.testing.assert_array_equal(map_path, posteriors.argmax(axis=1))
+    # the log-likelihood of several sequences is the sum of each one's
+    parts = np.split(X, np.cumsum(lengths)[:-1])
+    np.testing.assert_allclose(log_likelihood, sum(model.score(p) for p in parts), rtol=1e-12)
+    p = model.n_parameters()
+    assert p == 1 + 2 + 2 * 2 + 2 * 2
+    np.testing.assert_allclose(model.bic(X, lengths), -2 * log_likelihood + p * np.log(600))
+    np.testing.assert_allclose(model.aic(X, lengths), -2 * log_likelihood + 2 * p)
+    sample, sample_states = model.sample(50, random_state=1)
+    assert sample.shape == (50, 2) and sample_states.shape == (50,)
+    assert set(np.unique(sample_states)) <= {0, 1}
+
+
+def test_list_of_sequences_equals_x_with_lengths():
+    X, _ = simulate(300)
+    lengths = [100, 130, 70]
+    a = emkit.GaussianHMM(2, random_state=3, max_iter=5, tol=0).fit(X, lengths)
+    b = emkit.GaussianHMM(2, random_state=3, max_iter=5, tol=0).fit(
+        np.split(X, np.cumsum(lengths)[:-1]))
+    np.testing.assert_array_equal(a.history_, b.history_)
+    np.testing.assert_array_equal(a.transmat_, b.transmat_)
+
+
+def test_sequence_weights_equal_repeated_sequences():
+    X, _ = simulate(200)
+    parts = np.split(X, [60, 150])
+    common = dict(random_state=0, max_iter=5, tol=0.0, init_params="")
+    start = emkit.GaussianHMM(2, random_state=0).fit(X)
+    models = []
+    for data, weights in ((parts, [2.0, 0.0, 1.0]), ([parts[0], parts[0], parts[2]], None)):
+        model = emkit.GaussianHMM(2, **common)
+        model.startprob_, model.transmat_ = start.startprob_, start.transmat_
+        model.means_, model.covars_ = start.means_, start.covars_
+        models.append(model.fit(data, sample_weight=weights))
+    np.testing.assert_allclose(models[0].history_, models[1].history_, rtol=1e-12)
+    np.testing.assert_allclose(models[0].means_, models[1].means_, rtol=1e-10)
+
+
+def test_params_letters_freeze_parameters_and_transmat_zeros_stay_zero():
+    X, _ = simulate(400)
+    model = emkit.GaussianHMM(2, params="tm", init_params="mc", random_state=0, max_iter=20)
+    left_right = np.array([[0.9, 0.1], [0.0, 1.0]])
+    model.startprob_, model.transmat_ = np.array([1.0, 0.0]), left_right
+    model.fit(X[:150])
+    np.testing.assert_array_equal(model.startprob_, [1.0, 0.0])  # not updated ("s" absent)
+    assert model.transmat_[1, 0] == 0.0  # a structural zero
+    assert model.transmat_[0, 1] != 0.1  # updated
+    before = model.covars_.copy()
+    model.set_params(params="s", init_params="")
+    model.fit(X[:150])
+    np.testing.assert_array_equal(model.covars_, before)  # "c" absent: frozen
+    assert model.n_parameters() == 0 + 1 + 2 * 2 + 2 * 3  # the two zeros are not free
+
+
+def test_dirichlet_and_conjugate_priors_give_a_monotone_map_objective():
+    X, _ = simulate(300)
+    X[::17, 1] = np.nan  # MAP-EM with missing values too
+    model = HMMModel(2, GaussianEmission("full", reg_covar=0.0, means_prior=1.0,
+                                         means_weight=2.0, covars_prior=0.5 * np.eye(2),
+                                         covars_weight=6.0),
+                     startprob_prior=2.0, transmat_prior=3.0)
+    data = Sequences(X, np.array([100, 100, 100]))
+    result = fit_em(model, data, random_state=0, tol=0.0, max_iter=30, warn_not_converged=False)
+    assert result.decreases == ()
+    assert np.all(np.diff(result.history) >= -1e-10 * np.abs(result.history[1:]))
+    assert result.objective != result.log_likelihood  # the prior is part of the objective
+    # at the MAP point, no other point nearby has a higher objective (a fixed point of MAP-EM)
+    stats, _ = model.e_step(result.params, data)
+    again = model.m_step(stats, result.params)
+    np.testing.assert_allclose(again.transmat, result.params.transmat, atol=1e-3)
+
+
+def test_restarts_and_squarem():
+    X, _ = simulate(300, seed=4)
+    one = emkit.GaussianHMM(2, random_state=0, n_init=1, tol=1e-8, max_iter=500).fit(X)
+    three = emkit.GaussianHMM(2, random_state=0, n_init=3, tol=1e-8, max_iter=500).fit(X)
+    assert len(three.restart_objectives_) == 3
+    assert three.history_[-1] >= one.history_[-1] - 1e-6
+    fast = emkit.GaussianHMM(2, random_state=0, tol=1e-8, max_iter=500,
+                             accelerate="squarem").fit(X)
+    np.testing.assert_allclose(fast.score(X), one.score(X), rtol=1e-6)
+    assert fast.n_iter_ <= one.n_iter_
+
+
+def test_categorical_and_poisson_hmms():
+    rng = np.random.default_rng(0)
+    _, states = simulate(500)
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])[states]
+    codes = (rng.uniform(size=(500, 1)) > np.cumsum(probabilities, axis=1)).sum(axis=1)
+    model = emkit.CategoricalHMM(2, random_state=0, n_init=3).fit(codes[:, None])
+    assert model.emissionprob_.shape == (2, 3)
+    assert matched_accuracy(model.predict(codes[:, None]), states) > 0.8
+    counts = rng.poisson(np.array([[1.0, 6.0], [8.0, 2.0]])[states])
+    poisson = emkit.PoissonHMM(2, random_state=0).fit(counts)
+    order = np.argsort(poisson.lambdas_[:, 0])
+    np.testing.assert_allclose(poisson.lambdas_[order], [[1, 6], [8, 2]], rtol=0.15)
+    assert matched_accuracy(poisson.predict(counts), states) > 0.95
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("lengths, message", [([100, 99], "sum to"), ([100, 0, 100], "length 0"),
+                                              ([150.5, 49.5], "whole numbers")])
+def test_bad_lengths(lengths, message):
+    X, _ = simulate(200)
+    with pytest.raises(DataError, match=message):
+        emkit.GaussianHMM(2).fit(X, lengths)
+
+
+def test_bad_counts_codes_and_probabilities():
+    with pytest.raises(DataError, match="non-negative integer"):
+        emkit.PoissonHMM(2).fit(np.array([[1.0], [2.0], [-1.0], [3.0]]))
+    with pytest.raises(DataError, match="non-negative integer"):
+        emkit.PoissonHMM(2).fit(np.array([[1.0], [2.5], [1.0], [3.0]]))
+    with pytest.raises(DataError, match="not an integer in 0..2"):
+        emkit.CategoricalHMM(2, n_features=3).fit(np.array([[0], [1], [3], [2]]))
+    with pytest.raises(DataError, match="non-negative integer"):
+        emkit.CategoricalHMM(2).fit(np.array([[0], [1], [-1], [2]]))
+    fitted = emkit.CategoricalHMM(2, random_state=0).fit(np.array([[0], [1], [2], [1]] * 5))
+    with pytest.raises(DataError, match="not an integer in 0..2"):
+        fitted.predict(np.array([[0], [5]]))
+    X, _ = simulate(100)
+    model = emkit.GaussianHMM(2, init_params="mc")
+    model.startprob_ = np.array([0.5, 0.5])
+    model.transmat_ = np.array([[0.9, 0.2], [0.5, 0.5]])
+    with pytest.raises(ParameterError, match="row 0 sums to 1.1"):
+        model.fit(X)
+    model = emkit.GaussianHMM(2, init_params="")
+    with pytest.raises(ParameterError, match="not set"):
+        model.fit(X)
+    with pytest.raises(ParameterError, match="letters"):
+        emkit.GaussianHMM(2, params="stx").fit(X)
+    with pytest.raises(DataError, match="larger than the number of frames"):
+        emkit.GaussianHMM(5).fit(X[:3])
+    with pytest.raises(NotFittedError):
+        emkit.GaussianHMM(2).predict(X)
+    with pytest.raises(DataError, match="infinity"):
+        emkit.GaussianHMM(2).fit(np.where(np.arange(200).reshape(100, 2) == 7, np.inf, X))
+
+
+# ----------------------------------------------------------------------------- model files
+@pytest.mark.parametrize("kind", ["gaussian", "categorical", "poisson"])
+def test_save_load_round_trip(tmp_path, kind):
+    X, states = simulate(300)
+    if kind == "gaussian":
+        model, data = emkit.GaussianHMM(2, covariance_type="tied", random_state=0), X
+    elif kind == "categorical":
+        data = (states[:, None] + (X[:, :1] > 1.5)).astype(int)
+        model = emkit.CategoricalHMM(2, random_state=0)
+    else:
+        data = np.random.default_rng(0).poisson(np.where(states[:, None] == 0, 2.0, 7.0))
+        model = emkit.PoissonHMM(2, random_state=0)
+    model.fit(data, [100, 200])
+    path = tmp_path / "chain.emkit"
+    model.save(path)
+    loaded = emkit.load(path)
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded.predict_proba(data), model.predict_proba(data))
+    np.testing.assert_array_equal(loaded.predict(data), model.predict(data))
+    assert loaded.score(data) == model.score(data)
+    assert loaded.history_.tolist() == model.history_.tolist()
+
+
+# ----------------------------------------------------------------------------- numerics
+def test_long_sequence_does_not_underflow():
+    """One sequence of 200,000 frames: log-likelihood ≈ −4e5, far below float64's range as a
+    probability. The log-likelihood of the whole equals the sum over its two halves' chain
+    (computed as two sequences, whose start of the second half uses the filtered state)."""
+    X, states = simulate(200_000, seed=1)
+    model = emkit.GaussianHMM(2)
+    model.startprob_, model.transmat_ = START, TRANSMAT
+    model.means_ = np.array([[0.0, 0.0], [3.0, 2.0]])
+    model.covars_ = np.array([np.eye(2)] * 2)
+    model.n_features_in_ = 2
+    log_likelihood, posteriors = model.score_samples(X)
+    assert np.isfinite(log_likelihood) and log_likelihood < -3e5
+    assert np.all(np.isfinite(posteriors))
+    np.testing.assert_allclose(posteriors.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.mean(posteriors.argmax(axis=1) == states) > 0.97
+    log_probability, path = model.decode(X)
+    assert np.isfinite(log_probability) and log_probability <= log_likelihood
+    assert np.mean(path == states) > 0.97
+    # chain rule: p(x_1..T) = p(x_1..m) p(x_m+1..T | x_1..m); the second factor is the
+    # likelihood of the second half started from the filtered distribution at m
+    half = 100_000
+    first, post_first = model.score_samples(X[:half])
+    filtered = post_first[-1] @ TRANSMAT
+    second_model = emkit.GaussianHMM(2)
+    second_model.startprob_, second_model.transmat_ = filtered, TRANSMAT
+    second_model.means_, second_model.covars_ = model.means_, model.covars_
+    second_model.n_features_in_ = 2
+    np.testing.assert_allclose(first + second_model.score(X[half:]), log_likelihood,
+                               rtol=1e-10)
+
+
+def test_all_nan_frames_carry_no_emission():
+    """Blanking frames changes only their emission: their posteriors follow the chain."""
+    X, _ = simulate(50)
+    model = emkit.GaussianHMM(2)
+    model.startprob_, model.transmat_ = START, TRANSMAT
+    model.means_ = np.array([[0.0, 0.0], [3.0, 2.0]])
+    model.covars_ = np.array([np.eye(2)] * 2)
+    model.n_features_in_ = 2
+    X[10:40] = np.nan
+    posteriors = model.predict_proba(X)
+    assert np.all(np.isfinite(posteriors))
+    # far from observed frames the posterior relaxes to the chain's stationary distribution
+    stationary = np.array([2 / 3, 1 / 3])
+    np.testing.assert_allclose(posteriors[25], stationary, atol=0.01)
+    fitted = emkit.GaussianHMM(2, random_state=0).fit(X)
+    assert np.all(np.isfinite(fitted.means_))
+
+
+# ----------------------------------------------------------------------------- command line
+def test_cli_fit_hmm_and_predict_state_path(tmp_path, capsys):
+    from emkit.cli import main
+
+    X, states = simulate(120)
+    X = np.round(X, 6)  # as written to the file
+    rows = ["id,x,y"] + [f"{'a' if t < 70 else 'b'},{x:.6f},{y:.6f}"
+                         for t, (x, y) in enumerate(X)]
+    data = tmp_path / "chains.csv"
+    data.write_text("\n".join(rows) + "\n")
+    model_file = tmp_path / "chain.emkit"
+    assert main(["fit", "hmm", str(data), "-k", "2", "--lengths-column", "id",
+                 "-o", str(model_file), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_sequences"] == 2 and summary["columns"] == ["x", "y"]
+    model = emkit.load(model_file)
+    del model.feature_names_in_  # the file keeps the column names; X here is a plain array
+    expected = model.predict(X, [70, 50])
+    assert main(["predict", str(model_file), str(data), "--lengths-column", "id"]) == 0
+    lines = capsys.readouterr().out.split()
+    assert lines[0] == "state"
+    np.testing.assert_array_equal(np.array(lines[1:], dtype=int), expected)
+    assert matched_accuracy(expected, states) > 0.9
+    assert main(["score", str(model_file), str(data), "--lengths-column", "id", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(scored["log_likelihood"], model.score(X, [70, 50]), rtol=1e-12)
+    assert scored["n_sequences"] == 2
+    # a missing id column is a one-line error, exit status 2
+    assert main(["fit", "hmm", str(data), "-k", "2", "--lengths-column", "seq"]) == 2
+    assert "not a column" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- docs/hmm.md
+def test_geyser_example_of_the_docs():
+    """docs/hmm.md: on consecutive Old Faithful eruptions the chain beats the mixture, and the
+    two states alternate (the numbers quoted in the docs)."""
+    geyser = emkit.datasets.load("geyser")
+    X = np.column_stack([geyser.column("waiting"), geyser.column("duration")])
+    model = emkit.GaussianHMM(2, n_init=5, random_state=0, tol=1e-6, max_iter=500).fit(X)
+    np.testing.assert_allclose(model.score(X), -1369.48, atol=0.01)
+    np.testing.assert_allclose(model.bic(X), 2807.4, atol=0.1)
+    order = np.argsort(model.means_[:, 1])
+    np.testing.assert_allclose(model.transmat_[np.ix_(order, order)],
+                               [[0.017, 0.983], [0.887, 0.113]], atol=0.001)
+    mixture = emkit.GaussianMixture(2, n_init=5, random_state=0).fit(X)
+    assert model.bic(X) < mixture.bic(X) - 200
+
+
+def test_plot_states(tmp_path):
+    pytest.importorskip("matplotlib")
+    from emkit.plot import plot_states, save_figure
+
+    X, states = simulate(200)
+    figure = plot_states(X[:, 0], states)
+    axes = figure.axes[0]
+    assert len(axes.collections) == 2  # one scatter per state
+    assert sorted(t.get_text() for t in axes.get_legend().get_texts()) == ["state 0", "state 1"]
+    assert save_figure(figure, tmp_path / "states.png").stat().st_size > 1000
+    with pytest.raises(DataError, match="same length"):
+        plot_states(X[:, 0], states[:-1])
+
+
+def test_gmm_hmm_with_one_gaussian_per_state_is_the_gaussian_hmm():
+    X, _ = simulate(300)
+    X[::13, 0] = np.nan  # partially observed frames too
+    start = dict(startprob_=START, transmat_=TRANSMAT, means_=np.array([[0.5, 0.0], [2.0, 2.0]]),
+                 covars_=np.array([np.eye(2)] * 2))
+    gaussian = emkit.GaussianHMM(2, init_params="", max_iter=8, tol=0.0)
+    mixture = emkit.GMMHMM(2, n_mix=1, init_params="", max_iter=8, tol=0.0)
+    for name, value in start.items():
+        setattr(gaussian, name, value)
+        setattr(mixture, name, value[:, None] if name in ("means_", "covars_") else value)
+    mixture.weights_ = np.ones((2, 1))
+    gaussian.fit(X, [100, 200])
+    mixture.fit(X, [100, 200])
+    np.testing.assert_allclose(mixture.history_, gaussian.history_, rtol=1e-12)
+    np.testing.assert_allclose(mixture.means_[:, 0], gaussian.means_, rtol=1e-10)
+    np.testing.assert_allclose(mixture.covars_[:, 0], gaussian.covars_, rtol=1e-10)
+    fitted = emkit.GMMHMM(2, n_mix=2, covariance_type="diag", random_state=0).fit(X)
+    assert fitted.weights_.shape == (2, 2) and fitted.covars_.shape == (2, 2, 2)
+    np.testing.assert_allclose(fitted.weights_.sum(axis=1), 1.0)
+    assert fitted.n_parameters() == 1 + 2 + 2 * 1 + 4 * 2 + 4 * 2
+
+
+def test_sequences_container_selects_whole_sequences():
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    data = Sequences(X, [3, 5, 2], sample_weight=[1.0, 0.5, 2.0])
+    assert len(data) == 3 and data.shape == (10, 2)
+    np.testing.assert_array_equal(data.bounds, [0, 3, 8, 10])
+    picked = data[np.array([True, False, True])]
+    np.testing.assert_array_equal(picked.X, X[[0, 1, 2, 8, 9]])
+    np.testing.assert_array_equal(picked.lengths, [3, 2])
+    np.testing.assert_array_equal(picked.sample_weight, [1.0, 2.0])
+    np.testing.assert_array_equal(data[1:].lengths, [5, 2])
+    listed = Sequences.from_list([X[:3], X[3:8], X[8:]])
+    np.testing.assert_array_equal(listed.X, X)
+    with pytest.raises(DataError, match="one per sequence"):
+        Sequences(X, [3, 5, 2], sample_weight=[1.0, 2.0])
+    with pytest.raises(DataError, match="sum to 9"):
+        Sequences(X, [3, 5, 1])
+    # fitting on chunks of whole sequences equals fitting on all of them at once
+    frames, _ = simulate(300)
+    model = HMMModel(2, GaussianEmission("diag"))
+    whole = fit_em(model, Sequences(frames, [100, 120, 80]), random_state=0, max_iter=5,
+                   tol=0.0, warn_not_converged=False)
+    chunks = [Sequences(frames[:220], [100, 120]), Sequences(frames[220:], [80])]
+    chunked = fit_em(model, chunks, random_state=0, max_iter=5, tol=0.0,
+                     warn_not_converged=False)
+    np.testing.assert_allclose(chunked.history, whole.history, rtol=1e-12)
