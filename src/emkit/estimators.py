@@ -14,10 +14,10 @@ from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel, MixtureParams
-from emkit.online import OnlineEM, check_learning_rate
+from emkit.online import PartialFitMixin, check_learning_rate
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by EM — a drop-in for ``sklearn.mixture.GaussianMixture``.
 
     Constructor parameters and fitted attributes keep scikit-learn's names and shapes, so switching
@@ -109,36 +109,22 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._fit(X, sample_weight, labels, checkpoint, resume)
         return self
 
-    def partial_fit(self, X, y=None, sample_weight=None):
-        """One step of online (stepwise) EM on the mini-batch ``X`` (Cappé & Moulines 2009).
-
-        The first call starts from the estimator's initialisation on that batch (or from the
-        current parameters of a fitted estimator); each call averages the batch's statistics
-        into a running average with step (t + learning_offset)^(−learning_decay) and sets the
-        parameters by an M-step. ``history_`` holds each batch's log-likelihood per sample,
-        under the parameters before its update."""
+    # ------------------------------------------------------------------ online EM hooks
+    def _online_batch(self, X, sample_weight, first):
         self._check_parameters()
-        state = getattr(self, "_online", None)
-        X = self._validate_rows(X, reset=state is None and not hasattr(self, "weights_"))
-        if state is None:
+        X = self._validate_rows(X, reset=first and not hasattr(self, "weights_"))
+        if first:
             self._check_initial_values(len(X), X.shape[1])
-        sample_weight = _check_sample_weight(sample_weight, len(X))
-        batch = Batch(X, sample_weight)
-        if state is None:
-            model = self._model()
-            start = (self._params() if hasattr(self, "weights_") else
-                     model.init_params(batch, np.random.default_rng(_seed(self.random_state))))
-            state = self._online = OnlineEM(model, start, self.learning_decay,
-                                            self.learning_offset)
-        mean_log_likelihood = state.step(batch)
-        self._set_params(state.params)
-        history = list(getattr(self, "history_", [])) if state.n_steps > 1 else []
-        self.history_ = np.asarray(history + [mean_log_likelihood])
-        self.lower_bound_ = mean_log_likelihood
+        return Batch(X, _check_sample_weight(sample_weight, len(X)))
+
+    def _online_start(self, model, batch):
+        if hasattr(self, "weights_"):
+            return self._params()
+        return model.init_params(batch, np.random.default_rng(_seed(self.random_state)))
+
+    def _online_attributes(self):
         self.lower_bounds_ = list(self.history_)
-        self.converged_, self.n_iter_ = False, state.n_steps
         self.events_, self.restart_objectives_ = [], np.empty(0)
-        return self
 
     def fit_predict(self, X, y=None, sample_weight=None, labels=None):
         """Fit, then return the most probable component of each row."""

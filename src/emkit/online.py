@@ -122,3 +122,40 @@ def fit_online(model: Any, data: Any, *, batch_rows: int = 1000, n_epochs: int =
         for batch in minibatches(data, int(batch_rows), rng):
             state.step(batch)
     return state
+
+
+class PartialFitMixin:
+    """``partial_fit`` (stepwise EM) for an emkit estimator.
+
+    The estimator has ``learning_decay`` and ``learning_offset`` parameters and provides
+    ``_online_batch(X, sample_weight, first)`` (a validated mini-batch chunk; ``first`` resets the
+    feature checks), ``_model()`` (its EM model), ``_online_start(model, batch)`` (starting
+    parameters: the fitted ones, or an initialisation on the batch) and ``_set_params(params)``;
+    ``_online_attributes()`` may set further fitted attributes. A batch ``fit`` should drop
+    ``_online``.
+    """
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on the mini-batch ``X`` (Cappé & Moulines 2009).
+
+        The first call starts from the current parameters of a fitted estimator, or from the
+        estimator's initialisation on that batch; each call blends the batch's statistics into
+        a running average with step (t + learning_offset)^(−learning_decay) and sets the
+        parameters by an M-step (see :mod:`emkit.online`). ``history_`` holds each batch's
+        log-likelihood per sample under the parameters before its update."""
+        state = getattr(self, "_online", None)
+        batch = self._online_batch(X, sample_weight, state is None)
+        if state is None:
+            model = self._model()
+            state = OnlineEM(model, self._online_start(model, batch), self.learning_decay,
+                             self.learning_offset)
+            self._online = state
+        mean_log_likelihood = state.step(batch)
+        self._set_params(state.params)
+        history = list(self.history_) if state.n_steps > 1 else []
+        self.history_ = np.asarray(history + [mean_log_likelihood])
+        self.lower_bound_ = mean_log_likelihood
+        self.converged_, self.n_iter_ = False, state.n_steps
+        if hasattr(self, "_online_attributes"):
+            self._online_attributes()
+        return self
