@@ -49,23 +49,36 @@ def fit(X, **options):
         return fit_em(model(), X, **options)
 
 
-def run_and_kill(path, settings, kill_restart, kill_iteration):
-    """Fit in a child process that SIGKILLs itself at (kill_restart, kill_iteration)."""
-    script = textwrap.dedent(DATA) + textwrap.dedent(f"""
-        import os, signal, warnings
-        from emkit import fit_em
-        from emkit.models.mixture import GaussianMixtureModel
-        warnings.simplefilter("ignore")
+CHILD = """
+import os, signal, sys, warnings
+import numpy as np
+from emkit import fit_em
+from emkit.models.mixture import GaussianMixtureModel
+warnings.simplefilter("ignore")
+seen = []
 
-        def kill(info):
-            if (info.restart, info.iteration) == ({kill_restart}, {kill_iteration}):
-                os.kill(os.getpid(), signal.SIGKILL)
+def kill(info):
+    seen.append((info.restart, info.iteration))
+    if (info.restart, info.iteration) == KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
-        fit_em(GaussianMixtureModel(3, "full"), X, checkpoint={str(path)!r}, checkpoint_every=3,
-               callbacks=[kill], **{settings!r})
-        """)
+result = fit_em(GaussianMixtureModel(3, "full"), X, callbacks=[kill], **OPTIONS)
+np.savez(OUTPUT, weights=result.params.weights, history=result.history,
+         restart_objectives=np.array(result.restart_objectives),
+         second=result.stats.components.second, first_seen=np.array(seen[0]),
+         scalars=np.array([result.objective, result.n_iter, result.converged,
+                           result.best_restart]),
+         **{f"component_{i}": value for i, value in enumerate(result.params.components)})
+"""
+
+
+def run_child(options, output=None, kill_at=(-1, -1)):
+    """Fit in a fresh Python process (as a user would: the reference, the killed and the
+    resumed runs all start alike); the result is written to ``output``."""
+    script = (textwrap.dedent(DATA) + f"OPTIONS = {options!r}\nOUTPUT = {str(output)!r}\n"
+              f"KILL_AT = {tuple(kill_at)!r}\n" + CHILD)
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
-    assert completed.returncode == -signal.SIGKILL, completed.stderr.decode()[-2000:]
+    return completed
 
 
 def assert_same_result(resumed, reference):
@@ -85,14 +98,21 @@ def assert_same_result(resumed, reference):
 def test_a_killed_fit_resumes_to_the_uninterrupted_result(tmp_path, name, kill_restart,
                                                           kill_iteration):
     settings = SETTINGS[name]
-    path = tmp_path / "fit.npz"
-    run_and_kill(path, settings, kill_restart, kill_iteration)
-    assert path.exists()
-    seen = []
-    resumed = fit(data(), checkpoint=path, resume=True, callbacks=[seen.append], **settings)
-    assert seen[0].restart == kill_restart  # finished starts are not run again
-    assert seen[0].iteration > 1  # nor the start in progress from its beginning
-    assert_same_result(resumed, fit(data(), **settings))
+    path = str(tmp_path / "fit.npz")
+    killed = run_child(dict(settings, checkpoint=path, checkpoint_every=3),
+                       kill_at=(kill_restart, kill_iteration))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert os.path.exists(path)
+    for run, options in (("reference", settings),
+                         ("resumed", dict(settings, checkpoint=path, resume=True))):
+        completed = run_child(options, tmp_path / f"{run}.npz")
+        assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    reference, resumed = (np.load(tmp_path / f"{n}.npz") for n in ("reference", "resumed"))
+    assert tuple(resumed["first_seen"]) > (kill_restart, 1)  # no start runs again from scratch
+    assert tuple(resumed["first_seen"])[0] == kill_restart
+    for key in reference.files:
+        if key != "first_seen":
+            np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
 
 
 def test_a_finished_checkpoint_gives_the_result_without_fitting(tmp_path):
@@ -134,7 +154,9 @@ def test_checkpoints_of_another_fit_are_refused(tmp_path):
 
 def test_a_checkpoint_for_other_data_is_refused(tmp_path):
     path = tmp_path / "fit.npz"
-    run_and_kill(path, SETTINGS["plain"], 0, 7)
+    killed = run_child(dict(SETTINGS["plain"], checkpoint=str(path), checkpoint_every=3),
+                       kill_at=(0, 7))
+    assert killed.returncode == -signal.SIGKILL
     with pytest.raises(ModelFileError, match="other data"):
         fit(data()[:-10], checkpoint=path, resume=True, **SETTINGS["plain"])
 
