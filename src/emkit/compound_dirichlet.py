@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from emkit.data import Batch
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, NumericalError, ParameterError
-from emkit.estimators import _check_sample_weight
+from emkit.estimators import _check_sample_weight, _seed
 from emkit.families.dirichlet import (
     GammaPrior,
     check_counts,
@@ -38,6 +38,7 @@ from emkit.models.compound_dirichlet import (
     DirichletMixtureModel,
     DirichletMultinomialMixtureModel,
 )
+from emkit.online import PartialFitMixin, check_learning_rate
 
 __all__ = ["DirichletMultinomial", "DirichletMultinomialMixture", "Dirichlet"]
 
@@ -45,8 +46,9 @@ PRIORS = ("gamma", None)
 SOLVERS = ("em", "fixed-point")
 
 
-class _CompoundDirichletBase(DensityMixin, BaseEstimator):
-    """Fitting, inference and model choice shared by the three estimators."""
+class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
+    """Fitting (batch EM, and online EM by ``partial_fit``), inference and model choice shared
+    by the three estimators."""
 
     _counts = True  # counts (Dirichlet-multinomial) or proportions (Dirichlet)
 
@@ -63,6 +65,7 @@ class _CompoundDirichletBase(DensityMixin, BaseEstimator):
 
     def _fit(self, X, sample_weight):
         self._check_parameters()
+        self.__dict__.pop("_online", None)  # a batch fit ends an online one
         X = self._validate_rows(X, reset=True)
         n_samples = len(X)
         K = self._n_components()
@@ -71,15 +74,7 @@ class _CompoundDirichletBase(DensityMixin, BaseEstimator):
                             f"(n_samples={n_samples}): use fewer components or more data.")
         sample_weight = _check_sample_weight(sample_weight, n_samples)
         used = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
-        if self._counts and self._prior() is None:
-            empty = np.flatnonzero(X[used].sum(axis=0) == 0)
-            if len(empty):
-                names = getattr(self, "feature_names_in_", None)
-                shown = [str(names[j]) if names is not None else str(j) for j in empty[:5]]
-                raise DataError(
-                    f"category (column) {', '.join(shown)} has no counts in any row, so its "
-                    "maximum-likelihood α is 0: drop it, or use the Gamma prior "
-                    "(prior='gamma').")
+        self._check_no_empty_category(X[used], "any row")
         data = Batch(sparse_counts(X) if self._counts else X, sample_weight)
         result = self._run(data, X, sample_weight)
         self._set_params(result["params"])
@@ -95,6 +90,41 @@ class _CompoundDirichletBase(DensityMixin, BaseEstimator):
             totals = X[used].sum(axis=1)
             self.n_trials_ = int(np.median(totals))
         return self
+
+    def _check_no_empty_category(self, X, where):
+        if not self._counts or self._prior() is not None:
+            return
+        empty = np.flatnonzero(X.sum(axis=0) == 0)
+        if len(empty):
+            names = getattr(self, "feature_names_in_", None)
+            shown = [str(names[j]) if names is not None else str(j) for j in empty[:5]]
+            raise DataError(
+                f"category (column) {', '.join(shown)} has no counts in {where}, so its "
+                "maximum-likelihood α is 0: drop it, or use the Gamma prior "
+                "(prior='gamma').")
+
+    # ------------------------------------------------------------------ online EM hooks
+    def _online_batch(self, X, sample_weight, first):
+        self._check_parameters()
+        fitted = hasattr(self, "alpha_")
+        X = self._validate_rows(X, reset=first and not fitted)
+        sample_weight = _check_sample_weight(sample_weight, len(X))
+        if first and not fitted:
+            # The first batch alone sets the starting α: no category may be empty in it (later
+            # batches are averaged with the earlier ones, so they may lack categories).
+            used = np.ones(len(X), bool) if sample_weight is None else sample_weight > 0
+            self._check_no_empty_category(X[used], "any row of the first batch")
+            if self._counts:
+                self.n_trials_ = int(np.median(X[used].sum(axis=1)))
+        return Batch(sparse_counts(X) if self._counts else X, sample_weight)
+
+    def _online_start(self, model, batch):
+        if hasattr(self, "alpha_"):
+            return self._params()
+        return model.init_params(batch, np.random.default_rng(_seed(self.random_state)))
+
+    def _online_attributes(self):
+        self.events_, self.restart_objectives_ = [], np.empty(0)
 
     def _run(self, data, X, sample_weight) -> dict:
         model = self._model()
@@ -245,6 +275,7 @@ class _CompoundDirichletBase(DensityMixin, BaseEstimator):
         if self.accelerate not in (None, "squarem"):
             raise ParameterError(f"accelerate must be None or 'squarem', got "
                                  f"{self.accelerate!r}.")
+        check_learning_rate(self.learning_decay, self.learning_offset)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -285,6 +316,10 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
         EM; slower, the same optimum). See :class:`emkit.models.compound_dirichlet.
         DirichletMultinomialMixtureModel`.
     progress : bool, default False
+    learning_decay, learning_offset : float, default 0.6 and 2.0
+        Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
+        (:meth:`partial_fit`: one step per mini-batch, the count histograms averaged; see
+        :mod:`emkit.online`).
 
     Attributes
     ----------
@@ -304,7 +339,8 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
 
     def __init__(self, n_components=1, *, prior="gamma", prior_shape=0.1, prior_rate=0.1,
                  tol=1e-7, max_iter=500, n_init=1, random_state=None, warm_start=False,
-                 accelerate="squarem", latent="components", progress=False):
+                 accelerate="squarem", latent="components", progress=False,
+                 learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.prior = prior
         self.prior_shape = prior_shape
@@ -317,6 +353,8 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
         self.accelerate = accelerate
         self.latent = latent
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _model(self) -> DirichletMultinomialMixtureModel:
         return DirichletMultinomialMixtureModel(self.n_components, self._prior(), self.latent)
@@ -375,6 +413,10 @@ class DirichletMultinomial(DirichletMultinomialMixture):
         Starts (jittered method-of-moments estimates).
     random_state, accelerate, progress
         As :class:`DirichletMultinomialMixture` (``accelerate`` applies to ``solver="em"``).
+    learning_decay, learning_offset : float, default 0.6 and 2.0
+        Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
+        (:meth:`partial_fit`, which is Gupta & Chen's EM whatever the ``solver``: one EM step
+        per mini-batch on the averaged count histograms; see :mod:`emkit.online`).
 
     Attributes
     ----------
@@ -388,7 +430,7 @@ class DirichletMultinomial(DirichletMultinomialMixture):
 
     def __init__(self, *, prior=None, prior_shape=0.1, prior_rate=0.1, solver="em", tol=1e-10,
                  max_iter=5000, n_init=1, random_state=None, accelerate="squarem",
-                 progress=False):
+                 progress=False, learning_decay=0.6, learning_offset=2.0):
         self.prior = prior
         self.prior_shape = prior_shape
         self.prior_rate = prior_rate
@@ -399,6 +441,8 @@ class DirichletMultinomial(DirichletMultinomialMixture):
         self.random_state = random_state
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _model(self) -> DirichletMultinomialMixtureModel:
         return DirichletMultinomialMixtureModel(1, self._prior(), "probabilities")
@@ -444,8 +488,9 @@ class Dirichlet(_CompoundDirichletBase):
     prior_shape, prior_rate : float, default 0.1
     tol : float, default 1e-9
     max_iter : int, default 500
-    n_init, random_state, warm_start, accelerate, progress
-        As :class:`DirichletMultinomialMixture`.
+    n_init, random_state, warm_start, accelerate, progress, learning_decay, learning_offset
+        As :class:`DirichletMultinomialMixture` (online EM averages n_k and the mean-log
+        sums S_kj).
 
     Attributes
     ----------
@@ -458,7 +503,8 @@ class Dirichlet(_CompoundDirichletBase):
 
     def __init__(self, n_components=1, *, prior=None, prior_shape=0.1, prior_rate=0.1,
                  tol=1e-9, max_iter=500, n_init=1, random_state=None, warm_start=False,
-                 accelerate="squarem", progress=False):
+                 accelerate="squarem", progress=False, learning_decay=0.6,
+                 learning_offset=2.0):
         self.n_components = n_components
         self.prior = prior
         self.prior_shape = prior_shape
@@ -470,6 +516,8 @@ class Dirichlet(_CompoundDirichletBase):
         self.warm_start = warm_start
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _model(self) -> DirichletMixtureModel:
         return DirichletMixtureModel(self.n_components, self._prior())

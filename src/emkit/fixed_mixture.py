@@ -25,12 +25,26 @@ from emkit.models.fixed_mixture import (
     dirichlet_concentration,
     likelihood_matrix,
 )
+from emkit.online import PartialFitMixin, check_learning_rate
 from emkit.persist import EstimatorSpec, register_estimator
 
 ACCELERATIONS = (None, "squarem")
+# Online EM keeps every weight at least this fraction of 1/M: a model that no row of the batches
+# so far supports would otherwise get weight exactly 0, and EM never revives a zero weight, so a
+# later batch with rows only that model explains would have likelihood 0.
+_ONLINE_WEIGHT_FLOOR = 1e-12
 
 
-class FixedMixture(DensityMixin, BaseEstimator):
+class _OnlineFixedMixtureModel(FixedMixtureModel):
+    """:class:`FixedMixtureModel` whose M-step keeps every weight positive (for online EM)."""
+
+    def m_step(self, stats, params=None) -> FixedMixtureParams:
+        weights = super().m_step(stats, params).weights
+        weights = weights + _ONLINE_WEIGHT_FLOOR / len(weights)
+        return FixedMixtureParams(weights / weights.sum())
+
+
+class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     """Optimal mixture of fixed models: learn only the mixing weights, by EM.
 
     The component models p_1 … p_M are given and stay fixed; the fit finds the weights λ on the
@@ -80,6 +94,11 @@ class FixedMixture(DensityMixin, BaseEstimator):
         SQUAREM extrapolation (Varadhan & Roland 2008) or plain EM.
     progress : bool, default False
         Show a progress bar.
+    learning_decay, learning_offset : float, default 0.6 and 2.0
+        Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
+        (:meth:`partial_fit`: one EM step per mini-batch of rows, the posterior sums averaged;
+        see :mod:`emkit.online`). Online EM keeps every weight at least 1e-12 / M, so that a
+        model no earlier batch supported can still gain weight.
 
     Attributes
     ----------
@@ -108,7 +127,8 @@ class FixedMixture(DensityMixin, BaseEstimator):
     def __init__(self, models: Sequence[Any] | None = None, *, log: bool = False,
                  prior: Any = None, tol: float = 1e-10, weights_tol: float = 1e-8,
                  max_iter: int = 1000, weights_init: Any = None, warm_start: bool = False,
-                 accelerate: str | None = "squarem", progress: bool = False):
+                 accelerate: str | None = "squarem", progress: bool = False,
+                 learning_decay: float = 0.6, learning_offset: float = 2.0):
         self.models = models
         self.log = log
         self.prior = prior
@@ -119,6 +139,8 @@ class FixedMixture(DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None) -> FixedMixture:
@@ -133,11 +155,8 @@ class FixedMixture(DensityMixin, BaseEstimator):
             Non-negative row weights (an integer weight is the same as repeating the row).
         """
         self._check_parameters()
-        data = self._likelihoods(X)
-        if sample_weight is not None:
-            weight = _check_sample_weight(sample_weight, data.shape[0])
-            data = LikelihoodMatrix(data.matrix, data.log_scale, weight)
-        check_explained(data)
+        self.__dict__.pop("_online", None)  # a batch fit ends an online one
+        data = self._weighted_likelihoods(X, sample_weight)
         n_models = data.shape[1]
         dirichlet_concentration(self.prior, n_models)  # raises for a bad prior, before the work
         model = FixedMixtureModel(log=self._log_input(), prior=self.prior,
@@ -145,16 +164,60 @@ class FixedMixture(DensityMixin, BaseEstimator):
         result = fit_em(model, data, max_iter=self.max_iter, tol=self.tol,
                         init=FixedMixtureParams(self._start(n_models)),
                         accelerate=self.accelerate, progress=self.progress)
-        self.weights_ = result.params.weights
-        self.n_components_ = n_models
-        if self.models is None:
-            self.n_features_in_ = n_models
+        self._set_params(result.params)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
         self.lower_bound_ = result.objective / result.n_samples
         self.history_ = result.history
         self.events_ = list(result.events)
         return self
+
+    def _weighted_likelihoods(self, X, sample_weight) -> LikelihoodMatrix:
+        """The likelihood matrix of X with its row weights; every row of positive weight must
+        be explained by some model."""
+        data = self._likelihoods(X)
+        if sample_weight is not None:
+            weight = _check_sample_weight(sample_weight, data.shape[0])
+            data = LikelihoodMatrix(data.matrix, data.log_scale, weight)
+        check_explained(data)
+        return data
+
+    def _set_params(self, params: FixedMixtureParams) -> None:
+        self.weights_ = params.weights
+        self.n_components_ = len(params.weights)
+        if self.models is None:
+            self.n_features_in_ = len(params.weights)
+
+    # ------------------------------------------------------------------ online EM hooks
+    def _model(self) -> FixedMixtureModel:
+        return _OnlineFixedMixtureModel(log=self._log_input(), prior=self.prior)
+
+    def _online_batch(self, X, sample_weight, first):
+        # The same conversion as fit's (the model's prepare hook): a LikelihoodMatrix, made
+        # once per batch, which the E-step uses as it is.
+        self._check_parameters()
+        data = self._weighted_likelihoods(X, sample_weight)
+        state = getattr(self, "_online", None)
+        expected = (len(state.params.weights) if state is not None
+                    else getattr(self, "n_components_", None))
+        if expected is not None and data.shape[1] != expected:
+            raise DataError(f"X has {data.shape[1]} features, but FixedMixture is expecting "
+                            f"{expected} features as input (one column per model, as in the "
+                            "earlier batches or fit).")
+        dirichlet_concentration(self.prior, data.shape[1])
+        return data
+
+    def _online_start(self, model, batch) -> FixedMixtureParams:
+        n_models = batch.shape[1]
+        if hasattr(self, "weights_"):
+            # As a warm start: EM never revives a zero weight, new rows may need it.
+            return FixedMixtureParams(0.999 * self.weights_ + 0.001 / n_models)
+        if self.weights_init is None:
+            return FixedMixtureParams(np.full(n_models, 1.0 / n_models))
+        return FixedMixtureParams(self._checked_weights_init(n_models))
+
+    def _online_attributes(self):
+        self.events_ = []
 
     def _start(self, n_models: int) -> np.ndarray:
         if self.warm_start and hasattr(self, "weights_"):
@@ -290,6 +353,7 @@ class FixedMixture(DensityMixin, BaseEstimator):
         if self.accelerate not in ACCELERATIONS:
             raise ParameterError(f"accelerate must be 'squarem' or None (plain EM), got "
                                  f"{self.accelerate!r}.")
+        check_learning_rate(self.learning_decay, self.learning_offset)
         if self.models is not None:
             if isinstance(self.models, (str, bytes)) or not isinstance(self.models, Sequence) \
                     or len(self.models) == 0:

@@ -33,6 +33,10 @@ class SuperimposedSignals(BaseEstimator):
     among the components (E-step) and fits each component to its share separately (M-step), so a
     K-dimensional search becomes K small ones; the noise variance is estimated too.
 
+    There is no ``partial_fit`` (online EM): the samples of one signal are not independent draws
+    from the model, since each depends on its position d and all of them on the same θ, so
+    mini-batches of them give no running average of per-sample statistics to converge on.
+
     Parameters
     ----------
     signal : signal object or {"tones", "complex_tones"}, default "tones"

@@ -216,6 +216,13 @@ class CountHistogram:
                               (keys // n_categories).astype(np.float64), pair_weight, totals,
                               total_weight)
 
+    def scaled(self, factor: float) -> CountHistogram:
+        """The histograms of the same rows with every row weight multiplied by ``factor``: the
+        weights scale, the keys (categories, counts, totals) stay (used by online EM)."""
+        return CountHistogram(self.weight * factor, self.pair_columns, self.pair_values,
+                              self.pair_weight * factor, self.total_values,
+                              self.total_weight * factor)
+
 
 def _merge(keys: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Union of sorted unique keys, with the (K, ·) weights of equal keys added."""
