@@ -34,6 +34,8 @@ _PUBLIC = {
     "load": "emkit.persist",
     "datasets": "emkit.datasets",
     "errors": "emkit.errors",
+    "data": "emkit.data",
+    "online": "emkit.online",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
