@@ -192,11 +192,13 @@ def test_bad_counts_codes_and_probabilities():
 
 
 # ----------------------------------------------------------------------------- model files
-@pytest.mark.parametrize("kind", ["gaussian", "categorical", "poisson"])
+@pytest.mark.parametrize("kind", ["gaussian", "gmm", "categorical", "poisson"])
 def test_save_load_round_trip(tmp_path, kind):
     X, states = simulate(300)
     if kind == "gaussian":
         model, data = emkit.GaussianHMM(2, covariance_type="tied", random_state=0), X
+    elif kind == "gmm":
+        model, data = emkit.GMMHMM(2, n_mix=2, covariance_type="diag", random_state=0), X
     elif kind == "categorical":
         data = (states[:, None] + (X[:, :1] > 1.5)).astype(int)
         model = emkit.CategoricalHMM(2, random_state=0)
@@ -212,6 +214,9 @@ def test_save_load_round_trip(tmp_path, kind):
     np.testing.assert_array_equal(loaded.predict(data), model.predict(data))
     assert loaded.score(data) == model.score(data)
     assert loaded.history_.tolist() == model.history_.tolist()
+    from sklearn.base import clone
+
+    assert clone(model).get_params() == model.get_params()
 
 
 # ----------------------------------------------------------------------------- numerics
