@@ -105,3 +105,33 @@ def test_partial_fit_bad_input():
     empty = OnlineEM(GaussianMixtureModel(2), model._params())
     assert np.isnan(empty.step(Batch(X[:10], np.zeros(10))))  # weight 0: nothing to learn
     assert empty.n_steps == 0
+
+
+def test_online_em_for_hidden_markov_models_over_batches_of_sequences(tmp_path):
+    from emkit import GaussianHMM
+
+    truth = GaussianHMM(2, covariance_type="diag", init_params="")
+    truth.startprob_ = np.array([0.6, 0.4])
+    truth.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    truth.means_ = np.array([[0.0, 0.0], [3.0, 1.0]])
+    truth.covars_ = np.array([[1.0, 0.5], [0.7, 1.0]])
+    truth.n_features_in_ = 2
+    X, _ = truth.sample(60_000, random_state=1)
+    held_out, _ = truth.sample(20_000, random_state=2)
+    lengths = np.full(600, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = GaussianHMM(2, covariance_type="diag", random_state=0, tol=1e-8,
+                            max_iter=300).fit(X, lengths)
+    online = GaussianHMM(2, covariance_type="diag", random_state=0)
+    for _ in range(2):  # epochs
+        for start in range(0, len(X), 2000):  # 20 sequences per batch
+            online.partial_fit(X[start:start + 2000], np.full(20, 100))
+    assert online.n_iter_ == 60
+    best, reached = batch.score(held_out), online.score(held_out)
+    assert abs(reached - best) < 2e-3 * abs(best), (reached, best)
+    online.save(tmp_path / "hmm.emkit")
+    np.testing.assert_array_equal(load(tmp_path / "hmm.emkit").predict(held_out),
+                                  online.predict(held_out))
+    online.fit(X, lengths)
+    assert not hasattr(online, "_online")

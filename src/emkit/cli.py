@@ -447,7 +447,7 @@ def _print_fit_summary(summary: dict) -> None:
 
 def _run_fit(args: argparse.Namespace) -> None:
     if args.model_kind == "fixed":
-        from emkit.fixed_mixture import cli_fit as fit_fixed
+        from emkit.cli_fixed import run_fit as fit_fixed
 
         return fit_fixed(args)
     if args.n_components is None:
@@ -457,11 +457,11 @@ def _run_fit(args: argparse.Namespace) -> None:
 
         return run_fit(args)
     if args.model_kind == "dmm":
-        from emkit.compound_dirichlet import cli_fit
+        from emkit.cli_dmm import run_fit as fit_dmm
 
-        return cli_fit(args)
+        return fit_dmm(args)
     if args.model_kind == "tones":
-        from emkit.superimposed import cli_fit as fit_tones
+        from emkit.cli_tones import run_fit as fit_tones
 
         _check_output_folders(args.output)
         return fit_tones(args)
@@ -490,9 +490,9 @@ def _run_predict(args: argparse.Namespace) -> None:
 
         return run_predict(args, model)
     if type(model).__name__ == "FixedMixture":  # rows x models likelihoods, maybe sparse
-        from emkit.fixed_mixture import cli_predict
+        from emkit.cli_fixed import run_predict
 
-        return cli_predict(args, model)
+        return run_predict(args, model)
     table, use = _read_rows(args.data, _model_columns(model, args.columns), args.drop_missing,
                             keep_positions=True)
     _check_width(model, table)
@@ -523,9 +523,9 @@ def _run_predict(args: argparse.Namespace) -> None:
 def _run_score(args: argparse.Namespace) -> None:
     model = _load_model(args.model)
     if type(model).__name__ == "FixedMixture":
-        from emkit.fixed_mixture import cli_score
+        from emkit.cli_fixed import run_score
 
-        return cli_score(args, model)
+        return run_score(args, model)
     if hasattr(model, "transmat_"):  # a hidden Markov model: sequences
         from emkit.cli_hmm import run_score
 
@@ -557,9 +557,9 @@ def _run_select(args: argparse.Namespace) -> None:
     from emkit.selection import select_model
 
     if args.model_kind == "dmm":
-        from emkit.compound_dirichlet import cli_select
+        from emkit.cli_dmm import run_select
 
-        return cli_select(args)
+        return run_select(args)
     if args.criterion == "laplace":
         raise _Failure("--criterion laplace is for dmm; for gmm use bic, aic or icl.")
     if args.plot is not None:

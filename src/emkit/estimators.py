@@ -110,7 +110,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         return self
 
     # ------------------------------------------------------------------ online EM hooks
-    def _online_batch(self, X, sample_weight, first):
+    def _online_batch(self, X, y, sample_weight, first):
         self._check_parameters()
         X = self._validate_rows(X, reset=first and not hasattr(self, "weights_"))
         if first:

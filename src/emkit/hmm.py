@@ -33,12 +33,13 @@ from emkit.models.hmm import (
     Sequences,
     check_lengths,
 )
+from emkit.online import PartialFitMixin, check_learning_rate
 from emkit.persist import EstimatorSpec, register_estimator
 
 __all__ = ["GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM"]
 
 
-class _BaseHMM(BaseEstimator):
+class _BaseHMM(PartialFitMixin, BaseEstimator):
     """What every emkit HMM estimator shares: input handling, fitting through ``fit_em``,
     inference (forward-backward, Viterbi), sampling, model choice and saving."""
 
@@ -76,6 +77,7 @@ class _BaseHMM(BaseEstimator):
             Weight of each sequence.
         """
         self._check_parameters()
+        self.__dict__.pop("_online", None)  # a batch fit ends an online one
         sequences = self._sequences(X, lengths, sample_weight, reset=True)
         n_frames = int(np.sum(sequences.lengths[sequences.weights > 0]))
         if self.n_components > n_frames:
@@ -94,7 +96,25 @@ class _BaseHMM(BaseEstimator):
         self.restart_objectives_ = np.asarray(result.restart_objectives)
         return self
 
-    def _model(self, n_features: int, start: HMMParams | None = None) -> HMMModel:
+    # ------------------------------------------------------------------ online EM hooks
+    def _online_batch(self, X, y, sample_weight, first):
+        self._check_parameters()
+        return self._sequences(X, y, sample_weight, reset=first and not self._is_fitted())
+
+    def _online_start(self, model, batch):
+        if self._is_fitted():
+            return self._params()
+        return model.init_params(batch, np.random.default_rng(self.random_state))
+
+    def _online_attributes(self):
+        self.events_, self.restart_objectives_ = [], np.empty(0)
+
+    def _is_fitted(self) -> bool:
+        return getattr(self, "startprob_", None) is not None and hasattr(self, "n_iter_")
+
+    def _model(self, n_features: int | None = None,
+               start: HMMParams | None = None) -> HMMModel:
+        n_features = self.n_features_in_ if n_features is None else n_features
         return HMMModel(self.n_components, self._emission(n_features), self.params,
                         self.init_params, start, self.startprob_prior, self.transmat_prior)
 
@@ -273,6 +293,7 @@ class _BaseHMM(BaseEstimator):
         integer("n_components", 1)
         integer("max_iter", 0)
         integer("n_init", 1)
+        check_learning_rate(self.learning_decay, self.learning_offset)
         if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
             raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
         for name in ("params", "init_params"):
@@ -361,7 +382,7 @@ class GaussianHMM(_BaseHMM):
                  max_iter=100, n_init=1, params="stmc", init_params="stmc",
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
                  covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
-                 progress=False):
+                 progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -379,6 +400,8 @@ class GaussianHMM(_BaseHMM):
         self.random_state = random_state
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _emission(self, n_features):
         return GaussianEmission(self.covariance_type, self.reg_covar, self.means_prior,
@@ -457,7 +480,8 @@ class CategoricalHMM(_BaseHMM):
 
     def __init__(self, n_components=1, *, n_features=None, tol=1e-3, max_iter=100, n_init=1,
                  params="ste", init_params="ste", startprob_prior=1.0, transmat_prior=1.0,
-                 emissionprob_prior=1.0, random_state=None, accelerate=None, progress=False):
+                 emissionprob_prior=1.0, random_state=None, accelerate=None, progress=False,
+                 learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.n_features = n_features
         self.tol = tol
@@ -471,6 +495,8 @@ class CategoricalHMM(_BaseHMM):
         self.random_state = random_state
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _n_categories(self) -> int:
         if self.n_features is not None:
@@ -538,7 +564,7 @@ class PoissonHMM(_BaseHMM):
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1, params="stl",
                  init_params="stl", startprob_prior=1.0, transmat_prior=1.0,
                  lambdas_prior_shape=1.0, lambdas_prior_rate=0.0, random_state=None,
-                 accelerate=None, progress=False):
+                 accelerate=None, progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.tol = tol
         self.max_iter = max_iter
@@ -552,6 +578,8 @@ class PoissonHMM(_BaseHMM):
         self.random_state = random_state
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _emission(self, n_features):
         return PoissonEmission(self.lambdas_prior_shape, self.lambdas_prior_rate)
@@ -600,7 +628,7 @@ class GMMHMM(_BaseHMM):
     def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-3,
                  reg_covar=1e-6, max_iter=100, n_init=1, params="stmcw", init_params="stmcw",
                  startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
-                 progress=False):
+                 progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.n_mix = n_mix
         self.covariance_type = covariance_type
@@ -615,6 +643,8 @@ class GMMHMM(_BaseHMM):
         self.random_state = random_state
         self.accelerate = accelerate
         self.progress = progress
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _emission(self, n_features):
         return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar)

@@ -214,3 +214,28 @@ def json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def read_wav(path) -> tuple[int, np.ndarray]:
+    """(sample rate, mono samples as floats) of a WAV file; integer PCM is scaled to [−1, 1)."""
+    import os
+    import warnings
+
+    from scipy.io import wavfile
+
+    if not os.path.isfile(path):
+        raise DataError(f"{path} does not exist or is not a file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. WavFileWarning on unknown chunks
+            rate, data = wavfile.read(path)
+    except (ValueError, EOFError) as error:
+        raise DataError(f"{path} is not a readable WAV file ({error}).") from None
+    if data.ndim != 1:
+        raise DataError(f"{path} has {data.shape[1]} channels; emkit fit tones reads mono WAV "
+                        "files: mix or split the channels first.")
+    if data.dtype.kind in "iu":
+        info = np.iinfo(data.dtype)
+        data = (data.astype(float) - (info.max + 1 if data.dtype.kind == "u" else 0)) / (
+            info.max + 1)
+    return int(rate), np.asarray(data, dtype=float)

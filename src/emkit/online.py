@@ -128,7 +128,8 @@ class PartialFitMixin:
     """``partial_fit`` (stepwise EM) for an emkit estimator.
 
     The estimator has ``learning_decay`` and ``learning_offset`` parameters and provides
-    ``_online_batch(X, sample_weight, first)`` (a validated mini-batch chunk; ``first`` resets the
+    ``_online_batch(X, y, sample_weight, first)`` (a validated mini-batch chunk; ``y`` is what
+    ``partial_fit`` got as its second argument, e.g. an HMM's ``lengths``; ``first`` resets the
     feature checks), ``_model()`` (its EM model), ``_online_start(model, batch)`` (starting
     parameters: the fitted ones, or an initialisation on the batch) and ``_set_params(params)``;
     ``_online_attributes()`` may set further fitted attributes. A batch ``fit`` should drop
@@ -144,7 +145,7 @@ class PartialFitMixin:
         parameters by an M-step (see :mod:`emkit.online`). ``history_`` holds each batch's
         log-likelihood per sample under the parameters before its update."""
         state = getattr(self, "_online", None)
-        batch = self._online_batch(X, sample_weight, state is None)
+        batch = self._online_batch(X, y, sample_weight, state is None)
         if state is None:
             model = self._model()
             state = OnlineEM(model, self._online_start(model, batch), self.learning_decay,

@@ -399,8 +399,8 @@ TONE_TOLERANCE_CRB_SD = 3.0
 def _tones(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     """Two tones 3 Hz apart in a 0.25 s clip: EM (Feder & Weinstein) against the periodogram."""
     from emkit import SuperimposedSignals, datasets
+    from emkit.io import read_wav
     from emkit.signals import Sinusoids, crb_sinusoids
-    from emkit.superimposed import read_wav
 
     path = datasets.recording_path("two_tones")
     rate, y = read_wav(path)
