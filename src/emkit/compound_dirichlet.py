@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from emkit.data import Batch
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_sample_weight, _seed
+from emkit.estimators import _check_sample_weight, _seed, check_integer
 from emkit.families.dirichlet import (
     GammaPrior,
     check_counts,
@@ -253,15 +253,10 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
         return check_counts(X) if self._counts else check_proportions(X)
 
     def _check_parameters(self):
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        integer("max_iter", 0)
-        integer("n_init", 1)
+        check_integer(self, "max_iter", 0)
+        check_integer(self, "n_init", 1)
         if "n_components" in self.get_params():
-            integer("n_components", 1)
+            check_integer(self, "n_components", 1)
         if self.prior not in PRIORS:
             raise ParameterError(f"prior must be 'gamma' (Gamma(prior_shape, prior_rate) on "
                                  f"each α) or None (maximum likelihood), got {self.prior!r}.")

@@ -337,14 +337,9 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         return np.ascontiguousarray(X, dtype=np.dtype(self.dtype))
 
     def _check_parameters(self):
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        integer("n_components", 1)
-        integer("max_iter", 0)
-        integer("n_init", 1)
+        check_integer(self, "n_components", 1)
+        check_integer(self, "max_iter", 0)
+        check_integer(self, "n_init", 1)
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ParameterError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
                                  f"{self.covariance_type!r}.")
@@ -411,6 +406,14 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = True  # missing values: exact EM on the observed coordinates
         return tags
+
+
+def check_integer(estimator, name: str, low: int) -> None:
+    """The constructor parameter ``name`` of ``estimator`` is an integer >= ``low``, or a
+    ParameterError says what it is."""
+    value = getattr(estimator, name)
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
 def validate_rows(estimator, X, *, reset, dtype):

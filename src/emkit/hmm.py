@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_observed, validate_rows
+from emkit.estimators import _check_observed, check_integer, validate_rows
 from emkit.families.categorical import CategoricalEmission, CategoricalParams
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.families.poisson import PoissonEmission, PoissonParams
@@ -285,14 +285,9 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         return Sequences(X, lengths, sample_weight)
 
     def _check_parameters(self):
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        integer("n_components", 1)
-        integer("max_iter", 0)
-        integer("n_init", 1)
+        check_integer(self, "n_components", 1)
+        check_integer(self, "max_iter", 0)
+        check_integer(self, "n_init", 1)
         check_learning_rate(self.learning_decay, self.learning_offset)
         if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
             raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")

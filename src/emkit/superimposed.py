@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator
 from emkit.data import Batch
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_sample_weight
+from emkit.estimators import _check_sample_weight, check_integer
 from emkit.models.superimposed import SuperimposedModel, SuperimposedParams, sample_rows
 from emkit.persist import EstimatorSpec, register_estimator
 from emkit.signals import Sinusoids, describe, order
@@ -256,14 +256,9 @@ class SuperimposedSignals(BaseEstimator):
         return y
 
     def _check_parameters(self) -> None:
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-        integer("n_components", 1)
-        integer("max_iter", 0)
-        integer("n_init", 1)
+        check_integer(self, "n_components", 1)
+        check_integer(self, "max_iter", 0)
+        check_integer(self, "n_init", 1)
         if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
             raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
 
