@@ -505,11 +505,18 @@ def _run_predict(args: argparse.Namespace) -> None:
     else:
         header = ["component"]
         values = [int(label) for label in model.predict(X)]
-    results: list[Any] = [None] * len(table.data)
+    write_per_row(args, header, values, use, "probabilities" if args.proba else "components")
+
+
+def write_per_row(args: argparse.Namespace, header: list[str], values: list[Any],
+                  use: np.ndarray, name: str) -> None:
+    """One result per row used (``use``), written in the rows' own places (rows left out stay
+    empty: null in JSON), as CSV or, with ``--json``, as ``{name: [...]}``."""
+    results: list[Any] = [None] * len(use)
     for position, value in zip(np.flatnonzero(use), values, strict=True):
         results[position] = value
     if args.json:
-        output = json.dumps({"probabilities" if args.proba else "components": results}) + "\n"
+        output = json.dumps({name: results}) + "\n"
     else:
         blank = [""] * len(header)
         output = format_csv(header, (blank if value is None else value if args.proba

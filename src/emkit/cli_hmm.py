@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from emkit.atomic import write_atomically
 from emkit.errors import DataError
-from emkit.io import format_csv, parse_columns
+from emkit.io import parse_columns
 
 
 def sequence_lengths(path: Path, column: str | None, use: np.ndarray) -> np.ndarray | None:
@@ -118,7 +117,7 @@ def run_fit(args: argparse.Namespace) -> None:
 
 def run_predict(args: argparse.Namespace, model: Any) -> None:
     """The state path (or posteriors) of every row; rows left out keep their place, empty."""
-    from emkit.cli import _check_width, _model_columns, _read_rows
+    from emkit.cli import _check_width, _model_columns, _read_rows, write_per_row
 
     columns = _model_columns(model, args.columns)
     table, use = _read_rows(args.data, columns, args.drop_missing, keep_positions=True)
@@ -131,19 +130,7 @@ def run_predict(args: argparse.Namespace, model: Any) -> None:
     else:
         header = ["state"]
         values = [int(state) for state in model.predict(X, lengths)]
-    results: list[Any] = [None] * len(table.data)
-    for position, value in zip(np.flatnonzero(use), values, strict=True):
-        results[position] = value
-    if args.json:
-        output = json.dumps({"probabilities" if args.proba else "states": results}) + "\n"
-    else:
-        blank = [""] * len(header)
-        output = format_csv(header, (blank if value is None else value if args.proba
-                                     else [value] for value in results))
-    if args.output is None:
-        sys.stdout.write(output)
-    else:
-        write_atomically(args.output, output)
+    write_per_row(args, header, values, use, "probabilities" if args.proba else "states")
 
 
 def run_score(args: argparse.Namespace, model: Any) -> None:
