@@ -100,3 +100,32 @@ def test_the_threaded_scheduler_works_without_a_cluster():
     X = rows(seed=3)
     assert_same_fit(fit(da.from_array(X, chunks=(1000, 3)), accelerate="squarem"),
                     fit(X, accelerate="squarem"))
+
+
+def test_an_hmm_fits_on_a_dask_array_in_blocks_of_whole_sequences(client):
+    from emkit import GaussianHMM
+    from emkit.distributed import DaskSequences
+
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(50, 400, size=60)
+    states = (np.cumsum(rng.uniform(size=lengths.sum()) < 0.05) % 2).astype(int)
+    X = np.array([[0.0, 0.0], [3.0, 1.0]])[states] + rng.normal(size=(lengths.sum(), 2))
+
+    def model():
+        hmm = GaussianHMM(2, covariance_type="diag", init_params="", tol=0.0, max_iter=8)
+        hmm.startprob_, hmm.transmat_ = np.array([0.5, 0.5]), np.array([[0.8, 0.2],
+                                                                          [0.3, 0.7]])
+        hmm.means_, hmm.covars_ = np.array([[0.5, 0.0], [2.0, 1.0]]), np.ones((2, 2))
+        return hmm
+
+    lazy = da.from_array(X, chunks=(1000, 2))  # chunks that cut through sequences
+    sequences = DaskSequences(lazy, lengths, frames_per_block=2000)
+    blocks = [block.compute() for block in sequences.blocks]
+    assert len(blocks) > 3 and sum(len(b.lengths) for b in blocks) == len(lengths)
+    assert np.concatenate([b.lengths for b in blocks]).tolist() == lengths.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_cluster, in_memory = model().fit(lazy, lengths), model().fit(X, lengths)
+    np.testing.assert_allclose(on_cluster.history_, in_memory.history_, rtol=1e-10)
+    np.testing.assert_allclose(on_cluster.means_, in_memory.means_, rtol=1e-10)
+    np.testing.assert_allclose(on_cluster.transmat_, in_memory.transmat_, rtol=1e-10)

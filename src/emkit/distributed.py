@@ -63,11 +63,11 @@ class DaskChunks(ChunkSource):
         copy.check = check
         return copy
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[Any]:
         """The blocks, fetched one at a time (for initialisation on a sample of them)."""
         for index, block in enumerate(self.blocks):
-            values = np.asarray(block.compute())
-            yield values if self.check is None else self.check(values, index)
+            values = block.compute()
+            yield values if self.check is None else self.check(np.asarray(values), index)
 
     def map_e_step(self, model: Any, params: Any, inverse_temperature: float) -> tuple[Any, float]:
         """The summed statistics and log-likelihood of ``params`` over all blocks, computed where
@@ -84,10 +84,53 @@ class DaskChunks(ChunkSource):
         return stats, float(log_likelihood)
 
 
+class DaskSequences(DaskChunks):
+    """Sequences (for hidden Markov models) whose frames are a Dask array: the blocks are re-cut
+    at sequence boundaries, about ``frames_per_block`` frames each, so that every block holds
+    whole sequences and its E-step (a forward-backward pass) runs where it is stored.
+
+    Parameters
+    ----------
+    data : dask.array.Array (n_frames, n_features)
+    lengths : array of int (n_sequences,)
+        Frames per sequence, summing to n_frames.
+    sample_weight : array (n_sequences,), optional
+    """
+
+    def __init__(self, data: Any, lengths: Any, sample_weight: Any = None,
+                 frames_per_block: int = 65_536, persist: bool = True):
+        import dask
+
+        from emkit.models.hmm import Sequences, check_lengths
+
+        if data.ndim != 2:
+            raise DataError(f"HMM frames must be a 2-D Dask array (frames × features), got "
+                            f"{data.ndim}-D.")
+        lengths = check_lengths(lengths, int(data.shape[0]))
+        weights = (np.ones(len(lengths)) if sample_weight is None
+                   else np.asarray(sample_weight, dtype=float))
+        ends = np.cumsum(lengths)
+        # a block ends after the first sequence that reaches each multiple of frames_per_block
+        cuts = np.searchsorted(ends, np.arange(frames_per_block, ends[-1], frames_per_block)) + 1
+        groups = np.unique(np.concatenate([[0], cuts, [len(lengths)]]))
+        starts = np.concatenate([[0], ends])
+        frames = [int(starts[b] - starts[a]) for a, b in zip(groups[:-1], groups[1:],
+                                                              strict=True)]
+        array = data.rechunk({0: tuple(frames), 1: -1})
+        if persist:
+            array = array.persist()
+        self.array, self.columns, self.check = array, None, None
+        self.n_features = int(array.shape[1])
+        self.chunk_rows = max(frames)
+        self.blocks = [dask.delayed(Sequences)(block, lengths[a:b], weights[a:b])
+                       for block, a, b in zip(array.to_delayed().ravel(), groups[:-1],
+                                              groups[1:], strict=True)]
+        self._dask = dask
+
+
 def _block_e_step(model, params, block, index, inverse_temperature, check):
-    block = np.asarray(block)
     if check is not None:
-        block = check(block, index)
+        block = check(np.asarray(block), index)
     if inverse_temperature == 1.0:
         return model.e_step(params, block)
     return model.e_step(params, block, inverse_temperature=inverse_temperature)

@@ -20,7 +20,12 @@ from sklearn.base import BaseEstimator
 
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_observed, check_integer, validate_rows
+from emkit.estimators import (
+    _check_observed,
+    check_integer,
+    is_dask_collection,
+    validate_rows,
+)
 from emkit.families.categorical import CategoricalEmission, CategoricalParams
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.families.poisson import PoissonEmission, PoissonParams
@@ -78,12 +83,19 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         """
         self._check_parameters()
         self.__dict__.pop("_online", None)  # a batch fit ends an online one
-        sequences = self._sequences(X, lengths, sample_weight, reset=True)
-        n_frames = int(np.sum(sequences.lengths[sequences.weights > 0]))
-        if self.n_components > n_frames:
-            raise DataError(f"n_components={self.n_components} is larger than the number of "
-                            f"frames ({n_frames}): use fewer states or more data.")
-        model = self._model(sequences.X.shape[1], start=self._given_start())
+        if is_dask_collection(X):  # blocks of whole sequences, E-steps on the workers
+            from emkit.distributed import DaskSequences
+
+            sequences = DaskSequences(X, [len(X)] if lengths is None else lengths,
+                                      sample_weight)
+            self.n_features_in_ = sequences.n_features
+        else:
+            sequences = self._sequences(X, lengths, sample_weight, reset=True)
+            n_frames = int(np.sum(sequences.lengths[sequences.weights > 0]))
+            if self.n_components > n_frames:
+                raise DataError(f"n_components={self.n_components} is larger than the number "
+                                f"of frames ({n_frames}): use fewer states or more data.")
+        model = self._model(self.n_features_in_, start=self._given_start())
         result = fit_em(model, sequences, n_init=self.n_init, max_iter=self.max_iter,
                         tol=self.tol, random_state=self.random_state,
                         accelerate=self.accelerate, progress=self.progress)
