@@ -196,3 +196,44 @@ def test_cli_fit_resumes_from_its_checkpoint(tmp_path, capsys):
     assert capsys.readouterr().out == first
     assert main(arguments + ["--resume"]) == 2
     assert "--resume needs --checkpoint" in capsys.readouterr().err
+
+
+def _every_estimator():
+    """(estimator, data) for every emkit estimator that fits by EM."""
+    from emkit import (
+        DirichletMultinomialMixture,
+        FixedMixture,
+        GaussianHMM,
+        GaussianMixture,
+        SuperimposedSignals,
+        signals,
+    )
+
+    rng = np.random.default_rng(1)
+    counts = rng.multinomial(40, [0.5, 0.3, 0.2], size=60).astype(float)
+    t = np.arange(64)
+    tones = np.exp(2j * np.pi * 0.2 * t) + np.exp(2j * np.pi * 0.27 * t) + 0.1 * (
+        rng.normal(size=64) + 1j * rng.normal(size=64))
+    return [
+        (GaussianMixture(2, n_init=2, random_state=0), (data(),)),
+        (GaussianHMM(2, n_init=2, random_state=0), (np.nan_to_num(data()), [100, 200])),
+        (DirichletMultinomialMixture(2, n_init=2, random_state=0), (counts,)),
+        (FixedMixture(), (rng.uniform(0.1, 1.0, (50, 4)),)),
+        (SuperimposedSignals(signals.Sinusoids(complex=True), 2, n_init=2, random_state=0),
+         (tones,)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_every_estimator_writes_and_resumes_checkpoints(tmp_path, index):
+    from sklearn.base import clone
+
+    estimator, arguments = _every_estimator()[index]
+    path = tmp_path / "fit.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = clone(estimator).fit(*arguments, checkpoint=path)
+        assert path.exists()
+        again = clone(estimator).fit(*arguments, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(again.history_, first.history_)
+    assert again.n_iter_ == first.n_iter_

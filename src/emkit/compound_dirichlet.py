@@ -53,17 +53,21 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
     _counts = True  # counts (Dirichlet-multinomial) or proportions (Dirichlet)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None, resume=False):
         """Fit by EM (``y`` is ignored). ``sample_weight``: non-negative row weights; an integer
-        weight counts a row that many times."""
-        self._fit(X, sample_weight)
+        weight counts a row that many times.
+
+        ``checkpoint`` (a file path) saves the state of the fit every 10 iterations and after
+        each start; ``resume=True`` continues an interrupted fit from it, to the result an
+        uninterrupted fit gives (see :func:`emkit.fit_em`)."""
+        self._fit(X, sample_weight, {"checkpoint": checkpoint, "resume": resume})
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of each row."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    def _fit(self, X, sample_weight):
+    def _fit(self, X, sample_weight, checkpointing=None):
         self._check_parameters()
         self.__dict__.pop("_online", None)  # a batch fit ends an online one
         X = self._validate_rows(X, reset=True)
@@ -76,7 +80,7 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
         used = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
         self._check_no_empty_category(X[used], "any row")
         data = Batch(sparse_counts(X) if self._counts else X, sample_weight)
-        result = self._run(data, X, sample_weight)
+        result = self._run(data, X, sample_weight, checkpointing or {})
         self._set_params(result["params"])
         self.converged_ = bool(result["converged"])
         self.n_iter_ = int(result["n_iter"])
@@ -126,13 +130,13 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
     def _online_attributes(self):
         self.events_, self.restart_objectives_ = [], np.empty(0)
 
-    def _run(self, data, X, sample_weight) -> dict:
+    def _run(self, data, X, sample_weight, checkpointing) -> dict:
         model = self._model()
         warm = getattr(self, "warm_start", False) and hasattr(self, "alpha_")
         result = fit_em(model, data, n_init=1 if warm else self.n_init, max_iter=self.max_iter,
                         tol=self.tol, random_state=self.random_state,
                         init=self._params() if warm else None, accelerate=self.accelerate,
-                        progress=self.progress)
+                        progress=self.progress, **checkpointing)
         return {"params": result.params, "converged": result.converged, "n_iter": result.n_iter,
                 "history": result.history, "objective": result.objective,
                 "events": result.events, "restart_objectives": result.restart_objectives}
@@ -447,9 +451,12 @@ class DirichletMultinomial(DirichletMultinomialMixture):
         if self.solver not in SOLVERS:
             raise ParameterError(f"solver must be one of {SOLVERS}, got {self.solver!r}.")
 
-    def _run(self, data, X, sample_weight) -> dict:
+    def _run(self, data, X, sample_weight, checkpointing) -> dict:
         if self.solver == "em":
-            return super()._run(data, X, sample_weight)
+            return super()._run(data, X, sample_weight, checkpointing)
+        if checkpointing.get("checkpoint") is not None:
+            raise ParameterError("checkpoints are written by the EM solver; use solver='em', or "
+                                 "fit without checkpoint (the fixed point takes seconds).")
         # Minka's fixed point, from the same starts as EM's (method of moments, jittered).
         model = self._model()
         from emkit.engine import _seed_sequence

@@ -142,7 +142,8 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None) -> FixedMixture:
+    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None,
+            resume=False) -> FixedMixture:
         """Learn the mixing weights.
 
         Parameters
@@ -152,6 +153,9 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative row weights (an integer weight is the same as repeating the row).
+        checkpoint, resume
+            Save the state of the fit to this file, and continue an interrupted fit from it (see
+            :func:`emkit.fit_em`).
         """
         self._check_parameters()
         self.__dict__.pop("_online", None)  # a batch fit ends an online one
@@ -162,7 +166,8 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
                                   weights_tol=float(self.weights_tol))
         result = fit_em(model, data, max_iter=self.max_iter, tol=self.tol,
                         init=FixedMixtureParams(self._start(n_models)),
-                        accelerate=self.accelerate, progress=self.progress)
+                        accelerate=self.accelerate, progress=self.progress,
+                        checkpoint=checkpoint, resume=resume)
         self._set_params(result.params)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)

@@ -69,7 +69,7 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         """Data checks specific to the emission type (raise DataError)."""
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, lengths=None, sample_weight=None):
+    def fit(self, X, lengths=None, sample_weight=None, *, checkpoint=None, resume=False):
         """Fit by Baum-Welch (EM).
 
         Parameters
@@ -80,6 +80,9 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
             Frames per sequence (hmmlearn's convention); default one sequence (or the list's).
         sample_weight : array (n_sequences,), optional
             Weight of each sequence.
+        checkpoint, resume
+            Save the state of the fit to this file, and continue an interrupted fit from it (see
+            :func:`emkit.fit_em`).
         """
         self._check_parameters()
         self.__dict__.pop("_online", None)  # a batch fit ends an online one
@@ -98,7 +101,8 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         model = self._model(self.n_features_in_, start=self._given_start())
         result = fit_em(model, sequences, n_init=self.n_init, max_iter=self.max_iter,
                         tol=self.tol, random_state=self.random_state,
-                        accelerate=self.accelerate, progress=self.progress)
+                        accelerate=self.accelerate, progress=self.progress,
+                        checkpoint=checkpoint, resume=resume)
         self._set_params(result.params)
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter

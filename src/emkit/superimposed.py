@@ -100,10 +100,14 @@ class SuperimposedSignals(BaseEstimator):
         self.progress = progress
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, y, sample_weight=None):
+    def fit(self, y, sample_weight=None, *, checkpoint=None, resume=False):
         """Fit to the samples ``y`` (1-D, real or complex); returns self.
 
         ``sample_weight`` (n_samples,) weights the samples; weight 0 drops a sample (a gap).
+
+        ``checkpoint`` (a file path) saves the state of the fit every 10 iterations and after
+        each start; ``resume=True`` continues an interrupted fit from it, to the result an
+        uninterrupted fit gives (see :func:`emkit.fit_em`).
         """
         self._check_parameters()
         signal = self._signal()
@@ -119,7 +123,8 @@ class SuperimposedSignals(BaseEstimator):
                 "variance): give more samples than parameters, or fewer components.")
         result = fit_em(model, Batch(sample_rows(y), weights), n_init=self.n_init,
                         max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
-                        accelerate=self.accelerate, progress=self.progress)
+                        accelerate=self.accelerate, progress=self.progress,
+                        checkpoint=checkpoint, resume=resume)
         self._set_params(signal, result.params)
         self.n_points_ = n_samples
         self.converged_ = result.converged
