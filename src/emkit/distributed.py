@@ -13,6 +13,7 @@ local threaded scheduler.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -58,10 +59,9 @@ class DaskChunks(ChunkSource):
 
     def checked(self, check: Callable[[np.ndarray, int], np.ndarray]) -> DaskChunks:
         """The same blocks, each passed through ``check(block, index)`` on its worker."""
-        copy = object.__new__(DaskChunks)
-        copy.__dict__.update(self.__dict__)
-        copy.check = check
-        return copy
+        checked = copy.copy(self)
+        checked.check = check
+        return checked
 
     def __iter__(self) -> Iterator[Any]:
         """The blocks, fetched one at a time (for initialisation on a sample of them)."""
