@@ -23,8 +23,9 @@ and b̂_t = v_t / max v_t. The vectors are renormalised whenever they get small 
 they never grow, as e_t ≤ 1 and A is stochastic), and γ_t and ξ_t are normalised by their own
 Z_t, which does not depend on those scales: nothing under- or overflows however long the
 sequence is, and no division sits on the recursion's critical path at every step. Only Σ_t ξ_t
-(K × K) is formed, never ξ per step: as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ, one matrix product of two
-n_frames × K arrays at the end. The e_t need no recursion, so they are computed first for all
+(K × K) is formed, never ξ per step: as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ, the outer products summed
+in the backward pass (K² multiply-adds on a K × K array in the cache) and multiplied by A at the
+end. The e_t need no recursion, so they are computed first for all
 frames, on all threads, leaving only multiply-adds in the sequential recursions. In the rare
 frame where every reachable state's scaled density underflows (an outlier hundreds of nats from
 the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
@@ -84,10 +85,10 @@ def _exp(s):
 
 @numba.njit(**_SERIAL)
 def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first, last,
-                          weight, posteriors, forward, following, start_counts, predicted, u, v):
+                          weight, posteriors, forward, pair_counts, start_counts, predicted, u, v):
     """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
-    ``forward`` with w â_t / Z_t and of ``following`` with u_{t+1} (0 at the last frame), so
-    that Σ_t ξ_t = A ∘ (forwardᵀ following); adds w γ_1 to ``start_counts``; returns log L.
+    ``forward`` with â_t; adds Σ_t (w â_t / Z_t) u_{t+1}ᵀ to ``pair_counts`` (so that
+    Σ_t ξ_t = A ∘ pair_counts) and w γ_1 to ``start_counts``; returns log L.
     ``predicted``, ``u`` and ``v`` are work vectors of length
     K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
     e_t and ``shifts`` the m_t (:func:`_scale_rows`). The loops over states have no branches,
@@ -153,7 +154,6 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
         u[j] = posteriors[t, j] if forward[t, j] != 0.0 else 0.0
         top = max(top, u[j])
         posteriors[t, j] = forward[t, j]  # γ_T = â_T
-        following[t, j] = 0.0  # no transition out of the last frame
     inverse = 1.0 / top  # top > 0: some state is reachable, or the forward pass returned −inf
     for j in range(n_states):
         u[j] *= inverse
@@ -176,15 +176,16 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
                 v[i] = 1.0
                 norm += forward[t, i]
         inverse = 1.0 / norm
-        # ξ_t(i, j) = A_ij (w â_t(i) / Z_t) u_{t+1}(j): both vectors are kept, and the sum over
-        # t is one matrix product at the end, not K² updates per frame
+        # ξ_t(i, j) = A_ij (w â_t(i) / Z_t) u_{t+1}(j): the outer products are summed here (K²
+        # multiply-adds in the cache) and multiplied by A once at the end
         scale = weight * inverse
-        for j in range(n_states):
-            following[t, j] = u[j]
+        for i in range(n_states):
+            a = forward[t, i] * scale
+            for j in range(n_states):
+                pair_counts[i, j] += a * u[j]
         top = 0.0
         for i in range(n_states):
             f = forward[t, i]
-            forward[t, i] = f * scale
             e = posteriors[t, i]
             posteriors[t, i] = f * v[i] * inverse
             ui = e * v[i] if f != 0.0 else 0.0
@@ -223,7 +224,7 @@ def _scale_parallel(log_emission, scaled, shifts, blocks):
 
 @numba.njit(**_SERIAL)
 def _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                            posteriors, forward, following, log_likelihood, start_counts,
+                            posteriors, forward, pair_counts, log_likelihood, start_counts,
                             first_sequence, last_sequence):
     n_states = transmat.shape[0]
     predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
@@ -233,7 +234,7 @@ def _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, w
         if weights[s] != 0.0 and first < last:
             log_likelihood[s] = _forward_backward_one(
                 log_start, transmat, transmat_t, log_emission, shifts, first, last, weights[s],
-                posteriors, forward, following, start_counts, predicted, u, v)
+                posteriors, forward, pair_counts, start_counts, predicted, u, v)
             if log_likelihood[s] != -np.inf:
                 continue
         else:
@@ -241,18 +242,16 @@ def _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, w
         for t in range(first, last):  # a dropped or impossible sequence contributes nothing
             for j in range(n_states):
                 posteriors[t, j] = 0.0
-                forward[t, j] = 0.0
-                following[t, j] = 0.0
 
 
 @numba.njit(**_PARALLEL)
 def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
-                               posteriors, forward, following, log_likelihood, start_parts,
+                               posteriors, forward, pair_parts, log_likelihood, start_parts,
                                groups):
     for g in numba.prange(len(groups) - 1):
         _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                                posteriors, forward, following, log_likelihood, start_parts[g],
-                                groups[g], groups[g + 1])
+                                posteriors, forward, pair_parts[g], log_likelihood,
+                                start_parts[g], groups[g], groups[g + 1])
 
 
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
@@ -284,7 +283,7 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     weights = (np.ones(n_sequences) if weights is None
                else np.ascontiguousarray(weights, dtype=np.float64))
     posteriors = np.empty_like(log_emission)  # first the scaled densities e_t, then γ_t
-    forward, following = _scratch(len(log_emission), n_states)
+    forward = _scratch(len(log_emission), n_states)
     shifts = np.empty(len(log_emission))
     log_likelihood = np.zeros(n_sequences)
     n_frames = len(log_emission)
@@ -294,18 +293,19 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
         blocks = np.linspace(0, n_frames, 4 * numba.get_num_threads() + 1).astype(np.int64)
         _scale_parallel(log_emission, posteriors, shifts, blocks)
     if n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
-        start_counts = np.zeros(n_states)
+        start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
         _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                                posteriors, forward, following, log_likelihood, start_counts, 0,
+                                posteriors, forward, pair_counts, log_likelihood, start_counts, 0,
                                 n_sequences)
     else:
         groups = _sequence_groups(bounds, numba.get_num_threads())
         start_parts = np.zeros((len(groups) - 1, n_states))
+        pair_parts = np.zeros((len(groups) - 1, n_states, n_states))
         _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
-                                   posteriors, forward, following, log_likelihood, start_parts,
+                                   posteriors, forward, pair_parts, log_likelihood, start_parts,
                                    groups)
-        start_counts = start_parts.sum(axis=0)
-    transition_counts = (forward.T @ following) * transmat  # Σ_t ξ_t in one product
+        start_counts, pair_counts = start_parts.sum(axis=0), pair_parts.sum(axis=0)
+    transition_counts = pair_counts * transmat  # Σ_t ξ_t
     return log_likelihood, posteriors, start_counts, transition_counts
 
 
@@ -313,19 +313,18 @@ _WORKSPACE = threading.local()
 _WORKSPACE_MAX_BYTES = 1 << 28
 
 
-def _scratch(n_frames: int, n_states: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two (n_frames, K) scratch arrays, reused by later calls in the same thread: EM calls the
+def _scratch(n_frames: int, n_states: int) -> np.ndarray:
+    """An (n_frames, K) scratch array, reused by later calls in the same thread: EM calls the
     E-step with the same sizes every iteration, and fresh arrays of this size cost page faults
     every time (measured: a quarter of the pass on 200,000 frames). Thread-local, so concurrent
-    E-steps never share them; arrays over 256 MB are not kept."""
+    E-steps never share it; arrays over 256 MB are not kept."""
     size = n_frames * n_states
-    if 2 * size * 8 > _WORKSPACE_MAX_BYTES:
-        return np.empty((n_frames, n_states)), np.empty((n_frames, n_states))
+    if size * 8 > _WORKSPACE_MAX_BYTES:
+        return np.empty((n_frames, n_states))
     buffer = getattr(_WORKSPACE, "buffer", None)
-    if buffer is None or buffer.size < 2 * size:
-        buffer = _WORKSPACE.buffer = np.empty(2 * size)
-    first, second = buffer[:size], buffer[size:2 * size]
-    return first.reshape(n_frames, n_states), second.reshape(n_frames, n_states)
+    if buffer is None or buffer.size < size:
+        buffer = _WORKSPACE.buffer = np.empty(size)
+    return buffer[:size].reshape(n_frames, n_states)
 
 
 def _sequence_groups(bounds: np.ndarray, n_threads: int) -> np.ndarray:
