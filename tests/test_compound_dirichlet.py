@@ -472,3 +472,20 @@ def test_alpha_heatmap_shows_the_most_variable_categories(twins):
     assert labels == [names[j] for j in shown]
     with pytest.raises(DataError, match="n_categories"):
         plot_alpha_heatmap(model, n_categories=0)
+
+
+def test_a_component_collapsing_onto_one_row_stays_finite_and_monotone():
+    """Found by hypothesis: a Dirichlet mixture component that collapses onto one row has an
+    unbounded likelihood (α → ∞); the M-step's Newton solve then divided by a denominator that
+    cancelled to 0. α is capped at ALPHA_MAX and the objective still never decreases."""
+    from contracts.cases_compound_dirichlet import two_dirichlet_components
+    from emkit import fit_em
+    from emkit.families.dirichlet import ALPHA_MAX
+    from emkit.models.compound_dirichlet import DirichletMixtureModel
+
+    X = two_dirichlet_components(np.random.default_rng(2266111), 22)
+    result = fit_em(DirichletMixtureModel(2), X, random_state=804305, tol=0.0, max_iter=40,
+                    warn_not_converged=False)
+    assert np.all(np.diff(result.history) >= -1e-10 * np.abs(result.history[1:]))
+    assert np.all(np.isfinite(result.params.alpha)) and result.params.alpha.max() <= ALPHA_MAX
+    assert result.params.alpha.max() == ALPHA_MAX  # the collapsed component reached the cap

@@ -62,6 +62,10 @@ __all__ = [
 ]
 
 _EULER = 0.5772156649015329
+#: The largest α_j a fit returns. Without a prior the likelihood can grow without bound as α → ∞
+#: (a mixture component collapsing onto one row, counts with no over-dispersion); beyond this a
+#: Dirichlet is a point mass for every practical purpose, and the objective stays accurate.
+ALPHA_MAX = 1e7
 
 
 class GammaPrior(NamedTuple):
@@ -590,7 +594,10 @@ def _newton(sum_log, weight, alpha, shape, rate, rtol, max_iter):
             sum_g_over_d += gradient[j] / d[j]
             sum_inv_d += 1.0 / d[j]
         # Hessian = diag(d) + z 11ᵀ (d < 0 < z): Sherman–Morrison gives the step in O(J).
-        b = sum_g_over_d / (1.0 / z + sum_inv_d) if z > 0.0 else 0.0
+        # (the denominator cancels to 0 for a component collapsing onto one row, whose α grows
+        # without bound: then the diagonal step, which the line search below still checks)
+        denominator = 1.0 / z + sum_inv_d if z > 0.0 else 0.0
+        b = sum_g_over_d / denominator if denominator != 0.0 else 0.0
         relative = 0.0
         gain = 0.0  # g · step: twice the increase the quadratic model predicts
         for j in range(J):
@@ -608,7 +615,7 @@ def _newton(sum_log, weight, alpha, shape, rate, rtol, max_iter):
         while t > 1e-6:
             positive = True
             for j in range(J):
-                candidate[j] = alpha[j] + t * step[j]
+                candidate[j] = min(alpha[j] + t * step[j], ALPHA_MAX)
                 if not candidate[j] > 0.0:
                     positive = False
             if positive:
