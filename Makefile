@@ -36,6 +36,7 @@ bench: $(BENCH_INSTALLED)
 	$(BIN)/python benchmarks/dmm.py
 	$(BIN)/python benchmarks/signals.py
 	$(BIN)/python benchmarks/fixed_mixture.py
+	$(BIN)/python benchmarks/dask_overhead.py
 
 clean:
 	rm -rf $(VENV) $(REPORT) .pytest_cache
