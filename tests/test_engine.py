@@ -405,6 +405,32 @@ def test_squarem_objectives_never_decrease_when_extrapolation_is_rejected():
     assert result.objective == pytest.approx(plain.objective, rel=1e-10)
 
 
+def test_squarem_slack_lets_dips_through_but_checks_every_em_step():
+    class Relaxed(TwoMeans):
+        squarem_slack = 1e6  # every valid extrapolation is accepted
+
+    x = two_clusters(separation=0.5)
+    start = np.array([-3.0, -2.9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LikelihoodDecreaseWarning)
+        result = fit_em(Relaxed(), x, init=start, accelerate="squarem", tol=1e-12, max_iter=500)
+    assert np.any(np.diff(result.history) < -1e-8)  # extrapolations the strict rule rejects
+    assert not result.decreases and result.converged
+    plain = fit_em(TwoMeans(), x, init=start, tol=1e-12, max_iter=500)
+    assert result.objective == pytest.approx(plain.objective, rel=1e-10)
+
+
+def test_squarem_slack_does_not_hide_an_em_step_that_lowers_the_objective():
+    class RelaxedOverRelaxed(OverRelaxedTwoMeans):
+        squarem_slack = 1e6
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit_em(RelaxedOverRelaxed(), two_clusters(), init=np.array([-3.0, -2.9]),
+                        accelerate="squarem", max_iter=20)
+    assert LikelihoodDecreaseWarning in categories(caught) and result.decreases
+
+
 def test_squarem_with_every_extrapolation_invalid_is_plain_em():
     class NoValidExtrapolation(TwoMeans):
         def unflatten(self, vector, template):

@@ -123,6 +123,45 @@ def test_params_converged_hook_false_never_converges():
                   max_iter=15).n_iter == 1
 
 
+def overlapping_isoforms(n_reads=5000, n_genes=10, isoforms=20, seed=1) -> sp.csr_matrix:
+    """Reads × transcripts where each read fits about half the isoforms of its gene, and a fifth
+    of the transcripts are not expressed: EM converges slowly, some weights go to 0."""
+    rng = np.random.default_rng(seed)
+    n_models = n_genes * isoforms
+    abundance = rng.lognormal(0.0, 1.5, n_models) * (rng.uniform(size=n_models) > 0.2)
+    source = rng.choice(n_models, n_reads, p=abundance / abundance.sum())
+    compatible = rng.uniform(size=(n_reads, isoforms)) < 0.5
+    compatible[np.arange(n_reads), source % isoforms] = True
+    rows, offsets = np.nonzero(compatible)
+    columns = (source[rows] // isoforms) * isoforms + offsets
+    length = rng.uniform(500.0, 3000.0, n_models)
+    return sp.csr_matrix((1.0 / length[columns], (rows, columns)), shape=(n_reads, n_models))
+
+
+def test_squarem_needs_far_fewer_iterations_than_plain_em():
+    # E-steps until the objective is within 1e-10 (relative) of the optimum. The model's
+    # squarem_slack at work: the strict rule (no dip allowed) needs several times more here.
+    # (Plain EM: 1725, SQUAREM: 139, strict SQUAREM: 503 when written.)
+    data = likelihood_matrix(overlapping_isoforms(seed=0))
+    start = FixedMixtureParams(np.full(data.shape[1], 1.0 / data.shape[1]))
+    optimum = fit_em(FixedMixtureModel(), data, init=start, tol=0.0, max_iter=3000,
+                     accelerate="squarem").history.max()
+
+    class Strict(FixedMixtureModel):
+        squarem_slack = 0.0
+
+    n_iter = {}
+    for name, model, rule in [("plain", FixedMixtureModel(), None),
+                              ("squarem", FixedMixtureModel(), "squarem"),
+                              ("strict", Strict(), "squarem")]:
+        fit = fit_em(model, data, init=start, tol=0.0, max_iter=20_000, accelerate=rule,
+                     callbacks=[lambda info: optimum - info.objective <= 1e-10 * abs(optimum)])
+        assert fit.stopped_by_callback and not fit.decreases
+        n_iter[name] = fit.n_iter
+    assert 8 * n_iter["squarem"] < n_iter["plain"]
+    assert 2 * n_iter["squarem"] < n_iter["strict"]
+
+
 # ---------------------------------------------------------------------------- estimator
 def test_dense_sparse_and_log_input_agree():
     L = sparse_likelihoods(seed=4, n=800, M=12)

@@ -7,7 +7,8 @@ generator; a rule never loops over the data itself — it calls ``evaluate`` and
 
 - :func:`plain_em`: one M-step then one E-step per point.
 - :func:`squarem`: SQUAREM (Varadhan & Roland 2008, Scand. J. Statist. 35:335–353), scheme S3 with
-  the global step-length adaptation of their R package and a monotonicity safeguard.
+  the global step-length adaptation of their R package and a monotonicity safeguard (strict by
+  default; relaxed by the model's ``squarem_slack``, see below).
 """
 
 from __future__ import annotations
@@ -47,14 +48,23 @@ def squarem(
     unflatten: Callable[[np.ndarray, Any], Any],
     step_factor: float = 4.0,
     state: dict | None = None,
+    slack: float = 0.0,
 ) -> Iterator[EvaluatedPoint]:
     """SQUAREM with step length S3, s = ‖r‖ / ‖v‖ (in the model's unconstrained coordinates).
 
     From θ0: θ1 = M(θ0), θ2 = M(θ1), r = θ1 − θ0, v = θ2 − 2θ1 + θ0 and the extrapolated point
     θ' = θ0 + 2 s r + s² v (s = 1 gives θ2). θ1 is yielded as an ordinary EM point. θ' is accepted
-    only when it is valid and its objective is not below θ1's; otherwise the plain EM point θ2 is
-    used, so the yielded objectives never decrease (EM's own guarantee). The next cycle starts with
-    an M-step at θ', the "stabilisation" step of the method.
+    only when it is valid and its objective is not below θ1's minus ``slack``; otherwise the plain
+    EM point θ2 is used. The next cycle starts with an M-step at θ', the "stabilisation" step of
+    the method.
+
+    With ``slack = 0`` the yielded objectives never decrease (EM's own guarantee). A positive
+    slack (the R package's ``objfn.inc``, 1 there by default) lets an extrapolation that overshoots
+    the fast-contracting directions through: the stabilising EM steps damp them again, and the
+    long steps along the slow direction are kept. Such a point is marked
+    ``state["extrapolated"] = True`` so the engine does not compare it with the point before it;
+    every EM step (θ → M(θ)) is still compared with its input. Models offer a slack only where the
+    objective is concave (one optimum), so a dip cannot move the fit to another one's basin.
 
     The largest allowed step grows by ``step_factor`` each time s reaches it, and shrinks after a
     rejected extrapolation at that bound (the global adaptation of the SQUAREM R package).
@@ -69,7 +79,7 @@ def squarem(
     while True:
         theta1 = m_step(point0.stats, point0.params)
         point1 = evaluate(theta1)
-        state["boundary"] = False
+        state["boundary"], state["extrapolated"] = False, False
         yield point1
         theta2 = m_step(point1.stats, point1.params)
 
@@ -85,11 +95,12 @@ def squarem(
         accepted = None
         if step > 1.0:
             accepted = _try_point(evaluate, unflatten, u0 + 2.0 * step * r + step * step * v,
-                                  theta2, point1.objective)
+                                  theta2, point1.objective - slack)
             if accepted is None and step * step_factor >= step_max:
                 step_max = max(1.0, step_max / step_factor**2)
         point0 = accepted if accepted is not None else evaluate(theta2)
         state["boundary"], state["step_max"] = True, step_max
+        state["extrapolated"] = accepted is not None and slack > 0
         yield point0
 
 

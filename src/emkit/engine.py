@@ -392,7 +392,8 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
             yield point, True
         if accelerate_name == "squarem":
             rule = accelerate.squarem(evaluate, model.m_step, point, model.flatten,
-                                      model.unflatten, state=rule_state)
+                                      model.unflatten, state=rule_state,
+                                      slack=float(getattr(model, "squarem_slack", 0.0)))
         else:
             rule = accelerate.plain_em(evaluate, model.m_step, point)
         for p in rule:
@@ -407,10 +408,11 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
                 point, annealing = next(generator)
             except _BudgetSpent:  # max_iter passes over the data are done
                 break
-            # Annealing points and re-seeded components (params with events) are compared with
-            # nothing: the objective need not rise there.
+            # Annealing points, re-seeded components (params with events) and extrapolations
+            # accepted with slack are compared with nothing: the objective need not rise there.
             reseeded = bool(getattr(point.params, "events", ()))
-            converged = monitor.record(point.objective, check=not (annealing or reseeded))
+            unchecked = annealing or reseeded or rule_state.get("extrapolated", False)
+            converged = monitor.record(point.objective, check=not unchecked)
             if converged and params_converged is not None:
                 converged = bool(params_converged(previous_params, point.params))
             iteration = len(monitor.history) - 1

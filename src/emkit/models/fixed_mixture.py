@@ -307,6 +307,11 @@ class FixedMixtureModel:
         weights do.
     """
 
+    # The objective is concave in the weights (one optimum, or a flat set of them), so SQUAREM
+    # may accept an extrapolation up to 1 nat below the EM point (the R SQUAREM default): the
+    # steps it takes along the slowly converging directions are what make it fast here.
+    squarem_slack = 1.0
+
     def __init__(self, *, log: bool = False, prior: Any = None,
                  weights_tol: float | None = None):
         self.log = bool(log)
