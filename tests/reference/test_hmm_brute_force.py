@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import itertools
 
+import numba
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from emkit.kernels import hmm as kernels
 from emkit.kernels.hmm import forward_backward, viterbi
+
+
+@pytest.fixture(params=["serial", "split"])
+def recursions(request, monkeypatch):
+    """Run a test with the serial forward-backward of one sequence, and again with its two
+    recursions on two threads (used for long sequences; here forced on short ones). Yields a
+    list that records the split passes."""
+    split_calls = []
+    if request.param == "serial":
+        monkeypatch.setattr(kernels, "_PARALLEL_MIN_FRAMES", 1 << 62)
+    else:
+        if numba.get_num_threads() < 2:
+            pytest.skip("the split recursions need two numba threads")
+        monkeypatch.setattr(kernels, "_PARALLEL_MIN_FRAMES", 1)
+        split = kernels._split_sequence
+        monkeypatch.setattr(kernels, "_split_sequence",
+                            lambda *args: split_calls.append(1) or split(*args))
+    yield split_calls
+    assert bool(split_calls) == (request.param == "split")
 
 
 def enumerate_paths(log_start, log_transmat, log_emission):
@@ -58,7 +79,7 @@ def random_chain(rng, n_states, zeros=False):
 @pytest.mark.parametrize("n_states, n_frames, zeros", [(2, 1, False), (2, 7, False),
                                                        (3, 6, False), (4, 5, False),
                                                        (3, 6, True)])
-def test_forward_backward_and_viterbi_match_enumeration(n_states, n_frames, zeros):
+def test_forward_backward_and_viterbi_match_enumeration(n_states, n_frames, zeros, recursions):
     rng = np.random.default_rng(n_states * 100 + n_frames + zeros)
     start, transmat = random_chain(rng, n_states, zeros)
     # Gaussian log-densities of real frames, so the scale differs strongly between frames.
@@ -120,9 +141,10 @@ def test_batch_of_sequences_equals_each_alone():
     np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
 
 
-def test_missing_frame_and_extreme_outlier():
+def test_missing_frame_and_extreme_outlier(recursions):
     """A frame with log-density 0 for every state (nothing observed) and a frame where every
-    reachable state's density is ~1000 nats below an unreachable one's (the rescue path)."""
+    reachable state's density is ~1000 nats below an unreachable one's (the rescue path; the
+    split recursions hand it to the serial pass)."""
     start = np.array([1.0, 0.0, 0.0])
     transmat = np.array([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]])
     log_emission = np.log(np.array([[0.5, 0.2, 0.1], [0.3, 0.3, 0.3], [0.2, 0.4, 0.1],
@@ -140,6 +162,22 @@ def test_missing_frame_and_extreme_outlier():
     np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10, atol=1e-13)
     np.testing.assert_array_equal(path, expected_path)
     np.testing.assert_allclose(best[0], expected_best, rtol=1e-12)
+
+
+def test_unreachable_state_that_fits_better_does_not_swamp_the_backward_pass(recursions):
+    """Two absorbing states, the chain starts in state 0 and state 1 fits every frame 5 nats
+    better: the backward vectors of state 1 dwarf those of state 0 by e^(5 T). The exact answer:
+    the chain stays in state 0, log L = Σ log b_0 = 0."""
+    n_frames = 20_000
+    log_emission = np.zeros((n_frames, 2))
+    log_emission[:, 1] = 5.0
+    with np.errstate(divide="ignore"):
+        ll, post, start_counts, pairs = forward_backward(np.log([1.0, 0.0]), np.eye(2),
+                                                         log_emission, np.array([0, n_frames]))
+    assert ll[0] == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(post, np.tile([1.0, 0.0], (n_frames, 1)), atol=1e-12)
+    np.testing.assert_allclose(pairs, [[n_frames - 1, 0.0], [0.0, 0.0]], rtol=1e-12)
+    np.testing.assert_allclose(start_counts, [1.0, 0.0], atol=1e-12)
 
 
 def test_gaussian_hmm_with_missing_values_matches_enumeration():

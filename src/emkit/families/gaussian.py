@@ -108,7 +108,8 @@ class GaussianFamily:
                     rows: missing.RowLayout | None = None) -> np.ndarray:
         """log N(x_b | μ_k, Σ_k) (+ log_weights[k] when given) for every row b and component k:
         shape (n_rows, K), in the family's dtype. Rows with NaN get the marginal density of
-        their observed coordinates; ``rows`` is ``gaussian_missing.layout(X)`` if known."""
+        their observed coordinates; ``rows`` is ``gaussian_missing.layout(X)`` (or ``COMPLETE``)
+        if known."""
         return self._rows(params, X, log_weights, False, 1.0, rows)
 
     def posteriors(self, params: GaussianParams, X: np.ndarray, log_weights: np.ndarray,
@@ -121,7 +122,7 @@ class GaussianFamily:
 
     def _rows(self, params, X, log_weights, posteriors, inverse_temperature, rows=None):
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        rows = missing.layout(X) if rows is None else rows
+        rows = missing.known_layout(X, rows)
         if rows is not None:
             return self._rows_with_missing(params, X, rows, log_weights, posteriors,
                                            inverse_temperature)
@@ -181,7 +182,7 @@ class GaussianFamily:
         """Statistics of rows ``X`` with per-row, per-component ``weights`` (n_rows, K); rows with
         NaN contribute their exact expected statistics (see :mod:`gaussian_missing`)."""
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        rows = missing.layout(X) if rows is None else rows
+        rows = missing.known_layout(X, rows)
         if rows is not None:
             weights = np.asarray(weights)
             partial = missing.conditional_statistics(self, params, rows,

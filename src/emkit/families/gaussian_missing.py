@@ -72,6 +72,25 @@ class RowLayout(NamedTuple):
         return len(self.complete)
 
 
+class _Complete:
+    """The type of :data:`COMPLETE`."""
+
+    def __repr__(self) -> str:
+        return "COMPLETE"
+
+
+# Passed as ``rows``: data known to have no NaN, so the scan that ``rows=None`` asks for is
+# skipped (data that stay the same over a fit are scanned once, not in every E-step).
+COMPLETE = _Complete()
+
+
+def known_layout(X: np.ndarray, rows: RowLayout | _Complete | None) -> RowLayout | None:
+    """``rows`` if given (None for :data:`COMPLETE`), else the layout of X."""
+    if rows is None:
+        return layout(X)
+    return None if rows is COMPLETE else rows
+
+
 def layout(X: np.ndarray) -> RowLayout | None:
     """The missingness layout of X, or None when X has no NaN."""
     if X.ndim == 2 and X.dtype.kind == "f" and not kernels.any_nan(X):

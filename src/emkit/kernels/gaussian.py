@@ -328,13 +328,21 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
             for d in range(n_features):
                 c = centers[k, d]
                 s = zero
-                for u in range(used):
-                    b = index[u]
-                    v = xt[d, b] - c
-                    xc[d, u] = v
-                    wv = v * wt[k, b]
-                    wx[d, u] = wv
-                    s += wv
+                if used == rows:  # every row (dense posteriors): contiguous loads vectorise
+                    for b in range(rows):
+                        v = xt[d, b] - c
+                        xc[d, b] = v
+                        wv = v * wt[k, b]
+                        wx[d, b] = wv
+                        s += wv
+                else:
+                    for u in range(used):
+                        b = index[u]
+                        v = xt[d, b] - c
+                        xc[d, u] = v
+                        wv = v * wt[k, b]
+                        wx[d, u] = wv
+                        s += wv
                 first_sum[k, d] += s
             rows_k = used
             if not full:

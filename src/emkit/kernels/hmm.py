@@ -91,12 +91,27 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
     Σ_t ξ_t = A ∘ pair_counts) and w γ_1 to ``start_counts``; returns log L.
     ``predicted``, ``u`` and ``v`` are work vectors of length
     K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
-    e_t and ``shifts`` the m_t (:func:`_scale_rows`). The loops over states have no branches,
+    e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
+    log_likelihood, _ = _forward(log_start, transmat, log_emission, shifts, first, last,
+                                 posteriors, forward, predicted)
+    if log_likelihood != -np.inf:
+        _backward_statistics(transmat_t, first, last, weight, posteriors, forward, pair_counts,
+                             start_counts, u, v)
+    return log_likelihood
+
+
+@numba.njit(**_SERIAL)
+def _forward(log_start, transmat, log_emission, shifts, first, last, scaled, forward,
+             predicted):
+    """The forward recursion over frames first..last−1 (``scaled`` holds the e_t; a rescued
+    frame's row is rewritten with its new shift). Returns log L (−inf for an impossible
+    sequence) and whether any frame had to be rescued. The loops over states have no branches,
     so that they vectorise; the rare cases (underflow, impossible frames) are handled per
     frame."""
     n_states = transmat.shape[0]
     log_likelihood = 0.0
-    # ---- forward; posteriors temporarily hold the scaled densities e_t
+    any_rescued = False
+    # ---- forward
     for t in range(first, last):
         if t == first:
             for j in range(n_states):
@@ -110,10 +125,10 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
                     predicted[j] += a * transmat[i, j]
         shift = shifts[t]
         if shift == -np.inf:
-            return -np.inf  # a frame no state can emit: the sequence has probability 0
+            return -np.inf, any_rescued  # a frame no state can emit: probability 0
         total = 0.0
         for j in range(n_states):
-            f = predicted[j] * posteriors[t, j]
+            f = predicted[j] * scaled[t, j]
             forward[t, j] = f
             total += f
         rescued = False
@@ -123,18 +138,18 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
                 if predicted[j] > 0.0:
                     best = max(best, log_emission[t, j] + math.log(predicted[j]))
             if best == -np.inf:
-                return -np.inf
+                return -np.inf, any_rescued
             shift = best
             total = 0.0
             for j in range(n_states):
                 # the cap keeps unreachable states' densities finite (they are multiplied by 0)
                 e = math.exp(min(log_emission[t, j] - shift, 700.0))
-                posteriors[t, j] = e
+                scaled[t, j] = e
                 forward[t, j] = predicted[j] * e
                 total += forward[t, j]
             if not total > 0.0:
-                return -np.inf
-            rescued = True
+                return -np.inf, any_rescued
+            rescued = any_rescued = True
         log_likelihood += shift
         # Renormalising costs a division on the recursion's critical path, so it is done only
         # when the vector gets small (it never grows: e_t ≤ 1 and A is stochastic), and at the
@@ -144,7 +159,15 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
             inverse = 1.0 / total
             for j in range(n_states):
                 forward[t, j] *= inverse
-    # ---- backward
+    return log_likelihood, any_rescued
+
+
+@numba.njit(**_SERIAL)
+def _backward_statistics(transmat_t, first, last, weight, posteriors, forward, pair_counts,
+                         start_counts, u, v):
+    """The backward recursion after :func:`_forward`, with γ_t written over the e_t in
+    ``posteriors`` and the ξ outer products summed into ``pair_counts``."""
+    n_states = transmat_t.shape[0]
     t = last - 1
     top = 0.0
     for j in range(n_states):
@@ -197,7 +220,6 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
                 u[i] *= inverse
     for j in range(n_states):
         start_counts[j] += weight * posteriors[first, j]
-    return log_likelihood
 
 
 @numba.njit(**_SERIAL)
@@ -254,6 +276,143 @@ def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds
                                 start_parts[g], groups[g], groups[g + 1])
 
 
+# --------------------------------------------------------------------------- one long sequence
+# With fewer sequences than threads the recursions of one sequence are split instead: the
+# backward recursion does not need the forward one (only its normalisation did), so the two run
+# at the same time on two threads, each storing its vectors; then every thread combines a block
+# of frames into γ_t and its share of Σ_t ξ_t. The backward vectors are scaled on their own:
+# with B_t ∝ β_t and u_t = ρ_t e_t ∘ B_t (ρ_t the rescaling, 1 mostly) the recursion is
+# B_t = A u_{t+1}, and
+#
+#     γ_t = â_t ∘ B_t / Z_t,   ξ_t(i, j) = â_t(i) A_ij u_{t+1}(j) / Z_t,   Z_t = Σ_i â_t(i) B_t(i).
+#
+# What the serial pass guards against, the split one detects and hands back to it: a rescued
+# forward frame (its e_t changed under the backward recursion), and a Z_t dwarfed by the
+# backward vector's largest entry — a state the forward pass cannot reach (â_t(j) = 0), whose
+# arbitrary backward scale swamped the others (the serial pass zeroes those states' u_t).
+_DWARFED = 1e-200
+
+
+@numba.njit(**_SERIAL)
+def _backward(transmat_t, scaled, first, last, backward, rho, u):
+    """B_t and ρ_t for frames first..last−1 (B_T = 1), from the scaled densities alone."""
+    n_states = transmat_t.shape[0]
+    t = last - 1
+    top = 0.0
+    for j in range(n_states):
+        backward[t, j] = 1.0
+        top = max(top, scaled[t, j])
+    rho[t] = 1.0 / top if top > 0.0 else 1.0
+    for j in range(n_states):
+        u[j] = scaled[t, j] * rho[t]
+    for t in range(last - 2, first - 1, -1):
+        for i in range(n_states):
+            backward[t, i] = 0.0
+        for j in range(n_states):
+            uj = u[j]
+            for i in range(n_states):
+                backward[t, i] += transmat_t[j, i] * uj
+        top = 0.0
+        for i in range(n_states):
+            ui = scaled[t, i] * backward[t, i]
+            u[i] = ui
+            top = max(top, ui)
+        rho[t] = 1.0
+        if top < _RESCALE and top > 0.0:  # u never grows, so it is rescaled only when small
+            rho[t] = 1.0 / top
+            for i in range(n_states):
+                u[i] *= rho[t]
+
+
+@numba.njit(**_PARALLEL)
+def _recursions_together(log_start, transmat, transmat_t, log_emission, shifts, first, last,
+                         scaled, forward, backward, rho, result):
+    """The forward recursion on one thread, the backward one on another; ``result`` gets
+    (log L, 1.0 if a forward frame was rescued)."""
+    n_states = transmat.shape[0]
+    for task in numba.prange(2):
+        if task == 0:
+            log_likelihood, rescued = _forward(log_start, transmat, log_emission, shifts, first,
+                                               last, scaled, forward, np.empty(n_states))
+            result[0] = log_likelihood
+            result[1] = 1.0 if rescued else 0.0
+        else:
+            _backward(transmat_t, scaled, first, last, backward, rho, np.empty(n_states))
+
+
+@numba.njit(**_SERIAL)
+def _combine_rows(scaled, forward, backward, rho, next_scaled, weight, begin, end, last,
+                  posteriors, pair_counts):
+    """γ_t into ``posteriors`` and Σ (w â_t / Z_t) u_{t+1}ᵀ into ``pair_counts`` for frames
+    begin..end−1; ``next_scaled`` is e_end (its row in ``scaled`` may already hold γ_end).
+    Returns False where the backward vectors cannot be trusted (see above)."""
+    n_states = forward.shape[1]
+    w_next = np.empty(n_states)
+    for t in range(begin, end):
+        norm, mass, top = 0.0, 0.0, 0.0
+        for i in range(n_states):
+            norm += forward[t, i] * backward[t, i]
+            mass += forward[t, i]
+            top = max(top, backward[t, i])
+        if not norm > _DWARFED * mass * top:
+            return False
+        inverse = 1.0 / norm
+        if t + 1 < last:
+            e_next = next_scaled if t + 1 == end else scaled[t + 1]
+            for j in range(n_states):
+                w_next[j] = rho[t + 1] * e_next[j] * backward[t + 1, j]
+            scale = weight * inverse
+            for i in range(n_states):
+                a = forward[t, i] * scale
+                for j in range(n_states):
+                    pair_counts[i, j] += a * w_next[j]
+        for i in range(n_states):
+            posteriors[t, i] = forward[t, i] * backward[t, i] * inverse
+    return True
+
+
+@numba.njit(**_PARALLEL)
+def _combine_parallel(scaled, forward, backward, rho, next_scaled, weight, blocks, last,
+                      posteriors, pair_parts, trusted):
+    for b in numba.prange(len(blocks) - 1):
+        trusted[b] = _combine_rows(scaled, forward, backward, rho, next_scaled[b], weight,
+                                   blocks[b], blocks[b + 1], last, posteriors, pair_parts[b])
+
+
+def _split_sequence(log_start, transmat, log_emission, shifts, first, last, weight, posteriors,
+                    forward, pair_counts, start_counts) -> float:
+    """Forward-backward of frames first..last−1 with the recursions on two threads (see above);
+    on entry ``posteriors`` holds the e_t. Falls back to the serial pass when the split one
+    cannot be trusted. Returns log L."""
+    n_states = len(log_start)
+    transmat_t = np.ascontiguousarray(transmat.T)
+    backward = _scratch(len(forward), n_states, "backward")
+    rho = np.empty(len(forward))
+    result = np.empty(2)
+    _recursions_together(log_start, transmat, transmat_t, log_emission, shifts, first, last,
+                         posteriors, forward, backward, rho, result)
+    log_likelihood = result[0]
+    if log_likelihood == -np.inf:
+        return log_likelihood  # an impossible sequence: the caller zeroes its posteriors
+    if result[1] == 0.0:
+        n_blocks = 4 * numba.get_num_threads()
+        blocks = np.linspace(first, last, n_blocks + 1).astype(np.int64)
+        next_scaled = posteriors[np.minimum(blocks[1:], last - 1)].copy()
+        pair_parts = np.zeros((n_blocks, n_states, n_states))
+        trusted = np.zeros(n_blocks, dtype=np.bool_)
+        _combine_parallel(posteriors, forward, backward, rho, next_scaled, weight, blocks,
+                          last, posteriors, pair_parts, trusted)
+        if trusted.all():
+            pair_counts += pair_parts.sum(axis=0)
+            start_counts += weight * posteriors[first]
+            return log_likelihood
+    # the rare case: redo the scaled densities (rescues and γ overwrote them), then serially
+    _scale_rows(log_emission, posteriors, shifts, first, last)
+    return _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first,
+                                 last, weight, posteriors, forward, pair_counts, start_counts,
+                                 np.empty(n_states), np.empty(n_states), np.empty(n_states))
+
+
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
                      bounds: np.ndarray, weights: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -292,7 +451,21 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     else:  # the exponentials need no recursion: all threads, whatever the sequences
         blocks = np.linspace(0, n_frames, 4 * numba.get_num_threads() + 1).astype(np.int64)
         _scale_parallel(log_emission, posteriors, shifts, blocks)
-    if n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
+    if n_frames >= _PARALLEL_MIN_FRAMES and n_sequences < numba.get_num_threads():
+        # fewer sequences than threads: each long one has its two recursions run side by side
+        start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
+        for s in range(n_sequences):
+            first, last = bounds[s], bounds[s + 1]
+            if weights[s] != 0.0 and last - first >= _PARALLEL_MIN_FRAMES:
+                log_likelihood[s] = _split_sequence(
+                    log_start, transmat, log_emission, shifts, first, last, weights[s],
+                    posteriors, forward, pair_counts, start_counts)
+                if log_likelihood[s] != -np.inf:
+                    continue
+            _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
+                                    posteriors, forward, pair_counts, log_likelihood,
+                                    start_counts, s, s + 1)
+    elif n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
         start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
         _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
                                 posteriors, forward, pair_counts, log_likelihood, start_counts, 0,
@@ -313,17 +486,20 @@ _WORKSPACE = threading.local()
 _WORKSPACE_MAX_BYTES = 1 << 28
 
 
-def _scratch(n_frames: int, n_states: int) -> np.ndarray:
+def _scratch(n_frames: int, n_states: int, name: str = "forward") -> np.ndarray:
     """An (n_frames, K) scratch array, reused by later calls in the same thread: EM calls the
     E-step with the same sizes every iteration, and fresh arrays of this size cost page faults
     every time (measured: a quarter of the pass on 200,000 frames). Thread-local, so concurrent
-    E-steps never share it; arrays over 256 MB are not kept."""
+    E-steps never share it; one per ``name``; arrays over 256 MB are not kept."""
     size = n_frames * n_states
     if size * 8 > _WORKSPACE_MAX_BYTES:
         return np.empty((n_frames, n_states))
-    buffer = getattr(_WORKSPACE, "buffer", None)
+    buffers = getattr(_WORKSPACE, "buffers", None)
+    if buffers is None:
+        buffers = _WORKSPACE.buffers = {}
+    buffer = buffers.get(name)
     if buffer is None or buffer.size < size:
-        buffer = _WORKSPACE.buffer = np.empty(size)
+        buffer = buffers[name] = np.empty(size)
     return buffer[:size].reshape(n_frames, n_states)
 
 

@@ -25,6 +25,7 @@ weights), as a 3-D array (n_sequences, n_frames, n_features) of equal-length seq
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ from scipy.special import logsumexp
 
 from emkit.data import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
+from emkit.families import gaussian_missing as missing
 from emkit.families.gaussian import (
     GaussianFamily,
     GaussianParams,
@@ -95,6 +97,13 @@ class Sequences:
     def shape(self) -> tuple[int, int]:
         """The shape of the frames (makes a Sequences one chunk for ``emkit.data``)."""
         return self.X.shape
+
+    @functools.cached_property
+    def missing_layout(self) -> missing.RowLayout | missing._Complete:
+        """Where the NaN are among the frames (``missing.COMPLETE`` when nowhere), found once:
+        the frames do not change during a fit."""
+        rows = missing.layout(np.ascontiguousarray(self.X, dtype=np.float64))
+        return missing.COMPLETE if rows is None else rows
 
     @property
     def bounds(self) -> np.ndarray:
@@ -176,6 +185,8 @@ class GaussianEmission:
     """
 
     letters = "mc"
+    # log_density and statistics take ``rows`` (Sequences.missing_layout)
+    uses_missing_layout = True
 
     def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6,
                  means_prior=0.0, means_weight=0.0, covars_prior=0.0, covars_weight=0.0):
@@ -196,12 +207,12 @@ class GaussianEmission:
         if np.isinf(X).any():
             raise DataError("X contains infinity; mark missing values as NaN.")
 
-    def log_density(self, params: GaussianParams, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.family.log_density(params, X), dtype=np.float64)
+    def log_density(self, params: GaussianParams, X: np.ndarray, rows=None) -> np.ndarray:
+        return np.asarray(self.family.log_density(params, X, rows=rows), dtype=np.float64)
 
     def statistics(self, params: GaussianParams, X: np.ndarray,
-                   weights: np.ndarray) -> GaussianStats:
-        return self.family.statistics(params, X, weights)
+                   weights: np.ndarray, rows=None) -> GaussianStats:
+        return self.family.statistics(params, X, weights, rows)
 
     def m_step(self, stats: GaussianStats, params: GaussianParams,
                update: str = "mc") -> tuple[GaussianParams, tuple]:
@@ -346,6 +357,7 @@ class GMMEmission:
     """
 
     letters = "mcw"
+    uses_missing_layout = True
 
     def __init__(self, n_mix: int, covariance_type: str = "diag", reg_covar: float = 1e-6):
         if covariance_type == "tied":
@@ -359,27 +371,27 @@ class GMMEmission:
     def validate(self, X: np.ndarray) -> None:
         self.gaussian.validate(X)
 
-    def _component_log_density(self, params: GMMParams, X: np.ndarray) -> np.ndarray:
+    def _component_log_density(self, params: GMMParams, X: np.ndarray, rows) -> np.ndarray:
         """log w_km + log N(x_t | μ_km, Σ_km), shape (n_frames, K, M)."""
         K, M = params.weights.shape
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights).ravel()
-        joint = np.asarray(self.family.log_density(params.components, X, log_weights),
+        joint = np.asarray(self.family.log_density(params.components, X, log_weights, rows),
                            dtype=np.float64)
         return joint.reshape(len(X), K, M)
 
-    def log_density(self, params: GMMParams, X: np.ndarray) -> np.ndarray:
-        return logsumexp(self._component_log_density(params, X), axis=2)
+    def log_density(self, params: GMMParams, X: np.ndarray, rows=None) -> np.ndarray:
+        return logsumexp(self._component_log_density(params, X, rows), axis=2)
 
     def statistics(self, params: GMMParams, X: np.ndarray,
-                   weights: np.ndarray) -> GaussianStats:
-        joint = self._component_log_density(params, X)
+                   weights: np.ndarray, rows=None) -> GaussianStats:
+        joint = self._component_log_density(params, X, rows)
         with np.errstate(invalid="ignore"):
             within = np.exp(joint - logsumexp(joint, axis=2, keepdims=True))
         within = np.nan_to_num(within)  # a component of weight 0 in a state of weight 0
         frame_weights = np.asarray(weights)[:, :, None] * within
         frame_weights = frame_weights.reshape(len(X), params.weights.size)
-        return self.family.statistics(params.components, X, frame_weights)
+        return self.family.statistics(params.components, X, frame_weights, rows)
 
     def m_step(self, stats: GaussianStats, params: GMMParams,
                update: str = "mcw") -> tuple[GMMParams, tuple]:
@@ -475,8 +487,20 @@ class HMMModel:
         self.transmat_prior = transmat_prior
 
     # ------------------------------------------------------------------ E-step
+    def prepare(self, chunk: Any) -> list[Sequences]:
+        """The chunk as one :class:`Sequences`, kept for the whole fit (so that what it caches,
+        such as where the NaN are, is found once)."""
+        return [as_sequences(chunk)]
+
+    def _layout(self, sequences: Sequences) -> dict:
+        """The keyword giving the emission the frames' NaN layout, for emissions that take it."""
+        if getattr(self.emission, "uses_missing_layout", False):
+            return {"rows": sequences.missing_layout}
+        return {}
+
     def log_emission(self, params: HMMParams, sequences: Sequences) -> np.ndarray:
-        return self.emission.log_density(params.emission, sequences.X)
+        return self.emission.log_density(params.emission, sequences.X,
+                                         **self._layout(sequences))
 
     def e_step(self, params: HMMParams, chunk: Any) -> tuple[HMMStats, float]:
         sequences = as_sequences(chunk)
@@ -488,7 +512,8 @@ class HMMModel:
             log_start, params.transmat, log_emission, sequences.bounds, weights)
         if sequences.sample_weight is not None:  # (unit weights need no product)
             posteriors *= np.repeat(weights, sequences.lengths)[:, None]
-        emission = self.emission.statistics(params.emission, sequences.X, posteriors)
+        emission = self.emission.statistics(params.emission, sequences.X, posteriors,
+                                            **self._layout(sequences))
         used = weights > 0
         total = float(np.dot(weights[used], log_likelihood[used]))
         n_frames = float(np.dot(weights, sequences.lengths))
