@@ -26,7 +26,9 @@ sequence is, and no division sits on the recursion's critical path at every step
 (K × K) is formed, never ξ per step: as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ, the outer products summed
 in the backward pass (K² multiply-adds on a K × K array in the cache) and multiplied by A at the
 end. The e_t need no recursion, so they are computed first for all
-frames, on all threads, leaving only multiply-adds in the sequential recursions. In the rare
+frames, on all threads, leaving only multiply-adds in the sequential recursions (a single long
+sequence is split between two threads instead, which compute the e_t as they go: see "one long
+sequence" below). In the rare
 frame where every reachable state's scaled density underflows (an outlier hundreds of nats from
 the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
 log (â_{t−1} A)_j). States the forward pass cannot reach (â_t(j) = 0) get u_t(j) = 0, so their
@@ -83,6 +85,19 @@ def _exp(s):
     return p * _POW2[min(np.int64(-n), 1075)]
 
 
+@numba.njit(inline="always", **_SERIAL)
+def _times_vector(matrix, vector, out):
+    """out = matrix @ vector, one sum per row kept in a register: K independent chains of
+    multiply-adds that the processor overlaps. (Summing into ``out`` column by column instead
+    makes every step wait for the previous store: measured 1.5× slower recursions.)"""
+    n = matrix.shape[0]
+    for i in range(n):
+        total = 0.0
+        for j in range(n):
+            total += matrix[i, j] * vector[j]
+        out[i] = total
+
+
 @numba.njit(**_SERIAL)
 def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first, last,
                           weight, posteriors, forward, pair_counts, start_counts, predicted, u, v):
@@ -92,37 +107,34 @@ def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts,
     ``predicted``, ``u`` and ``v`` are work vectors of length
     K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
     e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
-    log_likelihood, _ = _forward(log_start, transmat, log_emission, shifts, first, last,
+    log_likelihood, _ = _forward(log_start, transmat_t, log_emission, shifts, first, last,
                                  posteriors, forward, predicted)
     if log_likelihood != -np.inf:
-        _backward_statistics(transmat_t, first, last, weight, posteriors, forward, pair_counts,
+        _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
                              start_counts, u, v)
     return log_likelihood
 
 
 @numba.njit(**_SERIAL)
-def _forward(log_start, transmat, log_emission, shifts, first, last, scaled, forward,
-             predicted):
+def _forward(log_start, transmat_t, log_emission, shifts, first, last, scaled, forward,
+             predicted, scale=False):
     """The forward recursion over frames first..last−1 (``scaled`` holds the e_t; a rescued
     frame's row is rewritten with its new shift). Returns log L (−inf for an impossible
-    sequence) and whether any frame had to be rescued. The loops over states have no branches,
-    so that they vectorise; the rare cases (underflow, impossible frames) are handled per
-    frame."""
-    n_states = transmat.shape[0]
+    sequence) and whether any frame had to be rescued. With ``scale`` it computes the e_t and
+    m_t itself (:func:`_scale_frame`): off the recursion's critical path, they cost little
+    there. The loops over states have no branches, so that they vectorise; the rare cases
+    (underflow, impossible frames) are handled per frame."""
+    n_states = transmat_t.shape[0]
     log_likelihood = 0.0
     any_rescued = False
-    # ---- forward
     for t in range(first, last):
+        if scale:
+            _scale_frame(log_emission, scaled, shifts, t)
         if t == first:
             for j in range(n_states):
                 predicted[j] = math.exp(log_start[j])
         else:
-            for j in range(n_states):
-                predicted[j] = 0.0
-            for i in range(n_states):
-                a = forward[t - 1, i]
-                for j in range(n_states):
-                    predicted[j] += a * transmat[i, j]
+            _times_vector(transmat_t, forward[t - 1], predicted)
         shift = shifts[t]
         if shift == -np.inf:
             return -np.inf, any_rescued  # a frame no state can emit: probability 0
@@ -163,11 +175,12 @@ def _forward(log_start, transmat, log_emission, shifts, first, last, scaled, for
 
 
 @numba.njit(**_SERIAL)
-def _backward_statistics(transmat_t, first, last, weight, posteriors, forward, pair_counts,
+def _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
                          start_counts, u, v):
     """The backward recursion after :func:`_forward`, with γ_t written over the e_t in
     ``posteriors`` and the ξ outer products summed into ``pair_counts``."""
-    n_states = transmat_t.shape[0]
+    n_states = transmat.shape[0]
+    pairs = np.zeros((n_states, n_states))  # not an argument: see _forward_combining
     t = last - 1
     top = 0.0
     for j in range(n_states):
@@ -183,13 +196,7 @@ def _backward_statistics(transmat_t, first, last, weight, posteriors, forward, p
     # u is renormalised only when it gets small (it never grows); γ_t and ξ_t are invariant to
     # the scales of α_t and u_{t+1}.
     for t in range(last - 2, first - 1, -1):
-        # v = A u as a sum of columns of A (rows of Aᵀ): the inner loop vectorises
-        for i in range(n_states):
-            v[i] = 0.0
-        for j in range(n_states):
-            uj = u[j]
-            for i in range(n_states):
-                v[i] += transmat_t[j, i] * uj
+        _times_vector(transmat, u, v)
         norm = 0.0
         for i in range(n_states):
             norm += forward[t, i] * v[i]
@@ -205,7 +212,7 @@ def _backward_statistics(transmat_t, first, last, weight, posteriors, forward, p
         for i in range(n_states):
             a = forward[t, i] * scale
             for j in range(n_states):
-                pair_counts[i, j] += a * u[j]
+                pairs[i, j] += a * u[j]
         top = 0.0
         for i in range(n_states):
             f = forward[t, i]
@@ -218,6 +225,7 @@ def _backward_statistics(transmat_t, first, last, weight, posteriors, forward, p
             inverse = 1.0 / top
             for i in range(n_states):
                 u[i] *= inverse
+    pair_counts += pairs
     for j in range(n_states):
         start_counts[j] += weight * posteriors[first, j]
 
@@ -226,16 +234,22 @@ def _backward_statistics(transmat_t, first, last, weight, posteriors, forward, p
 def _scale_rows(log_emission, scaled, shifts, first, last):
     """e_t = exp(log p(x_t | ·) − m_t) with m_t the row maximum, for frames first..last−1: all
     the exponentials at once, out of the sequential forward recursion."""
-    n_states = log_emission.shape[1]
     for t in range(first, last):
-        shift = -np.inf
-        for j in range(n_states):
-            shift = max(shift, log_emission[t, j])
-        shifts[t] = shift
-        if shift == -np.inf:
-            shift = 0.0  # every density is 0 (the forward pass stops there)
-        for j in range(n_states):
-            scaled[t, j] = _exp(log_emission[t, j] - shift)
+        _scale_frame(log_emission, scaled, shifts, t)
+
+
+@numba.njit(inline="always", **_SERIAL)
+def _scale_frame(log_emission, scaled, shifts, t):
+    """e_t and m_t of one frame (see :func:`_scale_rows`)."""
+    n_states = log_emission.shape[1]
+    shift = -np.inf
+    for j in range(n_states):
+        shift = max(shift, log_emission[t, j])
+    shifts[t] = shift
+    if shift == -np.inf:
+        shift = 0.0  # every density is 0 (the forward pass stops there)
+    for j in range(n_states):
+        scaled[t, j] = _exp(log_emission[t, j] - shift)
 
 
 @numba.njit(**_PARALLEL)
@@ -277,14 +291,18 @@ def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds
 
 
 # --------------------------------------------------------------------------- one long sequence
-# With fewer sequences than threads the recursions of one sequence are split instead: the
-# backward recursion does not need the forward one (only its normalisation did), so the two run
-# at the same time on two threads, each storing its vectors; then every thread combines a block
-# of frames into γ_t and its share of Σ_t ξ_t. The backward vectors are scaled on their own:
-# with B_t ∝ β_t and u_t = ρ_t e_t ∘ B_t (ρ_t the rescaling, 1 mostly) the recursion is
+# With fewer sequences than threads one sequence's recursions are split between two threads,
+# which meet in the middle (frame m): first the forward recursion runs over frames < m while
+# the backward one runs over frames ≥ m, each storing its vectors; then each runs on through the
+# other half, where the other's vectors are ready, and combines them into γ_t and Σ ξ_t as it
+# goes (nothing of the second halves is stored). The backward vectors are scaled on their own:
+# with B_t ∝ β_t and u_t = ρ_t e_t ∘ B_t (ρ_t a rescaling, 1 mostly) the recursion is
 # B_t = A u_{t+1}, and
 #
 #     γ_t = â_t ∘ B_t / Z_t,   ξ_t(i, j) = â_t(i) A_ij u_{t+1}(j) / Z_t,   Z_t = Σ_i â_t(i) B_t(i).
+#
+# Going forward, with ã_t = (â_{t−1} A) ∘ e_t the unnormalised forward vector, Z_{t−1} =
+# ρ_t Σ_j ã_t(j) B_t(j), so ξ_{t−1}(i, j) = â_{t−1}(i) A_ij e_t(j) B_t(j) / Σ_j ã_t(j) B_t(j).
 #
 # What the serial pass guards against, the split one detects and hands back to it: a rescued
 # forward frame (its e_t changed under the backward recursion), and a Z_t dwarfed by the
@@ -294,118 +312,178 @@ _DWARFED = 1e-200
 
 
 @numba.njit(**_SERIAL)
-def _backward(transmat_t, scaled, first, last, backward, rho, u):
-    """B_t and ρ_t for frames first..last−1 (B_T = 1), from the scaled densities alone."""
-    n_states = transmat_t.shape[0]
+def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
+    """B_t for frames first..last−1 (B_{last−1} = 1), from the scaled densities alone, which it
+    computes as it goes (as :func:`_forward` with ``scale``); leaves u_first in ``u``."""
+    n_states = transmat.shape[0]
     t = last - 1
+    _scale_frame(log_emission, scaled, shifts, t)
     top = 0.0
     for j in range(n_states):
         backward[t, j] = 1.0
         top = max(top, scaled[t, j])
-    rho[t] = 1.0 / top if top > 0.0 else 1.0
+    inverse = 1.0 / top if top > 0.0 else 1.0
     for j in range(n_states):
-        u[j] = scaled[t, j] * rho[t]
+        u[j] = scaled[t, j] * inverse
     for t in range(last - 2, first - 1, -1):
-        for i in range(n_states):
-            backward[t, i] = 0.0
-        for j in range(n_states):
-            uj = u[j]
-            for i in range(n_states):
-                backward[t, i] += transmat_t[j, i] * uj
+        _scale_frame(log_emission, scaled, shifts, t)
+        _times_vector(transmat, u, backward[t])
         top = 0.0
         for i in range(n_states):
             ui = scaled[t, i] * backward[t, i]
             u[i] = ui
             top = max(top, ui)
-        rho[t] = 1.0
         if top < _RESCALE and top > 0.0:  # u never grows, so it is rescaled only when small
-            rho[t] = 1.0 / top
+            inverse = 1.0 / top
             for i in range(n_states):
-                u[i] *= rho[t]
-
-
-@numba.njit(**_PARALLEL)
-def _recursions_together(log_start, transmat, transmat_t, log_emission, shifts, first, last,
-                         scaled, forward, backward, rho, result):
-    """The forward recursion on one thread, the backward one on another; ``result`` gets
-    (log L, 1.0 if a forward frame was rescued)."""
-    n_states = transmat.shape[0]
-    for task in numba.prange(2):
-        if task == 0:
-            log_likelihood, rescued = _forward(log_start, transmat, log_emission, shifts, first,
-                                               last, scaled, forward, np.empty(n_states))
-            result[0] = log_likelihood
-            result[1] = 1.0 if rescued else 0.0
-        else:
-            _backward(transmat_t, scaled, first, last, backward, rho, np.empty(n_states))
+                u[i] *= inverse
 
 
 @numba.njit(**_SERIAL)
-def _combine_rows(scaled, forward, backward, rho, next_scaled, weight, begin, end, last,
-                  posteriors, pair_counts):
-    """γ_t into ``posteriors`` and Σ (w â_t / Z_t) u_{t+1}ᵀ into ``pair_counts`` for frames
-    begin..end−1; ``next_scaled`` is e_end (its row in ``scaled`` may already hold γ_end).
-    Returns False where the backward vectors cannot be trusted (see above)."""
-    n_states = forward.shape[1]
-    w_next = np.empty(n_states)
-    for t in range(begin, end):
+def _forward_combining(transmat_t, log_emission, shifts, middle, last, scaled, forward, backward,
+                       weight, posteriors, pair_counts):
+    """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``),
+    writing γ_t and adding Σ ξ_{t−1} with the stored B_t. Returns (log-likelihood part,
+    trusted)."""
+    n_states = transmat_t.shape[0]
+    log_likelihood = 0.0
+    # Sums and products in arrays of the function's own, which cannot alias its arguments, so
+    # that the compiler keeps them in registers and vectorises the loops.
+    pairs = np.zeros((n_states, n_states))
+    w = np.empty(n_states)
+    previous, predicted = np.empty(n_states), np.empty(n_states)
+    for j in range(n_states):
+        previous[j] = forward[middle - 1, j]
+    for t in range(middle, last):
+        _times_vector(transmat_t, previous, predicted)
+        shift = shifts[t]
+        if shift == -np.inf:
+            return -np.inf, True  # a frame no state can emit: the sequence has probability 0
+        total, norm, top = 0.0, 0.0, 0.0
+        for j in range(n_states):
+            f = predicted[j] * scaled[t, j]
+            predicted[j] = f
+            total += f
+            norm += f * backward[t, j]
+            top = max(top, backward[t, j])
+        if total < _TINY or not norm > _DWARFED * total * top:
+            return log_likelihood, False  # a rescue or an untrustworthy backward vector
+        log_likelihood += shift
+        scale = weight / norm
+        for j in range(n_states):
+            w[j] = scaled[t, j] * backward[t, j] * scale
+        for i in range(n_states):
+            a = previous[i]
+            for j in range(n_states):
+                pairs[i, j] += a * w[j]
+        inverse = 1.0 / norm
+        for j in range(n_states):
+            posteriors[t, j] = predicted[j] * backward[t, j] * inverse
+        if total < _RESCALE or t == last - 1:
+            log_likelihood += math.log(total)
+            inverse = 1.0 / total
+            for j in range(n_states):
+                predicted[j] *= inverse
+        for j in range(n_states):
+            previous[j] = predicted[j]
+    pair_counts += pairs
+    return log_likelihood, True
+
+
+@numba.njit(**_SERIAL)
+def _backward_combining(transmat, first, middle, scaled, forward, u, weight, posteriors,
+                        pair_counts, v):
+    """The backward recursion through frames middle−1 … first from u_middle (in ``u``), writing
+    γ_t and adding Σ ξ_t (t < middle − 1; ξ_{middle−1} is the forward side's). Returns
+    trusted."""
+    n_states = transmat.shape[0]
+    pairs = np.zeros((n_states, n_states))  # not an argument: see _forward_combining
+    for t in range(middle - 1, first - 1, -1):
+        _times_vector(transmat, u, v)
         norm, mass, top = 0.0, 0.0, 0.0
         for i in range(n_states):
-            norm += forward[t, i] * backward[t, i]
+            norm += forward[t, i] * v[i]
             mass += forward[t, i]
-            top = max(top, backward[t, i])
+            top = max(top, v[i])
         if not norm > _DWARFED * mass * top:
             return False
         inverse = 1.0 / norm
-        if t + 1 < last:
-            e_next = next_scaled if t + 1 == end else scaled[t + 1]
-            for j in range(n_states):
-                w_next[j] = rho[t + 1] * e_next[j] * backward[t + 1, j]
+        if t < middle - 1:
             scale = weight * inverse
             for i in range(n_states):
                 a = forward[t, i] * scale
                 for j in range(n_states):
-                    pair_counts[i, j] += a * w_next[j]
+                    pairs[i, j] += a * u[j]
+        top = 0.0
         for i in range(n_states):
-            posteriors[t, i] = forward[t, i] * backward[t, i] * inverse
+            ui = scaled[t, i] * v[i]
+            u[i] = ui
+            top = max(top, ui)
+            posteriors[t, i] = forward[t, i] * v[i] * inverse  # after e_t is read: same array
+        if top < _RESCALE and top > 0.0:
+            inverse = 1.0 / top
+            for i in range(n_states):
+                u[i] *= inverse
+    pair_counts += pairs
     return True
 
 
 @numba.njit(**_PARALLEL)
-def _combine_parallel(scaled, forward, backward, rho, next_scaled, weight, blocks, last,
-                      posteriors, pair_parts, trusted):
-    for b in numba.prange(len(blocks) - 1):
-        trusted[b] = _combine_rows(scaled, forward, backward, rho, next_scaled[b], weight,
-                                   blocks[b], blocks[b + 1], last, posteriors, pair_parts[b])
+def _meet_in_the_middle(log_start, transmat, transmat_t, log_emission, shifts, first, middle,
+                        last, weight, scaled, forward, backward, pair_parts, result):
+    """Both halves of :func:`_split_sequence`'s work, two threads each. ``result`` gets
+    (log L, 1.0 if the split pass can be trusted)."""
+    n_states = transmat.shape[0]
+    u = np.empty(n_states)
+    # (what the tasks of a prange return goes through arrays: its scalars are thread-private)
+    parts = np.zeros(2)
+    trusted = np.zeros(2, dtype=np.bool_)
+    for task in numba.prange(2):
+        if task == 0:
+            parts[0], rescued = _forward(log_start, transmat_t, log_emission, shifts, first,
+                                         middle, scaled, forward, np.empty(n_states), True)
+            trusted[0] = not rescued
+        else:
+            _backward(transmat, log_emission, shifts, scaled, middle, last, backward, u)
+    result[0], result[1] = parts[0], 0.0
+    if not trusted[0] or parts[0] == -np.inf:
+        return
+    for task in numba.prange(2):
+        if task == 0:
+            parts[1], trusted[0] = _forward_combining(
+                transmat_t, log_emission, shifts, middle, last, scaled, forward, backward, weight,
+                scaled, pair_parts[0])
+        else:
+            trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
+                                             weight, scaled, pair_parts[1], np.empty(n_states))
+    result[0] = parts[0] + parts[1]
+    result[1] = 1.0 if trusted[0] and trusted[1] else 0.0
 
 
 def _split_sequence(log_start, transmat, log_emission, shifts, first, last, weight, posteriors,
                     forward, pair_counts, start_counts) -> float:
-    """Forward-backward of frames first..last−1 with the recursions on two threads (see above);
-    on entry ``posteriors`` holds the e_t. Falls back to the serial pass when the split one
-    cannot be trusted. Returns log L."""
+    """Forward-backward of frames first..last−1 on two threads (see above), which compute the
+    e_t (into ``posteriors``) and m_t as they go. Falls back to the serial pass when the split
+    one cannot be trusted. Returns log L."""
     n_states = len(log_start)
     transmat_t = np.ascontiguousarray(transmat.T)
-    backward = _scratch(len(forward), n_states, "backward")
-    rho = np.empty(len(forward))
-    result = np.empty(2)
-    _recursions_together(log_start, transmat, transmat_t, log_emission, shifts, first, last,
-                         posteriors, forward, backward, rho, result)
-    log_likelihood = result[0]
-    if log_likelihood == -np.inf:
-        return log_likelihood  # an impossible sequence: the caller zeroes its posteriors
-    if result[1] == 0.0:
-        n_blocks = 4 * numba.get_num_threads()
-        blocks = np.linspace(first, last, n_blocks + 1).astype(np.int64)
-        next_scaled = posteriors[np.minimum(blocks[1:], last - 1)].copy()
-        pair_parts = np.zeros((n_blocks, n_states, n_states))
-        trusted = np.zeros(n_blocks, dtype=np.bool_)
-        _combine_parallel(posteriors, forward, backward, rho, next_scaled, weight, blocks,
-                          last, posteriors, pair_parts, trusted)
-        if trusted.all():
+    if last - first >= 2:
+        # Combining costs the forward side about twice what it costs the backward side
+        # (measured: 73 against 40 ns per frame, K = 8), so the forward side runs on through
+        # the shorter stretch: the two threads then finish together.
+        middle = first + max(1, (last - first) * 5 // 8)
+        backward = _scratch(len(forward), n_states, "backward")
+        pair_parts = np.zeros((2, n_states, n_states))
+        result = np.empty(2)
+        _meet_in_the_middle(log_start, transmat, transmat_t, log_emission, shifts, first,
+                            middle, last, weight, posteriors, forward, backward, pair_parts,
+                            result)
+        if result[0] == -np.inf:
+            return result[0]  # an impossible sequence: the caller zeroes its posteriors
+        if result[1] == 1.0:
             pair_counts += pair_parts.sum(axis=0)
             start_counts += weight * posteriors[first]
-            return log_likelihood
+            return result[0]
     # the rare case: redo the scaled densities (rescues and γ overwrote them), then serially
     _scale_rows(log_emission, posteriors, shifts, first, last)
     return _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first,
@@ -446,11 +524,6 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     shifts = np.empty(len(log_emission))
     log_likelihood = np.zeros(n_sequences)
     n_frames = len(log_emission)
-    if n_frames < _PARALLEL_MIN_FRAMES:
-        _scale_rows(log_emission, posteriors, shifts, 0, n_frames)
-    else:  # the exponentials need no recursion: all threads, whatever the sequences
-        blocks = np.linspace(0, n_frames, 4 * numba.get_num_threads() + 1).astype(np.int64)
-        _scale_parallel(log_emission, posteriors, shifts, blocks)
     if n_frames >= _PARALLEL_MIN_FRAMES and n_sequences < numba.get_num_threads():
         # fewer sequences than threads: each long one has its two recursions run side by side
         start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
@@ -460,12 +533,20 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
                 log_likelihood[s] = _split_sequence(
                     log_start, transmat, log_emission, shifts, first, last, weights[s],
                     posteriors, forward, pair_counts, start_counts)
-                if log_likelihood[s] != -np.inf:
-                    continue
+                if log_likelihood[s] == -np.inf:  # an impossible sequence contributes nothing
+                    posteriors[first:last] = 0.0
+                continue
+            _scale_rows(log_emission, posteriors, shifts, first, last)
             _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
                                     posteriors, forward, pair_counts, log_likelihood,
                                     start_counts, s, s + 1)
-    elif n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
+        return log_likelihood, posteriors, start_counts, pair_counts * transmat
+    if n_frames < _PARALLEL_MIN_FRAMES:
+        _scale_rows(log_emission, posteriors, shifts, 0, n_frames)
+    else:  # the exponentials need no recursion: all threads, whatever the sequences
+        blocks = np.linspace(0, n_frames, 4 * numba.get_num_threads() + 1).astype(np.int64)
+        _scale_parallel(log_emission, posteriors, shifts, blocks)
+    if n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
         start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
         _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
                                 posteriors, forward, pair_counts, log_likelihood, start_counts, 0,
