@@ -468,10 +468,8 @@ def _split_sequence(log_start, transmat, log_emission, shifts, first, last, weig
     n_states = len(log_start)
     transmat_t = np.ascontiguousarray(transmat.T)
     if last - first >= 2:
-        # Combining costs the forward side about twice what it costs the backward side
-        # (measured: 73 against 40 ns per frame, K = 8), so the forward side runs on through
-        # the shorter stretch: the two threads then finish together.
-        middle = first + max(1, (last - first) * 5 // 8)
+        # (the middle itself balances best: measured against 0.35 … 0.75 of the frames first)
+        middle = (first + last) // 2
         backward = _scratch(len(forward), n_states, "backward")
         pair_parts = np.zeros((2, n_states, n_states))
         result = np.empty(2)
