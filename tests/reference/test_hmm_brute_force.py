@@ -214,3 +214,30 @@ def test_gaussian_hmm_with_missing_values_matches_enumeration():
     best, path = model.decode(X)
     np.testing.assert_array_equal(path, expected_path)
     np.testing.assert_allclose(best, expected_best, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_split_recursions_equal_the_serial_pass(seed, monkeypatch):
+    """Random chains with impossible starts and transitions, a weighted sequence, frames where
+    one state is hundreds of nats ahead and frames nobody can emit: the two-thread pass of one
+    long sequence (forced here on a short one) gives the serial pass's results."""
+    if numba.get_num_threads() < 2:
+        pytest.skip("the split recursions need two numba threads")
+    rng = np.random.default_rng(seed)
+    n_states, n_frames = int(rng.integers(2, 6)), int(rng.integers(2, 300))
+    start, transmat = random_chain(rng, n_states, zeros=bool(seed % 2))
+    log_emission = rng.normal(-5.0, 3.0, size=(n_frames, n_states))
+    outliers = rng.uniform(size=n_frames) < 0.05
+    log_emission[outliers] -= rng.uniform(0.0, 900.0, size=(outliers.sum(), n_states))
+    if seed % 4 == 3:
+        log_emission[n_frames // 3] = -np.inf  # an impossible sequence
+    weight = np.array([rng.uniform(0.5, 3.0)])
+    bounds = np.array([0, n_frames])
+    results = {}
+    for mode, min_frames in (("serial", 1 << 62), ("split", 1)):
+        monkeypatch.setattr(kernels, "_PARALLEL_MIN_FRAMES", min_frames)
+        with np.errstate(divide="ignore"):
+            results[mode] = forward_backward(np.log(start), transmat, log_emission, bounds,
+                                             weight)
+    for serial, split in zip(results["serial"], results["split"], strict=True):
+        np.testing.assert_allclose(split, serial, rtol=1e-9, atol=1e-12)
