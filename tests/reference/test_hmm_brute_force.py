@@ -241,3 +241,37 @@ def test_split_recursions_equal_the_serial_pass(seed, monkeypatch):
                                              weight)
     for serial, split in zip(results["serial"], results["split"], strict=True):
         np.testing.assert_allclose(split, serial, rtol=1e-9, atol=1e-12)
+
+
+def test_dominant_sequence_among_short_ones(monkeypatch):
+    """One sequence with most of the frames gets the two-thread pass, the short ones around it
+    the usual one; each equals its own serial pass, and the counts add up with the weights."""
+    rng = np.random.default_rng(5)
+    start, transmat = random_chain(rng, 3)
+    lengths = np.concatenate([rng.integers(1, 6, size=200), [20_000],
+                              rng.integers(1, 6, size=3000)])  # > 8192 frames: threads
+    bounds = np.r_[0, np.cumsum(lengths)]
+    log_emission = rng.normal(-3, 2, size=(bounds[-1], 3))
+    weights = rng.uniform(0, 2, size=len(lengths))
+    weights[::9] = 0.0
+    split = kernels._split_sequence
+    split_calls = []
+    monkeypatch.setattr(kernels, "_split_sequence",
+                        lambda *args: split_calls.append(1) or split(*args))
+    ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                                     bounds, weights)
+    assert len(split_calls) == (numba.get_num_threads() >= 2)
+    monkeypatch.setattr(kernels, "_PARALLEL_MIN_FRAMES", 1 << 62)  # serial from here on
+    expected_start, expected_pairs = np.zeros(3), np.zeros((3, 3))
+    for s in range(len(lengths)):
+        frames = slice(bounds[s], bounds[s + 1])
+        if weights[s] == 0:
+            assert ll[s] == 0 and np.all(post[frames] == 0)
+            continue
+        alone = forward_backward(np.log(start), transmat, log_emission[frames], [0, lengths[s]])
+        np.testing.assert_allclose(ll[s], alone[0][0], rtol=1e-12)
+        np.testing.assert_allclose(post[frames], alone[1], rtol=1e-9, atol=1e-14)
+        expected_start += weights[s] * alone[2]
+        expected_pairs += weights[s] * alone[3]
+    np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)

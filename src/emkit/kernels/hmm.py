@@ -521,44 +521,69 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     forward = _scratch(len(log_emission), n_states)
     shifts = np.empty(len(log_emission))
     log_likelihood = np.zeros(n_sequences)
-    n_frames = len(log_emission)
-    if n_frames >= _PARALLEL_MIN_FRAMES and n_sequences < numba.get_num_threads():
-        # fewer sequences than threads: each long one has its two recursions run side by side
-        start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
-        for s in range(n_sequences):
-            first, last = bounds[s], bounds[s + 1]
-            if weights[s] != 0.0 and last - first >= _PARALLEL_MIN_FRAMES:
-                log_likelihood[s] = _split_sequence(
-                    log_start, transmat, log_emission, shifts, first, last, weights[s],
-                    posteriors, forward, pair_counts, start_counts)
-                if log_likelihood[s] == -np.inf:  # an impossible sequence contributes nothing
-                    posteriors[first:last] = 0.0
-                continue
-            _scale_rows(log_emission, posteriors, shifts, first, last)
-            _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                                    posteriors, forward, pair_counts, log_likelihood,
-                                    start_counts, s, s + 1)
-        return log_likelihood, posteriors, start_counts, pair_counts * transmat
-    if n_frames < _PARALLEL_MIN_FRAMES:
-        _scale_rows(log_emission, posteriors, shifts, 0, n_frames)
-    else:  # the exponentials need no recursion: all threads, whatever the sequences
-        blocks = np.linspace(0, n_frames, 4 * numba.get_num_threads() + 1).astype(np.int64)
-        _scale_parallel(log_emission, posteriors, shifts, blocks)
-    if n_sequences < 2 or n_frames < _PARALLEL_MIN_FRAMES:
-        start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
-        _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                                posteriors, forward, pair_counts, log_likelihood, start_counts, 0,
-                                n_sequences)
-    else:
-        groups = _sequence_groups(bounds, numba.get_num_threads())
-        start_parts = np.zeros((len(groups) - 1, n_states))
-        pair_parts = np.zeros((len(groups) - 1, n_states, n_states))
-        _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
-                                   posteriors, forward, pair_parts, log_likelihood, start_parts,
-                                   groups)
-        start_counts, pair_counts = start_parts.sum(axis=0), pair_parts.sum(axis=0)
+    start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
+    dominant = _dominant_sequence(bounds, weights)
+    if dominant < 0:
+        ranges = [(0, n_sequences)]
+    else:  # it gets both threads to itself; the others are done as usual, before and after it
+        first, last = bounds[dominant], bounds[dominant + 1]
+        log_likelihood[dominant] = _split_sequence(
+            log_start, transmat, log_emission, shifts, first, last, weights[dominant],
+            posteriors, forward, pair_counts, start_counts)
+        if log_likelihood[dominant] == -np.inf:  # an impossible sequence contributes nothing
+            posteriors[first:last] = 0.0
+        ranges = [(0, dominant), (dominant + 1, n_sequences)]
+    for first_sequence, last_sequence in ranges:
+        if first_sequence < last_sequence:
+            _sequences_as_usual(log_start, transmat, log_emission, shifts, bounds, weights,
+                                posteriors, forward, pair_counts, log_likelihood, start_counts,
+                                first_sequence, last_sequence)
     transition_counts = pair_counts * transmat  # Σ_t ξ_t
     return log_likelihood, posteriors, start_counts, transition_counts
+
+
+def _dominant_sequence(bounds: np.ndarray, weights: np.ndarray) -> int:
+    """The sequence holding more than half of all frames (at least ``_PARALLEL_MIN_FRAMES``),
+    which would keep one thread busy long after the others are done: it gets the two-thread
+    pass. −1 when there is none, or only one thread."""
+    if numba.get_num_threads() < 2 or len(bounds) < 2:
+        return -1
+    lengths = np.diff(bounds)
+    longest = int(np.argmax(lengths))
+    if (2 * lengths[longest] > bounds[-1] and lengths[longest] >= _PARALLEL_MIN_FRAMES
+            and weights[longest] != 0.0):
+        return longest
+    return -1
+
+
+def _sequences_as_usual(log_start, transmat, log_emission, shifts, bounds, weights, posteriors,
+                        forward, pair_counts, log_likelihood, start_counts, first_sequence,
+                        last_sequence):
+    """Sequences first_sequence..last_sequence−1: the scaled densities of all their frames on
+    all threads, then each sequence's serial pass, in groups of sequences on all threads when
+    there are enough frames. Adds to ``pair_counts`` and ``start_counts``."""
+    first_frame, last_frame = bounds[first_sequence], bounds[last_sequence]
+    n_frames = last_frame - first_frame
+    n_states = len(log_start)
+    if n_frames < _PARALLEL_MIN_FRAMES:
+        _scale_rows(log_emission, posteriors, shifts, first_frame, last_frame)
+    else:  # the exponentials need no recursion: all threads, whatever the sequences
+        blocks = np.linspace(first_frame, last_frame,
+                             4 * numba.get_num_threads() + 1).astype(np.int64)
+        _scale_parallel(log_emission, posteriors, shifts, blocks)
+    if last_sequence - first_sequence < 2 or n_frames < _PARALLEL_MIN_FRAMES:
+        _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
+                                posteriors, forward, pair_counts, log_likelihood, start_counts,
+                                first_sequence, last_sequence)
+        return
+    groups = _sequence_groups(bounds, numba.get_num_threads(), first_sequence, last_sequence)
+    start_parts = np.zeros((len(groups) - 1, n_states))
+    pair_parts = np.zeros((len(groups) - 1, n_states, n_states))
+    _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
+                               posteriors, forward, pair_parts, log_likelihood, start_parts,
+                               groups)
+    start_counts += start_parts.sum(axis=0)
+    pair_counts += pair_parts.sum(axis=0)
 
 
 _WORKSPACE = threading.local()
@@ -582,14 +607,16 @@ def _scratch(n_frames: int, n_states: int, name: str = "forward") -> np.ndarray:
     return buffer[:size].reshape(n_frames, n_states)
 
 
-def _sequence_groups(bounds: np.ndarray, n_threads: int) -> np.ndarray:
-    """Boundaries of contiguous groups of sequences with about equal numbers of frames (several
-    groups per thread, so one long sequence does not leave the other threads idle)."""
-    n_sequences = len(bounds) - 1
-    n_groups = min(n_sequences, 4 * max(1, n_threads))
-    targets = np.linspace(0, bounds[-1], n_groups + 1)
-    groups = np.searchsorted(bounds, targets)
-    groups[0], groups[-1] = 0, n_sequences
+def _sequence_groups(bounds: np.ndarray, n_threads: int, first_sequence: int = 0,
+                     last_sequence: int | None = None) -> np.ndarray:
+    """Boundaries of contiguous groups of the sequences first_sequence..last_sequence−1 with
+    about equal numbers of frames (several groups per thread, so one long sequence does not
+    leave the other threads idle)."""
+    last_sequence = len(bounds) - 1 if last_sequence is None else last_sequence
+    n_groups = min(last_sequence - first_sequence, 4 * max(1, n_threads))
+    targets = np.linspace(bounds[first_sequence], bounds[last_sequence], n_groups + 1)
+    groups = np.clip(np.searchsorted(bounds, targets), first_sequence, last_sequence)
+    groups[0], groups[-1] = first_sequence, last_sequence
     return np.unique(groups).astype(np.int64)
 
 
