@@ -25,10 +25,10 @@ Z_t, which does not depend on those scales: nothing under- or overflows however 
 sequence is, and no division sits on the recursion's critical path at every step. Only Σ_t ξ_t
 (K × K) is formed, never ξ per step: as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ, the outer products summed
 in the backward pass (K² multiply-adds on a K × K array in the cache) and multiplied by A at the
-end. The e_t need no recursion, so they are computed first for all
-frames, on all threads, leaving only multiply-adds in the sequential recursions (a single long
-sequence is split between two threads instead, which compute the e_t as they go: see "one long
-sequence" below). In the rare
+end. The e_t need no recursion, so they are computed first for all frames, on all threads,
+leaving only multiply-adds in the sequential recursions (a sequence with most of the frames is
+split between two threads instead, which compute the e_t as they go: see "one long sequence"
+below). In the rare
 frame where every reachable state's scaled density underflows (an outlier hundreds of nats from
 the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
 log (â_{t−1} A)_j). States the forward pass cannot reach (â_t(j) = 0) get u_t(j) = 0, so their
@@ -291,8 +291,9 @@ def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds
 
 
 # --------------------------------------------------------------------------- one long sequence
-# With fewer sequences than threads one sequence's recursions are split between two threads,
-# which meet in the middle (frame m): first the forward recursion runs over frames < m while
+# A sequence holding more than half of the frames (one thread would still be on it long after
+# the others are done) has its recursions split between two threads, which meet in the middle
+# (frame m): first the forward recursion runs over frames < m while
 # the backward one runs over frames ≥ m, each storing its vectors; then each runs on through the
 # other half, where the other's vectors are ready, and combines them into γ_t and Σ ξ_t as it
 # goes (nothing of the second halves is stored). The backward vectors are scaled on their own:
