@@ -315,6 +315,18 @@ def test_geyser_example_of_the_docs():
                                [[0.017, 0.983], [0.887, 0.113]], atol=0.001)
     mixture = emkit.GaussianMixture(2, n_init=5, random_state=0).fit(X)
     assert model.bic(X) < mixture.bic(X) - 200
+    # three states: short eruptions, then long ones after a short or a long wait
+    three = emkit.GaussianHMM(3, n_init=5, random_state=0, tol=1e-6, max_iter=500).fit(X)
+    np.testing.assert_allclose(three.score(X), -1183.68, atol=0.01)
+    np.testing.assert_allclose(three.bic(X), 2470.0, atol=0.1)
+    short = int(np.argmin(three.means_[:, 1]))
+    first, second = sorted(set(range(3)) - {short}, key=lambda k: three.means_[k, 0])
+    np.testing.assert_allclose(three.means_[[first, second]], [[55.3, 4.4], [78.9, 4.1]],
+                               atol=0.05)
+    order = [short, first, second]
+    np.testing.assert_allclose(three.transmat_[np.ix_(order, order)],
+                               [[0.0, 0.984, 0.016], [0.682, 0.0, 0.318], [0.389, 0.0, 0.611]],
+                               atol=0.001)
 
 
 def test_plot_states(tmp_path):
