@@ -293,10 +293,10 @@ def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds
 # --------------------------------------------------------------------------- one long sequence
 # A sequence holding more than half of the frames (one thread would still be on it long after
 # the others are done) has its recursions split between two threads, which meet in the middle
-# (frame m): first the forward recursion runs over frames < m while
-# the backward one runs over frames ≥ m, each storing its vectors; then each runs on through the
-# other half, where the other's vectors are ready, and combines them into γ_t and Σ ξ_t as it
-# goes (nothing of the second halves is stored). The backward vectors are scaled on their own:
+# (frame m): first the forward recursion runs over frames < m while the backward one runs over
+# frames ≥ m, each storing its vectors; then each runs on through the other half, where the
+# other's vectors are ready, and combines them into γ_t and Σ ξ_t as it goes (nothing of the
+# second halves is stored). The backward vectors are scaled on their own:
 # with B_t ∝ β_t and u_t = ρ_t e_t ∘ B_t (ρ_t a rescaling, 1 mostly) the recursion is
 # B_t = A u_{t+1}, and
 #
@@ -432,8 +432,9 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
 @numba.njit(**_PARALLEL)
 def _meet_in_the_middle(log_start, transmat, transmat_t, log_emission, shifts, first, middle,
                         last, weight, scaled, forward, backward, pair_parts, result):
-    """Both halves of :func:`_split_sequence`'s work, two threads each. ``result`` gets
-    (log L, 1.0 if the split pass can be trusted)."""
+    """The two stages of :func:`_split_sequence`, each a task per thread: the recursions up to
+    the middle, then on through the other half, combining. ``result`` gets (log L, 1.0 if the
+    split pass can be trusted)."""
     n_states = transmat.shape[0]
     u = np.empty(n_states)
     # (what the tasks of a prange return goes through arrays: its scalars are thread-private)
