@@ -180,6 +180,77 @@ def test_unreachable_state_that_fits_better_does_not_swamp_the_backward_pass(rec
     np.testing.assert_allclose(start_counts, [1.0, 0.0], atol=1e-12)
 
 
+@pytest.mark.parametrize("gap", [3.0, 3.5, 4.0, 10.0])
+def test_two_absorbing_paths_hundreds_of_nats_apart_in_the_middle(gap, recursions):
+    """Two absorbing states, equally likely: state 0 fits the first 200 frames better by ``gap``
+    nats each, state 1 the last 200. Exactly: both paths have probability ½, log L = −200·gap.
+    In the middle the forward and backward vectors each favour a different state by e^(200·gap)
+    — e^-700 at gap 3.5, near the end of double precision: the answer must still be exact, and
+    beyond it (gaps 4 and 10) finite (it then follows the forward pass alone, which can no
+    longer see the second path)."""
+    n_frames = 400
+    log_emission = np.zeros((n_frames, 2))
+    log_emission[:200, 1] = -gap
+    log_emission[200:, 0] = -gap
+    ll, post, start_counts, pairs = forward_backward(np.log([0.5, 0.5]), np.eye(2),
+                                                     log_emission, np.array([0, n_frames]))
+    assert np.all(np.isfinite(post)) and np.all(np.isfinite(pairs))
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, rtol=1e-12)
+    if gap <= 3.5:
+        assert ll[0] == pytest.approx(-200 * gap, rel=1e-12)
+        np.testing.assert_allclose(post, 0.5, rtol=1e-9)
+        np.testing.assert_allclose(pairs, [[199.5, 0.0], [0.0, 199.5]], rtol=1e-9)
+        np.testing.assert_allclose(start_counts, [0.5, 0.5], rtol=1e-9)
+
+
+def log_space_forward_backward(log_start, log_transmat, log_emission):
+    """The textbook recursions in log space (logsumexp at every step): slow, but with no range
+    limit — the reference for chains too long to enumerate."""
+    n_frames, n_states = log_emission.shape
+    log_alpha, log_beta = np.empty((n_frames, n_states)), np.zeros((n_frames, n_states))
+    log_alpha[0] = log_start + log_emission[0]
+    for t in range(1, n_frames):
+        log_alpha[t] = (logsumexp(log_alpha[t - 1][:, None] + log_transmat, axis=0)
+                        + log_emission[t])
+    for t in range(n_frames - 2, -1, -1):
+        log_beta[t] = logsumexp(log_transmat + log_emission[t + 1] + log_beta[t + 1], axis=1)
+    log_likelihood = logsumexp(log_alpha[-1])
+    pairs = sum(np.exp(log_alpha[t][:, None] + log_transmat + log_emission[t + 1]
+                       + log_beta[t + 1] - log_likelihood) for t in range(n_frames - 1))
+    return log_likelihood, np.exp(log_alpha + log_beta - log_likelihood), pairs
+
+
+ABSORBING = np.array([[0.2, 0.6, 0.2], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_absorbing_chain_matches_the_log_space_recursions(seed, recursions):
+    """A transient state and two absorbing ones, log-densities tens of nats apart."""
+    log_emission = np.random.default_rng(seed).normal(0.0, 10.0, size=(300, 3))
+    with np.errstate(divide="ignore"):
+        expected = log_space_forward_backward(np.log([0.4, 0.3, 0.3]), np.log(ABSORBING),
+                                              log_emission)
+    ll, post, _, pairs = forward_backward(np.log([0.4, 0.3, 0.3]), ABSORBING, log_emission,
+                                          np.array([0, 300]))
+    np.testing.assert_allclose(ll[0], expected[0], rtol=1e-12)
+    np.testing.assert_allclose(post, expected[1], atol=1e-9)
+    np.testing.assert_allclose(pairs, expected[2], atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", [1, 10, 11])
+def test_absorbing_chain_beyond_double_range_stays_finite(seed, recursions):
+    """Log-densities hundreds of nats apart: in double precision the forward vector drops states
+    more than e^-708 behind the leader (the log-space recursions do not; see docs/hmm.md), but
+    the results stay finite and normalised (these seeds once gave NaN transition counts)."""
+    log_emission = np.random.default_rng(seed).normal(0.0, 60.0, size=(300, 3))
+    ll, post, start_counts, pairs = forward_backward(np.log([0.4, 0.3, 0.3]), ABSORBING,
+                                                     log_emission, np.array([0, 300]))
+    assert np.isfinite(ll[0])
+    assert np.all(np.isfinite(post)) and np.all(np.isfinite(pairs))
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(pairs[ABSORBING == 0] == 0)
+
+
 def test_gaussian_hmm_with_missing_values_matches_enumeration():
     """Frames with NaN: an empty frame has no emission term, a partial frame the marginal
     density of its observed coordinates (scipy, on the observed block of each covariance)."""

@@ -23,12 +23,12 @@ and b̂_t = v_t / max v_t. The vectors are renormalised whenever they get small 
 they never grow, as e_t ≤ 1 and A is stochastic), and γ_t and ξ_t are normalised by their own
 Z_t, which does not depend on those scales: nothing under- or overflows however long the
 sequence is, and no division sits on the recursion's critical path at every step. Only Σ_t ξ_t
-(K × K) is formed, never ξ per step: as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ, the outer products summed
-in the backward pass (K² multiply-adds on a K × K array in the cache) and multiplied by A at the
-end. The e_t need no recursion, so they are computed first for all frames, on all threads,
-leaving only multiply-adds in the sequential recursions (a sequence with most of the frames is
-split between two threads instead, which compute the e_t as they go: see "one long sequence"
-below). In the rare
+(K × K) is formed, never ξ per step: summed in the backward pass (K² multiply-adds on a K × K
+array in the cache), each term A_ij (w â_t(i) / Z_t) u_{t+1}(j) with A_ij inside, so that a
+transition of probability 0 adds an exact 0 however large the other factors get. The e_t need
+no recursion, so they are computed first for all frames, on all threads, leaving only
+multiply-adds in the sequential recursions (a sequence with most of the frames is split between
+two threads instead, which compute the e_t as they go: see "one long sequence" below). In the rare
 frame where every reachable state's scaled density underflows (an outlier hundreds of nats from
 the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
 log (â_{t−1} A)_j). States the forward pass cannot reach (â_t(j) = 0) get u_t(j) = 0, so their
@@ -49,6 +49,7 @@ _PARALLEL = dict(nogil=True, cache=True, parallel=True)
 # cannot be split).
 _PARALLEL_MIN_FRAMES = 8192
 _TINY = 1e-280
+_NORM_MIN = 1e-307  # the smallest normal numbers: a smaller Z_t has lost its precision
 _RESCALE = 1e-100
 
 
@@ -102,8 +103,8 @@ def _times_vector(matrix, vector, out):
 def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first, last,
                           weight, posteriors, forward, pair_counts, start_counts, predicted, u, v):
     """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
-    ``forward`` with â_t; adds Σ_t (w â_t / Z_t) u_{t+1}ᵀ to ``pair_counts`` (so that
-    Σ_t ξ_t = A ∘ pair_counts) and w γ_1 to ``start_counts``; returns log L.
+    ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
+    returns log L.
     ``predicted``, ``u`` and ``v`` are work vectors of length
     K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
     e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
@@ -200,19 +201,19 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
         norm = 0.0
         for i in range(n_states):
             norm += forward[t, i] * v[i]
-        if not norm > 0.0:  # only if the backward pass underflowed: keep the filtered γ
+        if not norm > _NORM_MIN:  # the backward pass underflowed: keep the filtered γ
             norm = 0.0
             for i in range(n_states):
                 v[i] = 1.0
                 norm += forward[t, i]
         inverse = 1.0 / norm
-        # ξ_t(i, j) = A_ij (w â_t(i) / Z_t) u_{t+1}(j): the outer products are summed here (K²
-        # multiply-adds in the cache) and multiplied by A once at the end
+        # ξ_t(i, j) = w â_t(i) A_ij u_{t+1}(j) / Z_t, multiplied in this order: the product of
+        # the first three is at most Z_t, so nothing overflows however small Z_t is
         scale = weight * inverse
         for i in range(n_states):
-            a = forward[t, i] * scale
+            a = forward[t, i]
             for j in range(n_states):
-                pairs[i, j] += a * u[j]
+                pairs[i, j] += a * transmat[i, j] * u[j] * scale
         top = 0.0
         for i in range(n_states):
             f = forward[t, i]
@@ -221,7 +222,9 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
             ui = e * v[i] if f != 0.0 else 0.0
             u[i] = ui
             top = max(top, ui)
-        if top < _RESCALE and top > 0.0:
+        # u shrinks (e_t ≤ 1, A stochastic) except at a rescued frame, whose e_t can be huge
+        # for states the forward pass found nearly impossible: rescaled in both cases
+        if (top < _RESCALE or top > 1.0) and top > 0.0:
             inverse = 1.0 / top
             for i in range(n_states):
                 u[i] *= inverse
@@ -341,8 +344,8 @@ def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
 
 
 @numba.njit(**_SERIAL)
-def _forward_combining(transmat_t, log_emission, shifts, middle, last, scaled, forward, backward,
-                       weight, posteriors, pair_counts):
+def _forward_combining(transmat, transmat_t, log_emission, shifts, middle, last, scaled, forward,
+                       backward, weight, posteriors, pair_counts):
     """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``),
     writing γ_t and adding Σ ξ_{t−1} with the stored B_t. Returns (log-likelihood part,
     trusted)."""
@@ -367,7 +370,7 @@ def _forward_combining(transmat_t, log_emission, shifts, middle, last, scaled, f
             total += f
             norm += f * backward[t, j]
             top = max(top, backward[t, j])
-        if total < _TINY or not norm > _DWARFED * total * top:
+        if total < _TINY or not (norm > _DWARFED * total * top and norm > _TINY):
             return log_likelihood, False  # a rescue or an untrustworthy backward vector
         log_likelihood += shift
         scale = weight / norm
@@ -376,7 +379,7 @@ def _forward_combining(transmat_t, log_emission, shifts, middle, last, scaled, f
         for i in range(n_states):
             a = previous[i]
             for j in range(n_states):
-                pairs[i, j] += a * w[j]
+                pairs[i, j] += a * transmat[i, j] * w[j]
         inverse = 1.0 / norm
         for j in range(n_states):
             posteriors[t, j] = predicted[j] * backward[t, j] * inverse
@@ -406,7 +409,7 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
             norm += forward[t, i] * v[i]
             mass += forward[t, i]
             top = max(top, v[i])
-        if not norm > _DWARFED * mass * top:
+        if not (norm > _DWARFED * mass * top and norm > _TINY):
             return False
         inverse = 1.0 / norm
         if t < middle - 1:
@@ -414,7 +417,7 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
             for i in range(n_states):
                 a = forward[t, i] * scale
                 for j in range(n_states):
-                    pairs[i, j] += a * u[j]
+                    pairs[i, j] += a * transmat[i, j] * u[j]
         top = 0.0
         for i in range(n_states):
             ui = scaled[t, i] * v[i]
@@ -453,8 +456,8 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, log_emission, shifts, f
     for task in numba.prange(2):
         if task == 0:
             parts[1], trusted[0] = _forward_combining(
-                transmat_t, log_emission, shifts, middle, last, scaled, forward, backward, weight,
-                scaled, pair_parts[0])
+                transmat, transmat_t, log_emission, shifts, middle, last, scaled, forward,
+                backward, weight, scaled, pair_parts[0])
         else:
             trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
                                              weight, scaled, pair_parts[1], np.empty(n_states))
@@ -540,8 +543,7 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
             _sequences_as_usual(log_start, transmat, log_emission, shifts, bounds, weights,
                                 posteriors, forward, pair_counts, log_likelihood, start_counts,
                                 first_sequence, last_sequence)
-    transition_counts = pair_counts * transmat  # Σ_t ξ_t
-    return log_likelihood, posteriors, start_counts, transition_counts
+    return log_likelihood, posteriors, start_counts, pair_counts
 
 
 def _dominant_sequence(bounds: np.ndarray, weights: np.ndarray) -> int:
