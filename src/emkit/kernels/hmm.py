@@ -373,14 +373,14 @@ def _forward_combining(transmat, transmat_t, log_emission, shifts, middle, last,
         if total < _TINY or not (norm > _DWARFED * total * top and norm > _TINY):
             return log_likelihood, False  # a rescue or an untrustworthy backward vector
         log_likelihood += shift
-        scale = weight / norm
+        inverse = 1.0 / norm
+        scale = weight * inverse
         for j in range(n_states):
             w[j] = scaled[t, j] * backward[t, j] * scale
         for i in range(n_states):
             a = previous[i]
             for j in range(n_states):
                 pairs[i, j] += a * transmat[i, j] * w[j]
-        inverse = 1.0 / norm
         for j in range(n_states):
             posteriors[t, j] = predicted[j] * backward[t, j] * inverse
         if total < _RESCALE or t == last - 1:
