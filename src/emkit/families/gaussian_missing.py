@@ -72,8 +72,8 @@ class RowLayout(NamedTuple):
         return len(self.complete)
 
 
-class _Complete:
-    """The type of :data:`COMPLETE`."""
+class Complete:
+    """The type of :data:`COMPLETE` (data known to have no NaN)."""
 
     def __repr__(self) -> str:
         return "COMPLETE"
@@ -81,10 +81,10 @@ class _Complete:
 
 # Passed as ``rows``: data known to have no NaN, so the scan that ``rows=None`` asks for is
 # skipped (data that stay the same over a fit are scanned once, not in every E-step).
-COMPLETE = _Complete()
+COMPLETE = Complete()
 
 
-def known_layout(X: np.ndarray, rows: RowLayout | _Complete | None) -> RowLayout | None:
+def known_layout(X: np.ndarray, rows: RowLayout | Complete | None) -> RowLayout | None:
     """``rows`` if given (None for :data:`COMPLETE`), else the layout of X."""
     if rows is None:
         return layout(X)

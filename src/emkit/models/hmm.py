@@ -99,7 +99,7 @@ class Sequences:
         return self.X.shape
 
     @functools.cached_property
-    def missing_layout(self) -> missing.RowLayout | missing._Complete:
+    def missing_layout(self) -> missing.RowLayout | missing.Complete:
         """Where the NaN are among the frames (``missing.COMPLETE`` when nowhere), found once:
         the frames do not change during a fit."""
         rows = missing.layout(np.ascontiguousarray(self.X, dtype=np.float64))
