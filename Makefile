@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.bench-installed
 REPORT ?= emkit-report
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test stress bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest -n 2 -q
+
+# The property-based tests with fresh random examples, at least 2,000 each (see tests/conftest.py).
+stress: $(INSTALLED)
+	EMKIT_STRESS=1 $(BIN)/python -m pytest -n 2 -q
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests benchmarks

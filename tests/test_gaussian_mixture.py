@@ -278,6 +278,51 @@ def test_float32_log_likelihood_close_to_float64(covariance_type):
     np.testing.assert_allclose(single.means_, double.means_, rtol=1e-4, atol=1e-4)
 
 
+# (data seed, fit seed, rows) of the contract data on which float32 EM lowered the objective
+# before the fixes: a start whose covariance came out of float32 moments below reg_covar, and
+# components collapsing onto two rows, whose smallest eigenvalue float32 products cannot resolve.
+FLOAT32_DECREASES = [(130522, 1680, 60), (1552736674, 1798233327, 106),
+                     (2419383747, 1342709268, 12), (3407191244, 754666052, 15)]
+
+
+@pytest.mark.parametrize(("data_seed", "fit_seed", "n_rows"), FLOAT32_DECREASES)
+def test_float32_em_never_lowers_the_objective(data_seed, fit_seed, n_rows):
+    from contracts.registry import two_gaussian_clusters
+
+    from emkit import fit_em
+    from emkit.models.mixture import GaussianMixtureModel
+
+    X = two_gaussian_clusters(np.random.default_rng(data_seed), n_rows)
+    model = GaussianMixtureModel(2, "full", dtype=np.float32)
+    result = fit_em(model, X, random_state=fit_seed, tol=0.0, max_iter=40, decrease_rtol=1e-6,
+                    warn_not_converged=False)
+    assert result.decreases == ()
+    history = result.history
+    assert np.all(np.diff(history) >= -1e-6 * np.abs(history[1:]))
+    smallest = np.linalg.eigvalsh(result.params.components.covariances)[:, 0]
+    assert np.all(smallest >= model.family.reg_covar * (1 - 1e-9))
+
+
+def test_float32_moments_of_an_ill_conditioned_component_are_float64():
+    from emkit.families.gaussian import GaussianFamily, GaussianParams
+
+    rng = np.random.default_rng(0)
+    # Component 0 is two rows (its covariance is rank one plus reg_covar), component 1 a cloud.
+    X = np.vstack([[[1.0, 2.0], [1.5, 2.7]], rng.normal(size=(40, 2))])
+    weights = np.zeros((len(X), 2))
+    weights[:2, 0] = 1.0
+    weights[2:, 1] = 1.0
+    params = GaussianParams(np.array([[1.2, 2.3], [0.0, 0.0]]), np.stack([np.eye(2)] * 2),
+                            np.stack([np.eye(2)] * 2))
+    single = GaussianFamily("full", 1e-6, np.float32).statistics(params, X, weights)
+    double = GaussianFamily("full", 1e-6, np.float64).statistics(
+        GaussianParams(*(np.asarray(a, np.float32).astype(np.float64) for a in params)),
+        X.astype(np.float32).astype(np.float64), weights)
+    np.testing.assert_array_equal(single.second[0], double.second[0])  # summed in float64
+    assert not np.array_equal(single.second[1], double.second[1])  # float32 where it is safe
+    np.testing.assert_allclose(single.second[1], double.second[1], rtol=1e-5)
+
+
 def test_warm_start_continues_from_the_previous_parameters():
     X = three_clusters()
     start = fixed_start("full")

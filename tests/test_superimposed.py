@@ -24,6 +24,7 @@ from emkit.signals import (
     tone_derivatives,
     weighted_cost,
 )
+from property_budget import examples
 
 N = 64
 TIMES = np.arange(N)
@@ -464,7 +465,7 @@ def test_transmitters_with_a_user_path_loss():
     np.testing.assert_allclose(fitted.powers_, truth[:, 2] ** 2, rtol=0.05)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25))
 @given(n_samples=st.integers(1, 40), n_components=st.integers(1, 6),
        bad_index=st.integers(0, 39), bad_value=st.sampled_from([np.nan, np.inf, -np.inf]))
 def test_bad_samples_and_too_few_samples_never_reach_the_fit(n_samples, n_components, bad_index,

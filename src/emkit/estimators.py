@@ -52,7 +52,11 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     annealing : float or sequence of float, optional
         Deterministic annealing: start temperature (1.2–2 is typical) or inverse temperatures.
     dtype : numpy.float64 or numpy.float32, default float64
-        Precision of the E-step; statistics are always accumulated in float64.
+        Precision of the E-step: densities, posteriors and moment sums within blocks of 256
+        rows; the block totals are added in float64, and a component whose covariance comes
+        out ill-conditioned (correlation condition number above 1e3, e.g. one collapsing onto
+        a few rows) has its moments summed in float64 throughout, so float32 EM stays
+        monotone.
     progress : bool, default False
         Show a progress bar.
     learning_decay, learning_offset : float, default 0.6 and 2.0

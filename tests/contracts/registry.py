@@ -96,9 +96,6 @@ register(ModelCase(
     "gmm-full-float32",
     lambda: GaussianMixtureModel(2, "full", dtype=np.float32),
     two_gaussian_clusters,
-    # In float32 a component collapsed onto a few rows (covariance ~ reg_covar) has densities
-    # that float32 cannot resolve; tiny samples make that likely.
-    min_rows=60,
     round_off=1e-6,
     tight_tol=1e-7,
 ))

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from emkit import fit_em
 from emkit.data import Batch
 from emkit.engine import add_statistics
+from property_budget import examples
 
 from .registry import CASES, ModelCase
 
@@ -87,7 +88,7 @@ def sample(case: ModelCase, seed: int = 0, n_rows: int | None = None) -> np.ndar
 
 
 # ---------------------------------------------------------------------------------- contracts
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15))
 @given(data_seed=st.integers(0, 2**32 - 1), fit_seed=st.integers(0, 2**32 - 1),
        size=st.floats(0.0, 1.0))
 def test_objective_never_decreases(case, data_seed, fit_seed, size):

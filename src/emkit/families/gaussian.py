@@ -34,6 +34,9 @@ from emkit.kernels import gaussian as kernels
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
+# Float32 moments keep the smallest eigenvalue of a covariance to about 6e-8 × cond relative:
+# above this condition number (1e-4 relative) a component's moments are summed in float64.
+_FLOAT32_CONDITION_LIMIT = 1e3
 
 
 class GaussianParams(NamedTuple):
@@ -195,12 +198,48 @@ class GaussianFamily:
         return self._complete_statistics(params, X, weights)
 
     def _complete_statistics(self, params, X, weights) -> GaussianStats:
-        """The compiled moments, for rows known to have no NaN."""
+        """The compiled moments, for rows known to have no NaN.
+
+        In float32 every product w (x − c_i)(x − c_j) is rounded to a relative 6e-8 of its own
+        size, so a covariance's smallest eigenvalue is only known to about 6e-8 × its largest.
+        For a component whose covariance comes out ill-conditioned (e.g. collapsing onto a few
+        rows, where ``reg_covar`` sets the smallest eigenvalue) that error is a visible share of
+        the eigenvalue and the objective wobbles between iterations: those components' moments
+        are summed again in float64. The others keep float32's speed.
+        """
         weights = np.ascontiguousarray(weights, dtype=self.dtype)
         center = np.ascontiguousarray(params.means, dtype=self.dtype)
         full = self.covariance_type in ("full", "tied")
-        weight, first, second = kernels.weighted_moments(X, weights, center, full)
-        return GaussianStats(weight, first, second, center.astype(np.float64))
+        stats = GaussianStats(*kernels.weighted_moments(X, weights, center, full),
+                              center.astype(np.float64))
+        coarse = self._coarse_in_float32(stats)
+        if coarse.any():
+            exact = kernels.weighted_moments(
+                X.astype(np.float64), np.ascontiguousarray(weights[:, coarse], dtype=np.float64),
+                stats.center[coarse], full)
+            for field, value in zip((stats.weight, stats.first, stats.second), exact,
+                                    strict=True):
+                field[coarse] = value
+        return stats
+
+    def _coarse_in_float32(self, stats: GaussianStats) -> np.ndarray:
+        """(K,) mask of the components whose float32 moments give a covariance with a
+        correlation matrix (scale-free: features in other units do not count) whose condition
+        number exceeds ``_FLOAT32_CONDITION_LIMIT``."""
+        n_components = len(stats.weight)
+        if self.dtype == np.float64 or self.covariance_type not in ("full", "tied"):
+            return np.zeros(n_components, dtype=bool)
+        safe = np.maximum(stats.weight, 10 * np.finfo(float).eps)
+        shift = stats.first / safe[:, None]
+        cov = stats.second / safe[:, None, None] - shift[:, :, None] * shift[:, None, :]
+        if self.covariance_type == "tied":  # the pooled covariance is the one that matters
+            cov = np.tensordot(stats.weight, cov, axes=1)[None] / max(stats.weight.sum(), 1e-300)
+        cov = cov + self.reg_covar * np.eye(cov.shape[-1])
+        with np.errstate(all="ignore"):
+            scale = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+            condition = np.linalg.cond(cov / (scale[:, :, None] * scale[:, None, :]))
+        coarse = ~(condition <= _FLOAT32_CONDITION_LIMIT)  # NaN counts as coarse
+        return np.broadcast_to(coarse, (n_components,)) & (stats.weight > 0)
 
     # ----------------------------------------------------------------- M-step
     def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, np.ndarray]:

@@ -307,7 +307,11 @@ class GaussianMixtureModel:
             if self.family.covariance_type in ("diag", "spherical")
             else np.broadcast_to(np.eye(X.shape[1]),
                                  self.family.covariance_shape(self.n_components, X.shape[1])))
-        comp = self.family.statistics(placeholder, X.astype(np.float64), weighted)
+        # In float64 whatever the E-step's dtype: float32 moments could give a start whose
+        # smallest eigenvalue is below reg_covar, better than any M-step can reach again, and
+        # the first iteration would then lower the objective.
+        exact = GaussianFamily(self.family.covariance_type, self.family.reg_covar)
+        comp = exact.statistics(placeholder, X.astype(np.float64), weighted)
         order = rng.permutation(len(X))[: self.n_components]
         params = self.m_step(MixtureStats(comp, np.zeros(len(order)), X[order]))
         return self._apply_user_init(params)
