@@ -6,7 +6,11 @@ import io
 import json
 import os
 import pickle
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
@@ -335,6 +339,65 @@ def test_huge_declared_member_size_is_refused_before_reading(model_file):
         emkit.load(model_file)
 
 
+def test_zip_bomb_is_refused_before_expanding(model_file):
+    """A small file whose deflated member announces a consistent but huge array of zeros (the
+    shape in the metadata matches the .npy header): refused by its expansion ratio, at once."""
+    shape = [4096, 8192]  # 256 MiB of float64 zeros deflate to about 256 KiB
+
+    def change(metadata):
+        metadata["arrays"]["means_"]["shape"] = shape
+
+    def swap(members):
+        members["arrays/means_.npy"] = npy_bytes(np.zeros(shape))
+
+    with zipfile.ZipFile(model_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    metadata = json.loads(members.pop("emkit.json"))
+    change(metadata)
+    swap(members)
+    with zipfile.ZipFile(model_file, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("emkit.json", json.dumps(metadata))
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    assert model_file.stat().st_size < 1 << 20
+    started = time.perf_counter()
+    with pytest.raises(ModelFileError, match="would expand"):
+        emkit.load(model_file)
+    assert time.perf_counter() - started < 5.0  # refused from the directory, not by inflating
+
+
+def test_arrays_are_stored_uncompressed(model_file):
+    with zipfile.ZipFile(model_file) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith(".npy"):
+                assert info.compress_type == zipfile.ZIP_STORED
+                assert info.compress_size == info.file_size
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.emkit"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        emkit.load(fifo)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        persist.describe(fifo)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_link_to_a_device_is_refused(tmp_path):
+    link = tmp_path / "model.emkit"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        emkit.load(link)
+
+
+def test_a_link_to_a_model_file_loads(fitted, model_file, tmp_path):
+    link = tmp_path / "link.emkit"
+    link.symlink_to(model_file)
+    assert np.array_equal(emkit.load(link).means_, fitted.means_)
+
+
 def test_wrong_format_name(model_file):
     rewrite(model_file, metadata_change=lambda m: m.update(format="something-else"))
     with pytest.raises(ModelFileError, match="not an emkit model file"):
@@ -537,3 +600,39 @@ def test_registry_only_imports_registered_targets(model_file, monkeypatch):
     # import lazily, and the registered target.
     assert set(persist._REGISTERING_MODULES) | {"emkit.estimators"} <= set(imported)
     assert all(name.startswith("emkit.") for name in imported)
+
+
+def test_a_killed_save_leaves_a_temporary_file_that_the_next_save_removes(fitted, tmp_path):
+    path = tmp_path / "model.emkit"
+    # A writer killed before its rename: its temporary file stays behind.
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from emkit.atomic import write_atomically\n"
+        "def slow(stream):\n"
+        "    stream.write(b'x' * 1000); stream.flush(); print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        f"write_atomically({str(path)!r}, slow)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    (stale,) = tmp_path.glob(".model.emkit.emkit-*.tmp")
+    assert f"emkit-{writer.pid}-" in stale.name
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    # A temporary file of a live writer is never touched, however old.
+    live = tmp_path / f".model.emkit.emkit-{os.getpid()}-abc.tmp"
+    live.write_bytes(b"in progress")
+    other = tmp_path / ".other.emkit.emkit-999999999-abc.tmp"  # another target's
+    other.write_bytes(b"")
+    old = time.time() - 3600
+    for file in (stale, live, other):
+        os.utime(file, (old, old))
+    fitted.save(path)
+    assert not stale.exists()
+    assert live.exists() and other.exists()
+    assert emkit.load(path).n_components == fitted.n_components
+
+
+def test_a_fresh_temporary_file_of_a_dead_writer_is_kept_for_a_minute(fitted, tmp_path):
+    path = tmp_path / "model.emkit"
+    recent = tmp_path / ".model.emkit.emkit-999999999-abc.tmp"  # no such process
+    recent.write_bytes(b"")
+    fitted.save(path)
+    assert recent.exists()  # perhaps a writer on another machine sharing the folder

@@ -2,13 +2,21 @@
 
 The content goes to a temporary file in the same folder, is flushed to disk, then renamed over
 the target. On any failure the temporary file is removed and an existing file is untouched.
+
+A process killed while writing cannot remove its temporary file: it stays behind as
+``.<name>.emkit-<pid>-<random>.tmp`` beside the target. The next write to the same target removes
+such files whose process no longer runs on this machine and that are over a minute old (a
+writer on another machine sharing the folder has had time to finish); they hold nothing the
+target lacks, and can be deleted by hand at any time no save is running.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -21,9 +29,10 @@ def write_atomically(path: str | os.PathLike,
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(21, "it is a directory", str(path))
+    remove_stale_temporaries(path)
     try:
         descriptor, temporary = tempfile.mkstemp(dir=path.parent or ".",
-                                                 prefix=f".{path.name}.", suffix=".tmp")
+                                                 prefix=_temporary_prefix(path), suffix=".tmp")
     except OSError as error:  # name the file the caller asked for, not the temporary one
         raise OSError(error.errno, f"cannot write it ({error.strerror})", str(path)) from None
     try:
@@ -43,6 +52,43 @@ def write_atomically(path: str | os.PathLike,
         raise
     _fsync_directory(path.parent)
     return path
+
+
+_STALE_AFTER_SECONDS = 60.0
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.emkit-{os.getpid()}-"
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writes to ``path`` left behind (see the module
+    docstring) and return their paths; files of running writers are kept."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.emkit-") + r"(\d+)-[^/]*\.tmp")
+    removed = []
+    with contextlib.suppress(OSError):
+        for candidate in path.parent.iterdir():
+            match = pattern.fullmatch(candidate.name)
+            if match is None or _process_running(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                if time.time() - candidate.lstat().st_mtime > _STALE_AFTER_SECONDS:
+                    candidate.unlink()
+                    removed.append(candidate)
+    return removed
+
+
+def _process_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except PermissionError:
+        return True  # it does, and belongs to another user
+    except (OSError, OverflowError):
+        return False
+    return True
 
 
 def _file_mode(path: Path) -> int:

@@ -16,8 +16,11 @@ Why this is safe to load from an untrusted source: arrays are read with
 ``numpy.lib.format.read_array(allow_pickle=False)`` after their header was checked (numeric dtype,
 the shape and dtype announced in the metadata, a bounded size); the class to build is looked up in
 a fixed registry (:data:`ESTIMATORS`), never imported by a name taken from the file; member names
-must be exactly the expected ones (no paths); and the restored model is validated (shapes,
-finite values, weights summing to one) before it is returned. Anything else raises
+must be exactly the expected ones (no paths); only a regular file is opened (never a pipe or a
+device); arrays are stored uncompressed, a member may not expand more than ``MAX_EXPANSION``
+times, and each array is read straight into its buffer, so loading allocates little more than
+the file holds; and the restored model is validated (shapes, finite values, weights summing to
+one) before it is returned. Anything else raises
 :class:`emkit.errors.ModelFileError` with a one-line reason.
 
 Files are written atomically: to a temporary file in the target's folder, flushed and fsynced,
@@ -30,11 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import json
 import math
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -59,6 +62,10 @@ METADATA_MEMBER = "emkit.json"
 MAX_METADATA_BYTES = 1 << 20
 #: Largest array member accepted (bytes): a guard against archives that announce huge sizes.
 MAX_ARRAY_BYTES = 1 << 31
+#: Largest ratio of a member's size to its compressed size, beyond the first MAX_METADATA_BYTES
+#: (metadata may be repetitive): emkit stores arrays uncompressed; deflate reaches 1000:1 on
+#: crafted data.
+MAX_EXPANSION = 64
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 # Plain numbers only: no objects, strings, structured records or datetimes.
@@ -367,13 +374,15 @@ def _write_zip(stream, metadata: dict, members: dict[str, np.ndarray]) -> None:
     with zipfile.ZipFile(stream, "w") as archive:
         archive.writestr(_zip_info(METADATA_MEMBER), text.encode("utf-8"))
         for name, array in members.items():
-            with archive.open(_zip_info(name), "w") as member:
+            # Arrays are stored uncompressed: fitted parameters barely compress, and a member's
+            # size in the file then bounds what reading it allocates (no zip bombs).
+            with archive.open(_zip_info(name, zipfile.ZIP_STORED), "w") as member:
                 npformat.write_array(member, array, allow_pickle=False)
 
 
-def _zip_info(name: str) -> zipfile.ZipInfo:
+def _zip_info(name: str, compression: int = zipfile.ZIP_DEFLATED) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = compression
     info.external_attr = 0o644 << 16
     return info
 
@@ -381,25 +390,47 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
 # --------------------------------------------------------------------------- reading
 @contextlib.contextmanager
 def _open_archive(path: str):
-    if not os.path.exists(path):
-        raise ModelFileError(f"model file {path} does not exist.")
-    if os.path.isdir(path):
-        raise ModelFileError(f"{path} is a directory, not a model file.")
+    stream = _open_regular_file(path)
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+        stream.close()
         raise ModelFileError(f"{path} is not an emkit model file (not a complete zip archive: "
                              f"{error}); it may be truncated.") from None
     except OSError as error:
+        stream.close()
         raise ModelFileError(f"cannot read {path}: {error.strerror or error}.") from None
-    with archive:
+    with stream, archive:
         try:
             yield archive
         except ModelFileError:
             raise
+        except MemoryError:
+            raise ModelFileError(f"{path} announces more data than this machine's memory "
+                                 "holds: not a model file emkit wrote.") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
                 NotImplementedError, RuntimeError) as error:  # damaged or unsupported member data
             raise ModelFileError(f"{path} is damaged or truncated: {error}.") from None
+
+
+def _open_regular_file(path: str):
+    """``path`` opened for reading, if it is a regular file (after following links): a FIFO
+    would block the reader forever, a device such as /dev/zero feed it without end."""
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a directory, not a model file.") from None
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {error.strerror or error}.") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a pipe, device " \
+            "or socket)"
+        raise ModelFileError(f"{path} is {kind}, not a model file.")
+    return os.fdopen(descriptor, "rb")
 
 
 def _read_metadata(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
@@ -475,15 +506,24 @@ def _check_array_info(info: Any, name: str, path: str) -> None:
                              f"than a model file may hold ({MAX_ARRAY_BYTES} bytes).")
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
-                 path: str) -> bytes:
+def _check_member(info: zipfile.ZipInfo, limit: int, path: str) -> None:
+    """Refuse a member before reading it: encrypted, of an unknown compression, announcing more
+    than ``limit`` bytes, or expanding more than ``MAX_EXPANSION`` times (a zip bomb)."""
     if info.flag_bits & 0x1:
         raise ModelFileError(f"{path}: member {info.filename} is encrypted.")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise ModelFileError(f"{path}: member {info.filename} uses an unsupported compression.")
     if info.file_size > limit:
         raise ModelFileError(f"{path}: member {info.filename} declares {info.file_size} bytes, "
-                             f"more than the {limit} a model file may hold.")
+                             f"more than the {limit} it may hold.")
+    if info.file_size > MAX_EXPANSION * info.compress_size + MAX_METADATA_BYTES:
+        raise ModelFileError(f"{path}: member {info.filename} would expand {info.file_size} "
+                             f"times its {info.compress_size} bytes: not a file emkit wrote.")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
+                 path: str) -> bytes:
+    _check_member(info, limit, path)
     with archive.open(info) as member:
         data = member.read(limit + 1)  # the size check above trusts the archive; this does not
     if len(data) > limit:
@@ -492,34 +532,37 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
 
 
 def _read_array(archive: zipfile.ZipFile, member: str, info: dict, path: str) -> np.ndarray:
-    """Read one ``.npy`` member after checking its header against the metadata."""
+    """Read one ``.npy`` member after checking its header against the metadata, straight into
+    the array (no intermediate copy of its bytes)."""
     expected_dtype = np.dtype(info["dtype"])
     expected_shape = tuple(info["shape"])
     data_bytes = math.prod(expected_shape) * expected_dtype.itemsize
+    zip_info = archive.getinfo(member)
     # The header of a .npy file is at most 64 KiB; anything larger is not our file.
-    raw = _read_member(archive, archive.getinfo(member), data_bytes + (1 << 16), path)
-    stream = io.BytesIO(raw)
-    try:
-        version = npformat.read_magic(stream)
-        if version not in ((1, 0), (2, 0), (3, 0)):
-            raise ValueError(f"unsupported .npy version {version}")
-        reader = (npformat.read_array_header_1_0 if version == (1, 0)
-                  else npformat.read_array_header_2_0)
-        shape, fortran_order, dtype = reader(stream)
-    except (ValueError, EOFError, SyntaxError, TypeError) as error:
-        raise ModelFileError(f"{path}: {member} is not a valid .npy array ({error}).") from None
-    if dtype != expected_dtype or tuple(shape) != expected_shape:
-        raise ModelFileError(f"{path}: {member} holds {dtype} {tuple(shape)}, but the metadata "
-                             f"announces {expected_dtype} {expected_shape}.")
-    if len(raw) - stream.tell() != data_bytes:
-        raise ModelFileError(f"{path}: {member} is truncated or has trailing data.")
-    stream.seek(0)
-    try:
-        array = npformat.read_array(stream, allow_pickle=False)
-    except (ValueError, EOFError) as error:
-        raise ModelFileError(f"{path}: cannot read {member} ({error}).") from None
+    _check_member(zip_info, data_bytes + (1 << 16), path)
+    with archive.open(zip_info) as stream:
+        try:
+            version = npformat.read_magic(stream)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unsupported .npy version {version}")
+            reader = (npformat.read_array_header_1_0 if version == (1, 0)
+                      else npformat.read_array_header_2_0)
+            shape, fortran_order, dtype = reader(stream, max_header_size=1 << 16)
+        except (ValueError, EOFError, SyntaxError, TypeError) as error:
+            raise ModelFileError(f"{path}: {member} is not a valid .npy array "
+                                 f"({error}).") from None
+        if dtype != expected_dtype or tuple(shape) != expected_shape:
+            raise ModelFileError(f"{path}: {member} holds {dtype} {tuple(shape)}, but the "
+                                 f"metadata announces {expected_dtype} {expected_shape}.")
+        if zip_info.file_size - stream.tell() != data_bytes:
+            raise ModelFileError(f"{path}: {member} is truncated or has trailing data.")
+        # A Fortran-ordered array is read as its transpose, which is C-ordered.
+        array = np.empty(expected_shape[::-1] if fortran_order else expected_shape, dtype)
+        if data_bytes and (stream.readinto(memoryview(array).cast("B")) != data_bytes
+                           or stream.read(1)):
+            raise ModelFileError(f"{path}: {member} is truncated or has trailing data.")
     if fortran_order:
-        array = np.ascontiguousarray(array)
+        array = np.ascontiguousarray(array.T)
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ModelFileError(f"{path}: {member} contains NaN or infinite values.")
     return array
