@@ -288,7 +288,6 @@ FLOAT32_DECREASES = [(130522, 1680, 60), (1552736674, 1798233327, 106),
 @pytest.mark.parametrize(("data_seed", "fit_seed", "n_rows"), FLOAT32_DECREASES)
 def test_float32_em_never_lowers_the_objective(data_seed, fit_seed, n_rows):
     from contracts.registry import two_gaussian_clusters
-
     from emkit import fit_em
     from emkit.models.mixture import GaussianMixtureModel
 
