@@ -72,6 +72,12 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     covariances_, precisions_, precisions_cholesky_ : shapes depend on ``covariance_type``
     converged_ : bool
     n_iter_ : int
+        EM iterations of the best start, counted as scikit-learn counts them: the M-steps that
+        led to the fitted parameters, 0 with ``max_iter=0`` (the start itself), ``max_iter``
+        when the limit stopped the fit. scikit-learn judges convergence by the change one
+        iteration behind its newest parameters, emkit at the newest ones, so from the same start
+        emkit can stop an iteration sooner. With ``accelerate="squarem"`` it counts passes over
+        the data (each SQUAREM cycle takes two or three): the cost, comparable with plain EM's.
     lower_bound_ : float
         Final log-likelihood per sample (plus log prior, for MAP models).
     history_ : ndarray
