@@ -128,7 +128,7 @@ def test_different_number_of_features_than_fit(fitted, method):
     lambda model, X: model.bic(X),
 ], ids=["predict", "predict_proba", "score", "sample", "bic"])
 def test_use_before_fit(X, call):
-    with pytest.raises(NotFittedError, match="not fitted yet: call fit") as error:
+    with pytest.raises(NotFittedError, match="not fitted yet. Call 'fit'") as error:
         call(GaussianMixture(2), X)
     assert isinstance(error.value, SklearnNotFittedError)
 

@@ -265,6 +265,41 @@ def test_callbacks_see_every_iteration_and_can_stop_a_start():
     assert not any(info.annealing for info in seen)
 
 
+
+def test_callbacks_are_told_when_each_start_begins_and_ends():
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def start_began(self, restart):
+            self.calls.append(("began", restart))
+
+        def __call__(self, info):
+            self.calls.append(("iteration", info.restart, info.n_samples))
+
+        def start_ended(self, restart, result):
+            self.calls.append(("ended", restart, result.objective, result.n_iter))
+
+    recorder = Recorder()
+    X = two_clusters()
+    result = fit_em(TwoMeans(), X, n_init=2, max_iter=2, tol=1e-12, random_state=0,
+                    callbacks=[recorder], warn_not_converged=False)
+    kinds = [call[0] for call in recorder.calls]
+    assert kinds == ["began", "iteration", "iteration", "ended"] * 2
+    ended = [call for call in recorder.calls if call[0] == "ended"]
+    assert [call[1] for call in ended] == [0, 1] and all(call[3] == 2 for call in ended)
+    assert ended[result.best_restart][2] == result.objective
+    assert result.restart_objectives == tuple(call[2] for call in ended)
+    n_samples = [call[2] for call in recorder.calls if call[0] == "iteration"]
+    np.testing.assert_allclose(n_samples, len(X), rtol=1e-12)  # Σ responsibilities
+
+
+def test_verbose_prints_through_the_engine_for_any_model(capsys):
+    fit_em(TwoMeans(), two_clusters(), max_iter=3, tol=1e-12, random_state=0, verbose=1,
+           verbose_interval=3, warn_not_converged=False)
+    assert capsys.readouterr().out.splitlines() == [
+        "Initialization 0", "  Iteration 3", "Initialization did not converge."]
+
 # ------------------------------------------------------------------------------- data sources
 def test_one_shot_generator_is_rejected():
     x = two_clusters()

@@ -2,6 +2,7 @@
 weights, semi-supervised labels, resp_init, float32, SQUAREM, annealing), the degenerate-component
 policy, and the fitted attributes checked against formulas computed here by hand."""
 
+import re
 import warnings
 
 import numpy as np
@@ -443,3 +444,78 @@ def test_lower_bound_is_the_score_at_the_fitted_parameters(max_iter):
     assert model.converged_ == (max_iter == 300)
     assert model.lower_bound_ == pytest.approx(model.score(X), rel=1e-12)
     assert model.history_[-1] == pytest.approx(model.score(X) * len(X), rel=1e-12)
+
+
+# ---------------------------------------------------------------------- drop-in for scikit-learn
+def test_convergence_warning_is_caught_by_sklearn_filters():
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+    X = three_clusters()
+    model = GaussianMixture(3, max_iter=1, tol=1e-12, random_state=0)
+    with pytest.warns(SklearnConvergenceWarning):
+        model.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        model.fit(X)  # scikit-learn's filter silences emkit's warning
+    assert not model.converged_
+
+
+def test_max_iter_zero_returns_the_start_without_a_warning():
+    X = three_clusters()
+    start = fixed_start("full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = GaussianMixture(3, max_iter=0, **start).fit(X)
+    assert model.n_iter_ == 0 and len(model.history_) == 1
+    np.testing.assert_array_equal(model.means_, start["means_init"])
+
+
+def test_verbose_prints_starts_and_every_interval_th_iteration(capsys):
+    X = three_clusters()
+    GaussianMixture(3, n_init=2, max_iter=5, tol=0.0, verbose=1, verbose_interval=2,
+                    random_state=0).fit(X)
+    block = ["Initialization {}", "  Iteration 2", "  Iteration 4",
+             "Initialization did not converge."]
+    expected = [line.format(0) for line in block] + [line.format(1) for line in block]
+    assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_verbose_2_prints_times_changes_and_the_lower_bound(capsys):
+    X = three_clusters()
+    model = GaussianMixture(3, max_iter=200, tol=1e-3, verbose=2, verbose_interval=1,
+                            random_state=0).fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Initialization 0" and len(lines) == model.n_iter_ + 2
+    changes = np.diff(model.history_) / len(X)
+    for i, line in enumerate(lines[1:-1], start=1):
+        match = re.fullmatch(r"  Iteration (\d+)\t time lapse (\S+)s\t ll change (\S+)", line)
+        assert match and int(match[1]) == i and float(match[2]) >= 0
+        assert float(match[3]) == pytest.approx(changes[i - 1], abs=1e-5)
+    match = re.fullmatch(r"Initialization converged\. time lapse \S+s\t lower bound (\S+)\.",
+                         lines[-1])
+    assert match and float(match[1]) == pytest.approx(model.lower_bound_, abs=1e-5)
+
+
+@pytest.mark.parametrize("settings", [{"verbose": -1}, {"verbose": "yes"},
+                                      {"verbose": 1, "verbose_interval": 0}])
+def test_bad_verbose_settings_are_refused(settings):
+    from emkit.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="verbose"):
+        GaussianMixture(2, **settings).fit(three_clusters())
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precisions_init_equal_to_the_own_start_changes_nothing(covariance_type):
+    """What scikit-learn's test_gaussian_mixture_precisions_init_diag checks, with emkit's own
+    default start: giving the precisions the initialisation would compute anyway yields the
+    same fit in the same number of iterations."""
+    X = three_clusters()
+    settings = dict(covariance_type=covariance_type, random_state=0, tol=1e-6)
+    start = GaussianMixture(3, max_iter=0, **settings).fit(X)
+    plain = GaussianMixture(3, **settings).fit(X)
+    given = GaussianMixture(3, precisions_init=start.precisions_, **settings).fit(X)
+    assert given.n_iter_ == plain.n_iter_ > 1
+    np.testing.assert_allclose(given.precisions_cholesky_, plain.precisions_cholesky_,
+                               rtol=1e-10)

@@ -390,3 +390,70 @@ def test_sequences_container_selects_whole_sequences():
     chunked = fit_em(model, chunks, random_state=0, max_iter=5, tol=0.0,
                      warn_not_converged=False)
     np.testing.assert_allclose(chunked.history, whole.history, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- hmmlearn's names
+@pytest.mark.parametrize("cls", [emkit.GaussianHMM, emkit.GMMHMM, emkit.PoissonHMM])
+def test_n_iter_is_max_iter_and_monitor_reports_the_fit(cls):
+    X, _ = simulate(300)
+    X = np.abs(np.round(X)) if cls is emkit.PoissonHMM else X
+    model = cls(2, n_iter=4, max_iter=50, tol=0.0, random_state=0)
+    with pytest.raises(AttributeError):
+        model.monitor_  # noqa: B018 — no monitor before fit
+    model.fit(X)  # tol=0: as many iterations as allowed
+    assert model.n_iter_ == 4 and model.get_params()["n_iter"] == 4
+    monitor = model.monitor_
+    assert (monitor.iter, monitor.n_iter, monitor.converged) == (4, 4, False)
+    np.testing.assert_array_equal(monitor.history, model.history_)
+
+
+def test_algorithm_chooses_the_decoder_of_decode_and_predict():
+    X, _ = simulate(300)
+    viterbi = emkit.GaussianHMM(2, random_state=0, tol=1e-6).fit(X)
+    posterior = emkit.GaussianHMM(2, random_state=0, tol=1e-6, algorithm="map").fit(X)
+    np.testing.assert_array_equal(posterior.predict(X), viterbi.decode(X, algorithm="map")[1])
+    np.testing.assert_array_equal(viterbi.predict(X), posterior.decode(X, algorithm="viterbi")[1])
+    np.testing.assert_array_equal(posterior.predict(X), posterior.predict_proba(X).argmax(axis=1))
+    default, explicit = posterior.decode(X), posterior.decode(X, algorithm="map")
+    assert default[0] == explicit[0]
+    np.testing.assert_array_equal(default[1], explicit[1])
+
+
+def test_stationary_distribution_is_left_eigenvector_of_transmat():
+    X, _ = simulate(400)
+    model = emkit.GaussianHMM(2, random_state=0).fit(X)
+    stationary = model.get_stationary_distribution()
+    np.testing.assert_allclose(stationary @ model.transmat_, stationary, atol=1e-12)
+    assert stationary.sum() == pytest.approx(1.0) and np.all(stationary > 0)
+    # two states: π = (A10, A01) / (A01 + A10)
+    A = model.transmat_
+    np.testing.assert_allclose(stationary, np.array([A[1, 0], A[0, 1]]) / (A[0, 1] + A[1, 0]))
+
+
+def test_verbose_prints_every_iteration(capsys):
+    X, _ = simulate(200)
+    emkit.GaussianHMM(2, n_iter=3, tol=0.0, verbose=True, random_state=0).fit(X)
+    assert capsys.readouterr().out.splitlines() == [
+        "Initialization 0", "  Iteration 1", "  Iteration 2", "  Iteration 3",
+        "Initialization did not converge."]
+
+
+@pytest.mark.parametrize(("settings", "phrase"), [
+    ({"algorithm": "forward"}, "algorithm must be"),
+    ({"implementation": "fast"}, "implementation must be"),
+    ({"n_iter": -1}, "n_iter must be"),
+    ({"verbose": -2}, "verbose must be"),
+    ({"min_covar": -1.0}, "min_covar must be"),
+])
+def test_bad_hmmlearn_settings_are_refused(settings, phrase):
+    X, _ = simulate(50)
+    with pytest.raises(ParameterError, match=phrase):
+        emkit.GaussianHMM(2, **settings).fit(X)
+
+
+def test_implementation_is_accepted_and_changes_nothing():
+    X, _ = simulate(300)
+    fits = [emkit.GaussianHMM(2, random_state=0, implementation=kind).fit(X)
+            for kind in ("log", "scaling")]
+    np.testing.assert_array_equal(fits[0].means_, fits[1].means_)
+    assert fits[0].score(X) == fits[1].score(X)

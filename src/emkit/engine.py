@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +110,7 @@ class IterationInfo:
     change: float
     params: Any
     annealing: bool
+    n_samples: float = 1.0  # the objective's sample count: change / n_samples is per sample
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,55 @@ class ConvergenceMonitor:
         return abs(change) / self.n_samples < self.tol
 
 
+class VerboseReporter:
+    """A callback that prints the progress of a fit as scikit-learn's mixtures do.
+
+    ``verbose=1`` prints "Initialization <start>" when a start begins, "  Iteration <i>" every
+    ``interval`` iterations and whether the start converged; ``verbose=2`` adds the seconds since
+    the previous line, the change of the objective per sample, and the final objective per
+    sample. Estimators pass their ``verbose`` and ``verbose_interval`` to :func:`fit_em`, which
+    adds this reporter to the callbacks, so every model prints the same way. Lines go to
+    ``sys.stdout`` as it is when they are printed.
+    """
+
+    def __init__(self, verbose: int = 1, interval: int = 10):
+        self.verbose = int(verbose)
+        self.interval = int(interval)
+        self._start_time = self._line_time = time.perf_counter()
+
+    def start_began(self, restart: int) -> None:
+        self._start_time = self._line_time = time.perf_counter()
+        print(f"Initialization {restart}", file=sys.stdout)
+
+    def __call__(self, info: IterationInfo) -> bool:
+        if info.iteration % self.interval == 0:
+            if self.verbose >= 2:
+                now = time.perf_counter()
+                print(f"  Iteration {info.iteration}\t time lapse {now - self._line_time:.5f}s"
+                      f"\t ll change {info.change / info.n_samples:.5f}", file=sys.stdout)
+                self._line_time = now
+            else:
+                print(f"  Iteration {info.iteration}", file=sys.stdout)
+        return False
+
+    def start_ended(self, restart: int, result: EMResult) -> None:
+        outcome = "converged" if result.converged else "did not converge"
+        if self.verbose >= 2:
+            print(f"Initialization {outcome}. time lapse "
+                  f"{time.perf_counter() - self._start_time:.5f}s\t lower bound "
+                  f"{result.objective / result.n_samples:.5f}.", file=sys.stdout)
+        else:
+            print(f"Initialization {outcome}.", file=sys.stdout)
+
+
+def _notify(callbacks, event: str, *args) -> None:
+    """Call ``event`` (e.g. ``start_began``) on every callback that has that method."""
+    for callback in callbacks:
+        method = getattr(callback, event, None)
+        if method is not None:
+            method(*args)
+
+
 def annealing_schedule(start_temperature: float = 2.0, n_steps: int = 10) -> np.ndarray:
     """Inverse temperatures β rising geometrically from 1/start_temperature towards 1
     (exclusive)."""
@@ -201,6 +253,8 @@ def fit_em(
     iter_per_temperature: int = 5,
     callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
     progress: bool = False,
+    verbose: int = 0,
+    verbose_interval: int = 10,
     decrease_rtol: float = 1e-10,
     warn_not_converged: bool = True,
     checkpoint: str | os.PathLike | None = None,
@@ -237,9 +291,14 @@ def fit_em(
         Each is used for ``iter_per_temperature`` iterations before ordinary EM at β = 1.
     callbacks : sequence of callables
         Called with an :class:`IterationInfo` after every evaluated point; returning True stops
-        the current start.
+        the current start. A callback with a ``start_began(restart)`` or
+        ``start_ended(restart, result)`` method is also told when each start begins (before its
+        initialisation) and ends (with that start's :class:`EMResult`).
     progress : bool
         Show a tqdm progress bar.
+    verbose, verbose_interval : int
+        Print progress as scikit-learn's mixtures do (see :class:`VerboseReporter`): 0 nothing,
+        1 starts and every ``verbose_interval``-th iteration, 2 with times and changes.
     decrease_rtol : float
         Relative size of an objective decrease that counts as a defect rather than round-off.
     warn_not_converged : bool
@@ -254,6 +313,7 @@ def fit_em(
         ``random_state=None`` the seed is taken from the checkpoint.
     """
     _check_arguments(model, n_init, max_iter, tol, accelerate)
+    callbacks = tuple(callbacks) + _verbose_callbacks(verbose, verbose_interval)
     betas = _inverse_temperatures(model, annealing)
     seed_sequence = _seed_sequence(random_state)
     prepared = _prepared(model, data)
@@ -278,6 +338,7 @@ def fit_em(
                 data, np.random.default_rng(seeds[0])))
     for restart in range(first_restart, n_init):
         rng = np.random.default_rng(seeds[restart])
+        _notify(callbacks, "start_began", restart)
         start = init if (init is not None and restart == 0) else model.init_params(data, rng)
         resume_from = None
         if saved is not None and restart == first_restart:
@@ -285,6 +346,7 @@ def fit_em(
         result = _run_one(model, prepared, start, restart, rng, max_iter, tol, accelerate, betas,
                           iter_per_temperature, callbacks, progress, decrease_rtol, resume_from,
                           progress_of.saver(restart, restart_objectives, best))
+        _notify(callbacks, "start_ended", restart, result)
         restart_objectives.append(result.objective)
         if best is None or result.objective > best.objective:
             best = result
@@ -423,7 +485,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
                 bar.update(1)
                 bar.set_postfix(objective=f"{point.objective:.6g}")
             info = IterationInfo(restart, iteration, point.objective, point.objective - previous,
-                                 point.params, annealing)
+                                 point.params, annealing, n_samples)
             stopped = any([bool(cb(info)) for cb in callbacks])
             if converged or stopped:
                 break
@@ -510,6 +572,15 @@ def _check_arguments(model, n_init, max_iter, tol, accelerate_name) -> None:
         )
 
 
+def _verbose_callbacks(verbose, interval) -> tuple[VerboseReporter, ...]:
+    """The reporter that ``verbose`` asks for, checked (none for 0 or False)."""
+    if not isinstance(verbose, (int, np.integer)) or verbose < 0:
+        raise ParameterError(f"verbose must be an integer >= 0 (or a bool), got {verbose!r}.")
+    if not isinstance(interval, (int, np.integer)) or isinstance(interval, bool) or interval < 1:
+        raise ParameterError(f"verbose_interval must be an integer >= 1, got {interval!r}.")
+    return (VerboseReporter(int(verbose), int(interval)),) if verbose else ()
+
+
 def _inverse_temperatures(model, annealing) -> list[float]:
     if annealing is None:
         return []
@@ -551,6 +622,7 @@ __all__ = [
     "EMResult",
     "IterationInfo",
     "ConvergenceMonitor",
+    "VerboseReporter",
     "add_statistics",
     "annealing_schedule",
     "fit_em",

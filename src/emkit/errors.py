@@ -6,6 +6,7 @@ exception a caller would expect (``ValueError`` for bad input), so generic handl
 
 from __future__ import annotations
 
+from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
@@ -38,5 +39,8 @@ class LikelihoodDecreaseWarning(UserWarning):
     in a model (or severe round-off). The decrease is recorded in the fit's history."""
 
 
-class ConvergenceWarning(UserWarning):
-    """A fit stopped at ``max_iter`` before the change in objective fell below ``tol``."""
+class ConvergenceWarning(_SklearnConvergenceWarning):
+    """A fit stopped at ``max_iter`` before the change in objective fell below ``tol``.
+
+    It is scikit-learn's ``sklearn.exceptions.ConvergenceWarning`` (a ``UserWarning``) by
+    inheritance, so filters and ``pytest.warns`` written for scikit-learn catch it too."""

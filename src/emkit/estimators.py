@@ -47,6 +47,12 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     random_state : None, int, Generator or RandomState
     warm_start : bool, default False
         Start the next ``fit`` from the current parameters (one start).
+    verbose : int, default 0
+        1 prints each start and every ``verbose_interval``-th iteration, 2 also the time and
+        the change of the log-likelihood per sample (as scikit-learn; printed by
+        :class:`emkit.engine.VerboseReporter`).
+    verbose_interval : int, default 10
+        Iterations between two printed lines.
     accelerate : {None, "squarem"}, default None
         ``"squarem"`` usually needs several times fewer iterations.
     annealing : float or sequence of float, optional
@@ -70,6 +76,12 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     covariances_, precisions_, precisions_cholesky_ : shapes depend on ``covariance_type``
     converged_ : bool
     n_iter_ : int
+        EM iterations of the best start, counted as scikit-learn counts them: the M-steps that
+        led to the fitted parameters, 0 with ``max_iter=0`` (the start itself), ``max_iter``
+        when the limit stopped the fit. scikit-learn judges convergence by the change one
+        iteration behind its newest parameters, emkit at the newest ones, so from the same start
+        emkit can stop an iteration sooner. With ``accelerate="squarem"`` it counts passes over
+        the data (each SQUAREM cycle takes two or three): the cost, comparable with plain EM's.
     lower_bound_ : float
         Final log-likelihood per sample (plus log prior, for MAP models).
     history_ : ndarray
@@ -81,8 +93,9 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
                  means_init=None, precisions_init=None, resp_init=None, random_state=None,
-                 warm_start=False, accelerate=None, annealing=None, dtype=np.float64,
-                 progress=False, learning_decay=0.6, learning_offset=2.0):
+                 warm_start=False, verbose=0, verbose_interval=10, accelerate=None,
+                 annealing=None, dtype=np.float64, progress=False, learning_decay=0.6,
+                 learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -96,6 +109,8 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         self.resp_init = resp_init
         self.random_state = random_state
         self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.accelerate = accelerate
         self.annealing = annealing
         self.dtype = dtype
@@ -149,8 +164,10 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
                             "(n_samples = 1): fit on more data.")
         if self.n_components > n_samples:
             raise DataError(
-                f"n_components={self.n_components} is larger than the number of samples "
-                f"(n_samples={n_samples}): use fewer components or more data.")
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {n_samples}: n_components="
+                f"{self.n_components} is larger than the number of samples; use fewer "
+                "components or more data.")
         _check_observed(X, getattr(self, "feature_names_in_", None))
         _check_no_constant_column(X, getattr(self, "feature_names_in_", None))
         self._check_initial_values(n_samples, X.shape[1])
@@ -202,7 +219,10 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             n_init=1 if warm else self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, init=self._params() if warm else None,
             accelerate=self.accelerate, annealing=self.annealing, progress=self.progress,
+            verbose=self.verbose, verbose_interval=self.verbose_interval,
             decrease_rtol=1e-10 if np.dtype(self.dtype) == np.float64 else 1e-5,
+            # max_iter=0 asks for the starting point itself: nothing to warn about (as sklearn)
+            warn_not_converged=self.max_iter > 0,
             checkpoint=checkpoint, resume=resume,
         )
         self._set_params(result.params)
@@ -276,7 +296,8 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         """Draw rows from the fitted mixture; returns (X, component labels)."""
         self._check_fitted()
         if n_samples < 1:
-            raise ParameterError(f"n_samples must be >= 1, got {n_samples}.")
+            raise ParameterError(f"Invalid value for 'n_samples': {n_samples}. The sampling "
+                                 "requires at least one sample: n_samples must be >= 1.")
         rng = np.random.default_rng(self.random_state if isinstance(
             self.random_state, (int, np.integer)) else None)
         counts = rng.multinomial(n_samples, self.weights_)
@@ -332,8 +353,9 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         try:
             check_is_fitted(self, "weights_")
         except Exception as error:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet: call fit(X) first.") from error
+            raise NotFittedError(  # scikit-learn's words, so code matching them keeps working
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator.") from error
 
     def _validate_rows(self, X, reset):
         X = validate_rows(self, X, reset=reset, dtype=[np.float64, np.float32])
@@ -364,30 +386,41 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         check_learning_rate(self.learning_decay, self.learning_offset)
 
     def _check_initial_values(self, n_samples, n_features):
-        """Shapes and ranges of user-given starting values, checked before any work."""
+        """Shapes and ranges of user-given starting values, checked before any work.
+
+        The messages begin with scikit-learn's wording ("The parameter 'weights' should …") so
+        that code matching scikit-learn's errors keeps working."""
         K = self.n_components
         if self.weights_init is not None:
-            weights = _numeric("weights_init", self.weights_init, (K,))
-            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+            weights = _numeric("weights_init", self.weights_init, (K,), "weights")
+            if np.any(weights < 0) or np.any(weights > 1):
                 raise ParameterError(
-                    "weights_init must be non-negative and sum to 1, got sum "
-                    f"{weights.sum():.6g} and minimum {weights.min():.6g}.")
+                    "The parameter 'weights' should be in the range [0, 1], but got min value "
+                    f"{weights.min():.5f}, max value {weights.max():.5f}: weights_init are the "
+                    "mixing proportions.")
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ParameterError(
+                    "The parameter 'weights' should be normalized, but got sum(weights) = "
+                    f"{weights.sum():.5f}: weights_init must sum to 1.")
         if self.means_init is not None:
-            _numeric("means_init", self.means_init, (K, n_features))
+            _numeric("means_init", self.means_init, (K, n_features), "means")
         if self.precisions_init is not None:
+            kind = self.covariance_type
             shape = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
-                     "diag": (K, n_features), "spherical": (K,)}[self.covariance_type]
-            precisions = _numeric("precisions_init", self.precisions_init, shape)
-            if self.covariance_type in ("diag", "spherical"):
-                positive = bool(np.all(precisions > 0))
+                     "diag": (K, n_features), "spherical": (K,)}[kind]
+            precisions = _numeric("precisions_init", self.precisions_init, shape,
+                                  f"{kind} precision")
+            if kind in ("diag", "spherical"):
+                positive, required = bool(np.all(precisions > 0)), "positive"
             else:
                 matrices = precisions.reshape((-1, n_features, n_features))
                 positive = all(np.allclose(m, m.T) and np.all(np.linalg.eigvalsh(m) > 0)
                                for m in matrices)
+                required = "symmetric, positive-definite"
             if not positive:
                 raise ParameterError(
-                    "precisions_init must be positive (definite, symmetric) for every "
-                    "component.")
+                    f"The parameter '{kind} precision' should be {required}: precisions_init "
+                    "must be such for every component.")
         if self.resp_init is not None:
             resp = _numeric("resp_init", self.resp_init, (n_samples, K))
             if np.any(resp < 0) or np.any(resp.sum(axis=1) <= 0):
@@ -499,13 +532,18 @@ def _check_no_constant_column(X, names):
             "reg_covar, which makes the likelihood meaningless. Drop these columns.")
 
 
-def _numeric(name, value, shape):
+def _numeric(name, value, shape, sklearn_name=None):
+    """``value`` as a float array of ``shape``; ``sklearn_name`` is scikit-learn's name for it
+    in its error messages (e.g. 'weights' for weights_init), whose wording is kept."""
     try:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as error:
         raise ParameterError(f"{name} must be numbers: {error}.") from error
     if array.shape != tuple(shape):
-        raise ParameterError(f"{name} has shape {array.shape}, expected {tuple(shape)} "
+        prefix = ("" if sklearn_name is None else
+                  f"The parameter '{sklearn_name}' should have the shape of {tuple(shape)}, "
+                  f"but got {array.shape}: ")
+        raise ParameterError(f"{prefix}{name} has shape {array.shape}, expected {tuple(shape)} "
                              "(from n_components and the number of features).")
     if not np.all(np.isfinite(array)):
         raise ParameterError(f"{name} contains NaN or infinity.")

@@ -5,7 +5,9 @@ Fitted attributes follow hmmlearn where they overlap (``startprob_``, ``transmat
 :class:`emkit.GaussianMixture` (``n_components``, ``max_iter``, ``tol``, ``n_init``,
 ``random_state``, ``accelerate``, …). Like hmmlearn, ``params`` and ``init_params`` choose by
 letter what EM updates and what ``fit`` initialises: setting attributes before ``fit`` with
-``init_params=""`` starts from them.
+``init_params=""`` starts from them. hmmlearn's constructor names are accepted with hmmlearn's
+meaning (``n_iter``, ``min_covar``, ``algorithm``, ``verbose``, ``implementation``), and a
+fitted model has hmmlearn's ``monitor_`` (see docs/hmm.md for the whole mapping).
 
 No math lives here: the model is :class:`emkit.models.hmm.HMMModel`, fitted by the one EM loop
 :func:`emkit.fit_em`.
@@ -14,6 +16,7 @@ No math lives here: the model is :class:`emkit.models.hmm.HMMModel`, fitted by t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -41,7 +44,25 @@ from emkit.models.hmm import (
 from emkit.online import PartialFitMixin, check_learning_rate
 from emkit.persist import EstimatorSpec, register_estimator
 
-__all__ = ["GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM"]
+__all__ = ["GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM", "FitMonitor"]
+
+
+@dataclass(frozen=True)
+class FitMonitor:
+    """hmmlearn's ``monitor_`` of a fitted emkit HMM, read from the fit.
+
+    ``history`` is the objective (log-likelihood + log prior) at every evaluated point of the
+    best start, the start first (``history_``), so ``history[-1]`` belongs to the fitted
+    parameters; ``iter`` is ``n_iter_``; ``converged`` is ``converged_`` — True only when the
+    convergence test passed (hmmlearn's is also True when ``n_iter`` iterations were done).
+    """
+
+    tol: float
+    n_iter: int
+    verbose: int
+    history: tuple[float, ...]
+    iter: int
+    converged: bool
 
 
 class _BaseHMM(PartialFitMixin, BaseEstimator):
@@ -99,9 +120,11 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
                 raise DataError(f"n_components={self.n_components} is larger than the number "
                                 f"of frames ({n_frames}): use fewer states or more data.")
         model = self._model(self.n_features_in_, start=self._given_start())
-        result = fit_em(model, sequences, n_init=self.n_init, max_iter=self.max_iter,
+        result = fit_em(model, sequences, n_init=self.n_init, max_iter=self._max_iter(),
                         tol=self.tol, random_state=self.random_state,
                         accelerate=self.accelerate, progress=self.progress,
+                        verbose=int(self.verbose), verbose_interval=1,
+                        warn_not_converged=self._max_iter() > 0,  # 0: the start, as asked
                         checkpoint=checkpoint, resume=resume)
         self._set_params(result.params)
         self.converged_ = result.converged
@@ -124,6 +147,19 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
 
     def _online_attributes(self):
         self.events_, self.restart_objectives_ = [], np.empty(0)
+
+    def _max_iter(self) -> int:
+        """``max_iter``, or hmmlearn's ``n_iter`` when given."""
+        return self.max_iter if self.n_iter is None else self.n_iter
+
+    @property
+    def monitor_(self) -> FitMonitor:
+        """hmmlearn's convergence monitor: ``converged``, ``history``, ``iter`` of the fit."""
+        if not hasattr(self, "history_"):
+            raise AttributeError(f"This {type(self).__name__} has no monitor_ before fit.")
+        return FitMonitor(self.tol, self._max_iter(), int(self.verbose),
+                          tuple(float(v) for v in self.history_), int(self.n_iter_),
+                          bool(self.converged_))
 
     def _is_fitted(self) -> bool:
         return getattr(self, "startprob_", None) is not None and hasattr(self, "n_iter_")
@@ -185,13 +221,15 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         """Posterior probability of each state at every frame, (n_frames, n_components)."""
         return self.score_samples(X, lengths)[1]
 
-    def decode(self, X, lengths=None, algorithm="viterbi"):
+    def decode(self, X, lengths=None, algorithm=None):
         """The most probable state path and its log-probability.
 
         ``algorithm="viterbi"``: the jointly most probable path; the log-probability is
         log p(X, path) summed over sequences. ``"map"``: the most probable state of each frame
         (posterior decoding); the log-probability is Σ_t log max_k p(z_t = k | X).
+        None: the estimator's ``algorithm`` (as hmmlearn).
         """
+        algorithm = self.algorithm if algorithm is None else algorithm
         if algorithm not in ("viterbi", "map"):
             raise ParameterError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}.")
         sequences = self._fitted_sequences(X, lengths)
@@ -204,8 +242,22 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
             return float(np.sum(np.log(posteriors.max(axis=1)))), posteriors.argmax(axis=1)
 
     def predict(self, X, lengths=None):
-        """The Viterbi state path, (n_frames,)."""
+        """The state path of :meth:`decode` with the estimator's ``algorithm`` (Viterbi by
+        default), (n_frames,)."""
         return self.decode(X, lengths)[1]
+
+    def get_stationary_distribution(self) -> np.ndarray:
+        """The stationary distribution π of ``transmat_`` (π A = π, Σ π = 1), as hmmlearn.
+
+        Found as the least-squares solution of the stacked system; for a chain with several
+        closed classes it is one of the stationary distributions."""
+        self._check_fitted()
+        K = self.n_components
+        system = np.vstack([self.transmat_.T - np.eye(K), np.ones((1, K))])
+        target = np.concatenate([np.zeros(K), [1.0]])
+        stationary = np.linalg.lstsq(system, target, rcond=None)[0]
+        stationary = np.clip(stationary, 0.0, None)
+        return stationary / stationary.sum()
 
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw one sequence of ``n_samples`` frames; returns (X, states)."""
@@ -303,8 +355,20 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
     def _check_parameters(self):
         check_integer(self, "n_components", 1)
         check_integer(self, "max_iter", 0)
+        if self.n_iter is not None:
+            check_integer(self, "n_iter", 0)
         check_integer(self, "n_init", 1)
         check_learning_rate(self.learning_decay, self.learning_offset)
+        if self.algorithm not in ("viterbi", "map"):
+            raise ParameterError(f"algorithm must be 'viterbi' or 'map', got "
+                                 f"{self.algorithm!r}.")
+        if self.implementation not in ("log", "scaling"):
+            raise ParameterError(f"implementation must be 'log' or 'scaling' (hmmlearn's "
+                                 f"values; both run emkit's scaled pass), got "
+                                 f"{self.implementation!r}.")
+        if not isinstance(self.verbose, (int, np.integer)) or self.verbose < 0:
+            raise ParameterError(f"verbose must be a bool or an integer >= 0, got "
+                                 f"{self.verbose!r}.")
         if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
             raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
         for name in ("params", "init_params"):
@@ -375,6 +439,20 @@ class GaussianHMM(_BaseHMM):
     random_state : None, int, Generator or RandomState
     accelerate : {None, "squarem"}
     progress : bool
+    min_covar : float, default 1e-3
+        Added to the diagonal of the data's covariance from which the initial covariances are
+        drawn (hmmlearn's meaning: at initialisation only; ``reg_covar`` acts in every M-step).
+    n_iter : int, optional
+        hmmlearn's name for ``max_iter``; when given it replaces ``max_iter``.
+    algorithm : {"viterbi", "map"}, default "viterbi"
+        The decoder of :meth:`decode` and :meth:`predict` (hmmlearn's parameter).
+    verbose : bool or int, default False
+        True (or 1) prints every iteration of every start, 2 also the time and the change of
+        the log-likelihood per frame (:class:`emkit.engine.VerboseReporter`).
+    implementation : {"log", "scaling"}, default "log"
+        Accepted for hmmlearn's code, no effect: emkit's forward-backward pass always works in
+        scaled probabilities with renormalisation, which agrees with a log-space pass to
+        round-off except in the extreme chains docs/hmm.md describes.
 
     Attributes
     ----------
@@ -385,6 +463,8 @@ class GaussianHMM(_BaseHMM):
         (D, D) tied, (K, D) diag, (K,) spherical.
     converged_, n_iter_, lower_bound_ (objective per frame), history_ (objective at every
     iteration), events_, restart_objectives_, n_features_in_
+    monitor_ : FitMonitor
+        hmmlearn's ``monitor_`` (``converged``, ``history``, ``iter``), read from the above.
     """
 
     _letters = "stmc"
@@ -393,9 +473,11 @@ class GaussianHMM(_BaseHMM):
                  max_iter=100, n_init=1, params="stmc", init_params="stmc",
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
                  covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
-                 progress=False, learning_decay=0.6, learning_offset=2.0):
+                 progress=False, learning_decay=0.6, learning_offset=2.0, min_covar=1e-3,
+                 n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):
         self.n_components = n_components
         self.covariance_type = covariance_type
+        self.min_covar = min_covar
         self.tol = tol
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -413,10 +495,15 @@ class GaussianHMM(_BaseHMM):
         self.progress = progress
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.n_iter = n_iter
+        self.algorithm = algorithm
+        self.verbose = verbose
+        self.implementation = implementation
 
     def _emission(self, n_features):
         return GaussianEmission(self.covariance_type, self.reg_covar, self.means_prior,
-                                self.means_weight, self.covars_prior, self.covars_weight)
+                                self.means_weight, self.covars_prior, self.covars_weight,
+                                min_covar=self.min_covar)
 
     def _emission_params(self):
         family = self._emission(None).family
@@ -463,8 +550,10 @@ class GaussianHMM(_BaseHMM):
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ParameterError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
                                  f"{self.covariance_type!r}.")
-        if not isinstance(self.reg_covar, (int, float, np.number)) or not self.reg_covar >= 0:
-            raise ParameterError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}.")
+        for name in ("reg_covar", "min_covar"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or not value >= 0:
+                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
         self._emission(None)  # checks that the priors fit the covariance type
 
 
@@ -492,7 +581,8 @@ class CategoricalHMM(_BaseHMM):
     def __init__(self, n_components=1, *, n_features=None, tol=1e-3, max_iter=100, n_init=1,
                  params="ste", init_params="ste", startprob_prior=1.0, transmat_prior=1.0,
                  emissionprob_prior=1.0, random_state=None, accelerate=None, progress=False,
-                 learning_decay=0.6, learning_offset=2.0):
+                 learning_decay=0.6, learning_offset=2.0,
+                 n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):
         self.n_components = n_components
         self.n_features = n_features
         self.tol = tol
@@ -508,6 +598,10 @@ class CategoricalHMM(_BaseHMM):
         self.progress = progress
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.n_iter = n_iter
+        self.algorithm = algorithm
+        self.verbose = verbose
+        self.implementation = implementation
 
     def _n_categories(self) -> int:
         if self.n_features is not None:
@@ -575,7 +669,8 @@ class PoissonHMM(_BaseHMM):
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1, params="stl",
                  init_params="stl", startprob_prior=1.0, transmat_prior=1.0,
                  lambdas_prior_shape=1.0, lambdas_prior_rate=0.0, random_state=None,
-                 accelerate=None, progress=False, learning_decay=0.6, learning_offset=2.0):
+                 accelerate=None, progress=False, learning_decay=0.6, learning_offset=2.0,
+                 n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):
         self.n_components = n_components
         self.tol = tol
         self.max_iter = max_iter
@@ -591,6 +686,10 @@ class PoissonHMM(_BaseHMM):
         self.progress = progress
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.n_iter = n_iter
+        self.algorithm = algorithm
+        self.verbose = verbose
+        self.implementation = implementation
 
     def _emission(self, n_features):
         return PoissonEmission(self.lambdas_prior_shape, self.lambdas_prior_rate)
@@ -639,10 +738,12 @@ class GMMHMM(_BaseHMM):
     def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-3,
                  reg_covar=1e-6, max_iter=100, n_init=1, params="stmcw", init_params="stmcw",
                  startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
-                 progress=False, learning_decay=0.6, learning_offset=2.0):
+                 progress=False, learning_decay=0.6, learning_offset=2.0, min_covar=1e-3,
+                 n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):
         self.n_components = n_components
         self.n_mix = n_mix
         self.covariance_type = covariance_type
+        self.min_covar = min_covar
         self.tol = tol
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -656,9 +757,13 @@ class GMMHMM(_BaseHMM):
         self.progress = progress
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.n_iter = n_iter
+        self.algorithm = algorithm
+        self.verbose = verbose
+        self.implementation = implementation
 
     def _emission(self, n_features):
-        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar)
+        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar, self.min_covar)
 
     def _has_letter(self, letter: str) -> bool:
         if letter == "w":
@@ -722,8 +827,10 @@ class GMMHMM(_BaseHMM):
         if self.covariance_type not in ("full", "diag", "spherical"):
             raise ParameterError("covariance_type must be 'full', 'diag' or 'spherical', got "
                                  f"{self.covariance_type!r}.")
-        if not isinstance(self.reg_covar, (int, float, np.number)) or not self.reg_covar >= 0:
-            raise ParameterError(f"reg_covar must be a number >= 0, got {self.reg_covar!r}.")
+        for name in ("reg_covar", "min_covar"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or not value >= 0:
+                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
 
 
 # --------------------------------------------------------------------------- model files

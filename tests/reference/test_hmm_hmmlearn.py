@@ -143,3 +143,111 @@ def test_gmm_hmm_matches_hmmlearn_with_means_fixed(covariance_type):
     for name in ("transmat_", "weights_", "covars_"):
         np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-8,
                                    atol=1e-12, err_msg=name)
+
+
+# ---------------------------------------------------------------------- hmmlearn's code unchanged
+def full_covariances(model):
+    """emkit's covars_ (the covariance type's own shape) as hmmlearn's getter returns them:
+    one full matrix per state."""
+    covars, K = np.asarray(model.covars_), model.n_components
+    D = model.means_.shape[1]
+    if model.covariance_type == "tied":
+        return np.broadcast_to(covars, (K, D, D))
+    if model.covariance_type == "diag":
+        return covars[:, :, None] * np.eye(D)
+    return covars
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
+def test_hmmlearn_constructor_call_and_methods_run_unchanged(covariance_type):
+    """The same keyword arguments, hmmlearn's names, build both models; from the same start,
+    10 iterations later the fits and every inference method agree to round-off. hmmlearn's
+    default covariance prior (covars_prior=1e-2, covars_weight=1) is passed explicitly for full
+    and diag (emkit's default is no prior) and switched off for the others, which emkit
+    implements without priors; emkit's reg_covar (no hmmlearn counterpart) is set to 0."""
+    reference = hmm.GaussianHMM(3, covariance_type="full")
+    reference.startprob_, reference.transmat_ = START, TRANSMAT
+    reference.means_ = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 3.0]])
+    reference.covars_ = np.array([[[0.5, 0.2], [0.2, 0.8]], np.eye(2), 2 * np.eye(2)])
+    X = simulate(reference)
+    prior = ({"covars_prior": 1e-2, "covars_weight": 1.0}
+             if covariance_type in ("full", "diag") else {"covars_prior": 0.0})
+    settings = dict(n_components=3, covariance_type=covariance_type, n_iter=10, tol=0.0,
+                    min_covar=1e-3, algorithm="map", verbose=False, implementation="log",
+                    params="stmc", init_params="", random_state=0, **prior)
+    start = dict(startprob_=np.full(3, 1 / 3),
+                 transmat_=np.array([[0.5, 0.3, 0.2], [0.25, 0.5, 0.25], [0.2, 0.3, 0.5]]),
+                 means_=np.array([[0.5, 0.5], [2.0, 0.0], [-1.0, 2.0]]),
+                 covars_={"full": np.array([np.eye(2)] * 3), "diag": np.ones((3, 2)),
+                          "spherical": np.ones(3), "tied": np.eye(2)}[covariance_type])
+    theirs = hmm.GaussianHMM(**settings)
+    ours = emkit.GaussianHMM(**settings).set_params(reg_covar=0.0)
+    for model in (theirs, ours):
+        for name, value in start.items():
+            setattr(model, name, value.copy())
+        model.fit(X, LENGTHS)
+
+    assert ours.monitor_.iter == theirs.monitor_.iter == 10
+    if not prior["covars_prior"]:  # emkit's history is the objective: log-likelihood + log prior
+        np.testing.assert_allclose(ours.monitor_.history[:10], list(theirs.monitor_.history),
+                                   rtol=1e-10)
+    np.testing.assert_allclose(ours.score(X, LENGTHS), theirs.score(X, LENGTHS), rtol=1e-10)
+    for name in ("startprob_", "transmat_", "means_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-9,
+                                   atol=1e-12, err_msg=name)
+    if covariance_type == "spherical":  # hmmlearn 0.3.3's getter mixes up the fitted shape
+        expected = np.asarray(theirs._covars_).reshape(3, -1)[:, 0]
+        np.testing.assert_allclose(ours.covars_, expected, rtol=1e-9, err_msg="covars_")
+    else:
+        np.testing.assert_allclose(full_covariances(ours), theirs.covars_, rtol=1e-9,
+                                   err_msg="covars_")
+    ours_ll, ours_posteriors = ours.score_samples(X, LENGTHS)
+    theirs_ll, theirs_posteriors = theirs.score_samples(X, LENGTHS)
+    assert ours_ll == pytest.approx(theirs_ll, rel=1e-10)
+    np.testing.assert_allclose(ours_posteriors, theirs_posteriors, atol=1e-10)
+    np.testing.assert_allclose(ours.predict_proba(X, LENGTHS), theirs_posteriors, atol=1e-10)
+    # algorithm="map" from the constructor: predict is posterior decoding in both
+    np.testing.assert_array_equal(ours.predict(X, LENGTHS), theirs_posteriors.argmax(axis=1))
+    np.testing.assert_array_equal(ours.predict(X, LENGTHS), theirs.predict(X, LENGTHS))
+    ours_viterbi, theirs_viterbi = (m.decode(X, LENGTHS, algorithm="viterbi")
+                                    for m in (ours, theirs))
+    assert ours_viterbi[0] == pytest.approx(theirs_viterbi[0], rel=1e-10)
+    np.testing.assert_array_equal(ours_viterbi[1], theirs_viterbi[1])
+    # "map": emkit's log-probability is Σ_t log max_k γ_t(k); hmmlearn 0.3 sums max_k γ_t(k)
+    assert ours.decode(X, LENGTHS)[0] == pytest.approx(
+        np.sum(np.log(theirs_posteriors.max(axis=1))), rel=1e-10)
+    np.testing.assert_allclose(ours.get_stationary_distribution(),
+                               theirs.get_stationary_distribution(), atol=1e-12)
+    frames, states = ours.sample(50, random_state=1)
+    assert frames.shape == (50, 2) and states.shape == (50,)
+
+
+def test_min_covar_acts_at_initialisation_only():
+    """hmmlearn adds min_covar to the data's covariance when it draws the covariances, and
+    nowhere else: so do emkit's GaussianHMM and GMMHMM."""
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 1, (80, 2)), rng.normal(3, 0.5, (80, 2))])
+    means = np.array([[0.0, 0.0], [3.0, 3.0]])
+    drawn = {}
+    for min_covar in (0.0, 0.25):
+        model = emkit.GaussianHMM(2, covariance_type="full", init_params="stc", n_iter=0,
+                                  min_covar=min_covar)
+        model.means_ = means
+        drawn[min_covar] = model.fit(X).covars_
+    np.testing.assert_allclose(drawn[0.25] - drawn[0.0], np.tile(0.25 * np.eye(2), (2, 1, 1)),
+                               rtol=0, atol=1e-12)
+    mixtures = [emkit.GMMHMM(2, n_mix=2, covariance_type="diag", init_params="stcw", n_iter=0,
+                             min_covar=min_covar) for min_covar in (0.0, 0.25)]
+    for model in mixtures:
+        model.means_ = np.stack([means, means + 0.5])
+        model.fit(X)
+    np.testing.assert_allclose(mixtures[1].covars_ - mixtures[0].covars_, 0.25, atol=1e-12)
+    fitted = []
+    for min_covar in (0.0, 10.0):  # from a given start: no effect on the EM iterations
+        model = emkit.GaussianHMM(2, covariance_type="full", init_params="", n_iter=5, tol=0.0,
+                                  min_covar=min_covar)
+        model.startprob_, model.transmat_ = np.array([0.5, 0.5]), np.full((2, 2), 0.5)
+        model.means_, model.covars_ = means, np.tile(np.eye(2), (2, 1, 1))
+        fitted.append(model.fit(X))
+    np.testing.assert_array_equal(fitted[0].covars_, fitted[1].covars_)
+    np.testing.assert_array_equal(fitted[0].means_, fitted[1].means_)

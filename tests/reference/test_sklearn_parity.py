@@ -6,6 +6,7 @@ log-likelihood. scikit-learn is an independent implementation (raw data and resp
 its M-step; emkit uses centred additive statistics and numba kernels).
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,25 @@ def test_default_fit_on_faithful_reaches_sklearn_optimum():
     reference_order = np.argsort(theirs.means_[:, 0])
     np.testing.assert_allclose(ours.means_[order], theirs.means_[reference_order], rtol=1e-3)
     np.testing.assert_allclose(ours.weights_[order], theirs.weights_[reference_order], rtol=1e-3)
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 4])
+def test_n_iter_counts_em_iterations_as_sklearn(max_iter):
+    """``n_iter_`` is the number of EM iterations (M-steps) of the best start in both
+    libraries: 0 for ``max_iter=0`` (the start itself, no warning), ``max_iter`` when the limit
+    is reached, with the same parameters after as many iterations."""
+    X = faithful()
+    start = starting_point(X, 2, "full")
+    if max_iter == 0:  # scikit-learn cannot return a start given by its precisions unfitted
+        start = {"means_init": start["means_init"]}
+    settings = dict(max_iter=max_iter, tol=1e-12, **start)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = emkit.GaussianMixture(2, **settings).fit(X)
+        theirs = SklearnGaussianMixture(2, **settings).fit(X)
+    warned = [issubclass(w.category, SklearnConvergenceWarning) for w in caught]
+    assert warned == ([] if max_iter == 0 else [True, True])
+    assert ours.n_iter_ == theirs.n_iter_ == max_iter
+    assert_close(ours.means_, theirs.means_, "means_")
+    if max_iter:
+        assert_close(ours.covariances_, theirs.covariances_, "covariances_")

@@ -189,9 +189,11 @@ class GaussianEmission:
     uses_missing_layout = True
 
     def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6,
-                 means_prior=0.0, means_weight=0.0, covars_prior=0.0, covars_weight=0.0):
+                 means_prior=0.0, means_weight=0.0, covars_prior=0.0, covars_weight=0.0,
+                 min_covar: float = 1e-3):
         self.family = GaussianFamily(covariance_type, reg_covar)
         self.covariance_type = covariance_type
+        self.min_covar = float(min_covar)  # added to the data's covariance at init (hmmlearn)
         self.means_prior = means_prior
         self.means_weight = means_weight
         self.covars_prior = covars_prior
@@ -307,7 +309,7 @@ class GaussianEmission:
         means, _ = kmeans_plusplus(X, n_states, random_state=seed, sample_weight=w)
         D = X.shape[1]
         centred = X - np.average(X, axis=0, weights=w)
-        cov = (centred * w[:, None]).T @ centred / w.sum() + 1e-3 * np.eye(D)
+        cov = (centred * w[:, None]).T @ centred / w.sum() + self.min_covar * np.eye(D)
         kind = self.covariance_type
         if kind == "full":
             cov = np.broadcast_to(cov, (n_states, D, D)).copy()
@@ -359,12 +361,14 @@ class GMMEmission:
     letters = "mcw"
     uses_missing_layout = True
 
-    def __init__(self, n_mix: int, covariance_type: str = "diag", reg_covar: float = 1e-6):
+    def __init__(self, n_mix: int, covariance_type: str = "diag", reg_covar: float = 1e-6,
+                 min_covar: float = 1e-3):
         if covariance_type == "tied":
             raise ParameterError("GMMHMM supports covariance_type 'full', 'diag' and "
                                  "'spherical'.")
         self.n_mix = int(n_mix)
-        self.gaussian = GaussianEmission(covariance_type, reg_covar)  # the K·M components
+        # the K·M components
+        self.gaussian = GaussianEmission(covariance_type, reg_covar, min_covar=min_covar)
         self.family = self.gaussian.family
         self.covariance_type = covariance_type
 
