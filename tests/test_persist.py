@@ -636,3 +636,72 @@ def test_a_fresh_temporary_file_of_a_dead_writer_is_kept_for_a_minute(fitted, tm
     recent.write_bytes(b"")
     fitted.save(path)
     assert recent.exists()  # perhaps a writer on another machine sharing the folder
+
+
+def _forged(source, target, metadata_change=None, members_change=None):
+    """A copy of ``source`` at ``target`` with changed metadata and members."""
+    target.write_bytes(source.read_bytes())
+    rewrite(target, metadata_change, members_change)
+    return target
+
+
+@pytest.fixture(scope="module")
+def fitted_models(tmp_path_factory):
+    """One fitted model file of each kind whose metadata records a fit."""
+    from emkit.compound_dirichlet import DirichletMultinomialMixture
+    from emkit.fixed_mixture import FixedMixture
+    from emkit.hmm import CategoricalHMM, GaussianHMM
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("models")
+    models = {
+        "gmm": GaussianMixture(2, random_state=0).fit(rng.normal(size=(60, 2))),
+        "gaussian-hmm": GaussianHMM(2, random_state=0).fit(rng.normal(size=(80, 2))),
+        "categorical-hmm": CategoricalHMM(2, random_state=0).fit(rng.integers(0, 3, (80, 1))),
+        "dmm": DirichletMultinomialMixture(2, random_state=0).fit(rng.integers(0, 9, (40, 4))),
+        "fixed": FixedMixture().fit(rng.uniform(0.1, 1.0, size=(50, 3))),
+    }
+    paths = {}
+    for name, model in models.items():
+        paths[name] = folder / f"{name}.emkit"
+        model.save(paths[name])
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed"])
+@pytest.mark.parametrize(("attribute", "value", "message"), [
+    ("n_iter_", -3, "n_iter_ must be an integer >= 0"),
+    ("n_iter_", 2.5, "n_iter_"),
+    ("lower_bound_", "high", "lower_bound_"),
+])
+def test_forged_fit_record_is_refused_for_every_estimator(fitted_models, tmp_path, kind,
+                                                          attribute, value, message):
+    forged = _forged(fitted_models[kind], tmp_path / "forged.emkit",
+                     lambda metadata: metadata["attributes"].update({attribute: value}))
+    with pytest.raises(ModelFileError, match=message):
+        emkit.load(forged)
+
+
+def test_a_one_dimensional_emission_matrix_is_refused(fitted_models, tmp_path):
+    def flatten(members):
+        members["arrays/emissionprob_.npy"] = npy_bytes(np.array([0.5, 0.5]))
+
+    def announce(metadata):
+        metadata["arrays"]["emissionprob_"] = {"dtype": "<f8", "shape": [2]}
+
+    forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit", announce,
+                     flatten)
+    with pytest.raises(ModelFileError, match="emissionprob_ must be a 2-D array"):
+        emkit.load(forged)
+
+
+def test_covariances_that_do_not_match_their_cholesky_factors_are_refused(fitted_models,
+                                                                          tmp_path):
+    model = emkit.load(fitted_models["gmm"])
+
+    def scale(members):
+        members["arrays/covariances_.npy"] = npy_bytes(model.covariances_ * 1.01)
+
+    forged = _forged(fitted_models["gmm"], tmp_path / "forged.emkit", members_change=scale)
+    with pytest.raises(ModelFileError, match="do not belong together"):
+        emkit.load(forged)

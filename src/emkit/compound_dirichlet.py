@@ -548,12 +548,6 @@ def _check_fitted_compound(estimator) -> None:
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
         raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
                          f"{weights.sum():.10g})")
-    for name in ("history_", "restart_objectives_"):
-        value = getattr(estimator, name)
-        if value.ndim != 1 or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise ValueError(f"{name} must be a 1-D array of finite numbers")
-    if not isinstance(estimator.n_iter_, int) or estimator.n_iter_ < 0:
-        raise ValueError(f"n_iter_ must be an integer >= 0, got {estimator.n_iter_!r}")
     if estimator._counts and not (isinstance(estimator.n_trials_, int)
                                   and estimator.n_trials_ >= 1):
         raise ValueError(f"n_trials_ must be an integer >= 1, got {estimator.n_trials_!r}")

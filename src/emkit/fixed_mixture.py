@@ -408,11 +408,6 @@ def _check_fixed_mixture(estimator: FixedMixture) -> None:
         raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
                          f"{weights.sum():.10g})")
     dirichlet_concentration(estimator.prior, M)
-    history = estimator.history_
-    if history.ndim != 1 or history.dtype.kind != "f" or not np.all(np.isfinite(history)):
-        raise ValueError("history_ must be a 1-D array of finite numbers")
-    if not isinstance(estimator.n_iter_, int) or estimator.n_iter_ < 0:
-        raise ValueError(f"n_iter_ must be an integer >= 0, got {estimator.n_iter_!r}")
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features is not None and n_features != M:
         raise ValueError(f"n_features_in_ ({n_features}) must equal n_components_ ({M})")

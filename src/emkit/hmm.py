@@ -608,7 +608,7 @@ class CategoricalHMM(_BaseHMM):
             return int(self.n_features)
         if getattr(self, "_data_categories", None) is not None:
             return int(self._data_categories)
-        if getattr(self, "emissionprob_", None) is not None:
+        if getattr(self, "emissionprob_", None) is not None and np.ndim(self.emissionprob_) == 2:
             return int(np.shape(self.emissionprob_)[1])
         raise NotFittedError("CategoricalHMM does not know its number of symbols yet: set "
                              "n_features or call fit first.")
@@ -837,6 +837,10 @@ class GMMHMM(_BaseHMM):
 def _check_hmm(estimator) -> None:
     """Shapes and values of a fitted HMM; raises ValueError saying what is wrong."""
     estimator._check_parameters()
+    for name, ndim in _EMISSION_DIMENSIONS[type(estimator).__name__].items():
+        if np.ndim(getattr(estimator, name)) != ndim:
+            raise ValueError(f"{name} must be a {ndim}-D array, got shape "
+                             f"{np.shape(getattr(estimator, name))}")
     K = estimator.n_components
     _probability_rows("startprob_", estimator.startprob_, (K,))
     _probability_rows("transmat_", estimator.transmat_, (K, K))
@@ -850,10 +854,10 @@ def _check_hmm(estimator) -> None:
         raise ValueError(f"means_ has {params.means.shape[1]} features, n_features_in_ is {D}")
     if isinstance(params, PoissonParams) and params.rates.shape[1] != D:
         raise ValueError(f"lambdas_ has {params.rates.shape[1]} features, n_features_in_ is {D}")
-    if not np.all(np.isfinite(estimator.history_)):
-        raise ValueError("history_ must be finite")
 
 
+_EMISSION_DIMENSIONS = {"GaussianHMM": {"means_": 2}, "GMMHMM": {"weights_": 2, "means_": 3},
+                        "CategoricalHMM": {"emissionprob_": 2}, "PoissonHMM": {"lambdas_": 2}}
 _COMMON = {"startprob_": "array", "transmat_": "array", "converged_": "bool", "n_iter_": "int",
            "lower_bound_": "float", "history_": "array", "events_": "events",
            "restart_objectives_": "array", "n_features_in_": "int",

@@ -601,12 +601,28 @@ def _build(metadata: dict, spec: EstimatorSpec, arrays: dict, param_arrays: dict
 
 
 def _check_estimator(spec: EstimatorSpec, estimator: Any) -> None:
-    if spec.check is None:
-        return
     try:
-        spec.check(estimator)
-    except (ValueError, TypeError) as error:  # TypeError: e.g. a parameter of the wrong type
+        _check_fit_record(estimator)
+        if spec.check is not None:
+            spec.check(estimator)
+    # TypeError: e.g. a parameter of the wrong type; IndexError: an array of too few dimensions
+    except (ValueError, TypeError, IndexError) as error:
         raise ModelFileError(str(error)) from None
+
+
+def _check_fit_record(estimator: Any) -> None:
+    """What every EM estimator records of its fit, where it has it: ``n_iter_`` an integer >= 0,
+    ``lower_bound_`` finite, ``history_`` and ``restart_objectives_`` 1-D finite numbers."""
+    n_iter = getattr(estimator, "n_iter_", 0)
+    if not _is_int(n_iter) or n_iter < 0:
+        raise ValueError(f"n_iter_ must be an integer >= 0, got {n_iter!r}")
+    if not math.isfinite(getattr(estimator, "lower_bound_", 0.0)):
+        raise ValueError("lower_bound_ must be finite")
+    for name in ("history_", "restart_objectives_"):
+        value = getattr(estimator, name, None)
+        if value is not None and (not isinstance(value, np.ndarray) or value.ndim != 1
+                                  or value.dtype.kind != "f" or not np.all(np.isfinite(value))):
+            raise ValueError(f"{name} must be a 1-D array of finite numbers")
 
 
 # --------------------------------------------------------------------------- GaussianMixture
@@ -642,17 +658,24 @@ def _check_gaussian_mixture(estimator: Any) -> None:
     scale = np.diagonal(P, axis1=-2, axis2=-1) if kind in ("full", "tied") else P
     if np.any(scale <= 0):
         raise ValueError("precisions_cholesky_ must have a positive diagonal")
-    for name in ("history_", "restart_objectives_"):
-        value = getattr(estimator, name)
-        if value.ndim != 1 or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise ValueError(f"{name} must be a 1-D array of finite numbers")
-    if not _is_int(estimator.n_iter_) or estimator.n_iter_ < 0:
-        raise ValueError(f"n_iter_ must be an integer >= 0, got {estimator.n_iter_!r}")
-    if not math.isfinite(estimator.lower_bound_):
-        raise ValueError("lower_bound_ must be finite")
+    _check_factors_match(estimator.covariances_, P, kind)
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and len(names) != D:
         raise ValueError(f"feature_names_in_ has {len(names)} names for {D} features")
+
+
+def _check_factors_match(covariances: np.ndarray, factors: np.ndarray, kind: str) -> None:
+    """The stored precision Cholesky factors P are those of the stored covariances Σ:
+    Pᵀ Σ P = I to a relative 1e-6 (predictions use P, sampling and reports Σ)."""
+    if kind in ("full", "tied"):
+        cov, P = np.atleast_3d(covariances.T).T, np.atleast_3d(factors.T).T  # (K or 1, D, D)
+        identity = np.swapaxes(P, 1, 2) @ cov @ P
+        mismatch = np.max(np.abs(identity - np.eye(cov.shape[-1])))
+    else:
+        mismatch = np.max(np.abs(covariances * factors**2 - 1.0))
+    if not mismatch < 1e-6:
+        raise ValueError("covariances_ and precisions_cholesky_ do not belong together (the "
+                         "file was edited or damaged)")
 
 
 register_estimator("GaussianMixture", EstimatorSpec(

@@ -304,9 +304,6 @@ def _check_superimposed(estimator: SuperimposedSignals) -> None:
             raise ValueError(f"{name} does not match theta_")
     if not isinstance(estimator.n_points_, int) or estimator.n_points_ < 1:
         raise ValueError("n_points_ must be a positive integer")
-    history = estimator.history_
-    if history.ndim != 1 or history.dtype.kind != "f" or not np.all(np.isfinite(history)):
-        raise ValueError("history_ must be a 1-D array of finite numbers")
 
 
 register_estimator("SuperimposedSignals", EstimatorSpec(
