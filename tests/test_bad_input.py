@@ -84,6 +84,21 @@ def test_constant_column(X):
         GaussianMixture(2).fit(bad)
 
 
+@pytest.mark.parametrize("estimator", ["GaussianHMM", "GMMHMM"])
+def test_constant_column_in_a_gaussian_hmm(X, estimator):
+    import emkit
+
+    with pytest.raises(DataError, match=r"column\(s\) 0, 1 are constant"):
+        getattr(emkit, estimator)(2).fit(np.tile([[1.0, 2.0]], (20, 1)))
+
+
+def test_values_beyond_float32_range(X):
+    bad = X.copy()
+    bad[0, 0] = 1e308
+    with pytest.raises(DataError, match="beyond ±3.4e\\+38, which float32 cannot represent"):
+        GaussianMixture(2, dtype=np.float32).fit(bad)
+
+
 def test_one_dimensional_x(X):
     with pytest.raises(DataError, match="Expected 2D array, got 1D array"):
         GaussianMixture(2).fit(X[:, 0])

@@ -359,8 +359,18 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
 
     def _validate_rows(self, X, reset):
         X = validate_rows(self, X, reset=reset, dtype=[np.float64, np.float32])
+        dtype = np.dtype(self.dtype)
+        if dtype == X.dtype:
+            return np.ascontiguousarray(X)
         # Converted once to the precision of the E-step, not at every iteration.
-        return np.ascontiguousarray(X, dtype=np.dtype(self.dtype))
+        with np.errstate(over="ignore"):
+            converted = np.ascontiguousarray(X, dtype=dtype)
+        if np.isinf(converted).any():
+            limit = np.finfo(dtype).max
+            raise DataError(f"the data hold values beyond ±{limit:.3g}, which {dtype} cannot "
+                            "represent: use dtype=numpy.float64 (without --float32 on the "
+                            "command line) or rescale the data.")
+        return converted
 
     def _check_parameters(self):
         check_integer(self, "n_components", 1)

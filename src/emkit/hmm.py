@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
 from emkit.estimators import (
+    _check_no_constant_column,
     _check_observed,
     check_integer,
     is_dask_collection,
@@ -543,7 +544,9 @@ class GaussianHMM(_BaseHMM):
         self.covars_ = params.covariances
 
     def _check_frames(self, X):
-        _check_observed(X, getattr(self, "feature_names_in_", None))
+        names = getattr(self, "feature_names_in_", None)
+        _check_observed(X, names)
+        _check_no_constant_column(X, names)
 
     def _check_parameters(self):
         super()._check_parameters()
@@ -817,7 +820,9 @@ class GMMHMM(_BaseHMM):
         self.covars_ = cov.reshape((K, M) + cov.shape[1:])
 
     def _check_frames(self, X):
-        _check_observed(X, getattr(self, "feature_names_in_", None))
+        names = getattr(self, "feature_names_in_", None)
+        _check_observed(X, names)
+        _check_no_constant_column(X, names)
 
     def _check_parameters(self):
         super()._check_parameters()
