@@ -269,6 +269,7 @@ class ResumedStart:
     best: Any  # the best point (an EvaluatedPoint without stats) when it is not the current one
     step_max: float  # the SQUAREM step bound
     path: str
+    em_rates: tuple[float, ...] = ()  # the monitor's recent SQUAREM estimates of EM's rate
 
     def check_samples(self, n_samples: float) -> float:
         """The saved fit's number of samples, after checking that the data being fitted (with
@@ -329,6 +330,7 @@ class FitProgress:
             state = {"passes": int(passes), "n_samples": exact(n_samples),
                      "step_max": exact(step_max), "rng": rng.bit_generator.state,
                      "decreases": [[int(i), exact(d)] for i, d in monitor.decreases],
+                     "em_rates": [exact(r) for r in monitor.em_rates],
                      "events": [[int(i), str(m)] for i, m in events], "best": None}
             trees = {"current_params": point.params}
             if best_point is not point:
@@ -392,7 +394,8 @@ class FitProgress:
                 history=[float(h) for h in arrays["current_history"]],
                 decreases=[(int(i), inexact(d)) for i, d in current["decreases"]],
                 events=[(int(i), str(m)) for i, m in current["events"]], best=best,
-                step_max=inexact(current["step_max"]), path=path)
+                step_max=inexact(current["step_max"]), path=path,
+                em_rates=tuple(inexact(r) for r in current.get("em_rates", [])))
             rng.bit_generator.state = current["rng"]
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: the checkpoint state is damaged ({error}).") from None

@@ -117,7 +117,9 @@ class EMResult:
     ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the
     best restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop
     of the objective beyond round-off, ``events`` (iteration, message) for what the M-steps
-    reported.
+    reported. ``remaining_gain`` is the estimated rise of the objective still to come when the
+    fit stopped (0 when converged, ``inf`` when the objective was not yet converging
+    geometrically; see :func:`remaining_gain`).
     """
 
     params: Any
@@ -133,15 +135,25 @@ class EMResult:
     decreases: tuple[tuple[int, float], ...] = ()
     events: tuple[tuple[int, str], ...] = ()
     stopped_by_callback: bool = False
+    remaining_gain: float = math.nan
 
 
 @dataclass
 class ConvergenceMonitor:
-    """Records the objective; says when the per-sample change is below ``tol``.
+    """Records the objective; says when the fit is near its limit.
 
-    A decrease larger than ``decrease_rtol`` (relative to the objective's size) cannot happen in
-    exact EM: it is recorded and warned about, and never counted as convergence. A non-finite
-    objective raises :class:`emkit.errors.NumericalError`.
+    The fit has converged when both the last change of the objective *and* the estimated distance
+    to its limit are below ``tol`` per sample (``n_samples``). The distance is extrapolated from
+    the observed linear rate of convergence (Aitken's Δ² on the objective sequence, see
+    :func:`remaining_gain`): EM converges linearly, so a fit that climbs slowly keeps climbing
+    long after its last step became small, and the step alone (scikit-learn's rule) stops it
+    early. A fit whose recent steps are all within round-off of the objective's size is
+    stationary: its remaining gain is 0.
+
+    Points before ``first_judged`` (deterministic annealing) are never judged. A decrease larger
+    than ``decrease_rtol`` (relative to the objective's size) cannot happen in exact EM: it is
+    recorded and warned about. A non-finite objective raises
+    :class:`emkit.errors.NumericalError`.
     """
 
     tol: float
@@ -150,9 +162,20 @@ class ConvergenceMonitor:
     restart: int = 0
     history: list[float] = field(default_factory=list)
     decreases: list[tuple[int, float]] = field(default_factory=list)
+    first_judged: int = 0
+    em_rates: list[float] = field(default_factory=list)
+    last_gain: float = math.inf
 
-    def record(self, objective: float, *, check: bool = True) -> bool:
-        """Add one objective; return True when the fit has converged."""
+    def record(self, objective: float, *, compare: bool = True, judge: bool = True,
+               em_step: accelerate.EMStep | None = None) -> bool:
+        """Add one objective; return True when the fit has converged.
+
+        ``compare=False`` skips the decrease check against the previous point (a re-seeded
+        component or an extrapolation accepted with slack may lower the objective);
+        ``judge=False`` records a point that cannot end the fit (annealing, the middle of a
+        SQUAREM cycle). ``em_step``, from an accelerated step rule, replaces the extrapolation
+        from the history, whose rates an accelerated sequence does not follow.
+        """
         iteration = len(self.history)
         if not math.isfinite(objective):
             raise NumericalError(
@@ -162,11 +185,11 @@ class ConvergenceMonitor:
                 "(e.g. reg_covar) or use another initialisation."
             )
         self.history.append(objective)
-        if not check or iteration == 0:
-            return False  # convergence needs two comparable points in a row
+        if iteration == 0:
+            return False
         change = objective - self.history[-2]
         slack = self.decrease_rtol * max(1.0, abs(objective))
-        if change < -slack:
+        if compare and change < -slack:
             self.decreases.append((iteration, -change))
             warnings.warn(
                 f"EM objective decreased by {-change:.3g} at iteration {iteration} "
@@ -176,7 +199,83 @@ class ConvergenceMonitor:
                 stacklevel=4,
             )
             return False
-        return abs(change) / self.n_samples < self.tol
+        if not judge:
+            return False
+        if em_step is None:
+            self.last_gain = remaining_gain(self.history[self.first_judged:])
+        else:
+            # One cycle's rate can be far too small (its first EM step then mostly corrects
+            # the extrapolation's overshoot in fast directions): the slowest of the last few
+            # stands for EM's rate near the maximum.
+            self.em_rates = [*self.em_rates[-(_RATE_MEMORY - 1):], em_step.rate]
+            self.last_gain = em_step_remaining_gain(em_step._replace(rate=max(self.em_rates)),
+                                                    objective)
+            change = max(abs(change), em_step.gain)
+        limit = self.tol * self.n_samples
+        # tol = 0 runs all max_iter iterations
+        return self.tol > 0 and abs(change) < limit and self.last_gain < limit
+
+    def remaining_gain(self) -> float:
+        """Estimated rise of the objective from the last judged point to its limit (inf:
+        unknown)."""
+        return self.last_gain
+
+
+def remaining_gain(objectives: Sequence[float], window: int = 6) -> float:
+    """Estimated distance from the last of ``objectives`` to their limit, by Aitken's Δ².
+
+    A linearly converging sequence rises by Δ_t = L_t − L_{t−1} ≈ r·Δ_{t−1}, so what is left is
+    Δ_t·r / (1 − r). The rate is measured on sums of two consecutive steps,
+    r² ≈ (Δ_t + Δ_{t−1}) / (Δ_{t−2} + Δ_{t−3}), which gives the same estimate on a geometric
+    sequence and stays meaningful when steps alternate in size (SQUAREM's EM step and
+    extrapolation); of the two pairings in the last ``window`` points the slower rate is used.
+    Changes within round-off of the objective's size count as zero: a window of them is
+    stationary (0 is returned). ``inf`` is returned while no estimate is possible: fewer than
+    ``window`` points, a decrease in the window (after a re-seeded component), or a rate ≥ 1.
+    """
+    if len(objectives) < window:
+        return math.inf
+    recent = np.asarray(objectives[-window:], dtype=float)
+    steps = np.diff(recent)
+    noise = _ROUND_OFF * max(float(np.max(np.abs(recent))), 1.0)
+    steps[np.abs(steps) <= noise] = 0.0
+    if np.any(steps < 0):
+        return math.inf
+    pairs = steps[1:] + steps[:-1]  # pairs[i] = steps[i] + steps[i + 1]
+    last = float(pairs[-1])
+    if last == 0.0:
+        return 0.0
+    rate = 0.0
+    for now, before in ((pairs[-1], pairs[-3]), (pairs[-2], pairs[-4])):
+        if before <= 0.0:
+            if now > 0.0:
+                return math.inf  # the objective started moving again
+            continue
+        rate = max(rate, float(now / before))
+    if rate >= 1.0:
+        return math.inf
+    return last * rate / (1.0 - rate)
+
+
+def em_step_remaining_gain(step: accelerate.EMStep, objective: float) -> float:
+    """Estimated distance to the limit after an accelerated cycle, from its EM step.
+
+    An EM step that gains g where EM shrinks the remaining gain by the factor r per step started
+    g / (1 − r) below the limit and ended g·r / (1 − r) below it; the cycle's end point is no
+    worse than that, less its ``shortfall``. A gain within round-off means a fixed point.
+    """
+    if abs(step.gain) <= _ROUND_OFF * max(abs(objective), 1.0):
+        return step.shortfall
+    if step.gain < 0 or step.rate >= 1.0:
+        return math.inf
+    return step.gain * step.rate / (1.0 - step.rate) + step.shortfall
+
+
+# Relative size of objective changes treated as round-off by the convergence test: a few
+# hundred units in the last place of a sum of log-densities.
+_ROUND_OFF = 1e-13
+# How many SQUAREM cycles' estimates of EM's rate the monitor keeps (the slowest is used).
+_RATE_MEMORY = 32
 
 
 def annealing_schedule(start_temperature: float = 2.0, n_steps: int = 10) -> np.ndarray:
@@ -294,13 +393,22 @@ def fit_em(
         best = _replace(best, stats=_statistics(model, prepared, best.params))
     best = _replace(best, restart_objectives=tuple(restart_objectives))
     if warn_not_converged and not (best.converged or best.stopped_by_callback) and tol > 0:
-        warnings.warn(
-            f"EM did not converge in {max_iter} iterations (best of {n_init} starts); raise "
-            "max_iter or tol, or try accelerate='squarem'.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        warnings.warn(not_converged_message(best, max_iter, tol, n_init), ConvergenceWarning,
+                      stacklevel=2)
     return best
+
+
+def not_converged_message(result: EMResult, max_iter: int, tol: float, n_init: int = 1) -> str:
+    """What a ConvergenceWarning says: the iterations spent and the estimated gain left."""
+    gain = result.remaining_gain
+    if math.isfinite(gain):
+        left = (f"the objective was still rising: an estimated {gain:.3g} more "
+                f"({gain / result.n_samples:.3g} per sample, tol {tol:g})")
+    else:
+        left = "the objective was not yet converging steadily (the remaining gain is unknown)"
+    starts = f" (best of {n_init} starts)" if n_init > 1 else ""
+    return (f"EM did not converge in {max_iter} iterations{starts}: {left}; raise max_iter or "
+            "tol, or use accelerate='squarem'.")
 
 
 def _prepared(model: EMModel, data: Any) -> Any:
@@ -350,11 +458,13 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
 
     schedule = [b for b in betas for _ in range(iter_per_temperature)]
     rule_state = {"boundary": True, "step_max": 1.0}
+    n_annealing = len(schedule)  # points 0 .. n_annealing - 1 are tempered; never judged
     if resume is None:
         point = evaluate(start, schedule[0] if schedule else 1.0)
         n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
-        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart)
-        monitor.record(point.objective, check=False)
+        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
+                                     first_judged=n_annealing)
+        monitor.record(point.objective)
         events: list[tuple[int, str]] = []
         _collect_events(point.params, 0, events)
         best_point = point
@@ -365,7 +475,8 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         n_samples = resume.check_samples(
             float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0)
         monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
-                                     list(resume.history), list(resume.decreases))
+                                     list(resume.history), list(resume.decreases),
+                                     first_judged=n_annealing, em_rates=list(resume.em_rates))
         events = list(resume.events)
         best_point = point if resume.best is None else resume.best
         rule_state["step_max"] = resume.step_max
@@ -408,11 +519,16 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
                 point, annealing = next(generator)
             except _BudgetSpent:  # max_iter passes over the data are done
                 break
-            # Annealing points, re-seeded components (params with events) and extrapolations
-            # accepted with slack are compared with nothing: the objective need not rise there.
+            # Annealing points, M-steps that reported events (a re-seeded component) and
+            # extrapolations accepted with slack are not compared with the point before: the
+            # objective need not rise there. Only annealing points cannot end the fit (a state
+            # kept unchanged at every step is an event too, and such a fit must still converge).
             reseeded = bool(getattr(point.params, "events", ()))
             unchecked = annealing or reseeded or rule_state.get("extrapolated", False)
-            converged = monitor.record(point.objective, check=not unchecked)
+            mid_cycle = not (annealing or rule_state["boundary"])
+            converged = monitor.record(point.objective, compare=not unchecked,
+                                       judge=not (annealing or mid_cycle),
+                                       em_step=None if annealing else rule_state.get("em_step"))
             if converged and params_converged is not None:
                 converged = bool(params_converged(previous_params, point.params))
             iteration = len(monitor.history) - 1
@@ -446,6 +562,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         stopped_by_callback=stopped and not converged,
         n_iter=counter["passes"] - 1,
         history=np.asarray(monitor.history),
+        remaining_gain=0.0 if converged else monitor.remaining_gain(),
         stats=final.stats,
         best_restart=restart,
         restart_objectives=(),
