@@ -29,11 +29,14 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     ----------
     n_components : int, default 1
     covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
-    tol : float, default 1e-3
-        Convergence threshold on the change of the mean log-likelihood per sample.
+    tol : float, default 1e-6
+        Convergence threshold per sample: EM stops when both the last change of the
+        log-likelihood and its estimated remaining rise (extrapolated from the observed rate of
+        convergence, see :class:`emkit.engine.ConvergenceMonitor`) are below ``tol`` times the
+        number of samples. scikit-learn's rule is the first half with tol=1e-3.
     reg_covar : float, default 1e-6
         Added to the diagonal of the covariances; keeps them positive definite.
-    max_iter : int, default 100
+    max_iter : int, default 1000
         Maximum number of EM iterations (passes over the data) per start.
     n_init : int, default 1
         Number of starts; the best log-likelihood wins.
@@ -47,8 +50,9 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     random_state : None, int, Generator or RandomState
     warm_start : bool, default False
         Start the next ``fit`` from the current parameters (one start).
-    accelerate : {None, "squarem"}, default None
-        ``"squarem"`` usually needs several times fewer iterations.
+    accelerate : {"squarem", None}, default "squarem"
+        SQUAREM (the default) usually needs several times fewer passes over the data than plain
+        EM (``None``) to reach the maximum.
     annealing : float or sequence of float, optional
         Deterministic annealing: start temperature (1.2–2 is typical) or inverse temperatures.
     dtype : numpy.float64 or numpy.float32, default float64
@@ -74,10 +78,10 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         What the fit had to do (e.g. re-seed a degenerate component).
     """
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
+                 max_iter=1000, n_init=1, init_params="k-means++", weights_init=None,
                  means_init=None, precisions_init=None, resp_init=None, random_state=None,
-                 warm_start=False, accelerate=None, annealing=None, dtype=np.float64,
+                 warm_start=False, accelerate="squarem", annealing=None, dtype=np.float64,
                  progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
