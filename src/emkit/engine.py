@@ -202,7 +202,8 @@ class ConvergenceMonitor:
         if not judge:
             return False
         if em_step is None:
-            self.last_gain = remaining_gain(self.history[self.first_judged:])
+            self.last_gain = remaining_gain(self.history[self.first_judged:],
+                                            decrease_rtol=self.decrease_rtol)
         else:
             # One cycle's rate can be far too small (its first EM step then mostly corrects
             # the extrapolation's overshoot in fast directions): the slowest of the last few
@@ -221,7 +222,8 @@ class ConvergenceMonitor:
         return self.last_gain
 
 
-def remaining_gain(objectives: Sequence[float], window: int = 6) -> float:
+def remaining_gain(objectives: Sequence[float], window: int = 6,
+                   decrease_rtol: float = 1e-10) -> float:
     """Estimated distance from the last of ``objectives`` to their limit, by Aitken's Δ².
 
     A linearly converging sequence rises by Δ_t = L_t − L_{t−1} ≈ r·Δ_{t−1}, so what is left is
@@ -230,17 +232,21 @@ def remaining_gain(objectives: Sequence[float], window: int = 6) -> float:
     sequence and stays meaningful when steps alternate in size (SQUAREM's EM step and
     extrapolation); of the two pairings in the last ``window`` points the slower rate is used.
     Changes within round-off of the objective's size count as zero: a window of them is
-    stationary (0 is returned). ``inf`` is returned while no estimate is possible: fewer than
-    ``window`` points, a decrease in the window (after a re-seeded component), or a rate ≥ 1.
+    stationary (0 is returned). A window with decreases no larger than ``decrease_rtol`` of the
+    objective (an inexact M-step at its fixed point, e.g. with ``reg_covar``) bounces within its
+    largest step, which is returned. ``inf`` is returned while no estimate is possible: fewer
+    than ``window`` points, a larger decrease in the window (after a re-seeded component), or a
+    rate ≥ 1.
     """
     if len(objectives) < window:
         return math.inf
     recent = np.asarray(objectives[-window:], dtype=float)
     steps = np.diff(recent)
-    noise = _ROUND_OFF * max(float(np.max(np.abs(recent))), 1.0)
-    steps[np.abs(steps) <= noise] = 0.0
+    size = max(float(np.max(np.abs(recent))), 1.0)
+    steps[np.abs(steps) <= _ROUND_OFF * size] = 0.0
     if np.any(steps < 0):
-        return math.inf
+        bouncing = np.min(steps) >= -decrease_rtol * size
+        return float(np.max(np.abs(steps))) if bouncing else math.inf
     pairs = steps[1:] + steps[:-1]  # pairs[i] = steps[i] + steps[i + 1]
     last = float(pairs[-1])
     if last == 0.0:
@@ -295,7 +301,7 @@ def fit_em(
     tol: float = 1e-6,
     random_state: Any = None,
     init: Any = None,
-    accelerate: str | None = "auto",
+    accelerate: str | None = None,
     annealing: Sequence[float] | float | None = None,
     iter_per_temperature: int = 5,
     callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
@@ -332,7 +338,7 @@ def fit_em(
         Starting parameters for the first start (warm start); later starts use ``init_params``.
     accelerate : {"auto", "squarem", None}
         ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``;
-        ``"auto"`` (the default) is SQUAREM for a model that has them, plain EM otherwise.
+        ``"auto"`` is SQUAREM for a model that has them, plain EM otherwise.
     annealing : float or sequence of float, optional
         Deterministic annealing against poor local maxima: a start temperature T0 > 1 (a geometric
         schedule of 10 temperatures down to 1), or explicit inverse temperatures β in (0, 1).
