@@ -103,7 +103,8 @@ def squarem(
         state["boundary"], state["step_max"] = True, step_max
         state["extrapolated"] = accepted is not None and slack > 0
         state["em_step"] = EMStep(em_gain, _objective_rate(r_norm, v_norm),
-                                  max(0.0, point1.objective - point0.objective))
+                                  max(0.0, point1.objective - point0.objective),
+                                  float(np.max(np.abs(r))) if r.size else 0.0)
         yield point0
 
 
@@ -113,12 +114,14 @@ class EMStep(NamedTuple):
     ``gain`` is the rise of the objective by the cycle's first EM step, ``rate`` the factor by
     which EM shrinks the remaining gain per step (estimated from the cycle's step length), and
     ``shortfall`` how far the cycle's end point lies below that EM step's point (> 0 only for an
-    extrapolation accepted with slack).
+    extrapolation accepted with slack); ``param_step`` is the largest change of the cycle's first
+    EM step in the model's unconstrained coordinates.
     """
 
     gain: float
     rate: float
     shortfall: float
+    param_step: float = 0.0
 
 
 def _objective_rate(r_norm: float, v_norm: float) -> float:

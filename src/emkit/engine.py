@@ -150,6 +150,13 @@ class ConvergenceMonitor:
     early. A fit whose recent steps are all within round-off of the objective's size is
     stationary: its remaining gain is 0.
 
+    With ``xtol``, the parameters must have converged too: the largest change of an EM step in
+    the model's unconstrained coordinates (``flatten``: logarithms of weights, rates and
+    concentrations, so relative changes there), extrapolated the same way (what is left of a
+    step of size s at rate ρ per step is s·ρ / (1 − ρ)), must be below ``xtol``. Where the
+    likelihood is flat in some direction the objective pins the parameters only to the square
+    root of its own precision, so parameters to 1e-6 need this test.
+
     Points before ``first_judged`` (deterministic annealing) are never judged. A decrease larger
     than ``decrease_rtol`` (relative to the objective's size) cannot happen in exact EM: it is
     recorded and warned about. A non-finite objective raises
@@ -164,17 +171,23 @@ class ConvergenceMonitor:
     decreases: list[tuple[int, float]] = field(default_factory=list)
     first_judged: int = 0
     em_rates: list[float] = field(default_factory=list)
+    xtol: float | None = None
+    param_steps: list[float] = field(default_factory=list)
     last_gain: float = math.inf
+    last_param_distance: float = math.inf
 
     def record(self, objective: float, *, compare: bool = True, judge: bool = True,
-               em_step: accelerate.EMStep | None = None) -> bool:
+               em_step: accelerate.EMStep | None = None,
+               param_step: float | None = None) -> bool:
         """Add one objective; return True when the fit has converged.
 
         ``compare=False`` skips the decrease check against the previous point (a re-seeded
         component or an extrapolation accepted with slack may lower the objective);
         ``judge=False`` records a point that cannot end the fit (annealing, the middle of a
         SQUAREM cycle). ``em_step``, from an accelerated step rule, replaces the extrapolation
-        from the history, whose rates an accelerated sequence does not follow.
+        from the history, whose rates an accelerated sequence does not follow. ``param_step``
+        is the largest change of the unconstrained parameters since the previous point (plain
+        EM, when ``xtol`` is set).
         """
         iteration = len(self.history)
         if not math.isfinite(objective):
@@ -201,9 +214,12 @@ class ConvergenceMonitor:
             return False
         if not judge:
             return False
+        if param_step is not None:
+            self.param_steps = [*self.param_steps[-(_STEP_MEMORY - 1):], param_step]
         if em_step is None:
             self.last_gain = remaining_gain(self.history[self.first_judged:],
                                             decrease_rtol=self.decrease_rtol)
+            self.last_param_distance = remaining_distance(self.param_steps)
         else:
             # One cycle's rate can be far too small (its first EM step then mostly corrects
             # the extrapolation's overshoot in fast directions): the slowest of the last few
@@ -212,7 +228,12 @@ class ConvergenceMonitor:
             self.last_gain = em_step_remaining_gain(em_step._replace(rate=max(self.em_rates)),
                                                     objective)
             change = max(abs(change), em_step.gain)
+            rho = math.sqrt(max(self.em_rates))  # the objective converges at ρ², parameters at ρ
+            self.last_param_distance = (math.inf if rho >= 1.0 else
+                                        em_step.param_step * max(1.0, rho / (1.0 - rho)))
         limit = self.tol * self.n_samples
+        if self.xtol is not None and not self.last_param_distance <= self.xtol:
+            return False
         # tol = 0 runs all max_iter iterations
         return self.tol > 0 and abs(change) < limit and self.last_gain < limit
 
@@ -263,6 +284,20 @@ def remaining_gain(objectives: Sequence[float], window: int = 6,
     return last * rate / (1.0 - rate)
 
 
+def remaining_distance(steps: Sequence[float]) -> float:
+    """Estimated distance of the parameters to their limit from the sizes of the last EM steps
+    (the last one at least; inf with fewer than three steps or a rate ≥ 1)."""
+    if len(steps) < 3:
+        return math.inf
+    last = steps[-1]
+    if last == 0.0:
+        return 0.0
+    rates = [now / before if before > 0 else math.inf
+             for before, now in zip(steps[-3:-1], steps[-2:], strict=True)]
+    rate = max(rates)
+    return math.inf if rate >= 1.0 else last * max(1.0, rate / (1.0 - rate))
+
+
 def em_step_remaining_gain(step: accelerate.EMStep, objective: float) -> float:
     """Estimated distance to the limit after an accelerated cycle, from its EM step.
 
@@ -282,6 +317,8 @@ def em_step_remaining_gain(step: accelerate.EMStep, objective: float) -> float:
 _ROUND_OFF = 16 * np.finfo(float).eps
 # How many SQUAREM cycles' estimates of EM's rate the monitor keeps (the slowest is used).
 _RATE_MEMORY = 32
+# How many sizes of plain EM steps in the parameters the monitor keeps (for ``xtol``).
+_STEP_MEMORY = 3
 
 
 def annealing_schedule(start_temperature: float = 2.0, n_steps: int = 10) -> np.ndarray:
@@ -299,6 +336,7 @@ def fit_em(
     n_init: int = 1,
     max_iter: int = 1000,
     tol: float = 1e-6,
+    xtol: float | None = None,
     random_state: Any = None,
     init: Any = None,
     accelerate: str | None = None,
@@ -332,6 +370,11 @@ def fit_em(
         for a model with a ``params_converged(previous, params)`` method, when that also returns
         True). ``tol=0`` runs ``max_iter`` iterations. The default 1e-6 puts the fit within 1e-6
         of the maximum, relative, wherever the mean log-density has magnitude ≥ 1 nat.
+    xtol : float, optional
+        Also require the parameters to have converged: the estimated remaining change of the
+        model's unconstrained coordinates (``flatten``; logarithms for positive parameters, so
+        a relative change) below ``xtol``. Needs ``flatten``. Where the likelihood is flat, the
+        objective at 1e-6 pins the parameters only to about 1e-3.
     random_state : None, int, numpy Generator or RandomState
         Seeds the starts; the same value gives the same result bit for bit.
     init : params, optional
@@ -365,13 +408,17 @@ def fit_em(
         squarem_ready = hasattr(model, "flatten") and hasattr(model, "unflatten")
         accelerate = "squarem" if squarem_ready else None
     _check_arguments(model, n_init, max_iter, tol, accelerate)
+    if xtol is not None and not (hasattr(model, "flatten") and float(xtol) >= 0):
+        raise ParameterError(f"xtol must be None or a number >= 0 for a model with flatten(); got "
+                             f"{xtol!r} for {type(model).__name__}.")
     betas = _inverse_temperatures(model, annealing)
     seed_sequence = _seed_sequence(random_state)
     prepared = _prepared(model, data)
     store = saved = None
     if checkpoint is not None:
         store = Checkpoint(checkpoint, fit_settings(model, n_init, max_iter, tol, accelerate,
-                                                    betas, iter_per_temperature, decrease_rtol),
+                                                    betas, iter_per_temperature, decrease_rtol,
+                                                    xtol),
                            checkpoint_every, checkpoint_seconds)
         saved = store.read() if resume else None
     elif resume:
@@ -393,7 +440,8 @@ def fit_em(
         resume_from = None
         if saved is not None and restart == first_restart:
             resume_from = progress_of.current_start(saved, start, rng)
-        result = _run_one(model, prepared, start, restart, rng, max_iter, tol, accelerate, betas,
+        result = _run_one(model, prepared, start, restart, rng, max_iter, (tol, xtol), accelerate,
+                          betas,
                           iter_per_temperature, callbacks, progress, decrease_rtol, resume_from,
                           progress_of.saver(restart, restart_objectives, best))
         restart_objectives.append(result.objective)
@@ -453,9 +501,10 @@ def _statistics(model, data, params) -> Any:
     return e_step_sum(model, data, params)[0]
 
 
-def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, betas,
+def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_name, betas,
              iter_per_temperature, callbacks, progress, decrease_rtol, resume=None,
              save_progress=None) -> EMResult:
+    tol, xtol = tolerances
     counter = {"passes": 0}
     log_prior = getattr(model, "log_prior", None)
     params_converged = getattr(model, "params_converged", None)
@@ -475,7 +524,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         point = evaluate(start, schedule[0] if schedule else 1.0)
         n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
         monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
-                                     first_judged=n_annealing)
+                                     first_judged=n_annealing, xtol=xtol)
         monitor.record(point.objective)
         events: list[tuple[int, str]] = []
         _collect_events(point.params, 0, events)
@@ -488,7 +537,8 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
             float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0)
         monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
                                      list(resume.history), list(resume.decreases),
-                                     first_judged=n_annealing, em_rates=list(resume.em_rates))
+                                     first_judged=n_annealing, em_rates=list(resume.em_rates),
+                                     xtol=xtol, param_steps=list(resume.param_steps))
         events = list(resume.events)
         best_point = point if resume.best is None else resume.best
         rule_state["step_max"] = resume.step_max
@@ -538,9 +588,15 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
             reseeded = bool(getattr(point.params, "events", ()))
             unchecked = annealing or reseeded or rule_state.get("extrapolated", False)
             mid_cycle = not (annealing or rule_state["boundary"])
+            em_step = None if annealing else rule_state.get("em_step")
+            param_step = None
+            if xtol is not None and em_step is None and not annealing:
+                vector = model.flatten(point.params)
+                param_step = float(np.max(np.abs(vector - model.flatten(previous_params)),
+                                          initial=0.0))
             converged = monitor.record(point.objective, compare=not unchecked,
-                                       judge=not (annealing or mid_cycle),
-                                       em_step=None if annealing else rule_state.get("em_step"))
+                                       judge=not (annealing or mid_cycle), em_step=em_step,
+                                       param_step=param_step)
             if converged and params_converged is not None:
                 converged = bool(params_converged(previous_params, point.params))
             iteration = len(monitor.history) - 1
