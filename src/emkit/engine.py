@@ -226,7 +226,7 @@ class ConvergenceMonitor:
             # stands for EM's rate near the maximum.
             self.em_rates = [*self.em_rates[-(_RATE_MEMORY - 1):], em_step.rate]
             self.last_gain = em_step_remaining_gain(em_step._replace(rate=max(self.em_rates)),
-                                                    objective)
+                                                    objective, self.decrease_rtol)
             change = max(abs(change), em_step.gain)
             rho = math.sqrt(max(self.em_rates))  # the objective converges at ρ², parameters at ρ
             self.last_param_distance = (math.inf if rho >= 1.0 else
@@ -298,16 +298,22 @@ def remaining_distance(steps: Sequence[float]) -> float:
     return math.inf if rate >= 1.0 else last * max(1.0, rate / (1.0 - rate))
 
 
-def em_step_remaining_gain(step: accelerate.EMStep, objective: float) -> float:
+def em_step_remaining_gain(step: accelerate.EMStep, objective: float,
+                           decrease_rtol: float = 1e-10) -> float:
     """Estimated distance to the limit after an accelerated cycle, from its EM step.
 
     An EM step that gains g where EM shrinks the remaining gain by the factor r per step started
     g / (1 − r) below the limit and ended g·r / (1 − r) below it; the cycle's end point is no
-    worse than that, less its ``shortfall``. A gain within round-off means a fixed point.
+    worse than that, less its ``shortfall``. A gain within round-off means a fixed point; a loss
+    within ``decrease_rtol`` an inexact M-step (or float32) at its fixed point, bouncing by that
+    much.
     """
-    if abs(step.gain) <= _ROUND_OFF * max(abs(objective), 1.0):
+    size = max(abs(objective), 1.0)
+    if abs(step.gain) <= _ROUND_OFF * size:
         return step.shortfall
-    if step.gain < 0 or step.rate >= 1.0:
+    if step.gain < 0:
+        return -step.gain + step.shortfall if -step.gain <= decrease_rtol * size else math.inf
+    if step.rate >= 1.0:
         return math.inf
     return step.gain * step.rate / (1.0 - step.rate) + step.shortfall
 
@@ -336,10 +342,10 @@ def fit_em(
     n_init: int = 1,
     max_iter: int = 1000,
     tol: float = 1e-6,
-    xtol: float | None = None,
+    xtol: float | None = 1e-7,
     random_state: Any = None,
     init: Any = None,
-    accelerate: str | None = None,
+    accelerate: str | None = "auto",
     annealing: Sequence[float] | float | None = None,
     iter_per_temperature: int = 5,
     callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
@@ -370,18 +376,19 @@ def fit_em(
         for a model with a ``params_converged(previous, params)`` method, when that also returns
         True). ``tol=0`` runs ``max_iter`` iterations. The default 1e-6 puts the fit within 1e-6
         of the maximum, relative, wherever the mean log-density has magnitude ≥ 1 nat.
-    xtol : float, optional
+    xtol : float or None, default 1e-7
         Also require the parameters to have converged: the estimated remaining change of the
         model's unconstrained coordinates (``flatten``; logarithms for positive parameters, so
-        a relative change) below ``xtol``. Needs ``flatten``. Where the likelihood is flat, the
-        objective at 1e-6 pins the parameters only to about 1e-3.
+        a relative change) below ``xtol``. Ignored for a model without ``flatten``; None: the
+        objective alone (what the estimators use, except ``DirichletMultinomial``). Where the
+        likelihood is flat, the objective at 1e-6 pins the parameters only to about 1e-3.
     random_state : None, int, numpy Generator or RandomState
         Seeds the starts; the same value gives the same result bit for bit.
     init : params, optional
         Starting parameters for the first start (warm start); later starts use ``init_params``.
     accelerate : {"auto", "squarem", None}
         ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``;
-        ``"auto"`` is SQUAREM for a model that has them, plain EM otherwise.
+        ``"auto"`` (the default) is SQUAREM for a model that has them, plain EM otherwise.
     annealing : float or sequence of float, optional
         Deterministic annealing against poor local maxima: a start temperature T0 > 1 (a geometric
         schedule of 10 temperatures down to 1), or explicit inverse temperatures β in (0, 1).
@@ -408,9 +415,10 @@ def fit_em(
         squarem_ready = hasattr(model, "flatten") and hasattr(model, "unflatten")
         accelerate = "squarem" if squarem_ready else None
     _check_arguments(model, n_init, max_iter, tol, accelerate)
-    if xtol is not None and not (hasattr(model, "flatten") and float(xtol) >= 0):
-        raise ParameterError(f"xtol must be None or a number >= 0 for a model with flatten(); got "
-                             f"{xtol!r} for {type(model).__name__}.")
+    if xtol is not None and not (isinstance(xtol, (int, float, np.floating)) and xtol >= 0):
+        raise ParameterError(f"xtol must be None or a number >= 0, got {xtol!r}.")
+    if not hasattr(model, "flatten"):
+        xtol = None  # no coordinates to judge the parameters in
     betas = _inverse_temperatures(model, annealing)
     seed_sequence = _seed_sequence(random_state)
     prepared = _prepared(model, data)

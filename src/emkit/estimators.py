@@ -199,7 +199,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         warm = self.warm_start and hasattr(self, "weights_")
         result = fit_em(
             model, data,
-            n_init=1 if warm else self.n_init, max_iter=self.max_iter, tol=self.tol,
+            n_init=1 if warm else self.n_init, max_iter=self.max_iter, tol=self.tol, xtol=None,
             random_state=self.random_state, init=self._params() if warm else None,
             accelerate=self.accelerate, annealing=self.annealing, progress=self.progress,
             decrease_rtol=1e-10 if np.dtype(self.dtype) == np.float64 else 1e-5,

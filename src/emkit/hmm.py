@@ -99,7 +99,7 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
                 raise DataError(f"n_components={self.n_components} is larger than the number "
                                 f"of frames ({n_frames}): use fewer states or more data.")
         model = self._model(self.n_features_in_, start=self._given_start())
-        result = fit_em(model, sequences, n_init=self.n_init, max_iter=self.max_iter,
+        result = fit_em(model, sequences, n_init=self.n_init, max_iter=self.max_iter, xtol=None,
                         tol=self.tol, random_state=self.random_state,
                         accelerate=self.accelerate, progress=self.progress,
                         checkpoint=checkpoint, resume=resume)

@@ -135,7 +135,8 @@ class SuperimposedSignals(BaseEstimator):
                 f"({self.n_components} components × {signal.n_parameters} parameters + the noise "
                 "variance): give more samples than parameters, or fewer components.")
         result = fit_em(model, Batch(sample_rows(y), weights), n_init=self.n_init,
-                        max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
+                        max_iter=self.max_iter, tol=self.tol, xtol=None,
+                        random_state=self.random_state,
                         accelerate=self.accelerate, progress=self.progress,
                         checkpoint=checkpoint, resume=resume)
         self._set_params(signal, result.params)
