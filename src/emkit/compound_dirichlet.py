@@ -409,10 +409,12 @@ class DirichletMultinomial(DirichletMultinomialMixture):
     tol : float, default 1e-10
         Stop when the objective's last change and its estimated remaining rise are below this
         per sample.
-    xtol : float, default 1e-6
+    xtol : float, default 1e-7
         ... and when the estimated remaining relative change of every α is below this (small
         α are weakly determined: an objective converged to 1e-10 per sample pins them only to
         about 1e-4; see :class:`emkit.engine.ConvergenceMonitor`). None: the objective alone.
+        Both solvers then agree to 1e-6 (twins: 608–743 SQUAREM-EM passes, 216 fixed-point
+        steps).
     max_iter : int, default 5000
     n_init : int, default 1
         Starts (jittered method-of-moments estimates).
@@ -435,7 +437,7 @@ class DirichletMultinomial(DirichletMultinomialMixture):
 
     def __init__(self, *, prior=None, prior_shape=0.1, prior_rate=0.1, solver="em", tol=1e-10,
                  max_iter=5000, n_init=1, random_state=None, accelerate="squarem",
-                 progress=False, learning_decay=0.6, learning_offset=2.0, xtol=1e-6):
+                 progress=False, learning_decay=0.6, learning_offset=2.0, xtol=1e-7):
         self.prior = prior
         self.prior_shape = prior_shape
         self.prior_rate = prior_rate
