@@ -50,10 +50,12 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     random_state : None, int, Generator or RandomState
     warm_start : bool, default False
         Start the next ``fit`` from the current parameters (one start).
-    accelerate : {"squarem", None}, default "squarem"
-        SQUAREM (the default) needs 2–3× fewer passes over the data than plain EM (``None``)
-        where EM is slow (overlapping components; Old Faithful K=3), and a few more where plain
-        EM converges in a dozen.
+    accelerate : {None, "squarem"}, default None
+        ``"squarem"`` needs 2–3× fewer passes over the data than plain EM where EM is slow
+        (overlapping components; Old Faithful K=3) and a few more where plain EM converges in a
+        dozen. Not the default yet: on over-fitted mixtures it reaches nearly singular
+        components quickly, where ``reg_covar``'s inexact M-step shows as small objective
+        decreases (docs/design.md).
     annealing : float or sequence of float, optional
         Deterministic annealing: start temperature (1.2–2 is typical) or inverse temperatures.
     dtype : numpy.float64 or numpy.float32, default float64
@@ -82,7 +84,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
                  max_iter=1000, n_init=1, init_params="k-means++", weights_init=None,
                  means_init=None, precisions_init=None, resp_init=None, random_state=None,
-                 warm_start=False, accelerate="squarem", annealing=None, dtype=np.float64,
+                 warm_start=False, accelerate=None, annealing=None, dtype=np.float64,
                  progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type

@@ -376,8 +376,9 @@ class GaussianHMM(_BaseHMM):
         Conjugate prior on the emissions (full and diag; see
         :class:`emkit.models.hmm.GaussianEmission`); 0 everywhere is no prior.
     random_state : None, int, Generator or RandomState
-    accelerate : {"squarem", None}, default "squarem"
-        SQUAREM, or plain EM (``None``).
+    accelerate : {None, "squarem"}, default None
+        Plain EM, or SQUAREM (on the eustock log-returns: K=2 no fewer passes, K=3 up to 1.5×
+        fewer).
     progress : bool
 
     Attributes
@@ -396,7 +397,7 @@ class GaussianHMM(_BaseHMM):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
                  max_iter=1000, n_init=1, params="stmc", init_params="stmc",
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
-                 covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate="squarem",
+                 covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
                  progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -495,7 +496,7 @@ class CategoricalHMM(_BaseHMM):
 
     def __init__(self, n_components=1, *, n_features=None, tol=1e-6, max_iter=1000, n_init=1,
                  params="ste", init_params="ste", startprob_prior=1.0, transmat_prior=1.0,
-                 emissionprob_prior=1.0, random_state=None, accelerate="squarem", progress=False,
+                 emissionprob_prior=1.0, random_state=None, accelerate=None, progress=False,
                  learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.n_features = n_features
@@ -579,7 +580,7 @@ class PoissonHMM(_BaseHMM):
     def __init__(self, n_components=1, *, tol=1e-6, max_iter=1000, n_init=1, params="stl",
                  init_params="stl", startprob_prior=1.0, transmat_prior=1.0,
                  lambdas_prior_shape=1.0, lambdas_prior_rate=0.0, random_state=None,
-                 accelerate="squarem", progress=False, learning_decay=0.6, learning_offset=2.0):
+                 accelerate=None, progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.tol = tol
         self.max_iter = max_iter
@@ -642,7 +643,7 @@ class GMMHMM(_BaseHMM):
 
     def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-6,
                  reg_covar=1e-6, max_iter=1000, n_init=1, params="stmcw", init_params="stmcw",
-                 startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate="squarem",
+                 startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
                  progress=False, learning_decay=0.6, learning_offset=2.0):
         self.n_components = n_components
         self.n_mix = n_mix
