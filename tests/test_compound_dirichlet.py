@@ -238,9 +238,9 @@ def test_mixture_weights_from_the_same_start():
     start = model.init_params(X, np.random.default_rng(0))
     from emkit import fit_em
 
-    weighted = fit_em(model, Batch(X, w), init=start, tol=0.0, max_iter=30)
+    weighted = fit_em(model, Batch(X, w), init=start, tol=0.0, max_iter=30, accelerate=None)
     repeated = fit_em(model, np.repeat(X, w.astype(int), axis=0), init=start, tol=0.0,
-                      max_iter=30)
+                      max_iter=30, accelerate=None)
     np.testing.assert_allclose(weighted.params.alpha, repeated.params.alpha, rtol=1e-9)
     np.testing.assert_allclose(weighted.history, repeated.history, rtol=1e-12)
 
@@ -485,7 +485,7 @@ def test_a_component_collapsing_onto_one_row_stays_finite_and_monotone():
 
     X = two_dirichlet_components(np.random.default_rng(2266111), 22)
     result = fit_em(DirichletMixtureModel(2), X, random_state=804305, tol=0.0, max_iter=40,
-                    warn_not_converged=False)
+                    warn_not_converged=False, accelerate=None)
     assert np.all(np.diff(result.history) >= -1e-10 * np.abs(result.history[1:]))
     assert np.all(np.isfinite(result.params.alpha)) and result.params.alpha.max() <= ALPHA_MAX
     assert result.params.alpha.max() == ALPHA_MAX  # the collapsed component reached the cap

@@ -132,7 +132,9 @@ def test_decrease_at_the_first_iteration_is_caught():
     with pytest.warns(LikelihoodDecreaseWarning, match="iteration 1"):
         result = fit_em(ScriptedModel([-10.0, -20.0, -20.0]), DATA, tol=1.0)
     assert result.decreases == ((1, 10.0),)
-    assert result.converged and result.n_iter == 2
+    # Convergence is judged on six points after the decrease (the remaining-gain estimate needs
+    # two pairs of steps in two phases): points 1 to 6.
+    assert result.converged and result.n_iter == 6
 
 
 def test_decrease_is_warned_recorded_and_not_convergence():
@@ -141,7 +143,9 @@ def test_decrease_is_warned_recorded_and_not_convergence():
     with pytest.warns(LikelihoodDecreaseWarning, match="iteration 2"):
         result = fit_em(model, DATA, tol=1.0, max_iter=10)
     assert result.decreases == ((2, pytest.approx(0.5)),)
-    assert result.converged and result.n_iter == 3  # at the first genuine small change
+    # Not at the first small change: only once six points without a drop (2 to 7) show that
+    # nothing is left to gain.
+    assert result.converged and result.n_iter == 7
 
 
 def test_buggy_model_that_lowers_the_objective_is_flagged():
@@ -157,10 +161,11 @@ def test_buggy_model_that_lowers_the_objective_is_flagged():
 
 def test_round_off_sized_decrease_is_not_a_defect():
     monitor = ConvergenceMonitor(tol=1e-3, decrease_rtol=1e-10)
-    monitor.record(-1000.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert monitor.record(-1000.0 - 1e-9)  # 1e-12 relative: round-off, and converged
+        # 1e-12 relative drops: round-off, not defects; a window of them has converged
+        converged = [monitor.record(-1000.0 - 1e-9 * (i % 2)) for i in range(6)]
+    assert converged == [False] * 5 + [True]
     assert monitor.decreases == []
 
 
@@ -173,11 +178,12 @@ def test_non_finite_objective_names_the_iteration(bad):
 
 
 def test_tol_is_a_change_per_sample():
-    objectives = [-1000.0, -900.0, -899.95, -899.95]
-    per_sample = fit_em(ScriptedModel(objectives, n_samples=100), DATA, tol=1e-3)
-    assert per_sample.converged and per_sample.n_iter == 2  # 0.05 / 100 < 1e-3
-    total = fit_em(ScriptedModel(objectives), DATA, tol=1e-3)
-    assert total.converged and total.n_iter == 3  # 0.05 / 1 is not, the next change 0 is
+    # Gains 100, 10, 1, ...: the remaining gain after a step of g is g / 9.
+    objectives = list(-1000.0 + np.cumsum([0.0] + [10.0 ** (2 - k) for k in range(12)]))
+    per_sample = fit_em(ScriptedModel(objectives, n_samples=100), DATA, tol=5e-4)
+    assert per_sample.converged and per_sample.n_iter == 5  # 0.01 / 100 < 5e-4 at point 5
+    total = fit_em(ScriptedModel(objectives), DATA, tol=5e-4)
+    assert total.converged and total.n_iter == 7  # 1e-3 / 1 is not below 5e-4, 1e-4 is
 
 
 def test_max_iter_stops_unconverged_with_a_warning():
@@ -316,8 +322,8 @@ def test_empty_chunk_list_is_rejected():
 def test_chunks_give_the_fit_of_the_whole():
     x = two_clusters()
     start = np.array([-0.3, 0.2])
-    whole = fit_em(TwoMeans(), x, init=start, tol=1e-10)
-    chunked = fit_em(TwoMeans(), np.array_split(x, 4), init=start, tol=1e-10)
+    whole = fit_em(TwoMeans(), x, init=start, tol=1e-10, accelerate=None)
+    chunked = fit_em(TwoMeans(), np.array_split(x, 4), init=start, tol=1e-10, accelerate=None)
     np.testing.assert_allclose(chunked.params, whole.params, rtol=1e-12)
     np.testing.assert_allclose(chunked.history, whole.history, rtol=1e-12)
 
@@ -474,7 +480,10 @@ def test_squarem_with_every_extrapolation_invalid_is_plain_em():
     x = two_clusters()
     start = np.array([-3.0, -2.9])
     accelerated = fit_em(NoValidExtrapolation(), x, init=start, accelerate="squarem", tol=1e-9)
-    plain = fit_em(TwoMeans(), x, init=start, tol=1e-9)
+    plain = fit_em(TwoMeans(), x, init=start, tol=0.0, max_iter=len(accelerated.history) - 1,
+                   accelerate=None)
+    # the same points (SQUAREM judges convergence at the end of its cycles only, so it may run
+    # one step further than plain EM)
     np.testing.assert_array_equal(accelerated.history, plain.history)
     np.testing.assert_array_equal(accelerated.params, plain.params)
 

@@ -79,7 +79,7 @@ def squarem(
     while True:
         theta1 = m_step(point0.stats, point0.params)
         point1 = evaluate(theta1)
-        state["boundary"], state["extrapolated"] = False, False
+        state["boundary"], state["extrapolated"], state["em_step"] = False, False, None
         yield point1
         theta2 = m_step(point1.stats, point1.params)
 
@@ -98,10 +98,43 @@ def squarem(
                                   theta2, point1.objective - slack)
             if accepted is None and step * step_factor >= step_max:
                 step_max = max(1.0, step_max / step_factor**2)
+        em_gain = point1.objective - point0.objective
         point0 = accepted if accepted is not None else evaluate(theta2)
         state["boundary"], state["step_max"] = True, step_max
         state["extrapolated"] = accepted is not None and slack > 0
+        state["em_step"] = EMStep(em_gain, _objective_rate(r_norm, v_norm),
+                                  max(0.0, point1.objective - point0.objective),
+                                  float(np.max(np.abs(r))) if r.size else 0.0)
         yield point0
+
+
+class EMStep(NamedTuple):
+    """What a SQUAREM cycle tells the convergence monitor about the EM map near its point.
+
+    ``gain`` is the rise of the objective by the cycle's first EM step, ``rate`` the factor by
+    which EM shrinks the remaining gain per step (estimated from the cycle's step length), and
+    ``shortfall`` how far the cycle's end point lies below that EM step's point (> 0 only for an
+    extrapolation accepted with slack); ``param_step`` is the largest change of the cycle's first
+    EM step in the model's unconstrained coordinates.
+    """
+
+    gain: float
+    rate: float
+    shortfall: float
+    param_step: float = 0.0
+
+
+def _objective_rate(r_norm: float, v_norm: float) -> float:
+    """EM's rate of convergence of the objective, from one SQUAREM cycle.
+
+    Along EM's slowest direction the parameter error shrinks by ρ per step, so r = (ρ − 1)·δ and
+    v = (ρ − 1)²·δ: ‖r‖ / ‖v‖ = 1 / (1 − ρ). The objective's distance to the maximum is quadratic
+    in δ and shrinks by ρ² per step.
+    """
+    if v_norm == 0.0:
+        return 0.0 if r_norm == 0.0 else 1.0
+    rho = 1.0 - v_norm / r_norm if r_norm > 0.0 else 0.0
+    return min(rho * rho, 1.0)
 
 
 def _try_point(evaluate, unflatten, vector, template, floor) -> EvaluatedPoint | None:

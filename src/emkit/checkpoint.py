@@ -220,9 +220,11 @@ def restore(state: dict, arrays: dict[str, np.ndarray], name: str, template: Any
 
 # ---------------------------------------------------------------------------- fit_em's state
 def fit_settings(model: Any, n_init: int, max_iter: int, tol: float, accelerate: str | None,
-                 betas: list[float], iter_per_temperature: int, decrease_rtol: float) -> dict:
+                 betas: list[float], iter_per_temperature: int, decrease_rtol: float,
+                 xtol: float | None = None) -> dict:
     """What a checkpoint must agree on to resume a fit."""
-    return {"model": f"{type(model).__module__}.{type(model).__qualname__}",
+    settings = {"xtol": exact(xtol)} if xtol is not None else {}
+    return {**settings, "model": f"{type(model).__module__}.{type(model).__qualname__}",
             "n_init": int(n_init), "max_iter": int(max_iter), "tol": exact(tol),
             "accelerate": accelerate, "annealing": [exact(beta) for beta in betas],
             "iter_per_temperature": int(iter_per_temperature),
@@ -269,6 +271,8 @@ class ResumedStart:
     best: Any  # the best point (an EvaluatedPoint without stats) when it is not the current one
     step_max: float  # the SQUAREM step bound
     path: str
+    em_rates: tuple[float, ...] = ()  # the monitor's recent SQUAREM estimates of EM's rate
+    param_steps: tuple[float, ...] = ()  # the monitor's recent parameter steps (xtol)
 
     def check_samples(self, n_samples: float) -> float:
         """The saved fit's number of samples, after checking that the data being fitted (with
@@ -329,6 +333,8 @@ class FitProgress:
             state = {"passes": int(passes), "n_samples": exact(n_samples),
                      "step_max": exact(step_max), "rng": rng.bit_generator.state,
                      "decreases": [[int(i), exact(d)] for i, d in monitor.decreases],
+                     "em_rates": [exact(r) for r in monitor.em_rates],
+                     "param_steps": [exact(r) for r in monitor.param_steps],
                      "events": [[int(i), str(m)] for i, m in events], "best": None}
             trees = {"current_params": point.params}
             if best_point is not point:
@@ -392,7 +398,9 @@ class FitProgress:
                 history=[float(h) for h in arrays["current_history"]],
                 decreases=[(int(i), inexact(d)) for i, d in current["decreases"]],
                 events=[(int(i), str(m)) for i, m in current["events"]], best=best,
-                step_max=inexact(current["step_max"]), path=path)
+                step_max=inexact(current["step_max"]), path=path,
+                em_rates=tuple(inexact(r) for r in current.get("em_rates", [])),
+                param_steps=tuple(inexact(r) for r in current.get("param_steps", [])))
             rng.bit_generator.state = current["rng"]
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: the checkpoint state is damaged ({error}).") from None

@@ -30,8 +30,65 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 CRITERIA = ("bic", "aic", "icl")
 
 
+# The estimator behind each model kind. Their constructors are the one source of the fit
+# options' defaults: an option left out on the command line is not passed (see
+# ``estimator_options``), and ``--help`` reads the defaults from their signatures.
+ESTIMATORS = {
+    "gmm": ("emkit.estimators", "GaussianMixture"),
+    "hmm": ("emkit.hmm", "GaussianHMM"),
+    "dmm": ("emkit.compound_dirichlet", "DirichletMultinomialMixture"),
+    "fixed": ("emkit.fixed_mixture", "FixedMixture"),
+    "tones": ("emkit.superimposed", "SuperimposedSignals"),
+    "impute": ("emkit.imputer", "EMImputer"),
+}
+_ESTIMATOR_DEFAULT = "%(estimator_default)s"  # expanded when --help is shown
+
+
+def estimator_defaults(parameter: str, kinds: Sequence[str] = tuple(ESTIMATORS)) -> str:
+    """Each estimator's default for a constructor parameter, e.g. ``"gmm 1e-06, hmm 1e-06"``."""
+    import importlib
+    import inspect
+
+    parts = []
+    for kind in kinds:
+        module, name = ESTIMATORS[kind]
+        signature = inspect.signature(getattr(importlib.import_module(module), name))
+        if parameter in signature.parameters:
+            value = signature.parameters[parameter].default
+            parts.append(f"{kind} {'none' if value is None else value}")
+    return ", ".join(parts)
+
+
+def estimator_options(args: argparse.Namespace) -> dict:
+    """The fit options given on the command line as estimator keywords; those left out are not
+    passed, so every estimator keeps its own default."""
+    options = {}
+    for name in ("tol", "max_iter", "accelerate"):
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = None if value == "none" else value
+    return options
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills in the estimators' defaults of an option (read from their signatures only when
+    help is shown, so that a plain run imports no estimator it does not use)."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if _ESTIMATOR_DEFAULT in help_text:
+            kinds = getattr(action, "estimator_kinds", tuple(ESTIMATORS))
+            help_text = help_text.replace(_ESTIMATOR_DEFAULT,
+                                          estimator_defaults(action.dest, kinds))
+        return help_text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors in emkit's format."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(EXIT_ERROR, f"emkit: error: {message} (see '{self.prog} --help')\n")
@@ -60,11 +117,6 @@ def _non_negative_float(text: str) -> float:
 
 
 _non_negative_float.__name__ = "non-negative number"
-
-
-class DefaultValue(str):
-    """An option's default: equal to its text, but distinguishable from the same text given on
-    the command line (``emkit fit fixed`` uses SQUAREM unless ``--accelerate none`` is given)."""
 
 
 def parse_k_range(text: str) -> list[int]:
@@ -103,25 +155,33 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+def _add_fit_options(parser: argparse.ArgumentParser, kinds: Sequence[str]) -> None:
     parser.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                         help="number of starts; the best log-likelihood wins (default 1)")
-    parser.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
-                        help="maximum EM iterations per start (default 100)")
-    parser.add_argument("--tol", type=_non_negative_float, default=1e-3, metavar="T",
-                        help="stop when the mean log-likelihood changes by less (default 1e-3)")
+    _add_estimator_option(parser, kinds, "--max-iter", type=_positive_int, metavar="N",
+                          help="maximum EM iterations (passes over the data) per start")
+    _add_estimator_option(parser, kinds, "--tol", type=_non_negative_float, metavar="T",
+                          help="stop when the log-likelihood's last change and its estimated "
+                               "remaining rise are below T per sample")
     parser.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, metavar="R",
                         help="added to covariance diagonals (default 1e-6)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="random seed; the same seed gives the same fit (default 0)")
-    parser.add_argument("--accelerate", choices=["none", "squarem"],
-                        default=DefaultValue("none"),
-                        help="SQUAREM usually needs several times fewer iterations (default "
-                             "none; squarem for fit fixed)")
+    _add_estimator_option(parser, kinds, "--accelerate", choices=["none", "squarem"],
+                          help="SQUAREM usually needs several times fewer iterations than "
+                               "plain EM (none)")
     parser.add_argument("--float32", action="store_true",
                         help="float32 E-step (faster; statistics still summed in float64)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+
+
+def _add_estimator_option(parser: argparse.ArgumentParser, kinds: Sequence[str], *flags,
+                          help: str, **options) -> None:
+    """An option without a default of its own: left out, the estimator's default applies."""
+    action = parser.add_argument(*flags, help=f"{help} (default: the estimator's: "
+                                              f"{_ESTIMATOR_DEFAULT})", **options)
+    action.estimator_kinds = tuple(kinds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gmm: Gaussian mixture; hmm: Gaussian hidden Markov model; dmm: "
                           "Dirichlet-multinomial mixture of counts; fixed: mixing weights of "
                           "fixed models from a rows x models likelihood matrix (.csv dense, "
-                          ".npz scipy.sparse); tones: K real tones in a mono .wav clip "
-                          "(default --tol 1e-8, --max-iter 500)")
+                          ".npz scipy.sparse); tones: K real tones in a mono .wav clip")
     _add_data_options(fit)
     fit.add_argument("--samples-in-columns", action="store_true",
                      help="dmm: the file is categories x samples (one column per sample)")
@@ -150,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fixed: Dirichlet concentration >= 1 for a MAP fit (default: none)")
     fit.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
                      help="covariance type (default full)")
-    _add_fit_options(fit)
+    _add_fit_options(fit, ("gmm", "hmm", "dmm", "fixed", "tones"))
     fit.add_argument("-o", "--output", type=Path, help="model file to write (e.g. model.emkit)")
     fit.add_argument("--checkpoint", type=Path, metavar="PATH",
                      help="save the state of the fit here every 10 iterations (a .npz file)")
@@ -198,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({','.join(COVARIANCE_TYPES)}; default full)")
     select.add_argument("--criterion", choices=CRITERIA + ("laplace",), default="bic",
                         help="criterion to minimise (default bic; laplace: dmm only)")
-    _add_fit_options(select)
+    _add_fit_options(select, ("gmm", "dmm"))
     select.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the criteria against K (needs emkit[plot])")
     select.add_argument("-o", "--output", type=Path, help="write the chosen model to this file")
@@ -224,10 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "_1 ... _N before the suffix (filled.csv -> filled_1.csv, ...)")
     impute.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                         help="number of EM starts (default 1)")
-    impute.add_argument("--max-iter", type=_positive_int, default=200, metavar="N",
-                        help="maximum EM iterations per start (default 200)")
-    impute.add_argument("--tol", type=_non_negative_float, default=1e-6, metavar="T",
-                        help="stop when the mean log-likelihood changes by less (default 1e-6)")
+    _add_estimator_option(impute, ["impute"], "--max-iter", type=_positive_int, metavar="N",
+                          help="maximum EM iterations per start")
+    _add_estimator_option(impute, ["impute"], "--tol", type=_non_negative_float, metavar="T",
+                          help="stop when the log-likelihood's last change and its estimated "
+                               "remaining rise are below T per sample")
     impute.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, metavar="R",
                         help="added to covariance diagonals (default 1e-6)")
     impute.add_argument("--seed", type=int, default=0, metavar="S",
@@ -330,10 +390,10 @@ def _estimator(args: argparse.Namespace, n_components: int, covariance_type: str
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     return GaussianMixture(
-        n_components, covariance_type=covariance_type, tol=args.tol, reg_covar=args.reg_covar,
-        max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed,
-        accelerate=None if args.accelerate == "none" else args.accelerate,
-        dtype=np.float32 if args.float32 else np.float64, progress=progress)
+        n_components, covariance_type=covariance_type, reg_covar=args.reg_covar,
+        n_init=args.n_init, random_state=args.seed,
+        dtype=np.float32 if args.float32 else np.float64, progress=progress,
+        **estimator_options(args))
 
 
 def _fit_data(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple:
@@ -666,7 +726,7 @@ def _run_impute(args: argparse.Namespace) -> None:
         raise DataError(f"column(s) {', '.join(empty)} of {args.data} have no value at all: "
                         "nothing to impute them from; leave them out of --columns.")
     imputer = EMImputer(args.n_components, covariance_type=args.covariance,
-                        n_imputations=args.draws or 1, max_iter=args.max_iter, tol=args.tol,
+                        n_imputations=args.draws or 1, **estimator_options(args),
                         n_init=args.n_init, reg_covar=args.reg_covar, random_state=args.seed)
     imputer.fit(table.data)
     if args.draws is None:

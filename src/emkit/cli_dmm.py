@@ -53,11 +53,11 @@ def read_count_table(path, samples_in_columns: bool = False):
 def _cli_estimator(args, n_components: int) -> DirichletMultinomialMixture:
     import sys
 
+    from emkit.cli import estimator_options
+
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    return DirichletMultinomialMixture(
-        n_components, tol=args.tol, max_iter=args.max_iter, n_init=args.n_init,
-        random_state=args.seed, accelerate=None if args.accelerate == "none" else "squarem",
-        progress=progress)
+    return DirichletMultinomialMixture(n_components, n_init=args.n_init, random_state=args.seed,
+                                       progress=progress, **estimator_options(args))
 
 
 def _cli_row(model: DirichletMultinomialMixture, X: np.ndarray) -> dict:
@@ -68,8 +68,7 @@ def _cli_row(model: DirichletMultinomialMixture, X: np.ndarray) -> dict:
 
         laplace = None
         _note(f"warning: K={model.n_components} stopped before a maximum, so it has no Laplace "
-              "evidence; fit to convergence with e.g. --tol 1e-7 --max-iter 500 "
-              "--accelerate squarem")
+              "evidence; fit to convergence with a larger --max-iter")
     return {"n_components": int(model.n_components), "objective": model.objective(X),
             "laplace": laplace, "bic": float(model.bic(X)), "aic": float(model.aic(X)),
             "n_parameters": int(model.n_parameters()), "converged": bool(model.converged_),

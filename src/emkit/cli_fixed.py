@@ -53,23 +53,19 @@ def run_fit(args) -> None:
     matrix and print (or save) them."""
     import json
 
-    from emkit.cli import DefaultValue, _check_output_folders, _save
+    from emkit.cli import _check_output_folders, _save, estimator_options
 
     _check_output_folders(args.output)
     X, names = read_likelihoods(args.data, _cli_columns(args))
-    # SQUAREM unless --accelerate none was given (the option's default is plain EM for the
-    # other models).
-    accelerate = None if args.accelerate == "none" and not isinstance(
-        args.accelerate, DefaultValue) else "squarem"
-    model = FixedMixture(log=args.log, prior=args.prior, tol=args.tol, max_iter=args.max_iter,
-                         accelerate=accelerate, progress=bool(args.progress)).fit(X)
+    model = FixedMixture(log=args.log, prior=args.prior, progress=bool(args.progress),
+                         **estimator_options(args)).fit(X)
     log_likelihood = model.score_samples(X).sum()
     summary = {"model": "FixedMixture", "n_samples": int(X.shape[0]), "n_models": len(names),
                "models": names, "weights": model.weights_.tolist(),
                "log_likelihood": float(log_likelihood),
                "mean_log_likelihood": float(log_likelihood / X.shape[0]),
                "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
-               "accelerate": accelerate}
+               "accelerate": model.accelerate}
     if args.output is not None:
         _save(model, args.output, names)
         summary["output"] = str(args.output)

@@ -53,7 +53,7 @@ def _feature_columns(args: argparse.Namespace) -> list[str] | None:
 
 
 def run_fit(args: argparse.Namespace) -> None:
-    from emkit.cli import _check_output_folders, _Failure, _read_rows, _save
+    from emkit.cli import _check_output_folders, _Failure, _read_rows, _save, estimator_options
     from emkit.hmm import GaussianHMM
 
     _check_output_folders(args.output)
@@ -66,10 +66,9 @@ def run_fit(args: argparse.Namespace) -> None:
     lengths = sequence_lengths(args.data, args.lengths_column, use)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     model = GaussianHMM(
-        args.n_components, covariance_type=args.covariance, tol=args.tol,
-        reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
-        random_state=args.seed, accelerate=None if args.accelerate == "none" else args.accelerate,
-        progress=progress).fit(X, lengths)
+        args.n_components, covariance_type=args.covariance, reg_covar=args.reg_covar,
+        n_init=args.n_init, random_state=args.seed, progress=progress,
+        **estimator_options(args)).fit(X, lengths)
     log_likelihood = model.score(X, lengths)
     summary = {
         "model": "GaussianHMM",

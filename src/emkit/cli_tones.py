@@ -6,31 +6,20 @@ from emkit.io import read_wav
 from emkit.superimposed import SuperimposedSignals
 
 
-def _is_default(value) -> bool:
-    from emkit.cli import DefaultValue
-
-    return isinstance(value, DefaultValue)
-
-
 def run_fit(args) -> None:
     """``emkit fit tones recording.wav -k K``: the tones of a mono WAV clip."""
     import json
 
-    rate, y = read_wav(args.data)
-    # The command line's defaults (tol 1e-3, 100 iterations) suit mixtures; tones need tighter
-    # ones unless given explicitly.
-    tol = 1e-8 if args.tol == 1e-3 else args.tol
-    max_iter = 500 if args.max_iter == 100 else args.max_iter
-    # Close tones make plain EM slow: SAGE, and SQUAREM unless --accelerate none was given.
-    accelerate = None if args.accelerate == "none" and not _is_default(args.accelerate) \
-        else "squarem"
-    fitted = SuperimposedSignals(
-        "tones", args.n_components, sage=True, n_init=args.n_init, tol=tol, max_iter=max_iter,
-        random_state=args.seed, accelerate=accelerate, progress=bool(args.progress)).fit(y)
+    from emkit.cli import estimator_options
+
+    rate, y = read_wav(args.data)  # integer PCM scaled to [-1, 1): amplitudes in full scale
+    fitted = SuperimposedSignals("tones", args.n_components, n_init=args.n_init,
+                                 random_state=args.seed, progress=bool(args.progress),
+                                 sample_rate=rate, **estimator_options(args)).fit(y)
     summary = {
         "model": "tones", "data": str(args.data), "sample_rate": rate, "n_samples": len(y),
         "n_components": args.n_components,
-        "frequencies_hz": (fitted.frequencies_ * rate).tolist(),
+        "frequencies_hz": fitted.frequencies_hz_.tolist(),
         "amplitudes": fitted.amplitudes_.tolist(), "phases": fitted.phases_.tolist(),
         "noise_variance": fitted.noise_variance_,
         "log_likelihood": fitted.lower_bound_ * len(y),

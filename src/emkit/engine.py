@@ -120,7 +120,9 @@ class EMResult:
     ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the
     best restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop
     of the objective beyond round-off, ``events`` (iteration, message) for what the M-steps
-    reported.
+    reported. ``remaining_gain`` is the estimated rise of the objective still to come when the
+    fit stopped (0 when converged, ``inf`` when the objective was not yet converging
+    geometrically; see :func:`remaining_gain`).
     """
 
     params: Any
@@ -136,15 +138,32 @@ class EMResult:
     decreases: tuple[tuple[int, float], ...] = ()
     events: tuple[tuple[int, str], ...] = ()
     stopped_by_callback: bool = False
+    remaining_gain: float = math.nan
 
 
 @dataclass
 class ConvergenceMonitor:
-    """Records the objective; says when the per-sample change is below ``tol``.
+    """Records the objective; says when the fit is near its limit.
 
-    A decrease larger than ``decrease_rtol`` (relative to the objective's size) cannot happen in
-    exact EM: it is recorded and warned about, and never counted as convergence. A non-finite
-    objective raises :class:`emkit.errors.NumericalError`.
+    The fit has converged when both the last change of the objective *and* the estimated distance
+    to its limit are below ``tol`` per sample (``n_samples``). The distance is extrapolated from
+    the observed linear rate of convergence (Aitken's Δ² on the objective sequence, see
+    :func:`remaining_gain`): EM converges linearly, so a fit that climbs slowly keeps climbing
+    long after its last step became small, and the step alone (scikit-learn's rule) stops it
+    early. A fit whose recent steps are all within round-off of the objective's size is
+    stationary: its remaining gain is 0.
+
+    With ``xtol``, the parameters must have converged too: the largest change of an EM step in
+    the model's unconstrained coordinates (``flatten``: logarithms of weights, rates and
+    concentrations, so relative changes there), extrapolated the same way (what is left of a
+    step of size s at rate ρ per step is s·ρ / (1 − ρ)), must be below ``xtol``. Where the
+    likelihood is flat in some direction the objective pins the parameters only to the square
+    root of its own precision, so parameters to 1e-6 need this test.
+
+    Points before ``first_judged`` (deterministic annealing) are never judged. A decrease larger
+    than ``decrease_rtol`` (relative to the objective's size) cannot happen in exact EM: it is
+    recorded and warned about. A non-finite objective raises
+    :class:`emkit.errors.NumericalError`.
     """
 
     tol: float
@@ -153,9 +172,26 @@ class ConvergenceMonitor:
     restart: int = 0
     history: list[float] = field(default_factory=list)
     decreases: list[tuple[int, float]] = field(default_factory=list)
+    first_judged: int = 0
+    em_rates: list[float] = field(default_factory=list)
+    xtol: float | None = None
+    param_steps: list[float] = field(default_factory=list)
+    last_gain: float = math.inf
+    last_param_distance: float = math.inf
 
-    def record(self, objective: float, *, check: bool = True) -> bool:
-        """Add one objective; return True when the fit has converged."""
+    def record(self, objective: float, *, compare: bool = True, judge: bool = True,
+               em_step: accelerate.EMStep | None = None,
+               param_step: float | None = None) -> bool:
+        """Add one objective; return True when the fit has converged.
+
+        ``compare=False`` skips the decrease check against the previous point (a re-seeded
+        component or an extrapolation accepted with slack may lower the objective);
+        ``judge=False`` records a point that cannot end the fit (annealing, the middle of a
+        SQUAREM cycle). ``em_step``, from an accelerated step rule, replaces the extrapolation
+        from the history, whose rates an accelerated sequence does not follow. ``param_step``
+        is the largest change of the unconstrained parameters since the previous point (plain
+        EM, when ``xtol`` is set).
+        """
         iteration = len(self.history)
         if not math.isfinite(objective):
             raise NumericalError(
@@ -165,11 +201,11 @@ class ConvergenceMonitor:
                 "(e.g. reg_covar) or use another initialisation."
             )
         self.history.append(objective)
-        if not check or iteration == 0:
-            return False  # convergence needs two comparable points in a row
+        if iteration == 0:
+            return False
         change = objective - self.history[-2]
         slack = self.decrease_rtol * max(1.0, abs(objective))
-        if change < -slack:
+        if compare and change < -slack:
             self.decreases.append((iteration, -change))
             warnings.warn(
                 f"EM objective decreased by {-change:.3g} at iteration {iteration} "
@@ -179,7 +215,119 @@ class ConvergenceMonitor:
                 stacklevel=4,
             )
             return False
-        return abs(change) / self.n_samples < self.tol
+        if not judge:
+            return False
+        if param_step is not None:
+            self.param_steps = [*self.param_steps[-(_STEP_MEMORY - 1):], param_step]
+        if em_step is None:
+            self.last_gain = remaining_gain(self.history[self.first_judged:],
+                                            decrease_rtol=self.decrease_rtol)
+            self.last_param_distance = remaining_distance(self.param_steps)
+        else:
+            # One cycle's rate can be far too small (its first EM step then mostly corrects
+            # the extrapolation's overshoot in fast directions): the slowest of the last few
+            # stands for EM's rate near the maximum.
+            self.em_rates = [*self.em_rates[-(_RATE_MEMORY - 1):], em_step.rate]
+            self.last_gain = em_step_remaining_gain(em_step._replace(rate=max(self.em_rates)),
+                                                    objective, self.decrease_rtol)
+            change = max(abs(change), em_step.gain)
+            rho = math.sqrt(max(self.em_rates))  # the objective converges at ρ², parameters at ρ
+            self.last_param_distance = (math.inf if rho >= 1.0 else
+                                        em_step.param_step * max(1.0, rho / (1.0 - rho)))
+        limit = self.tol * self.n_samples
+        if self.xtol is not None and not self.last_param_distance <= self.xtol:
+            return False
+        # tol = 0 runs all max_iter iterations
+        return self.tol > 0 and abs(change) < limit and self.last_gain < limit
+
+    def remaining_gain(self) -> float:
+        """Estimated rise of the objective from the last judged point to its limit (inf:
+        unknown)."""
+        return self.last_gain
+
+
+def remaining_gain(objectives: Sequence[float], window: int = 6,
+                   decrease_rtol: float = 1e-10) -> float:
+    """Estimated distance from the last of ``objectives`` to their limit, by Aitken's Δ².
+
+    A linearly converging sequence rises by Δ_t = L_t − L_{t−1} ≈ r·Δ_{t−1}, so what is left is
+    Δ_t·r / (1 − r). The rate is measured on sums of two consecutive steps,
+    r² ≈ (Δ_t + Δ_{t−1}) / (Δ_{t−2} + Δ_{t−3}), which gives the same estimate on a geometric
+    sequence and stays meaningful when steps alternate in size (SQUAREM's EM step and
+    extrapolation); of the two pairings in the last ``window`` points the slower rate is used.
+    Changes within round-off of the objective's size count as zero: a window of them is
+    stationary (0 is returned). A window with decreases no larger than ``decrease_rtol`` of the
+    objective (an inexact M-step at its fixed point, e.g. with ``reg_covar``) bounces within its
+    largest step, which is returned. ``inf`` is returned while no estimate is possible: fewer
+    than ``window`` points, a larger decrease in the window (after a re-seeded component), or a
+    rate ≥ 1.
+    """
+    if len(objectives) < window:
+        return math.inf
+    recent = np.asarray(objectives[-window:], dtype=float)
+    steps = np.diff(recent)
+    size = max(float(np.max(np.abs(recent))), 1.0)
+    steps[np.abs(steps) <= _ROUND_OFF * size] = 0.0
+    if np.any(steps < 0):
+        bouncing = np.min(steps) >= -decrease_rtol * size
+        return float(np.max(np.abs(steps))) if bouncing else math.inf
+    pairs = steps[1:] + steps[:-1]  # pairs[i] = steps[i] + steps[i + 1]
+    last = float(pairs[-1])
+    if last == 0.0:
+        return 0.0
+    rate = 0.0
+    for now, before in ((pairs[-1], pairs[-3]), (pairs[-2], pairs[-4])):
+        if before <= 0.0:
+            if now > 0.0:
+                return math.inf  # the objective started moving again
+            continue
+        rate = max(rate, float(now / before))
+    if rate >= 1.0:
+        return math.inf
+    return last * rate / (1.0 - rate)
+
+
+def remaining_distance(steps: Sequence[float]) -> float:
+    """Estimated distance of the parameters to their limit from the sizes of the last EM steps
+    (the last one at least; inf with fewer than three steps or a rate ≥ 1)."""
+    if len(steps) < 3:
+        return math.inf
+    last = steps[-1]
+    if last == 0.0:
+        return 0.0
+    rates = [now / before if before > 0 else math.inf
+             for before, now in zip(steps[-3:-1], steps[-2:], strict=True)]
+    rate = max(rates)
+    return math.inf if rate >= 1.0 else last * max(1.0, rate / (1.0 - rate))
+
+
+def em_step_remaining_gain(step: accelerate.EMStep, objective: float,
+                           decrease_rtol: float = 1e-10) -> float:
+    """Estimated distance to the limit after an accelerated cycle, from its EM step.
+
+    An EM step that gains g where EM shrinks the remaining gain by the factor r per step started
+    g / (1 − r) below the limit and ended g·r / (1 − r) below it; the cycle's end point is no
+    worse than that, less its ``shortfall``. A gain within round-off means a fixed point; a loss
+    within ``decrease_rtol`` an inexact M-step (or float32) at its fixed point, bouncing by that
+    much.
+    """
+    size = max(abs(objective), 1.0)
+    if abs(step.gain) <= _ROUND_OFF * size:
+        return step.shortfall
+    if step.gain < 0:
+        return -step.gain + step.shortfall if -step.gain <= decrease_rtol * size else math.inf
+    if step.rate >= 1.0:
+        return math.inf
+    return step.gain * step.rate / (1.0 - step.rate) + step.shortfall
+
+
+# Relative size of objective changes treated as round-off by the convergence test: 16 units in
+# the last place (the objective's own rounding error is a few).
+_ROUND_OFF = 16 * np.finfo(float).eps
+# How many SQUAREM cycles' estimates of EM's rate the monitor keeps (the slowest is used).
+_RATE_MEMORY = 32
+# How many sizes of plain EM steps in the parameters the monitor keeps (for ``xtol``).
+_STEP_MEMORY = 3
 
 
 class VerboseReporter:
@@ -244,11 +392,12 @@ def fit_em(
     data: Any,
     *,
     n_init: int = 1,
-    max_iter: int = 100,
-    tol: float = 1e-3,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    xtol: float | None = 1e-7,
     random_state: Any = None,
     init: Any = None,
-    accelerate: str | None = None,
+    accelerate: str | None = "auto",
     annealing: Sequence[float] | float | None = None,
     iter_per_temperature: int = 5,
     callbacks: Sequence[Callable[[IterationInfo], Any]] = (),
@@ -276,15 +425,24 @@ def fit_em(
         Maximum number of passes over the data (E-steps) after the initial one, per start;
         ``EMResult.n_iter`` counts them (with SQUAREM, rejected extrapolations count too).
     tol : float
-        Stop when the change of the objective divided by the number of samples is below ``tol``
-        (and, for a model with a ``params_converged(previous, params)`` method, when that also
-        returns True: convergence judged on the objective and on the parameters).
+        Stop when the last change of the objective *and* its estimated remaining rise (see
+        :class:`ConvergenceMonitor`), divided by the number of samples, are below ``tol`` (and,
+        for a model with a ``params_converged(previous, params)`` method, when that also returns
+        True). ``tol=0`` runs ``max_iter`` iterations. The default 1e-6 puts the fit within 1e-6
+        of the maximum, relative, wherever the mean log-density has magnitude ≥ 1 nat.
+    xtol : float or None, default 1e-7
+        Also require the parameters to have converged: the estimated remaining change of the
+        model's unconstrained coordinates (``flatten``; logarithms for positive parameters, so
+        a relative change) below ``xtol``. Ignored for a model without ``flatten``; None: the
+        objective alone (what the estimators use, except ``DirichletMultinomial``). Where the
+        likelihood is flat, the objective at 1e-6 pins the parameters only to about 1e-3.
     random_state : None, int, numpy Generator or RandomState
         Seeds the starts; the same value gives the same result bit for bit.
     init : params, optional
         Starting parameters for the first start (warm start); later starts use ``init_params``.
-    accelerate : {None, "squarem"}
-        ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``.
+    accelerate : {"auto", "squarem", None}
+        ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``;
+        ``"auto"`` (the default) is SQUAREM for a model that has them, plain EM otherwise.
     annealing : float or sequence of float, optional
         Deterministic annealing against poor local maxima: a start temperature T0 > 1 (a geometric
         schedule of 10 temperatures down to 1), or explicit inverse temperatures β in (0, 1).
@@ -312,15 +470,23 @@ def fit_em(
         bit. The data, model and settings must be those of the interrupted fit; with
         ``random_state=None`` the seed is taken from the checkpoint.
     """
+    if accelerate == "auto":
+        squarem_ready = hasattr(model, "flatten") and hasattr(model, "unflatten")
+        accelerate = "squarem" if squarem_ready else None
     _check_arguments(model, n_init, max_iter, tol, accelerate)
     callbacks = tuple(callbacks) + _verbose_callbacks(verbose, verbose_interval)
+    if xtol is not None and not (isinstance(xtol, (int, float, np.floating)) and xtol >= 0):
+        raise ParameterError(f"xtol must be None or a number >= 0, got {xtol!r}.")
+    if not hasattr(model, "flatten"):
+        xtol = None  # no coordinates to judge the parameters in
     betas = _inverse_temperatures(model, annealing)
     seed_sequence = _seed_sequence(random_state)
     prepared = _prepared(model, data)
     store = saved = None
     if checkpoint is not None:
         store = Checkpoint(checkpoint, fit_settings(model, n_init, max_iter, tol, accelerate,
-                                                    betas, iter_per_temperature, decrease_rtol),
+                                                    betas, iter_per_temperature, decrease_rtol,
+                                                    xtol),
                            checkpoint_every, checkpoint_seconds)
         saved = store.read() if resume else None
     elif resume:
@@ -343,7 +509,8 @@ def fit_em(
         resume_from = None
         if saved is not None and restart == first_restart:
             resume_from = progress_of.current_start(saved, start, rng)
-        result = _run_one(model, prepared, start, restart, rng, max_iter, tol, accelerate, betas,
+        result = _run_one(model, prepared, start, restart, rng, max_iter, (tol, xtol), accelerate,
+                          betas,
                           iter_per_temperature, callbacks, progress, decrease_rtol, resume_from,
                           progress_of.saver(restart, restart_objectives, best))
         _notify(callbacks, "start_ended", restart, result)
@@ -356,13 +523,22 @@ def fit_em(
         best = _replace(best, stats=_statistics(model, prepared, best.params))
     best = _replace(best, restart_objectives=tuple(restart_objectives))
     if warn_not_converged and not (best.converged or best.stopped_by_callback) and tol > 0:
-        warnings.warn(
-            f"EM did not converge in {max_iter} iterations (best of {n_init} starts); raise "
-            "max_iter or tol, or try accelerate='squarem'.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        warnings.warn(not_converged_message(best, max_iter, tol, n_init), ConvergenceWarning,
+                      stacklevel=2)
     return best
+
+
+def not_converged_message(result: EMResult, max_iter: int, tol: float, n_init: int = 1) -> str:
+    """What a ConvergenceWarning says: the iterations spent and the estimated gain left."""
+    gain = result.remaining_gain
+    if math.isfinite(gain):
+        left = (f"the objective was still rising: an estimated {gain:.3g} more "
+                f"({gain / result.n_samples:.3g} per sample, tol {tol:g})")
+    else:
+        left = "the objective was not yet converging steadily (the remaining gain is unknown)"
+    starts = f" (best of {n_init} starts)" if n_init > 1 else ""
+    return (f"EM did not converge in {max_iter} iterations{starts}: {left}; raise max_iter or "
+            "tol, or use accelerate='squarem'.")
 
 
 def _prepared(model: EMModel, data: Any) -> Any:
@@ -395,9 +571,10 @@ def _statistics(model, data, params) -> Any:
     return e_step_sum(model, data, params)[0]
 
 
-def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, betas,
+def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_name, betas,
              iter_per_temperature, callbacks, progress, decrease_rtol, resume=None,
              save_progress=None) -> EMResult:
+    tol, xtol = tolerances
     counter = {"passes": 0}
     log_prior = getattr(model, "log_prior", None)
     params_converged = getattr(model, "params_converged", None)
@@ -412,11 +589,13 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
 
     schedule = [b for b in betas for _ in range(iter_per_temperature)]
     rule_state = {"boundary": True, "step_max": 1.0}
+    n_annealing = len(schedule)  # points 0 .. n_annealing - 1 are tempered; never judged
     if resume is None:
         point = evaluate(start, schedule[0] if schedule else 1.0)
         n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
-        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart)
-        monitor.record(point.objective, check=False)
+        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
+                                     first_judged=n_annealing, xtol=xtol)
+        monitor.record(point.objective)
         events: list[tuple[int, str]] = []
         _collect_events(point.params, 0, events)
         best_point = point
@@ -427,7 +606,9 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         n_samples = resume.check_samples(
             float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0)
         monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
-                                     list(resume.history), list(resume.decreases))
+                                     list(resume.history), list(resume.decreases),
+                                     first_judged=n_annealing, em_rates=list(resume.em_rates),
+                                     xtol=xtol, param_steps=list(resume.param_steps))
         events = list(resume.events)
         best_point = point if resume.best is None else resume.best
         rule_state["step_max"] = resume.step_max
@@ -470,11 +651,22 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
                 point, annealing = next(generator)
             except _BudgetSpent:  # max_iter passes over the data are done
                 break
-            # Annealing points, re-seeded components (params with events) and extrapolations
-            # accepted with slack are compared with nothing: the objective need not rise there.
+            # Annealing points, M-steps that reported events (a re-seeded component) and
+            # extrapolations accepted with slack are not compared with the point before: the
+            # objective need not rise there. Only annealing points cannot end the fit (a state
+            # kept unchanged at every step is an event too, and such a fit must still converge).
             reseeded = bool(getattr(point.params, "events", ()))
             unchecked = annealing or reseeded or rule_state.get("extrapolated", False)
-            converged = monitor.record(point.objective, check=not unchecked)
+            mid_cycle = not (annealing or rule_state["boundary"])
+            em_step = None if annealing else rule_state.get("em_step")
+            param_step = None
+            if xtol is not None and em_step is None and not annealing:
+                vector = model.flatten(point.params)
+                param_step = float(np.max(np.abs(vector - model.flatten(previous_params)),
+                                          initial=0.0))
+            converged = monitor.record(point.objective, compare=not unchecked,
+                                       judge=not (annealing or mid_cycle), em_step=em_step,
+                                       param_step=param_step)
             if converged and params_converged is not None:
                 converged = bool(params_converged(previous_params, point.params))
             iteration = len(monitor.history) - 1
@@ -508,6 +700,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tol, accelerate_name, b
         stopped_by_callback=stopped and not converged,
         n_iter=counter["passes"] - 1,
         history=np.asarray(monitor.history),
+        remaining_gain=0.0 if converged else monitor.remaining_gain(),
         stats=final.stats,
         best_restart=restart,
         restart_objectives=(),
@@ -563,7 +756,7 @@ def _check_arguments(model, n_init, max_iter, tol, accelerate_name) -> None:
         raise ParameterError(f"tol must be a number >= 0, got {tol!r}.")
     if accelerate_name not in (None, "squarem"):
         raise ParameterError(
-            f"accelerate must be None (plain EM) or 'squarem', got {accelerate_name!r}.")
+            f"accelerate must be None (plain EM), 'squarem' or 'auto', got {accelerate_name!r}.")
     if accelerate_name == "squarem" and not (hasattr(model, "flatten")
                                              and hasattr(model, "unflatten")):
         raise ParameterError(

@@ -164,7 +164,7 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         dirichlet_concentration(self.prior, n_models)  # raises for a bad prior, before the work
         model = FixedMixtureModel(log=self._log_input(), prior=self.prior,
                                   weights_tol=float(self.weights_tol))
-        result = fit_em(model, data, max_iter=self.max_iter, tol=self.tol,
+        result = fit_em(model, data, max_iter=self.max_iter, tol=self.tol, xtol=None,
                         init=FixedMixtureParams(self._start(n_models)),
                         accelerate=self.accelerate, progress=self.progress,
                         checkpoint=checkpoint, resume=resume)

@@ -122,6 +122,7 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
                                 f"of frames ({n_frames}): use fewer states or more data.")
         model = self._model(self.n_features_in_, start=self._given_start())
         result = fit_em(model, sequences, n_init=self.n_init, max_iter=self._max_iter(),
+                        xtol=None,
                         tol=self.tol, random_state=self.random_state,
                         accelerate=self.accelerate, progress=self.progress,
                         verbose=int(self.verbose), verbose_interval=1,
@@ -421,12 +422,15 @@ class GaussianHMM(_BaseHMM):
     n_components : int, default 1
         Number of hidden states.
     covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
-    tol : float, default 1e-3
-        Convergence threshold on the change of the log-likelihood per frame.
+    tol : float, default 1e-6
+        Convergence threshold per frame: EM stops when both the last change of the
+        log-likelihood and its estimated remaining rise (extrapolated from the observed rate of
+        convergence, see :class:`emkit.engine.ConvergenceMonitor`) are below ``tol`` times the
+        number of frames.
     reg_covar : float, default 1e-6
         Added to the diagonal of the covariances.
-    max_iter : int, default 100
-        Maximum number of EM iterations per start.
+    max_iter : int, default 1000
+        Maximum number of EM iterations (passes over the data) per start.
     n_init : int, default 1
         Number of starts; the best objective wins.
     params, init_params : str, default "stmc"
@@ -438,7 +442,9 @@ class GaussianHMM(_BaseHMM):
         Conjugate prior on the emissions (full and diag; see
         :class:`emkit.models.hmm.GaussianEmission`); 0 everywhere is no prior.
     random_state : None, int, Generator or RandomState
-    accelerate : {None, "squarem"}
+    accelerate : {None, "squarem"}, default None
+        Plain EM, or SQUAREM (on the eustock log-returns: K=2 no fewer passes, K=3 up to 1.5×
+        fewer).
     progress : bool
     min_covar : float, default 1e-3
         Added to the diagonal of the data's covariance from which the initial covariances are
@@ -470,8 +476,8 @@ class GaussianHMM(_BaseHMM):
 
     _letters = "stmc"
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, params="stmc", init_params="stmc",
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
+                 max_iter=1000, n_init=1, params="stmc", init_params="stmc",
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
                  covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
                  progress=False, learning_decay=0.6, learning_offset=2.0, min_covar=1e-3,
@@ -581,7 +587,7 @@ class CategoricalHMM(_BaseHMM):
 
     _letters = "ste"
 
-    def __init__(self, n_components=1, *, n_features=None, tol=1e-3, max_iter=100, n_init=1,
+    def __init__(self, n_components=1, *, n_features=None, tol=1e-6, max_iter=1000, n_init=1,
                  params="ste", init_params="ste", startprob_prior=1.0, transmat_prior=1.0,
                  emissionprob_prior=1.0, random_state=None, accelerate=None, progress=False,
                  learning_decay=0.6, learning_offset=2.0,
@@ -669,7 +675,7 @@ class PoissonHMM(_BaseHMM):
 
     _letters = "stl"
 
-    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1, params="stl",
+    def __init__(self, n_components=1, *, tol=1e-6, max_iter=1000, n_init=1, params="stl",
                  init_params="stl", startprob_prior=1.0, transmat_prior=1.0,
                  lambdas_prior_shape=1.0, lambdas_prior_rate=0.0, random_state=None,
                  accelerate=None, progress=False, learning_decay=0.6, learning_offset=2.0,
@@ -738,8 +744,8 @@ class GMMHMM(_BaseHMM):
 
     _letters = "stmcw"
 
-    def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-3,
-                 reg_covar=1e-6, max_iter=100, n_init=1, params="stmcw", init_params="stmcw",
+    def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-6,
+                 reg_covar=1e-6, max_iter=1000, n_init=1, params="stmcw", init_params="stmcw",
                  startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
                  progress=False, learning_decay=0.6, learning_offset=2.0, min_covar=1e-3,
                  n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):

@@ -45,20 +45,30 @@ class SuperimposedSignals(BaseEstimator):
         following the :class:`emkit.signals.Signal` protocol. The strings name real and complex
         :class:`~emkit.signals.Sinusoids`.
     n_components : int, default 1
-    sage : bool, default False
-        SAGE (Fessler & Hero 1994): update one component at a time with the whole residual.
+    sage : bool, default True
+        SAGE (Fessler & Hero 1994): update one component at a time with the whole residual
+        (with SQUAREM the fastest way to the maximum on close tones: on the bundled two-tone
+        clip 58 passes against 372 for SAGE alone and 416 for parallel EM with SQUAREM).
+        ``False`` is Feder & Weinstein's parallel EM.
     noise_split : array of shape (n_components,), optional
         Shares β_k of the noise given to each component in the E-step (default 1/K each).
     tol : float, default 1e-8
-        Convergence threshold on the change of the log-likelihood per sample.
+        Convergence threshold per sample on the last change of the log-likelihood and on its
+        estimated remaining rise (see :class:`emkit.engine.ConvergenceMonitor`).
     max_iter : int, default 500
         Maximum number of EM iterations per start.
     n_init : int, default 5
         Number of starts from spread starting points; the best log-likelihood wins (the
         likelihood of superimposed signals has many local maxima).
     random_state : None, int, Generator or RandomState
-    accelerate : {None, "squarem"}, default None
+    accelerate : {"squarem", None}, default "squarem"
     progress : bool, default False
+    sample_rate : float, optional
+        Samples per second of ``y``, to read frequencies in Hz (``frequencies_hz_``) and
+        delays in seconds (``delays_seconds_``); the fit itself works in samples. Amplitudes
+        are in the units of ``y``: :func:`emkit.io.read_wav` (and ``emkit fit tones``) scales
+        integer PCM to [−1, 1), full scale, so an int16 clip's amplitudes are fractions of
+        full scale (multiply by 32768 for int16 units).
 
     Attributes
     ----------
@@ -66,6 +76,8 @@ class SuperimposedSignals(BaseEstimator):
         The signal's parameters in its internal coordinates, components in reporting order.
     frequencies_, amplitudes_, phases_ : (n_components,)
         For :class:`~emkit.signals.Sinusoids`, sorted by frequency (cycles per sample).
+    frequencies_hz_ : (n_components,)
+        ``frequencies_ × sample_rate`` (when ``sample_rate`` is given).
     delays_, gains_ : (n_components,)
         For :class:`~emkit.signals.DelayedWaveform`, sorted by delay (samples).
     positions_ : (n_components, 2), powers_ : (n_components,)
@@ -85,9 +97,9 @@ class SuperimposedSignals(BaseEstimator):
     events_ : list of (iteration, message)
     """
 
-    def __init__(self, signal="tones", n_components=1, *, sage=False, noise_split=None,
-                 tol=1e-8, max_iter=500, n_init=5, random_state=None, accelerate=None,
-                 progress=False):
+    def __init__(self, signal="tones", n_components=1, *, sage=True, noise_split=None,
+                 tol=1e-8, max_iter=500, n_init=5, random_state=None, accelerate="squarem",
+                 progress=False, sample_rate=None):
         self.signal = signal
         self.n_components = n_components
         self.sage = sage
@@ -98,6 +110,7 @@ class SuperimposedSignals(BaseEstimator):
         self.random_state = random_state
         self.accelerate = accelerate
         self.progress = progress
+        self.sample_rate = sample_rate
 
     # ------------------------------------------------------------------ fitting
     def fit(self, y, sample_weight=None, *, checkpoint=None, resume=False):
@@ -122,7 +135,8 @@ class SuperimposedSignals(BaseEstimator):
                 f"({self.n_components} components × {signal.n_parameters} parameters + the noise "
                 "variance): give more samples than parameters, or fewer components.")
         result = fit_em(model, Batch(sample_rows(y), weights), n_init=self.n_init,
-                        max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
+                        max_iter=self.max_iter, tol=self.tol, xtol=None,
+                        random_state=self.random_state,
                         accelerate=self.accelerate, progress=self.progress,
                         checkpoint=checkpoint, resume=resume)
         self._set_params(signal, result.params)
@@ -148,6 +162,23 @@ class SuperimposedSignals(BaseEstimator):
         for name, value in describe(signal, theta).items():
             setattr(self, name, value)
         self.noise_variance_ = float(params.noise_variance)
+
+    @property
+    def frequencies_hz_(self) -> np.ndarray:
+        """Fitted frequencies in Hz (cycles per sample × ``sample_rate``)."""
+        return self._fitted_in_samples("frequencies_", "frequencies_hz_") * self.sample_rate
+
+    @property
+    def delays_seconds_(self) -> np.ndarray:
+        """Fitted delays in seconds (samples / ``sample_rate``)."""
+        return self._fitted_in_samples("delays_", "delays_seconds_") / self.sample_rate
+
+    def _fitted_in_samples(self, name: str, wanted: str) -> np.ndarray:
+        if self.sample_rate is None or name not in vars(self):
+            missing = "sample_rate" if self.sample_rate is None else f"a fitted {name}"
+            raise AttributeError(f"{wanted} needs a fitted {name} and sample_rate=<samples per "
+                                 f"second>; this {type(self).__name__} has no {missing}.")
+        return np.asarray(vars(self)[name], dtype=float)
 
     # ------------------------------------------------------------------ inference
     def predict(self, y):
@@ -266,6 +297,11 @@ class SuperimposedSignals(BaseEstimator):
         check_integer(self, "n_init", 1)
         if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
             raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
+        if self.sample_rate is not None and not (
+                isinstance(self.sample_rate, (int, float, np.number)) and self.sample_rate > 0
+                and np.isfinite(self.sample_rate)):
+            raise ParameterError(f"sample_rate must be None or a positive number (samples per "
+                                 f"second), got {self.sample_rate!r}.")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -56,6 +56,7 @@ def test_gaussian_hmm_matches_hmmlearn(covariance_type):
     covars = (np.array([np.eye(2)] * 3) if covariance_type == "full" else np.ones((3, 2)))
     emission = {"means_": np.array([[0.5, 0.5], [2.0, 0.0], [-1.0, 2.0]]), "covars_": covars}
     ours = emkit.GaussianHMM(3, covariance_type=covariance_type, reg_covar=0.0, max_iter=10,
+                             accelerate=None,  # hmmlearn's plain EM steps
                              tol=0.0, init_params="")
     theirs = hmm.GaussianHMM(3, covariance_type=covariance_type, n_iter=10, tol=-np.inf,
                              init_params="", covars_prior=0.0, implementation="scaling")
@@ -74,7 +75,7 @@ def test_categorical_hmm_matches_hmmlearn():
     X = simulate(reference)
     emission = {"emissionprob_": np.array([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4],
                                            [0.25, 0.25, 0.25, 0.25]])}
-    ours = emkit.CategoricalHMM(3, max_iter=10, tol=0.0, init_params="")
+    ours = emkit.CategoricalHMM(3, max_iter=10, tol=0.0, init_params="", accelerate=None)
     theirs = hmm.CategoricalHMM(3, n_iter=10, tol=-np.inf, init_params="",
                                 implementation="scaling")
     ours, theirs = run_both(ours, theirs, X, emission)
@@ -88,7 +89,7 @@ def test_poisson_hmm_matches_hmmlearn():
     reference.lambdas_ = np.array([[1.0, 6.0], [8.0, 2.0], [4.0, 4.0]])
     X = simulate(reference)
     emission = {"lambdas_": np.array([[2.0, 5.0], [6.0, 3.0], [3.0, 3.5]])}
-    ours = emkit.PoissonHMM(3, max_iter=10, tol=0.0, init_params="")
+    ours = emkit.PoissonHMM(3, max_iter=10, tol=0.0, init_params="", accelerate=None)
     theirs = hmm.PoissonHMM(3, n_iter=10, tol=-np.inf, init_params="",
                             implementation="scaling")
     ours, theirs = run_both(ours, theirs, X, emission)
@@ -133,6 +134,7 @@ def test_gmm_hmm_matches_hmmlearn_with_means_fixed(covariance_type):
     theirs = hmm.GMMHMM(2, n_mix=2, covariance_type=covariance_type, n_iter=10, tol=-np.inf,
                         init_params="", params="stcw", implementation="scaling")
     ours = emkit.GMMHMM(2, n_mix=2, covariance_type=covariance_type, max_iter=10, tol=0.0,
+                        accelerate=None,
                         init_params="", params="stcw", reg_covar=0.0)
     for model in (theirs, ours):
         for name, value in start.items():

@@ -446,12 +446,15 @@ class PolyaFit(NamedTuple):
 def polya_fixed_point(counts: SparseCounts | np.ndarray, alpha_start: np.ndarray,
                       sample_weight: np.ndarray | None = None,
                       prior: GammaPrior | None = None, *, tol: float = 1e-10,
-                      max_iter: int = 100_000) -> PolyaFit:
+                      max_iter: int = 100_000, xtol: float | None = None) -> PolyaFit:
     """Maximise the Dirichlet-multinomial likelihood (+ log prior) by Minka's fixed point alone
     (:func:`polya_map` with ``method="fixed-point"``, one step at a time to record the objective).
 
-    Stops when the change of the objective per unit of sample weight is below ``tol``.
+    Stops when the change of the objective per unit of sample weight, and its estimated remaining
+    rise, are below ``tol`` (:class:`emkit.engine.ConvergenceMonitor`, the test every EM fit uses),
+    and, with ``xtol``, when the estimated remaining change of every log α is below ``xtol``.
     """
+    from emkit.engine import ConvergenceMonitor
     if not isinstance(counts, SparseCounts):
         counts = sparse_counts(check_counts(counts))
     w = np.ones(counts.n_rows) if sample_weight is None else np.asarray(sample_weight, float)
@@ -463,18 +466,19 @@ def polya_fixed_point(counts: SparseCounts | np.ndarray, alpha_start: np.ndarray
                         "maximum-likelihood α is 0: drop it, or use the Gamma prior.")
     coefficient = float(w @ counts.log_coefficient)
     alpha = np.array(alpha_start, dtype=np.float64)
-    history = [polya_objective(alpha, histogram, 0, prior) + coefficient]
-    total_weight = float(w.sum())
+    monitor = ConvergenceMonitor(tol, max(float(w.sum()), 1e-300), xtol=xtol)
+    monitor.record(polya_objective(alpha, histogram, 0, prior) + coefficient)
     converged = False
     n_iter = 0
-    while n_iter < max_iter:
+    while n_iter < max_iter and not converged:
         n_iter += 1
-        alpha = polya_map(histogram, alpha, 0, prior, method="fixed-point", max_iter=1)
-        history.append(polya_objective(alpha, histogram, 0, prior) + coefficient)
-        if abs(history[-1] - history[-2]) / max(total_weight, 1e-300) < tol:
-            converged = True
-            break
-    return PolyaFit(alpha, history[-1], np.asarray(history), n_iter, converged)
+        previous, alpha = alpha, polya_map(histogram, alpha, 0, prior, method="fixed-point",
+                                           max_iter=1)
+        step = float(np.max(np.abs(np.log(alpha) - np.log(previous))))
+        converged = monitor.record(polya_objective(alpha, histogram, 0, prior) + coefficient,
+                                   param_step=step)
+    history = np.asarray(monitor.history)
+    return PolyaFit(alpha, history[-1], history, n_iter, converged)
 
 
 # ------------------------------------------------------------------------------ compiled loops
