@@ -522,3 +522,21 @@ def test_precisions_init_equal_to_the_own_start_changes_nothing(covariance_type)
     assert given.n_iter_ == plain.n_iter_ > 1
     np.testing.assert_allclose(given.precisions_cholesky_, plain.precisions_cholesky_,
                                rtol=1e-10)
+
+
+def test_warm_started_single_iterations_converge_as_one_fit_does():
+    """A warm start continues the same EM sequence, so the convergence test sees the objectives
+    of the earlier fits: one-iteration fits in a loop stop where one long fit does."""
+    X = three_clusters()
+    start = fixed_start("full")
+    whole = GaussianMixture(3, tol=1e-8, **start).fit(X)
+    assert whole.converged_
+    stepwise = GaussianMixture(3, tol=1e-8, max_iter=1, warm_start=True, **start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fits in range(1, 1000):
+            if stepwise.fit(X).converged_:
+                break
+    assert stepwise.converged_
+    assert abs(fits - whole.n_iter_) <= 1
+    np.testing.assert_allclose(stepwise.means_, whole.means_, rtol=1e-6)

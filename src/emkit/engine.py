@@ -160,7 +160,8 @@ class ConvergenceMonitor:
     likelihood is flat in some direction the objective pins the parameters only to the square
     root of its own precision, so parameters to 1e-6 need this test.
 
-    Points before ``first_judged`` (deterministic annealing) are never judged. A decrease larger
+    Points before ``first_judged`` (deterministic annealing) are never judged; ``lead_in`` holds
+    the objectives of an earlier fit this one continues (a warm start), read before the history. A decrease larger
     than ``decrease_rtol`` (relative to the objective's size) cannot happen in exact EM: it is
     recorded and warned about. A non-finite objective raises
     :class:`emkit.errors.NumericalError`.
@@ -178,6 +179,7 @@ class ConvergenceMonitor:
     param_steps: list[float] = field(default_factory=list)
     last_gain: float = math.inf
     last_param_distance: float = math.inf
+    lead_in: list[float] = field(default_factory=list)
 
     def record(self, objective: float, *, compare: bool = True, judge: bool = True,
                em_step: accelerate.EMStep | None = None,
@@ -220,7 +222,7 @@ class ConvergenceMonitor:
         if param_step is not None:
             self.param_steps = [*self.param_steps[-(_STEP_MEMORY - 1):], param_step]
         if em_step is None:
-            self.last_gain = remaining_gain(self.history[self.first_judged:],
+            self.last_gain = remaining_gain(self.lead_in + self.history[self.first_judged:],
                                             decrease_rtol=self.decrease_rtol)
             self.last_param_distance = remaining_distance(self.param_steps)
         else:
@@ -397,6 +399,7 @@ def fit_em(
     xtol: float | None = 1e-7,
     random_state: Any = None,
     init: Any = None,
+    init_history: Sequence[float] = (),
     accelerate: str | None = "auto",
     annealing: Sequence[float] | float | None = None,
     iter_per_temperature: int = 5,
@@ -440,6 +443,11 @@ def fit_em(
         Seeds the starts; the same value gives the same result bit for bit.
     init : params, optional
         Starting parameters for the first start (warm start); later starts use ``init_params``.
+    init_history : sequence of float
+        Objectives of the plain EM iterations that led to ``init`` (a warm start continuing
+        an earlier fit, without its last point, which this fit evaluates again): the
+        convergence test reads them as if this fit had run them, so a fit continued a few
+        iterations at a time converges as one long fit does.
     accelerate : {"auto", "squarem", None}
         ``None`` is plain EM; ``"squarem"`` needs ``model.flatten`` and ``model.unflatten``;
         ``"auto"`` (the default) is SQUAREM for a model that has them, plain EM otherwise.
@@ -509,10 +517,11 @@ def fit_em(
         resume_from = None
         if saved is not None and restart == first_restart:
             resume_from = progress_of.current_start(saved, start, rng)
+        lead_in = list(init_history) if (init is not None and restart == 0) else []
         result = _run_one(model, prepared, start, restart, rng, max_iter, (tol, xtol), accelerate,
                           betas,
                           iter_per_temperature, callbacks, progress, decrease_rtol, resume_from,
-                          progress_of.saver(restart, restart_objectives, best))
+                          progress_of.saver(restart, restart_objectives, best), lead_in)
         _notify(callbacks, "start_ended", restart, result)
         restart_objectives.append(result.objective)
         if best is None or result.objective > best.objective:
@@ -573,7 +582,7 @@ def _statistics(model, data, params) -> Any:
 
 def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_name, betas,
              iter_per_temperature, callbacks, progress, decrease_rtol, resume=None,
-             save_progress=None) -> EMResult:
+             save_progress=None, lead_in=()) -> EMResult:
     tol, xtol = tolerances
     counter = {"passes": 0}
     log_prior = getattr(model, "log_prior", None)
@@ -594,7 +603,8 @@ def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_
         point = evaluate(start, schedule[0] if schedule else 1.0)
         n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
         monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
-                                     first_judged=n_annealing, xtol=xtol)
+                                     first_judged=n_annealing, xtol=xtol,
+                                     lead_in=[] if n_annealing else list(lead_in))
         monitor.record(point.objective)
         events: list[tuple[int, str]] = []
         _collect_events(point.params, 0, events)

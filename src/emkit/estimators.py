@@ -17,6 +17,10 @@ from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel, MixturePara
 from emkit.online import PartialFitMixin, check_learning_rate
 
 
+# How many objectives of a fit a warm start passes on to the next one's convergence test.
+_LEAD_IN = 8
+
+
 class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture model fitted by EM — a drop-in for ``sklearn.mixture.GaussianMixture``.
 
@@ -221,10 +225,14 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         self.__dict__.pop("_online", None)  # a batch fit ends an online one
         model = self._model()
         warm = self.warm_start and hasattr(self, "weights_")
+        # The objectives of the EM sequence that led here, for the convergence test of a warm
+        # start (its last point is evaluated again as this fit's start).
+        lead_in = list(getattr(self, "_objectives_so_far", [])[:-1]) if warm else []
         result = fit_em(
             model, data,
             n_init=1 if warm else self.n_init, max_iter=self.max_iter, tol=self.tol, xtol=None,
             random_state=self.random_state, init=self._params() if warm else None,
+            init_history=lead_in,
             accelerate=self.accelerate, annealing=self.annealing, progress=self.progress,
             verbose=self.verbose, verbose_interval=self.verbose_interval,
             decrease_rtol=1e-10 if np.dtype(self.dtype) == np.float64 else 1e-5,
@@ -233,6 +241,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             checkpoint=checkpoint, resume=resume,
         )
         self._set_params(result.params)
+        self._objectives_so_far = (lead_in + list(result.history))[-_LEAD_IN:]
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.objective / result.n_samples
