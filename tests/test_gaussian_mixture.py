@@ -534,9 +534,10 @@ def test_warm_started_single_iterations_converge_as_one_fit_does():
     stepwise = GaussianMixture(3, tol=1e-8, max_iter=1, warm_start=True, **start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for fits in range(1, 1000):
-            if stepwise.fit(X).converged_:
-                break
+        fits = 0
+        while fits < 1000 and not (fits and stepwise.converged_):
+            stepwise.fit(X)
+            fits += 1
     assert stepwise.converged_
     assert abs(fits - whole.n_iter_) <= 1
     np.testing.assert_allclose(stepwise.means_, whole.means_, rtol=1e-6)

@@ -161,9 +161,9 @@ class ConvergenceMonitor:
     root of its own precision, so parameters to 1e-6 need this test.
 
     Points before ``first_judged`` (deterministic annealing) are never judged; ``lead_in`` holds
-    the objectives of an earlier fit this one continues (a warm start), read before the history. A decrease larger
-    than ``decrease_rtol`` (relative to the objective's size) cannot happen in exact EM: it is
-    recorded and warned about. A non-finite objective raises
+    the objectives of an earlier fit this one continues (a warm start), read before the history.
+    A decrease larger than ``decrease_rtol`` (relative to the objective's size) cannot happen in
+    exact EM: it is recorded and warned about. A non-finite objective raises
     :class:`emkit.errors.NumericalError`.
     """
 

@@ -16,7 +16,6 @@ from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel, MixtureParams
 from emkit.online import PartialFitMixin, check_learning_rate
 
-
 # How many objectives of a fit a warm start passes on to the next one's convergence test.
 _LEAD_IN = 8
 
