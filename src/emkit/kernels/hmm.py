@@ -233,44 +233,45 @@ def _log_space_one(log_start, log_transmat, log_emission, first, last, weight, p
 
 
 @numba.njit(**_SERIAL)
-def _forward_backward_one(log_start, transmat, transmat_t, log_transmat, successors,
+def _forward_backward_one(log_start, transmat, transmat_t, successors,
                           log_emission, shifts, first, last, weight, posteriors, forward,
-                          pair_counts, start_counts, predicted, u, v):
+                          pair_counts, start_counts, predicted, u, v, barrier, bits):
     """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
     ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
     returns log L. Where the scaled recursions lose a path, the sequence is redone in log
     space (:func:`_log_space_one`).
-    ``predicted``, ``u`` and ``v`` are work vectors of length
-    K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
-    e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
-    support = np.empty(successors.shape[1], dtype=np.uint64)
+    ``predicted``, ``u``, ``v`` and ``barrier`` are work vectors of length K, ``bits`` a
+    (2, ⌈K/64⌉) uint64 work array, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors``
+    holds the scaled densities e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
     log_likelihood, _, lost = _forward(log_start, transmat_t, successors, log_emission, shifts,
-                                       first, last, posteriors, forward, predicted, support)
+                                       first, last, posteriors, forward, predicted, barrier,
+                                       bits)
     if log_likelihood != -np.inf and not lost:
         lost = not _backward_statistics(transmat, first, last, weight, posteriors, forward,
                                         pair_counts, start_counts, u, v)
     if lost:
-        log_likelihood = _log_space_one(log_start, log_transmat, log_emission, first, last,
+        log_likelihood = _log_space_one(log_start, np.log(transmat), log_emission, first, last,
                                         weight, posteriors, forward, pair_counts, start_counts)
     return log_likelihood
 
 
 @numba.njit(**_SERIAL)
 def _forward(log_start, transmat_t, successors, log_emission, shifts, first, last, scaled,
-             forward, predicted, support, scale=False):
+             forward, predicted, barrier, bits, scale=False):
     """The forward recursion over frames first..last−1 (``scaled`` holds the e_t; a rescued
     frame's row is rewritten with its new shift). Returns log L (−inf for an impossible
     sequence), whether any frame had to be rescued, and whether a path was lost (a state the
-    chain can be in predicted below ``_LOST``: it stops there). ``support`` gets the states
-    the chain can be in at the last frame (followed only where A has zeros: ``successors``).
+    chain can be in predicted below ``_LOST``: it stops there). ``bits[0]`` gets the states
+    the chain can be in at the last frame (followed only where A has zeros: ``successors``;
+    ``bits[1]`` and ``barrier`` are work arrays).
     With ``scale`` it computes the e_t and
     m_t itself (:func:`_scale_frame`): off the recursion's critical path, they cost little
     there. The loops over states have no branches, so that they vectorise; the rare cases
     (underflow, impossible frames) are handled per frame."""
     n_states = transmat_t.shape[0]
     structured = successors.shape[1] > 0
-    barrier = np.zeros(n_states)
-    reached = np.empty_like(support)
+    support, reached = bits[0], bits[1]
+    barrier[:] = 0.0
     log_likelihood = 0.0
     any_rescued = False
     for t in range(first, last):
@@ -291,10 +292,11 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
         total = 0.0
         low = np.inf
         for j in range(n_states):
-            f = predicted[j] * scaled[t, j]
+            p = predicted[j]
+            f = p * scaled[t, j]
             forward[t, j] = f
             total += f
-            low = min(low, predicted[j] + barrier[j])
+            low = min(low, p + barrier[j])
         # (at the first frame π is exact: what it loses to underflow is seen one frame on)
         if low < _LOST and t > first:
             return log_likelihood, any_rescued, True
@@ -419,19 +421,20 @@ def _scale_parallel(log_emission, scaled, shifts, blocks):
 
 
 @numba.njit(**_SERIAL)
-def _forward_backward_range(log_start, transmat, log_transmat, successors, log_emission, shifts,
+def _forward_backward_range(log_start, transmat, successors, log_emission, shifts,
                             bounds, weights, posteriors, forward, pair_counts, log_likelihood,
                             start_counts, first_sequence, last_sequence):
     n_states = transmat.shape[0]
     predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
+    barrier, bits = np.empty(n_states), np.empty((2, successors.shape[1]), dtype=np.uint64)
     transmat_t = np.ascontiguousarray(transmat.T)
     for s in range(first_sequence, last_sequence):
         first, last = bounds[s], bounds[s + 1]
         if weights[s] != 0.0 and first < last:
             log_likelihood[s] = _forward_backward_one(
-                log_start, transmat, transmat_t, log_transmat, successors, log_emission, shifts,
+                log_start, transmat, transmat_t, successors, log_emission, shifts,
                 first, last, weights[s], posteriors, forward, pair_counts, start_counts,
-                predicted, u, v)
+                predicted, u, v, barrier, bits)
             if log_likelihood[s] != -np.inf:
                 continue
         else:
@@ -442,11 +445,11 @@ def _forward_backward_range(log_start, transmat, log_transmat, successors, log_e
 
 
 @numba.njit(**_PARALLEL)
-def _forward_backward_parallel(log_start, transmat, log_transmat, successors, log_emission,
+def _forward_backward_parallel(log_start, transmat, successors, log_emission,
                                shifts, bounds, weights, posteriors, forward, pair_parts,
                                log_likelihood, start_parts, groups):
     for g in numba.prange(len(groups) - 1):
-        _forward_backward_range(log_start, transmat, log_transmat, successors, log_emission,
+        _forward_backward_range(log_start, transmat, successors, log_emission,
                                 shifts, bounds, weights, posteriors, forward, pair_parts[g],
                                 log_likelihood, start_parts[g], groups[g], groups[g + 1])
 
@@ -512,9 +515,9 @@ def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
 
 @numba.njit(**_SERIAL)
 def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, middle, last,
-                       scaled, forward, backward, weight, posteriors, pair_counts, support):
+                       scaled, forward, backward, weight, posteriors, pair_counts, bits):
     """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``;
-    the states the chain can be in there in ``support``), writing γ_t and adding Σ ξ_{t−1}
+    the states the chain can be in there in ``bits[0]``), writing γ_t and adding Σ ξ_{t−1}
     with the stored B_t. Returns (log-likelihood part, trusted)."""
     n_states = transmat_t.shape[0]
     log_likelihood = 0.0
@@ -525,7 +528,7 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
     previous, predicted = np.empty(n_states), np.empty(n_states)
     structured = successors.shape[1] > 0
     barrier = np.zeros(n_states)
-    reached = np.empty_like(support)
+    support, reached = bits[0], bits[1]
     for j in range(n_states):
         previous[j] = forward[middle - 1, j]
     for t in range(middle, last):
@@ -617,7 +620,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
     split pass can be trusted)."""
     n_states = transmat.shape[0]
     u = np.empty(n_states)
-    support = np.empty(successors.shape[1], dtype=np.uint64)
+    bits = np.empty((2, successors.shape[1]), dtype=np.uint64)
     # (what the tasks of a prange return goes through arrays: its scalars are thread-private)
     parts = np.zeros(2)
     trusted = np.zeros(2, dtype=np.bool_)
@@ -625,7 +628,8 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
         if task == 0:
             parts[0], rescued, lost = _forward(log_start, transmat_t, successors, log_emission,
                                                shifts, first, middle, scaled, forward,
-                                               np.empty(n_states), support, True)
+                                               np.empty(n_states), np.empty(n_states), bits,
+                                               True)
             trusted[0] = not (rescued or lost)
         else:
             trusted[1] = _backward(transmat, log_emission, shifts, scaled, middle, last,
@@ -637,7 +641,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
         if task == 0:
             parts[1], trusted[0] = _forward_combining(
                 transmat, transmat_t, successors, log_emission, shifts, middle, last, scaled,
-                forward, backward, weight, scaled, pair_parts[0], support)
+                forward, backward, weight, scaled, pair_parts[0], bits)
         else:
             trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
                                              weight, scaled, pair_parts[1], np.empty(n_states))
@@ -645,7 +649,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
     result[1] = 1.0 if trusted[0] and trusted[1] else 0.0
 
 
-def _split_sequence(log_start, transmat, log_transmat, successors, log_emission, shifts, first,
+def _split_sequence(log_start, transmat, successors, log_emission, shifts, first,
                     last, weight, posteriors, forward, pair_counts, start_counts) -> float:
     """Forward-backward of frames first..last−1 on two threads (see above), which compute the
     e_t (into ``posteriors``) and m_t as they go. Falls back to the serial pass when the split
@@ -669,10 +673,11 @@ def _split_sequence(log_start, transmat, log_transmat, successors, log_emission,
             return result[0]
     # the rare case: redo the scaled densities (rescues and γ overwrote them), then serially
     _scale_rows(log_emission, posteriors, shifts, first, last)
-    return _forward_backward_one(log_start, transmat, transmat_t, log_transmat, successors,
+    return _forward_backward_one(log_start, transmat, transmat_t, successors,
                                  log_emission, shifts, first, last, weight, posteriors, forward,
                                  pair_counts, start_counts, np.empty(n_states),
-                                 np.empty(n_states), np.empty(n_states))
+                                 np.empty(n_states), np.empty(n_states), np.empty(n_states),
+                                 np.empty((2, successors.shape[1]), dtype=np.uint64))
 
 
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
@@ -708,9 +713,7 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     shifts = np.empty(len(log_emission))
     log_likelihood = np.zeros(n_sequences)
     start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
-    with np.errstate(divide="ignore"):
-        log_transmat = np.log(transmat)  # for the sequences redone in log space
-    chain = (log_start, transmat, log_transmat, successor_sets(transmat))
+    chain = (log_start, transmat, successor_sets(transmat))
     dominant = _dominant_sequence(bounds, weights)
     if dominant < 0:
         ranges = [(0, n_sequences)]
@@ -749,7 +752,7 @@ def _sequences_as_usual(chain, log_emission, shifts, bounds, weights, posteriors
     """Sequences first_sequence..last_sequence−1: the scaled densities of all their frames on
     all threads, then each sequence's serial pass, in groups of sequences on all threads when
     there are enough frames. Adds to ``pair_counts`` and ``start_counts``. ``chain`` is (log π,
-    A, log A, :func:`successor_sets` of A)."""
+    A, :func:`successor_sets` of A)."""
     log_start = chain[0]
     first_frame, last_frame = bounds[first_sequence], bounds[last_sequence]
     n_frames = last_frame - first_frame
