@@ -266,8 +266,8 @@ def test_fifty_six_nats_low_regression():
 
 def lost_path_chain(rng, kind, n_states):
     """π, A of a left-right chain (upper triangular) or of one transient state and K − 1
-    absorbing ones: chains in which a state left behind can only come back through its own
-    path."""
+    absorbing ones: chains in which a state left behind (state 0 of the left-right chain,
+    states 0 and 1 of the absorbing one) can only come back through its own path."""
     if kind == "left-right":
         transmat = np.triu(rng.dirichlet(np.ones(n_states), size=n_states))
         transmat /= transmat.sum(axis=1, keepdims=True)
@@ -283,17 +283,29 @@ def lost_path_chain(rng, kind, n_states):
 @pytest.mark.parametrize("seed", range(4))
 def test_paths_hundreds_of_nats_apart_match_enumeration(kind, seed, recursions):
     """Three weighted sequences back to back (the first holds most frames: the split pass),
-    log-densities hundreds of nats apart, a frame with nothing observed in each and, in some,
-    a state that cannot emit a frame: log L, γ, Σ w ξ and Σ w γ_1 against enumeration."""
+    log-densities hundreds of nats apart: the state left behind trails by 1000 nats over the
+    first frames and leads by 1100 over the last ones, so that the path the scaled forward pass
+    drops wins. Frames with nothing observed and, in some, a state that cannot emit a frame:
+    log L, γ, Σ w ξ and Σ w γ_1 against enumeration."""
     rng = np.random.default_rng(seed)
     n_states = 3 + seed % 2
     start, transmat = lost_path_chain(rng, kind, n_states)
+    behind = [0] if kind == "left-right" else [0, 1]
     lengths = np.array([8, 3, 2])
     bounds = np.r_[0, np.cumsum(lengths)]
-    log_emission = rng.normal(0.0, 250.0, size=(bounds[-1], n_states))
-    log_emission[bounds[:-1] + rng.integers(0, lengths)] = 0.0  # nothing observed
+    log_emission = rng.normal(0.0, 30.0, size=(bounds[-1], n_states))
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        middle = (first + last) // 2
+        log_emission[first:middle, behind] -= 1000.0 / (middle - first)
+        if last - middle >= 2:  # a frame with nothing observed, the others lead by 1100
+            missing = rng.integers(middle, last)
+            log_emission[missing] = 0.0
+            log_emission[middle:last, behind] += 1100.0 / (last - middle - 1)
+            log_emission[missing, behind] = 0.0
+        else:
+            log_emission[middle:last, behind] += 1100.0
     if seed >= 2:
-        log_emission[2, 1] = -np.inf  # state 1 cannot emit frame 2
+        log_emission[2, -1] = -np.inf  # the last state cannot emit frame 2
     weights = np.array([1.5, 0.5, 2.0])
     with np.errstate(divide="ignore"):
         ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
@@ -312,18 +324,20 @@ def test_paths_hundreds_of_nats_apart_match_enumeration(kind, seed, recursions):
 
 @pytest.mark.parametrize("n_states", [3, 70])
 def test_long_left_right_sequence_matches_the_log_space_recursions(n_states):
-    """One long sequence through a left-right chain whose later states fit hundreds of nats
-    better in its second half (with threads, the split pass detects the lost path and hands
-    the sequence on), among short ones; 70 states follow the chain's support in two 64-bit
+    """One long sequence through a left-right chain whose first state trails by 4 nats a frame
+    in its first half and leads by 5 in its second: the path staying there, which the scaled
+    forward pass drops, wins (with threads, the split pass detects the lost path and hands the
+    sequence on). Among short ones; 70 states follow the chain's support in two 64-bit
     words."""
     rng = np.random.default_rng(n_states)
     start, transmat = lost_path_chain(rng, "left-right", n_states)
+    transmat = 0.01 * transmat + 0.99 * np.eye(n_states)
     n_frames = 9000 if n_states == 3 else 600
     lengths = np.array([5, n_frames, 4])
     bounds = np.r_[0, np.cumsum(lengths)]
-    log_emission = rng.normal(0.0, 3.0, size=(bounds[-1], n_states))
-    log_emission[bounds[1]:bounds[1] + n_frames // 2, 0] += 4.0  # state 0 leads at first …
-    log_emission[bounds[1] + n_frames // 2:bounds[2], -1] += 4.0  # … the last state later
+    log_emission = rng.normal(0.0, 1.0, size=(bounds[-1], n_states))
+    log_emission[bounds[1]:bounds[1] + n_frames // 2, 0] -= 4.0
+    log_emission[bounds[1] + n_frames // 2:bounds[2], 0] += 5.0
     log_emission[bounds[1] + 17] = 0.0
     weights = np.array([1.0, 0.7, 3.0])
     ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
