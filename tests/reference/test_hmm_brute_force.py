@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pytest
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 
 from emkit.kernels import hmm as kernels
 from emkit.kernels.hmm import forward_backward, viterbi
@@ -451,3 +451,46 @@ def test_dominant_sequence_among_short_ones(monkeypatch):
         expected_pairs += weights[s] * alone[3]
     np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10)
     np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
+
+
+def test_em_on_an_absorbing_chain_with_lost_paths_is_monotone_and_exact():
+    """Baum-Welch through the engine on sequences that sit near 0, then near 10 (one frame
+    missing in each, weighted), with a transient state at 50 and absorbing states at 0 and 10,
+    σ = 0.5 (means held): each frame puts the absorbing states 200 nats apart, so the scaled
+    forward pass drops "stay at 10" over the first block, which then wins. The monitored
+    objective is the exact weighted log-likelihood (the log-space recursions at the start and
+    at the fit; the scaled pass alone started 3,579 nats low and ended at −518.46, not
+    −500.62) and never decreases."""
+    import emkit
+
+    rng = np.random.default_rng(0)
+    sequences = []
+    for _ in range(6):
+        first, second = rng.integers(8, 12), rng.integers(12, 18)
+        x = np.r_[0.5 * rng.standard_normal(first), 10.0 + 0.5 * rng.standard_normal(second)]
+        x[rng.integers(0, first + second)] = np.nan
+        sequences.append(x)
+    lengths = np.array([len(x) for x in sequences])
+    X = np.concatenate(sequences)[:, None]
+    weights = rng.uniform(0.5, 2.0, size=len(lengths))
+    start, transmat = np.array([0.2, 0.4, 0.4]), ABSORBING
+    means, variances = np.array([50.0, 0.0, 10.0]), np.full(3, 0.25)
+
+    def exact_objective(start, transmat, variances):
+        log_emission = np.nan_to_num(norm(means, np.sqrt(variances)).logpdf(X), nan=0.0)
+        bounds = np.r_[0, np.cumsum(lengths)]
+        with np.errstate(divide="ignore"):
+            return sum(w * log_space_forward_backward(np.log(start), np.log(transmat),
+                                                      log_emission[a:b])[0]
+                       for w, a, b in zip(weights, bounds[:-1], bounds[1:], strict=True))
+
+    model = emkit.GaussianHMM(3, covariance_type="diag", init_params="", params="stc",
+                              max_iter=30, tol=0.0)
+    model.startprob_, model.transmat_ = start, transmat
+    model.means_, model.covars_ = means[:, None], variances[:, None]
+    model.fit(X, lengths, sample_weight=weights)
+    history = model.history_
+    assert history[0] == pytest.approx(exact_objective(start, transmat, variances), rel=1e-12)
+    assert np.all(np.diff(history) >= -1e-10 * np.abs(history[1:]))
+    assert history[-1] == pytest.approx(
+        exact_objective(model.startprob_, model.transmat_, model.covars_[:, 0]), rel=1e-10)
