@@ -105,9 +105,10 @@ def _times_vector(matrix, vector, out):
 
 # ------------------------------------------------------------------------------ lost paths
 # Which states the chain can be in at frame t (log α_t(j) > −inf) follows from the zeros of π
-# and A and the −inf log-densities alone. Where A has no zeros every state can be in the chain
-# from the second frame on; otherwise that set is followed frame by frame as a bit set (64
-# states a word), costing K word operations a frame, not K².
+# and A (and the −inf log-densities, left out here: a larger set only makes the check below
+# stricter). Where A has no zeros every state can be in the chain from the second frame on;
+# otherwise that set is followed frame by frame as a bit set (64 states a word) until it stops
+# growing, within a few frames (K word operations a frame until then, nothing after).
 
 
 def successor_sets(transmat: np.ndarray) -> np.ndarray:
@@ -129,31 +130,33 @@ def _has(bits, j):
 
 
 @numba.njit(**_SERIAL)
-def _start_support(log_start, log_emission, t, support):
-    """The states the chain can be in at its first frame t (π_j > 0, finite density)."""
+def _start_support(log_start, support, barrier):
+    """The states the chain can start in (π_j > 0); ``barrier`` as in :func:`_next_support`."""
     support[:] = 0
     for j in range(len(log_start)):
-        if log_start[j] != -np.inf and log_emission[t, j] != -np.inf:
+        if log_start[j] != -np.inf:
             support[j >> 6] |= np.uint64(1) << np.uint64(j & 63)
+        barrier[j] = 0.0 if log_start[j] != -np.inf else np.inf
 
 
 @numba.njit(**_SERIAL)
-def _next_support(successors, log_emission, t, support, reached, barrier):
-    """Moves ``support`` from frame t − 1 to frame t. On return ``barrier`` is 0 for the states
-    the chain can move into at t and +inf for the others (so that min_j (predicted_j +
-    barrier_j) is the smallest entry that ought to be positive), and ``support`` holds those
-    of them with a finite density at t."""
+def _next_support(successors, support, barrier):
+    """Moves ``support`` on by one frame (to the successors of its states) and sets ``barrier``
+    to 0 for the states in it and +inf for the others, so that min_j (predicted_j +
+    barrier_j) is the smallest entry that ought to be positive. Returns True when the set no
+    longer changes (it is closed under A's transitions: the caller stops following it)."""
     n_states, n_words = successors.shape
-    reached = np.zeros(n_words, dtype=np.uint64)
-    for i in range(n_states):
-        if _has(support, i):
-            for w in range(n_words):
-                reached[w] |= successors[i, w]
+    settled = True
+    for w in range(n_words):
+        word = np.uint64(0)
+        for i in range(n_states):  # branch-free: the OR of the successors of the states in it
+            bit = (support[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
+            word |= successors[i, w] & (np.uint64(0) - bit)
+        settled &= word == support[w]
+        support[w] = word
     for j in range(n_states):
-        barrier[j] = 0.0 if _has(reached, j) else np.inf
-        if log_emission[t, j] == -np.inf:
-            reached[j >> 6] &= ~(np.uint64(1) << np.uint64(j & 63))
-    support[:] = reached
+        barrier[j] = 0.0 if _has(support, j) else np.inf
+    return settled
 
 
 # ------------------------------------------------------------------------- the log-space pass
@@ -235,17 +238,18 @@ def _log_space_one(log_start, log_transmat, log_emission, first, last, weight, p
 @numba.njit(**_SERIAL)
 def _forward_backward_one(log_start, transmat, transmat_t, successors,
                           log_emission, shifts, first, last, weight, posteriors, forward,
-                          pair_counts, start_counts, predicted, u, v, barrier, bits):
+                          pair_counts, start_counts, predicted, u, v, barrier, support):
     """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
     ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
     returns log L. Where the scaled recursions lose a path, the sequence is redone in log
     space (:func:`_log_space_one`).
-    ``predicted``, ``u``, ``v`` and ``barrier`` are work vectors of length K, ``bits`` a
-    (2, ⌈K/64⌉) uint64 work array, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors``
-    holds the scaled densities e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
+    ``predicted``, ``u``, ``v`` and ``barrier`` are work vectors of length K, ``support`` a
+    (⌈K/64⌉,) uint64 work array (none where A has no zeros), ``transmat_t`` is Aᵀ
+    (contiguous). On entry ``posteriors`` holds the scaled densities e_t and ``shifts`` the
+    m_t (:func:`_scale_rows`)."""
     log_likelihood, _, lost = _forward(log_start, transmat_t, successors, log_emission, shifts,
                                        first, last, posteriors, forward, predicted, barrier,
-                                       bits)
+                                       support)
     if log_likelihood != -np.inf and not lost:
         lost = not _backward_statistics(transmat, first, last, weight, posteriors, forward,
                                         pair_counts, start_counts, u, v)
@@ -257,21 +261,21 @@ def _forward_backward_one(log_start, transmat, transmat_t, successors,
 
 @numba.njit(**_SERIAL)
 def _forward(log_start, transmat_t, successors, log_emission, shifts, first, last, scaled,
-             forward, predicted, barrier, bits, scale=False):
+             forward, predicted, barrier, support, scale=False):
     """The forward recursion over frames first..last−1 (``scaled`` holds the e_t; a rescued
     frame's row is rewritten with its new shift). Returns log L (−inf for an impossible
     sequence), whether any frame had to be rescued, and whether a path was lost (a state the
-    chain can be in predicted below ``_LOST``: it stops there). ``bits[0]`` gets the states
-    the chain can be in at the last frame (followed only where A has zeros: ``successors``;
-    ``bits[1]`` and ``barrier`` are work arrays).
+    chain can be in predicted below ``_LOST``: it stops there). ``support`` gets (a superset
+    of) the states the chain can be in at the last frame (followed only where A has zeros:
+    ``successors``; ``barrier`` is a work vector).
     With ``scale`` it computes the e_t and
     m_t itself (:func:`_scale_frame`): off the recursion's critical path, they cost little
     there. The loops over states have no branches, so that they vectorise; the rare cases
     (underflow, impossible frames) are handled per frame."""
     n_states = transmat_t.shape[0]
     structured = successors.shape[1] > 0
-    support, reached = bits[0], bits[1]
     barrier[:] = 0.0
+    settled = not structured
     log_likelihood = 0.0
     any_rescued = False
     for t in range(first, last):
@@ -281,22 +285,26 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
             for j in range(n_states):
                 predicted[j] = math.exp(log_start[j])
             if structured:
-                _start_support(log_start, log_emission, t, support)
+                _start_support(log_start, support, barrier)
         else:
             _times_vector(transmat_t, forward[t - 1], predicted)
-            if structured:
-                _next_support(successors, log_emission, t, support, reached, barrier)
+            if not settled:
+                settled = _next_support(successors, support, barrier)
         shift = shifts[t]
         if shift == -np.inf:
             return -np.inf, any_rescued, False  # a frame no state can emit: probability 0
         total = 0.0
-        low = np.inf
         for j in range(n_states):
-            p = predicted[j]
-            f = p * scaled[t, j]
+            f = predicted[j] * scaled[t, j]
             forward[t, j] = f
             total += f
-            low = min(low, p + barrier[j])
+        low = np.inf
+        if structured:
+            for j in range(n_states):
+                low = min(low, predicted[j] + barrier[j])
+        else:
+            for j in range(n_states):
+                low = min(low, predicted[j])
         # (at the first frame π is exact: what it loses to underflow is seen one frame on)
         if low < _LOST and t > first:
             return log_likelihood, any_rescued, True
@@ -426,7 +434,7 @@ def _forward_backward_range(log_start, transmat, successors, log_emission, shift
                             start_counts, first_sequence, last_sequence):
     n_states = transmat.shape[0]
     predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
-    barrier, bits = np.empty(n_states), np.empty((2, successors.shape[1]), dtype=np.uint64)
+    barrier, support = np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64)
     transmat_t = np.ascontiguousarray(transmat.T)
     for s in range(first_sequence, last_sequence):
         first, last = bounds[s], bounds[s + 1]
@@ -434,7 +442,7 @@ def _forward_backward_range(log_start, transmat, successors, log_emission, shift
             log_likelihood[s] = _forward_backward_one(
                 log_start, transmat, transmat_t, successors, log_emission, shifts,
                 first, last, weights[s], posteriors, forward, pair_counts, start_counts,
-                predicted, u, v, barrier, bits)
+                predicted, u, v, barrier, support)
             if log_likelihood[s] != -np.inf:
                 continue
         else:
@@ -515,9 +523,9 @@ def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
 
 @numba.njit(**_SERIAL)
 def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, middle, last,
-                       scaled, forward, backward, weight, posteriors, pair_counts, bits):
+                       scaled, forward, backward, weight, posteriors, pair_counts, support):
     """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``;
-    the states the chain can be in there in ``bits[0]``), writing γ_t and adding Σ ξ_{t−1}
+    the states the chain can be in there in ``support``), writing γ_t and adding Σ ξ_{t−1}
     with the stored B_t. Returns (log-likelihood part, trusted)."""
     n_states = transmat_t.shape[0]
     log_likelihood = 0.0
@@ -528,13 +536,13 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
     previous, predicted = np.empty(n_states), np.empty(n_states)
     structured = successors.shape[1] > 0
     barrier = np.zeros(n_states)
-    support, reached = bits[0], bits[1]
+    settled = not structured
     for j in range(n_states):
         previous[j] = forward[middle - 1, j]
     for t in range(middle, last):
         _times_vector(transmat_t, previous, predicted)
-        if structured:
-            _next_support(successors, log_emission, t, support, reached, barrier)
+        if not settled:
+            settled = _next_support(successors, support, barrier)
         shift = shifts[t]
         if shift == -np.inf:
             return -np.inf, True  # a frame no state can emit: the sequence has probability 0
@@ -620,7 +628,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
     split pass can be trusted)."""
     n_states = transmat.shape[0]
     u = np.empty(n_states)
-    bits = np.empty((2, successors.shape[1]), dtype=np.uint64)
+    support = np.empty(successors.shape[1], dtype=np.uint64)
     # (what the tasks of a prange return goes through arrays: its scalars are thread-private)
     parts = np.zeros(2)
     trusted = np.zeros(2, dtype=np.bool_)
@@ -628,7 +636,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
         if task == 0:
             parts[0], rescued, lost = _forward(log_start, transmat_t, successors, log_emission,
                                                shifts, first, middle, scaled, forward,
-                                               np.empty(n_states), np.empty(n_states), bits,
+                                               np.empty(n_states), np.empty(n_states), support,
                                                True)
             trusted[0] = not (rescued or lost)
         else:
@@ -641,7 +649,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
         if task == 0:
             parts[1], trusted[0] = _forward_combining(
                 transmat, transmat_t, successors, log_emission, shifts, middle, last, scaled,
-                forward, backward, weight, scaled, pair_parts[0], bits)
+                forward, backward, weight, scaled, pair_parts[0], support)
         else:
             trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
                                              weight, scaled, pair_parts[1], np.empty(n_states))
@@ -677,7 +685,7 @@ def _split_sequence(log_start, transmat, successors, log_emission, shifts, first
                                  log_emission, shifts, first, last, weight, posteriors, forward,
                                  pair_counts, start_counts, np.empty(n_states),
                                  np.empty(n_states), np.empty(n_states), np.empty(n_states),
-                                 np.empty((2, successors.shape[1]), dtype=np.uint64))
+                                 np.empty(successors.shape[1], dtype=np.uint64))
 
 
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
