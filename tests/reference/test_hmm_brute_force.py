@@ -201,6 +201,25 @@ def test_two_absorbing_paths_hundreds_of_nats_apart_in_the_middle(gap, recursion
     np.testing.assert_allclose(start_counts, [0.5, 0.5], rtol=1e-9)
 
 
+@pytest.mark.parametrize("switch", [1e-300, 1e-200, 1e-150])
+def test_tiny_transition_probabilities_match_the_log_space_recursions(switch, recursions):
+    """As above (gap 10), with a switch probability between the two states instead of none: a
+    transition below 1e-190 can let a scaled entry fall below 1e-290, so such a chain is
+    watched; one above cannot, and is not (the bound in kernels/hmm.py)."""
+    n_frames = 400
+    log_emission = np.zeros((n_frames, 2))
+    log_emission[:200, 1] = -10.0
+    log_emission[200:, 0] = -10.0
+    transmat = np.array([[1.0 - switch, switch], [switch, 1.0 - switch]])
+    expected = log_space_forward_backward(np.log([0.5, 0.5]), np.log(transmat), log_emission)
+    ll, post, start_counts, pairs = forward_backward(np.log([0.5, 0.5]), transmat,
+                                                     log_emission, np.array([0, n_frames]))
+    np.testing.assert_allclose(ll[0], expected[0], rtol=1e-12)
+    np.testing.assert_allclose(post, expected[1], atol=1e-9)
+    np.testing.assert_allclose(pairs, expected[2], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(start_counts, expected[1][0], atol=1e-9)
+
+
 def log_space_forward_backward(log_start, log_transmat, log_emission):
     """The textbook recursions in log space (logsumexp at every step): slow, but with no range
     limit — the reference for chains too long to enumerate."""

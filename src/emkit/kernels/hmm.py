@@ -104,18 +104,22 @@ def _times_vector(matrix, vector, out):
 
 
 # ------------------------------------------------------------------------------ lost paths
-# Which states the chain can be in at frame t (log α_t(j) > −inf) follows from the zeros of π
-# and A (and the −inf log-densities, left out here: a larger set only makes the check below
-# stricter). Where A has no zeros every state can be in the chain from the second frame on;
-# otherwise that set is followed frame by frame as a bit set (64 states a word) until it stops
-# growing, within a few frames (K word operations a frame until then, nothing after).
+# The scaled vectors are kept with their largest sums at least _RESCALE, so a predicted
+# forward entry (â_{t−1} A)_j ≥ min_i A_ij · _RESCALE and a backward one (A u)_i ≥ min_j A_ij ·
+# _RESCALE: where every A_ij is at least _LOST / _RESCALE (1e-190) no entry can be lost, and
+# the kernels check nothing (the usual case). Otherwise they check every entry of a state the
+# chain can be in at frame t (log α_t(j) > −inf), which follows from the zeros of π and A (and
+# the −inf log-densities, left out here: a larger set only makes the check stricter). That set
+# is followed frame by frame as a bit set (64 states a word) until it stops changing, within a
+# few frames (K word operations a frame until then, nothing after).
+_WATCH_BELOW = _LOST / _RESCALE
 
 
 def successor_sets(transmat: np.ndarray) -> np.ndarray:
-    """(K, ⌈K/64⌉) uint64 bit sets: bit j of row i is set when A_ij > 0. (K, 0) when A has no
-    zeros, so that the kernels need not follow the chain's support at all."""
+    """(K, ⌈K/64⌉) uint64 bit sets: bit j of row i is set when A_ij > 0. (K, 0) when every A_ij
+    is at least ``_WATCH_BELOW``: then no path can be lost and the kernels check nothing."""
     n_states = transmat.shape[0]
-    if np.all(transmat > 0.0):
+    if np.all(transmat >= _WATCH_BELOW):
         return np.zeros((n_states, 0), dtype=np.uint64)
     n_words = (n_states + 63) // 64
     bits = np.zeros((n_states, n_words * 64), dtype=bool)
@@ -252,7 +256,8 @@ def _forward_backward_one(log_start, transmat, transmat_t, successors,
                                        support)
     if log_likelihood != -np.inf and not lost:
         lost = not _backward_statistics(transmat, first, last, weight, posteriors, forward,
-                                        pair_counts, start_counts, u, v)
+                                        pair_counts, start_counts, u, v,
+                                        successors.shape[1] > 0)
     if lost:
         log_likelihood = _log_space_one(log_start, np.log(transmat), log_emission, first, last,
                                         weight, posteriors, forward, pair_counts, start_counts)
@@ -273,9 +278,9 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
     there. The loops over states have no branches, so that they vectorise; the rare cases
     (underflow, impossible frames) are handled per frame."""
     n_states = transmat_t.shape[0]
-    structured = successors.shape[1] > 0
+    watch = successors.shape[1] > 0
     barrier[:] = 0.0
-    settled = not structured
+    settled = not watch
     log_likelihood = 0.0
     any_rescued = False
     for t in range(first, last):
@@ -284,7 +289,7 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
         if t == first:
             for j in range(n_states):
                 predicted[j] = math.exp(log_start[j])
-            if structured:
+            if watch:
                 _start_support(log_start, support, barrier)
         else:
             _times_vector(transmat_t, forward[t - 1], predicted)
@@ -298,16 +303,12 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
             f = predicted[j] * scaled[t, j]
             forward[t, j] = f
             total += f
-        low = np.inf
-        if structured:
+        if watch and t > first:  # (π is exact: what it loses is seen one frame on)
+            low = np.inf
             for j in range(n_states):
                 low = min(low, predicted[j] + barrier[j])
-        else:
-            for j in range(n_states):
-                low = min(low, predicted[j])
-        # (at the first frame π is exact: what it loses to underflow is seen one frame on)
-        if low < _LOST and t > first:
-            return log_likelihood, any_rescued, True
+            if low < _LOST:
+                return log_likelihood, any_rescued, True
         rescued = False
         if total < _TINY:  # the rare underflow: shift by the best reachable state instead
             best = -np.inf
@@ -341,12 +342,12 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
 
 @numba.njit(**_SERIAL)
 def _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
-                         start_counts, u, v):
+                         start_counts, u, v, watch):
     """The backward recursion after :func:`_forward`, with γ_t written over the e_t in
     ``posteriors`` and the ξ outer products summed into ``pair_counts``. Returns False, having
     added nothing, where it lost a path (the backward vector of a state the forward pass
-    reached below ``_LOST``, or a Z_t below the normal numbers): the caller redoes the
-    sequence in log space."""
+    reached below ``_LOST``, checked with ``watch``, or a Z_t below the normal numbers): the
+    caller redoes the sequence in log space."""
     n_states = transmat.shape[0]
     pairs = np.zeros((n_states, n_states))  # not an argument: see _forward_combining
     t = last - 1
@@ -366,12 +367,16 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
     for t in range(last - 2, first - 1, -1):
         _times_vector(transmat, u, v)
         norm = 0.0
-        low = np.inf
         for i in range(n_states):
             norm += forward[t, i] * v[i]
-            low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
-        if low < _LOST or not norm > _NORM_MIN:
+        if not norm > _NORM_MIN:
             return False
+        if watch:
+            low = np.inf
+            for i in range(n_states):
+                low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
+            if low < _LOST:
+                return False
         inverse = 1.0 / norm
         # ξ_t(i, j) = w â_t(i) A_ij u_{t+1}(j) / Z_t, multiplied in this order: the product of
         # the first three is at most Z_t, so nothing overflows however small Z_t is
@@ -488,10 +493,10 @@ _DWARFED = 1e-200
 
 
 @numba.njit(**_SERIAL)
-def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
+def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u, watch):
     """B_t for frames first..last−1 (B_{last−1} = 1), from the scaled densities alone, which it
     computes as it goes (as :func:`_forward` with ``scale``); leaves u_first in ``u``. Returns
-    False where an entry of some B_t fell below ``_LOST`` (it stops there)."""
+    False where, with ``watch``, an entry of some B_t fell below ``_LOST`` (it stops there)."""
     n_states = transmat.shape[0]
     t = last - 1
     _scale_frame(log_emission, scaled, shifts, t)
@@ -506,14 +511,16 @@ def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
         _scale_frame(log_emission, scaled, shifts, t)
         _times_vector(transmat, u, backward[t])
         top = 0.0
-        low = np.inf
         for i in range(n_states):
             ui = scaled[t, i] * backward[t, i]
             u[i] = ui
             top = max(top, ui)
-            low = min(low, backward[t, i])
-        if low < _LOST:
-            return False
+        if watch:
+            low = np.inf
+            for i in range(n_states):
+                low = min(low, backward[t, i])
+            if low < _LOST:
+                return False
         if top < _RESCALE and top > 0.0:  # u never grows, so it is rescaled only when small
             inverse = 1.0 / top
             for i in range(n_states):
@@ -534,9 +541,9 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
     pairs = np.zeros((n_states, n_states))
     w = np.empty(n_states)
     previous, predicted = np.empty(n_states), np.empty(n_states)
-    structured = successors.shape[1] > 0
+    watch = successors.shape[1] > 0
     barrier = np.zeros(n_states)
-    settled = not structured
+    settled = not watch
     for j in range(n_states):
         previous[j] = forward[middle - 1, j]
     for t in range(middle, last):
@@ -546,10 +553,12 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
         shift = shifts[t]
         if shift == -np.inf:
             return -np.inf, True  # a frame no state can emit: the sequence has probability 0
-        total, norm, top = 0.0, 0.0, 0.0
         low = np.inf
+        if watch:
+            for j in range(n_states):
+                low = min(low, predicted[j] + barrier[j])
+        total, norm, top = 0.0, 0.0, 0.0
         for j in range(n_states):
-            low = min(low, predicted[j] + barrier[j])
             f = predicted[j] * scaled[t, j]
             predicted[j] = f
             total += f
@@ -582,7 +591,7 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
 
 @numba.njit(**_SERIAL)
 def _backward_combining(transmat, first, middle, scaled, forward, u, weight, posteriors,
-                        pair_counts, v):
+                        pair_counts, v, watch):
     """The backward recursion through frames middle−1 … first from u_middle (in ``u``), writing
     γ_t and adding Σ ξ_t (t < middle − 1; ξ_{middle−1} is the forward side's). Returns
     trusted."""
@@ -591,14 +600,18 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
     for t in range(middle - 1, first - 1, -1):
         _times_vector(transmat, u, v)
         norm, mass, top = 0.0, 0.0, 0.0
-        low = np.inf
         for i in range(n_states):
             norm += forward[t, i] * v[i]
             mass += forward[t, i]
             top = max(top, v[i])
-            low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
-        if not (norm > _DWARFED * mass * top and norm > _TINY and low >= _LOST):
+        if not (norm > _DWARFED * mass * top and norm > _TINY):
             return False
+        if watch:
+            low = np.inf
+            for i in range(n_states):
+                low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
+            if low < _LOST:
+                return False
         inverse = 1.0 / norm
         if t < middle - 1:
             scale = weight * inverse
@@ -641,7 +654,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
             trusted[0] = not (rescued or lost)
         else:
             trusted[1] = _backward(transmat, log_emission, shifts, scaled, middle, last,
-                                   backward, u)
+                                   backward, u, successors.shape[1] > 0)
     result[0], result[1] = parts[0], 0.0
     if not (trusted[0] and trusted[1]) or parts[0] == -np.inf:
         return
@@ -652,7 +665,8 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
                 forward, backward, weight, scaled, pair_parts[0], support)
         else:
             trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
-                                             weight, scaled, pair_parts[1], np.empty(n_states))
+                                             weight, scaled, pair_parts[1], np.empty(n_states),
+                                             successors.shape[1] > 0)
     result[0] = parts[0] + parts[1]
     result[1] = 1.0 if trusted[0] and trusted[1] else 0.0
 
