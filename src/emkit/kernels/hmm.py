@@ -33,6 +33,20 @@ frame where every reachable state's scaled density underflows (an outlier hundre
 the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
 log (â_{t−1} A)_j). States the forward pass cannot reach (â_t(j) = 0) get u_t(j) = 0, so their
 arbitrary scale never swamps the others.
+
+Lost paths, and the log-space pass
+----------------------------------
+Scaling keeps each vector's largest entries in range, not its smallest: a state more than about
+e^-700 behind the leader underflows. Where the chain mixes (every A_ij ≥ 1e-190) that loses
+nothing — the state is fed again from the leader at the next step, far above the underflow —
+and the kernels check nothing. In a left-right or absorbing chain (zeros in A) or one with
+tiny transitions, a state that trails by hundreds of nats can only come back through its own
+path, which the scaled pass has dropped; if the later frames favour it, the log-likelihood
+comes out hundreds of nats low. There the recursions check each frame for an entry of a state
+the chain can be in that fell below 1e-290 (where its relative error would begin to grow), and
+such a sequence — only it — is redone in log space (log-sum-exp at every step, each sum
+shifted by its own largest term: exact whatever the distances; about three times the
+exponentials, serial).
 """
 
 from __future__ import annotations
