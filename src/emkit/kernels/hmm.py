@@ -33,6 +33,20 @@ frame where every reachable state's scaled density underflows (an outlier hundre
 the best state), the frame is redone with the shift m_t = max_j (log p(x_t | j) +
 log (â_{t−1} A)_j). States the forward pass cannot reach (â_t(j) = 0) get u_t(j) = 0, so their
 arbitrary scale never swamps the others.
+
+Lost paths, and the log-space pass
+----------------------------------
+Scaling keeps each vector's largest entries in range, not its smallest: a state more than about
+e^-700 behind the leader underflows. Where the chain mixes (every A_ij ≥ 1e-190) that loses
+nothing — the state is fed again from the leader at the next step, far above the underflow —
+and the kernels check nothing. In a left-right or absorbing chain (zeros in A) or one with
+tiny transitions, a state that trails by hundreds of nats can only come back through its own
+path, which the scaled pass has dropped; if the later frames favour it, the log-likelihood
+comes out hundreds of nats low. There the recursions check each frame for an entry of a state
+the chain can be in that fell below 1e-290 (where its relative error would begin to grow), and
+such a sequence — only it — is redone in log space (log-sum-exp at every step, each sum
+shifted by its own largest term: exact whatever the distances; about three times the
+exponentials, serial).
 """
 
 from __future__ import annotations
@@ -51,6 +65,10 @@ _PARALLEL_MIN_FRAMES = 8192
 _TINY = 1e-280
 _NORM_MIN = 1e-307  # the smallest normal numbers: a smaller Z_t has lost its precision
 _RESCALE = 1e-100
+# A forward (before the emission) or backward entry of a state that the chain can be in, below
+# this, has lost its relative precision to underflow (its absolute error, up to K·2^-1074, is
+# 1e-33 of it here): the sequence is redone in log space (see "lost paths" below).
+_LOST = 1e-290
 
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two (Cody & Waite)
@@ -99,33 +117,184 @@ def _times_vector(matrix, vector, out):
         out[i] = total
 
 
+# ------------------------------------------------------------------------------ lost paths
+# The scaled vectors are kept with their largest sums at least _RESCALE, so a predicted
+# forward entry (â_{t−1} A)_j ≥ min_i A_ij · _RESCALE and a backward one (A u)_i ≥ min_j A_ij ·
+# _RESCALE: where every A_ij is at least _LOST / _RESCALE (1e-190) no entry can be lost, and
+# the kernels check nothing (the usual case). Otherwise they check every entry of a state the
+# chain can be in at frame t (log α_t(j) > −inf), which follows from the zeros of π and A (and
+# the −inf log-densities, left out here: a larger set only makes the check stricter). That set
+# is followed frame by frame as a bit set (64 states a word) until it stops changing, within a
+# few frames (K word operations a frame until then, nothing after).
+_WATCH_BELOW = _LOST / _RESCALE
+
+
+def successor_sets(transmat: np.ndarray) -> np.ndarray:
+    """(K, ⌈K/64⌉) uint64 bit sets: bit j of row i is set when A_ij > 0. (K, 0) when every A_ij
+    is at least ``_WATCH_BELOW``: then no path can be lost and the kernels check nothing."""
+    n_states = transmat.shape[0]
+    if np.all(transmat >= _WATCH_BELOW):
+        return np.zeros((n_states, 0), dtype=np.uint64)
+    n_words = (n_states + 63) // 64
+    bits = np.zeros((n_states, n_words * 64), dtype=bool)
+    bits[:, :n_states] = transmat > 0.0
+    weights = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+    return (bits.reshape(n_states, n_words, 64) * weights).sum(axis=2, dtype=np.uint64)
+
+
+@numba.njit(inline="always", **_SERIAL)
+def _has(bits, j):
+    return (bits[j >> 6] >> np.uint64(j & 63)) & np.uint64(1) != 0
+
+
 @numba.njit(**_SERIAL)
-def _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first, last,
-                          weight, posteriors, forward, pair_counts, start_counts, predicted, u, v):
-    """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
-    ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
-    returns log L.
-    ``predicted``, ``u`` and ``v`` are work vectors of length
-    K, ``transmat_t`` is Aᵀ (contiguous). On entry ``posteriors`` holds the scaled densities
-    e_t and ``shifts`` the m_t (:func:`_scale_rows`)."""
-    log_likelihood, _ = _forward(log_start, transmat_t, log_emission, shifts, first, last,
-                                 posteriors, forward, predicted)
-    if log_likelihood != -np.inf:
-        _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
-                             start_counts, u, v)
+def _start_support(log_start, support, barrier):
+    """The states the chain can start in (π_j > 0); ``barrier`` as in :func:`_next_support`."""
+    support[:] = 0
+    for j in range(len(log_start)):
+        if log_start[j] != -np.inf:
+            support[j >> 6] |= np.uint64(1) << np.uint64(j & 63)
+        barrier[j] = 0.0 if log_start[j] != -np.inf else np.inf
+
+
+@numba.njit(**_SERIAL)
+def _next_support(successors, support, barrier):
+    """Moves ``support`` on by one frame (to the successors of its states) and sets ``barrier``
+    to 0 for the states in it and +inf for the others, so that min_j (predicted_j +
+    barrier_j) is the smallest entry that ought to be positive. Returns True when the set no
+    longer changes (it is closed under A's transitions: the caller stops following it)."""
+    n_states, n_words = successors.shape
+    settled = True
+    for w in range(n_words):
+        word = np.uint64(0)
+        for i in range(n_states):  # branch-free: the OR of the successors of the states in it
+            bit = (support[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
+            word |= successors[i, w] & (np.uint64(0) - bit)
+        settled &= word == support[w]
+        support[w] = word
+    for j in range(n_states):
+        barrier[j] = 0.0 if _has(support, j) else np.inf
+    return settled
+
+
+# ------------------------------------------------------------------------- the log-space pass
+@numba.njit(inline="always", **_SERIAL)
+def _log_sum_exp(values):
+    top = -np.inf
+    for x in values:
+        top = max(top, x)
+    if top == -np.inf:
+        return top
+    total = 0.0
+    for x in values:
+        total += _exp(x - top)
+    return top + math.log(total)
+
+
+@numba.njit(**_SERIAL)
+def _log_space_one(log_start, log_transmat, log_emission, first, last, weight, posteriors,
+                   log_forward, pair_counts, start_counts):
+    """Forward-backward of frames first..last−1 in logarithms, for the sequences where the
+    scaled pass lost a path (:func:`_forward` and :func:`_backward_statistics` say so):
+
+        log α_t(j) = log Σ_i exp(log α_{t−1}(i) + log A_ij) + log p(x_t | j),
+        log β_t(i) = log Σ_j exp(log A_ij + log p(x_{t+1} | j) + log β_{t+1}(j)),
+
+    every sum shifted by its own largest term, so that no path is dropped whatever the
+    distances between them; γ_t and ξ_t are normalised by their frame's own log Z_t (as in
+    the scaled pass). About three times the exponentials of the scaled pass, so it runs only
+    where it is needed. Fills γ_t into ``posteriors``, adds w Σ_t ξ_t and w γ_1; returns log L
+    (−inf for an impossible sequence, which then adds nothing)."""
+    n_states = log_transmat.shape[0]
+    terms = np.empty(n_states)
+    for j in range(n_states):
+        log_forward[first, j] = log_start[j] + log_emission[first, j]
+    for t in range(first + 1, last):
+        for j in range(n_states):
+            for i in range(n_states):
+                terms[i] = log_forward[t - 1, i] + log_transmat[i, j]
+            log_forward[t, j] = _log_sum_exp(terms) + log_emission[t, j]
+    log_likelihood = _log_sum_exp(log_forward[last - 1])
+    if log_likelihood == -np.inf:
+        return log_likelihood
+    log_backward = np.zeros(n_states)  # log β_T = 0
+    previous = np.empty(n_states)
+    ahead = np.empty(n_states)
+    pairs = np.zeros((n_states, n_states))
+    for t in range(last - 1, first - 1, -1):
+        for i in range(n_states):
+            terms[i] = log_forward[t, i] + log_backward[i]
+        log_z = _log_sum_exp(terms)
+        for i in range(n_states):
+            posteriors[t, i] = _exp(min(terms[i] - log_z, 0.0))
+        if t == first:
+            break
+        # log β_{t−1}, then ξ_{t−1}(i, j) = exp(log α_{t−1}(i) + log A_ij + ahead_j − log Z_{t−1})
+        for j in range(n_states):
+            ahead[j] = log_emission[t, j] + log_backward[j]
+        for i in range(n_states):
+            for j in range(n_states):
+                terms[j] = log_transmat[i, j] + ahead[j]
+            previous[i] = _log_sum_exp(terms)
+        for i in range(n_states):
+            terms[i] = log_forward[t - 1, i] + previous[i]
+        log_z = _log_sum_exp(terms)
+        for i in range(n_states):
+            a = log_forward[t - 1, i] - log_z
+            if a == -np.inf:
+                continue
+            for j in range(n_states):
+                pairs[i, j] += weight * _exp(min(a + log_transmat[i, j] + ahead[j], 0.0))
+        for i in range(n_states):
+            log_backward[i] = previous[i]
+    pair_counts += pairs
+    for j in range(n_states):
+        start_counts[j] += weight * posteriors[first, j]
     return log_likelihood
 
 
 @numba.njit(**_SERIAL)
-def _forward(log_start, transmat_t, log_emission, shifts, first, last, scaled, forward,
-             predicted, scale=False):
+def _forward_backward_one(log_start, transmat, transmat_t, successors,
+                          log_emission, shifts, first, last, weight, posteriors, forward,
+                          pair_counts, start_counts, predicted, u, v, barrier, support):
+    """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
+    ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
+    returns log L. Where the scaled recursions lose a path, the sequence is redone in log
+    space (:func:`_log_space_one`).
+    ``predicted``, ``u``, ``v`` and ``barrier`` are work vectors of length K, ``support`` a
+    (⌈K/64⌉,) uint64 work array (none where A has no zeros), ``transmat_t`` is Aᵀ
+    (contiguous). On entry ``posteriors`` holds the scaled densities e_t and ``shifts`` the
+    m_t (:func:`_scale_rows`)."""
+    log_likelihood, _, lost = _forward(log_start, transmat_t, successors, log_emission, shifts,
+                                       first, last, posteriors, forward, predicted, barrier,
+                                       support)
+    if log_likelihood != -np.inf and not lost:
+        lost = not _backward_statistics(transmat, first, last, weight, posteriors, forward,
+                                        pair_counts, start_counts, u, v,
+                                        successors.shape[1] > 0)
+    if lost:
+        log_likelihood = _log_space_one(log_start, np.log(transmat), log_emission, first, last,
+                                        weight, posteriors, forward, pair_counts, start_counts)
+    return log_likelihood
+
+
+@numba.njit(**_SERIAL)
+def _forward(log_start, transmat_t, successors, log_emission, shifts, first, last, scaled,
+             forward, predicted, barrier, support, scale=False):
     """The forward recursion over frames first..last−1 (``scaled`` holds the e_t; a rescued
     frame's row is rewritten with its new shift). Returns log L (−inf for an impossible
-    sequence) and whether any frame had to be rescued. With ``scale`` it computes the e_t and
+    sequence), whether any frame had to be rescued, and whether a path was lost (a state the
+    chain can be in predicted below ``_LOST``: it stops there). ``support`` gets (a superset
+    of) the states the chain can be in at the last frame (followed only where A has zeros:
+    ``successors``; ``barrier`` is a work vector).
+    With ``scale`` it computes the e_t and
     m_t itself (:func:`_scale_frame`): off the recursion's critical path, they cost little
     there. The loops over states have no branches, so that they vectorise; the rare cases
     (underflow, impossible frames) are handled per frame."""
     n_states = transmat_t.shape[0]
+    watch = successors.shape[1] > 0
+    barrier[:] = 0.0
+    settled = not watch
     log_likelihood = 0.0
     any_rescued = False
     for t in range(first, last):
@@ -134,16 +303,26 @@ def _forward(log_start, transmat_t, log_emission, shifts, first, last, scaled, f
         if t == first:
             for j in range(n_states):
                 predicted[j] = math.exp(log_start[j])
+            if watch:
+                _start_support(log_start, support, barrier)
         else:
             _times_vector(transmat_t, forward[t - 1], predicted)
+            if not settled:
+                settled = _next_support(successors, support, barrier)
         shift = shifts[t]
         if shift == -np.inf:
-            return -np.inf, any_rescued  # a frame no state can emit: probability 0
+            return -np.inf, any_rescued, False  # a frame no state can emit: probability 0
         total = 0.0
         for j in range(n_states):
             f = predicted[j] * scaled[t, j]
             forward[t, j] = f
             total += f
+        if watch and t > first:  # (π is exact: what it loses is seen one frame on)
+            low = np.inf
+            for j in range(n_states):
+                low = min(low, predicted[j] + barrier[j])
+            if low < _LOST:
+                return log_likelihood, any_rescued, True
         rescued = False
         if total < _TINY:  # the rare underflow: shift by the best reachable state instead
             best = -np.inf
@@ -151,7 +330,7 @@ def _forward(log_start, transmat_t, log_emission, shifts, first, last, scaled, f
                 if predicted[j] > 0.0:
                     best = max(best, log_emission[t, j] + math.log(predicted[j]))
             if best == -np.inf:
-                return -np.inf, any_rescued
+                return -np.inf, any_rescued, False
             shift = best
             total = 0.0
             for j in range(n_states):
@@ -161,7 +340,7 @@ def _forward(log_start, transmat_t, log_emission, shifts, first, last, scaled, f
                 forward[t, j] = predicted[j] * e
                 total += forward[t, j]
             if not total > 0.0:
-                return -np.inf, any_rescued
+                return -np.inf, any_rescued, False
             rescued = any_rescued = True
         log_likelihood += shift
         # Renormalising costs a division on the recursion's critical path, so it is done only
@@ -172,14 +351,17 @@ def _forward(log_start, transmat_t, log_emission, shifts, first, last, scaled, f
             inverse = 1.0 / total
             for j in range(n_states):
                 forward[t, j] *= inverse
-    return log_likelihood, any_rescued
+    return log_likelihood, any_rescued, False
 
 
 @numba.njit(**_SERIAL)
 def _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
-                         start_counts, u, v):
+                         start_counts, u, v, watch):
     """The backward recursion after :func:`_forward`, with γ_t written over the e_t in
-    ``posteriors`` and the ξ outer products summed into ``pair_counts``."""
+    ``posteriors`` and the ξ outer products summed into ``pair_counts``. Returns False, having
+    added nothing, where it lost a path (the backward vector of a state the forward pass
+    reached below ``_LOST``, checked with ``watch``, or a Z_t below the normal numbers): the
+    caller redoes the sequence in log space."""
     n_states = transmat.shape[0]
     pairs = np.zeros((n_states, n_states))  # not an argument: see _forward_combining
     t = last - 1
@@ -201,11 +383,14 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
         norm = 0.0
         for i in range(n_states):
             norm += forward[t, i] * v[i]
-        if not norm > _NORM_MIN:  # the backward pass underflowed: keep the filtered γ
-            norm = 0.0
+        if not norm > _NORM_MIN:
+            return False
+        if watch:
+            low = np.inf
             for i in range(n_states):
-                v[i] = 1.0
-                norm += forward[t, i]
+                low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
+            if low < _LOST:
+                return False
         inverse = 1.0 / norm
         # ξ_t(i, j) = w â_t(i) A_ij u_{t+1}(j) / Z_t, multiplied in this order: the product of
         # the first three is at most Z_t, so nothing overflows however small Z_t is
@@ -231,6 +416,7 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
     pair_counts += pairs
     for j in range(n_states):
         start_counts[j] += weight * posteriors[first, j]
+    return True
 
 
 @numba.njit(**_SERIAL)
@@ -262,18 +448,20 @@ def _scale_parallel(log_emission, scaled, shifts, blocks):
 
 
 @numba.njit(**_SERIAL)
-def _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                            posteriors, forward, pair_counts, log_likelihood, start_counts,
-                            first_sequence, last_sequence):
+def _forward_backward_range(log_start, transmat, successors, log_emission, shifts,
+                            bounds, weights, posteriors, forward, pair_counts, log_likelihood,
+                            start_counts, first_sequence, last_sequence):
     n_states = transmat.shape[0]
     predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
+    barrier, support = np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64)
     transmat_t = np.ascontiguousarray(transmat.T)
     for s in range(first_sequence, last_sequence):
         first, last = bounds[s], bounds[s + 1]
         if weights[s] != 0.0 and first < last:
             log_likelihood[s] = _forward_backward_one(
-                log_start, transmat, transmat_t, log_emission, shifts, first, last, weights[s],
-                posteriors, forward, pair_counts, start_counts, predicted, u, v)
+                log_start, transmat, transmat_t, successors, log_emission, shifts,
+                first, last, weights[s], posteriors, forward, pair_counts, start_counts,
+                predicted, u, v, barrier, support)
             if log_likelihood[s] != -np.inf:
                 continue
         else:
@@ -284,13 +472,13 @@ def _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, w
 
 
 @numba.njit(**_PARALLEL)
-def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
-                               posteriors, forward, pair_parts, log_likelihood, start_parts,
-                               groups):
+def _forward_backward_parallel(log_start, transmat, successors, log_emission,
+                               shifts, bounds, weights, posteriors, forward, pair_parts,
+                               log_likelihood, start_parts, groups):
     for g in numba.prange(len(groups) - 1):
-        _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                                posteriors, forward, pair_parts[g], log_likelihood,
-                                start_parts[g], groups[g], groups[g + 1])
+        _forward_backward_range(log_start, transmat, successors, log_emission,
+                                shifts, bounds, weights, posteriors, forward, pair_parts[g],
+                                log_likelihood, start_parts[g], groups[g], groups[g + 1])
 
 
 # --------------------------------------------------------------------------- one long sequence
@@ -309,16 +497,20 @@ def _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds
 # ρ_t Σ_j ã_t(j) B_t(j), so ξ_{t−1}(i, j) = â_{t−1}(i) A_ij e_t(j) B_t(j) / Σ_j ã_t(j) B_t(j).
 #
 # What the serial pass guards against, the split one detects and hands back to it: a rescued
-# forward frame (its e_t changed under the backward recursion), and a Z_t dwarfed by the
+# forward frame (its e_t changed under the backward recursion), a Z_t dwarfed by the
 # backward vector's largest entry — a state the forward pass cannot reach (â_t(j) = 0), whose
-# arbitrary backward scale swamped the others (the serial pass zeroes those states' u_t).
+# arbitrary backward scale swamped the others (the serial pass zeroes those states' u_t) —
+# and a lost path (an entry below ``_LOST``, as in the serial pass; the split backward
+# recursion, not knowing yet which states the forward one reaches, checks them all). The
+# serial pass then redoes the sequence, in log space where it loses a path too.
 _DWARFED = 1e-200
 
 
 @numba.njit(**_SERIAL)
-def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
+def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u, watch):
     """B_t for frames first..last−1 (B_{last−1} = 1), from the scaled densities alone, which it
-    computes as it goes (as :func:`_forward` with ``scale``); leaves u_first in ``u``."""
+    computes as it goes (as :func:`_forward` with ``scale``); leaves u_first in ``u``. Returns
+    False where, with ``watch``, an entry of some B_t fell below ``_LOST`` (it stops there)."""
     n_states = transmat.shape[0]
     t = last - 1
     _scale_frame(log_emission, scaled, shifts, t)
@@ -337,18 +529,25 @@ def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u):
             ui = scaled[t, i] * backward[t, i]
             u[i] = ui
             top = max(top, ui)
+        if watch:
+            low = np.inf
+            for i in range(n_states):
+                low = min(low, backward[t, i])
+            if low < _LOST:
+                return False
         if top < _RESCALE and top > 0.0:  # u never grows, so it is rescaled only when small
             inverse = 1.0 / top
             for i in range(n_states):
                 u[i] *= inverse
+    return True
 
 
 @numba.njit(**_SERIAL)
-def _forward_combining(transmat, transmat_t, log_emission, shifts, middle, last, scaled, forward,
-                       backward, weight, posteriors, pair_counts):
-    """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``),
-    writing γ_t and adding Σ ξ_{t−1} with the stored B_t. Returns (log-likelihood part,
-    trusted)."""
+def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, middle, last,
+                       scaled, forward, backward, weight, posteriors, pair_counts, support):
+    """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``;
+    the states the chain can be in there in ``support``), writing γ_t and adding Σ ξ_{t−1}
+    with the stored B_t. Returns (log-likelihood part, trusted)."""
     n_states = transmat_t.shape[0]
     log_likelihood = 0.0
     # Sums and products in arrays of the function's own, which cannot alias its arguments, so
@@ -356,13 +555,22 @@ def _forward_combining(transmat, transmat_t, log_emission, shifts, middle, last,
     pairs = np.zeros((n_states, n_states))
     w = np.empty(n_states)
     previous, predicted = np.empty(n_states), np.empty(n_states)
+    watch = successors.shape[1] > 0
+    barrier = np.zeros(n_states)
+    settled = not watch
     for j in range(n_states):
         previous[j] = forward[middle - 1, j]
     for t in range(middle, last):
         _times_vector(transmat_t, previous, predicted)
+        if not settled:
+            settled = _next_support(successors, support, barrier)
         shift = shifts[t]
         if shift == -np.inf:
             return -np.inf, True  # a frame no state can emit: the sequence has probability 0
+        low = np.inf
+        if watch:
+            for j in range(n_states):
+                low = min(low, predicted[j] + barrier[j])
         total, norm, top = 0.0, 0.0, 0.0
         for j in range(n_states):
             f = predicted[j] * scaled[t, j]
@@ -370,8 +578,9 @@ def _forward_combining(transmat, transmat_t, log_emission, shifts, middle, last,
             total += f
             norm += f * backward[t, j]
             top = max(top, backward[t, j])
-        if total < _TINY or not (norm > _DWARFED * total * top and norm > _TINY):
-            return log_likelihood, False  # a rescue or an untrustworthy backward vector
+        if (total < _TINY or low < _LOST
+                or not (norm > _DWARFED * total * top and norm > _TINY)):
+            return log_likelihood, False  # a rescue, a lost path or an untrustworthy B_t
         log_likelihood += shift
         inverse = 1.0 / norm
         scale = weight * inverse
@@ -396,7 +605,7 @@ def _forward_combining(transmat, transmat_t, log_emission, shifts, middle, last,
 
 @numba.njit(**_SERIAL)
 def _backward_combining(transmat, first, middle, scaled, forward, u, weight, posteriors,
-                        pair_counts, v):
+                        pair_counts, v, watch):
     """The backward recursion through frames middle−1 … first from u_middle (in ``u``), writing
     γ_t and adding Σ ξ_t (t < middle − 1; ξ_{middle−1} is the forward side's). Returns
     trusted."""
@@ -411,6 +620,12 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
             top = max(top, v[i])
         if not (norm > _DWARFED * mass * top and norm > _TINY):
             return False
+        if watch:
+            low = np.inf
+            for i in range(n_states):
+                low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
+            if low < _LOST:
+                return False
         inverse = 1.0 / norm
         if t < middle - 1:
             scale = weight * inverse
@@ -433,40 +648,45 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
 
 
 @numba.njit(**_PARALLEL)
-def _meet_in_the_middle(log_start, transmat, transmat_t, log_emission, shifts, first, middle,
-                        last, weight, scaled, forward, backward, pair_parts, result):
+def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emission, shifts, first,
+                        middle, last, weight, scaled, forward, backward, pair_parts, result):
     """The two stages of :func:`_split_sequence`, each a task per thread: the recursions up to
     the middle, then on through the other half, combining. ``result`` gets (log L, 1.0 if the
     split pass can be trusted)."""
     n_states = transmat.shape[0]
     u = np.empty(n_states)
+    support = np.empty(successors.shape[1], dtype=np.uint64)
     # (what the tasks of a prange return goes through arrays: its scalars are thread-private)
     parts = np.zeros(2)
     trusted = np.zeros(2, dtype=np.bool_)
     for task in numba.prange(2):
         if task == 0:
-            parts[0], rescued = _forward(log_start, transmat_t, log_emission, shifts, first,
-                                         middle, scaled, forward, np.empty(n_states), True)
-            trusted[0] = not rescued
+            parts[0], rescued, lost = _forward(log_start, transmat_t, successors, log_emission,
+                                               shifts, first, middle, scaled, forward,
+                                               np.empty(n_states), np.empty(n_states), support,
+                                               True)
+            trusted[0] = not (rescued or lost)
         else:
-            _backward(transmat, log_emission, shifts, scaled, middle, last, backward, u)
+            trusted[1] = _backward(transmat, log_emission, shifts, scaled, middle, last,
+                                   backward, u, successors.shape[1] > 0)
     result[0], result[1] = parts[0], 0.0
-    if not trusted[0] or parts[0] == -np.inf:
+    if not (trusted[0] and trusted[1]) or parts[0] == -np.inf:
         return
     for task in numba.prange(2):
         if task == 0:
             parts[1], trusted[0] = _forward_combining(
-                transmat, transmat_t, log_emission, shifts, middle, last, scaled, forward,
-                backward, weight, scaled, pair_parts[0])
+                transmat, transmat_t, successors, log_emission, shifts, middle, last, scaled,
+                forward, backward, weight, scaled, pair_parts[0], support)
         else:
             trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
-                                             weight, scaled, pair_parts[1], np.empty(n_states))
+                                             weight, scaled, pair_parts[1], np.empty(n_states),
+                                             successors.shape[1] > 0)
     result[0] = parts[0] + parts[1]
     result[1] = 1.0 if trusted[0] and trusted[1] else 0.0
 
 
-def _split_sequence(log_start, transmat, log_emission, shifts, first, last, weight, posteriors,
-                    forward, pair_counts, start_counts) -> float:
+def _split_sequence(log_start, transmat, successors, log_emission, shifts, first,
+                    last, weight, posteriors, forward, pair_counts, start_counts) -> float:
     """Forward-backward of frames first..last−1 on two threads (see above), which compute the
     e_t (into ``posteriors``) and m_t as they go. Falls back to the serial pass when the split
     one cannot be trusted. Returns log L."""
@@ -478,9 +698,9 @@ def _split_sequence(log_start, transmat, log_emission, shifts, first, last, weig
         backward = _scratch(len(forward), n_states, "backward")
         pair_parts = np.zeros((2, n_states, n_states))
         result = np.empty(2)
-        _meet_in_the_middle(log_start, transmat, transmat_t, log_emission, shifts, first,
-                            middle, last, weight, posteriors, forward, backward, pair_parts,
-                            result)
+        _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emission, shifts,
+                            first, middle, last, weight, posteriors, forward, backward,
+                            pair_parts, result)
         if result[0] == -np.inf:
             return result[0]  # an impossible sequence: the caller zeroes its posteriors
         if result[1] == 1.0:
@@ -489,9 +709,11 @@ def _split_sequence(log_start, transmat, log_emission, shifts, first, last, weig
             return result[0]
     # the rare case: redo the scaled densities (rescues and γ overwrote them), then serially
     _scale_rows(log_emission, posteriors, shifts, first, last)
-    return _forward_backward_one(log_start, transmat, transmat_t, log_emission, shifts, first,
-                                 last, weight, posteriors, forward, pair_counts, start_counts,
-                                 np.empty(n_states), np.empty(n_states), np.empty(n_states))
+    return _forward_backward_one(log_start, transmat, transmat_t, successors,
+                                 log_emission, shifts, first, last, weight, posteriors, forward,
+                                 pair_counts, start_counts, np.empty(n_states),
+                                 np.empty(n_states), np.empty(n_states), np.empty(n_states),
+                                 np.empty(successors.shape[1], dtype=np.uint64))
 
 
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
@@ -527,21 +749,22 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     shifts = np.empty(len(log_emission))
     log_likelihood = np.zeros(n_sequences)
     start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
+    chain = (log_start, transmat, successor_sets(transmat))
     dominant = _dominant_sequence(bounds, weights)
     if dominant < 0:
         ranges = [(0, n_sequences)]
     else:  # it gets both threads to itself; the others are done as usual, before and after it
         first, last = bounds[dominant], bounds[dominant + 1]
         log_likelihood[dominant] = _split_sequence(
-            log_start, transmat, log_emission, shifts, first, last, weights[dominant],
-            posteriors, forward, pair_counts, start_counts)
+            *chain, log_emission, shifts, first, last, weights[dominant], posteriors, forward,
+            pair_counts, start_counts)
         if log_likelihood[dominant] == -np.inf:  # an impossible sequence contributes nothing
             posteriors[first:last] = 0.0
         ranges = [(0, dominant), (dominant + 1, n_sequences)]
     for first_sequence, last_sequence in ranges:
         if first_sequence < last_sequence:
-            _sequences_as_usual(log_start, transmat, log_emission, shifts, bounds, weights,
-                                posteriors, forward, pair_counts, log_likelihood, start_counts,
+            _sequences_as_usual(chain, log_emission, shifts, bounds, weights, posteriors,
+                                forward, pair_counts, log_likelihood, start_counts,
                                 first_sequence, last_sequence)
     return log_likelihood, posteriors, start_counts, pair_counts
 
@@ -560,12 +783,13 @@ def _dominant_sequence(bounds: np.ndarray, weights: np.ndarray) -> int:
     return -1
 
 
-def _sequences_as_usual(log_start, transmat, log_emission, shifts, bounds, weights, posteriors,
-                        forward, pair_counts, log_likelihood, start_counts, first_sequence,
-                        last_sequence):
+def _sequences_as_usual(chain, log_emission, shifts, bounds, weights, posteriors, forward,
+                        pair_counts, log_likelihood, start_counts, first_sequence, last_sequence):
     """Sequences first_sequence..last_sequence−1: the scaled densities of all their frames on
     all threads, then each sequence's serial pass, in groups of sequences on all threads when
-    there are enough frames. Adds to ``pair_counts`` and ``start_counts``."""
+    there are enough frames. Adds to ``pair_counts`` and ``start_counts``. ``chain`` is (log π,
+    A, :func:`successor_sets` of A)."""
+    log_start = chain[0]
     first_frame, last_frame = bounds[first_sequence], bounds[last_sequence]
     n_frames = last_frame - first_frame
     n_states = len(log_start)
@@ -576,16 +800,15 @@ def _sequences_as_usual(log_start, transmat, log_emission, shifts, bounds, weigh
                              4 * numba.get_num_threads() + 1).astype(np.int64)
         _scale_parallel(log_emission, posteriors, shifts, blocks)
     if last_sequence - first_sequence < 2 or n_frames < _PARALLEL_MIN_FRAMES:
-        _forward_backward_range(log_start, transmat, log_emission, shifts, bounds, weights,
-                                posteriors, forward, pair_counts, log_likelihood, start_counts,
+        _forward_backward_range(*chain, log_emission, shifts, bounds, weights, posteriors,
+                                forward, pair_counts, log_likelihood, start_counts,
                                 first_sequence, last_sequence)
         return
     groups = _sequence_groups(bounds, numba.get_num_threads(), first_sequence, last_sequence)
     start_parts = np.zeros((len(groups) - 1, n_states))
     pair_parts = np.zeros((len(groups) - 1, n_states, n_states))
-    _forward_backward_parallel(log_start, transmat, log_emission, shifts, bounds, weights,
-                               posteriors, forward, pair_parts, log_likelihood, start_parts,
-                               groups)
+    _forward_backward_parallel(*chain, log_emission, shifts, bounds, weights, posteriors,
+                               forward, pair_parts, log_likelihood, start_parts, groups)
     start_counts += start_parts.sum(axis=0)
     pair_counts += pair_parts.sum(axis=0)
 
