@@ -121,7 +121,10 @@ def test_dirichlet_and_conjugate_priors_give_a_monotone_map_objective():
     # at the MAP point, no other point nearby has a higher objective (a fixed point of MAP-EM)
     stats, _ = model.e_step(result.params, data)
     again = model.m_step(stats, result.params)
-    np.testing.assert_allclose(again.transmat, result.params.transmat, atol=1e-3)
+    # measured after these 30 iterations: 1.8e-10 (transitions) and 1.2e-9 (means); 100x that
+    np.testing.assert_allclose(again.transmat, result.params.transmat, rtol=0, atol=2e-8)
+    np.testing.assert_allclose(again.emission.means, result.params.emission.means, rtol=0,
+                               atol=1e-7)
 
 
 def test_restarts_and_squarem():
