@@ -9,12 +9,16 @@ objective F(θ) = log-likelihood + log prior, in the model's unconstrained coord
 differences for the gradient. The log-likelihood is the E-step's, which the reference tests check
 against scipy's densities and brute-force enumeration; the log prior is the model's density.
 
-Started at EM's point, BFGS must not gain more than a relative 1e-9 of F (a wrong M-step leaves a
-gradient of order of its error, and BFGS climbs it); started at a few perturbations of EM's
-point, it must climb back to EM's parameters. The parameters' tolerance follows from the
-curvature: F near its maximum is F* − ½ δᵀHδ, with |H| of the order of the number of rows per
-unit of a (unit-scale) coordinate, so BFGS stopping at a relative 1e-11 to 1e-12 of F leaves the
-coordinates uncertain by about √(2·1e-12·|F|/|H|) ≈ 1e-6; the comparison uses 1e-5 (float64).
+Started at EM's point, BFGS must not gain more than a relative 1e-9 of F (measured: at most
+1e-11 in float64, 1e-7 in float32, whose round-off sets its tolerance); a wrong M-step leaves a
+gradient of the order of its error, and BFGS climbs it (the prior-rate sign of the Dirichlet
+Newton step, the fixed mixture's prior exponent, the HMM's Dirichlet, Normal, inverse-Wishart,
+Gamma and categorical prior terms, an unbiased covariance: each fails here). Started at a
+perturbation of EM's point, BFGS must climb back to EM's parameters. Their tolerance follows
+from the curvature: F near its maximum is F* − ½ δᵀHδ with |H| of the order of the number of
+rows per unit of a coordinate, so BFGS stopping at a gradient of 1e-7 per row leaves the
+coordinates off by about 1e-7 (measured: at most 2e-6 of each field, in the flat directions);
+the comparison uses 1e-5 in float64.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ ALL_CASES = CASES + MAP_CASES
 pytestmark = pytest.mark.parametrize("case", ALL_CASES, ids=[case.name for case in ALL_CASES])
 
 #: Rows of data: enough for a well-posed optimum, few enough for a quick BFGS (HMM rows are
-#: whole sequences of 6 frames).
+#: whole sequences of 6 frames). One perturbed start besides EM's point keeps the contract
+#: within about 20 s on two cores (each BFGS gradient costs 2 x dim E-steps).
 N_ROWS = 60
 PERTURBED_STARTS = 1
 DATA_SEED, FIT_SEED = 0, 8
