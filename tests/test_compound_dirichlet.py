@@ -183,7 +183,8 @@ def test_em_and_fixed_point_reach_the_same_alpha():
     X, _ = draw_counts(np.random.default_rng(11), [0.3, 0.8, 1.5, 2.0, 4.0, 6.0], 300)
     em = DirichletMultinomial(tol=0.0, max_iter=1500).fit(X)
     fixed_point = DirichletMultinomial(solver="fixed-point", tol=0.0, max_iter=3000).fit(X)
-    np.testing.assert_allclose(em.alpha_, fixed_point.alpha_, rtol=1e-6)
+    # measured 7e-15: both are at the maximum to round-off
+    np.testing.assert_allclose(em.alpha_, fixed_point.alpha_, rtol=1e-12)
     assert np.all(np.diff(em.history_) >= -1e-10 * np.abs(em.history_[1:]))
     assert np.all(np.diff(fixed_point.history_) >= -1e-10 * np.abs(fixed_point.history_[1:]))
 
@@ -207,7 +208,7 @@ def test_latent_probabilities_em_reaches_the_same_mixture(two_groups):
     latent = DirichletMultinomialMixture(2, latent="probabilities", random_state=0, tol=0.0,
                                          max_iter=1500).fit(X)
     np.testing.assert_allclose(latent.lower_bound_, components.lower_bound_, rtol=1e-9)
-    np.testing.assert_allclose(latent.alpha_, components.alpha_, rtol=1e-4)
+    np.testing.assert_allclose(latent.alpha_, components.alpha_, rtol=1e-9)  # measured 1e-11
     assert latent.n_iter_ > components.n_iter_
 
 

@@ -152,7 +152,7 @@ def test_transmitter_fit_matches_scipy_least_squares():
         lambda theta: y - signal.evaluate(theta, np.arange(40))[0], [0.35, 0.55, 0.8],
         xtol=1e-14, ftol=1e-14, gtol=1e-14).x
     np.testing.assert_allclose(fitted[:2], reference[:2], atol=1e-7)
-    np.testing.assert_allclose(fitted[2] ** 2, reference[2] ** 2, rtol=1e-6)
+    np.testing.assert_allclose(fitted[2] ** 2, reference[2] ** 2, rtol=1e-8)  # measured 9e-11
 
 
 def test_weighted_cost_is_least_squares_up_to_a_constant():

@@ -7,7 +7,7 @@ import numpy as np
 from emkit.families.dirichlet import GammaPrior
 from emkit.models.compound_dirichlet import DirichletMixtureModel, DirichletMultinomialMixtureModel
 
-from .registry import ModelCase, register
+from .registry import ModelCase, register, register_map
 
 _ALPHA = np.array([[4.0, 2.0, 1.0, 0.5], [0.5, 1.0, 3.0, 5.0]])
 
@@ -45,9 +45,9 @@ def two_dirichlet_components(rng: np.random.Generator, n_rows: int) -> np.ndarra
     return P / P.sum(axis=1, keepdims=True)
 
 
-# Maximum likelihood only: with a prior, doubling every row's weight is not the same fit (the
-# prior does not double), which test_fit_on_chunks_equals_fit_on_whole assumes. The Gamma-prior
-# models go through the other contracts in tests/test_compound_dirichlet.py (PRIOR_CASES).
+# The Gamma-prior models are MAP cases (register_map): with a prior, doubling every row's weight
+# is not the same fit (the prior does not double). They go through test_optimum.py here and the
+# other contracts in tests/test_compound_dirichlet.py (PRIOR_CASES).
 register(ModelCase(
     "dmm-maximum-likelihood",
     lambda: DirichletMultinomialMixtureModel(2),
@@ -72,7 +72,7 @@ register(ModelCase(
     min_rows=20,
 ))
 
-PRIOR_CASES = [
+PRIOR_CASES = [register_map(case) for case in [
     ModelCase("dmm-gamma-prior", lambda: DirichletMultinomialMixtureModel(2, GammaPrior(0.1, 0.1)),
               two_overlapping_components),
     ModelCase("dmm-latent-probabilities-gamma-prior",
@@ -81,4 +81,4 @@ PRIOR_CASES = [
               two_overlapping_components),
     ModelCase("dirichlet-mixture-gamma-prior",
               lambda: DirichletMixtureModel(2, GammaPrior(1.0, 0.5)), two_dirichlet_components),
-]
+]]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from scipy.special import softmax
 
-from emkit.models.fixed_mixture import FixedMixtureModel
+from emkit.models.fixed_mixture import FixedMixtureModel, FixedMixtureParams
 
-from .registry import ModelCase, register
+from .registry import ModelCase, register, register_map
 
 _MEANS = np.array([-1.0, 0.0, 0.8, 2.5])  # overlapping: EM needs tens of iterations
 
@@ -23,8 +24,20 @@ def gaussian_likelihoods(rng: np.random.Generator, n_rows: int) -> np.ndarray:
     return np.exp(gaussian_log_likelihoods(rng, n_rows))
 
 
-register(ModelCase("fixed-mixture", FixedMixtureModel, gaussian_likelihoods))
+def log_weights(model):
+    """Unconstrained coordinates for test_optimum.py: log-weights, softmax back. (The model's own
+    flatten is the weights themselves, which suits SQUAREM but not an unconstrained optimiser.)"""
+    return (lambda params: np.log(params.weights),
+            lambda vector, template: FixedMixtureParams(softmax(vector)))
+
+
+register(ModelCase("fixed-mixture", FixedMixtureModel, gaussian_likelihoods,
+                   coordinates=log_weights))
 register(ModelCase("fixed-mixture-log", lambda: FixedMixtureModel(log=True),
-                   gaussian_log_likelihoods))
-# No MAP case: a Dirichlet prior is not doubled with the data, so the contract "weight 2 ==
-# every row twice" does not hold for it (tests/reference/test_fixed_mixture_optimum.py checks MAP).
+                   gaussian_log_likelihoods, coordinates=log_weights))
+# A Dirichlet prior is not doubled with the data, so "weight 2 == every row twice" does not hold
+# for it: a MAP case (tests/reference/test_fixed_mixture_optimum.py also checks MAP against a
+# convex solver).
+register_map(ModelCase("fixed-mixture-dirichlet-prior",
+                       lambda: FixedMixtureModel(prior=np.array([1.5, 3.0, 2.0, 1.2])),
+                       gaussian_likelihoods, coordinates=log_weights))

@@ -14,7 +14,7 @@ from emkit.families.categorical import CategoricalEmission
 from emkit.families.poisson import PoissonEmission
 from emkit.models.hmm import GaussianEmission, GMMEmission, HMMModel
 
-from .registry import ModelCase, register
+from .registry import ModelCase, register, register_map
 
 _FRAMES = 6
 _START = np.array([0.7, 0.3])
@@ -70,11 +70,33 @@ register(ModelCase(
     lambda: HMMModel(2, GaussianEmission("full", reg_covar=0.0)),
     gaussian_sequences_with_gaps, n_rows=60, min_rows=10,
 ))
-# MAP models (priors) are not registered: "weight 2 = the data twice" is false for them (the
-# prior is not doubled); tests/test_hmm.py checks their monotone objective.
 register(ModelCase("hmm-categorical", lambda: HMMModel(2, CategoricalEmission(3)),
                    categorical_sequences, n_rows=60, min_rows=8))
 register(ModelCase("hmm-poisson", lambda: HMMModel(2, PoissonEmission()),
                    poisson_sequences, n_rows=60, min_rows=8))
 register(ModelCase("hmm-gmm-diag", lambda: HMMModel(2, GMMEmission(2, "diag", reg_covar=0.0)),
                    gaussian_sequences, n_rows=60, min_rows=10))
+
+# MAP models (priors) are MAP cases: "weight 2 = the data twice" is false for them (the prior is
+# not doubled). Every prior is on: Dirichlet on the start and transition probabilities, Normal
+# on the means and inverse-Wishart (full) or inverse-Gamma (diag) on the covariances, Dirichlet
+# on the categorical emissions and Gamma on the Poisson rates.
+for _kind in ("full", "diag"):
+    register_map(ModelCase(
+        f"hmm-gaussian-{_kind}-priors",
+        lambda kind=_kind: HMMModel(
+            2, GaussianEmission(kind, reg_covar=0.0, means_prior=[0.5, 0.5], means_weight=2.0,
+                                covars_prior=0.5, covars_weight=4.0),
+            startprob_prior=2.0, transmat_prior=np.array([[3.0, 1.5], [1.2, 2.5]])),
+        gaussian_sequences, n_rows=60, min_rows=8,
+    ))
+register_map(ModelCase(
+    "hmm-categorical-priors",
+    lambda: HMMModel(2, CategoricalEmission(3, prior=2.0), startprob_prior=1.5,
+                     transmat_prior=2.0),
+    categorical_sequences, n_rows=60, min_rows=8))
+register_map(ModelCase(
+    "hmm-poisson-priors",
+    lambda: HMMModel(2, PoissonEmission(rate_prior_shape=3.0, rate_prior_rate=0.5),
+                     startprob_prior=2.0, transmat_prior=1.5),
+    poisson_sequences, n_rows=60, min_rows=8))

@@ -197,7 +197,9 @@ def test_squarem_reaches_plain_em_optimum(case):
                                      xtol=None)
         e_steps[accelerate] = model.e_steps
         assert results[accelerate].converged
+    # Measured: at most 6e-12 relative in float64 (4.8e-7 in float32, its round-off); both fits
+    # stop within about tight_tol × n / (1 − rate) of the optimum, below 1e-9 of it.
     np.testing.assert_allclose(results["squarem"].objective, results[None].objective,
-                               rtol=case.rtol(1e-6))
+                               rtol=case.rtol(1e-9))
     assert e_steps["squarem"] <= e_steps[None]
     assert results["squarem"].n_iter <= results[None].n_iter
