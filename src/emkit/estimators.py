@@ -13,7 +13,12 @@ from emkit.data import Batch, CheckedChunks, ChunkSource
 from emkit.engine import fit_em
 from emkit.errors import DataError, NotFittedError, ParameterError
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
-from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel, MixtureParams
+from emkit.models.mixture import (
+    DEFAULT_INIT,
+    INIT_METHODS,
+    GaussianMixtureModel,
+    MixtureParams,
+)
 from emkit.online import PartialFitMixin, check_learning_rate
 
 
@@ -75,7 +80,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="k-means++", weights_init=None,
+                 max_iter=100, n_init=1, init_params=DEFAULT_INIT, weights_init=None,
                  means_init=None, precisions_init=None, resp_init=None, random_state=None,
                  warm_start=False, accelerate=None, annealing=None, dtype=np.float64,
                  progress=False, learning_decay=0.6, learning_offset=2.0):

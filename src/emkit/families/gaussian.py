@@ -234,10 +234,12 @@ class GaussianFamily:
         bad = np.zeros(n_components, dtype=bool)
         kind = self.covariance_type
         if kind == "full":
-            P = np.empty_like(covariances)
-            for k in range(n_components):
-                P[k], ok = _precision_cholesky(covariances[k])
-                bad[k] = not ok
+            P = _precision_cholesky_all(covariances)
+            if P is None:  # some component is singular: find which, one by one
+                P = np.empty_like(covariances)
+                for k in range(n_components):
+                    P[k], ok = _precision_cholesky(covariances[k])
+                    bad[k] = not ok
         elif kind == "tied":
             P, ok = _precision_cholesky(covariances)
             bad[:] = not ok
@@ -317,6 +319,26 @@ def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
         return np.eye(n_features), False
     P = np.triu(inverse.T)
     return P, bool(np.all(np.isfinite(P)) and np.all(np.diag(P) > 0))
+
+
+def _precision_cholesky_all(covariances: np.ndarray) -> np.ndarray | None:
+    """The factors of :func:`_precision_cholesky` for a stack of covariances in one batched
+    call (a loop over small matrices costs more in calls than in arithmetic), or None when any
+    of them fails its test."""
+    if not np.all(np.isfinite(covariances)):
+        return None
+    try:
+        lower = np.linalg.cholesky(covariances)
+    except np.linalg.LinAlgError:
+        return None
+    ratio = (np.diagonal(lower, axis1=1, axis2=2)
+             / np.sqrt(np.diagonal(covariances, axis1=1, axis2=2)))
+    if not np.min(ratio) >= 1e-7:
+        return None
+    P = np.triu(np.swapaxes(np.linalg.inv(lower), 1, 2))
+    if not (np.all(np.isfinite(P)) and np.all(np.diagonal(P, axis1=1, axis2=2) > 0)):
+        return None
+    return P
 
 
 def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
