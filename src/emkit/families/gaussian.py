@@ -234,12 +234,8 @@ class GaussianFamily:
         bad = np.zeros(n_components, dtype=bool)
         kind = self.covariance_type
         if kind == "full":
-            P = _precision_cholesky_all(covariances)
-            if P is None:  # some component is singular: find which, one by one
-                P = np.empty_like(covariances)
-                for k in range(n_components):
-                    P[k], ok = _precision_cholesky(covariances[k])
-                    bad[k] = not ok
+            P, bad = kernels.precision_cholesky_factors(np.ascontiguousarray(covariances),
+                                                        _MIN_PIVOT_RATIO)
         elif kind == "tied":
             P, ok = _precision_cholesky(covariances)
             bad[:] = not ok
@@ -299,6 +295,10 @@ class GaussianFamily:
             self.covariance_type]
 
 
+# L_ii / √Σ_ii below this: Σ counts as singular (see _precision_cholesky).
+_MIN_PIVOT_RATIO = 1e-7
+
+
 def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
     """Upper-triangular P with P Pᵀ = Σ⁻¹, and whether Σ was numerically positive definite.
 
@@ -312,33 +312,13 @@ def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
         lower = linalg.cholesky(covariance, lower=True, check_finite=True)
     except (linalg.LinAlgError, ValueError):
         return np.eye(n_features), False
-    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < 1e-7:
+    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < _MIN_PIVOT_RATIO:
         return np.eye(n_features), False
     inverse, info = linalg.lapack.dtrtri(lower, lower=1)
     if info != 0:
         return np.eye(n_features), False
     P = np.triu(inverse.T)
     return P, bool(np.all(np.isfinite(P)) and np.all(np.diag(P) > 0))
-
-
-def _precision_cholesky_all(covariances: np.ndarray) -> np.ndarray | None:
-    """The factors of :func:`_precision_cholesky` for a stack of covariances in one batched
-    call (a loop over small matrices costs more in calls than in arithmetic), or None when any
-    of them fails its test."""
-    if not np.all(np.isfinite(covariances)):
-        return None
-    try:
-        lower = np.linalg.cholesky(covariances)
-    except np.linalg.LinAlgError:
-        return None
-    ratio = (np.diagonal(lower, axis1=1, axis2=2)
-             / np.sqrt(np.diagonal(covariances, axis1=1, axis2=2)))
-    if not np.min(ratio) >= 1e-7:
-        return None
-    P = np.triu(np.swapaxes(np.linalg.inv(lower), 1, 2))
-    if not (np.all(np.isfinite(P)) and np.all(np.diagonal(P, axis1=1, axis2=2) > 0)):
-        return None
-    return P
 
 
 def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
