@@ -35,7 +35,7 @@ INIT_METHODS = ("auto", "kmeans", "hierarchical", "emEM", "k-means++", "random",
 DEFAULT_INIT = "auto"
 # A combined strategy: the random partitions it screens by short EM runs, and the
 # deterministic one the survivor then meets in longer runs (see _best_after_short_runs).
-_COMBINED = {"auto": (("kmeans",) + ("k-means++",) * 3, "hierarchical"),
+_COMBINED = {"auto": (("kmeans",) + ("k-means++",) * 7, "hierarchical"),
              "emEM": (("k-means++",) * 10, None)}
 _SCREENING_STEPS = 4
 _FINAL_STEPS = 64
@@ -332,12 +332,14 @@ class GaussianMixtureModel:
             resp[known] = 0.0
             resp[known, labels[known]] = 1.0
         weighted = resp if w is None else resp * w[:, None]
-        n_k = weighted.sum(axis=0)
-        means = (weighted.T @ X) / np.maximum(n_k, 1e-300)[:, None]
+        # Moments about the data's mean (the M-step moves each centre to its component's mean);
+        # the compiled moments, not a matrix product, so that no BLAS threads wake up here.
+        center = np.broadcast_to(np.average(X, axis=0, weights=w), (self.n_components,
+                                                                    X.shape[1]))
         shape = self.family.covariance_shape(self.n_components, X.shape[1])
         placeholder, _ = self.family.with_covariances(
-            means, np.ones(shape) if self.family.covariance_type in ("diag", "spherical")
-            else np.broadcast_to(np.eye(X.shape[1]), shape))
+            np.array(center), np.ones(shape) if self.family.covariance_type in (
+                "diag", "spherical") else np.broadcast_to(np.eye(X.shape[1]), shape))
         comp = self.family.statistics(placeholder, X.astype(np.float64), weighted)
         order = rng.permutation(len(X))[: self.n_components]
         return self.m_step(MixtureStats(comp, np.zeros(len(order)), X[order]))
@@ -353,16 +355,16 @@ class GaussianMixtureModel:
         ends is often decided late (a start that climbs slowly but far), and the two kinds of
         start win on different data."""
         random_names, anchor = _COMBINED[method]
+        if len(X) > _SHORT_RUN_MAX_ROWS:  # partitions and runs alike on one subsample
+            pick = np.sort(rng.choice(len(X), _SHORT_RUN_MAX_ROWS, replace=False))
+            X, observed = X[pick], observed[pick]
+            w = None if w is None else w[pick]
+            labels = None if labels is None else labels[pick]
         starts = [self._params_from_resp(X, w, labels,
                                          self._initial_responsibilities(name, X, w, rng), rng)
                   for name in random_names]
         anchored = None if anchor is None else self._params_from_resp(
             X, w, labels, self._initial_responsibilities(anchor, X, w, rng), rng)
-        if len(X) > _SHORT_RUN_MAX_ROWS:
-            pick = np.sort(rng.choice(len(X), _SHORT_RUN_MAX_ROWS, replace=False))
-            observed = observed[pick]
-            w = None if w is None else w[pick]
-            labels = None if labels is None else labels[pick]
         batch = Batch(observed, w, labels)
         runs = [(params, -np.inf) for params in starts]
         steps = _SCREENING_STEPS
