@@ -30,6 +30,7 @@ from emkit.families.categorical import CategoricalEmission, CategoricalParams
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.families.poisson import PoissonEmission, PoissonParams
 from emkit.models.hmm import (
+    DEFAULT_HMM_INIT,
     GaussianEmission,
     GMMEmission,
     GMMParams,
@@ -367,6 +368,13 @@ class GaussianHMM(_BaseHMM):
     params, init_params : str, default "stmc"
         Letters of the parameters EM updates / ``fit`` initialises: s start probabilities,
         t transition matrix, m means, c covariances.
+    init : str, default "kmeans"
+        How ``fit`` starts the means and covariances it initialises: a Gaussian-mixture start
+        on the frames (time order ignored), by any ``init_params`` method of
+        :class:`emkit.GaussianMixture`. ``"kmeans"`` (k-means clusters' means and covariances)
+        is hmmlearn's start; ``"auto"``, ``"hierarchical"``, ``"emEM"``, ``"k-means++"``,
+        ``"random"`` and ``"random_from_data"`` as there. Named ``init`` because hmmlearn's
+        ``init_params`` is the string of letters above.
     startprob_prior, transmat_prior : float or array, default 1.0
         Dirichlet concentrations (1: no prior). Zeros of ``transmat_`` always stay zero.
     means_prior, means_weight, covars_prior, covars_weight : float or array, default 0
@@ -391,9 +399,10 @@ class GaussianHMM(_BaseHMM):
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, params="stmc", init_params="stmc",
-                 startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
-                 covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
-                 progress=False, learning_decay=0.6, learning_offset=2.0):
+                 init=DEFAULT_HMM_INIT, startprob_prior=1.0, transmat_prior=1.0,
+                 means_prior=0.0, means_weight=0.0, covars_prior=0.0, covars_weight=0.0,
+                 random_state=None, accelerate=None, progress=False, learning_decay=0.6,
+                 learning_offset=2.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -402,6 +411,7 @@ class GaussianHMM(_BaseHMM):
         self.n_init = n_init
         self.params = params
         self.init_params = init_params
+        self.init = init
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.means_prior = means_prior
@@ -416,7 +426,8 @@ class GaussianHMM(_BaseHMM):
 
     def _emission(self, n_features):
         return GaussianEmission(self.covariance_type, self.reg_covar, self.means_prior,
-                                self.means_weight, self.covars_prior, self.covars_weight)
+                                self.means_weight, self.covars_prior, self.covars_weight,
+                                self.init)
 
     def _emission_params(self):
         family = self._emission(None).family
@@ -638,8 +649,9 @@ class GMMHMM(_BaseHMM):
 
     def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-3,
                  reg_covar=1e-6, max_iter=100, n_init=1, params="stmcw", init_params="stmcw",
-                 startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
-                 progress=False, learning_decay=0.6, learning_offset=2.0):
+                 init=DEFAULT_HMM_INIT, startprob_prior=1.0, transmat_prior=1.0,
+                 random_state=None, accelerate=None, progress=False, learning_decay=0.6,
+                 learning_offset=2.0):
         self.n_components = n_components
         self.n_mix = n_mix
         self.covariance_type = covariance_type
@@ -649,6 +661,7 @@ class GMMHMM(_BaseHMM):
         self.n_init = n_init
         self.params = params
         self.init_params = init_params
+        self.init = init
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.random_state = random_state
@@ -658,7 +671,7 @@ class GMMHMM(_BaseHMM):
         self.learning_offset = learning_offset
 
     def _emission(self, n_features):
-        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar)
+        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar, self.init)
 
     def _has_letter(self, letter: str) -> bool:
         if letter == "w":
