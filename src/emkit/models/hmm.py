@@ -43,8 +43,9 @@ from emkit.families.gaussian import (
 from emkit.kernels import hmm as kernels
 from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel
 
-#: Default start of the Gaussian emissions: k-means clusters of the frames, as hmmlearn.
-DEFAULT_HMM_INIT = "kmeans"
+#: Default start of the Gaussian emissions: the mixture default on the frames (k-means among
+#: its candidates, so at least hmmlearn's start).
+DEFAULT_HMM_INIT = "auto"
 
 # --------------------------------------------------------------------------- sequences
 
