@@ -22,6 +22,7 @@ import numpy as np
 
 import emkit
 from emkit.atomic import write_atomically
+from emkit.clustering import DEFAULT_INIT, INIT_METHODS
 from emkit.errors import DataError, EmkitError
 from emkit.io import Table, format_csv, json_default, parse_columns, read_table
 
@@ -114,6 +115,10 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                         help="added to covariance diagonals (default 1e-6)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="random seed; the same seed gives the same fit (default 0)")
+    parser.add_argument("--init", choices=INIT_METHODS, default=DEFAULT_INIT,
+                        help="start of Gaussian mixtures and Gaussian HMMs (default "
+                             f"{DEFAULT_INIT}: hierarchical agglomeration and k-means "
+                             "starts, ranked by short EM runs; see GaussianMixture)")
     parser.add_argument("--accelerate", choices=["none", "squarem"],
                         default=DefaultValue("none"),
                         help="SQUAREM usually needs several times fewer iterations (default "
@@ -332,7 +337,7 @@ def _estimator(args: argparse.Namespace, n_components: int, covariance_type: str
     return GaussianMixture(
         n_components, covariance_type=covariance_type, tol=args.tol, reg_covar=args.reg_covar,
         max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed,
-        accelerate=None if args.accelerate == "none" else args.accelerate,
+        init_params=args.init, accelerate=None if args.accelerate == "none" else args.accelerate,
         dtype=np.float32 if args.float32 else np.float64, progress=progress)
 
 

@@ -68,7 +68,8 @@ def run_fit(args: argparse.Namespace) -> None:
     model = GaussianHMM(
         args.n_components, covariance_type=args.covariance, tol=args.tol,
         reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
-        random_state=args.seed, accelerate=None if args.accelerate == "none" else args.accelerate,
+        init=args.init, random_state=args.seed,
+        accelerate=None if args.accelerate == "none" else args.accelerate,
         progress=progress).fit(X, lengths)
     log_likelihood = model.score(X, lengths)
     summary = {

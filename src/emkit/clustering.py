@@ -16,6 +16,13 @@ import numpy as np
 
 from emkit.errors import DataError
 
+#: How a Gaussian mixture (or the emissions of a Gaussian HMM) is started: see
+#: :class:`emkit.GaussianMixture`. Kept here, in a module without compiled code, so that the
+#: command line can offer them without loading the models.
+INIT_METHODS = ("auto", "kmeans", "hierarchical", "emEM", "k-means++", "random",
+                "random_from_data")
+DEFAULT_INIT = "auto"
+
 
 def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
                     sample_weight: np.ndarray | None = None) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from emkit import clustering
+from emkit.clustering import DEFAULT_INIT, INIT_METHODS
 from emkit.data import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
 from emkit.families import gaussian_missing as missing
@@ -29,10 +30,6 @@ from emkit.families.gaussian import (
     covariances_from_precisions,
 )
 
-#: Starting partitions (see GaussianMixtureModel) and the combined strategies built from them.
-INIT_METHODS = ("auto", "kmeans", "hierarchical", "emEM", "k-means++", "random",
-                "random_from_data")
-DEFAULT_INIT = "auto"
 # A combined strategy: the random partitions it screens by short EM runs, and the
 # deterministic one the survivor then meets in longer runs (see _best_after_short_runs).
 _COMBINED = {"auto": (("kmeans",) + ("k-means++",) * 7, "hierarchical"),
