@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
 from emkit import clustering
@@ -326,6 +327,12 @@ class GaussianMixtureModel:
         """The M-step of hard or soft responsibilities of the rows X (labelled rows fixed)."""
         if labels is not None:
             known = labels >= 0
+            # A partition numbers its clusters arbitrarily: renumber them to agree best with
+            # the labelled rows (an assignment problem), so that the labels extend them.
+            agreement = np.zeros((self.n_components, self.n_components))
+            np.add.at(agreement, labels[known], resp[known])
+            _, order = linear_sum_assignment(-agreement)
+            resp = resp[:, order]
             resp[known] = 0.0
             resp[known, labels[known]] = 1.0
         weighted = resp if w is None else resp * w[:, None]
