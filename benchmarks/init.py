@@ -190,16 +190,20 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--append", action="store_true")
     parser.add_argument("--mclust", action="store_true")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="emkit init methods to run besides the default (comma-separated)")
+    parser.add_argument("--only", help="run only these data sets (comma-separated)")
     args = parser.parse_args(argv)
     cases = load_cases(args.quick)
+    if args.only:
+        cases = {name: X for name, X in cases.items() if name in args.only.split(",")}
     if args.mclust:
         for key, value in mclust_values(cases).items():
             print(f'    "{key}": {value!r},')
         return
     import emkit
 
-    emkit.GaussianMixture(2).fit(cases["iris"])  # compile the kernels outside the timings
+    emkit.GaussianMixture(2).fit(load_cases(True)["iris"])  # compile outside the timings
     methods = [m for m in args.methods.split(",") if m]
     rows = []
     for name, X, K in case_list(cases):

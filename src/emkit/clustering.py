@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emkit.errors import DataError
+from emkit.errors import DataError, NumericalError
 
 #: How a Gaussian mixture (or the emissions of a Gaussian HMM) is started: see
 #: :class:`emkit.GaussianMixture`. Kept here, in a module without compiled code, so that the
@@ -94,7 +94,11 @@ def scaled_principal_coordinates(X: np.ndarray,
     without variance are dropped."""
     w = np.ones(len(X)) if sample_weight is None else sample_weight
     centred = X - np.average(X, axis=0, weights=w)
-    scale = np.sqrt(np.average(centred**2, axis=0, weights=w))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.sqrt(np.average(centred**2, axis=0, weights=w))
+    if not np.all(np.isfinite(scale)):
+        raise NumericalError("the variance of the data overflows float64: check the data for "
+                             "extreme values, or rescale them.")
     if not np.any(scale > 0):
         raise DataError("the rows are all identical: there is nothing to cluster.")
     standard = centred[:, scale > 0] / scale[scale > 0]
