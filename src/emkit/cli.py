@@ -22,6 +22,7 @@ import numpy as np
 
 import emkit
 from emkit.atomic import write_atomically
+from emkit.clustering import DEFAULT_INIT, INIT_METHODS
 from emkit.errors import DataError, EmkitError
 from emkit.io import Table, format_csv, json_default, parse_columns, read_table
 
@@ -167,6 +168,10 @@ def _add_fit_options(parser: argparse.ArgumentParser, kinds: Sequence[str]) -> N
                         help="added to covariance diagonals (default 1e-6)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="random seed; the same seed gives the same fit (default 0)")
+    parser.add_argument("--init", choices=INIT_METHODS, default=None,
+                        help="start of Gaussian mixtures and Gaussian HMMs (default "
+                             f"{DEFAULT_INIT}: hierarchical agglomeration and k-means "
+                             "starts, ranked by short EM runs; see GaussianMixture)")
     _add_estimator_option(parser, kinds, "--accelerate", choices=["none", "squarem"],
                           help="SQUAREM usually needs several times fewer iterations than "
                                "plain EM (none)")
@@ -393,7 +398,7 @@ def _estimator(args: argparse.Namespace, n_components: int, covariance_type: str
         n_components, covariance_type=covariance_type, reg_covar=args.reg_covar,
         n_init=args.n_init, random_state=args.seed,
         dtype=np.float32 if args.float32 else np.float64, progress=progress,
-        **estimator_options(args))
+        **estimator_options(args), **({"init_params": args.init} if args.init else {}))
 
 
 def _fit_data(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple:

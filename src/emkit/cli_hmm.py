@@ -68,7 +68,7 @@ def run_fit(args: argparse.Namespace) -> None:
     model = GaussianHMM(
         args.n_components, covariance_type=args.covariance, reg_covar=args.reg_covar,
         n_init=args.n_init, random_state=args.seed, progress=progress,
-        **estimator_options(args)).fit(X, lengths)
+        **estimator_options(args), **({"init": args.init} if args.init else {})).fit(X, lengths)
     log_likelihood = model.score(X, lengths)
     summary = {
         "model": "GaussianHMM",

@@ -34,6 +34,7 @@ from emkit.families.categorical import CategoricalEmission, CategoricalParams
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.families.poisson import PoissonEmission, PoissonParams
 from emkit.models.hmm import (
+    DEFAULT_HMM_INIT,
     GaussianEmission,
     GMMEmission,
     GMMParams,
@@ -436,6 +437,13 @@ class GaussianHMM(_BaseHMM):
     params, init_params : str, default "stmc"
         Letters of the parameters EM updates / ``fit`` initialises: s start probabilities,
         t transition matrix, m means, c covariances.
+    init : str, default "kmeans"
+        How ``fit`` starts the means and covariances it initialises: a Gaussian-mixture start
+        on the frames (time order ignored), by any ``init_params`` method of
+        :class:`emkit.GaussianMixture`. ``"kmeans"`` (k-means clusters' means and covariances)
+        is hmmlearn's start; ``"auto"``, ``"hierarchical"``, ``"emEM"``, ``"k-means++"``,
+        ``"random"`` and ``"random_from_data"`` as there. Named ``init`` because hmmlearn's
+        ``init_params`` is the string of letters above.
     startprob_prior, transmat_prior : float or array, default 1.0
         Dirichlet concentrations (1: no prior). Zeros of ``transmat_`` always stay zero.
     means_prior, means_weight, covars_prior, covars_weight : float or array, default 0
@@ -478,10 +486,11 @@ class GaussianHMM(_BaseHMM):
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
                  max_iter=1000, n_init=1, params="stmc", init_params="stmc",
-                 startprob_prior=1.0, transmat_prior=1.0, means_prior=0.0, means_weight=0.0,
-                 covars_prior=0.0, covars_weight=0.0, random_state=None, accelerate=None,
-                 progress=False, learning_decay=0.6, learning_offset=2.0, min_covar=1e-3,
-                 n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):
+                 init=DEFAULT_HMM_INIT, startprob_prior=1.0, transmat_prior=1.0,
+                 means_prior=0.0, means_weight=0.0, covars_prior=0.0, covars_weight=0.0,
+                 random_state=None, accelerate=None, progress=False, learning_decay=0.6,
+                 learning_offset=2.0, min_covar=1e-3, n_iter=None, algorithm="viterbi",
+                 verbose=False, implementation="log"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.min_covar = min_covar
@@ -491,6 +500,7 @@ class GaussianHMM(_BaseHMM):
         self.n_init = n_init
         self.params = params
         self.init_params = init_params
+        self.init = init
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.means_prior = means_prior
@@ -510,7 +520,7 @@ class GaussianHMM(_BaseHMM):
     def _emission(self, n_features):
         return GaussianEmission(self.covariance_type, self.reg_covar, self.means_prior,
                                 self.means_weight, self.covars_prior, self.covars_weight,
-                                min_covar=self.min_covar)
+                                min_covar=self.min_covar, init=self.init)
 
     def _emission_params(self):
         family = self._emission(None).family
@@ -746,9 +756,10 @@ class GMMHMM(_BaseHMM):
 
     def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-6,
                  reg_covar=1e-6, max_iter=1000, n_init=1, params="stmcw", init_params="stmcw",
-                 startprob_prior=1.0, transmat_prior=1.0, random_state=None, accelerate=None,
-                 progress=False, learning_decay=0.6, learning_offset=2.0, min_covar=1e-3,
-                 n_iter=None, algorithm="viterbi", verbose=False, implementation="log"):
+                 init=DEFAULT_HMM_INIT, startprob_prior=1.0, transmat_prior=1.0,
+                 random_state=None, accelerate=None, progress=False, learning_decay=0.6,
+                 learning_offset=2.0, min_covar=1e-3, n_iter=None, algorithm="viterbi",
+                 verbose=False, implementation="log"):
         self.n_components = n_components
         self.n_mix = n_mix
         self.covariance_type = covariance_type
@@ -759,6 +770,7 @@ class GMMHMM(_BaseHMM):
         self.n_init = n_init
         self.params = params
         self.init_params = init_params
+        self.init = init
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.random_state = random_state
@@ -772,7 +784,8 @@ class GMMHMM(_BaseHMM):
         self.implementation = implementation
 
     def _emission(self, n_features):
-        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar, self.min_covar)
+        return GMMEmission(self.n_mix, self.covariance_type, self.reg_covar, self.min_covar,
+                           self.init)
 
     def _has_letter(self, letter: str) -> bool:
         if letter == "w":

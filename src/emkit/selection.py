@@ -110,7 +110,9 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
         criteria.
     **estimator_params
         Other :class:`emkit.GaussianMixture` parameters (``random_state``, ``n_init``,
-        ``max_iter``, …), the same for every fit. Pass ``random_state`` for a reproducible table.
+        ``max_iter``, ``init_params``, …), the same for every fit. Pass ``random_state`` for a
+        reproducible table. By default every fit starts as ``GaussianMixture`` does
+        (``init_params="auto"``, hierarchical and k-means starts), as ``emkit select gmm`` does.
 
     Returns
     -------

@@ -253,3 +253,44 @@ def test_min_covar_acts_at_initialisation_only():
         fitted.append(model.fit(X))
     np.testing.assert_array_equal(fitted[0].covars_, fitted[1].covars_)
     np.testing.assert_array_equal(fitted[0].means_, fitted[1].means_)
+
+
+# hmmlearn 0.3.3, best of 10 maximum-likelihood fits of the EuStock log-returns (the four
+# indices, diff of log prices): GaussianHMM(3, covariance_type="full", random_state=s,
+# n_iter=1000, tol=1e-6, covars_prior=0) for s = 0..9, max of .score(R), computed 2026-12-03.
+HMMLEARN_EUSTOCK_BEST_OF_10 = 26504.97555560856
+
+
+def test_eustock_ten_starts_reach_hmmlearn_best_of_ten():
+    prices = emkit.datasets.load("eustock")
+    R = np.diff(np.log(np.column_stack([prices.column(c) for c in ("DAX", "SMI", "CAC",
+                                                                     "FTSE")])), axis=0)
+    # reg_covar=0 as hmmlearn's M-step (its min_covar only acts in the start); run to
+    # convergence, since hmmlearn's number is converged too (to ~1e-5 nats).
+    model = emkit.GaussianHMM(3, covariance_type="full", n_init=10, random_state=0,
+                              reg_covar=0.0, tol=1e-9, max_iter=3000,
+                              accelerate="squarem").fit(R)
+    assert model.score(R) >= HMMLEARN_EUSTOCK_BEST_OF_10 - 1e-5
+    # A start that hmmlearn also uses (k-means) reaches it from a single start.
+    single = emkit.GaussianHMM(3, covariance_type="full", init="kmeans", random_state=0,
+                               reg_covar=0.0, tol=1e-9, max_iter=3000,
+                               accelerate="squarem").fit(R)
+    assert single.score(R) >= HMMLEARN_EUSTOCK_BEST_OF_10 - 1e-5
+
+
+@pytest.mark.parametrize("init", ["auto", "kmeans", "hierarchical", "emEM", "k-means++",
+                                  "random", "random_from_data"])
+def test_every_emission_start_fits_gaussian_and_gmm_hmms(init):
+    X = np.random.default_rng(0).normal(size=(200, 2)) + np.repeat([[0, 0], [4, 4]], 100, 0)
+    for model in (emkit.GaussianHMM(2, init=init, random_state=0, max_iter=20),
+                  emkit.GMMHMM(2, n_mix=2, covariance_type="diag", init=init, random_state=0,
+                               max_iter=20)):
+        again = type(model)(**model.get_params()).fit(X, [120, 80])
+        model.fit(X, [120, 80])
+        assert np.isfinite(model.score(X, [120, 80]))
+        np.testing.assert_array_equal(model.means_, again.means_)  # deterministic
+
+
+def test_unknown_emission_start_is_a_parameter_error():
+    with pytest.raises(emkit.errors.ParameterError, match="init must be one of"):
+        emkit.GaussianHMM(2, init="k-medoids").fit(np.arange(20.0).reshape(10, 2))

@@ -273,10 +273,8 @@ class GaussianFamily:
         bad = np.zeros(n_components, dtype=bool)
         kind = self.covariance_type
         if kind == "full":
-            P = np.empty_like(covariances)
-            for k in range(n_components):
-                P[k], ok = _precision_cholesky(covariances[k])
-                bad[k] = not ok
+            P, bad = kernels.precision_cholesky_factors(np.ascontiguousarray(covariances),
+                                                        _MIN_PIVOT_RATIO)
         elif kind == "tied":
             P, ok = _precision_cholesky(covariances)
             bad[:] = not ok
@@ -336,6 +334,10 @@ class GaussianFamily:
             self.covariance_type]
 
 
+# L_ii / √Σ_ii below this: Σ counts as singular (see _precision_cholesky).
+_MIN_PIVOT_RATIO = 1e-7
+
+
 def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
     """Upper-triangular P with P Pᵀ = Σ⁻¹, and whether Σ was numerically positive definite.
 
@@ -349,7 +351,7 @@ def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
         lower = linalg.cholesky(covariance, lower=True, check_finite=True)
     except (linalg.LinAlgError, ValueError):
         return np.eye(n_features), False
-    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < 1e-7:
+    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < _MIN_PIVOT_RATIO:
         return np.eye(n_features), False
     inverse, info = linalg.lapack.dtrtri(lower, lower=1)
     if info != 0:

@@ -659,3 +659,57 @@ def missing_moments(X, order, starts, observed, means, covs, weights, centers, f
     else:
         _moment_patterns_parallel(*arguments)
     return weight_sum.sum(axis=0), first_sum.sum(axis=0), second_sum.sum(axis=0)
+
+
+@numba.njit(**_SERIAL)
+def precision_cholesky_factors(covariances, min_ratio):
+    """Upper-triangular P_k with P_k P_kᵀ = Σ_k⁻¹ for a stack (K, D, D) of covariances, and a
+    mask of the components whose Σ_k is not numerically positive definite (their P_k is the
+    identity).
+
+    Σ = L Lᵀ (Cholesky), P = L⁻ᵀ. A pivot L_ii below ``min_ratio`` · √Σ_ii means coordinate i is
+    a linear function of the others to working precision, so Σ counts as singular (a scale-free
+    test). One compiled loop instead of a LAPACK call per small matrix: for the K D×D matrices
+    of an M-step the calls cost more than the arithmetic.
+    """
+    K, D = covariances.shape[0], covariances.shape[1]
+    P = np.zeros((K, D, D))
+    bad = np.zeros(K, dtype=np.bool_)
+    L = np.empty((D, D))
+    for k in range(K):
+        S = covariances[k]
+        ok = True
+        for j in range(D):
+            if not (np.isfinite(S[j, j]) and S[j, j] > 0.0):
+                ok = False
+                break
+            d = S[j, j]
+            for m in range(j):
+                d -= L[j, m] * L[j, m]
+            if not d > 0.0 or np.sqrt(d) < min_ratio * np.sqrt(S[j, j]):
+                ok = False
+                break
+            d = np.sqrt(d)
+            L[j, j] = d
+            for i in range(j + 1, D):
+                s = S[i, j]
+                for m in range(j):
+                    s -= L[i, m] * L[j, m]
+                L[i, j] = s / d
+        if ok:
+            # Inverse of the lower factor, column by column (forward substitution); P = L⁻ᵀ.
+            for c in range(D):
+                for i in range(c, D):
+                    s = 1.0 if i == c else 0.0
+                    for m in range(c, i):
+                        s -= L[i, m] * P[k, c, m]
+                    value = s / L[i, i]
+                    if not np.isfinite(value):
+                        ok = False
+                    P[k, c, i] = value
+        if not ok:
+            bad[k] = True
+            for i in range(D):
+                for j in range(D):
+                    P[k, i, j] = 1.0 if i == j else 0.0
+    return P, bad

@@ -41,6 +41,11 @@ from emkit.families.gaussian import (
     GaussianStats,
 )
 from emkit.kernels import hmm as kernels
+from emkit.models.mixture import INIT_METHODS, GaussianMixtureModel
+
+#: Default start of the Gaussian emissions: the mixture default on the frames (k-means among
+#: its candidates, so at least hmmlearn's start).
+DEFAULT_HMM_INIT = "auto"
 
 # --------------------------------------------------------------------------- sequences
 
@@ -190,7 +195,10 @@ class GaussianEmission:
 
     def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6,
                  means_prior=0.0, means_weight=0.0, covars_prior=0.0, covars_weight=0.0,
-                 min_covar: float = 1e-3):
+                 min_covar: float = 1e-3, init: str = DEFAULT_HMM_INIT):
+        if init not in INIT_METHODS:
+            raise ParameterError(f"init must be one of {INIT_METHODS}, got {init!r}.")
+        self.init_method = init
         self.family = GaussianFamily(covariance_type, reg_covar)
         self.covariance_type = covariance_type
         self.min_covar = float(min_covar)  # added to the data's covariance at init (hmmlearn)
@@ -298,26 +306,29 @@ class GaussianEmission:
 
     def init(self, X: np.ndarray, frame_weights: np.ndarray, n_states: int,
              rng: np.random.Generator) -> GaussianParams:
-        """Means at k-means++ seeds of the frames, every covariance the data's covariance."""
-        from sklearn.cluster import kmeans_plusplus
-
-        if np.isnan(X).any():  # a starting point only: gaps filled with the column means
-            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+        """Means and covariances of the states from a Gaussian-mixture start on the frames
+        (time order ignored) by the method ``init_method`` of
+        :class:`emkit.models.mixture.GaussianMixtureModel`: for ``"kmeans"`` (hmmlearn's
+        start) the k-means clusters' means and covariances."""
         used = frame_weights > 0
-        X, w = X[used], frame_weights[used]
-        seed = int(rng.integers(0, 2**31 - 1))
-        means, _ = kmeans_plusplus(X, n_states, random_state=seed, sample_weight=w)
-        D = X.shape[1]
-        centred = X - np.average(X, axis=0, weights=w)
-        cov = (centred * w[:, None]).T @ centred / w.sum() + self.min_covar * np.eye(D)
-        kind = self.covariance_type
-        if kind == "full":
-            cov = np.broadcast_to(cov, (n_states, D, D)).copy()
-        elif kind == "diag":
-            cov = np.tile(np.diag(cov), (n_states, 1))
-        elif kind == "spherical":
-            cov = np.full(n_states, np.diag(cov).mean())
-        params, bad = self.family.with_covariances(np.array(means, dtype=float), cov)
+        with np.errstate(invalid="ignore"):
+            spread = np.nanmax(X[used], axis=0) - np.nanmin(X[used], axis=0)
+        if not np.all(spread > 0):
+            raise DataError("the frames' covariance is singular (a constant or duplicated "
+                            "column?): drop such columns.")
+        # The mixture start needs positive definite covariances even when the fit runs with
+        # reg_covar=0: at least 1e-6 of the frames' mean variance.
+        floor = 1e-6 * float(np.mean(np.nanvar(X[used], axis=0)))
+        mixture = GaussianMixtureModel(n_states, self.covariance_type,
+                                       max(self.family.reg_covar, floor),
+                                       init_params=self.init_method)
+        start = mixture.init_params(Batch(X[used], frame_weights[used]), rng)
+        cov = np.array(start.components.covariances)
+        if self.covariance_type in ("full", "tied"):  # hmmlearn's min_covar, at the start only
+            cov = cov + self.min_covar * np.eye(cov.shape[-1])
+        else:
+            cov = cov + self.min_covar
+        params, bad = self.family.with_covariances(start.components.means, cov)
         if bad.any():
             raise DataError("the frames' covariance is singular (a constant or duplicated "
                             "column?): drop such columns.")
@@ -362,13 +373,14 @@ class GMMEmission:
     uses_missing_layout = True
 
     def __init__(self, n_mix: int, covariance_type: str = "diag", reg_covar: float = 1e-6,
-                 min_covar: float = 1e-3):
+                 min_covar: float = 1e-3, init: str = DEFAULT_HMM_INIT):
         if covariance_type == "tied":
             raise ParameterError("GMMHMM supports covariance_type 'full', 'diag' and "
                                  "'spherical'.")
         self.n_mix = int(n_mix)
         # the K·M components
-        self.gaussian = GaussianEmission(covariance_type, reg_covar, min_covar=min_covar)
+        self.gaussian = GaussianEmission(covariance_type, reg_covar, min_covar=min_covar,
+                                         init=init)
         self.family = self.gaussian.family
         self.covariance_type = covariance_type
 
@@ -413,7 +425,8 @@ class GMMEmission:
 
     def init(self, X: np.ndarray, frame_weights: np.ndarray, n_states: int,
              rng: np.random.Generator) -> GMMParams:
-        """K·M means at k-means++ seeds, every covariance the data's, equal weights."""
+        """K·M Gaussians from a mixture start on the frames (see GaussianEmission.init), M of
+        them to each state in turn, equal weights."""
         components = self.gaussian.init(X, frame_weights, n_states * self.n_mix, rng)
         return GMMParams(np.full((n_states, self.n_mix), 1.0 / self.n_mix), components)
 

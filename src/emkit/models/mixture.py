@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
-from sklearn.metrics import pairwise_distances_argmin
 
+from emkit import clustering
+from emkit.clustering import DEFAULT_INIT, INIT_METHODS
 from emkit.data import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
 from emkit.families import gaussian_missing as missing
@@ -29,7 +31,16 @@ from emkit.families.gaussian import (
     covariances_from_precisions,
 )
 
-INIT_METHODS = ("k-means++", "kmeans", "random", "random_from_data")
+# A combined strategy: the random partitions it screens by short EM runs, and the
+# deterministic one the survivor then meets in longer runs (see _best_after_short_runs).
+_COMBINED = {"auto": (("kmeans",) + ("k-means++",) * 7, "hierarchical"),
+             "emEM": (("k-means++",) * 10, None)}
+_SCREENING_STEPS = 4
+_FINAL_STEPS = 64
+_FINALISTS = 2
+_SHORT_RUN_TOL = 1e-6
+_SHORT_RUN_MAX_ROWS = 20_000
+_AGGLOMERATION_BUDGET = 1e8
 _EMPTY_FRACTION = 1e-8
 _INIT_MAX_ROWS = 100_000
 
@@ -95,7 +106,7 @@ class GaussianMixtureModel:
     """
 
     def __init__(self, n_components: int, covariance_type: str = "full",
-                 reg_covar: float = 1e-6, dtype=np.float64, init_params: str = "k-means++",
+                 reg_covar: float = 1e-6, dtype=np.float64, init_params: str = DEFAULT_INIT,
                  weights_init=None, means_init=None, precisions_init=None, resp_init=None,
                  block_rows: int | None = None):
         if init_params not in INIT_METHODS:
@@ -279,8 +290,11 @@ class GaussianMixtureModel:
 
     # ------------------------------------------------------------------ initialisation
     def init_params(self, data: Any, rng: np.random.Generator) -> MixtureParams:
+        if self._start_given():  # nothing to estimate: no pass over the data
+            return self._apply_user_init(None)
         X, w, labels = _concatenate(chunk_list(data))
-        if np.isnan(X).any():  # a starting point only: gaps filled with the column means
+        observed = X  # with its gaps, for the short EM runs
+        if np.isnan(X).any():  # partitions need whole rows: gaps filled with the column means
             X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
         n_rows = len(X)
         if self.resp_init is not None:
@@ -289,68 +303,159 @@ class GaussianMixtureModel:
                 raise DataError(
                     f"resp_init has shape {resp.shape}, expected ({n_rows}, "
                     f"{self.n_components}) (rows × components).")
-        else:
-            if n_rows > _INIT_MAX_ROWS:  # a uniform subsample is plenty for a starting point
-                pick = np.sort(rng.choice(n_rows, _INIT_MAX_ROWS, replace=False))
-                X, w = X[pick], (None if w is None else w[pick])
-                labels = None if labels is None else labels[pick]
-            resp = self._initial_responsibilities(X, w, rng)
+            return self._apply_user_init(self._params_from_resp(X, w, labels, resp, rng))
+        if n_rows > _INIT_MAX_ROWS:  # a uniform subsample is plenty for a starting point
+            pick = np.sort(rng.choice(n_rows, _INIT_MAX_ROWS, replace=False))
+            X, observed = X[pick], observed[pick]
+            w = None if w is None else w[pick]
+            labels = None if labels is None else labels[pick]
+        method = self.init_method
+        if self.weights_init is not None or self.means_init is not None or \
+                self.precisions_init is not None:
+            # The user's values override part of the start: one partition fills in the rest.
+            method = "kmeans" if method in _COMBINED else method
+        if method not in _COMBINED:
+            resp = self._initial_responsibilities(method, X, w, rng)
+            return self._apply_user_init(self._params_from_resp(X, w, labels, resp, rng))
+        return self._best_after_short_runs(method, X, w, labels, observed, rng)
+
+    def _start_given(self) -> bool:
+        return (self.weights_init is not None and self.means_init is not None
+                and self.precisions_init is not None)
+
+    def _params_from_resp(self, X, w, labels, resp, rng) -> MixtureParams:
+        """The M-step of hard or soft responsibilities of the rows X (labelled rows fixed)."""
         if labels is not None:
             known = labels >= 0
+            # A partition numbers its clusters arbitrarily: renumber them to agree best with
+            # the labelled rows (an assignment problem), so that the labels extend them.
+            agreement = np.zeros((self.n_components, self.n_components))
+            np.add.at(agreement, labels[known], resp[known])
+            _, order = linear_sum_assignment(-agreement)
+            resp = resp[:, order]
             resp[known] = 0.0
             resp[known, labels[known]] = 1.0
         weighted = resp if w is None else resp * w[:, None]
-        n_k = weighted.sum(axis=0)
-        means = (weighted.T @ X) / np.maximum(n_k, 1e-300)[:, None]
+        # Moments about the data's mean (the M-step moves each centre to its component's mean);
+        # the compiled moments, not a matrix product, so that no BLAS threads wake up here.
+        center = np.broadcast_to(np.average(X, axis=0, weights=w), (self.n_components,
+                                                                    X.shape[1]))
+        shape = self.family.covariance_shape(self.n_components, X.shape[1])
         placeholder, _ = self.family.with_covariances(
-            means, np.ones(self.family.covariance_shape(self.n_components, X.shape[1]))
-            if self.family.covariance_type in ("diag", "spherical")
-            else np.broadcast_to(np.eye(X.shape[1]),
-                                 self.family.covariance_shape(self.n_components, X.shape[1])))
+            np.array(center), np.ones(shape) if self.family.covariance_type in (
+                "diag", "spherical") else np.broadcast_to(np.eye(X.shape[1]), shape))
         # In float64 whatever the E-step's dtype: float32 moments could give a start whose
         # smallest eigenvalue is below reg_covar, better than any M-step can reach again, and
         # the first iteration would then lower the objective.
         exact = GaussianFamily(self.family.covariance_type, self.family.reg_covar)
         comp = exact.statistics(placeholder, X.astype(np.float64), weighted)
         order = rng.permutation(len(X))[: self.n_components]
-        params = self.m_step(MixtureStats(comp, np.zeros(len(order)), X[order]))
-        return self._apply_user_init(params)
+        return self.m_step(MixtureStats(comp, np.zeros(len(order)), X[order]))
 
-    def _initial_responsibilities(self, X, w, rng) -> np.ndarray:
+    def _best_after_short_runs(self, method, X, w, labels, observed, rng) -> MixtureParams:
+        """The start of a combined strategy: its partitions, ranked by short EM runs on (a
+        subsample of) the rows.
+
+        The random starts are screened by successive halving (Jamieson & Talwalkar 2016) of
+        the emEM idea (Biernacki, Celeux & Govaert 2003): every start gets a few EM steps, the
+        better half goes on for twice as many, and so on until one is left. For ``"auto"`` the
+        survivor then meets the hierarchical start in longer runs: where EM from a partition
+        ends is often decided late (a start that climbs slowly but far), and the two kinds of
+        start win on different data."""
+        random_names, anchor = _COMBINED[method]
+        if len(X) > _SHORT_RUN_MAX_ROWS:  # partitions and runs alike on one subsample
+            pick = np.sort(rng.choice(len(X), _SHORT_RUN_MAX_ROWS, replace=False))
+            X, observed = X[pick], observed[pick]
+            w = None if w is None else w[pick]
+            labels = None if labels is None else labels[pick]
+        starts = [self._params_from_resp(X, w, labels,
+                                         self._initial_responsibilities(name, X, w, rng), rng)
+                  for name in random_names]
+        anchored = None if anchor is None else self._params_from_resp(
+            X, w, labels, self._initial_responsibilities(anchor, X, w, rng), rng)
+        batch = Batch(observed, w, labels)
+        runs = [(params, -np.inf) for params in starts]
+        steps = _SCREENING_STEPS
+        while len(runs) > _FINALISTS:
+            runs = self._short_runs([params for params, _ in runs], batch, steps)
+            runs = runs[: max(_FINALISTS, (len(runs) + 1) // 2)]
+            steps *= 2
+        finalists = [params for params, _ in runs] + ([] if anchored is None else [anchored])
+        runs = self._short_runs(finalists, batch, _FINAL_STEPS)
+        best = runs[0][0]
+        return MixtureParams(best.weights, best.components)
+
+    def _short_runs(self, starts, batch, steps) -> list[tuple[MixtureParams, float]]:
+        """Up to ``steps`` EM steps from each start (fewer once the log-likelihood per sample
+        changes by less than 1e-6); (parameters, log-likelihood), best first. Of equals the
+        earlier start comes first, so the choice is deterministic."""
+        ranked = []
+        for params in starts:
+            previous = -np.inf
+            for step in range(steps):
+                stats, ll = self.e_step(params, batch)
+                n = max(self.n_samples(stats), 1e-300)
+                if step + 1 == steps or abs(ll - previous) / n < _SHORT_RUN_TOL:
+                    break
+                params, previous = self.m_step(stats, params), ll
+            ranked.append((params, ll))
+        ranked.sort(key=lambda item: -item[1])
+        return ranked
+
+    def _initial_responsibilities(self, method, X, w, rng) -> np.ndarray:
         K, n_rows = self.n_components, len(X)
-        seed = int(rng.integers(0, 2**31 - 1))
-        if self.init_method == "random":
+        if method == "random":
             resp = rng.uniform(size=(n_rows, K))
             return resp / resp.sum(axis=1, keepdims=True)
-        if self.init_method == "kmeans":
-            from sklearn.cluster import KMeans
-
-            assignment = KMeans(K, n_init=1, random_state=seed).fit(
-                X, sample_weight=w).labels_
+        if method == "kmeans":
+            assignment, _ = clustering.kmeans(X, K, rng, w)
+        elif method == "hierarchical":
+            assignment = self._hierarchical_assignment(X, w, rng)
         else:
-            if self.init_method == "k-means++":
-                from sklearn.cluster import kmeans_plusplus
-
-                centers, _ = kmeans_plusplus(X, K, random_state=seed, sample_weight=w)
+            if method == "k-means++":
+                centers = clustering.kmeans_plusplus(X, K, rng, w)
             else:  # random_from_data
                 candidates = np.flatnonzero(w > 0) if w is not None else np.arange(n_rows)
                 centers = X[rng.choice(candidates, K, replace=False)]
-            assignment = pairwise_distances_argmin(X, centers)
+            assignment, _ = clustering.nearest(X, centers)
         resp = np.zeros((n_rows, K))
         resp[np.arange(n_rows), assignment] = 1.0
         return resp
 
-    def _apply_user_init(self, params: MixtureParams) -> MixtureParams:
-        weights, comp = params.weights, params.components
-        means, cov = comp.means, comp.covariances
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=float)
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=float)
-        if self.precisions_init is not None:
-            cov = covariances_from_precisions(self.precisions_init, self.family.covariance_type)
-        if self.weights_init is None and self.means_init is None and self.precisions_init is None:
+    def _hierarchical_assignment(self, X, w, rng) -> np.ndarray:
+        """Hierarchical agglomeration of (a subsample of) the rows; the other rows go to the
+        nearest cluster mean in the scaled principal coordinates (Mahalanobis distance under
+        the data's covariance)."""
+        n_rows, n_features = X.shape
+        # Agglomeration costs ~ n² (D³/6 + D²): the subsample keeps it to a fraction of a second.
+        limit = int(np.clip(np.sqrt(_AGGLOMERATION_BUDGET / (60 + n_features**2
+                                                           + n_features**3 / 6)), 200, 2000))
+        candidates = np.flatnonzero(w > 0) if w is not None else np.arange(n_rows)
+        if len(candidates) <= limit:
+            return clustering.hierarchical(X, self.n_components, w)
+        pick = np.sort(rng.choice(candidates, limit, replace=False))
+        sub = clustering.hierarchical(X[pick], self.n_components,
+                                      None if w is None else w[pick])
+        Z = clustering.scaled_principal_coordinates(X, w)
+        means = np.array([Z[pick][sub == k].mean(axis=0) for k in range(self.n_components)])
+        assignment = clustering.nearest(Z, means)[0]
+        assignment[pick] = sub
+        return assignment
+
+    def _apply_user_init(self, params: MixtureParams | None) -> MixtureParams:
+        """``params`` with what the user gave in its place (``params`` may be None when the
+        user gave everything)."""
+        if params is None and not self._start_given():
+            raise AssertionError("a start needs estimated parameters unless all are given")
+        given = (self.weights_init, self.means_init, self.precisions_init)
+        if all(value is None for value in given):
             return params
+        weights = (np.asarray(self.weights_init, dtype=float) if self.weights_init is not None
+                   else params.weights)
+        means = (np.asarray(self.means_init, dtype=float) if self.means_init is not None
+                 else params.components.means)
+        cov = (covariances_from_precisions(self.precisions_init, self.family.covariance_type)
+               if self.precisions_init is not None else params.components.covariances)
         components, bad = self.family.with_covariances(means, cov)
         if bad.any():
             raise DataError("precisions_init is not positive definite for every component.")

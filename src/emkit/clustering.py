@@ -1,0 +1,145 @@
+"""Hard partitions of rows, used as starting points of EM: k-means and model-based hierarchical
+agglomeration.
+
+- :func:`kmeans` — Lloyd's algorithm from k-means++ seeds (Arthur & Vassilvitskii 2007), weighted;
+  the starting point scikit-learn's ``GaussianMixture`` and hmmlearn's ``GaussianHMM`` use.
+- :func:`hierarchical` — agglomeration under the classification likelihood of Gaussian clusters
+  with free covariances (Banfield & Raftery 1993; Fraley 1998), the starting point of mclust's
+  ``Mclust``: deterministic, and good at elongated or unequal clusters where k-means cuts across
+  them. Run on the data in scaled principal-component coordinates (mclust's ``hcUse = "SVD"``) and
+  on a subsample for large data, since it costs O(n² D³).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emkit.errors import DataError, NumericalError
+
+#: How a Gaussian mixture (or the emissions of a Gaussian HMM) is started: see
+#: :class:`emkit.GaussianMixture`. Kept here, in a module without compiled code, so that the
+#: command line can offer them without loading the models.
+INIT_METHODS = ("auto", "kmeans", "hierarchical", "emEM", "k-means++", "random",
+                "random_from_data")
+DEFAULT_INIT = "auto"
+
+
+def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+                    sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """k-means++ seeds: ``n_clusters`` rows of X, each drawn with probability ∝ weight × squared
+    distance to the nearest seed so far (greedy, 2 + log k trials per seed as is usual).
+    Shape (n_clusters, D)."""
+    from sklearn.cluster import kmeans_plusplus as seeds
+
+    centers, _ = seeds(X, n_clusters, random_state=int(rng.integers(0, 2**31 - 1)),
+                       sample_weight=sample_weight)
+    return centers
+
+
+def nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centre of each row and the squared distance to it."""
+    d2 = (np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * X @ centers.T
+          + np.einsum("ij,ij->i", centers, centers)[None, :])
+    labels = d2.argmin(axis=1)
+    return labels, np.maximum(d2[np.arange(len(X)), labels], 0.0)
+
+
+def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
+           sample_weight: np.ndarray | None = None, *, max_iter: int = 300,
+           tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted k-means by Lloyd's algorithm from k-means++ seeds.
+
+    Stops when no assignment changes, or when the centres move by less than ``tol`` times the mean
+    variance of the columns (squared shift summed over centres, scikit-learn's rule). An empty
+    cluster is moved to the row farthest from its centre.
+
+    Returns
+    -------
+    labels : (n_rows,) int
+    centers : (n_clusters, D)
+    """
+    X = np.asarray(X, dtype=float)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    centers = kmeans_plusplus(X, n_clusters, rng, sample_weight)
+    threshold = tol * float(np.mean(np.var(X, axis=0)))
+    labels = None
+    for _ in range(max_iter):
+        new_labels, d2 = nearest(X, centers)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        totals = np.bincount(labels, weights=w, minlength=n_clusters)
+        weighted = X * w[:, None]
+        sums = np.stack([np.bincount(labels, weights=weighted[:, d], minlength=n_clusters)
+                         for d in range(X.shape[1])], axis=1)
+        empty = totals <= 0
+        new_centers = np.where(empty[:, None], centers,
+                               sums / np.where(empty, 1.0, totals)[:, None])
+        if empty.any():  # re-seed empty clusters at the rows worst served
+            worst = np.argsort(-(d2 * (w > 0)), kind="stable")[: int(empty.sum())]
+            new_centers[empty] = X[worst]
+        shift = float(np.sum((new_centers - centers) ** 2))
+        centers = new_centers
+        if shift <= threshold and not empty.any():
+            labels, _ = nearest(X, centers)
+            break
+    return labels, centers
+
+
+def scaled_principal_coordinates(X: np.ndarray,
+                                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """The rows standardised, rotated to their principal axes and divided by the square root of
+    each axis' singular value: the spread of the axes is evened out without the minor axes
+    (often noise) becoming as large as the major ones (mclust's ``hcUse = "SVD"``). Directions
+    without variance are dropped."""
+    w = np.ones(len(X)) if sample_weight is None else sample_weight
+    centred = X - np.average(X, axis=0, weights=w)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.sqrt(np.average(centred**2, axis=0, weights=w))
+    if not np.all(np.isfinite(scale)):
+        raise NumericalError("the variance of the data overflows float64: check the data for "
+                             "extreme values, or rescale them.")
+    if not np.any(scale > 0):
+        raise DataError("the rows are all identical: there is nothing to cluster.")
+    standard = centred[:, scale > 0] / scale[scale > 0]
+    root = np.sqrt(w * len(w) / w.sum())[:, None]  # weights as row repetitions
+    _, singular, axes = np.linalg.svd(standard * root, full_matrices=False)
+    keep = singular > singular[0] * 1e-10
+    return standard @ axes[keep].T / np.sqrt(singular[keep])
+
+
+def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | None = None,
+                 *, alpha: float = 1.0, beta: float = 1.0) -> np.ndarray:
+    """Model-based hierarchical agglomeration of the rows into ``n_clusters`` clusters
+    (unconstrained Gaussian clusters; see :mod:`emkit.kernels.agglomeration`).
+
+    Starting from one cluster per row, every stage merges the two clusters whose merge decreases
+    the classification likelihood least. A cluster's scatter W_k is regularised as
+    W_k + (α t + β tr(W_k) / n_k) I, t the mean variance per coordinate of all rows, so that
+    clusters with fewer rows than dimensions have a finite likelihood (Fraley 1998's α and β).
+    Works on :func:`scaled_principal_coordinates`. Deterministic. Costs O(n² D³): pass a
+    subsample of large data.
+
+    Returns the cluster (0 … n_clusters−1) of each row; rows of zero weight go to the cluster
+    with the nearest mean.
+    """
+    from emkit.kernels.agglomeration import agglomerate
+
+    X = np.asarray(X, dtype=float)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    used = w > 0
+    if int(used.sum()) < n_clusters:
+        raise DataError(f"{int(used.sum())} rows of positive weight cannot form {n_clusters} "
+                        "clusters.")
+    counts = w[used] / w[used].mean()  # weights as row repetitions, n = number of rows
+    Z = scaled_principal_coordinates(X[used], counts)
+    spread = float(np.average(np.sum(Z**2, axis=1), weights=counts)) / Z.shape[1]
+    labels_used = agglomerate(np.ascontiguousarray(Z), counts, float(alpha) * spread,
+                              float(beta), int(n_clusters))
+    if used.all():
+        return labels_used
+    means = np.array([X[used][labels_used == k].mean(axis=0) for k in range(n_clusters)])
+    labels = np.empty(len(X), dtype=np.int64)
+    labels[used] = labels_used
+    labels[~used] = nearest(X[~used], means)[0]
+    return labels

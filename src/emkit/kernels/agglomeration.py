@@ -1,0 +1,182 @@
+"""Compiled loop of model-based hierarchical agglomeration (unconstrained Gaussian clusters).
+
+The criterion (Banfield & Raftery 1993; Fraley 1998) is the classification likelihood of a
+partition under Gaussian clusters with free covariances: up to constants, −2 log L_C =
+Σ_k n_k log det(S_k / n_k), with S_k = W_k + λ I the cluster's scatter W_k about its mean,
+regularised so that singletons and small clusters have a finite determinant (Fraley's α-term).
+Every stage merges the pair whose merge increases the criterion least:
+
+    Δ(i, j) = n_ij log det(S_ij / n_ij) − n_i log det(S_i / n_i) − n_j log det(S_j / n_j),
+    W_ij = W_i + W_j + (n_i n_j / n_ij) (μ_i − μ_j)(μ_i − μ_j)ᵀ.
+
+The pair costs live in a dense matrix; after a merge only the new cluster's row is recomputed
+(one Cholesky factorisation per other cluster). Each cluster remembers its cheapest partner; when
+that partner is merged away the old cost is kept as a lower bound and the row is searched again
+only if it comes first.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_OPTS = dict(nogil=True, cache=True)
+
+
+@numba.njit(**_OPTS)
+def _log_det_regularised(S, n_features):
+    """log det of a symmetric positive definite S by Cholesky, in place (S is scratch)."""
+    total = 0.0
+    for j in range(n_features):
+        d = S[j, j]
+        for k in range(j):
+            d -= S[j, k] * S[j, k]
+        if d <= 0.0:
+            return np.inf
+        d = np.sqrt(d)
+        S[j, j] = d
+        total += np.log(d)
+        for i in range(j + 1, n_features):
+            s = S[i, j]
+            for k in range(j):
+                s -= S[i, k] * S[j, k]
+            S[i, j] = s / d
+    return 2.0 * total
+
+
+@numba.njit(**_OPTS)
+def _merge_cost(i, j, counts, sums, scatters, own, lam, beta, scratch, diff):
+    n_i, n_j = counts[i], counts[j]
+    n = n_i + n_j
+    D = sums.shape[1]
+    for a in range(D):
+        diff[a] = sums[i, a] / n_i - sums[j, a] / n_j
+    factor = n_i * n_j / n
+    inv_n = 1.0 / n
+    trace = 0.0
+    for a in range(D):
+        fa = factor * diff[a]
+        for b in range(a + 1):
+            scratch[a, b] = (scatters[i, a, b] + scatters[j, a, b] + fa * diff[b]) * inv_n
+        trace += scratch[a, a]
+    ridge = (lam + beta * trace) * inv_n
+    for a in range(D):
+        scratch[a, a] += ridge
+    return n * _log_det_regularised(scratch, D) - own[i] - own[j]
+
+
+@numba.njit(**_OPTS)
+def _best_partner(i, active, cost, n_clusters):
+    best, partner = np.inf, -1
+    for k in range(n_clusters):
+        if k != i and active[k]:
+            c = cost[i, k]
+            if c < best:
+                best, partner = c, k
+    return best, partner
+
+
+@numba.njit(**_OPTS)
+def agglomerate(X, weights, lam, beta, n_target):
+    """Merge the rows of X (each a singleton cluster of weight ``weights[i]`` > 0) down to
+    ``n_target`` clusters; returns the cluster index (0 … n_target−1) of each row.
+
+    Ties are broken by the lowest index, so the result is a deterministic function of the rows.
+    """
+    N, D = X.shape
+    counts = weights.copy()
+    sums = X * weights[:, None]
+    scatters = np.zeros((N, D, D))
+    own = np.empty(N)  # n_k log det(S_k / n_k) of each current cluster
+    for i in range(N):
+        own[i] = counts[i] * D * np.log(lam / counts[i])
+    cost = np.full((N, N), np.inf)  # symmetric, so that every search reads a row
+    # Two singletons: S_ij/n = (λI + f d dᵀ)/n, whose log det has a closed form.
+    for i in range(N):
+        for j in range(i + 1, N):
+            d2 = 0.0
+            for a in range(D):
+                diff = X[i, a] - X[j, a]
+                d2 += diff * diff
+            n = counts[i] + counts[j]
+            f = counts[i] * counts[j] / n
+            ridge = lam + beta * f * d2 / n
+            cost[i, j] = n * (D * np.log(ridge / n) + np.log1p(f * d2 / ridge)) - own[i] - own[j]
+            cost[j, i] = cost[i, j]
+    active = np.ones(N, dtype=np.bool_)
+    best = np.empty(N)
+    partner = np.empty(N, dtype=np.int64)
+    for i in range(N):
+        best[i], partner[i] = _best_partner(i, active, cost, N)
+    stale = np.zeros(N, dtype=np.bool_)  # best[k] only a lower bound, partner[k] unknown
+    owner = np.arange(N)  # cluster of each row (index of its surviving representative)
+    scratch = np.empty((D, D))
+    diff = np.empty(D)
+    n_active = N
+    while n_active > n_target:
+        while True:  # the cheapest row; a stale one is re-evaluated and the search repeated
+            i = -1
+            lowest = np.inf
+            for k in range(N):
+                if active[k] and best[k] < lowest:
+                    lowest, i = best[k], k
+            if i < 0 or not stale[i]:
+                break
+            best[i], partner[i] = _best_partner(i, active, cost, N)
+            stale[i] = False
+        if i < 0:  # only infinite costs left (cannot happen with λ > 0)
+            break
+        j = partner[i]
+        if j < i:
+            i, j = j, i
+        # Merge j into i: scatter about the new mean by the parallel-axis rule.
+        n_i, n_j = counts[i], counts[j]
+        n = n_i + n_j
+        factor = n_i * n_j / n
+        for a in range(D):
+            da = sums[i, a] / n_i - sums[j, a] / n_j
+            for b in range(D):
+                db = sums[i, b] / n_i - sums[j, b] / n_j
+                scatters[i, a, b] += scatters[j, a, b] + factor * da * db
+        for a in range(D):
+            sums[i, a] += sums[j, a]
+        counts[i] = n
+        trace = 0.0
+        for a in range(D):
+            for b in range(a + 1):
+                scratch[a, b] = scatters[i, a, b] / n
+            trace += scratch[a, a]
+        for a in range(D):
+            scratch[a, a] += (lam + beta * trace) / n
+        own[i] = n * _log_det_regularised(scratch, D)
+        active[j] = False
+        n_active -= 1
+        for r in range(N):
+            if owner[r] == j:
+                owner[r] = i
+        for k in range(N):
+            if active[k] and k != i:
+                c = _merge_cost(i, k, counts, sums, scatters, own, lam, beta, scratch, diff)
+                cost[i, k] = c
+                cost[k, i] = c
+        best[i], partner[i] = _best_partner(i, active, cost, N)
+        stale[i] = False
+        for k in range(N):
+            if not active[k] or k == i:
+                continue
+            c = cost[i, k]
+            if c < best[k]:  # below a bound on all of k's other costs: exact
+                best[k], partner[k], stale[k] = c, i, False
+            elif partner[k] == i or partner[k] == j:
+                # k's cheapest partner changed or is gone; the old minimum stays a lower bound
+                # (k's other costs did not change), re-evaluated only when it comes first.
+                stale[k] = True
+    labels = np.empty(N, dtype=np.int64)
+    index = np.full(N, -1, dtype=np.int64)
+    next_label = 0
+    for r in range(N):
+        if index[owner[r]] < 0:
+            index[owner[r]] = next_label
+            next_label += 1
+        labels[r] = index[owner[r]]
+    return labels

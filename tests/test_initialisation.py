@@ -1,0 +1,181 @@
+"""Starts of Gaussian mixtures (``init_params``): the default against scikit-learn's and mclust's
+results on real data, every method on every kind of input, and the partitions themselves against
+brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, load_wine
+
+import emkit
+from emkit import clustering
+from emkit.clustering import INIT_METHODS
+from emkit.data import ArrayChunks, Batch
+from emkit.errors import ParameterError
+from emkit.models.mixture import GaussianMixtureModel
+
+pytestmark = pytest.mark.filterwarnings("ignore::emkit.errors.ConvergenceWarning")
+
+# Mclust(X, G=K, modelNames="VVV")$loglik ("V" for the one-dimensional galaxies), mclust 6.0.0
+# on R 4.2.2 with default options, from `python benchmarks/init.py --mclust` (2026-12-03).
+MCLUST = {("iris", 3): -180.185839, ("wine", 3): -2788.429858, ("galaxies", 4): -765.693991}
+# scikit-learn 1.9.1 GaussianMixture(K, random_state=s) (its defaults: k-means start), mean of
+# the total log-likelihood over s = 0..9, same data (benchmarks/init.py, 2026-12-03).
+SKLEARN_MEAN = {("iris", 3): -180.196292, ("wine", 3): -2913.748565, ("galaxies", 4): -768.639360}
+
+
+def data(name):
+    if name == "iris":
+        return load_iris().data
+    if name == "wine":
+        return load_wine().data
+    return emkit.datasets.load(name).data
+
+
+@pytest.mark.parametrize("name,k", sorted(MCLUST))
+def test_default_reaches_mclust_and_sklearn_on_real_data(name, k):
+    X = data(name)
+    values = np.array([emkit.GaussianMixture(k, random_state=seed).fit(X).score(X) * len(X)
+                       for seed in range(10)])
+    assert values.mean() >= SKLEARN_MEAN[name, k] - 1e-3
+    assert values.mean() >= MCLUST[name, k] - 1e-3
+
+
+def test_iris_every_seed_reaches_the_mclust_maximum():
+    X = load_iris().data
+    for seed in range(10):
+        model = emkit.GaussianMixture(3, random_state=seed).fit(X)
+        assert model.score(X) * len(X) >= MCLUST["iris", 3] - 1e-3
+
+
+def test_hierarchical_start_is_deterministic():
+    X = emkit.datasets.load("faithful").data
+    fits = [emkit.GaussianMixture(3, init_params="hierarchical", random_state=seed).fit(X)
+            for seed in (0, 1, 2)]
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.means_, fits[0].means_)
+        np.testing.assert_array_equal(other.covariances_, fits[0].covariances_)
+
+
+@pytest.mark.parametrize("method", INIT_METHODS)
+def test_every_method_on_weights_gaps_chunks_and_labels(method):
+    X = emkit.datasets.load("faithful").data
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(0.5, 2.0, len(X))
+    weights[:10] = 0.0
+    model = emkit.GaussianMixture(2, init_params=method, random_state=0).fit(
+        X, sample_weight=weights)
+    assert np.isfinite(model.score(X)) and model.weights_.min() > 0.1
+
+    gaps = X.copy()
+    gaps[rng.choice(len(X), 30, replace=False), rng.integers(0, 2, 30)] = np.nan
+    model = emkit.GaussianMixture(2, init_params=method, random_state=0).fit(gaps)
+    assert np.isfinite(model.score(gaps)) and model.weights_.min() > 0.1
+
+    # A list of chunks in memory gives the start of the concatenated rows; a streamed source
+    # (its chunks sampled in a random order for the start) a usable one.
+    model = GaussianMixtureModel(2, init_params=method)
+    in_chunks = model.init_params([X[:100], X[100:200], X[200:]], np.random.default_rng(3))
+    whole = model.init_params(X, np.random.default_rng(3))
+    np.testing.assert_allclose(in_chunks.components.means, whole.components.means, rtol=1e-9)
+    np.testing.assert_allclose(in_chunks.weights, whole.weights, rtol=1e-9)
+    streamed = emkit.GaussianMixture(2, init_params=method, random_state=0).fit(
+        ArrayChunks(X, 100))
+    assert np.isfinite(streamed.score(X)) and streamed.weights_.min() > 0.1
+
+    labels = np.full(len(X), -1)
+    labels[np.argmin(X[:, 0])], labels[np.argmax(X[:, 0])] = 0, 1
+    model = emkit.GaussianMixture(2, init_params=method, random_state=0).fit(X, labels=labels)
+    assert model.predict(X[[np.argmin(X[:, 0]), np.argmax(X[:, 0])]]).tolist() == [0, 1]
+
+
+def test_unknown_method_is_a_parameter_error():
+    with pytest.raises(ParameterError, match="init_params must be one of"):
+        emkit.GaussianMixture(2, init_params="k-medoids").fit(np.arange(20.0).reshape(10, 2))
+
+
+def test_a_fully_given_start_computes_no_responsibilities(monkeypatch):
+    X = emkit.datasets.load("faithful").data
+    model = emkit.GaussianMixture(2, random_state=0).fit(X)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a start that is given needs no partition")
+
+    monkeypatch.setattr(GaussianMixtureModel, "_initial_responsibilities", refuse)
+    again = emkit.GaussianMixture(2, weights_init=model.weights_, means_init=model.means_,
+                                  precisions_init=model.precisions_, max_iter=5).fit(X)
+    np.testing.assert_allclose(again.means_, model.means_, rtol=1e-3)
+
+
+def test_a_partial_user_start_still_works_with_the_default():
+    X = emkit.datasets.load("faithful").data
+    means = np.array([[2.0, 55.0], [4.5, 80.0]])
+    model = emkit.GaussianMixture(2, means_init=means, max_iter=0, tol=0.0).fit(X)
+    np.testing.assert_array_equal(model.means_, means)
+
+
+# ------------------------------------------------------------------------- the partitions
+def criterion(X, labels, lam, beta):
+    """Σ_k n_k log det((W_k + (λ + β tr W_k / n_k) I) / n_k), the regularised classification
+    criterion, computed directly."""
+    total = 0.0
+    D = X.shape[1]
+    for k in np.unique(labels):
+        rows = X[labels == k]
+        n = len(rows)
+        W = (rows - rows.mean(axis=0)).T @ (rows - rows.mean(axis=0))
+        S = (W + (lam + beta * np.trace(W) / n) * np.eye(D)) / n
+        total += n * np.linalg.slogdet(S)[1]
+    return total
+
+
+def brute_force_agglomeration(X, n_clusters, lam, beta):
+    """Greedy agglomeration that tries every pair at every stage."""
+    labels = np.arange(len(X))
+    while len(np.unique(labels)) > n_clusters:
+        best = None
+        for a, b in itertools.combinations(np.unique(labels), 2):
+            merged = np.where(labels == b, a, labels)
+            value = criterion(X, merged, lam, beta)
+            if best is None or value < best[0] - 1e-12:
+                best = (value, merged)
+        labels = best[1]
+    return labels
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agglomeration_merges_the_cheapest_pair_at_every_stage(seed):
+    from emkit.kernels.agglomeration import agglomerate
+
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(0, 1, (6, 2)), rng.normal(4, 0.5, (5, 2)) * [1, 3]])
+    for n_clusters in (2, 3, 4):
+        expected = brute_force_agglomeration(X, n_clusters, 0.7, 1.0)
+        got = agglomerate(X, np.ones(len(X)), 0.7, 1.0, n_clusters)
+        same = (expected[:, None] == expected[None, :]) == (got[:, None] == got[None, :])
+        assert same.all()
+
+
+def test_kmeans_ends_at_a_lloyd_fixed_point():
+    X = load_iris().data
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    labels, centers = clustering.kmeans(X, 3, np.random.default_rng(0), w)
+    np.testing.assert_array_equal(clustering.nearest(X, centers)[0], labels)
+    for k in range(3):
+        np.testing.assert_allclose(centers[k], np.average(X[labels == k], axis=0,
+                                                          weights=w[labels == k]))
+
+
+def test_short_runs_pick_the_start_with_the_higher_likelihood():
+    X = emkit.datasets.load("faithful").data
+    model = GaussianMixtureModel(2)
+    rng = np.random.default_rng(0)
+    good = model._params_from_resp(X, None, None, np.eye(2)[(X[:, 0] > 3).astype(int)], rng)
+    bad = model._params_from_resp(X, None, None, np.full((len(X), 2), 0.5), rng)
+    ranked = model._short_runs([bad, good], Batch(X), 4)
+    assert ranked[0][1] > ranked[1][1]
+    np.testing.assert_allclose(np.sort(ranked[0][0].components.means[:, 0]), [2.04, 4.29],
+                               atol=0.01)
