@@ -94,9 +94,10 @@ def perturbed(value, u, rng: np.random.Generator) -> np.ndarray:
 def test_em_optimum_is_the_objective_maximum(case):
     X = case.make_data(np.random.default_rng(DATA_SEED), N_ROWS)
     model = case.make_model()
+    # xtol only in exact arithmetic: float32 parameters wobble at their round-off for ever.
     result = fit_em(model, X, random_state=FIT_SEED, tol=case.tight_tol, max_iter=5000,
                     accelerate="squarem", decrease_rtol=case.rtol(1e-10),
-                    warn_not_converged=False)
+                    xtol=None if case.round_off else 1e-7, warn_not_converged=False)
     assert result.converged
     # A degenerate component (a re-seeding or kept-parameters event) sits at a singularity of
     # the likelihood, not at a maximum: the data and seeds must give a regular optimum.
