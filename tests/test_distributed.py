@@ -76,7 +76,7 @@ def test_a_worker_killed_during_the_fit_changes_nothing(client):
 
     model = GaussianMixtureModel(2, "full")
     start = model.init_params(X, np.random.default_rng(0))
-    options = dict(init=start, tol=0.0, max_iter=12, warn_not_converged=False)
+    options = dict(init=start, tol=0.0, max_iter=12, accelerate=None, warn_not_converged=False)
     on_cluster = fit_em(model, DaskChunks(da.from_array(X, chunks=(500, 3))),
                         callbacks=[KillOnce()], **options)
     assert killed == [4]

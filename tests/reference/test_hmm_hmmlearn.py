@@ -233,13 +233,13 @@ def test_min_covar_acts_at_initialisation_only():
     drawn = {}
     for min_covar in (0.0, 0.25):
         model = emkit.GaussianHMM(2, covariance_type="full", init_params="stc", n_iter=0,
-                                  min_covar=min_covar)
+                                  min_covar=min_covar, random_state=0)
         model.means_ = means
         drawn[min_covar] = model.fit(X).covars_
     np.testing.assert_allclose(drawn[0.25] - drawn[0.0], np.tile(0.25 * np.eye(2), (2, 1, 1)),
                                rtol=0, atol=1e-12)
     mixtures = [emkit.GMMHMM(2, n_mix=2, covariance_type="diag", init_params="stcw", n_iter=0,
-                             min_covar=min_covar) for min_covar in (0.0, 0.25)]
+                             min_covar=min_covar, random_state=0) for min_covar in (0.0, 0.25)]
     for model in mixtures:
         model.means_ = np.stack([means, means + 0.5])
         model.fit(X)

@@ -43,21 +43,9 @@ EXCUSED = {
     "test_gaussian_mixture.py::test_gaussian_mixture_fit_convergence_warning":
         "exact wording of the warning text; the class is scikit-learn's ConvergenceWarning "
         "(tests/test_gaussian_mixture.py checks that scikit-learn's filters catch it)",
-    "test_gaussian_mixture.py::test_monotonic_likelihood":
-        "behaviour by design: the likelihood rises at every one of the warm-started single "
-        "iterations (what the test is for), but at its end it asserts converged_, and emkit "
-        "calls a fit converged only when the extrapolated remaining gain is below tol too; on "
-        "the tied and diag data the steps are still growing after the test's 600 iterations "
-        "(2.675e-8 to 2.697e-8 per sample over the last six), so the fit is not at its maximum "
-        "(one fit from emkit's own start converges after 207 and 679 iterations)",
     "test_gaussian_mixture.py::test_regularisation":
         "behaviour by design: with reg_covar=0 a component whose covariance is singular is "
         "re-seeded and recorded in events_ (emkit.models.mixture), where scikit-learn raises",
-    "test_gaussian_mixture.py::test_gaussian_mixture_precisions_init_diag":
-        "expects the default initialisation to number the components as scikit-learn's "
-        "KMeans(random_state=0) does; emkit's numbers them otherwise, so the given precisions "
-        "land on the other component (with precisions from emkit's own start the iteration "
-        "counts agree: tests/test_gaussian_mixture.py)",
 }
 
 CONFTEST = '''
