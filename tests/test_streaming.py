@@ -179,3 +179,20 @@ def test_cli_reports_a_dask_scheduler_that_does_not_answer(tmp_path, capsys):
     assert main(["fit", "gmm", str(tmp_path / "rows.npy"), "-k", "2",
                  "--dask-scheduler", "tcp://127.0.0.1:9"]) == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_same_seed_same_fit_in_memory_from_npy_chunks_and_from_dask(tmp_path):
+    """The start sees the same rows in the same order whatever holds them (data within the
+    initialisation's sample size), so random_state gives the same fit from every source."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    X = rng.permutation(np.vstack([rng.normal(centre, 1.0, (400, 2)) for centre in (0, 3, 6)]))
+    path = tmp_path / "rows.npy"
+    np.save(path, X)
+    fits = [GaussianMixture(3, random_state=0).fit(source)
+            for source in (X, NpyChunks(path, chunk_rows=100),
+                           da.from_array(X, chunks=(250, 2)))]
+    for other in fits[1:]:
+        np.testing.assert_allclose(other.weights_, fits[0].weights_, rtol=1e-10)
+        np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-10)
+        assert other.lower_bound_ == pytest.approx(fits[0].lower_bound_, rel=1e-12)

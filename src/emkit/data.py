@@ -74,21 +74,24 @@ def chunk_list(data: Any, max_rows: int = 200_000) -> list[Any]:
 
     Data in memory give all their chunks. A streamed source gives a uniform random sample of
     its chunks holding at most ``max_rows`` rows (at least one chunk), read in one pass with a
-    fixed seed, so that initialising a fit on data larger than memory needs little memory."""
+    fixed seed, so that initialising a fit on data larger than memory needs little memory. The
+    chunks kept come in their order in the source: a source of at most ``max_rows`` rows gives
+    every row in the order an array in memory has, so the same seed gives the same start."""
     if in_memory(data):
         return list(iter_chunks(data))
     rng = np.random.default_rng(0)
-    kept: list[tuple[float, int, Any]] = []  # (random key, rows, chunk), smallest keys win
-    for chunk in iter_chunks(data):
-        kept.append((float(rng.uniform()), n_rows(chunk), chunk))
+    # (random key, position, rows, chunk): the smallest keys win
+    kept: list[tuple[float, int, int, Any]] = []
+    for position, chunk in enumerate(iter_chunks(data)):
+        kept.append((float(rng.uniform()), position, n_rows(chunk), chunk))
         kept.sort(key=lambda item: item[0])
         total = 0
-        for count, (_, rows, _) in enumerate(kept):
+        for count, (_, _, rows, _) in enumerate(kept):
             total += rows
             if total > max_rows and count > 0:
                 del kept[count:]
                 break
-    return [chunk for _, _, chunk in kept]
+    return [chunk for _, _, _, chunk in sorted(kept, key=lambda item: item[1])]
 
 
 def n_rows(chunk: Any) -> int:
