@@ -105,6 +105,15 @@ def _exp(s):
 
 
 @numba.njit(inline="always", **_SERIAL)
+def _backward_lost(forward_t, v):
+    """Whether a state the forward pass reached has a backward entry below ``_LOST``."""
+    for i in range(len(v)):
+        if forward_t[i] != 0.0 and v[i] < _LOST:
+            return True
+    return False
+
+
+@numba.njit(inline="always", **_SERIAL)
 def _times_vector(matrix, vector, out):
     """out = matrix @ vector, one sum per row kept in a register: K independent chains of
     multiply-adds that the processor overlaps. (Summing into ``out`` column by column instead
@@ -385,12 +394,8 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
             norm += forward[t, i] * v[i]
         if not norm > _NORM_MIN:
             return False
-        if watch:
-            low = np.inf
-            for i in range(n_states):
-                low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
-            if low < _LOST:
-                return False
+        if watch and _backward_lost(forward[t], v):
+            return False
         inverse = 1.0 / norm
         # ξ_t(i, j) = w â_t(i) A_ij u_{t+1}(j) / Z_t, multiplied in this order: the product of
         # the first three is at most Z_t, so nothing overflows however small Z_t is
@@ -620,12 +625,8 @@ def _backward_combining(transmat, first, middle, scaled, forward, u, weight, pos
             top = max(top, v[i])
         if not (norm > _DWARFED * mass * top and norm > _TINY):
             return False
-        if watch:
-            low = np.inf
-            for i in range(n_states):
-                low = min(low, v[i] if forward[t, i] != 0.0 else np.inf)
-            if low < _LOST:
-                return False
+        if watch and _backward_lost(forward[t], v):
+            return False
         inverse = 1.0 / norm
         if t < middle - 1:
             scale = weight * inverse
