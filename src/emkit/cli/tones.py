@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
-from emkit.io import read_wav
-from emkit.superimposed import SuperimposedSignals
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from emkit.cli import common
+
+EXAMPLES = """\
+example:
+  emkit fit tones src/emkit/datasets/two_tones.wav -k 2 -o tones.emkit
+"""
 
 
-def run_fit(args) -> None:
+def add_fit_parser(kinds) -> None:
+    parser = kinds.add_parser(
+        "tones", help="K real tones in a mono .wav clip", epilog=EXAMPLES,
+        description="Find the frequencies, amplitudes and phases of K tones in noise "
+        "(emkit.SuperimposedSignals) in a mono WAV clip; integer PCM is scaled to [-1, 1).")
+    parser.add_argument("data", type=Path, help="mono .wav file")
+    common.add_k_option(parser)
+    common.add_em_options(parser, "tones")
+    common.add_output_options(parser, "model file to write (e.g. tones.emkit)")
+    parser.set_defaults(run=run_fit)
+
+
+def build_estimator(args: argparse.Namespace, sample_rate: int | None) -> Any:
+    """The SuperimposedSignals that ``emkit fit tones`` fits."""
+    from emkit.superimposed import SuperimposedSignals
+
+    return SuperimposedSignals("tones", args.n_components, sample_rate=sample_rate,
+                               **common.common_keywords(args, "tones"))
+
+
+def run_fit(args: argparse.Namespace) -> None:
     """``emkit fit tones recording.wav -k K``: the tones of a mono WAV clip."""
-    import json
+    from emkit.io import read_wav
 
-    from emkit.cli import estimator_options
-
+    common.check_output_folders(args.output)
     rate, y = read_wav(args.data)  # integer PCM scaled to [-1, 1): amplitudes in full scale
-    fitted = SuperimposedSignals("tones", args.n_components, n_init=args.n_init,
-                                 random_state=args.seed, progress=bool(args.progress),
-                                 sample_rate=rate, **estimator_options(args)).fit(y)
+    fitted = build_estimator(args, rate).fit(y)
     summary = {
         "model": "tones", "data": str(args.data), "sample_rate": rate, "n_samples": len(y),
         "n_components": args.n_components,

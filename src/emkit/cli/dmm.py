@@ -2,10 +2,59 @@
 
 from __future__ import annotations
 
-import numpy as np
+import argparse
+import json
+from pathlib import Path
+from typing import Any
 
-from emkit.compound_dirichlet import DirichletMultinomialMixture
-from emkit.errors import DataError, NumericalError
+from emkit.cli import common
+
+FIT_EXAMPLES = """\
+examples:
+  emkit fit dmm counts.csv -k 4 -o dmm.emkit
+  emkit fit dmm src/emkit/datasets/twins.csv -k 4 --samples-in-columns --n-init 10
+"""
+SELECT_EXAMPLES = """\
+examples:
+  emkit select dmm counts.csv -k 1-6 --criterion laplace
+  emkit select dmm src/emkit/datasets/twins.csv -k 1-6 --samples-in-columns -o best.emkit
+"""
+CRITERIA = ("laplace", "bic", "aic")
+
+
+def _add_count_arguments(parser) -> None:
+    parser.add_argument("data", type=Path, help="CSV file of counts with a header row; one text "
+                        "column, if any, names the rows")
+    parser.add_argument("--samples-in-columns", action="store_true",
+                        help="the file is categories x samples (one column per sample)")
+
+
+def add_fit_parser(kinds) -> None:
+    parser = kinds.add_parser(
+        "dmm", help="Dirichlet-multinomial mixture of a table of counts", epilog=FIT_EXAMPLES,
+        description="Fit a Dirichlet-multinomial mixture (emkit.DirichletMultinomialMixture) "
+        "to counts: rows are samples, every numeric column a category.")
+    _add_count_arguments(parser)
+    common.add_k_option(parser)
+    common.add_em_options(parser, "dmm")
+    common.add_output_options(parser, "model file to write (e.g. dmm.emkit)")
+    parser.set_defaults(run=run_fit)
+
+
+def add_select_parser(kinds) -> None:
+    parser = kinds.add_parser(
+        "dmm", help="Dirichlet-multinomial mixtures: number of components",
+        epilog=SELECT_EXAMPLES,
+        description="Fit a Dirichlet-multinomial mixture for every K and choose the one with "
+        "the lowest criterion (laplace: the Laplace approximation to -log evidence).")
+    _add_count_arguments(parser)
+    common.add_k_option(parser, k_range=True)
+    # Python's select_model (for Gaussian mixtures) has the default criterion of both.
+    common.add_estimator_option(parser, "select", "criterion", "--criterion",
+                                choices=CRITERIA, help="criterion to minimise")
+    common.add_em_options(parser, "dmm")
+    common.add_output_options(parser, "write the chosen model to this file")
+    parser.set_defaults(run=run_select)
 
 
 def read_count_table(path, samples_in_columns: bool = False):
@@ -16,7 +65,10 @@ def read_count_table(path, samples_in_columns: bool = False):
     tables, e.g. the bundled ``twins.csv``) and is transposed.
     """
     import csv
-    from pathlib import Path
+
+    import numpy as np
+
+    from emkit.errors import DataError
 
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as file:
@@ -50,25 +102,22 @@ def read_count_table(path, samples_in_columns: bool = False):
     return X, [header[j] for j in numeric]
 
 
-def _cli_estimator(args, n_components: int) -> DirichletMultinomialMixture:
-    import sys
+def build_estimator(args: argparse.Namespace, n_components: int) -> Any:
+    """The DirichletMultinomialMixture that ``emkit fit dmm`` fits."""
+    from emkit.compound_dirichlet import DirichletMultinomialMixture
 
-    from emkit.cli import estimator_options
-
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    return DirichletMultinomialMixture(n_components, n_init=args.n_init, random_state=args.seed,
-                                       progress=progress, **estimator_options(args))
+    return DirichletMultinomialMixture(n_components, **common.common_keywords(args, "dmm"))
 
 
-def _cli_row(model: DirichletMultinomialMixture, X: np.ndarray) -> dict:
+def _row(model: Any, X) -> dict:
+    from emkit.errors import NumericalError
+
     try:
         laplace = model.laplace(X)
     except NumericalError:  # stopped short of a maximum: no evidence, and say why
-        from emkit.cli import _note
-
         laplace = None
-        _note(f"warning: K={model.n_components} stopped before a maximum, so it has no Laplace "
-              "evidence; fit to convergence with a larger --max-iter")
+        common.note(f"warning: K={model.n_components} stopped before a maximum, so it has no "
+                    "Laplace evidence; fit to convergence with a larger --max-iter")
     return {"n_components": int(model.n_components), "objective": model.objective(X),
             "laplace": laplace, "bic": float(model.bic(X)), "aic": float(model.aic(X)),
             "n_parameters": int(model.n_parameters()), "converged": bool(model.converged_),
@@ -79,30 +128,18 @@ def _format(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _cli_data(args):
-    if getattr(args, "checkpoint", None) is not None or getattr(args, "resume", False):
-        raise DataError("--checkpoint and --resume are not available for dmm (its fits take "
-                        "seconds).")
-    if args.columns is not None:
-        raise DataError("--columns is not available for dmm: every numeric column is a "
-                        "category of the counts.")
-    return read_count_table(args.data, args.samples_in_columns)
-
-
 def run_fit(args) -> None:
     """``emkit fit dmm``: fit a Dirichlet-multinomial mixture and print (or save) it."""
-    import json
+    import numpy as np
 
-    from emkit.cli import _check_output_folders, _save
-
-    _check_output_folders(args.output)
-    X, names = _cli_data(args)
-    model = _cli_estimator(args, args.n_components).fit(X)
+    common.check_output_folders(args.output)
+    X, names = read_count_table(args.data, args.samples_in_columns)
+    model = build_estimator(args, args.n_components).fit(X)
     summary = {"model": type(model).__name__, "n_samples": len(X), "n_categories": len(names),
-               **_cli_row(model, X), "weights": model.weights_.tolist(),
+               **_row(model, X), "weights": model.weights_.tolist(),
                "alpha": model.alpha_.tolist(), "categories": list(names)}
     if args.output is not None:
-        _save(model, args.output, names)
+        common.save_model(model, args.output, names)
         summary["output"] = str(args.output)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -126,27 +163,32 @@ def run_fit(args) -> None:
 
 
 def run_select(args) -> None:
-    """``emkit select dmm``: fit every K of ``--k`` and choose by ``--criterion``."""
-    import json
+    """``emkit select dmm``: fit every K of ``-k`` and choose by ``--criterion``."""
+    import inspect
 
-    from emkit.cli import _check_output_folders, _save
+    import numpy as np
 
-    if args.criterion not in ("laplace", "bic", "aic"):
-        raise DataError(f"--criterion {args.criterion} is not available for dmm: use laplace, "
-                        "bic or aic.")
-    _check_output_folders(args.output)
-    X, names = _cli_data(args)
-    if max(args.k) > len(X):
-        raise DataError(f"--k goes up to {max(args.k)} components but there are only {len(X)} "
-                        "samples.")
-    models = [_cli_estimator(args, k).fit(X) for k in args.k]
-    table = [_cli_row(model, X) for model in models]
-    values = [np.inf if row[args.criterion] is None else row[args.criterion] for row in table]
+    from emkit.selection import select_model
+
+    common.check_output_folders(args.output)
+    # select_model's defaults (K from 1 to 8, BIC) unless given: one source for both kinds.
+    options = {name: parameter.default for name, parameter
+               in inspect.signature(select_model).parameters.items()
+               if name in ("n_components", "criterion")}
+    options.update(common.estimator_options(args, "select"))
+    ks, criterion = list(options["n_components"]), options["criterion"]
+    X, names = read_count_table(args.data, args.samples_in_columns)
+    if max(ks) > len(X):
+        raise common.Failure(f"-k goes up to {max(ks)} components but there are only {len(X)} "
+                             "samples.")
+    models = [build_estimator(args, k).fit(X) for k in ks]
+    table = [_row(model, X) for model in models]
+    values = [np.inf if row[criterion] is None else row[criterion] for row in table]
     best_index = int(np.argmin(values))
     if args.output is not None:
-        _save(models[best_index], args.output, names)
+        common.save_model(models[best_index], args.output, names)
     if args.json:
-        print(json.dumps({"criterion": args.criterion, "n_samples": len(X), "table": table,
+        print(json.dumps({"criterion": criterion, "n_samples": len(X), "table": table,
                           "best_index": best_index, "best": table[best_index],
                           "output": None if args.output is None else str(args.output)},
                          indent=2))
@@ -158,7 +200,7 @@ def run_select(args) -> None:
                      f"{_format(row['laplace']):>12}"
                      f"  {row['bic']:12.3f}  {row['aic']:12.3f}  {str(row['converged']):>9}"
                      f"{mark}")
-    lines.append(f"best by {args.criterion}: K={table[best_index]['n_components']}")
+    lines.append(f"best by {criterion}: K={table[best_index]['n_components']}")
     if args.output is not None:
         lines.append(f"model written to {args.output}")
     print("\n".join(lines))

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-import scipy.sparse as sp
+from emkit.cli import common
 
-from emkit.errors import DataError
-from emkit.fixed_mixture import FixedMixture
+EXAMPLES = """\
+examples:
+  emkit fit fixed likelihoods.csv -o weights.emkit      # dense: header row of model names
+  emkit fit fixed likelihoods.npz                       # scipy.sparse.save_npz format
+  emkit fit fixed loglik.csv --log --prior 2 --json     # log-likelihoods, MAP weights
+"""
+
+
+def add_fit_parser(kinds) -> None:
+    parser = kinds.add_parser(
+        "fixed", help="mixing weights of fixed models from a rows x models likelihood matrix",
+        epilog=EXAMPLES,
+        description="Learn the mixing weights of fixed models (emkit.FixedMixture) from the "
+        "likelihood of every row under every model: a CSV or Parquet table (a header row of "
+        "model names) or a scipy.sparse .npz matrix.")
+    parser.add_argument("data", type=Path, help="likelihood matrix: .csv, .parquet or .npz")
+    parser.add_argument("--columns", metavar="A,B",
+                        help="models (columns) to use, by name (default: all)")
+    common.add_estimator_option(parser, "fixed", "log", "--log", nargs=0, const=True,
+                                help="the file holds log-likelihoods, not likelihoods")
+    common.add_estimator_option(parser, "fixed", "prior", "--prior",
+                                type=common.non_negative_float, metavar="A",
+                                help="Dirichlet concentration >= 1 for a MAP fit")
+    common.add_em_options(parser, "fixed", starts=False)
+    common.add_output_options(parser, "model file to write (e.g. weights.emkit)")
+    parser.set_defaults(run=run_fit)
 
 
 def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
@@ -17,7 +44,7 @@ def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
     anything else: a CSV (header row of model names) or Parquet table, read by
     :func:`emkit.io.read_table` (``columns`` selects models by name).
     """
-    from pathlib import Path
+    from emkit.errors import DataError
 
     path = Path(path)
     if path.suffix.lower() == ".npz":
@@ -26,6 +53,8 @@ def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
                             "matrix has unnamed columns.")
         if not path.exists():
             raise DataError(f"{path} does not exist.")
+        import scipy.sparse as sp
+
         try:
             matrix = sp.load_npz(path)
         except (ValueError, OSError, KeyError, EOFError) as error:
@@ -38,27 +67,28 @@ def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
     return table.data, list(table.columns)
 
 
-def _cli_columns(args, model=None):
-    from emkit.io import parse_columns
-
-    columns = parse_columns(args.columns)
+def _columns(args: argparse.Namespace, model: Any = None) -> list[str] | None:
+    columns = common.parse_columns(args.columns)
     if columns is None and model is not None and getattr(model, "feature_names_in_", None) \
             is not None and not str(args.data).lower().endswith(".npz"):
         columns = [str(name) for name in model.feature_names_in_]
     return columns
 
 
-def run_fit(args) -> None:
+def build_estimator(args: argparse.Namespace) -> Any:
+    """The FixedMixture that ``emkit fit fixed`` fits."""
+    from emkit.fixed_mixture import FixedMixture
+
+    return FixedMixture(**common.estimator_options(args, "fixed"),
+                        progress=common.progress(args))
+
+
+def run_fit(args: argparse.Namespace) -> None:
     """``emkit fit fixed FILE``: learn the mixing weights of the models (columns) of a likelihood
     matrix and print (or save) them."""
-    import json
-
-    from emkit.cli import _check_output_folders, _save, estimator_options
-
-    _check_output_folders(args.output)
-    X, names = read_likelihoods(args.data, _cli_columns(args))
-    model = FixedMixture(log=args.log, prior=args.prior, progress=bool(args.progress),
-                         **estimator_options(args)).fit(X)
+    common.check_output_folders(args.output)
+    X, names = read_likelihoods(args.data, _columns(args))
+    model = build_estimator(args).fit(X)
     log_likelihood = model.score_samples(X).sum()
     summary = {"model": "FixedMixture", "n_samples": int(X.shape[0]), "n_models": len(names),
                "models": names, "weights": model.weights_.tolist(),
@@ -67,14 +97,14 @@ def run_fit(args) -> None:
                "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
                "accelerate": model.accelerate}
     if args.output is not None:
-        _save(model, args.output, names)
+        common.save_model(model, args.output, names)
         summary["output"] = str(args.output)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
     width = max(5, *(len(name) for name in names))
     lines = [f"FixedMixture: {X.shape[0]} rows x {len(names)} models"
-             + (f", Dirichlet prior {args.prior:g}" if args.prior is not None else ""),
+             + (f", Dirichlet prior {model.prior:g}" if model.prior is not None else ""),
              f"log-likelihood  {log_likelihood:.6g} (mean {log_likelihood / X.shape[0]:.6g} "
              "per row)",
              f"converged       {'yes' if model.converged_ else 'NO (raise --max-iter)'} after "
@@ -87,15 +117,14 @@ def run_fit(args) -> None:
     print("\n".join(lines))
 
 
-def run_predict(args, model: FixedMixture) -> None:
+def run_predict(args: argparse.Namespace, model: Any) -> None:
     """``emkit predict MODEL FILE`` for a FixedMixture: the most probable model of each row, or
     (``--proba``) every model's posterior probability, as CSV or JSON."""
-    import json
+    import scipy.sparse as sp
 
-    from emkit.atomic import write_atomically
     from emkit.io import format_csv
 
-    X, _ = read_likelihoods(args.data, _cli_columns(args, model))
+    X, _ = read_likelihoods(args.data, _columns(args, model))
     model.__dict__.pop("feature_names_in_", None)  # columns are chosen by name above
     if args.proba:
         resp = model.predict_proba(X)
@@ -109,19 +138,12 @@ def run_predict(args, model: FixedMixture) -> None:
         output = json.dumps({"probabilities" if args.proba else "models": values}) + "\n"
     else:
         output = format_csv(header, (row if args.proba else [row] for row in values))
-    if args.output is None:
-        import sys
-
-        sys.stdout.write(output)
-    else:
-        write_atomically(args.output, output)
+    common.write_output(args, output)
 
 
-def run_score(args, model: FixedMixture) -> None:
+def run_score(args: argparse.Namespace, model: Any) -> None:
     """``emkit score MODEL FILE`` for a FixedMixture: log-likelihood, BIC and AIC."""
-    import json
-
-    X, _ = read_likelihoods(args.data, _cli_columns(args, model))
+    X, _ = read_likelihoods(args.data, _columns(args, model))
     model.__dict__.pop("feature_names_in_", None)
     row_log_likelihood = model.score_samples(X)
     n = len(row_log_likelihood)

@@ -1,4 +1,4 @@
-"""``emkit fit hmm`` and ``emkit predict`` for hidden Markov models (called by :mod:`emkit.cli`).
+"""``emkit fit hmm``, and ``emkit predict`` / ``score`` for hidden Markov model files.
 
 Sequences in a table: with ``--lengths-column ID``, consecutive rows with the same value of
 column ID form one sequence (the column itself is not a feature); without it the whole file is
@@ -10,14 +10,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from emkit.cli import common
 
-from emkit.errors import DataError
-from emkit.io import parse_columns
+if TYPE_CHECKING:
+    import numpy as np
+
+EXAMPLES = """\
+examples:
+  emkit fit hmm series.csv -k 3 --lengths-column id -o hmm.emkit
+  emkit predict hmm.emkit series.csv --lengths-column id > states.csv   # the Viterbi path
+"""
+
+
+def add_fit_parser(kinds) -> None:
+    parser = kinds.add_parser(
+        "hmm", help="Gaussian hidden Markov model of the rows of a table", epilog=EXAMPLES,
+        description="Fit a Gaussian hidden Markov model (emkit.GaussianHMM) by Baum-Welch: "
+        "rows are frames in time order, one sequence per file or per value of "
+        "--lengths-column.")
+    common.add_table_arguments(parser)
+    common.add_lengths_option(parser)
+    common.add_k_option(parser)
+    common.add_gaussian_options(parser, "hmm", init="init")
+    common.add_em_options(parser, "hmm")
+    common.add_output_options(parser, "model file to write (e.g. hmm.emkit)")
+    parser.set_defaults(run=run_fit)
 
 
 def sequence_lengths(path: Path, column: str | None, use: np.ndarray) -> np.ndarray | None:
@@ -25,9 +45,11 @@ def sequence_lengths(path: Path, column: str | None, use: np.ndarray) -> np.ndar
     sequence)."""
     if column is None:
         return None
-    from emkit.cli import _raw_cells
+    import numpy as np
 
-    header, rows = _raw_cells(path)
+    from emkit.errors import DataError
+
+    header, rows = common.raw_cells(path)
     if column not in header:
         raise DataError(f"--lengths-column {column!r} is not a column of {path} (columns: "
                         f"{', '.join(header)}).")
@@ -43,32 +65,27 @@ def sequence_lengths(path: Path, column: str | None, use: np.ndarray) -> np.ndar
 
 
 def _feature_columns(args: argparse.Namespace) -> list[str] | None:
-    columns = parse_columns(args.columns)
+    columns = common.parse_columns(args.columns)
     if columns is not None or args.lengths_column is None:
         return columns
-    from emkit.cli import _numeric_columns, _raw_cells
+    header, rows = common.raw_cells(args.data)
+    return [name for name in common.numeric_columns(header, rows)
+            if name != args.lengths_column]
 
-    header, rows = _raw_cells(args.data)
-    return [name for name in _numeric_columns(header, rows) if name != args.lengths_column]
+
+def build_estimator(args: argparse.Namespace) -> Any:
+    """The GaussianHMM that ``emkit fit hmm`` fits."""
+    from emkit.hmm import GaussianHMM
+
+    return GaussianHMM(args.n_components, **common.common_keywords(args, "hmm"))
 
 
 def run_fit(args: argparse.Namespace) -> None:
-    from emkit.cli import _check_output_folders, _Failure, _read_rows, _save, estimator_options
-    from emkit.hmm import GaussianHMM
-
-    _check_output_folders(args.output)
-    if args.checkpoint is not None or args.resume:
-        raise _Failure("--checkpoint and --resume are for 'emkit fit gmm' only.")
-    if args.float32:
-        raise _Failure("--float32 is for 'emkit fit gmm' only.")
-    table, use = _read_rows(args.data, _feature_columns(args), args.drop_missing)
+    common.check_output_folders(args.output)
+    table, use = common.read_rows(args.data, _feature_columns(args), args.drop_missing)
     X = table.data[use]
     lengths = sequence_lengths(args.data, args.lengths_column, use)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    model = GaussianHMM(
-        args.n_components, covariance_type=args.covariance, reg_covar=args.reg_covar,
-        n_init=args.n_init, random_state=args.seed, progress=progress,
-        **estimator_options(args), **({"init": args.init} if args.init else {})).fit(X, lengths)
+    model = build_estimator(args).fit(X, lengths)
     log_likelihood = model.score(X, lengths)
     summary = {
         "model": "GaussianHMM",
@@ -88,7 +105,7 @@ def run_fit(args: argparse.Namespace) -> None:
         "means": model.means_.tolist(),
     }
     if args.output is not None:
-        _save(model, args.output, table.columns)
+        common.save_model(model, args.output, table.columns)
         summary["output"] = str(args.output)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -116,11 +133,9 @@ def run_fit(args: argparse.Namespace) -> None:
 
 def run_predict(args: argparse.Namespace, model: Any) -> None:
     """The state path (or posteriors) of every row; rows left out keep their place, empty."""
-    from emkit.cli import _check_width, _model_columns, _read_rows, write_per_row
-
-    columns = _model_columns(model, args.columns)
-    table, use = _read_rows(args.data, columns, args.drop_missing, keep_positions=True)
-    _check_width(model, table)
+    columns = common.model_columns(model, args.columns)
+    table, use = common.read_rows(args.data, columns, args.drop_missing, keep_positions=True)
+    common.check_width(model, table)
     X = table.data[use]
     lengths = sequence_lengths(args.data, args.lengths_column, use)
     if args.proba:
@@ -129,15 +144,14 @@ def run_predict(args: argparse.Namespace, model: Any) -> None:
     else:
         header = ["state"]
         values = [int(state) for state in model.predict(X, lengths)]
-    write_per_row(args, header, values, use, "probabilities" if args.proba else "states")
+    common.write_per_row(args, header, values, use, "probabilities" if args.proba else "states")
 
 
 def run_score(args: argparse.Namespace, model: Any) -> None:
     """Log-likelihood (summed over the sequences), BIC and AIC of an HMM on a data file."""
-    from emkit.cli import _check_width, _model_columns, _read_rows
-
-    table, use = _read_rows(args.data, _model_columns(model, args.columns), args.drop_missing)
-    _check_width(model, table)
+    table, use = common.read_rows(args.data, common.model_columns(model, args.columns),
+                                  args.drop_missing)
+    common.check_width(model, table)
     X = table.data[use]
     lengths = sequence_lengths(args.data, args.lengths_column, use)
     log_likelihood = float(model.score(X, lengths))

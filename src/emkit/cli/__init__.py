@@ -1,0 +1,94 @@
+"""The ``emkit`` command line: fit, predict, score, select, impute, info and demo.
+
+One module per command (``fit`` and ``select`` take a model kind, one module per kind), the
+shared helpers in :mod:`emkit.cli.common` and the estimators' defaults, read from their
+signatures, in :mod:`emkit.cli.defaults`. Only argparse is loaded to parse the command line;
+each command imports what it needs when it runs.
+
+Every expected failure (bad input, a missing file, a file that is not an emkit model) ends with
+one line ``emkit: error: ...`` on stderr and exit status 2; warnings print as
+``emkit: warning: ...``; Ctrl-C prints one line and exits with status 130. A genuine bug still
+raises with its traceback, so that it gets reported.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+
+from emkit import __version__
+from emkit.cli import common, demo, dmm, fixed, gmm, hmm, impute, info, predict, score, tones
+from emkit.cli.common import parse_k_range
+
+
+def build_parser() -> common.Parser:
+    """The argument parser of ``emkit``."""
+    parser = common.Parser(prog="emkit", description="Maximum-likelihood estimation by the EM "
+                           "algorithm: fit, use and choose mixture models from the command "
+                           "line.", epilog="'emkit COMMAND --help' and 'emkit fit KIND --help' "
+                           "describe each command, with examples.")
+    parser.add_argument("--version", action="version", version=f"emkit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=common.Parser)
+    commands.required = True
+
+    fit = commands.add_parser("fit", help="fit a model to a data file and save it",
+                              description="Fit a model of one kind; 'emkit fit KIND --help' "
+                              "lists its options.")
+    kinds = common.add_kinds(fit, "model kinds")
+    for module in (gmm, hmm, dmm, fixed, tones):
+        module.add_fit_parser(kinds)
+    predict.add_parser(commands)
+    score.add_parser(commands)
+    select = commands.add_parser("select", help="choose the number of components by BIC",
+                                 description="Fit models with several numbers of components "
+                                 "and choose one by a criterion; 'emkit select KIND --help' "
+                                 "lists the options.")
+    kinds = common.add_kinds(select, "model kinds")
+    for module in (gmm, dmm):
+        module.add_select_parser(kinds)
+    for module in (impute, info, demo):
+        module.add_parser(commands)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"emkit: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``emkit`` with ``argv`` (default: the process arguments); return the exit status."""
+    args = None
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exit_:  # --help, --version and usage errors
+            return exit_.code if isinstance(exit_.code, int) else common.EXIT_ERROR
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.run(args)
+        return 0
+    except KeyboardInterrupt:
+        print(f"emkit: {common.interrupted_message(args)}", file=sys.stderr)
+        return common.EXIT_INTERRUPTED
+    except common.Failure as error:
+        message = str(error)
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `emkit predict ... | head`): not an error
+        # worth a message.
+        common.silence_stdout()
+        return 1
+    except OSError as error:
+        message = common.describe_os_error(error)
+    except Exception as error:
+        # emkit's own errors are expected failures; the module is loaded by whatever raised one.
+        from emkit.errors import EmkitError
+
+        if not isinstance(error, EmkitError):
+            raise
+        message = str(error)
+    print(f"emkit: error: {' '.join(message.split())}", file=sys.stderr)
+    return common.EXIT_ERROR
+
+
+__all__ = ["build_parser", "main", "parse_k_range"]

@@ -1,0 +1,488 @@
+"""What the subcommands of ``emkit`` share: the parser and its option types, the estimator
+options, reading rows and writing results.
+
+Only argparse and the standard library are imported here at start-up, so that ``emkit --help``
+and a usage error answer at once; numpy, scikit-learn and the estimators load inside the
+functions that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emkit.cli.defaults import constant, default, show
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from emkit.io import Table
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
+CHUNK_ROWS = 65_536  # rows per chunk of a streamed file when --chunk-size is not given
+
+
+class Failure(Exception):
+    """An expected failure of the command line itself: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------- parser
+class EstimatorOption(argparse.Action):
+    """An option that is a keyword of the estimator's constructor (or of ``select_model``).
+
+    Its value goes to ``args.estimator_options[kind]``; an option left out is not passed at all, so
+    the estimator's own default applies, and ``--help`` shows that default (read from the
+    signature of ``defaults.ESTIMATORS[kind]``). ``nargs=0`` makes a flag that passes ``const``.
+    """
+
+    def __init__(self, option_strings, dest, kind: str, **kwargs):
+        self.kind = kind
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        # A new dict, never the parser's shared default: {kind: {parameter: value}}.
+        options = {kind: dict(given) for kind, given
+                   in getattr(namespace, "estimator_options", {}).items()}
+        options.setdefault(self.kind, {})[self.dest] = self.const if self.nargs == 0 else values
+        namespace.estimator_options = options
+
+
+class Choice:
+    """An argument type: one of the names in a module-level constant of emkit (read when first
+    needed, without importing the module), e.g. the initialisation methods."""
+
+    def __init__(self, module: str, name: str, what: str):
+        self.module, self.name, self.__name__ = module, name, what
+
+    def choices(self) -> tuple[str, ...]:
+        return tuple(constant(self.module, self.name))
+
+    def __call__(self, text: str) -> str:
+        if text not in self.choices():
+            raise argparse.ArgumentTypeError(
+                f"unknown {self.__name__} {text!r}: choose from {', '.join(self.choices())}")
+        return text
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Text with line breaks of its own (examples) as written, other text wrapped; every
+    option's help ends with its choices and its default (an estimator option's default read
+    from the estimator's signature)."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if text == argparse.SUPPRESS:
+            return text
+        if isinstance(action.type, Choice):
+            text += f" ({', '.join(action.type.choices())})"
+        if isinstance(action, EstimatorOption):
+            value = default(action.kind, action.dest)
+            shown = ("on" if value else "off") if isinstance(value, bool) else show(value)
+            text += f" (default: {shown})"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with emkit's help layout and one-line errors (exit status 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.set_defaults(estimator_options={})
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"emkit: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_kinds(parser: argparse.ArgumentParser, what: str):
+    """The subparsers of a command that takes a model kind (``emkit fit gmm``, …)."""
+    kinds = parser.add_subparsers(dest="model_kind", metavar="KIND", title=what,
+                                  parser_class=Parser)
+    kinds.required = True
+    return kinds
+
+
+# ---------------------------------------------------------------------------------- types
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+non_negative_float.__name__ = "non-negative number"
+
+
+def parse_k_range(text: str) -> list[int]:
+    """Numbers of components from ``"1-8"``, ``"3"`` or ``"1,2,5-7"``, sorted, without repeats."""
+    values: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high) if high else int(low)
+            if first < 1 or last < first:
+                raise ValueError
+            values.update(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid K range {text!r}: use e.g. 1-8, 3 or 1,2,5-7 (K >= 1)") from None
+    return sorted(values)
+
+
+COVARIANCE_TYPE = Choice("emkit.families.gaussian", "COVARIANCE_TYPES", "covariance type")
+INIT_METHOD = Choice("emkit.clustering", "INIT_METHODS", "initialisation")
+
+
+def covariance_list(text: str) -> list[str]:
+    """Comma-separated covariance types, without repeats."""
+    return list(dict.fromkeys(COVARIANCE_TYPE(name.strip()) for name in text.split(",")))
+
+
+def accelerate(text: str) -> str | None:
+    if text not in ("none", "squarem"):
+        raise argparse.ArgumentTypeError(f"unknown acceleration {text!r}: choose none or squarem")
+    return None if text == "none" else text
+
+
+# ---------------------------------------------------------------------------------- options
+def add_estimator_option(parser, kind: str, parameter: str, *flags: str, **options):
+    """An option passed to the estimator as ``parameter`` only when given (see
+    :class:`EstimatorOption`)."""
+    return parser.add_argument(*flags, dest=parameter, action=EstimatorOption, kind=kind,
+                               **options)
+
+
+def add_table_arguments(parser, *, columns: bool = True, drop_missing: bool = True) -> None:
+    """The data file of a table and the options that choose its columns and rows."""
+    parser.add_argument("data", type=Path, help="CSV file (header row) or Parquet file")
+    if columns:
+        parser.add_argument("--columns", metavar="A,B",
+                            help="columns to use, by name (default: all; for predict and score, "
+                                 "the columns the model was fitted on)")
+    if drop_missing:
+        parser.add_argument("--drop-missing", action="store_true",
+                            help="drop rows with empty cells in the used columns (default: keep "
+                                 "them; the exact EM uses their observed values)")
+
+
+def add_k_option(parser, kind: str | None = None, *, k_range: bool = False) -> None:
+    """``-k``/``--k``/``--n-components``, spelled the same by every command: one number of
+    components (required when ``kind`` is None), a range for ``select``, or an estimator option
+    with the estimator's default."""
+    flags = ("-k", "--n-components", "--k")
+    if k_range:
+        add_estimator_option(parser, "select", "n_components", *flags, type=parse_k_range,
+                             metavar="RANGE", help="numbers of components to try, e.g. 1-8 or "
+                             "1,2,5-7 (as Python's range(1, 9): 1-8)")
+    elif kind is not None:
+        add_estimator_option(parser, kind, "n_components", *flags, type=positive_int,
+                             metavar="K", help="number of components")
+    else:
+        parser.add_argument(*flags, dest="n_components", type=positive_int, metavar="K",
+                            required=True, help="number of components")
+
+
+def add_gaussian_options(parser, kind: str, *, init: str | None, covariance: bool = True):
+    """Covariance type, regularisation and start of the Gaussian models; ``init`` is the name of
+    the estimator's initialisation parameter (None: no --init)."""
+    if covariance:
+        add_estimator_option(parser, kind, "covariance_type", "--covariance",
+                             type=COVARIANCE_TYPE, metavar="TYPE", help="covariance type")
+    add_estimator_option(parser, kind, "reg_covar", "--reg-covar", type=non_negative_float,
+                         metavar="R", help="added to covariance diagonals")
+    if init is not None:
+        add_estimator_option(parser, kind, init, "--init", type=INIT_METHOD, metavar="METHOD",
+                             help="how the starts are chosen (auto: hierarchical agglomeration "
+                                  "and k-means starts, ranked by short EM runs)")
+
+
+def add_em_options(parser, kind: str, *, starts: bool = True, accelerate_option: bool = True):
+    """The options of the EM loop; ``starts``: --n-init and --seed (random starts)."""
+    group = parser.add_argument_group("EM options")
+    if starts:
+        add_estimator_option(group, kind, "n_init", "--n-init", type=positive_int, metavar="N",
+                             help="number of starts; the best log-likelihood wins")
+    add_estimator_option(group, kind, "max_iter", "--max-iter", type=positive_int, metavar="N",
+                         help="maximum EM iterations (passes over the data) per start")
+    add_estimator_option(group, kind, "tol", "--tol", type=non_negative_float, metavar="T",
+                         help="stop when the log-likelihood's last change and its estimated "
+                              "remaining rise are below T per sample")
+    if accelerate_option:
+        add_estimator_option(group, kind, "accelerate", "--accelerate", type=accelerate,
+                             metavar="{none,squarem}", help="SQUAREM usually needs several "
+                             "times fewer iterations than plain EM (none)")
+    if starts:
+        add_seed_option(group)
+    add_progress_option(group)
+    return group
+
+
+def add_seed_option(parser) -> None:
+    # The one default of its own: a command line run repeats unless told otherwise, where
+    # Python's random_state=None draws fresh starts.
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed; the same seed gives the same fit (default 0; "
+                             "Python's random_state)")
+
+
+def add_progress_option(parser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")
+
+
+def add_output_options(parser, output_help: str, *, json_option: bool = True) -> None:
+    parser.add_argument("-o", "--output", type=Path, help=output_help)
+    if json_option:
+        parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def add_lengths_option(parser) -> None:
+    parser.add_argument("--lengths-column", metavar="ID",
+                        help="hidden Markov models: rows with the same value of column ID in a "
+                             "row form one sequence (default: one sequence)")
+
+
+# ---------------------------------------------------------------------------------- estimators
+def estimator_options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The options for ``kind``'s estimator given on the command line, as keywords (see
+    EstimatorOption)."""
+    return dict(args.estimator_options.get(kind, {}))
+
+
+def progress(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
+def common_keywords(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The keywords of an estimator with random starts: the given options, the seed and
+    progress."""
+    return {**estimator_options(args, kind), "random_state": args.seed,
+            "progress": progress(args)}
+
+
+# ---------------------------------------------------------------------------------- data
+def note(message: str) -> None:
+    print(f"emkit: {message}", file=sys.stderr)
+
+
+def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
+              keep_positions: bool = False) -> tuple[Table, np.ndarray]:
+    """The table and a boolean mask of the rows to use.
+
+    Empty cells are missing values (NaN), which the Gaussian mixture handles exactly: every row
+    is used. With ``drop_missing`` the rows with an empty cell are left out instead and a note
+    says how many."""
+    import numpy as np
+
+    from emkit.errors import DataError
+    from emkit.io import read_table
+
+    table = read_table(path, columns)
+    if not drop_missing:
+        return table, np.ones(len(table.data), dtype=bool)
+    missing = table.missing_rows()
+    n_missing = int(missing.sum())
+    if n_missing == len(missing):
+        raise DataError(f"every row of {path} has a missing value in the columns used "
+                        f"({', '.join(table.columns)}): nothing is left to use.")
+    if n_missing:
+        action = "left out" if keep_positions else "dropped"
+        note(f"{action} {n_missing} of {len(missing)} rows with missing values")
+    return table, ~missing
+
+
+def raw_cells(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of every data row as text ("" for empty), to copy columns through.
+
+    Called after :func:`emkit.io.read_table` accepted the file, so it is a well-formed table."""
+    import csv
+
+    from emkit.io import PARQUET_SUFFIXES
+
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    if path.suffix.lower() in PARQUET_SUFFIXES or magic == b"PAR1":  # as emkit.io decides
+        import pyarrow.parquet as parquet
+
+        table = parquet.read_table(path)
+        columns = [["" if value is None else str(value) for value in table.column(i).to_pylist()]
+                   for i in range(table.num_columns)]
+        return list(table.column_names), [list(row) for row in zip(*columns, strict=True)]
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        rows = [row for row in csv.reader(file) if row]  # as read_table: skip blank lines
+    return [name.strip() for name in rows[0]], rows[1:]
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Columns whose cells are numbers or empty, with at least one number."""
+    cells = [[row[j].strip() for row in rows] for j in range(len(header))]
+    return [name for name, column in zip(header, cells, strict=True)
+            if any(column) and all(not cell or _is_number(cell) for cell in column)]
+
+
+def parse_columns(text: str | None) -> list[str] | None:
+    from emkit.io import parse_columns as parse
+
+    return parse(text)
+
+
+# ---------------------------------------------------------------------------------- models
+def check_output_folders(*paths: Path | None) -> None:
+    """Fail before the work, not after it, when an output cannot be written."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise Failure(f"cannot write {path}: it is a folder; give a file name.")
+        if not path.parent.is_dir():
+            raise Failure(f"cannot write {path}: the folder {path.parent} does not exist.")
+
+
+def load_model(path: Path) -> Any:
+    from emkit.persist import load
+
+    return load(path)
+
+
+def model_columns(model: Any, columns: str | None) -> list[str] | None:
+    """Which columns to read for a fitted model: ``--columns``, else the names it was fitted on
+    (``feature_names_in_``, stored in the model file). Removes those names from ``model``."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        # The command line selects the columns by name itself and hands the estimator a plain
+        # array; scikit-learn would warn that the array has no names.
+        del model.feature_names_in_
+    if columns is not None:
+        return parse_columns(columns)
+    return None if names is None else [str(name) for name in names]
+
+
+def save_model(model: Any, path: Path, columns: Sequence[str]) -> None:
+    """Save ``model`` with the names of the columns it was fitted on, so that ``predict`` and
+    ``score`` read the same columns by default."""
+    import numpy as np
+
+    model.feature_names_in_ = np.asarray(columns, dtype=object)
+    try:
+        model.save(path)
+    finally:
+        del model.feature_names_in_
+
+
+def check_width(model: Any, table: Table) -> None:
+    from emkit.errors import DataError
+
+    expected = getattr(model, "n_features_in_", None)
+    if expected is not None and table.data.shape[1] != expected:
+        raise DataError(
+            f"the model was fitted on {expected} columns, but {len(table.columns)} columns were "
+            f"read from {table.path} ({', '.join(table.columns)}): choose {expected} with "
+            "--columns a,b.")
+
+
+# ---------------------------------------------------------------------------------- output
+def write_output(args: argparse.Namespace, text: str) -> None:
+    """``text`` to ``--output`` (written atomically) or to stdout."""
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        from emkit.atomic import write_atomically
+
+        write_atomically(args.output, text)
+
+
+def write_per_row(args: argparse.Namespace, header: list[str], values: list[Any],
+                  use: np.ndarray, name: str) -> None:
+    """One result per row used (``use``), written in the rows' own places (rows left out stay
+    empty: null in JSON), as CSV or, with ``--json``, as ``{name: [...]}``."""
+    import numpy as np
+
+    from emkit.io import format_csv
+
+    results: list[Any] = [None] * len(use)
+    for position, value in zip(np.flatnonzero(use), values, strict=True):
+        results[position] = value
+    if args.json:
+        output = json.dumps({name: results}) + "\n"
+    else:
+        blank = [""] * len(header)
+        output = format_csv(header, (blank if value is None else value if args.proba
+                                     else [value] for value in results))
+    write_output(args, output)
+
+
+def print_json(value: Any) -> None:
+    from emkit.io import json_default
+
+    print(json.dumps(value, indent=2, default=json_default))
+
+
+def describe_os_error(error: OSError) -> str:
+    if error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
+
+
+def silence_stdout() -> None:
+    """After a broken pipe (``emkit predict … | head``): silence the final flush of stdout, as
+    Python's docs advise."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What to say after Ctrl-C: where a checkpointed fit can resume from."""
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is None or not checkpoint.exists():
+        return "interrupted"
+    iteration = checkpoint_iteration(checkpoint)
+    where = "" if iteration is None else f" at iteration {iteration}"
+    return f"interrupted{where}; resume with --resume"
+
+
+def checkpoint_iteration(path: Path) -> int | None:
+    """The iteration of the start in progress saved in a checkpoint (where ``--resume``
+    continues), None when the checkpoint holds none or cannot be read.
+
+    Reads the two members it needs (see emkit.checkpoint): the JSON ``state`` and the objective
+    history of the start in progress, whose first entry is the start (iteration 0)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            state = json.loads(bytes(archive["state"]).decode("utf-8"))
+            if state.get("current") is None:
+                return None
+            return len(archive["current_history"]) - 1
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None

@@ -1,0 +1,120 @@
+"""The defaults of the estimators behind the command line, read from their source code.
+
+The command line passes an estimator option only when it is given, so every default is the
+estimator's own: its constructor's signature is the one source of truth. ``--help`` shows those
+defaults; ``inspect.signature`` would import the estimator's module and with it scikit-learn and
+scipy (over a second for a help text), so the signatures and the constants the command line
+offers as choices are read from the source text instead, without running it. A test checks that
+this reading equals ``inspect.signature`` for every estimator.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+# What each command line kind fits: (module, class or function); its signature's defaults are
+# the command line's.
+ESTIMATORS = {
+    "gmm": ("emkit.estimators", "GaussianMixture"),
+    "hmm": ("emkit.hmm", "GaussianHMM"),
+    "dmm": ("emkit.compound_dirichlet", "DirichletMultinomialMixture"),
+    "fixed": ("emkit.fixed_mixture", "FixedMixture"),
+    "tones": ("emkit.superimposed", "SuperimposedSignals"),
+    "impute": ("emkit.imputer", "EMImputer"),
+    "select": ("emkit.selection", "select_model"),
+}
+
+
+class Expression(str):
+    """A default that is not a literal (e.g. ``np.float64``): its source text, for display."""
+
+
+@functools.cache
+def _module_body(module: str) -> tuple[ast.stmt, ...]:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise LookupError(f"no source for module {module}")
+    return tuple(ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body)
+
+
+def _definition(module: str, name: str) -> tuple[str, ast.AST]:
+    """(module, node) of the module-level definition of ``name``, following ``from … import``."""
+    for node in _module_body(module):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and node.name == name:
+            return module, node
+        if isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == name for target in node.targets):
+            return module, node.value
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                and node.target.id == name and node.value is not None:
+            return module, node.value
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return _definition(node.module, alias.name)
+    raise LookupError(f"{module} defines no {name}")
+
+
+def _value(module: str, node: ast.AST) -> Any:
+    """The value of an expression: a literal, or a module-level name bound to one."""
+    if isinstance(node, ast.Name):
+        return _value(*_definition(module, node.id))
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return Expression(ast.unparse(node))
+
+
+def _signature_node(module: str, name: str) -> tuple[str, ast.FunctionDef]:
+    """The function whose parameters ``name`` takes: itself, or a class's (inherited)
+    ``__init__``."""
+    module, node = _definition(module, name)
+    if isinstance(node, ast.FunctionDef):
+        return module, node
+    if isinstance(node, ast.ClassDef):
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                return module, item
+        for base in node.bases:
+            if isinstance(base, ast.Name):
+                return _signature_node(module, base.id)
+    raise LookupError(f"{module}.{name} has no readable signature")
+
+
+@functools.cache
+def defaults(kind: str) -> dict[str, Any]:
+    """The parameters with a default of the estimator behind ``kind`` (a key of ESTIMATORS)."""
+    module, function = _signature_node(*ESTIMATORS[kind])
+    arguments = function.args
+    positional = arguments.posonlyargs + arguments.args
+    pairs = list(zip(positional[len(positional) - len(arguments.defaults):],
+                     arguments.defaults, strict=True))
+    pairs += [(argument, default) for argument, default
+              in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True)
+              if default is not None]
+    return {argument.arg: _value(module, default) for argument, default in pairs}
+
+
+def default(kind: str, parameter: str) -> Any:
+    """The default of one parameter of the estimator behind ``kind``."""
+    return defaults(kind)[parameter]
+
+
+@functools.cache
+def constant(module: str, name: str) -> Any:
+    """A module-level constant (e.g. the names of the initialisations), read without importing
+    ``module``."""
+    return _value(*_definition(module, name))
+
+
+def show(value: Any) -> str:
+    """A default as the command line spells it."""
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(show, value))
+    return str(value)
