@@ -99,10 +99,22 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
-        self.set_defaults(estimator_options={})
+        # The innermost command's defaults win: command_prog names the command that was run.
+        self.set_defaults(estimator_options={}, command_prog=self.prog)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:  # an option of another command: point to the help of the one that was run
+            self.exit(EXIT_ERROR, usage_error(f"unrecognized arguments: {' '.join(extras)}",
+                                              namespace.command_prog))
+        return namespace
 
     def error(self, message: str):
-        self.exit(EXIT_ERROR, f"emkit: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_ERROR, usage_error(message, self.prog))
+
+
+def usage_error(message: str, prog: str) -> str:
+    return f"emkit: error: {message} (see '{prog} --help')\n"
 
 
 def add_kinds(parser: argparse.ArgumentParser, what: str):
@@ -194,7 +206,7 @@ def add_k_option(parser, kind: str | None = None, *, k_range: bool = False) -> N
     if k_range:
         add_estimator_option(parser, "select", "n_components", *flags, type=parse_k_range,
                              metavar="RANGE", help="numbers of components to try, e.g. 1-8 or "
-                             "1,2,5-7 (as Python's range(1, 9): 1-8)")
+                             "1,2,5-7")
     elif kind is not None:
         add_estimator_option(parser, kind, "n_components", *flags, type=positive_int,
                              metavar="K", help="number of components")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +34,14 @@ class Expression(str):
 
 @functools.cache
 def _module_body(module: str) -> tuple[ast.stmt, ...]:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise LookupError(f"no source for module {module}")
-    return tuple(ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body)
+    # The file of an emkit module found without importing its packages (importlib's find_spec
+    # would run every package's __init__ on the way).
+    package, *names = module.split(".")
+    if package != "emkit":
+        raise LookupError(f"{module} is not a module of emkit")
+    path = Path(__file__).parents[1].joinpath(*names)
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return tuple(ast.parse(path.read_text(encoding="utf-8")).body)
 
 
 def _definition(module: str, name: str) -> tuple[str, ast.AST]:
@@ -60,9 +63,13 @@ def _definition(module: str, name: str) -> tuple[str, ast.AST]:
 
 
 def _value(module: str, node: ast.AST) -> Any:
-    """The value of an expression: a literal, or a module-level name bound to one."""
+    """The value of an expression: a literal, a module-level name bound to one, or a range of
+    literals (select_model's numbers of components)."""
     if isinstance(node, ast.Name):
         return _value(*_definition(module, node.id))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id == "range" and not node.keywords:
+        return range(*(_value(module, argument) for argument in node.args))
     try:
         return ast.literal_eval(node)
     except ValueError:
@@ -115,6 +122,8 @@ def show(value: Any) -> str:
     """A default as the command line spells it."""
     if value is None:
         return "none"
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, range) and value.step == 1 and len(value) > 1:
+        return f"{value.start}-{value.stop - 1}"
+    if isinstance(value, (tuple, list, range)):
         return ",".join(map(show, value))
     return str(value)
