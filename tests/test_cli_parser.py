@@ -58,7 +58,7 @@ def test_every_command_is_listed():
 
 
 # ------------------------------------------------------------------------------ help
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("command", COMMANDS + [("fit",), ("select",)], ids=" ".join)
 def test_help_of_every_command_has_an_example(command, capsys):
     status, out, _ = run(capsys, *command, "--help")
     assert status == 0

@@ -21,6 +21,18 @@ from emkit import __version__
 from emkit.cli import common, demo, dmm, fixed, gmm, hmm, impute, info, predict, score, tones
 from emkit.cli.common import parse_k_range
 
+FIT_EXAMPLES = """\
+examples:
+  emkit fit gmm data.csv -k 3 -o model.emkit
+  emkit fit hmm series.csv -k 3 --lengths-column id -o hmm.emkit
+  emkit fit dmm counts.csv -k 4
+"""
+SELECT_EXAMPLES = """\
+examples:
+  emkit select gmm data.csv -k 1-8 --covariance full,diag
+  emkit select dmm counts.csv -k 1-6 --criterion laplace
+"""
+
 
 def build_parser() -> common.Parser:
     """The argument parser of ``emkit``."""
@@ -34,13 +46,14 @@ def build_parser() -> common.Parser:
 
     fit = commands.add_parser("fit", help="fit a model to a data file and save it",
                               description="Fit a model of one kind; 'emkit fit KIND --help' "
-                              "lists its options.")
+                              "lists its options.", epilog=FIT_EXAMPLES)
     kinds = common.add_kinds(fit, "model kinds")
     for module in (gmm, hmm, dmm, fixed, tones):
         module.add_fit_parser(kinds)
     predict.add_parser(commands)
     score.add_parser(commands)
-    select = commands.add_parser("select", help="choose the number of components by BIC",
+    select = commands.add_parser("select", help="choose the number of components by a "
+                                 "criterion (BIC, ...)", epilog=SELECT_EXAMPLES,
                                  description="Fit models with several numbers of components "
                                  "and choose one by a criterion; 'emkit select KIND --help' "
                                  "lists the options.")
