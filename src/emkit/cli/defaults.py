@@ -32,16 +32,29 @@ class Expression(str):
     """A default that is not a literal (e.g. ``np.float64``): its source text, for display."""
 
 
-@functools.cache
-def _module_body(module: str) -> tuple[ast.stmt, ...]:
+def _module_path(module: str) -> Path:
     # The file of an emkit module found without importing its packages (importlib's find_spec
     # would run every package's __init__ on the way).
     package, *names = module.split(".")
     if package != "emkit":
         raise LookupError(f"{module} is not a module of emkit")
     path = Path(__file__).parents[1].joinpath(*names)
-    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-    return tuple(ast.parse(path.read_text(encoding="utf-8")).body)
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+@functools.cache
+def _module_body(module: str) -> tuple[ast.stmt, ...]:
+    return tuple(ast.parse(_module_path(module).read_text(encoding="utf-8")).body)
+
+
+def _imported_module(module: str, node: ast.ImportFrom) -> str:
+    """The absolute name of the module a ``from … import`` in ``module`` reads from."""
+    if node.level == 0:
+        return node.module or ""
+    package = module if _module_path(module).name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
 
 
 def _definition(module: str, name: str) -> tuple[str, ast.AST]:
@@ -55,10 +68,10 @@ def _definition(module: str, name: str) -> tuple[str, ast.AST]:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
                 and node.target.id == name and node.value is not None:
             return module, node.value
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        if isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 if (alias.asname or alias.name) == name:
-                    return _definition(node.module, alias.name)
+                    return _definition(_imported_module(module, node), alias.name)
     raise LookupError(f"{module} defines no {name}")
 
 
