@@ -1,15 +1,14 @@
 """Reading data tables (CSV, Parquet) and writing result tables, for the command line.
 
-CSV is read with the standard library: a header row, then one row per sample; an empty cell is a
-missing value (NaN). Parquet needs pyarrow (the ``parquet`` extra). pandas is deliberately not
-needed.
+CSV files are read by :mod:`emkit.csvfile`, which works out their layout (delimiter, header,
+index column, encoding, missing-value markers). Parquet needs pyarrow (the ``parquet`` extra).
+pandas is deliberately not needed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from emkit import csvfile
 from emkit.atomic import write_atomically
 from emkit.errors import DataError
 
@@ -37,11 +37,15 @@ class Table:
         Names of the columns of ``data``, in order.
     path : pathlib.Path
         The file the table came from.
+    notes : tuple of str
+        What the reader decided that the user should know (a dropped index column, a
+        non-UTF-8 encoding, a delimiter other than a comma).
     """
 
     data: np.ndarray
     columns: tuple[str, ...]
     path: Path
+    notes: tuple[str, ...] = ()
 
     def missing_rows(self) -> np.ndarray:
         """Boolean mask of the rows with at least one missing value, shape (n_rows,)."""
@@ -61,16 +65,24 @@ def parse_columns(text: str | None) -> list[str] | None:
     return names
 
 
-def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> Table:
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, *,
+               header: bool | None = None, index_column: bool | None = None) -> Table:
     """Read the numeric columns of a CSV or Parquet file.
 
     Parameters
     ----------
-    path : path of a ``.csv`` file (header row; empty cells are missing) or a Parquet file
-        (recognised by its ``.parquet``/``.pq`` suffix or its magic bytes).
+    path : path of a CSV file (any delimiter, encoding and missing-value markers that R, pandas
+        or a spreadsheet write: see :mod:`emkit.csvfile`) or a Parquet file (recognised by its
+        ``.parquet``/``.pq`` suffix or its magic bytes).
     columns : sequence of str, optional
         Names of the columns to read, in this order. Default: every column, all of which must
-        then be numeric.
+        then be numeric. A CSV file without a header names its columns "1", "2", ...
+    header : bool, optional
+        Whether the first row of a CSV file holds the column names. Default: detected (a first
+        row of numbers above numbers is data).
+    index_column : bool, optional
+        Whether the first column of a CSV file is a row index to leave out. Default: detected
+        (an unnamed first column, as pandas' ``to_csv`` and R's ``write.csv`` write).
 
     Raises
     ------
@@ -83,7 +95,7 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     path = Path(path)
     if _is_parquet(path):
         return _read_parquet(path, columns)
-    return _read_csv(path, columns)
+    return _read_csv(path, columns, header, index_column)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -93,47 +105,42 @@ def _is_parquet(path: Path) -> bool:
         return file.read(4) == _PARQUET_MAGIC
 
 
-def _read_csv(path: Path, columns: Sequence[str] | None) -> Table:
-    # utf-8-sig drops the byte-order mark that spreadsheet programs put in front of the header.
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = list(csv.reader(file))
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not a UTF-8 text (CSV) file: {error.reason} at byte "
-                        f"{error.start}.") from error
-    except csv.Error as error:
-        raise DataError(f"{path} is not a readable CSV file: {error}.") from error
-    # Blank lines carry no sample; csv gives them as [].
-    numbered = [(line, row) for line, row in enumerate(rows, start=1) if row]
-    if not numbered:
-        raise DataError(f"{path} is empty: a CSV file needs a header row and data rows.")
-    (_, header), body = numbered[0], numbered[1:]
-    header = [name.strip() for name in header]
-    if not body:
-        raise DataError(f"{path} has a header row but no data rows.")
-    for line, row in body:
-        if len(row) != len(header):
-            raise DataError(f"{path}, line {line}: {len(row)} cells, but the header has "
-                            f"{len(header)} columns.")
-    indices = _select(header, columns, path)
-    data = np.empty((len(body), len(indices)), dtype=np.float64)
-    for j, index in enumerate(indices):
-        for i, (line, row) in enumerate(body):
-            data[i, j] = _to_float(row[index], header[index], line, path)
-    return Table(data, tuple(header[i] for i in indices), path)
+def _read_csv(path: Path, columns: Sequence[str] | None, header: bool | None,
+              index_column: bool | None) -> Table:
+    layout = csvfile.sniff(path, header=header, index_column=index_column)
+    indices = _select(layout.names, columns, path)
+    values, layout = csvfile.read_numeric(path, layout, indices)
+    for column in values:
+        if isinstance(column, str):
+            raise DataError(f"{column}: choose numeric columns with --columns a,b.")
+    data = np.empty((len(values[0]) if values else 0, len(values)), dtype=np.float64)
+    for j, column in enumerate(values):
+        data[:, j] = column
+    return Table(data, tuple(layout.names[i] for i in indices), path, layout.notes)
 
 
-def _to_float(cell: str, column: str, line: int, path: Path) -> float:
-    text = cell.strip()
-    if not text:
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        raise DataError(
-            f"column {column!r} of {path} is not numeric (line {line} holds {cell!r}): choose "
-            "numeric columns with --columns a,b."
-        ) from None
+def numeric_columns(path: str | os.PathLike, *, header: bool | None = None,
+                    index_column: bool | None = None) -> list[str]:
+    """Names of the columns of a CSV or Parquet file whose cells are numbers or missing, with at
+    least one number (the columns ``emkit impute`` fills by default)."""
+    path = Path(path)
+    if _is_parquet(path):
+        import pyarrow.parquet as parquet
+
+        names = list(parquet.read_schema(path).names)
+        numeric = []
+        for name in names:
+            try:
+                column = _read_parquet(path, [name]).data[:, 0]
+            except DataError:
+                continue
+            if not np.isnan(column).all():
+                numeric.append(name)
+        return numeric
+    layout = csvfile.sniff(path, header=header, index_column=index_column)
+    values, _ = csvfile.read_numeric(path, layout, range(len(layout.names)))
+    return [name for name, column in zip(layout.names, values, strict=True)
+            if not isinstance(column, str) and not np.isnan(column).all()]
 
 
 def _select(header: Sequence[str], columns: Sequence[str] | None, path: Path) -> list[int]:
@@ -204,7 +211,7 @@ def write_csv(path: str | os.PathLike, header: Sequence[str],
     return write_atomically(path, format_csv(header, rows))
 
 
-__all__ = ["Table", "format_csv", "parse_columns", "read_table", "write_csv"]
+__all__ = ["Table", "format_csv", "numeric_columns", "parse_columns", "read_table", "write_csv"]
 
 
 def json_default(value: Any) -> Any:
