@@ -111,8 +111,14 @@ def read_numeric(path: Path, layout: CsvLayout,
 
 
 def read_cells(path: Path, layout: CsvLayout) -> list[list[str]]:
-    """Every data row as its cells' text (index column left out), for copying columns through."""
-    return [cells for _, cells in _rows(path, layout)]
+    """Every data row as its cells' text, index column included, for copying columns through."""
+    return [cells for _, cells in _rows(path, layout, keep_index=True)]
+
+
+def header_cells(path: Path, layout: CsvLayout) -> list[str]:
+    """The header row's cells as written (index column's name included)."""
+    with _text_stream(path, layout) as file:
+        return next(row for row in csv.reader(file, delimiter=layout.delimiter) if row)
 
 
 # ---------------------------------------------------------------------------------- detection
@@ -196,7 +202,7 @@ def _text_stream(path: Path, layout: CsvLayout):
     return file
 
 
-def _rows(path: Path, layout: CsvLayout):
+def _rows(path: Path, layout: CsvLayout, keep_index: bool = False):
     """(line number, cells) of every data row, checking that each has the header's width."""
     width = len(layout.names) + layout.index_column
     with _text_stream(path, layout) as file:
@@ -213,7 +219,7 @@ def _rows(path: Path, layout: CsvLayout):
                 raise DataError(f"{path}, line {reader.line_num}: {len(row)} cells, but "
                                 f"{'the header has' if layout.header else 'the first row has'}"
                                 f" {width} columns.")
-            yield reader.line_num, row[layout.index_column:]
+            yield reader.line_num, row if keep_index else row[layout.index_column:]
 
 
 def _read_with_csv_module(path, layout, indices):

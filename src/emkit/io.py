@@ -93,12 +93,13 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, *,
         The file cannot be opened.
     """
     path = Path(path)
-    if _is_parquet(path):
+    if is_parquet(path):
         return _read_parquet(path, columns)
     return _read_csv(path, columns, header, index_column)
 
 
-def _is_parquet(path: Path) -> bool:
+def is_parquet(path: Path) -> bool:
+    """Whether ``path`` is a Parquet file (by its suffix or its magic bytes)."""
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return True
     with open(path, "rb") as file:
@@ -119,12 +120,66 @@ def _read_csv(path: Path, columns: Sequence[str] | None, header: bool | None,
     return Table(data, tuple(layout.names[i] for i in indices), path, layout.notes)
 
 
+@dataclass(frozen=True)
+class TextTable:
+    """Every cell of a file as text, in the file's own layout, to copy columns through.
+
+    ``rows`` hold every cell of each data row, the index column included; ``columns`` are the
+    names of the data columns (as :func:`read_table` names them), which start at ``offset``.
+    """
+
+    columns: tuple[str, ...]
+    header_row: list[str] | None
+    rows: list[list[str]]
+    offset: int
+    delimiter: str = ","
+    decimal: str = "."
+
+    def position(self, name: str) -> int:
+        """Index in each row of the column ``name``."""
+        return self.offset + self.columns.index(name)
+
+    def number(self, value: float) -> str:
+        """``value`` written as the file writes numbers (full precision, its decimal mark)."""
+        return repr(float(value)).replace(".", self.decimal)
+
+    def format(self, rows: Iterable[Sequence[str]]) -> str:
+        """CSV text of ``rows`` below the file's header, with the file's delimiter."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=self.delimiter, lineterminator="\n")
+        if self.header_row is not None:
+            writer.writerow(self.header_row)
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+
+def read_text_table(path: str | os.PathLike, *, header: bool | None = None,
+                    index_column: bool | None = None) -> TextTable:
+    """The cells of a CSV or Parquet file as text (see :class:`TextTable`); a missing Parquet
+    value is an empty cell."""
+    path = Path(path)
+    if is_parquet(path):
+        import pyarrow.parquet as parquet
+
+        table = parquet.read_table(path)
+        columns = [["" if value is None else str(value) for value in table.column(i).to_pylist()]
+                   for i in range(table.num_columns)]
+        names = list(table.column_names)
+        return TextTable(tuple(names), names, [list(row) for row in zip(*columns, strict=True)],
+                         0)
+    layout = csvfile.sniff(path, header=header, index_column=index_column)
+    rows = csvfile.read_cells(path, layout)
+    header_row = csvfile.header_cells(path, layout) if layout.header else None
+    return TextTable(layout.names, header_row, rows, int(layout.index_column), layout.delimiter,
+                     layout.decimal)
+
+
 def numeric_columns(path: str | os.PathLike, *, header: bool | None = None,
                     index_column: bool | None = None) -> list[str]:
     """Names of the columns of a CSV or Parquet file whose cells are numbers or missing, with at
     least one number (the columns ``emkit impute`` fills by default)."""
     path = Path(path)
-    if _is_parquet(path):
+    if is_parquet(path):
         import pyarrow.parquet as parquet
 
         names = list(parquet.read_schema(path).names)
@@ -211,7 +266,8 @@ def write_csv(path: str | os.PathLike, header: Sequence[str],
     return write_atomically(path, format_csv(header, rows))
 
 
-__all__ = ["Table", "format_csv", "numeric_columns", "parse_columns", "read_table", "write_csv"]
+__all__ = ["Table", "TextTable", "format_csv", "is_parquet", "numeric_columns", "parse_columns",
+           "read_table", "read_text_table", "write_csv"]
 
 
 def json_default(value: Any) -> Any:

@@ -187,7 +187,9 @@ def add_estimator_option(parser, kind: str, parameter: str, *flags: str, **optio
 
 def add_table_arguments(parser, *, columns: bool = True, drop_missing: bool = True) -> None:
     """The data file of a table and the options that choose its columns and rows."""
-    parser.add_argument("data", type=Path, help="CSV file (header row) or Parquet file")
+    parser.add_argument("data", type=Path, help="CSV file (delimiter, header, index column and "
+                        "missing-value markers detected) or Parquet file")
+    add_layout_options(parser)
     if columns:
         parser.add_argument("--columns", metavar="A,B",
                             help="columns to use, by name (default: all; for predict and score, "
@@ -196,6 +198,27 @@ def add_table_arguments(parser, *, columns: bool = True, drop_missing: bool = Tr
         parser.add_argument("--drop-missing", action="store_true",
                             help="drop rows with empty cells in the used columns (default: keep "
                                  "them; the exact EM uses their observed values)")
+
+
+def add_layout_options(parser) -> None:
+    """--header/--no-header and --index-column/--no-index-column: force what is detected."""
+    group = parser.add_argument_group("CSV layout (detected unless given)")
+    header = group.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_const", const=True,
+                        help="the first row holds the column names")
+    header.add_argument("--no-header", dest="header", action="store_const", const=False,
+                        help="the first row is data; columns are named 1, 2, ...")
+    index = group.add_mutually_exclusive_group()
+    index.add_argument("--index-column", dest="index_column", action="store_const", const=True,
+                       help="the first column is a row index: leave it out")
+    index.add_argument("--no-index-column", dest="index_column", action="store_const",
+                       const=False, help="the first column is data, even when it has no name")
+
+
+def layout_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``header``/``index_column`` keywords of :func:`emkit.io.read_table` from the options."""
+    return {"header": getattr(args, "header", None),
+            "index_column": getattr(args, "index_column", None)}
 
 
 def add_k_option(parser, kind: str | None = None, *, k_range: bool = False) -> None:
@@ -299,7 +322,8 @@ def note(message: str) -> None:
 
 
 def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
-              keep_positions: bool = False) -> tuple[Table, np.ndarray]:
+              keep_positions: bool = False, *, header: bool | None = None,
+              index_column: bool | None = None) -> tuple[Table, np.ndarray]:
     """The table and a boolean mask of the rows to use.
 
     Empty cells are missing values (NaN), which the Gaussian mixture handles exactly: every row
@@ -310,7 +334,9 @@ def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
     from emkit.errors import DataError
     from emkit.io import read_table
 
-    table = read_table(path, columns)
+    table = read_table(path, columns, header=header, index_column=index_column)
+    for message in table.notes:
+        note(message)
     if not drop_missing:
         return table, np.ones(len(table.data), dtype=bool)
     missing = table.missing_rows()
@@ -322,43 +348,6 @@ def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
         action = "left out" if keep_positions else "dropped"
         note(f"{action} {n_missing} of {len(missing)} rows with missing values")
     return table, ~missing
-
-
-def raw_cells(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of every data row as text ("" for empty), to copy columns through.
-
-    Called after :func:`emkit.io.read_table` accepted the file, so it is a well-formed table."""
-    import csv
-
-    from emkit.io import PARQUET_SUFFIXES
-
-    with open(path, "rb") as file:
-        magic = file.read(4)
-    if path.suffix.lower() in PARQUET_SUFFIXES or magic == b"PAR1":  # as emkit.io decides
-        import pyarrow.parquet as parquet
-
-        table = parquet.read_table(path)
-        columns = [["" if value is None else str(value) for value in table.column(i).to_pylist()]
-                   for i in range(table.num_columns)]
-        return list(table.column_names), [list(row) for row in zip(*columns, strict=True)]
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        rows = [row for row in csv.reader(file) if row]  # as read_table: skip blank lines
-    return [name.strip() for name in rows[0]], rows[1:]
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def numeric_columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Columns whose cells are numbers or empty, with at least one number."""
-    cells = [[row[j].strip() for row in rows] for j in range(len(header))]
-    return [name for name, column in zip(header, cells, strict=True)
-            if any(column) and all(not cell or _is_number(cell) for cell in column)]
 
 
 def parse_columns(text: str | None) -> list[str] | None:

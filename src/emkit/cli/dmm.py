@@ -62,44 +62,34 @@ def read_count_table(path, samples_in_columns: bool = False):
 
     Numeric columns hold counts; one text column, if any, names the rows. With
     ``samples_in_columns`` the file is categories × samples (the layout of many microbiome
-    tables, e.g. the bundled ``twins.csv``) and is transposed.
+    tables, e.g. the bundled ``twins.csv``) and is transposed. The file is read as
+    :func:`emkit.io.read_table` reads tables (delimiter, encoding, missing-value markers), with
+    an unnamed first column kept: it names the rows.
     """
-    import csv
-
     import numpy as np
 
+    from emkit import csvfile
     from emkit.errors import DataError
 
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as file:
-        rows = [row for row in csv.reader(file) if row]
-    if len(rows) < 2:
-        raise DataError(f"{path} has no data rows below its header.")
-    header, body = rows[0], rows[1:]
-    if any(len(row) != len(header) for row in body):
-        raise DataError(f"{path}: every row needs {len(header)} cells, as the header.")
-
-    def number(cell):
-        try:
-            return float(cell)
-        except ValueError:
-            return None
-
-    columns = list(zip(*body, strict=True))
-    numeric = [j for j, column in enumerate(columns)
-               if all(number(cell) is not None for cell in column)]
-    text = [j for j in range(len(header)) if j not in numeric]
+    layout = csvfile.sniff(path, header=True, index_column=False)
+    columns, layout = csvfile.read_numeric(path, layout, range(len(layout.names)))
+    numeric = [j for j, column in enumerate(columns) if not isinstance(column, str)]
     if not numeric:
         raise DataError(f"{path} has no numeric column of counts.")
-    blank = [header[j] for j in text if any(cell.strip() == "" for cell in columns[j])]
-    if blank:
-        raise DataError(f"{path}: column {blank[0]} has empty cells; counts cannot be missing "
-                        "(write 0 for an absent category).")
-    X = np.array([[float(row[j]) for j in numeric] for row in body])
+    missing = [layout.names[j] for j in numeric if np.isnan(columns[j]).any()]
+    if missing:
+        raise DataError(f"{path}: column {missing[0]!r} has empty or NA cells; counts cannot be "
+                        "missing (write 0 for an absent category).")
+    for message in layout.notes:
+        common.note(message)
+    X = np.column_stack([columns[j] for j in numeric])
     if samples_in_columns:
-        names = [row[text[0]] for row in body] if text else [str(i) for i in range(len(body))]
+        text = [j for j in range(len(columns)) if j not in numeric]
+        rows = csvfile.read_cells(path, layout)
+        names = [row[text[0]] for row in rows] if text else [str(i) for i in range(len(X))]
         return np.ascontiguousarray(X.T), names
-    return X, [header[j] for j in numeric]
+    return X, [layout.names[j] for j in numeric]
 
 
 def build_estimator(args: argparse.Namespace, n_components: int) -> Any:

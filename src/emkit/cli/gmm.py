@@ -124,7 +124,8 @@ def fit_data(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple:
     suffix = args.data.suffix.lower()
     columns = common.parse_columns(args.columns)
     if args.chunk_size is None and suffix not in (".npy", ".zarr"):
-        table, use = common.read_rows(args.data, columns, args.drop_missing)
+        table, use = common.read_rows(args.data, columns, args.drop_missing,
+                                      **common.layout_options(args))
         X = table.data[use]
         return (X if args.dask_scheduler is None else
                 on_cluster(args, cleanup, X=X)), X, table.columns
@@ -242,7 +243,7 @@ def run_select(args: argparse.Namespace) -> None:
     from emkit.selection import select_model
 
     table, use = common.read_rows(args.data, common.parse_columns(args.columns),
-                                  args.drop_missing)
+                                  args.drop_missing, **common.layout_options(args))
     X = table.data[use]
     # The template's keywords, and select_model's own (-k, --covariance, --criterion) if given.
     options = build_estimator(args, 1).get_params()

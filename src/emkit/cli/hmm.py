@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emkit.cli import common
@@ -40,27 +39,40 @@ def add_fit_parser(kinds) -> None:
     parser.set_defaults(run=run_fit)
 
 
-def sequence_lengths(path: Path, column: str | None, use: np.ndarray) -> np.ndarray | None:
-    """Run lengths of consecutive equal values of ``column`` over the used rows (None: one
-    sequence)."""
+def sequence_lengths(args: argparse.Namespace, use: np.ndarray) -> np.ndarray | None:
+    """Run lengths of consecutive equal values of ``--lengths-column`` over the used rows (None:
+    one sequence). An id that comes back after another id is an error: its frames would be
+    split into separate sequences without a word."""
+    column = args.lengths_column
     if column is None:
         return None
     import numpy as np
 
     from emkit.errors import DataError
+    from emkit.io import read_text_table
 
-    header, rows = common.raw_cells(path)
-    if column not in header:
-        raise DataError(f"--lengths-column {column!r} is not a column of {path} (columns: "
-                        f"{', '.join(header)}).")
-    j = header.index(column)
-    ids = np.array([row[j].strip() if j < len(row) else "" for row in rows], dtype=object)
+    table = read_text_table(args.data, **common.layout_options(args))
+    if column not in table.columns:
+        raise DataError(f"--lengths-column {column!r} is not a column of {args.data} (columns: "
+                        f"{', '.join(table.columns)}).")
+    j = table.position(column)
+    ids = np.array([row[j].strip() for row in table.rows], dtype=object)
     if len(ids) != len(use):
-        raise DataError(f"{path}: could not match the rows of column {column!r} to the data.")
+        raise DataError(f"{args.data}: could not match the rows of column {column!r} to the data.")
+    rows = np.flatnonzero(use)
     ids = ids[use]
     if np.any(ids == ""):
-        raise DataError(f"column {column!r} has empty cells: every row needs a sequence id.")
+        raise DataError(f"column {column!r} of {args.data} has empty cells: every row needs a "
+                        "sequence id.")
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    seen = set()
+    for start in starts:
+        if ids[start] in seen:
+            raise DataError(
+                f"sequence id {ids[start]!r} of column {column!r} comes back at data row "
+                f"{rows[start] + 1} of {args.data} after other ids: the rows of a sequence must "
+                "be together and in time order; sort the file by id (keeping time order).")
+        seen.add(ids[start])
     return np.diff(np.r_[starts, len(ids)])
 
 
@@ -68,8 +80,9 @@ def _feature_columns(args: argparse.Namespace) -> list[str] | None:
     columns = common.parse_columns(args.columns)
     if columns is not None or args.lengths_column is None:
         return columns
-    header, rows = common.raw_cells(args.data)
-    return [name for name in common.numeric_columns(header, rows)
+    from emkit.io import numeric_columns
+
+    return [name for name in numeric_columns(args.data, **common.layout_options(args))
             if name != args.lengths_column]
 
 
@@ -82,9 +95,10 @@ def build_estimator(args: argparse.Namespace) -> Any:
 
 def run_fit(args: argparse.Namespace) -> None:
     common.check_output_folders(args.output)
-    table, use = common.read_rows(args.data, _feature_columns(args), args.drop_missing)
+    table, use = common.read_rows(args.data, _feature_columns(args), args.drop_missing,
+                                  **common.layout_options(args))
     X = table.data[use]
-    lengths = sequence_lengths(args.data, args.lengths_column, use)
+    lengths = sequence_lengths(args, use)
     model = build_estimator(args).fit(X, lengths)
     log_likelihood = model.score(X, lengths)
     summary = {
@@ -134,10 +148,11 @@ def run_fit(args: argparse.Namespace) -> None:
 def run_predict(args: argparse.Namespace, model: Any) -> None:
     """The state path (or posteriors) of every row; rows left out keep their place, empty."""
     columns = common.model_columns(model, args.columns)
-    table, use = common.read_rows(args.data, columns, args.drop_missing, keep_positions=True)
+    table, use = common.read_rows(args.data, columns, args.drop_missing, keep_positions=True,
+                                  **common.layout_options(args))
     common.check_width(model, table)
     X = table.data[use]
-    lengths = sequence_lengths(args.data, args.lengths_column, use)
+    lengths = sequence_lengths(args, use)
     if args.proba:
         header = [f"proba_{k}" for k in range(model.n_components)]
         values: list[Any] = [list(map(float, row)) for row in model.predict_proba(X, lengths)]
@@ -150,10 +165,10 @@ def run_predict(args: argparse.Namespace, model: Any) -> None:
 def run_score(args: argparse.Namespace, model: Any) -> None:
     """Log-likelihood (summed over the sequences), BIC and AIC of an HMM on a data file."""
     table, use = common.read_rows(args.data, common.model_columns(model, args.columns),
-                                  args.drop_missing)
+                                  args.drop_missing, **common.layout_options(args))
     common.check_width(model, table)
     X = table.data[use]
-    lengths = sequence_lengths(args.data, args.lengths_column, use)
+    lengths = sequence_lengths(args, use)
     log_likelihood = float(model.score(X, lengths))
     result = {
         "n_frames": len(X),

@@ -25,7 +25,9 @@ def add_parser(commands) -> None:
         "--draws N, write N data sets with random draws from the conditional distribution "
         "(multiple imputation, emkit.EMImputer). Every column of the file is written; only the "
         "imputed columns change, and only in their empty cells. Output is CSV.")
-    parser.add_argument("data", type=Path, help="CSV file (header row) or Parquet file")
+    parser.add_argument("data", type=Path, help="CSV file (delimiter, header, index column and "
+                        "missing-value markers detected) or Parquet file")
+    common.add_layout_options(parser)
     parser.add_argument("--columns", metavar="A,B",
                         help="numeric columns to model and fill (default: every column whose "
                              "cells are all numbers or empty); other columns are copied")
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from emkit.errors import DataError
-    from emkit.io import format_csv, read_table
+    from emkit.io import numeric_columns, read_table, read_text_table
 
     if args.draws is not None and args.output is None:
         raise common.Failure("--draws writes several files: give their base name with -o "
@@ -74,14 +76,17 @@ def run(args: argparse.Namespace) -> None:
     outputs = [args.output] if args.draws is None else _draw_paths(args.output, args.draws)
     common.check_output_folders(*outputs)
     columns = common.parse_columns(args.columns)
+    layout = common.layout_options(args)
     # The file's own errors (empty, ragged, unknown column) first, with their usual messages.
-    read_table(args.data, columns or [])
-    header, rows = common.raw_cells(args.data)
+    read_table(args.data, columns or [], **layout)
+    text = read_text_table(args.data, **layout)
     if columns is None:
-        columns = common.numeric_columns(header, rows)
+        columns = numeric_columns(args.data, **layout)
         if not columns:
             raise DataError(f"{args.data} has no numeric column to impute.")
-    table = read_table(args.data, columns)
+    table = read_table(args.data, columns, **layout)
+    for message in table.notes:
+        common.note(message)
     missing = np.isnan(table.data)
     empty = [name for name, column in zip(table.columns, missing.T, strict=True) if column.all()]
     if empty:
@@ -92,13 +97,13 @@ def run(args: argparse.Namespace) -> None:
         completed = [imputer.transform(table.data)]
     else:
         completed = imputer.multiple_imputations(table.data)
-    positions = [header.index(name) for name in table.columns]
+    positions = [text.position(name) for name in table.columns]
     texts = []
     for filled in completed:
-        out_rows = [list(row) for row in rows]
+        out_rows = [list(row) for row in text.rows]
         for i, j in zip(*np.nonzero(missing), strict=True):
-            out_rows[i][positions[j]] = repr(float(filled[i, j]))  # observed cells stay as read
-        texts.append(format_csv(header, out_rows))
+            out_rows[i][positions[j]] = text.number(filled[i, j])  # observed cells stay as read
+        texts.append(text.format(out_rows))
     summary = (f"imputed {int(missing.sum())} of {missing.size} cells in "
                f"{int(missing.any(axis=1).sum())} of {len(missing)} rows "
                f"(columns {', '.join(table.columns)}; K={imputer.n_components}, covariance "

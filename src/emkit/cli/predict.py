@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> None:
     if is_fixed_mixture(model):  # rows x models likelihoods, maybe sparse
         return fixed.run_predict(args, model)
     table, use = common.read_rows(args.data, common.model_columns(model, args.columns),
-                                  args.drop_missing, keep_positions=True)
+                                  args.drop_missing, keep_positions=True,
+                                  **common.layout_options(args))
     common.check_width(model, table)
     X = table.data[use]
     # Rows left out for missing values keep their place (empty cells, null in JSON), so that

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
     if predict.is_hmm(model):  # a hidden Markov model: sequences
         return hmm.run_score(args, model)
     table, use = common.read_rows(args.data, common.model_columns(model, args.columns),
-                                  args.drop_missing)
+                                  args.drop_missing, **common.layout_options(args))
     common.check_width(model, table)
     X = table.data[use]
     mean_log_likelihood = float(model.score(X))
