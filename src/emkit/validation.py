@@ -184,7 +184,8 @@ def _positive_concentrations(value: Any) -> bool:
 def _seed_like(value: Any) -> bool:
     return value is None or isinstance(value, (np.random.Generator, np.random.RandomState,
                                                np.random.SeedSequence)) or (
-        isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)))
+        isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+        and value >= 0)
 
 
 # The constraints most estimators share, named once.
@@ -199,7 +200,7 @@ CONCENTRATIONS = Satisfies(_positive_concentrations,
 BOOLEAN = Satisfies(lambda value: isinstance(value, (bool, np.bool_)), "True or False")
 VERBOSE = Satisfies(lambda value: isinstance(value, (int, np.integer)) and value >= 0,
                     "a bool or an integer >= 0")
-RANDOM_STATE = Satisfies(_seed_like, "None, an int, a numpy Generator or RandomState")
+RANDOM_STATE = Satisfies(_seed_like, "None, an int >= 0, a numpy Generator or RandomState")
 
 
 # --------------------------------------------------------------------------- random numbers
