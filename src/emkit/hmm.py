@@ -171,6 +171,8 @@ class _BaseHMM(OnlineEMMixin, SamplingMixin, EMEstimator):
                           bool(self.converged_))
 
     def _is_fitted(self) -> bool:
+        # Fitted by EM (a warm start for partial_fit), not merely given parameters: hmmlearn's
+        # users set startprob_/transmat_/… before fit with init_params="" (see _given_start).
         return getattr(self, "startprob_", None) is not None and hasattr(self, "n_iter_")
 
     def _model(self, n_features: int | None = None,
