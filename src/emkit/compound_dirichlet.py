@@ -15,16 +15,13 @@ Conventions follow :class:`emkit.GaussianMixture`. No math lives here: see
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import DensityMixin
+from sklearn.utils.validation import validate_data
 
+from emkit.base import FIT_RECORD, EMEstimator, FitOutcome, OnlineEMMixin, SamplingMixin
 from emkit.data import Batch
-from emkit.engine import fit_em
-from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_sample_weight, _seed, check_integer
+from emkit.errors import DataError, ParameterError
 from emkit.families.dirichlet import (
     GammaPrior,
     check_counts,
@@ -38,7 +35,14 @@ from emkit.models.compound_dirichlet import (
     DirichletMixtureModel,
     DirichletMultinomialMixtureModel,
 )
-from emkit.online import PartialFitMixin, check_learning_rate
+from emkit.validation import (
+    COUNT,
+    RANDOM_STATE,
+    OneOf,
+    Real,
+    check_sample_weight,
+    seed_sequence,
+)
 
 __all__ = ["DirichletMultinomial", "DirichletMultinomialMixture", "Dirichlet"]
 
@@ -46,54 +50,43 @@ PRIORS = ("gamma", None)
 SOLVERS = ("em", "fixed-point")
 
 
-class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
+class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
     """Fitting (batch EM, and online EM by ``partial_fit``), inference and model choice shared
     by the three estimators."""
 
     _counts = True  # counts (Dirichlet-multinomial) or proportions (Dirichlet)
+    _parameter_constraints = {
+        **EMEstimator._parameter_constraints,
+        **OnlineEMMixin._online_constraints,
+        "n_components": COUNT,
+        "n_init": COUNT,
+        "prior": OneOf(*PRIORS, hint="'gamma': Gamma(prior_shape, prior_rate) on each α; "
+                                     "None: maximum likelihood"),
+        "prior_shape": Real(0, low_open=True),
+        "prior_rate": Real(0, low_open=True),
+        "random_state": RANDOM_STATE,
+    }
+    _fitted_attributes = ("alpha_",)
+    _input_tags = {"positive_only": True}
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None, resume=False):
-        """Fit by EM (``y`` is ignored). ``sample_weight``: non-negative row weights; an integer
-        weight counts a row that many times.
-
-        ``checkpoint`` (a file path) saves the state of the fit every 10 iterations and after
-        each start; ``resume=True`` continues an interrupted fit from it, to the result an
-        uninterrupted fit gives (see :func:`emkit.fit_em`)."""
-        self._fit(X, sample_weight, {"checkpoint": checkpoint, "resume": resume})
-        return self
-
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of each row."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    def _fit(self, X, sample_weight, checkpointing=None):
-        self._check_parameters()
-        self.__dict__.pop("_online", None)  # a batch fit ends an online one
+    def _prepare_fit(self, X, y, sample_weight) -> Batch:
         X = self._validate_rows(X, reset=True)
         n_samples = len(X)
         K = self._n_components()
         if K > n_samples:
             raise DataError(f"n_components={K} is larger than the number of samples "
                             f"(n_samples={n_samples}): use fewer components or more data.")
-        sample_weight = _check_sample_weight(sample_weight, n_samples)
+        sample_weight = check_sample_weight(sample_weight, n_samples)
         used = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
         self._check_no_empty_category(X[used], "any row")
-        data = Batch(sparse_counts(X) if self._counts else X, sample_weight)
-        result = self._run(data, X, sample_weight, checkpointing or {})
-        self._set_params(result["params"])
-        self.converged_ = bool(result["converged"])
-        self.n_iter_ = int(result["n_iter"])
-        history = np.asarray(result["history"], dtype=float)
-        total_weight = float(n_samples if sample_weight is None else sample_weight.sum())
-        self.lower_bound_ = float(result["objective"]) / total_weight
-        self.history_ = history
-        self.events_ = list(result["events"])
-        self.restart_objectives_ = np.asarray(result["restart_objectives"], dtype=float)
         if self._counts:
-            totals = X[used].sum(axis=1)
-            self.n_trials_ = int(np.median(totals))
-        return self
+            self.n_trials_ = int(np.median(X[used].sum(axis=1)))
+        return Batch(sparse_counts(X) if self._counts else X, sample_weight)
 
     def _check_no_empty_category(self, X, where):
         if not self._counts or self._prior() is not None:
@@ -109,10 +102,9 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ online EM hooks
     def _online_batch(self, X, y, sample_weight, first):
-        self._check_parameters()
-        fitted = hasattr(self, "alpha_")
+        fitted = self._is_fitted()
         X = self._validate_rows(X, reset=first and not fitted)
-        sample_weight = _check_sample_weight(sample_weight, len(X))
+        sample_weight = check_sample_weight(sample_weight, len(X))
         if first and not fitted:
             # The first batch alone sets the starting α: no category may be empty in it (later
             # batches are averaged with the earlier ones, so they may lack categories).
@@ -121,26 +113,6 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
             if self._counts:
                 self.n_trials_ = int(np.median(X[used].sum(axis=1)))
         return Batch(sparse_counts(X) if self._counts else X, sample_weight)
-
-    def _online_start(self, model, batch):
-        if hasattr(self, "alpha_"):
-            return self._params()
-        return model.init_params(batch, np.random.default_rng(_seed(self.random_state)))
-
-    def _online_attributes(self):
-        self.events_, self.restart_objectives_ = [], np.empty(0)
-
-    def _run(self, data, X, sample_weight, checkpointing) -> dict:
-        model = self._model()
-        warm = getattr(self, "warm_start", False) and hasattr(self, "alpha_")
-        result = fit_em(model, data, n_init=1 if warm else self.n_init, max_iter=self.max_iter,
-                        tol=self.tol, random_state=self.random_state,
-                        init=self._params() if warm else None, accelerate=self.accelerate,
-                        xtol=getattr(self, "xtol", None), progress=self.progress,
-                        **checkpointing)
-        return {"params": result.params, "converged": result.converged, "n_iter": result.n_iter,
-                "history": result.history, "objective": result.objective,
-                "events": result.events, "restart_objectives": result.restart_objectives}
 
     # ------------------------------------------------------------------ inference
     def predict(self, X):
@@ -161,7 +133,7 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
         log_likelihood = self.score_samples(X)
         if sample_weight is None:
             return float(log_likelihood.mean())
-        w = _check_sample_weight(sample_weight, len(log_likelihood))
+        w = check_sample_weight(sample_weight, len(log_likelihood))
         return float(np.average(log_likelihood, weights=w))
 
     def _posteriors(self, X):
@@ -179,12 +151,13 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
         n_trials : int or array of int of shape (n_samples,), optional
             Counts only: the total count N of each drawn row; default ``n_trials_``, the median
             row total of the training data.
+
+        The draws are seeded from ``random_state`` in any form (see
+        :class:`emkit.base.SamplingMixin`).
         """
-        self._check_fitted()
-        if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-            raise ParameterError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
-        rng = np.random.default_rng(self.random_state if isinstance(
-            self.random_state, (int, np.integer)) else None)
+        return self._draw(n_samples, self._sampling_generator(n_samples), n_trials)
+
+    def _draw(self, n_samples, rng, n_trials=None):
         params = self._params()
         labels = rng.choice(len(params.weights), size=n_samples, p=params.weights)
         proportions = np.vstack([rng.dirichlet(params.alpha[k]) for k in labels])
@@ -204,23 +177,6 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
         self._check_fitted()
         return self._model().n_parameters(self.n_features_in_)
 
-    def bic(self, X):
-        """Bayesian information criterion on X: −2 log L + p log n (lower is better)."""
-        n = len(self._validate_rows(X, reset=False))
-        return -2 * self.score(X) * n + self.n_parameters() * np.log(n)
-
-    def aic(self, X):
-        """Akaike information criterion on X: −2 log L + 2 p (lower is better)."""
-        n = len(self._validate_rows(X, reset=False))
-        return -2 * self.score(X) * n + 2 * self.n_parameters()
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`)."""
-        from emkit.persist import save
-
-        save(self, path)
-
     # ------------------------------------------------------------------ helpers
     def _n_components(self) -> int:
         return self.n_components
@@ -237,13 +193,6 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
         self.weights_ = params.weights
         self.alpha_ = params.alpha
 
-    def _check_fitted(self):
-        try:
-            check_is_fitted(self, "alpha_")
-        except Exception as error:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet: call fit(X) first.") from error
-
     def _validate_rows(self, X, reset):
         try:
             X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1,
@@ -256,33 +205,6 @@ class _CompoundDirichletBase(PartialFitMixin, DensityMixin, BaseEstimator):
                 message += " Pass the same columns as in fit."
             raise DataError(message) from error
         return check_counts(X) if self._counts else check_proportions(X)
-
-    def _check_parameters(self):
-        check_integer(self, "max_iter", 0)
-        check_integer(self, "n_init", 1)
-        if "n_components" in self.get_params():
-            check_integer(self, "n_components", 1)
-        if self.prior not in PRIORS:
-            raise ParameterError(f"prior must be 'gamma' (Gamma(prior_shape, prior_rate) on "
-                                 f"each α) or None (maximum likelihood), got {self.prior!r}.")
-        for name in ("prior_shape", "prior_rate"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
-                    or not value > 0 or not math.isfinite(value):
-                raise ParameterError(f"{name} must be a positive number, got {value!r}.")
-        if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
-            raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
-        if self.accelerate not in (None, "squarem"):
-            raise ParameterError(f"accelerate must be None or 'squarem', got "
-                                 f"{self.accelerate!r}.")
-        check_learning_rate(self.learning_decay, self.learning_offset)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        tags.input_tags.positive_only = True
-        return tags
-
 
 class DirichletMultinomialMixture(_CompoundDirichletBase):
     """Mixture of Dirichlet-multinomial distributions for count vectors, fitted by EM.
@@ -337,6 +259,9 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
         Median row total of the training data (the default total of :meth:`sample`).
     """
 
+    _parameter_constraints = {**_CompoundDirichletBase._parameter_constraints,
+                              "latent": OneOf(*LATENT)}
+
     def __init__(self, n_components=1, *, prior="gamma", prior_shape=0.1, prior_rate=0.1,
                  tol=1e-7, max_iter=500, n_init=1, random_state=None, warm_start=False,
                  accelerate="squarem", latent="components", progress=False,
@@ -359,16 +284,11 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
     def _model(self) -> DirichletMultinomialMixtureModel:
         return DirichletMultinomialMixtureModel(self.n_components, self._prior(), self.latent)
 
-    def _check_parameters(self):
-        super()._check_parameters()
-        if self.latent not in LATENT:
-            raise ParameterError(f"latent must be one of {LATENT}, got {self.latent!r}.")
-
     def objective(self, X, sample_weight=None) -> float:
         """Holmes et al.'s objective on X: −(log-likelihood with the multinomial coefficient +
         log prior of λ = log α). Lower is better; the fit minimises it."""
         self._check_fitted()
-        w = _check_sample_weight(sample_weight, len(self._validate_rows(X, reset=False)))
+        w = check_sample_weight(sample_weight, len(self._validate_rows(X, reset=False)))
         log_likelihood = self.score_samples(X)
         total = float(log_likelihood.sum() if w is None else w @ log_likelihood)
         return -(total + self._model().log_prior(self._params()))
@@ -383,7 +303,7 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
         """
         self._check_fitted()
         X = self._validate_rows(X, reset=False)
-        w = _check_sample_weight(sample_weight, len(X))
+        w = check_sample_weight(sample_weight, len(X))
         return -self._model().laplace_log_evidence(self._params(), X, w)
 
 
@@ -434,6 +354,9 @@ class DirichletMultinomial(DirichletMultinomialMixture):
     """
 
     n_components = 1
+    _parameter_constraints = {**_CompoundDirichletBase._parameter_constraints,
+                              "solver": OneOf(*SOLVERS),
+                              "xtol": Real(0, optional=True)}
 
     def __init__(self, *, prior=None, prior_shape=0.1, prior_rate=0.1, solver="em", tol=1e-10,
                  max_iter=5000, n_init=1, random_state=None, accelerate="squarem",
@@ -455,36 +378,28 @@ class DirichletMultinomial(DirichletMultinomialMixture):
     def _model(self) -> DirichletMultinomialMixtureModel:
         return DirichletMultinomialMixtureModel(1, self._prior(), "probabilities")
 
-    def _check_parameters(self):
-        _CompoundDirichletBase._check_parameters(self)
-        if self.solver not in SOLVERS:
-            raise ParameterError(f"solver must be one of {SOLVERS}, got {self.solver!r}.")
-        if self.xtol is not None and not (isinstance(self.xtol, (int, float, np.number))
-                                          and self.xtol >= 0):
-            raise ParameterError(f"xtol must be None or a number >= 0, got {self.xtol!r}.")
-
-    def _run(self, data, X, sample_weight, checkpointing) -> dict:
+    def _run_em(self, model, data, *, checkpoint=None, resume=False):
         if self.solver == "em":
-            return super()._run(data, X, sample_weight, checkpointing)
-        if checkpointing.get("checkpoint") is not None:
+            return super()._run_em(model, data, checkpoint=checkpoint, resume=resume)
+        if checkpoint is not None:
             raise ParameterError("checkpoints are written by the EM solver; use solver='em', or "
                                  "fit without checkpoint (the fixed point takes seconds).")
         # Minka's fixed point, from the same starts as EM's (method of moments, jittered).
-        model = self._model()
-        from emkit.engine import _seed_sequence
-
         best = None
         objectives = []
-        for seed in _seed_sequence(self.random_state).spawn(self.n_init):
+        for seed in seed_sequence(self.random_state).spawn(self.n_init):
             start = model.init_params(data, np.random.default_rng(seed)).alpha[0]
-            fit = polya_fixed_point(data.X, start, sample_weight, self._prior(), tol=self.tol,
-                                    max_iter=self.max_iter, xtol=self.xtol)
+            fit = polya_fixed_point(data.X, start, data.sample_weight, self._prior(),
+                                    tol=self.tol, max_iter=self.max_iter, xtol=self.xtol)
             objectives.append(fit.objective)
             if best is None or fit.objective > best.objective:
                 best = fit
-        return {"params": CompoundDirichletParams(np.ones(1), best.alpha[None, :]),
-                "converged": best.converged, "n_iter": best.n_iter, "history": best.history,
-                "objective": best.objective, "events": (), "restart_objectives": objectives}
+        weights = data.sample_weight
+        total_weight = float(len(data.X.totals) if weights is None else weights.sum())
+        return FitOutcome(CompoundDirichletParams(np.ones(1), best.alpha[None, :]),
+                          objective=best.objective, n_samples=total_weight,
+                          converged=best.converged, n_iter=best.n_iter, history=best.history,
+                          restart_objectives=tuple(objectives))
 
     def _set_params(self, params: CompoundDirichletParams) -> None:
         self.weights_ = params.weights
@@ -574,12 +489,7 @@ def _register() -> None:
     common = {
         "weights_": "array",
         "alpha_": "array",
-        "converged_": "bool",
-        "n_iter_": "int",
-        "lower_bound_": "float",
-        "history_": "array",
-        "events_": "events",
-        "restart_objectives_": "array",
+        **FIT_RECORD,
         "n_features_in_": "int",
         "feature_names_in_": "names",
     }

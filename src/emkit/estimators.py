@@ -6,12 +6,11 @@ No math lives here; see :mod:`emkit.models` and :mod:`emkit.families`.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import DensityMixin
 
+from emkit.base import EMEstimator, OnlineEMMixin, SamplingMixin
 from emkit.data import Batch, CheckedChunks, ChunkSource
-from emkit.engine import fit_em
-from emkit.errors import DataError, NotFittedError, ParameterError
+from emkit.errors import DataError, ParameterError
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.models.mixture import (
     DEFAULT_INIT,
@@ -19,13 +18,29 @@ from emkit.models.mixture import (
     GaussianMixtureModel,
     MixtureParams,
 )
-from emkit.online import PartialFitMixin, check_learning_rate
+from emkit.validation import (
+    COUNT,
+    NON_NEGATIVE,
+    RANDOM_STATE,
+    VERBOSE,
+    OneOf,
+    Satisfies,
+    check_no_constant_column,
+    check_observed,
+    check_sample_weight,
+    is_dask_collection,
+    validate_rows,
+)
 
 # How many objectives of a fit a warm start passes on to the next one's convergence test.
 _LEAD_IN = 8
 
 
-class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
+def _float_dtype(dtype) -> bool:
+    return np.dtype(dtype) in (np.float64, np.float32)
+
+
+class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
     """Gaussian mixture model fitted by EM — a drop-in for ``sklearn.mixture.GaussianMixture``.
 
     Constructor parameters and fitted attributes keep scikit-learn's names and shapes, so switching
@@ -127,6 +142,22 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         What the fit had to do (e.g. re-seed a degenerate component).
     """
 
+    _parameter_constraints = {
+        **EMEstimator._parameter_constraints,
+        **OnlineEMMixin._online_constraints,
+        "n_components": COUNT,
+        "n_init": COUNT,
+        "covariance_type": OneOf(*COVARIANCE_TYPES),
+        "init_params": OneOf(*INIT_METHODS),
+        "reg_covar": NON_NEGATIVE,
+        "dtype": Satisfies(_float_dtype, "numpy.float64 or numpy.float32"),
+        "random_state": RANDOM_STATE,
+        "verbose": VERBOSE,
+        "verbose_interval": COUNT,
+    }
+    _fitted_attributes = ("weights_",)
+    _input_tags = {"allow_nan": True}  # missing values: exact EM on the observed coordinates
+
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
                  max_iter=1000, n_init=1, init_params=DEFAULT_INIT, weights_init=None,
                  means_init=None, precisions_init=None, resp_init=None, random_state=None,
@@ -162,38 +193,20 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         ``checkpoint`` (a file path) saves the state of the fit every 10 iterations and after
         each start; ``resume=True`` continues an interrupted fit from it to the result an
         uninterrupted fit gives (see :func:`emkit.fit_em`)."""
-        self._fit(X, sample_weight, labels, checkpoint, resume)
-        return self
-
-    # ------------------------------------------------------------------ online EM hooks
-    def _online_batch(self, X, y, sample_weight, first):
-        self._check_parameters()
-        X = self._validate_rows(X, reset=first and not hasattr(self, "weights_"))
-        if first:
-            self._check_initial_values(len(X), X.shape[1])
-        return Batch(X, _check_sample_weight(sample_weight, len(X)))
-
-    def _online_start(self, model, batch):
-        if hasattr(self, "weights_"):
-            return self._params()
-        return model.init_params(batch, np.random.default_rng(_seed(self.random_state)))
-
-    def _online_attributes(self):
-        self.lower_bounds_ = list(self.history_)
-        self.events_, self.restart_objectives_ = [], np.empty(0)
+        return self._fit(X, y, sample_weight, checkpoint=checkpoint, resume=resume,
+                         labels=labels)
 
     def fit_predict(self, X, y=None, sample_weight=None, labels=None):
         """Fit, then return the most probable component of each row."""
         return self.fit(X, sample_weight=sample_weight, labels=labels).predict(X)
 
-    def _fit(self, X, sample_weight, labels, checkpoint=None, resume=False):
-        self._check_parameters()
+    def _prepare_fit(self, X, y, sample_weight, labels=None):
         if is_dask_collection(X):
             from emkit.distributed import DaskChunks
 
             X = DaskChunks(X)
         if isinstance(X, ChunkSource):
-            return self._fit_on(self._streamed(X, sample_weight, labels), checkpoint, resume)
+            return self._streamed(X, sample_weight, labels)
         X = self._validate_rows(X, reset=True)
         n_samples = len(X)
         if n_samples < 2:
@@ -205,12 +218,19 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
                 f"{self.n_components}, n_samples = {n_samples}: n_components="
                 f"{self.n_components} is larger than the number of samples; use fewer "
                 "components or more data.")
-        _check_observed(X, getattr(self, "feature_names_in_", None))
-        _check_no_constant_column(X, getattr(self, "feature_names_in_", None))
+        check_observed(X, getattr(self, "feature_names_in_", None))
+        check_no_constant_column(X, getattr(self, "feature_names_in_", None))
         self._check_initial_values(n_samples, X.shape[1])
-        sample_weight = _check_sample_weight(sample_weight, n_samples)
+        sample_weight = check_sample_weight(sample_weight, n_samples)
         labels = self._check_labels(labels, n_samples)
-        return self._fit_on(Batch(X, sample_weight, labels), checkpoint, resume)
+        return Batch(X, sample_weight, labels)
+
+    # ------------------------------------------------------------------ online EM hook
+    def _online_batch(self, X, y, sample_weight, first):
+        X = self._validate_rows(X, reset=first and not self._is_fitted())
+        if first:
+            self._check_initial_values(len(X), X.shape[1])
+        return Batch(X, check_sample_weight(sample_weight, len(X)))
 
     def _streamed(self, source, sample_weight, labels):
         """A streamed source (e.g. :class:`emkit.data.NpyChunks`) whose chunks are checked as
@@ -247,35 +267,27 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             return source.checked(check)
         return CheckedChunks(source, check)
 
-    def _fit_on(self, data, checkpoint, resume):
-        self.__dict__.pop("_online", None)  # a batch fit ends an online one
-        model = self._model()
-        warm = self.warm_start and hasattr(self, "weights_")
-        # The objectives of the EM sequence that led here, for the convergence test of a warm
-        # start (its last point is evaluated again as this fit's start).
-        lead_in = list(getattr(self, "_objectives_so_far", [])[:-1]) if warm else []
-        result = fit_em(
-            model, data,
-            n_init=1 if warm else self.n_init, max_iter=self.max_iter, tol=self.tol, xtol=None,
-            random_state=self.random_state, init=self._params() if warm else None,
-            init_history=lead_in,
-            accelerate=self.accelerate, annealing=self.annealing, progress=self.progress,
-            verbose=self.verbose, verbose_interval=self.verbose_interval,
-            decrease_rtol=1e-10 if np.dtype(self.dtype) == np.float64 else 1e-5,
-            # max_iter=0 asks for the starting point itself: nothing to warn about (as sklearn)
-            warn_not_converged=self.max_iter > 0,
-            checkpoint=checkpoint, resume=resume,
-        )
-        self._set_params(result.params)
+    def _lead_in(self) -> list[float]:
+        """The objectives of the EM sequence that led to the fitted parameters, for the
+        convergence test of a warm start (its last point is evaluated again as the start)."""
+        if not (self.warm_start and self._is_fitted()):
+            return []
+        return list(getattr(self, "_objectives_so_far", [])[:-1])
+
+    def _em_options(self, data):
+        return {**super()._em_options(data), "init_history": self._lead_in(),
+                "annealing": self.annealing,
+                "decrease_rtol": 1e-10 if np.dtype(self.dtype) == np.float64 else 1e-5}
+
+    def _run_em(self, model, data, **checkpointing):
+        lead_in = self._lead_in()
+        result = super()._run_em(model, data, **checkpointing)
         self._objectives_so_far = (lead_in + list(result.history))[-_LEAD_IN:]
-        self.converged_ = result.converged
-        self.n_iter_ = result.n_iter
-        self.lower_bound_ = result.objective / result.n_samples
-        self.lower_bounds_ = list(result.history / result.n_samples)
-        self.history_ = result.history
-        self.events_ = list(result.events)
-        self.restart_objectives_ = np.asarray(result.restart_objectives)
         return result
+
+    def _store_result(self, result) -> None:
+        super()._store_result(result)
+        self.lower_bounds_ = list(np.asarray(result.history) / result.n_samples)
 
     def _model(self) -> GaussianMixtureModel:
         return GaussianMixtureModel(
@@ -326,7 +338,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         log_likelihood = self.score_samples(X)
         if sample_weight is None:
             return float(log_likelihood.mean())
-        w = _check_sample_weight(sample_weight, len(log_likelihood))
+        w = check_sample_weight(sample_weight, len(log_likelihood))
         return float(np.average(log_likelihood, weights=w))
 
     def _posteriors(self, X):
@@ -334,14 +346,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         X = self._validate_rows(X, reset=False)
         return self._model().posteriors(self._params(), X)
 
-    def sample(self, n_samples=1):
-        """Draw rows from the fitted mixture; returns (X, component labels)."""
-        self._check_fitted()
-        if n_samples < 1:
-            raise ParameterError(f"Invalid value for 'n_samples': {n_samples}. The sampling "
-                                 "requires at least one sample: n_samples must be >= 1.")
-        rng = np.random.default_rng(self.random_state if isinstance(
-            self.random_state, (int, np.integer)) else None)
+    def _draw(self, n_samples, rng):
         counts = rng.multinomial(n_samples, self.weights_)
         n_features = self.means_.shape[1]
         rows, labels = [], []
@@ -364,16 +369,6 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         self._check_fitted()
         return self._model().n_parameters(self.means_.shape[1])
 
-    def bic(self, X):
-        """Bayesian information criterion on X: −2 log L + p log n (lower is better)."""
-        n = len(self._validate_rows(X, reset=False))
-        return -2 * self.score(X) * n + self.n_parameters() * np.log(n)
-
-    def aic(self, X):
-        """Akaike information criterion on X: −2 log L + 2 p (lower is better)."""
-        n = len(self._validate_rows(X, reset=False))
-        return -2 * self.score(X) * n + 2 * self.n_parameters()
-
     def icl(self, X):
         """Integrated completed likelihood (Biernacki, Celeux & Govaert 2000), lower is better:
         BIC − 2 Σ_i log τ_i,ẑ(i), the BIC plus twice the log-posterior cost of the hard
@@ -383,22 +378,7 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             classification = np.log(resp.max(axis=1))
         return self.bic(X) - 2 * float(np.sum(classification))
 
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`)."""
-        from emkit.persist import save
-
-        save(self, path)
-
     # ------------------------------------------------------------------ validation
-    def _check_fitted(self):
-        try:
-            check_is_fitted(self, "weights_")
-        except Exception as error:
-            raise NotFittedError(  # scikit-learn's words, so code matching them keeps working
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator.") from error
-
     def _validate_rows(self, X, reset):
         X = validate_rows(self, X, reset=reset, dtype=[np.float64, np.float32])
         dtype = np.dtype(self.dtype)
@@ -413,29 +393,6 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
                             "represent: use dtype=numpy.float64 (without --float32 on the "
                             "command line) or rescale the data.")
         return converted
-
-    def _check_parameters(self):
-        check_integer(self, "n_components", 1)
-        check_integer(self, "max_iter", 0)
-        check_integer(self, "n_init", 1)
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ParameterError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
-                                 f"{self.covariance_type!r}.")
-        if self.init_params not in INIT_METHODS:
-            raise ParameterError(f"init_params must be one of {INIT_METHODS}, got "
-                                 f"{self.init_params!r}.")
-        for name in ("tol", "reg_covar"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or not value >= 0:
-                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
-        try:
-            ok = np.dtype(self.dtype) in (np.float64, np.float32)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ParameterError(f"dtype must be numpy.float64 or numpy.float32, got "
-                                 f"{self.dtype!r}.")
-        check_learning_rate(self.learning_decay, self.learning_offset)
 
     def _check_initial_values(self, n_samples, n_features):
         """Shapes and ranges of user-given starting values, checked before any work.
@@ -490,98 +447,10 @@ class GaussianMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             raise DataError(f"labels must be -1 (unknown) or in 0..{self.n_components - 1}.")
         return labels
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        tags.input_tags.allow_nan = True  # missing values: exact EM on the observed coordinates
-        return tags
-
-
-def check_integer(estimator, name: str, low: int) -> None:
-    """The constructor parameter ``name`` of ``estimator`` is an integer >= ``low``, or a
-    ParameterError says what it is."""
-    value = getattr(estimator, name)
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-
-def validate_rows(estimator, X, *, reset, dtype):
-    """scikit-learn's input validation (feature counts and names, 2-D numbers) with NaN allowed
-    as missing values; its ValueErrors become emkit DataErrors that say what to do."""
-    try:
-        return validate_data(estimator, X, reset=reset, dtype=dtype, ensure_min_samples=1,
-                             ensure_all_finite="allow-nan")
-    except DataError:
-        raise
-    except ValueError as error:
-        message = str(error)
-        if "infinity" in message:
-            message += (" Infinity is not a missing value: mark missing entries as NaN "
-                        "(empty cells in a CSV) and fix or drop the infinite ones.")
-        elif "features" in message and not reset:
-            message += " Pass the same columns as in fit."
-        raise DataError(message) from error
-
-
-def is_dask_collection(data) -> bool:
-    """True for a Dask array or data frame (Dask is not imported to find out)."""
-    return type(data).__module__.startswith("dask.") and hasattr(data, "__dask_graph__")
-
-
 def _dask_rows(method, X, n_outputs):
     from emkit.distributed import map_rows
 
     return map_rows(method, X, n_outputs)
-
-
-def _seed(random_state):
-    """A seed for numpy.random.default_rng from any random_state form."""
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    return random_state
-
-
-def _check_sample_weight(sample_weight, n_samples):
-    if sample_weight is None:
-        return None
-    try:
-        w = np.asarray(sample_weight, dtype=float)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"sample_weight must be numbers: {error}.") from error
-    if w.ndim == 0:
-        w = np.full(n_samples, float(w))
-    if w.shape != (n_samples,):
-        raise DataError(f"sample_weight has shape {w.shape}, expected ({n_samples},).")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise DataError("sample_weight must be finite and non-negative.")
-    if not w.sum() > 0:
-        raise DataError("sample_weight sums to zero: at least one row needs a positive weight.")
-    return w
-
-
-def _check_observed(X, names):
-    """Missing values (NaN) are fine, but every column needs observed values and so does some
-    row."""
-    missing = np.isnan(X)
-    if not missing.any():
-        return
-    empty_columns = np.flatnonzero(missing.all(axis=0))
-    if len(empty_columns):
-        shown = [str(names[i]) if names is not None else str(i) for i in empty_columns[:5]]
-        raise DataError(f"column(s) {', '.join(shown)} have no observed value (all NaN): "
-                        "nothing can be learned about them; drop these columns.")
-    if missing.all(axis=1).all():
-        raise DataError("every row is empty (all NaN): there is nothing to fit.")
-
-
-def _check_no_constant_column(X, names):
-    with np.errstate(invalid="ignore"):
-        constant = np.flatnonzero(np.nanmax(X, axis=0) == np.nanmin(X, axis=0))
-    if len(constant):
-        shown = [str(names[i]) if names is not None else str(i) for i in constant[:5]]
-        raise DataError(
-            f"column(s) {', '.join(shown)} are constant: a Gaussian's variance there is only "
-            "reg_covar, which makes the likelihood meaningless. Drop these columns.")
 
 
 def _numeric(name, value, shape, sklearn_name=None):

@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.base import DensityMixin
 
-from emkit.engine import fit_em
-from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_sample_weight
+from emkit.base import FIT_RECORD, EMEstimator, OnlineEMMixin
+from emkit.errors import DataError, ParameterError
 from emkit.models.fixed_mixture import (
     FixedMixtureModel,
     FixedMixtureParams,
@@ -24,10 +23,9 @@ from emkit.models.fixed_mixture import (
     dirichlet_concentration,
     likelihood_matrix,
 )
-from emkit.online import PartialFitMixin, check_learning_rate
 from emkit.persist import EstimatorSpec, register_estimator
+from emkit.validation import NON_NEGATIVE, check_sample_weight
 
-ACCELERATIONS = (None, "squarem")
 # Online EM keeps every weight at least this fraction of 1/M: a model that no row of the batches
 # so far supports would otherwise get weight exactly 0, and EM never revives a zero weight, so a
 # later batch with rows only that model explains would have likelihood 0.
@@ -43,7 +41,7 @@ class _OnlineFixedMixtureModel(FixedMixtureModel):
         return FixedMixtureParams(weights / weights.sum())
 
 
-class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
+class FixedMixture(OnlineEMMixin, DensityMixin, EMEstimator):
     """Optimal mixture of fixed models: learn only the mixing weights, by EM.
 
     The component models p_1 … p_M are given and stay fixed; the fit finds the weights λ on the
@@ -123,6 +121,14 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
     FixedMixture takes likelihood matrices, or set ``models`` again with ``set_params``.
     """
 
+    _parameter_constraints = {
+        **EMEstimator._parameter_constraints,
+        **OnlineEMMixin._online_constraints,
+        "weights_tol": NON_NEGATIVE,
+    }
+    _fitted_attributes = ("weights_",)
+    _input_tags = {"sparse": True, "allow_nan": False}
+
     def __init__(self, models: Sequence[Any] | None = None, *, log: bool = False,
                  prior: Any = None, tol: float = 1e-10, weights_tol: float = 1e-8,
                  max_iter: int = 1000, weights_init: Any = None, warm_start: bool = False,
@@ -157,31 +163,26 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             Save the state of the fit to this file, and continue an interrupted fit from it (see
             :func:`emkit.fit_em`).
         """
-        self._check_parameters()
-        self.__dict__.pop("_online", None)  # a batch fit ends an online one
+        return self._fit(X, y, sample_weight, checkpoint=checkpoint, resume=resume)
+
+    def _prepare_fit(self, X, y, sample_weight) -> LikelihoodMatrix:
         data = self._weighted_likelihoods(X, sample_weight)
-        n_models = data.shape[1]
-        dirichlet_concentration(self.prior, n_models)  # raises for a bad prior, before the work
-        model = FixedMixtureModel(log=self._log_input(), prior=self.prior,
-                                  weights_tol=float(self.weights_tol))
-        result = fit_em(model, data, max_iter=self.max_iter, tol=self.tol, xtol=None,
-                        init=FixedMixtureParams(self._start(n_models)),
-                        accelerate=self.accelerate, progress=self.progress,
-                        checkpoint=checkpoint, resume=resume)
-        self._set_params(result.params)
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(result.n_iter)
-        self.lower_bound_ = result.objective / result.n_samples
-        self.history_ = result.history
-        self.events_ = list(result.events)
-        return self
+        dirichlet_concentration(self.prior, data.shape[1])  # a bad prior raises before the work
+        return data
+
+    def _build_model(self, data) -> FixedMixtureModel:
+        return FixedMixtureModel(log=self._log_input(), prior=self.prior,
+                                 weights_tol=float(self.weights_tol))
+
+    def _start(self, data) -> FixedMixtureParams:
+        return FixedMixtureParams(self._start_weights(data.shape[1]))
 
     def _weighted_likelihoods(self, X, sample_weight) -> LikelihoodMatrix:
         """The likelihood matrix of X with its row weights; every row of positive weight must
         be explained by some model."""
         data = self._likelihoods(X)
         if sample_weight is not None:
-            weight = _check_sample_weight(sample_weight, data.shape[0])
+            weight = check_sample_weight(sample_weight, data.shape[0])
             data = LikelihoodMatrix(data.matrix, data.log_scale, weight)
         check_explained(data)
         return data
@@ -193,13 +194,12 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             self.n_features_in_ = len(params.weights)
 
     # ------------------------------------------------------------------ online EM hooks
-    def _model(self) -> FixedMixtureModel:
+    def _online_model(self) -> FixedMixtureModel:
         return _OnlineFixedMixtureModel(log=self._log_input(), prior=self.prior)
 
     def _online_batch(self, X, y, sample_weight, first):
         # The same conversion as fit's (the model's prepare hook): a LikelihoodMatrix, made
         # once per batch, which the E-step uses as it is.
-        self._check_parameters()
         data = self._weighted_likelihoods(X, sample_weight)
         state = getattr(self, "_online", None)
         expected = (len(state.params.weights) if state is not None
@@ -220,10 +220,7 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
             return FixedMixtureParams(np.full(n_models, 1.0 / n_models))
         return FixedMixtureParams(self._checked_weights_init(n_models))
 
-    def _online_attributes(self):
-        self.events_ = []
-
-    def _start(self, n_models: int) -> np.ndarray:
+    def _start_weights(self, n_models: int) -> np.ndarray:
         if self.warm_start and hasattr(self, "weights_"):
             if len(self.weights_) != n_models:
                 raise DataError(f"warm_start: the fitted model has {len(self.weights_)} "
@@ -268,7 +265,7 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         log_likelihood = self.score_samples(X)
         if sample_weight is None:
             return float(log_likelihood.mean())
-        w = _check_sample_weight(sample_weight, len(log_likelihood))
+        w = check_sample_weight(sample_weight, len(log_likelihood))
         used = w > 0
         return float(np.average(log_likelihood[used], weights=w[used]))
 
@@ -276,16 +273,6 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         """Number of free parameters: M − 1 weights."""
         self._check_fitted()
         return self.n_components_ - 1
-
-    def bic(self, X) -> float:
-        """Bayesian information criterion on X: −2 log L + (M − 1) log n (lower is better)."""
-        log_likelihood = self.score_samples(X)
-        n = len(log_likelihood)
-        return float(-2 * log_likelihood.sum() + self.n_parameters() * np.log(n))
-
-    def aic(self, X) -> float:
-        """Akaike information criterion on X: −2 log L + 2 (M − 1) (lower is better)."""
-        return float(-2 * self.score_samples(X).sum() + 2 * self.n_parameters())
 
     def _posteriors(self, X):
         self._check_fitted()
@@ -295,14 +282,6 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
                             f"{self.n_components_} features as input (one column per model).")
         return FixedMixtureModel(log=self._log_input()).posteriors(
             FixedMixtureParams(self.weights_), data)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted weights to ``path`` (safe format, see :mod:`emkit.persist`);
-        ``models`` are not stored."""
-        from emkit.persist import save
-
-        save(self, path)
 
     # ------------------------------------------------------------------ input
     def _log_input(self) -> bool:
@@ -339,25 +318,7 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
         return np.column_stack(columns)
 
     # ------------------------------------------------------------------ validation
-    def _check_fitted(self):
-        if not hasattr(self, "weights_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet: call fit(X) first.")
-
-    def _check_parameters(self):
-        for name, low in (("max_iter", 0),):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-        for name in ("tol", "weights_tol"):
-            value = getattr(self, name)
-            if (not isinstance(value, (int, float, np.number)) or isinstance(value, bool)
-                    or not value >= 0):
-                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
-        if self.accelerate not in ACCELERATIONS:
-            raise ParameterError(f"accelerate must be 'squarem' or None (plain EM), got "
-                                 f"{self.accelerate!r}.")
-        check_learning_rate(self.learning_decay, self.learning_offset)
+    def _check_parameter_combinations(self):
         if self.models is not None:
             if isinstance(self.models, (str, bytes)) or not isinstance(self.models, Sequence) \
                     or len(self.models) == 0:
@@ -384,13 +345,6 @@ class FixedMixture(PartialFitMixin, DensityMixin, BaseEstimator):
                 "weights_init must be positive and sum to 1 (EM never revives a zero weight), "
                 f"got minimum {np.min(weights):.3g} and sum {np.sum(weights):.6g}.")
         return weights / weights.sum()
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 # --------------------------------------------------------------------------- model files
@@ -421,15 +375,12 @@ register_estimator("FixedMixture", EstimatorSpec(
     attributes={
         "weights_": "array",
         "n_components_": "int",
-        "converged_": "bool",
-        "n_iter_": "int",
-        "lower_bound_": "float",
-        "history_": "array",
-        "events_": "events",
+        **FIT_RECORD,
         "n_features_in_": "int",
         "feature_names_in_": "names",
     },
-    optional=frozenset({"n_features_in_", "feature_names_in_"}),
+    # restart_objectives_ (one start) is recorded since the estimator base; older files lack it
+    optional=frozenset({"n_features_in_", "feature_names_in_", "restart_objectives_"}),
     check=_check_fixed_mixture,
 ))
 

@@ -15,21 +15,12 @@ No math lives here: the model is :class:`emkit.models.hmm.HMMModel`, fitted by t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
-from emkit.engine import fit_em
+from emkit.base import FIT_RECORD, EMEstimator, OnlineEMMixin, SamplingMixin
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import (
-    _check_no_constant_column,
-    _check_observed,
-    check_integer,
-    is_dask_collection,
-    validate_rows,
-)
 from emkit.families.categorical import CategoricalEmission, CategoricalParams
 from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
 from emkit.families.poisson import PoissonEmission, PoissonParams
@@ -43,8 +34,21 @@ from emkit.models.hmm import (
     Sequences,
     check_lengths,
 )
-from emkit.online import PartialFitMixin, check_learning_rate
 from emkit.persist import EstimatorSpec, register_estimator
+from emkit.validation import (
+    CONCENTRATIONS,
+    COUNT,
+    NON_NEGATIVE,
+    RANDOM_STATE,
+    VERBOSE,
+    Integer,
+    Letters,
+    OneOf,
+    check_no_constant_column,
+    check_observed,
+    is_dask_collection,
+    validate_rows,
+)
 
 __all__ = ["GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM", "FitMonitor"]
 
@@ -67,11 +71,33 @@ class FitMonitor:
     converged: bool
 
 
-class _BaseHMM(PartialFitMixin, BaseEstimator):
+def _letters_constraints(letters: str) -> dict:
+    """Constraints of ``params`` and ``init_params``: strings of some of ``letters``."""
+    return {"params": Letters(letters), "init_params": Letters(letters)}
+
+
+class _BaseHMM(OnlineEMMixin, SamplingMixin, EMEstimator):
     """What every emkit HMM estimator shares: input handling, fitting through ``fit_em``,
     inference (forward-backward, Viterbi), sampling, model choice and saving."""
 
     _letters = "st"
+    _parameter_constraints = {
+        **EMEstimator._parameter_constraints,
+        **OnlineEMMixin._online_constraints,
+        "n_components": COUNT,
+        "n_init": COUNT,
+        "n_iter": Integer(0, optional=True),
+        "algorithm": OneOf("viterbi", "map"),
+        "implementation": OneOf("log", "scaling",
+                                hint="hmmlearn's values; both run emkit's scaled pass"),
+        "verbose": VERBOSE,
+        "startprob_prior": CONCENTRATIONS,
+        "transmat_prior": CONCENTRATIONS,
+        "random_state": RANDOM_STATE,
+        **_letters_constraints(_letters),
+    }
+    _fitted_attributes = ("transmat_", "n_features_in_")
+    _input_tags = {"allow_nan": True}
 
     # ------------------------------------------------------------------ hooks of subclasses
     def _emission(self, n_features: int):
@@ -107,49 +133,29 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
             Save the state of the fit to this file, and continue an interrupted fit from it (see
             :func:`emkit.fit_em`).
         """
-        self._check_parameters()
-        self.__dict__.pop("_online", None)  # a batch fit ends an online one
+        return self._fit(X, lengths, sample_weight, checkpoint=checkpoint, resume=resume)
+
+    def _prepare_fit(self, X, lengths, sample_weight):
         if is_dask_collection(X):  # blocks of whole sequences, E-steps on the workers
             from emkit.distributed import DaskSequences
 
             sequences = DaskSequences(X, [len(X)] if lengths is None else lengths,
                                       sample_weight)
             self.n_features_in_ = sequences.n_features
-        else:
-            sequences = self._sequences(X, lengths, sample_weight, reset=True)
-            n_frames = int(np.sum(sequences.lengths[sequences.weights > 0]))
-            if self.n_components > n_frames:
-                raise DataError(f"n_components={self.n_components} is larger than the number "
-                                f"of frames ({n_frames}): use fewer states or more data.")
-        model = self._model(self.n_features_in_, start=self._given_start())
-        result = fit_em(model, sequences, n_init=self.n_init, max_iter=self._max_iter(),
-                        xtol=None,
-                        tol=self.tol, random_state=self.random_state,
-                        accelerate=self.accelerate, progress=self.progress,
-                        verbose=int(self.verbose), verbose_interval=1,
-                        warn_not_converged=self._max_iter() > 0,  # 0: the start, as asked
-                        checkpoint=checkpoint, resume=resume)
-        self._set_params(result.params)
-        self.converged_ = result.converged
-        self.n_iter_ = result.n_iter
-        self.lower_bound_ = result.objective / max(result.n_samples, 1e-300)
-        self.history_ = result.history
-        self.events_ = list(result.events)
-        self.restart_objectives_ = np.asarray(result.restart_objectives)
-        return self
+            return sequences
+        sequences = self._sequences(X, lengths, sample_weight, reset=True)
+        n_frames = int(np.sum(sequences.lengths[sequences.weights > 0]))
+        if self.n_components > n_frames:
+            raise DataError(f"n_components={self.n_components} is larger than the number "
+                            f"of frames ({n_frames}): use fewer states or more data.")
+        return sequences
 
-    # ------------------------------------------------------------------ online EM hooks
+    def _build_model(self, data) -> HMMModel:
+        return self._model(self.n_features_in_, start=self._given_start())
+
+    # ------------------------------------------------------------------ online EM hook
     def _online_batch(self, X, y, sample_weight, first):
-        self._check_parameters()
         return self._sequences(X, y, sample_weight, reset=first and not self._is_fitted())
-
-    def _online_start(self, model, batch):
-        if self._is_fitted():
-            return self._params()
-        return model.init_params(batch, np.random.default_rng(self.random_state))
-
-    def _online_attributes(self):
-        self.events_, self.restart_objectives_ = [], np.empty(0)
 
     def _max_iter(self) -> int:
         """``max_iter``, or hmmlearn's ``n_iter`` when given."""
@@ -165,6 +171,8 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
                           bool(self.converged_))
 
     def _is_fitted(self) -> bool:
+        # Fitted by EM (a warm start for partial_fit), not merely given parameters: hmmlearn's
+        # users set startprob_/transmat_/… before fit with init_params="" (see _given_start).
         return getattr(self, "startprob_", None) is not None and hasattr(self, "n_iter_")
 
     def _model(self, n_features: int | None = None,
@@ -263,12 +271,14 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         return stationary / stationary.sum()
 
     def sample(self, n_samples=1, random_state=None, currstate=None):
-        """Draw one sequence of ``n_samples`` frames; returns (X, states)."""
-        self._check_fitted()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-            raise ParameterError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
-        seed = self.random_state if random_state is None else random_state
-        rng = np.random.default_rng(seed if isinstance(seed, (int, np.integer)) else None)
+        """Draw one sequence of ``n_samples`` frames; returns (X, states).
+
+        ``random_state`` (default: the estimator's) seeds the draws, in any form (see
+        :class:`emkit.base.SamplingMixin`); ``currstate`` is the state of the first frame."""
+        return self._draw(n_samples, self._sampling_generator(n_samples, random_state),
+                          currstate)
+
+    def _draw(self, n_samples, rng, currstate=None):
         K = self.n_components
         states = np.empty(n_samples, dtype=np.int64)
         state = rng.choice(K, p=self.startprob_) if currstate is None else int(currstate)
@@ -292,28 +302,11 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         emission = self._emission(self.n_features_in_).n_parameters(K, self.n_features_in_)
         return start + transitions + emission
 
-    def bic(self, X, lengths=None):
-        """Bayesian information criterion: −2 log L + p log n_frames (lower is better)."""
-        n_frames = len(self._fitted_sequences(X, lengths).X)
-        return -2 * self.score(X, lengths) + self.n_parameters() * math.log(n_frames)
-
-    def aic(self, X, lengths=None):
-        """Akaike information criterion: −2 log L + 2 p (lower is better)."""
-        return -2 * self.score(X, lengths) + 2 * self.n_parameters()
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`)."""
-        from emkit.persist import save
-
-        save(self, path)
+    def _log_likelihood_and_count(self, X, lengths=None):
+        """Log-likelihood of X and its number of frames (the BIC's n)."""
+        return self.score(X, lengths), len(self._fitted_sequences(X, lengths).X)
 
     # ------------------------------------------------------------------ validation
-    def _check_fitted(self):
-        if getattr(self, "transmat_", None) is None or not hasattr(self, "n_features_in_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet: call "
-                                 "fit(X, lengths) first.")
-
     def _fitted_model(self) -> HMMModel:
         return self._model(self.n_features_in_)
 
@@ -354,46 +347,6 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
             raise DataError("every frame is empty (all NaN): there is nothing to fit.")
         self._check_frames(X)
         return Sequences(X, lengths, sample_weight)
-
-    def _check_parameters(self):
-        check_integer(self, "n_components", 1)
-        check_integer(self, "max_iter", 0)
-        if self.n_iter is not None:
-            check_integer(self, "n_iter", 0)
-        check_integer(self, "n_init", 1)
-        check_learning_rate(self.learning_decay, self.learning_offset)
-        if self.algorithm not in ("viterbi", "map"):
-            raise ParameterError(f"algorithm must be 'viterbi' or 'map', got "
-                                 f"{self.algorithm!r}.")
-        if self.implementation not in ("log", "scaling"):
-            raise ParameterError(f"implementation must be 'log' or 'scaling' (hmmlearn's "
-                                 f"values; both run emkit's scaled pass), got "
-                                 f"{self.implementation!r}.")
-        if not isinstance(self.verbose, (int, np.integer)) or self.verbose < 0:
-            raise ParameterError(f"verbose must be a bool or an integer >= 0, got "
-                                 f"{self.verbose!r}.")
-        if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
-            raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
-        for name in ("params", "init_params"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or set(value) - set(self._letters):
-                raise ParameterError(f"{name} must be a string of the letters "
-                                     f"{self._letters!r}, got {value!r}.")
-        if self.accelerate not in (None, "squarem"):
-            raise ParameterError(f"accelerate must be None or 'squarem', got "
-                                 f"{self.accelerate!r}.")
-        for name in ("startprob_prior", "transmat_prior"):
-            value = np.asarray(getattr(self, name), dtype=float)
-            if not np.all(np.isfinite(value)) or np.any(value <= 0):
-                raise ParameterError(f"{name} must be positive Dirichlet concentrations "
-                                     "(1 = no prior).")
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        tags.input_tags.allow_nan = True
-        return tags
-
 
 def _probability_rows(name: str, value, shape) -> np.ndarray:
     """Validated probabilities of the given shape whose last axis sums to 1."""
@@ -483,6 +436,13 @@ class GaussianHMM(_BaseHMM):
     """
 
     _letters = "stmc"
+    _parameter_constraints = {
+        **_BaseHMM._parameter_constraints,
+        **_letters_constraints(_letters),
+        "covariance_type": OneOf(*COVARIANCE_TYPES),
+        "reg_covar": NON_NEGATIVE,
+        "min_covar": NON_NEGATIVE,
+    }
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-6, reg_covar=1e-6,
                  max_iter=1000, n_init=1, params="stmc", init_params="stmc",
@@ -561,18 +521,10 @@ class GaussianHMM(_BaseHMM):
 
     def _check_frames(self, X):
         names = getattr(self, "feature_names_in_", None)
-        _check_observed(X, names)
-        _check_no_constant_column(X, names)
+        check_observed(X, names)
+        check_no_constant_column(X, names)
 
-    def _check_parameters(self):
-        super()._check_parameters()
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ParameterError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
-                                 f"{self.covariance_type!r}.")
-        for name in ("reg_covar", "min_covar"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or not value >= 0:
-                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
+    def _check_parameter_combinations(self):
         self._emission(None)  # checks that the priors fit the covariance type
 
 
@@ -596,6 +548,11 @@ class CategoricalHMM(_BaseHMM):
     """
 
     _letters = "ste"
+    _parameter_constraints = {
+        **_BaseHMM._parameter_constraints,
+        **_letters_constraints(_letters),
+        "n_features": Integer(1, optional=True),
+    }
 
     def __init__(self, n_components=1, *, n_features=None, tol=1e-6, max_iter=1000, n_init=1,
                  params="ste", init_params="ste", startprob_prior=1.0, transmat_prior=1.0,
@@ -684,6 +641,7 @@ class PoissonHMM(_BaseHMM):
     """
 
     _letters = "stl"
+    _parameter_constraints = {**_BaseHMM._parameter_constraints, **_letters_constraints(_letters)}
 
     def __init__(self, n_components=1, *, tol=1e-6, max_iter=1000, n_init=1, params="stl",
                  init_params="stl", startprob_prior=1.0, transmat_prior=1.0,
@@ -753,6 +711,14 @@ class GMMHMM(_BaseHMM):
     """
 
     _letters = "stmcw"
+    _parameter_constraints = {
+        **_BaseHMM._parameter_constraints,
+        **_letters_constraints(_letters),
+        "n_mix": COUNT,
+        "covariance_type": OneOf("full", "diag", "spherical"),
+        "reg_covar": NON_NEGATIVE,
+        "min_covar": NON_NEGATIVE,
+    }
 
     def __init__(self, n_components=1, n_mix=1, *, covariance_type="full", tol=1e-6,
                  reg_covar=1e-6, max_iter=1000, n_init=1, params="stmcw", init_params="stmcw",
@@ -840,21 +806,8 @@ class GMMHMM(_BaseHMM):
 
     def _check_frames(self, X):
         names = getattr(self, "feature_names_in_", None)
-        _check_observed(X, names)
-        _check_no_constant_column(X, names)
-
-    def _check_parameters(self):
-        super()._check_parameters()
-        if not isinstance(self.n_mix, (int, np.integer)) or isinstance(self.n_mix, bool) \
-                or self.n_mix < 1:
-            raise ParameterError(f"n_mix must be an integer >= 1, got {self.n_mix!r}.")
-        if self.covariance_type not in ("full", "diag", "spherical"):
-            raise ParameterError("covariance_type must be 'full', 'diag' or 'spherical', got "
-                                 f"{self.covariance_type!r}.")
-        for name in ("reg_covar", "min_covar"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float, np.number)) or not value >= 0:
-                raise ParameterError(f"{name} must be a number >= 0, got {value!r}.")
+        check_observed(X, names)
+        check_no_constant_column(X, names)
 
 
 # --------------------------------------------------------------------------- model files
@@ -882,9 +835,7 @@ def _check_hmm(estimator) -> None:
 
 _EMISSION_DIMENSIONS = {"GaussianHMM": {"means_": 2}, "GMMHMM": {"weights_": 2, "means_": 3},
                         "CategoricalHMM": {"emissionprob_": 2}, "PoissonHMM": {"lambdas_": 2}}
-_COMMON = {"startprob_": "array", "transmat_": "array", "converged_": "bool", "n_iter_": "int",
-           "lower_bound_": "float", "history_": "array", "events_": "events",
-           "restart_objectives_": "array", "n_features_in_": "int",
+_COMMON = {"startprob_": "array", "transmat_": "array", **FIT_RECORD, "n_features_in_": "int",
            "feature_names_in_": "names"}
 for _name, _emission_attributes in (("GaussianHMM", ("means_", "covars_")),
                                     ("GMMHMM", ("weights_", "means_", "covars_")),

@@ -16,11 +16,23 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
-from emkit.errors import NotFittedError, ParameterError
-from emkit.estimators import GaussianMixture, validate_rows
+from emkit.estimators import GaussianMixture
+from emkit.families.gaussian import COVARIANCE_TYPES
 from emkit.families.gaussian_missing import conditionals, full_covariances, missingness_groups
+from emkit.validation import (
+    BOOLEAN,
+    COUNT,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INTEGER,
+    RANDOM_STATE,
+    OneOf,
+    check_fitted,
+    check_parameters,
+    check_value,
+    random_generator,
+    validate_rows,
+)
 
 
 class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -92,6 +104,19 @@ class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     False
     """
 
+    # The mixture's parameters are checked by the mixture; these before any work.
+    _parameter_constraints = {
+        "n_components": COUNT,
+        "covariance_type": OneOf(*COVARIANCE_TYPES),
+        "sample_posterior": BOOLEAN,
+        "n_imputations": COUNT,
+        "max_iter": NON_NEGATIVE_INTEGER,
+        "tol": NON_NEGATIVE,
+        "n_init": COUNT,
+        "reg_covar": NON_NEGATIVE,
+        "random_state": RANDOM_STATE,
+    }
+
     def __init__(self, n_components=1, *, covariance_type="full", sample_posterior=False,
                  n_imputations=5, max_iter=200, tol=1e-6, n_init=1, reg_covar=1e-6,
                  random_state=None):
@@ -110,10 +135,7 @@ class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         ``y`` is ignored. Raises :class:`emkit.errors.DataError` for infinite values, a column
         with no observed value, or data in which every row is empty."""
-        if not isinstance(self.sample_posterior, (bool, np.bool_)):
-            raise ParameterError(
-                f"sample_posterior must be True or False, got {self.sample_posterior!r}.")
-        _check_count("n_imputations", self.n_imputations)
+        check_parameters(self, self._parameter_constraints)
         X = self._validate(X, reset=True)
         self.mixture_ = GaussianMixture(
             self.n_components, covariance_type=self.covariance_type, tol=self.tol,
@@ -150,7 +172,7 @@ class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             the first copy equals ``transform(X)`` of a ``sample_posterior=True`` imputer.
         """
         count = self.n_imputations if n_imputations is None else n_imputations
-        _check_count("n_imputations", count)
+        check_value("n_imputations", count, COUNT)
         X = self._validate_fitted(X)
         return self._fill(X, n_draws=count)
 
@@ -172,7 +194,7 @@ class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 filled = np.einsum("nk,knm->nm", posteriors[rows], means)
                 outputs[0][np.ix_(rows, missing_block)] = filled
             return outputs
-        rng = np.random.default_rng(_seed(self.random_state))
+        rng = random_generator(self.random_state)
         for output in outputs:
             for rows, missing_block, means, roots in groups:
                 output[np.ix_(rows, missing_block)] = _draw(posteriors[rows], means, roots, rng)
@@ -195,11 +217,7 @@ class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _validate_fitted(self, X) -> np.ndarray:
-        try:
-            check_is_fitted(self, "mixture_")
-        except Exception as error:
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet: call fit(X) first.") from error
+        check_fitted(self, ("mixture_",))
         return self._validate(X, reset=False)
 
     def _validate(self, X, reset: bool) -> np.ndarray:
@@ -233,20 +251,6 @@ def _square_root(covariance: np.ndarray) -> np.ndarray:
     that makes a tiny eigenvalue slightly negative)."""
     values, vectors = np.linalg.eigh(covariance)
     return vectors * np.sqrt(np.clip(values, 0.0, None))
-
-
-def _seed(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        return random_state.randint(0, 2**31 - 1)
-    if random_state is None or isinstance(random_state, (int, np.integer, np.random.Generator)):
-        return random_state
-    raise ParameterError("random_state must be None, an int, a numpy Generator or RandomState, "
-                         f"got {type(random_state).__name__}.")
-
-
-def _check_count(name: str, value) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ParameterError(f"{name} must be an integer >= 1, got {value!r}.")
 
 
 __all__ = ["EMImputer"]

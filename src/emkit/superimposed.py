@@ -10,15 +10,14 @@ import copy
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
+from emkit.base import FIT_RECORD, EMEstimator
 from emkit.data import Batch
-from emkit.engine import fit_em
-from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.estimators import _check_sample_weight, check_integer
+from emkit.errors import DataError, ParameterError
 from emkit.models.superimposed import SuperimposedModel, SuperimposedParams, sample_rows
 from emkit.persist import EstimatorSpec, register_estimator
 from emkit.signals import Sinusoids, describe, order
+from emkit.validation import COUNT, RANDOM_STATE, Real, check_sample_weight
 
 __all__ = ["SuperimposedSignals", "SIGNAL_NAMES"]
 
@@ -26,7 +25,7 @@ __all__ = ["SuperimposedSignals", "SIGNAL_NAMES"]
 SIGNAL_NAMES = {"tones": False, "complex_tones": True}
 
 
-class SuperimposedSignals(BaseEstimator):
+class SuperimposedSignals(EMEstimator):
     """Separate K superimposed signals of a known shape in white Gaussian noise by EM.
 
     y(d) = Σ_k s(d; θ_k) + n(d), d = 0 … n_samples − 1. Each EM iteration splits the residual
@@ -97,6 +96,15 @@ class SuperimposedSignals(BaseEstimator):
     events_ : list of (iteration, message)
     """
 
+    _parameter_constraints = {
+        **EMEstimator._parameter_constraints,
+        "n_components": COUNT,
+        "n_init": COUNT,
+        "sample_rate": Real(0, low_open=True, optional=True, hint="samples per second"),
+        "random_state": RANDOM_STATE,
+    }
+    _fitted_attributes = ("theta_",)
+
     def __init__(self, signal="tones", n_components=1, *, sage=True, noise_split=None,
                  tol=1e-8, max_iter=500, n_init=5, random_state=None, accelerate="squarem",
                  progress=False, sample_rate=None):
@@ -122,38 +130,32 @@ class SuperimposedSignals(BaseEstimator):
         each start; ``resume=True`` continues an interrupted fit from it, to the result an
         uninterrupted fit gives (see :func:`emkit.fit_em`).
         """
-        self._check_parameters()
+        return self._fit(y, None, sample_weight, checkpoint=checkpoint, resume=resume)
+
+    def _prepare_fit(self, y, _, sample_weight) -> Batch:
         signal = self._signal()
         y = self._validate_samples(y, signal)
         n_samples = len(y)
-        weights = _check_sample_weight(sample_weight, n_samples)
-        model = self._model(n_samples)
+        weights = check_sample_weight(sample_weight, n_samples)
+        n_parameters = self._model(n_samples).n_parameters()
         observed = n_samples if weights is None else int(np.count_nonzero(weights))
-        if observed <= model.n_parameters():
+        if observed <= n_parameters:
             raise DataError(
-                f"{observed} samples cannot determine {model.n_parameters()} parameters "
+                f"{observed} samples cannot determine {n_parameters} parameters "
                 f"({self.n_components} components × {signal.n_parameters} parameters + the noise "
                 "variance): give more samples than parameters, or fewer components.")
-        result = fit_em(model, Batch(sample_rows(y), weights), n_init=self.n_init,
-                        max_iter=self.max_iter, tol=self.tol, xtol=None,
-                        random_state=self.random_state,
-                        accelerate=self.accelerate, progress=self.progress,
-                        checkpoint=checkpoint, resume=resume)
-        self._set_params(signal, result.params)
         self.n_points_ = n_samples
-        self.converged_ = result.converged
-        self.n_iter_ = result.n_iter
-        self.lower_bound_ = result.objective / result.n_samples
-        self.history_ = result.history
-        self.restart_objectives_ = np.asarray(result.restart_objectives)
-        self.events_ = list(result.events)
-        return self
+        return Batch(sample_rows(y), weights)
+
+    def _build_model(self, data) -> SuperimposedModel:
+        return self._model(len(data.X))
 
     def fit_transform(self, y, sample_weight=None):
         """Fit, then return the separated signals of ``y`` (see :meth:`transform`)."""
         return self.fit(y, sample_weight).transform(y)
 
-    def _set_params(self, signal, params: SuperimposedParams) -> None:
+    def _set_params(self, params: SuperimposedParams) -> None:
+        signal = self._signal()
         theta = np.asarray(params.theta, dtype=float)
         if hasattr(signal, "wrap"):
             theta = signal.wrap(theta)
@@ -198,10 +200,15 @@ class SuperimposedSignals(BaseEstimator):
         """Log-likelihood of ``y`` per sample (mean over samples; times ``len(y)`` for the
         total), as ``GaussianMixture.score``."""
         signal, y = self._fitted_input(y)
-        weights = _check_sample_weight(sample_weight, len(y))
+        weights = check_sample_weight(sample_weight, len(y))
         model = self._model(len(y))
         _, log_likelihood = model.e_step(self._params(), Batch(sample_rows(y), weights))
         return float(log_likelihood / (len(y) if weights is None else weights.sum()))
+
+    def _log_likelihood_and_count(self, y):
+        """Total log-likelihood of ``y`` and its number of samples (the BIC's n)."""
+        n_samples = len(self._fitted_input(y)[1])
+        return self.score(y) * n_samples, n_samples
 
     def n_parameters(self) -> int:
         """Free parameters: n_components × the signal's parameters, plus the noise variance."""
@@ -209,15 +216,13 @@ class SuperimposedSignals(BaseEstimator):
         return self._model(self.n_points_).n_parameters()
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`).
+    def _to_save(self) -> SuperimposedSignals:
+        """The estimator with its signal named (``save`` stores plain arrays and never code).
 
         Only tones can be stored: a model file holds plain arrays and never code, so waveforms,
         receiver layouts, path-loss functions and user signal classes cannot be restored
         safely from it. For those, keep ``theta_`` and the signal yourself.
         """
-        from emkit.persist import save
-
         self._check_fitted()
         name = _signal_name(self.signal)
         if name is None:
@@ -228,7 +233,7 @@ class SuperimposedSignals(BaseEstimator):
                 "the signal object yourself (e.g. numpy.save) for other signals.")
         stored = copy.copy(self)
         stored.signal = name
-        save(stored, path)
+        return stored
 
     # ------------------------------------------------------------------ helpers
     def _signal(self) -> Any:
@@ -254,11 +259,6 @@ class SuperimposedSignals(BaseEstimator):
         self._check_fitted()
         signal = self._signal()
         return signal, self._validate_samples(y, signal)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "theta_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} is not fitted yet: call fit(y) first.")
 
     def _validate_samples(self, y, signal) -> np.ndarray:
         if y is None:
@@ -291,22 +291,6 @@ class SuperimposedSignals(BaseEstimator):
             raise DataError("y is empty: pass at least one sample.")
         return y
 
-    def _check_parameters(self) -> None:
-        check_integer(self, "n_components", 1)
-        check_integer(self, "max_iter", 0)
-        check_integer(self, "n_init", 1)
-        if not isinstance(self.tol, (int, float, np.number)) or not self.tol >= 0:
-            raise ParameterError(f"tol must be a number >= 0, got {self.tol!r}.")
-        if self.sample_rate is not None and not (
-                isinstance(self.sample_rate, (int, float, np.number)) and self.sample_rate > 0
-                and np.isfinite(self.sample_rate)):
-            raise ParameterError(f"sample_rate must be None or a positive number (samples per "
-                                 f"second), got {self.sample_rate!r}.")
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False
-        return tags
 
 
 def _signal_name(signal) -> str | None:
@@ -351,12 +335,7 @@ register_estimator("SuperimposedSignals", EstimatorSpec(
         "phases_": "array",
         "noise_variance_": "float",
         "n_points_": "int",
-        "converged_": "bool",
-        "n_iter_": "int",
-        "lower_bound_": "float",
-        "history_": "array",
-        "restart_objectives_": "array",
-        "events_": "events",
+        **FIT_RECORD,
     },
     check=_check_superimposed,
 ))
