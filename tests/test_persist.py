@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
@@ -290,7 +291,7 @@ def test_raw_pickle_as_array_member_is_refused(model_file):
 
     _CALLS.clear()
     rewrite(model_file, members_change=swap)
-    with pytest.raises(ModelFileError, match="not a valid .npy"):
+    with pytest.raises(ModelFileError, match="too few for the announced|not a valid .npy"):
         emkit.load(model_file)
     assert _CALLS == []
 
@@ -341,14 +342,15 @@ def test_huge_declared_member_size_is_refused_before_reading(model_file):
 
 def test_zip_bomb_is_refused_before_expanding(model_file):
     """A small file whose deflated member announces a consistent but huge array of zeros (the
-    shape in the metadata matches the .npy header): refused by its expansion ratio, at once."""
-    shape = [4096, 8192]  # 256 MiB of float64 zeros deflate to about 256 KiB
+    shape in the metadata matches the .npy header, and history_ has no length the metadata fix):
+    refused by its expansion ratio, at once."""
+    shape = [4096 * 8192]  # 256 MiB of float64 zeros deflate to about 256 KiB
 
     def change(metadata):
-        metadata["arrays"]["means_"]["shape"] = shape
+        metadata["arrays"]["history_"]["shape"] = shape
 
     def swap(members):
-        members["arrays/means_.npy"] = npy_bytes(np.zeros(shape))
+        members["arrays/history_.npy"] = npy_bytes(np.zeros(shape))
 
     with zipfile.ZipFile(model_file) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -479,7 +481,7 @@ def test_missing_member_and_missing_attribute(model_file):
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["params"].update(covariance_type="weird"), "covariance_type"),
-    (lambda m: m["params"].update(n_components=4), r"shape \(4,\)"),
+    (lambda m: m["params"].update(n_components=4), r"should have shape \(4,"),
     (lambda m: m["params"].update(not_a_parameter=1), "no parameter 'not_a_parameter'"),
     (lambda m: m["params"].update(dtype={"numpy_dtype": "object"}), "non-numeric dtype"),
     (lambda m: m["params"].update(dtype={"import": "os.system"}), "unknown encoding"),
@@ -691,7 +693,7 @@ def test_a_one_dimensional_emission_matrix_is_refused(fitted_models, tmp_path):
 
     forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit", announce,
                      flatten)
-    with pytest.raises(ModelFileError, match="emissionprob_ must be a 2-D array"):
+    with pytest.raises(ModelFileError, match=r"emissionprob_ should have shape \(2, n\)"):
         emkit.load(forged)
 
 
@@ -705,3 +707,120 @@ def test_covariances_that_do_not_match_their_cholesky_factors_are_refused(fitted
     forged = _forged(fitted_models["gmm"], tmp_path / "forged.emkit", members_change=scale)
     with pytest.raises(ModelFileError, match="do not belong together"):
         emkit.load(forged)
+
+
+# --------------------------------------------------------------------------- what loading allocates
+def npy_header_only(shape, dtype="<f8", data=b"\0" * 16):
+    """A .npy header announcing ``shape`` followed by only a few bytes of data."""
+    stream = io.BytesIO()
+    npformat = np.lib.format
+    npformat.write_array_header_1_0(stream, {"descr": dtype, "fortran_order": False,
+                                             "shape": tuple(shape)})
+    return stream.getvalue() + data
+
+
+def _load_tracing_memory(path):
+    """Load ``path`` expecting a ModelFileError; return (error, peak bytes numpy and Python
+    allocated meanwhile)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError) as error:
+            emkit.load(path)
+        return error.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("rows, message", [
+    (10**9, r"announces \[1000000000, 3\] elements, more than a model file may hold"),
+    (5 * 10**7, r"means_ should have shape \(3, 3\) .* announces \(50000000, 3\)"),
+])
+def test_a_billion_row_array_in_a_tiny_member_is_refused_without_allocating(model_file, rows,
+                                                                            message):
+    """The metadata and the .npy header agree on many rows of means_; the member holds 16
+    bytes. Refused before reading: 10⁹ rows (24 GB) by the size limit, 5·10⁷ rows (1.2 GB,
+    within it) by the shape the estimator's metadata give (3 × 3)."""
+    def announce(metadata):
+        metadata["arrays"]["means_"]["shape"] = [rows, 3]
+
+    rewrite(model_file, announce, lambda members: members.update(
+        {"arrays/means_.npy": npy_header_only((rows, 3))}))
+    error, peak = _load_tracing_memory(model_file)
+    assert re.search(message, str(error))
+    assert peak < 1 << 20
+
+
+def test_a_long_history_in_a_tiny_member_is_refused_without_allocating(model_file):
+    """history_ has no length the metadata fix: 2·10⁸ values (1.6 GB, within the size limit)
+    announced by metadata and header, 16 bytes stored — refused from the member's size."""
+    def announce(metadata):
+        metadata["arrays"]["history_"]["shape"] = [2 * 10**8]
+
+    rewrite(model_file, announce, lambda members: members.update(
+        {"arrays/history_.npy": npy_header_only((2 * 10**8,))}))
+    error, peak = _load_tracing_memory(model_file)
+    assert "too few for the announced <f8 array of shape (200000000,)" in str(error)
+    assert peak < 1 << 20
+
+
+def test_a_member_announcing_more_bytes_than_the_file_holds_is_refused(model_file):
+    """As above, and the central directory also claims the 1.6 GB the header needs (both sizes,
+    as for a stored member): the file is a few kB, so the claim is refused before reading."""
+    rewrite(model_file, lambda m: m["arrays"]["history_"].update(shape=[2 * 10**8]),
+            lambda members: members.update(
+                {"arrays/history_.npy": npy_header_only((2 * 10**8,))}))
+    raw = bytearray(model_file.read_bytes())
+    entry = raw.rindex(b"arrays/history_.npy") - 46
+    assert raw[entry:entry + 4] == b"PK\x01\x02"
+    header_bytes = len(npy_header_only((2 * 10**8,), data=b""))
+    struct.pack_into("<H", raw, entry + 10, 0)  # stored
+    struct.pack_into("<II", raw, entry + 20, 1600 * 10**6 + header_bytes,
+                     1600 * 10**6 + header_bytes)
+    model_file.write_bytes(bytes(raw))
+    error, peak = _load_tracing_memory(model_file)
+    assert "more than the file holds" in str(error)
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed"])
+def test_an_array_of_another_shape_than_the_metadata_describe_is_refused(fitted_models,
+                                                                        tmp_path, kind):
+    """One array grown by a row, consistently in its metadata entry and its .npy header (only
+    the estimator's own shapes can tell), for every kind of estimator."""
+    model = emkit.load(fitted_models[kind])
+    name = {"gmm": "means_", "gaussian-hmm": "transmat_", "categorical-hmm": "emissionprob_",
+            "dmm": "alpha_", "fixed": "weights_"}[kind]
+    grown = np.concatenate([getattr(model, name), getattr(model, name)[:1]])
+
+    forged = _forged(fitted_models[kind], tmp_path / "forged.emkit",
+                     lambda m: m["arrays"][name].update(shape=list(grown.shape)),
+                     lambda members: members.update({f"arrays/{name}.npy": npy_bytes(grown)}))
+    with pytest.raises(ModelFileError, match=f"{name} should have shape"):
+        emkit.load(forged)
+
+
+def test_metadata_that_fix_no_shape_are_refused(fitted_models, tmp_path):
+    forged = _forged(fitted_models["gaussian-hmm"], tmp_path / "forged.emkit",
+                     lambda m: m["attributes"].update(n_features_in_=-2))
+    with pytest.raises(ModelFileError, match="n_features_in_ must be a positive integer"):
+        emkit.load(forged)
+
+
+def test_a_fitted_array_of_integers_is_refused(model_file):
+    rewrite(model_file, lambda m: m["arrays"]["weights_"].update(dtype="<i8"),
+            lambda members: members.update({"arrays/weights_.npy": npy_bytes(np.ones(3, int))}))
+    with pytest.raises(ModelFileError, match="weights_ has dtype <i8; it must hold floating"):
+        emkit.load(model_file)
+
+
+def test_an_archive_of_many_members_is_refused_before_its_directory_is_parsed(tmp_path,
+                                                                              monkeypatch):
+    path = tmp_path / "many.emkit"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(persist.MAX_MEMBERS + 1):
+            archive.writestr(f"m{i}", b"")
+    monkeypatch.setattr(zipfile, "ZipFile", lambda *a, **k: pytest.fail("parsed the directory"))
+    with pytest.raises(ModelFileError, match=f"announces {persist.MAX_MEMBERS + 1} members"):
+        emkit.load(path)

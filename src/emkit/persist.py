@@ -12,16 +12,19 @@ Layout of a model file (schema version 1)::
 as ``converged_`` and ``n_iter_``), and ``arrays`` / ``param_arrays`` (dtype and shape of every
 array member).
 
-Why this is safe to load from an untrusted source: arrays are read with
-``numpy.lib.format.read_array(allow_pickle=False)`` after their header was checked (numeric dtype,
-the shape and dtype announced in the metadata, a bounded size); the class to build is looked up in
-a fixed registry (:data:`ESTIMATORS`), never imported by a name taken from the file; member names
-must be exactly the expected ones (no paths); only a regular file is opened (never a pipe or a
-device); arrays are stored uncompressed, a member may not expand more than ``MAX_EXPANSION``
-times, and each array is read straight into its buffer, so loading allocates little more than
-the file holds; and the restored model is validated (shapes, finite values, weights summing to
-one) before it is returned. Anything else raises
-:class:`emkit.errors.ModelFileError` with a one-line reason.
+Why this is safe to load from an untrusted source: nothing is unpickled — an array's ``.npy``
+header is parsed and checked (numeric dtype, the shape and dtype announced in the metadata), then
+its bytes are read into an empty array; the class to build is looked up in a fixed registry
+(:data:`ESTIMATORS`), never imported by a name taken from the file; member names must be exactly
+the expected ones (no paths); only a regular file is opened (never a pipe or a device). Loading
+cannot allocate much more than the model the file describes: before any array is read, the
+archive's directory is bounded (``MAX_MEMBERS``), every array's announced shape is compared with
+the shape the estimator's stored parameters give (``means_`` of ``n_components`` ×
+``n_features_in_``, :attr:`EstimatorSpec.shapes`), and with the member's size, which must lie
+within the file (arrays are stored uncompressed; a compressed member may not expand more than
+``MAX_EXPANSION`` times); arrays are then read in 1 MiB pieces straight into their buffers. The
+restored model is validated (shapes, finite values, weights summing to one) before it is
+returned. Anything else raises :class:`emkit.errors.ModelFileError` with a one-line reason.
 
 Files are written atomically: to a temporary file in the target's folder, flushed and fsynced,
 then renamed over the target, so a crash never leaves a half-written model behind.
@@ -32,12 +35,14 @@ Later models register themselves with :func:`register_estimator`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import math
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -67,6 +72,15 @@ MAX_ARRAY_BYTES = 1 << 31
 #: crafted data.
 MAX_EXPANSION = 64
 
+#: Most members and central-directory bytes an archive may announce: emkit writes one metadata
+#: member and a few dozen arrays, and parsing a directory builds an object per member.
+MAX_MEMBERS = 256
+MAX_DIRECTORY_BYTES = 1 << 16
+#: Largest .npy header accepted (numpy's own limit for untrusted headers is 10 KiB).
+_NPY_HEADER_BYTES = 1 << 16
+#: Arrays are read in pieces of this size: the zip reader copies each piece once.
+_READ_BYTES = 1 << 20
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 # Plain numbers only: no objects, strings, structured records or datetimes.
 _NUMERIC_KINDS = "biuf"
@@ -92,12 +106,21 @@ class EstimatorSpec:
     check : callable, optional
         ``check(estimator)`` validates a fitted estimator (shapes, values) and raises
         :class:`ValueError` saying what is wrong. It runs before saving and after loading.
+    shapes : callable, optional
+        ``shapes(params, attributes)`` -> {array name: expected shape}, from the stored
+        constructor parameters and fitted scalars (e.g. ``n_components``, ``n_features_in_``);
+        ``None`` in a shape is a length the metadata do not fix. Loading compares every array's
+        announced shape with it before reading any array, so a damaged file cannot make
+        :func:`load` allocate more than the model it describes. It raises KeyError, TypeError
+        or ValueError when the metadata it needs are missing or invalid.
     """
 
     target: str
     attributes: Mapping[str, str]
     optional: frozenset[str] = field(default_factory=frozenset)
     check: Callable[[Any], None] | None = None
+    shapes: Callable[[Mapping[str, Any], Mapping[str, Any]],
+                     Mapping[str, tuple[int | None, ...]]] | None = None
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {}
@@ -123,6 +146,8 @@ def register_estimator(name: str, spec: EstimatorSpec) -> None:
     if unknown:
         raise ParameterError(f"unknown attribute kind(s) {sorted(unknown)}; use one of "
                              f"{sorted(_KINDS)}.")
+    if spec.shapes is None and name in _BUILTIN_SHAPES:
+        spec = dataclasses.replace(spec, shapes=_BUILTIN_SHAPES[name])
     ESTIMATORS[name] = spec
 
 
@@ -180,6 +205,9 @@ def load(path: str | os.PathLike) -> Any:
     with _open_archive(path) as archive:
         metadata = _read_metadata(archive, path)
         spec = _registry()[metadata["estimator"]]
+        # Everything that bounds what reading allocates is checked before any array is read.
+        _check_expected_shapes(spec, metadata, path)
+        _check_stored_sizes(archive, metadata, path)
         arrays = {name: _read_array(archive, f"arrays/{name}.npy", info, path)
                   for name, info in metadata["arrays"].items()}
         param_arrays = {name: _read_array(archive, f"params/{name}.npy", info, path)
@@ -392,7 +420,11 @@ def _zip_info(name: str, compression: int = zipfile.ZIP_DEFLATED) -> zipfile.Zip
 def _open_archive(path: str):
     stream = _open_regular_file(path)
     try:
+        _check_directory(stream, path)
         archive = zipfile.ZipFile(stream)
+    except ModelFileError:
+        stream.close()
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
         stream.close()
         raise ModelFileError(f"{path} is not an emkit model file (not a complete zip archive: "
@@ -431,6 +463,28 @@ def _open_regular_file(path: str):
             "or socket)"
         raise ModelFileError(f"{path} is {kind}, not a model file.")
     return os.fdopen(descriptor, "rb")
+
+
+def _check_directory(stream, path: str) -> None:
+    """Refuse, from the end-of-central-directory record and before :mod:`zipfile` parses the
+    directory, an archive announcing more members or a larger directory than emkit writes, or
+    a zip64 archive (emkit never writes one). A stream that is no zip archive is left to
+    :mod:`zipfile` to refuse."""
+    size = os.fstat(stream.fileno()).st_size
+    tail_length = min(size, 22 + 0xFFFF)  # the record (22 bytes) and a comment of 64 KiB at most
+    stream.seek(size - tail_length)
+    tail = stream.read(tail_length)
+    stream.seek(0)
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or len(tail) - end < 22:
+        return
+    entries, directory_bytes = struct.unpack_from("<HL", tail, end + 10)
+    if end >= 20 and tail[end - 20:end - 16] == b"PK\x06\x07":
+        raise ModelFileError(f"{path} is a zip64 archive: not a model file emkit wrote.")
+    if entries > MAX_MEMBERS or directory_bytes > MAX_DIRECTORY_BYTES:
+        raise ModelFileError(f"{path} announces {entries} members in a directory of "
+                             f"{directory_bytes} bytes: not a model file emkit wrote (at most "
+                             f"{MAX_MEMBERS} members, {MAX_DIRECTORY_BYTES} bytes).")
 
 
 def _read_metadata(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
@@ -521,6 +575,57 @@ def _check_member(info: zipfile.ZipInfo, limit: int, path: str) -> None:
                              f"times its {info.compress_size} bytes: not a file emkit wrote.")
 
 
+def _check_expected_shapes(spec: EstimatorSpec, metadata: dict, path: str) -> None:
+    """Every array's announced dtype and shape against what the estimator the metadata describe
+    holds (e.g. ``means_`` of ``n_components`` × ``n_features_in_``): a damaged or forged
+    header cannot make the reader allocate more than that model."""
+    for name, info in metadata["arrays"].items():
+        if np.dtype(info["dtype"]).kind != "f":
+            raise ModelFileError(f"{path}: fitted array {name} has dtype {info['dtype']}; it "
+                                 "must hold floating-point numbers.")
+    if spec.shapes is None:
+        return
+    try:
+        expected = spec.shapes(metadata["params"], metadata["attributes"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the metadata do not describe a {metadata['estimator']}: "
+                             f"{str(error).strip(chr(39))}.") from None
+    for key in ("arrays", "param_arrays"):
+        for name, info in metadata[key].items():
+            shape, announced = expected.get(name), tuple(info["shape"])
+            if shape is not None and not (len(shape) == len(announced) and all(
+                    n is None or n == m for n, m in zip(shape, announced, strict=True))):
+                text = "(" + ", ".join("n" if n is None else str(n) for n in shape) + \
+                    ("," if len(shape) == 1 else "") + ")"
+                raise ModelFileError(
+                    f"{path}: {name} should have shape {text} for the {metadata['estimator']} "
+                    f"its metadata describe, but the file announces {announced}.")
+
+
+def _check_stored_sizes(archive: zipfile.ZipFile, metadata: dict, path: str) -> None:
+    """Each array member holds, within the file, the bytes of the array it announces: no more
+    than that array and a .npy header, exactly its size in the file when stored (emkit stores
+    arrays uncompressed), at most ``MAX_EXPANSION`` times it when compressed (older files)."""
+    file_size = os.fstat(archive.fp.fileno()).st_size
+    for folder, key in (("arrays", "arrays"), ("params", "param_arrays")):
+        for name, info in metadata[key].items():
+            member = archive.getinfo(f"{folder}/{name}.npy")
+            data_bytes = math.prod(info["shape"]) * np.dtype(info["dtype"]).itemsize
+            _check_member(member, data_bytes + _NPY_HEADER_BYTES, path)
+            if member.file_size < data_bytes:
+                raise ModelFileError(f"{path}: member {member.filename} holds {member.file_size} "
+                                     f"bytes, too few for the announced {info['dtype']} array "
+                                     f"of shape {tuple(info['shape'])}.")
+            if member.compress_type == zipfile.ZIP_STORED \
+                    and member.compress_size != member.file_size:
+                raise ModelFileError(f"{path}: member {member.filename} is stored "
+                                     "uncompressed but announces two sizes.")
+            if member.header_offset + member.compress_size > file_size:
+                raise ModelFileError(f"{path}: member {member.filename} announces "
+                                     f"{member.compress_size} bytes, more than the file holds "
+                                     "after its start; it is truncated.")
+
+
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int,
                  path: str) -> bytes:
     _check_member(info, limit, path)
@@ -537,9 +642,7 @@ def _read_array(archive: zipfile.ZipFile, member: str, info: dict, path: str) ->
     expected_dtype = np.dtype(info["dtype"])
     expected_shape = tuple(info["shape"])
     data_bytes = math.prod(expected_shape) * expected_dtype.itemsize
-    zip_info = archive.getinfo(member)
-    # The header of a .npy file is at most 64 KiB; anything larger is not our file.
-    _check_member(zip_info, data_bytes + (1 << 16), path)
+    zip_info = archive.getinfo(member)  # its sizes were checked by _check_stored_sizes
     with archive.open(zip_info) as stream:
         try:
             version = npformat.read_magic(stream)
@@ -558,9 +661,14 @@ def _read_array(archive: zipfile.ZipFile, member: str, info: dict, path: str) ->
             raise ModelFileError(f"{path}: {member} is truncated or has trailing data.")
         # A Fortran-ordered array is read as its transpose, which is C-ordered.
         array = np.empty(expected_shape[::-1] if fortran_order else expected_shape, dtype)
-        if data_bytes and (stream.readinto(memoryview(array).cast("B")) != data_bytes
-                           or stream.read(1)):
-            raise ModelFileError(f"{path}: {member} is truncated or has trailing data.")
+        # In pieces: the zip reader reads each piece into a bytes object before copying it.
+        view = memoryview(array).cast("B") if data_bytes else memoryview(b"")
+        for start in range(0, data_bytes, _READ_BYTES):
+            piece = view[start:start + _READ_BYTES]
+            if stream.readinto(piece) != len(piece):
+                raise ModelFileError(f"{path}: {member} is truncated.")
+        if stream.read(1):  # also makes zipfile check the member's CRC-32
+            raise ModelFileError(f"{path}: {member} has trailing data.")
     if fortran_order:
         array = np.ascontiguousarray(array.T)
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
@@ -623,6 +731,73 @@ def _check_fit_record(estimator: Any) -> None:
         if value is not None and (not isinstance(value, np.ndarray) or value.ndim != 1
                                   or value.dtype.kind != "f" or not np.all(np.isfinite(value))):
             raise ValueError(f"{name} must be a 1-D array of finite numbers")
+
+
+# --------------------------------------------------------------------------- expected shapes
+def _count(values: Mapping[str, Any], key: str, default: Any = None) -> int:
+    """``values[key]`` (or ``default`` where absent), which must be an integer >= 1."""
+    value = values.get(key, default)
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{key} must be a positive integer, got {value!r:.40}")
+    return value
+
+
+def _covariance_shape(kind: Any, lead: tuple[int, ...], D: int) -> tuple[int, ...]:
+    shapes = {"full": (*lead, D, D), "tied": (D, D), "diag": (*lead, D), "spherical": lead}
+    if not isinstance(kind, str) or kind not in shapes:
+        raise ValueError(f"covariance_type {kind!r:.40} is not one of {sorted(shapes)}")
+    return shapes[kind]
+
+
+def _gaussian_mixture_shapes(params, attributes):
+    K, D = _count(params, "n_components"), _count(attributes, "n_features_in_")
+    covariance = _covariance_shape(params.get("covariance_type"), (K,), D)
+    return {"weights_": (K,), "means_": (K, D), "covariances_": covariance,
+            "precisions_cholesky_": covariance, "precisions_": covariance,
+            "weights_init": (K,), "means_init": (K, D), "precisions_init": covariance}
+
+
+def _hmm_shapes(params, attributes, emission):
+    K, D = _count(params, "n_components"), _count(attributes, "n_features_in_")
+    shapes = {"startprob_": (K,), "transmat_": (K, K)}
+    if emission == "gaussian":
+        shapes.update(means_=(K, D), covars_=_covariance_shape(params.get("covariance_type"),
+                                                                (K,), D))
+    elif emission == "gmm":
+        M = _count(params, "n_mix")
+        shapes.update(weights_=(K, M), means_=(K, M, D),
+                      covars_=_covariance_shape(params.get("covariance_type"), (K, M), D))
+    elif emission == "categorical":
+        n_symbols = params.get("n_features")
+        shapes["emissionprob_"] = (K, None if n_symbols is None
+                                   else _count(params, "n_features"))
+    else:
+        shapes["lambdas_"] = (K, D)
+    return shapes
+
+
+def _compound_dirichlet_shapes(params, attributes, single):
+    K, D = _count(params, "n_components", 1), _count(attributes, "n_features_in_")
+    return {"weights_": (K,), "alpha_": (D,) if single else (K, D)}
+
+
+# Estimators registered elsewhere get their expected shapes here, so that the limits on what
+# loading allocates are written once, in the module that reads the files.
+_BUILTIN_SHAPES: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], dict]] = {
+    "GaussianMixture": _gaussian_mixture_shapes,
+    "GaussianHMM": lambda p, a: _hmm_shapes(p, a, "gaussian"),
+    "GMMHMM": lambda p, a: _hmm_shapes(p, a, "gmm"),
+    "CategoricalHMM": lambda p, a: _hmm_shapes(p, a, "categorical"),
+    "PoissonHMM": lambda p, a: _hmm_shapes(p, a, "poisson"),
+    "FixedMixture": lambda p, a: {"weights_": (_count(a, "n_components_"),)},
+    "SuperimposedSignals": lambda p, a: dict(
+        theta_=(_count(p, "n_components"), 3),
+        **dict.fromkeys(("frequencies_", "amplitudes_", "phases_"),
+                        (_count(p, "n_components"),))),
+    "DirichletMultinomialMixture": lambda p, a: _compound_dirichlet_shapes(p, a, False),
+    "DirichletMultinomial": lambda p, a: _compound_dirichlet_shapes(p, a, True),
+    "Dirichlet": lambda p, a: _compound_dirichlet_shapes(p, a, False),
+}
 
 
 # --------------------------------------------------------------------------- GaussianMixture
