@@ -176,10 +176,11 @@ def corruptions(raw: bytes, flips: int, rng: np.random.Generator):
             patch_directory(raw, member, 20, "<II", size, size)
     yield "huge declared size", "emkit.json file_size 2**32-2", \
         patch_directory(raw, "emkit.json", 24, "<I", 2**32 - 2)
-    yield "swapped members", f"{first} <-> {second}", forged(raw, None, swap(
-        member, f"arrays/{second}.npy"))
-    yield "swapped members", f"{first} := {second}", forged(raw, None, lambda ms: ms.update(
-        {member: ms[f"arrays/{second}.npy"]}))
+    if second != first:
+        yield "swapped members", f"{first} <-> {second}", forged(raw, None, swap(
+            member, f"arrays/{second}.npy"))
+        yield "swapped members", f"{first} := {second}", forged(raw, None, lambda ms: ms.update(
+            {member: ms[f"arrays/{second}.npy"]}))
     if "lower_bounds_" in metadata["arrays"]:
         yield "swapped members", "history_ <-> lower_bounds_", forged(raw, None, swap(
             "arrays/history_.npy", "arrays/lower_bounds_.npy"))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -132,7 +133,7 @@ def test_load_never_unpickles(model_file, fitted, data, monkeypatch):
     np.testing.assert_array_equal(loaded.score_samples(data), fitted.score_samples(data))
 
 
-def test_file_holds_only_json_and_plain_npy_arrays(model_file):
+def test_file_holds_only_json_and_plain_npy_arrays(model_file, fitted):
     with zipfile.ZipFile(model_file) as archive:
         names = archive.namelist()
         metadata = json.loads(archive.read("emkit.json"))
@@ -147,7 +148,8 @@ def test_file_holds_only_json_and_plain_npy_arrays(model_file):
     assert metadata["schema_version"] == persist.SCHEMA_VERSION
     assert metadata["estimator"] == "GaussianMixture"
     assert metadata["emkit_version"] == emkit.__version__
-    assert metadata["arrays"]["means_"] == {"dtype": "<f8", "shape": [3, 3]}
+    assert metadata["arrays"]["means_"] == {"dtype": "<f8", "shape": [3, 3],
+                                            "crc32": zlib.crc32(fitted.means_)}
 
 
 def test_describe_reads_metadata_without_building(model_file, monkeypatch):
@@ -189,18 +191,39 @@ def test_saving_an_invalid_fitted_state_fails(fitted, tmp_path):
 
 # --------------------------------------------------------------------------- bad files
 def rewrite(path, metadata_change=None, members_change=None):
-    """Rewrite a model file with changed metadata and/or members (a forged file)."""
+    """Rewrite a model file with changed metadata and/or members (a forged file). A careful
+    forger: the CRC-32 in the metadata of every replaced array member is that of its new data,
+    so the checks behind the CRC are reached."""
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     metadata = json.loads(members.pop("emkit.json"))
     if metadata_change:
         metadata_change(metadata)
     if members_change:
+        before = dict(members)
         members_change(members)
+        for folder, key in (("arrays", "arrays"), ("params", "param_arrays")):
+            for name, info in metadata.get(key, {}).items():
+                raw = members.get(f"{folder}/{name}.npy")
+                if isinstance(info, dict) and "crc32" in info and raw is not None \
+                        and raw != before.get(f"{folder}/{name}.npy"):
+                    info["crc32"] = _data_crc(raw, info["crc32"])
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("emkit.json", json.dumps(metadata))
         for name, raw in members.items():
             archive.writestr(name, raw)
+
+
+def _data_crc(raw, default):
+    """The CRC-32 of the data after a .npy header (``default`` if ``raw`` is no .npy file)."""
+    stream = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(stream)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0)
+         else np.lib.format.read_array_header_2_0)(stream)
+    except ValueError:
+        return default
+    return zlib.crc32(raw[stream.tell():])
 
 
 def npy_bytes(array, allow_pickle=False):
@@ -270,7 +293,7 @@ def test_object_array_with_pickled_payload_is_refused_and_never_runs(model_file)
     payload = npy_bytes(hostile, allow_pickle=True)
 
     def announce_object(metadata):
-        metadata["arrays"]["weights_"] = {"dtype": "|O", "shape": [3]}
+        metadata["arrays"]["weights_"].update(dtype="|O")
 
     def swap(members):
         members["arrays/weights_.npy"] = payload
@@ -689,7 +712,7 @@ def test_a_one_dimensional_emission_matrix_is_refused(fitted_models, tmp_path):
         members["arrays/emissionprob_.npy"] = npy_bytes(np.array([0.5, 0.5]))
 
     def announce(metadata):
-        metadata["arrays"]["emissionprob_"] = {"dtype": "<f8", "shape": [2]}
+        metadata["arrays"]["emissionprob_"].update(shape=[2])
 
     forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit", announce,
                      flatten)
@@ -824,3 +847,56 @@ def test_an_archive_of_many_members_is_refused_before_its_directory_is_parsed(tm
     monkeypatch.setattr(zipfile, "ZipFile", lambda *a, **k: pytest.fail("parsed the directory"))
     with pytest.raises(ModelFileError, match=f"announces {persist.MAX_MEMBERS + 1} members"):
         emkit.load(path)
+
+
+# --------------------------------------------------------------------------- which array is which
+def test_swapped_members_of_the_same_shape_are_refused(fitted_models, tmp_path):
+    """Two members exchanged, each intact (the zip CRCs hold) and of the shape its name needs
+    (a PoissonHMM's 2 × 2 rates and transition matrix, valid either way): the CRC-32 of the
+    values in the metadata tells them apart."""
+    from emkit.hmm import PoissonHMM
+
+    path = tmp_path / "poisson.emkit"
+    PoissonHMM(2, random_state=0).fit(np.random.default_rng(0).poisson(3, (200, 2))).save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["arrays/lambdas_.npy"], members["arrays/transmat_.npy"] = \
+        members["arrays/transmat_.npy"], members["arrays/lambdas_.npy"]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    with pytest.raises(ModelFileError, match="lambdas_.npy does not hold the values the "
+                                             "metadata describe"):
+        emkit.load(path)
+
+
+def test_the_fit_record_cannot_be_swapped(model_file):
+    with zipfile.ZipFile(model_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["arrays/history_.npy"], members["arrays/lower_bounds_.npy"] = \
+        members["arrays/lower_bounds_.npy"], members["arrays/history_.npy"]
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    with pytest.raises(ModelFileError, match="CRC-32 differs"):
+        emkit.load(model_file)
+
+
+def test_a_version_1_file_without_crcs_still_loads(fitted, data, model_file):
+    def version_1(metadata):
+        metadata["schema_version"] = 1
+        for info in (*metadata["arrays"].values(), *metadata["param_arrays"].values()):
+            del info["crc32"]
+
+    rewrite(model_file, metadata_change=version_1)
+    assert_same_model(fitted, emkit.load(model_file), data)
+    rewrite(model_file, metadata_change=lambda m: m.update(schema_version=2))
+    with pytest.raises(ModelFileError, match="invalid description of array"):
+        emkit.load(model_file)
+
+
+def test_a_categorical_hmm_reads_one_column(fitted_models, tmp_path):
+    forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit",
+                     lambda m: m["attributes"].update(n_features_in_=10**9))
+    with pytest.raises(ModelFileError, match="n_features_in_ of a CategoricalHMM must be 1"):
+        emkit.load(forged)

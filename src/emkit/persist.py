@@ -1,6 +1,6 @@
 """Safe model files: one zip archive of JSON metadata and ``.npy`` arrays — no pickled objects.
 
-Layout of a model file (schema version 1)::
+Layout of a model file (schema version 2)::
 
     emkit.json            metadata (below)
     arrays/<name>.npy     one fitted array attribute each, e.g. arrays/means_.npy
@@ -9,8 +9,8 @@ Layout of a model file (schema version 1)::
 ``emkit.json`` holds ``format`` (``"emkit-model"``), ``schema_version``, ``emkit_version``,
 ``estimator`` (the class name), ``params`` (the JSON-safe constructor parameters), ``notes``
 (what could not be stored, e.g. a ``random_state`` Generator), ``attributes`` (fitted scalars such
-as ``converged_`` and ``n_iter_``), and ``arrays`` / ``param_arrays`` (dtype and shape of every
-array member).
+as ``converged_`` and ``n_iter_``), and ``arrays`` / ``param_arrays`` (dtype, shape and CRC-32 of
+the values of every array member; version 1, which this emkit still reads, has no CRC-32).
 
 Why this is safe to load from an untrusted source: nothing is unpickled — an array's ``.npy``
 header is parsed and checked (numeric dtype, the shape and dtype announced in the metadata), then
@@ -24,7 +24,9 @@ the shape the estimator's stored parameters give (``means_`` of ``n_components``
 within the file (arrays are stored uncompressed; a compressed member may not expand more than
 ``MAX_EXPANSION`` times); arrays are then read in 1 MiB pieces straight into their buffers. The
 restored model is validated (shapes, finite values, weights summing to one) before it is
-returned. Anything else raises :class:`emkit.errors.ModelFileError` with a one-line reason.
+returned. A member holding other values than the metadata describe for its name (damaged, or
+swapped with another member of the same shape) is refused by its CRC-32. Anything else raises
+:class:`emkit.errors.ModelFileError` with a one-line reason.
 
 Files are written atomically: to a temporary file in the target's folder, flushed and fsynced,
 then renamed over the target, so a crash never leaves a half-written model behind.
@@ -60,7 +62,8 @@ __all__ = ["FORMAT_NAME", "SCHEMA_VERSION", "ESTIMATORS", "EstimatorSpec", "save
            "describe", "register_estimator"]
 
 FORMAT_NAME = "emkit-model"
-SCHEMA_VERSION = 1
+# 2: every array's description holds the CRC-32 of its values (``crc32``); version 1 lacks it.
+SCHEMA_VERSION = 2
 METADATA_MEMBER = "emkit.json"
 
 #: Largest metadata member accepted (bytes); real metadata is a few kilobytes.
@@ -337,7 +340,10 @@ def _decode_param(key: str, value: Any) -> Any:
 
 
 def _array_info(array: np.ndarray) -> dict:
-    return {"dtype": array.dtype.str, "shape": list(array.shape)}
+    # The CRC-32 of the values (C order) ties each member to its name in the metadata: the zip
+    # format's own CRC only says a member is intact, not that it is the array it claims to be.
+    return {"dtype": array.dtype.str, "shape": list(array.shape),
+            "crc32": zlib.crc32(np.ascontiguousarray(array))}
 
 
 def _numeric_array(value: Any) -> np.ndarray:
@@ -525,7 +531,7 @@ def _read_metadata(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
         for name, info in metadata[key].items():
             if not _NAME.fullmatch(name):
                 raise ModelFileError(f"{path}: invalid array name {name!r:.60}.")
-            _check_array_info(info, f"{folder}/{name}", path)
+            _check_array_info(info, f"{folder}/{name}", path, version)
             expected.add(f"{folder}/{name}.npy")
     unexpected = sorted(set(infos) - expected)
     if unexpected:
@@ -541,9 +547,11 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"non-finite number {name}")
 
 
-def _check_array_info(info: Any, name: str, path: str) -> None:
-    if not (isinstance(info, dict) and set(info) == {"dtype", "shape"}
+def _check_array_info(info: Any, name: str, path: str, version: int) -> None:
+    keys = {"dtype", "shape"} if version < 2 else {"dtype", "shape", "crc32"}
+    if not (isinstance(info, dict) and set(info) == keys
             and isinstance(info["dtype"], str) and isinstance(info["shape"], list)
+            and (version < 2 or (_is_int(info["crc32"]) and 0 <= info["crc32"] < 1 << 32))
             and len(info["shape"]) <= 32
             and all(_is_int(n) and n >= 0 for n in info["shape"])):
         raise ModelFileError(f"{path}: invalid description of array {name}.")
@@ -671,6 +679,9 @@ def _read_array(archive: zipfile.ZipFile, member: str, info: dict, path: str) ->
             raise ModelFileError(f"{path}: {member} has trailing data.")
     if fortran_order:
         array = np.ascontiguousarray(array.T)
+    if "crc32" in info and zlib.crc32(array) != info["crc32"]:
+        raise ModelFileError(f"{path}: {member} does not hold the values the metadata describe "
+                             "(their CRC-32 differs): the file was damaged or edited.")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise ModelFileError(f"{path}: {member} contains NaN or infinite values.")
     return array
@@ -768,6 +779,9 @@ def _hmm_shapes(params, attributes, emission):
         shapes.update(weights_=(K, M), means_=(K, M, D),
                       covars_=_covariance_shape(params.get("covariance_type"), (K, M), D))
     elif emission == "categorical":
+        if D != 1:
+            raise ValueError(f"n_features_in_ of a CategoricalHMM must be 1 (one column of "
+                             f"symbol codes), got {D}")
         n_symbols = params.get("n_features")
         shapes["emissionprob_"] = (K, None if n_symbols is None
                                    else _count(params, "n_features"))
