@@ -6,12 +6,14 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 import struct
 import subprocess
 import sys
 import time
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -131,7 +133,7 @@ def test_load_never_unpickles(model_file, fitted, data, monkeypatch):
     np.testing.assert_array_equal(loaded.score_samples(data), fitted.score_samples(data))
 
 
-def test_file_holds_only_json_and_plain_npy_arrays(model_file):
+def test_file_holds_only_json_and_plain_npy_arrays(model_file, fitted):
     with zipfile.ZipFile(model_file) as archive:
         names = archive.namelist()
         metadata = json.loads(archive.read("emkit.json"))
@@ -146,7 +148,8 @@ def test_file_holds_only_json_and_plain_npy_arrays(model_file):
     assert metadata["schema_version"] == persist.SCHEMA_VERSION
     assert metadata["estimator"] == "GaussianMixture"
     assert metadata["emkit_version"] == emkit.__version__
-    assert metadata["arrays"]["means_"] == {"dtype": "<f8", "shape": [3, 3]}
+    assert metadata["arrays"]["means_"] == {"dtype": "<f8", "shape": [3, 3],
+                                            "crc32": zlib.crc32(fitted.means_)}
 
 
 def test_describe_reads_metadata_without_building(model_file, monkeypatch):
@@ -188,18 +191,39 @@ def test_saving_an_invalid_fitted_state_fails(fitted, tmp_path):
 
 # --------------------------------------------------------------------------- bad files
 def rewrite(path, metadata_change=None, members_change=None):
-    """Rewrite a model file with changed metadata and/or members (a forged file)."""
+    """Rewrite a model file with changed metadata and/or members (a forged file). A careful
+    forger: the CRC-32 in the metadata of every replaced array member is that of its new data,
+    so the checks behind the CRC are reached."""
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     metadata = json.loads(members.pop("emkit.json"))
     if metadata_change:
         metadata_change(metadata)
     if members_change:
+        before = dict(members)
         members_change(members)
+        for folder, key in (("arrays", "arrays"), ("params", "param_arrays")):
+            for name, info in metadata.get(key, {}).items():
+                raw = members.get(f"{folder}/{name}.npy")
+                if isinstance(info, dict) and "crc32" in info and raw is not None \
+                        and raw != before.get(f"{folder}/{name}.npy"):
+                    info["crc32"] = _data_crc(raw, info["crc32"])
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("emkit.json", json.dumps(metadata))
         for name, raw in members.items():
             archive.writestr(name, raw)
+
+
+def _data_crc(raw, default):
+    """The CRC-32 of the data after a .npy header (``default`` if ``raw`` is no .npy file)."""
+    stream = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(stream)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0)
+         else np.lib.format.read_array_header_2_0)(stream)
+    except ValueError:
+        return default
+    return zlib.crc32(raw[stream.tell():])
 
 
 def npy_bytes(array, allow_pickle=False):
@@ -269,7 +293,7 @@ def test_object_array_with_pickled_payload_is_refused_and_never_runs(model_file)
     payload = npy_bytes(hostile, allow_pickle=True)
 
     def announce_object(metadata):
-        metadata["arrays"]["weights_"] = {"dtype": "|O", "shape": [3]}
+        metadata["arrays"]["weights_"].update(dtype="|O")
 
     def swap(members):
         members["arrays/weights_.npy"] = payload
@@ -290,7 +314,7 @@ def test_raw_pickle_as_array_member_is_refused(model_file):
 
     _CALLS.clear()
     rewrite(model_file, members_change=swap)
-    with pytest.raises(ModelFileError, match="not a valid .npy"):
+    with pytest.raises(ModelFileError, match="too few for the announced|not a valid .npy"):
         emkit.load(model_file)
     assert _CALLS == []
 
@@ -341,14 +365,15 @@ def test_huge_declared_member_size_is_refused_before_reading(model_file):
 
 def test_zip_bomb_is_refused_before_expanding(model_file):
     """A small file whose deflated member announces a consistent but huge array of zeros (the
-    shape in the metadata matches the .npy header): refused by its expansion ratio, at once."""
-    shape = [4096, 8192]  # 256 MiB of float64 zeros deflate to about 256 KiB
+    shape in the metadata matches the .npy header, and history_ has no length the metadata fix):
+    refused by its expansion ratio, at once."""
+    shape = [4096 * 8192]  # 256 MiB of float64 zeros deflate to about 256 KiB
 
     def change(metadata):
-        metadata["arrays"]["means_"]["shape"] = shape
+        metadata["arrays"]["history_"]["shape"] = shape
 
     def swap(members):
-        members["arrays/means_.npy"] = npy_bytes(np.zeros(shape))
+        members["arrays/history_.npy"] = npy_bytes(np.zeros(shape))
 
     with zipfile.ZipFile(model_file) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
@@ -479,7 +504,7 @@ def test_missing_member_and_missing_attribute(model_file):
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["params"].update(covariance_type="weird"), "covariance_type"),
-    (lambda m: m["params"].update(n_components=4), r"shape \(4,\)"),
+    (lambda m: m["params"].update(n_components=4), r"should have shape \(4,"),
     (lambda m: m["params"].update(not_a_parameter=1), "no parameter 'not_a_parameter'"),
     (lambda m: m["params"].update(dtype={"numpy_dtype": "object"}), "non-numeric dtype"),
     (lambda m: m["params"].update(dtype={"import": "os.system"}), "unknown encoding"),
@@ -687,11 +712,11 @@ def test_a_one_dimensional_emission_matrix_is_refused(fitted_models, tmp_path):
         members["arrays/emissionprob_.npy"] = npy_bytes(np.array([0.5, 0.5]))
 
     def announce(metadata):
-        metadata["arrays"]["emissionprob_"] = {"dtype": "<f8", "shape": [2]}
+        metadata["arrays"]["emissionprob_"].update(shape=[2])
 
     forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit", announce,
                      flatten)
-    with pytest.raises(ModelFileError, match="emissionprob_ must be a 2-D array"):
+    with pytest.raises(ModelFileError, match=r"emissionprob_ should have shape \(2, n\)"):
         emkit.load(forged)
 
 
@@ -704,4 +729,174 @@ def test_covariances_that_do_not_match_their_cholesky_factors_are_refused(fitted
 
     forged = _forged(fitted_models["gmm"], tmp_path / "forged.emkit", members_change=scale)
     with pytest.raises(ModelFileError, match="do not belong together"):
+        emkit.load(forged)
+
+
+# --------------------------------------------------------------------------- what loading allocates
+def npy_header_only(shape, dtype="<f8", data=b"\0" * 16):
+    """A .npy header announcing ``shape`` followed by only a few bytes of data."""
+    stream = io.BytesIO()
+    npformat = np.lib.format
+    npformat.write_array_header_1_0(stream, {"descr": dtype, "fortran_order": False,
+                                             "shape": tuple(shape)})
+    return stream.getvalue() + data
+
+
+def _load_tracing_memory(path):
+    """Load ``path`` expecting a ModelFileError; return (error, peak bytes numpy and Python
+    allocated meanwhile)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError) as error:
+            emkit.load(path)
+        return error.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("rows, message", [
+    (10**9, r"announces \[1000000000, 3\] elements, more than a model file may hold"),
+    (5 * 10**7, r"means_ should have shape \(3, 3\) .* announces \(50000000, 3\)"),
+])
+def test_a_billion_row_array_in_a_tiny_member_is_refused_without_allocating(model_file, rows,
+                                                                            message):
+    """The metadata and the .npy header agree on many rows of means_; the member holds 16
+    bytes. Refused before reading: 10⁹ rows (24 GB) by the size limit, 5·10⁷ rows (1.2 GB,
+    within it) by the shape the estimator's metadata give (3 × 3)."""
+    def announce(metadata):
+        metadata["arrays"]["means_"]["shape"] = [rows, 3]
+
+    rewrite(model_file, announce, lambda members: members.update(
+        {"arrays/means_.npy": npy_header_only((rows, 3))}))
+    error, peak = _load_tracing_memory(model_file)
+    assert re.search(message, str(error))
+    assert peak < 1 << 20
+
+
+def test_a_long_history_in_a_tiny_member_is_refused_without_allocating(model_file):
+    """history_ has no length the metadata fix: 2·10⁸ values (1.6 GB, within the size limit)
+    announced by metadata and header, 16 bytes stored — refused from the member's size."""
+    def announce(metadata):
+        metadata["arrays"]["history_"]["shape"] = [2 * 10**8]
+
+    rewrite(model_file, announce, lambda members: members.update(
+        {"arrays/history_.npy": npy_header_only((2 * 10**8,))}))
+    error, peak = _load_tracing_memory(model_file)
+    assert "too few for the announced <f8 array of shape (200000000,)" in str(error)
+    assert peak < 1 << 20
+
+
+def test_a_member_announcing_more_bytes_than_the_file_holds_is_refused(model_file):
+    """As above, and the central directory also claims the 1.6 GB the header needs (both sizes,
+    as for a stored member): the file is a few kB, so the claim is refused before reading."""
+    rewrite(model_file, lambda m: m["arrays"]["history_"].update(shape=[2 * 10**8]),
+            lambda members: members.update(
+                {"arrays/history_.npy": npy_header_only((2 * 10**8,))}))
+    raw = bytearray(model_file.read_bytes())
+    entry = raw.rindex(b"arrays/history_.npy") - 46
+    assert raw[entry:entry + 4] == b"PK\x01\x02"
+    header_bytes = len(npy_header_only((2 * 10**8,), data=b""))
+    struct.pack_into("<H", raw, entry + 10, 0)  # stored
+    struct.pack_into("<II", raw, entry + 20, 1600 * 10**6 + header_bytes,
+                     1600 * 10**6 + header_bytes)
+    model_file.write_bytes(bytes(raw))
+    error, peak = _load_tracing_memory(model_file)
+    assert "more than the file holds" in str(error)
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed"])
+def test_an_array_of_another_shape_than_the_metadata_describe_is_refused(fitted_models,
+                                                                        tmp_path, kind):
+    """One array grown by a row, consistently in its metadata entry and its .npy header (only
+    the estimator's own shapes can tell), for every kind of estimator."""
+    model = emkit.load(fitted_models[kind])
+    name = {"gmm": "means_", "gaussian-hmm": "transmat_", "categorical-hmm": "emissionprob_",
+            "dmm": "alpha_", "fixed": "weights_"}[kind]
+    grown = np.concatenate([getattr(model, name), getattr(model, name)[:1]])
+
+    forged = _forged(fitted_models[kind], tmp_path / "forged.emkit",
+                     lambda m: m["arrays"][name].update(shape=list(grown.shape)),
+                     lambda members: members.update({f"arrays/{name}.npy": npy_bytes(grown)}))
+    with pytest.raises(ModelFileError, match=f"{name} should have shape"):
+        emkit.load(forged)
+
+
+def test_metadata_that_fix_no_shape_are_refused(fitted_models, tmp_path):
+    forged = _forged(fitted_models["gaussian-hmm"], tmp_path / "forged.emkit",
+                     lambda m: m["attributes"].update(n_features_in_=-2))
+    with pytest.raises(ModelFileError, match="n_features_in_ must be a positive integer"):
+        emkit.load(forged)
+
+
+def test_a_fitted_array_of_integers_is_refused(model_file):
+    rewrite(model_file, lambda m: m["arrays"]["weights_"].update(dtype="<i8"),
+            lambda members: members.update({"arrays/weights_.npy": npy_bytes(np.ones(3, int))}))
+    with pytest.raises(ModelFileError, match="weights_ has dtype <i8; it must hold floating"):
+        emkit.load(model_file)
+
+
+def test_an_archive_of_many_members_is_refused_before_its_directory_is_parsed(tmp_path,
+                                                                              monkeypatch):
+    path = tmp_path / "many.emkit"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(persist.MAX_MEMBERS + 1):
+            archive.writestr(f"m{i}", b"")
+    monkeypatch.setattr(zipfile, "ZipFile", lambda *a, **k: pytest.fail("parsed the directory"))
+    with pytest.raises(ModelFileError, match=f"announces {persist.MAX_MEMBERS + 1} members"):
+        emkit.load(path)
+
+
+# --------------------------------------------------------------------------- which array is which
+def test_swapped_members_of_the_same_shape_are_refused(fitted_models, tmp_path):
+    """Two members exchanged, each intact (the zip CRCs hold) and of the shape its name needs
+    (a PoissonHMM's 2 × 2 rates and transition matrix, valid either way): the CRC-32 of the
+    values in the metadata tells them apart."""
+    from emkit.hmm import PoissonHMM
+
+    path = tmp_path / "poisson.emkit"
+    PoissonHMM(2, random_state=0).fit(np.random.default_rng(0).poisson(3, (200, 2))).save(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["arrays/lambdas_.npy"], members["arrays/transmat_.npy"] = \
+        members["arrays/transmat_.npy"], members["arrays/lambdas_.npy"]
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    with pytest.raises(ModelFileError, match="lambdas_.npy does not hold the values the "
+                                             "metadata describe"):
+        emkit.load(path)
+
+
+def test_the_fit_record_cannot_be_swapped(model_file):
+    with zipfile.ZipFile(model_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["arrays/history_.npy"], members["arrays/lower_bounds_.npy"] = \
+        members["arrays/lower_bounds_.npy"], members["arrays/history_.npy"]
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    with pytest.raises(ModelFileError, match="CRC-32 differs"):
+        emkit.load(model_file)
+
+
+def test_a_version_1_file_without_crcs_still_loads(fitted, data, model_file):
+    def version_1(metadata):
+        metadata["schema_version"] = 1
+        for info in (*metadata["arrays"].values(), *metadata["param_arrays"].values()):
+            del info["crc32"]
+
+    rewrite(model_file, metadata_change=version_1)
+    assert_same_model(fitted, emkit.load(model_file), data)
+    rewrite(model_file, metadata_change=lambda m: m.update(schema_version=2))
+    with pytest.raises(ModelFileError, match="invalid description of array"):
+        emkit.load(model_file)
+
+
+def test_a_categorical_hmm_reads_one_column(fitted_models, tmp_path):
+    forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit",
+                     lambda m: m["attributes"].update(n_features_in_=10**9))
+    with pytest.raises(ModelFileError, match="n_features_in_ of a CategoricalHMM must be 1"):
         emkit.load(forged)

@@ -11,12 +11,14 @@ import pytest
 from emkit import GaussianMixture
 from emkit.data import (
     ArrayChunks,
+    Batch,
     ChunkSource,
     NpyChunks,
     ParquetChunks,
     chunk_list,
     chunks_from_file,
     n_rows,
+    row_sample,
 )
 from emkit.errors import DataError
 
@@ -196,3 +198,59 @@ def test_same_seed_same_fit_in_memory_from_npy_chunks_and_from_dask(tmp_path):
         np.testing.assert_allclose(other.weights_, fits[0].weights_, rtol=1e-10)
         np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-10)
         assert other.lower_bound_ == pytest.approx(fits[0].lower_bound_, rel=1e-12)
+
+
+class _UnsizedChunks(ChunkSource):
+    """A streamed source that does not know its number of rows before a pass."""
+
+    def __init__(self, chunks):
+        self.chunks, self.n_features = chunks, chunks[0].shape[1]
+
+    def __iter__(self):
+        yield from (chunk.copy() for chunk in self.chunks)
+
+
+def test_the_initialisation_sample_is_chosen_by_global_row_index(tmp_path):
+    """row_sample picks the same rows (rng.choice over the global row numbers, in row order)
+    from an array, uneven chunks in memory, a .npy file, a sliced array and a source of unknown
+    size; weights and labels of Batch chunks follow their rows."""
+    X = np.arange(3000.0).reshape(1000, 3)
+    np.save(tmp_path / "rows.npy", X)
+    expected = X[np.sort(np.random.default_rng(5).choice(1000, 100, replace=False))]
+    cuts = [0, 7, 300, 301, 999, 1000]
+    pieces = [X[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    sources = [X, pieces, NpyChunks(tmp_path / "rows.npy", chunk_rows=64),
+               ArrayChunks(X, chunk_rows=333), _UnsizedChunks(pieces)]
+    for source in sources:
+        sample = np.concatenate(row_sample(source, 100, np.random.default_rng(5)))
+        np.testing.assert_array_equal(sample, expected)
+    batches = [Batch(p, sample_weight=p[:, 0] + 0.5, labels=p[:, 1].astype(int)) for p in pieces]
+    sample = row_sample(batches, 100, np.random.default_rng(5))
+    np.testing.assert_array_equal(np.concatenate([b.X for b in sample]), expected)
+    np.testing.assert_array_equal(np.concatenate([b.sample_weight for b in sample]),
+                                  expected[:, 0] + 0.5)
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in sample]), expected[:, 1])
+    # Small data: every row, and nothing drawn from the generator.
+    rng = np.random.default_rng(5)
+    for source in sources:
+        np.testing.assert_array_equal(np.concatenate(row_sample(source, 1000, rng)), X)
+        np.testing.assert_array_equal(np.concatenate(row_sample(source, None, rng)), X)
+    assert rng.uniform() == np.random.default_rng(5).uniform()
+
+
+def test_same_seed_same_fit_from_every_source_above_the_initialisation_sample(tmp_path):
+    """250,000 rows, more than the initialisation's 100,000-row sample and the 200,000 rows
+    within which the sources agreed before: memory, NpyChunks and Dask still give one fit."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(1)
+    X = rng.permutation(np.concatenate([rng.normal(0.0, 1.0, 150_000),
+                                        rng.normal(4.0, 0.5, 100_000)]))[:, None]
+    np.save(tmp_path / "rows.npy", X)
+    fits = [GaussianMixture(2, random_state=0).fit(source)
+            for source in (X, NpyChunks(tmp_path / "rows.npy", chunk_rows=60_000),
+                           da.from_array(X, chunks=(70_000, 1)))]
+    for other in fits[1:]:
+        np.testing.assert_allclose(other.weights_, fits[0].weights_, rtol=1e-9)
+        np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-9)
+        assert other.lower_bound_ == pytest.approx(fits[0].lower_bound_, rel=1e-12)
+    assert fits[0].weights_.min() == pytest.approx(0.4, abs=0.01)

@@ -37,7 +37,9 @@ class Batch(NamedTuple):
 
 def is_single_chunk(data: Any) -> bool:
     """True when ``data`` is one chunk rather than a collection of chunks."""
-    return isinstance(data, Batch) or hasattr(data, "shape")
+    # A ChunkSource may announce the shape of all its rows (NpyChunks does): it is still many.
+    return isinstance(data, Batch) or (hasattr(data, "shape")
+                                       and not isinstance(data, ChunkSource))
 
 
 def iter_chunks(data: Any) -> Iterator[Any]:
@@ -92,6 +94,68 @@ def chunk_list(data: Any, max_rows: int = 200_000) -> list[Any]:
                 del kept[count:]
                 break
     return [chunk for _, _, _, chunk in sorted(kept, key=lambda item: item[1])]
+
+
+def row_sample(data: Any, max_rows: int | None, rng: np.random.Generator) -> list[Any]:
+    """At most ``max_rows`` rows of ``data`` for an initialisation, as a list of chunks in the
+    source's order.
+
+    Every row when ``data`` holds at most ``max_rows`` rows (or ``max_rows`` is None), without
+    drawing from ``rng``; otherwise the rows whose *global* index (counted across chunks) is in
+    ``rng.choice(n_rows, max_rows, replace=False)``. The sample depends only on the number of
+    rows and on ``rng``, never on how the rows are cut into chunks or where they are stored: an
+    array in memory, a file read in chunks and a Dask array holding the same rows give the same
+    sample, so the same seed gives the same start. A streamed source whose size is unknown is
+    read twice when it is larger than the sample (counting, then picking); only the sample is
+    kept in memory."""
+    enough = (lambda total: True) if max_rows is None else (lambda total: total <= max_rows)
+    if in_memory(data):
+        chunks = list(iter_chunks(data))
+        total = sum(n_rows(chunk) for chunk in chunks)
+    else:
+        total, chunks = _known_rows(data), []
+        if total is None:  # one pass: count, keeping the chunks while they may all be needed
+            total = 0
+            for chunk in iter_chunks(data):
+                total += n_rows(chunk)
+                if enough(total):
+                    chunks.append(chunk)
+                else:
+                    chunks.clear()
+        elif enough(total):
+            chunks = list(iter_chunks(data))
+    if enough(total):
+        return chunks
+    pick = np.sort(rng.choice(total, max_rows, replace=False))
+    sample, start = [], 0
+    for chunk in chunks if in_memory(data) else iter_chunks(data):
+        stop = start + n_rows(chunk)
+        rows = pick[np.searchsorted(pick, start):np.searchsorted(pick, stop)] - start
+        if len(rows):
+            sample.append(_take_rows(chunk, rows))
+        start = stop
+    if start != total:
+        raise DataError(f"the data changed while the initialisation read them: {total} rows "
+                        f"in one pass, {start} in the next.")
+    return sample
+
+
+def _known_rows(source: Any) -> int | None:
+    """The number of rows a streamed source knows without a pass (a ``.npy`` header, the shape
+    of the array it slices), or None."""
+    source = getattr(source, "source", source)  # a CheckedChunks: its source's rows
+    for holder in (source, getattr(source, "array", None)):
+        shape = getattr(holder, "shape", None)
+        if shape is not None and len(shape) == 2 and isinstance(shape[0], (int, np.integer)):
+            return int(shape[0])
+    return None
+
+
+def _take_rows(chunk: Any, rows: np.ndarray) -> Any:
+    """The given rows of an array or Batch chunk."""
+    if isinstance(chunk, Batch):
+        return Batch(*(None if part is None else np.asarray(part)[rows] for part in chunk))
+    return np.asarray(chunk)[rows]
 
 
 def n_rows(chunk: Any) -> int:

@@ -21,7 +21,7 @@ from scipy.special import logsumexp
 
 from emkit import clustering
 from emkit.clustering import DEFAULT_INIT, INIT_METHODS
-from emkit.data import Batch, chunk_list
+from emkit.data import Batch, row_sample
 from emkit.errors import DataError, ParameterError
 from emkit.families import gaussian_missing as missing
 from emkit.families.gaussian import (
@@ -292,7 +292,9 @@ class GaussianMixtureModel:
     def init_params(self, data: Any, rng: np.random.Generator) -> MixtureParams:
         if self._start_given():  # nothing to estimate: no pass over the data
             return self._apply_user_init(None)
-        X, w, labels = _concatenate(chunk_list(data))
+        # The same rows, by global index, whatever holds the data (resp_init covers every row).
+        sample_size = _INIT_MAX_ROWS if self.resp_init is None else None
+        X, w, labels = _concatenate(row_sample(data, sample_size, rng))
         observed = X  # with its gaps, for the short EM runs
         if np.isnan(X).any():  # partitions need whole rows: gaps filled with the column means
             X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
@@ -304,11 +306,6 @@ class GaussianMixtureModel:
                     f"resp_init has shape {resp.shape}, expected ({n_rows}, "
                     f"{self.n_components}) (rows × components).")
             return self._apply_user_init(self._params_from_resp(X, w, labels, resp, rng))
-        if n_rows > _INIT_MAX_ROWS:  # a uniform subsample is plenty for a starting point
-            pick = np.sort(rng.choice(n_rows, _INIT_MAX_ROWS, replace=False))
-            X, observed = X[pick], observed[pick]
-            w = None if w is None else w[pick]
-            labels = None if labels is None else labels[pick]
         method = self.init_method
         if self.weights_init is not None or self.means_init is not None or \
                 self.precisions_init is not None:
