@@ -152,3 +152,24 @@ def test_dmm_odd_bytes_are_one_line(capsys, tmp_path, content):
     status, _, err = run(capsys, "fit", "dmm", path, "-k", 1)
     assert status == 2 and "Traceback" not in err
     assert [line for line in err.splitlines() if "error" in line] == err.splitlines()[-1:]
+
+
+def test_info_prints_the_fitted_parameters(capsys, tmp_path):
+    from emkit.persist import load
+
+    model_path = tmp_path / "geyser.emkit"
+    status, _, err = run(capsys, "fit", "hmm", datasets.path("geyser"), "-k", 2, "-o",
+                         model_path)
+    assert status == 0, err
+    model = load(model_path)
+    status, out, err = run(capsys, "info", model_path, "--json")
+    assert status == 0, err
+    parameters = json.loads(out)["parameters"]
+    assert set(parameters) == {"startprob_", "means_", "covars_", "transmat_"}
+    for name, value in parameters.items():
+        np.testing.assert_array_equal(value, getattr(model, name))
+    status, out, err = run(capsys, "info", model_path)
+    text = out.split("fitted parameters", 1)[1]
+    assert f"{model.transmat_[0, 0]:.6f}".rstrip("0") in text
+    assert text.index("startprob_") < text.index("means_") < text.index("transmat_")
+    assert f"{model.means_[0, 0]:.6f}" in text

@@ -17,22 +17,65 @@ examples:
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("info", help="what a model file holds", epilog=EXAMPLES,
-                                 description="The estimator, its parameters and the fitted "
-                                 "attributes stored in a model file.")
+                                 description="The estimator, its settings and the fitted "
+                                 "parameters (weights, means, covariances, transition matrix, "
+                                 "...) stored in a model file; --json gives them in full.")
     parser.add_argument("model", type=Path, help="model file")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from emkit.persist import describe
+    from emkit.persist import describe, load
 
     metadata = describe(args.model)
     metadata["path"] = str(args.model)
+    fitted = fitted_parameters(load(args.model), metadata)
     if args.json:
+        metadata["parameters"] = {name: value.tolist() for name, value in fitted.items()}
         common.print_json(metadata)
         return
     print("\n".join(format_info(metadata)))
+    print()
+    print("\n".join(format_parameters(fitted)))
+
+
+# Arrays a model file stores that are derived from the parameters or record the fit's course.
+_NOT_PARAMETERS = ("precisions_", "precisions_cholesky_", "history_", "lower_bounds_",
+                   "restart_objectives_")
+
+
+# The order a reader expects: how often, where, how spread, then how states follow each other.
+_READING_ORDER = ("weights_", "startprob_", "means_", "covariances_", "covars_", "transmat_")
+
+
+def fitted_parameters(model: Any, metadata: dict) -> dict[str, Any]:
+    """The fitted parameter arrays of ``model`` (as loaded), in the file's order."""
+    import numpy as np
+
+    names = [name for name in metadata.get("arrays", {})
+             if name not in _NOT_PARAMETERS and hasattr(model, name)]
+    names.sort(key=lambda name: _READING_ORDER.index(name) if name in _READING_ORDER
+               else len(_READING_ORDER))
+    return {name: np.asarray(getattr(model, name)) for name in names}
+
+
+def format_parameters(parameters: dict[str, Any]) -> list[str]:
+    """Each parameter array, one line per component (or state) where it has one."""
+    import numpy as np
+
+    lines = ["fitted parameters"]
+    with np.printoptions(precision=6, suppress=True, linewidth=96):
+        for name, value in parameters.items():
+            if value.ndim <= 1:
+                lines.append(f"  {name}: {np.array2string(value, separator='  ')}")
+                continue
+            lines.append(f"  {name}:")
+            for k, row in enumerate(value):
+                label = f"    [{k}] "
+                text = np.array2string(row, separator="  ")
+                lines.append(label + text.replace("\n", "\n" + " " * len(label)))
+    return lines
 
 
 def format_info(metadata: dict) -> list[str]:
