@@ -1,7 +1,10 @@
 """``emkit demo``: fit the bundled real data sets and write a report folder.
 
-The report holds PNG figures (when matplotlib is installed), ``summary.md`` for people and
-``summary.json`` for programs:
+The report holds PNG figures (when matplotlib is installed), ``summary.md`` for people,
+``summary.json`` for programs and ``report.html``, the same report as one self-contained page
+(figures embedded as data URIs, each beside its table; nothing loaded from elsewhere). Each data
+set numbers its components in one order (by mean, or by weight) in its tables, legends and
+colours:
 
 - **Old Faithful** (272 eruptions, 2-D): choose K = 1..6 and the covariance type by BIC, draw the
   chosen mixture's ellipses, and compare plain EM with SQUAREM from the same start.
@@ -27,11 +30,15 @@ records the seconds each section took.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import json
+import re
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -45,7 +52,7 @@ PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", 
 
 
 def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
-             seed: int = 0) -> Path:
+             seed: int = 0, html_page: bool = True) -> Path:
     """Fit the bundled data sets and write the report into ``output_dir``.
 
     Parameters
@@ -56,6 +63,9 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
         Fewer restarts and smaller K ranges (for tests); the full report is the default.
     seed : int
         Seed of every fit.
+    html_page : bool, default True
+        Also write ``report.html``: the same report as one self-contained page (figures
+        embedded, nothing loaded from elsewhere).
 
     Returns
     -------
@@ -91,7 +101,10 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
     }
     write_atomically(output_dir / "summary.json",
                      json.dumps(summary, indent=2, default=json_default) + "\n")
-    path = write_atomically(output_dir / "summary.md", _markdown(summary))
+    markdown = _markdown(summary)
+    path = write_atomically(output_dir / "summary.md", markdown)
+    if html_page:
+        write_atomically(output_dir / "report.html", _html(markdown, output_dir))
     return path
 
 
@@ -143,6 +156,8 @@ def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     selection = _best_converged(selection)
     best = selection.best_estimator
     best_row = selection.table[selection.best_index]
+    # One order of the components everywhere (table, legend, colours): by mean eruption time.
+    order = np.argsort(best.means_[:, 0], kind="stable")
 
     # Plain EM and SQUAREM from the same start (same seed, one start), run to a tight tolerance
     # so the iteration counts measure the speed of convergence, not the stopping rule.
@@ -160,10 +175,10 @@ def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     if plots:
         from emkit.plot import plot_components_2d, plot_convergence, plot_criterion, save_figure
 
-        figure = plot_criterion(selection)
-        figure.suptitle("Old Faithful: information criteria (lower is better)")
+        figure = plot_criterion(selection,
+                                title="Old Faithful: information criteria (lower is better)")
         figures["criteria"] = _save(figure, output_dir / "faithful_criteria.png", save_figure)
-        figure = plot_components_2d(best, X, feature_names=faithful.columns)
+        figure = plot_components_2d(best, X, feature_names=faithful.columns, order=order)
         figures["components"] = _save(figure, output_dir / "faithful_components.png", save_figure)
         figure = _side_by_side(plot_convergence, histories)
         figure.suptitle(f"Old Faithful, K={best_row['n_components']} "
@@ -176,8 +191,8 @@ def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
         "source": faithful.source,
         "selection": _selection_rows(selection),
         "best": dict(best_row),
-        "weights": best.weights_.tolist(),
-        "means": best.means_.tolist(),
+        "weights": best.weights_[order].tolist(),
+        "means": best.means_[order].tolist(),
         "convergence": convergence,
         "figures": figures,
     }
@@ -216,18 +231,18 @@ def _galaxies(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     selection = _best_converged(selection)
     best = selection.best_estimator
     best_row = selection.table[selection.best_index]
+    order = np.argsort(best.means_[:, 0], kind="stable")  # the table's order: by mean
     figures = {}
     if plots:
         from emkit.plot import plot_criterion, plot_density_1d, save_figure
 
-        figure = plot_criterion(selection, criteria=("bic",))
-        figure.suptitle("Galaxies: BIC (tied = equal variances)")
+        figure = plot_criterion(selection, criteria=("bic",),
+                                title="Galaxies: BIC (tied = equal variances)")
         figures["criteria"] = _save(figure, output_dir / "galaxies_bic.png", save_figure)
-        figure = plot_density_1d(best, x, bins=20, xlabel="velocity (1000 km/s)")
-        figure.axes[0].set_title(f"Galaxies: K={best_row['n_components']} "
-                                 f"({_variances(best_row['covariance_type'])} variances)")
+        figure = plot_density_1d(best, x, bins=20, xlabel="velocity (1000 km/s)", order=order,
+                                 title=f"Galaxies: K={best_row['n_components']} "
+                                       f"({_variances(best_row['covariance_type'])} variances)")
         figures["density"] = _save(figure, output_dir / "galaxies_density.png", save_figure)
-    order = np.argsort(best.means_[:, 0])
     return {
         "n_samples": len(x),
         "unit": "1000 km/s",
@@ -271,7 +286,10 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     model = _gmm(3, "full", seed, n_init=2 if quick else 10, tol=1e-6, max_iter=1000)
     model.fit(standardised)
     standardised, species = standardised[measured], species[measured]
-    clusters = model.predict(standardised)
+    # One order of the clusters (crosstab columns, legend, colours): by mean flipper length.
+    order = np.argsort(model.means_[:, 2], kind="stable")
+    rank = np.argsort(order)
+    clusters = rank[model.predict(standardised)]
     ari = float(adjusted_rand_score(species, clusters))
     names = sorted(set(species))
     crosstab = {name: [int(np.sum((species == name) & (clusters == k))) for k in range(3)]
@@ -282,9 +300,9 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
         figure = plot_components_2d(model, standardised, dims=(0, 2),
                                     feature_names=[f"{name} (standardised)"
-                                                   for name in PENGUIN_MEASUREMENTS])
-        figure.axes[0].set_title(f"Penguins: 3 clusters (ARI vs species {ari:.2f})",
-                                 fontsize="medium")
+                                                   for name in PENGUIN_MEASUREMENTS],
+                                    order=order, component_name="cluster",
+                                    title=f"Penguins: 3 clusters (ARI vs species {ari:.2f})")
         figures["clusters"] = _save(figure, output_dir / "penguins_clusters.png", save_figure)
     return {
         "n_samples": int(len(X)),
@@ -361,7 +379,7 @@ def _twins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     best_k = min(eligible, key=lambda row: (row["laplace"] is None, row["laplace"] or 0.0))[
         "n_components"]
     best = models[best_k]
-    order = np.argsort(-best.weights_)
+    order = np.argsort(-best.weights_, kind="stable")  # the table's order: by weight
     alpha = best.alpha_[order]
     precision = alpha.sum(axis=1)
     proportions = alpha / precision[:, None]
@@ -370,9 +388,10 @@ def _twins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     if plots:
         from emkit.plot import plot_alpha_heatmap, save_figure
 
-        figure = plot_alpha_heatmap(best, n_categories=20, category_names=twins.columns)
-        figure.axes[0].set_title(f"Twins: mean proportions of the K={best_k} components "
-                                 "(20 most variable taxa)", fontsize="medium")
+        figure = plot_alpha_heatmap(best, n_categories=20, category_names=twins.columns,
+                                    order=order,
+                                    title=f"Twins: mean proportions of the K={best_k} "
+                                          "components\n(20 most variable taxa)")
         figures["heatmap"] = _save(figure, output_dir / "twins_heatmap.png", save_figure)
     return {
         "n_samples": int(X.shape[0]),
@@ -542,11 +561,13 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     chains = {}
     for k in (2, 3):
         hmm = GaussianHMM(k, n_init=n_init, random_state=seed, tol=1e-6, max_iter=500).fit(X)
-        states = hmm.predict(X)
+        # One order of the states (tables, legend, colours): by mean waiting time.
+        order = np.argsort(hmm.means_[:, 0], kind="stable")
+        states = np.argsort(order)[hmm.predict(X)]  # renumbered: state i is hmm's order[i]
         chains[str(k)] = {
-            "startprob": hmm.startprob_.tolist(),
-            "transmat": hmm.transmat_.tolist(),
-            "means": hmm.means_.tolist(),
+            "startprob": hmm.startprob_[order].tolist(),
+            "transmat": hmm.transmat_[np.ix_(order, order)].tolist(),
+            "means": hmm.means_[order].tolist(),
             "frames_per_state": np.bincount(states, minlength=k).tolist(),
         }
         rows.append({"model": "GaussianHMM", "n_components": k,
@@ -562,8 +583,11 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
         figure = Figure(figsize=(10, 5.5), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
-        plot_states(X[:, 0], two_state_path, ax=top, ylabel="waiting (min)")
-        plot_states(X[:, 1], two_state_path, ax=bottom, ylabel="duration (min)")
+        plot_states(X[:, 0], two_state_path, ax=top, ylabel="waiting (min)", legend=False)
+        plot_states(X[:, 1], two_state_path, ax=bottom, ylabel="duration (min)", legend=False)
+        # One legend for both panels (the states are the same): beside the top one.
+        top.legend(*top.get_legend_handles_labels(), fontsize="small", markerscale=2,
+                   loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         top.set_xlabel("")
         bottom.set_xlabel("eruption")
         figure.suptitle("Old Faithful, eruption after eruption: the 2-state HMM's Viterbi path")
@@ -580,16 +604,23 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 # ------------------------------------------------------------------------------ summary
 def _table(rows: list[dict], best: dict) -> list[str]:
+    """The selection table, each criterion's own choice in bold (as in its figure's panel)."""
+    from emkit.plot import criterion_choices
+
+    best_index = next(i for i, row in enumerate(rows)
+                      if (row["n_components"], row["covariance_type"])
+                      == (best["n_components"], best["covariance_type"]))
+    choices = criterion_choices(SimpleNamespace(table=rows, best_index=best_index,
+                                                criterion="bic"))
     lines = ["| K | covariance | log-likelihood | parameters | BIC | AIC | ICL | converged |",
              "|---:|---|---:|---:|---:|---:|---:|---|"]
-    for row in rows:
-        chosen = (row["n_components"], row["covariance_type"]) == (best["n_components"],
-                                                                   best["covariance_type"])
-        mark = "**" if chosen else ""
+    for i, row in enumerate(rows):
+        mark = "**" if i == best_index else ""
+        cells = [f"{row[c]:.2f}" if choices[c] != i else f"**{row[c]:.2f}**"
+                 for c in ("bic", "aic", "icl")]
         lines.append(f"| {mark}{row['n_components']}{mark} | {row['covariance_type']} | "
                      f"{row['log_likelihood']:.2f} | {row['n_parameters']} | "
-                     f"{mark}{row['bic']:.2f}{mark} | {row['aic']:.2f} | {row['icl']:.2f} | "
-                     f"{'yes' if row['converged'] else 'no'} |")
+                     + " | ".join(cells) + f" | {'yes' if row['converged'] else 'no'} |")
     return lines
 
 
@@ -618,6 +649,14 @@ def _markdown(summary: dict) -> str:
         + (", quick settings" if summary["quick"] else "")
         + f"; fitted in {summary['seconds']:.1f} s.",
         "",
+        "Every model here is fitted by the EM algorithm. Its E-step asks, for each observation, "
+        "how likely each hidden cause is (which cluster an eruption belongs to, which community "
+        "type a sample is, which state the geyser is in, which tone carries which part of the "
+        "signal); its M-step refits each part of the model to the observations weighted by those "
+        "probabilities. Each round never lowers the likelihood, and the rounds repeat until it "
+        "stops changing. The sections say what the hidden causes are for each data set; "
+        "components are numbered in one order per data set, the same in its tables and figures.",
+        "",
     ]
     if not summary["figures"]:
         lines += ["Figures were skipped: install emkit[plot] (matplotlib) to draw them.", ""]
@@ -633,8 +672,18 @@ def _markdown(summary: dict) -> str:
         f"Lowest BIC: **K = {best['n_components']}, covariance `{best['covariance_type']}`** "
         f"(log-likelihood {best['log_likelihood']:.3f}).",
         "",
+        "EM's hidden cause is the cluster each eruption comes from: the E-step gives each "
+        "eruption its probabilities of belonging to each Gaussian, the M-step refits each "
+        "Gaussian's weight, mean and covariance to the eruptions weighted by them. A mixture "
+        "per number of clusters K and covariance shape; the criteria (lower is better) trade the "
+        "likelihood against the parameters, each criterion's choice in bold:",
+        "",
         *_table(faithful["selection"], best),
+        "",
+        *_figure(faithful, "criteria", "Old Faithful information criteria"),
         *_not_converged_note(faithful["selection"]),
+        "",
+        "The chosen mixture's components, by mean eruption time:",
         "",
         "| component | weight | " + " | ".join(f"mean {c}" for c in faithful["columns"]) + " |",
         "|---:|---:|" + "---:|" * len(faithful["columns"]),
@@ -642,9 +691,15 @@ def _markdown(summary: dict) -> str:
           for k, (w, mean) in enumerate(zip(faithful["weights"], faithful["means"],
                                             strict=True))),
         "",
-        *_figure(faithful, "criteria", "Old Faithful information criteria"),
         *_figure(faithful, "components", "Old Faithful components"),
-        "Plain EM against SQUAREM from the same start, both to a change below 1e-10 per row:",
+        "## Convergence: plain EM against SQUAREM",
+        "",
+        "Plain EM takes small steps near the maximum when the clusters overlap: each step "
+        "shrinks the distance to the maximum by a constant factor, the fraction of information "
+        "the hidden clusters hide. SQUAREM (Varadhan & Roland 2008) extrapolates along two EM "
+        "steps and falls back to a plain step when that would lower the likelihood, so it keeps "
+        "EM's stability. The chosen Old Faithful mixture, plain EM against SQUAREM from the same "
+        "start, both to a change below 1e-10 per row:",
         "",
         "| method | passes over the data | converged | final log-likelihood |",
         "|---|---:|---|---:|",
@@ -665,8 +720,15 @@ def _markdown(summary: dict) -> str:
         f"Lowest BIC: **K = {best['n_components']}, "
         f"{_variances(best['covariance_type'])} variances**.",
         "",
+        "EM's hidden cause is the group of galaxies each velocity belongs to (clusters of "
+        "galaxies along the line of sight); with one variance shared or one per group.",
+        "",
         *_table(galaxies["selection"], best),
+        "",
+        *_figure(galaxies, "criteria", "galaxies BIC"),
         *_not_converged_note(galaxies["selection"]),
+        "",
+        "The chosen mixture's components, by mean velocity:",
         "",
         "| component | weight | mean | standard deviation |",
         "|---:|---:|---:|---:|",
@@ -674,7 +736,6 @@ def _markdown(summary: dict) -> str:
             galaxies["weights"], galaxies["means"], galaxies["standard_deviations"],
             strict=True))),
         "",
-        *_figure(galaxies, "criteria", "galaxies BIC"),
         *_figure(galaxies, "density", "galaxies density"),
     ]
 
@@ -687,6 +748,11 @@ def _markdown(summary: dict) -> str:
         f"{penguins['n_incomplete']} rows have missing measurements and are fitted by the exact "
         "EM (a row with no measurement at all contributes nothing). "
         f"Source: {penguins['source']}",
+        "",
+        "EM's hidden causes here are the cluster of each penguin and its missing "
+        "measurements: the E-step fills each missing value with its conditional expectation "
+        "given the measured ones and the cluster, the M-step refits the clusters. Clusters are "
+        "numbered by mean flipper length.",
         "",
         f"Adjusted Rand index of the clusters against the species "
         f"({penguins['n_measured']} measured penguins): "
@@ -726,7 +792,7 @@ def _markdown(summary: dict) -> str:
     ]
     lines += [*_twins_markdown(summary["twins"]), *_tones_markdown(summary["tones"]),
               *_fixed_mixture_markdown(summary["fixed_mixture"]),
-              *_geyser_markdown(summary["geyser"])]
+              *_geyser_markdown(summary["geyser"]), *_reproduce_markdown(summary)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -911,6 +977,197 @@ def _geyser_markdown(geyser: dict) -> list[str]:
         *_figure(geyser, "states", "geyser states along the series"),
     ]
     return lines
+
+
+
+def _reproduce_markdown(summary: dict) -> list[str]:
+    quick = " --quick" if summary["quick"] else ""
+    quick_py = ", quick=True" if summary["quick"] else ""
+    return [
+        "",
+        "## How to reproduce this",
+        "",
+        f"Every fit has a fixed seed ({summary['seed']}): the same emkit gives the same numbers. "
+        "The whole report, from a shell or from Python:",
+        "",
+        "```",
+        f"emkit demo --output emkit-report{quick}",
+        "```",
+        "",
+        "```python",
+        "from emkit.report import run_demo",
+        f"run_demo(\"emkit-report\"{quick_py}, seed={summary['seed']})",
+        "```",
+        "",
+        "One step of it, the Old Faithful selection with its criteria figure (the CSV file "
+        "ships with emkit: `python -c \"from emkit import datasets; "
+        "print(datasets.path('faithful'))\"`):",
+        "",
+        "```",
+        f"emkit select gmm faithful.csv --k 1-6 --covariance full,tied,diag,spherical "
+        f"--n-init 3 --seed {summary['seed']} --plot criteria.png",
+        "```",
+        "",
+        "```python",
+        "from emkit import datasets",
+        "from emkit.plot import plot_criterion, save_figure",
+        "from emkit.selection import select_model",
+        "",
+        "X = datasets.load(\"faithful\").data",
+        "result = select_model(X, range(1, 7), (\"full\", \"tied\", \"diag\", \"spherical\"),",
+        f"                      criterion=\"bic\", random_state={summary['seed']}, n_init=3)",
+        "print(result.to_text())",
+        "save_figure(plot_criterion(result), \"criteria.png\")",
+        "```",
+    ]
+
+
+# ------------------------------------------------------------------------------ report.html
+#: The page may load nothing from anywhere: images are data URIs, the style is inline, and
+#: there is no script. The policy makes a browser refuse (and report) anything else.
+_CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
+       max-width: 1280px; margin: 0 auto; padding: 1em 1.5em 3em; line-height: 1.45;
+       color: #1d1d1f; background: #fff; }
+h1 { font-size: 1.8em; margin-bottom: 0.2em; }
+h2 { margin-top: 2.2em; padding-top: 0.6em; border-top: 1px solid #ddd; }
+nav ol { columns: 2; padding-left: 1.4em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em;
+        font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25em 0.6em; }
+th { border-bottom: 2px solid #bbb; background: #f6f6f6; }
+.right { text-align: right; }
+.left { text-align: left; }
+code { background: #f3f3f3; padding: 0.05em 0.3em; border-radius: 3px; font-size: 0.92em; }
+pre { background: #f6f6f6; padding: 0.7em 1em; overflow-x: auto; border-radius: 4px; }
+pre code { background: none; padding: 0; }
+figure { margin: 0.8em 0; }
+figure img { max-width: 100%; height: auto; display: block; }
+figcaption { color: #555; font-size: 0.85em; margin-top: 0.3em; }
+.pair { display: flex; flex-wrap: wrap; gap: 1.2em 2em; align-items: flex-start; }
+.pair > .table { flex: 0 1 auto; overflow-x: auto; max-width: 100%; }
+.pair > figure { flex: 1 1 520px; margin-top: 0.6em; }
+"""
+
+
+def _html(markdown: str, output_dir: Path) -> str:
+    """``summary.md`` as one self-contained HTML page: its figures embedded as PNG data URIs,
+    each figure beside the table just before it, a table of contents after the introduction.
+
+    The Markdown here is the report's own, a small subset (headings, paragraphs, pipe tables,
+    fenced code, images, ``**bold**`` and ```code```), so a few rules convert it."""
+    blocks = _blocks(markdown.splitlines(), output_dir)
+    body, contents, i = [], [], 0
+    while i < len(blocks):
+        kind, text = blocks[i]
+        if kind == "table" and i + 1 < len(blocks) and blocks[i + 1][0] == "figure":
+            body.append(f'<div class="pair">\n{text}\n{blocks[i + 1][1]}\n</div>')
+            i += 2
+            continue
+        if kind == "h2":
+            anchor, title = text
+            contents.append(f'<li><a href="#{anchor}">{title}</a></li>')
+            text = f'<h2 id="{anchor}">{title}</h2>'
+        body.append(text)
+        i += 1
+    first_section = next((j for j, text in enumerate(body) if text.startswith("<h2")),
+                         len(body))
+    nav = ['<nav aria-label="contents"><ol>', *contents, "</ol></nav>"]
+    title = html.escape(markdown.splitlines()[0].lstrip("# ").strip())
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CONTENT_SECURITY_POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{title}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        *body[:first_section], *nav, *body[first_section:],
+        "</body>",
+        "</html>",
+        "",
+    ])
+
+
+def _blocks(lines: list[str], output_dir: Path) -> list[tuple[str, Any]]:
+    """The Markdown lines as (kind, HTML) blocks; ``h2`` blocks carry (anchor, title)."""
+    blocks: list[tuple[str, Any]] = []
+    paragraph: list[str] = []
+
+    def end_paragraph():
+        if paragraph:
+            blocks.append(("p", f"<p>{_inline(' '.join(paragraph))}</p>"))
+            paragraph.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        image = re.fullmatch(r"!\[(.*)\]\((.+)\)", line.strip())
+        if not line.strip():
+            end_paragraph()
+        elif line.startswith("```"):
+            end_paragraph()
+            end = lines.index("```", i + 1)
+            code = html.escape("\n".join(lines[i + 1:end]))
+            blocks.append(("pre", f"<pre><code>{code}</code></pre>"))
+            i = end
+        elif line.startswith("## "):
+            end_paragraph()
+            title = _inline(line[3:])
+            anchor = re.sub(r"[^a-z0-9]+", "-", line[3:].lower()).strip("-")
+            blocks.append(("h2", (anchor, title)))
+        elif line.startswith("# "):
+            end_paragraph()
+            blocks.append(("h1", f"<h1>{_inline(line[2:])}</h1>"))
+        elif image:
+            end_paragraph()
+            blocks.append(("figure", _figure_html(image[1], output_dir / image[2])))
+        elif line.startswith("|"):
+            end_paragraph()
+            end = i
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            blocks.append(("table", _table_html(lines[i:end])))
+            i = end - 1
+        else:
+            paragraph.append(line.strip())
+        i += 1
+    end_paragraph()
+    return blocks
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _table_html(lines: list[str]) -> str:
+    header, rule, *rows = lines
+    align = ["right" if cell.endswith(":") else "left" for cell in _cells(rule)]
+    head = "".join(f'<th class="{a}">{_inline(cell)}</th>'
+                   for cell, a in zip(_cells(header), align, strict=True))
+    body = "\n".join("<tr>" + "".join(f'<td class="{a}">{_inline(cell)}</td>'
+                                      for cell, a in zip(_cells(row), align, strict=True))
+                     + "</tr>" for row in rows)
+    return (f'<div class="table"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
+            "</tbody></table></div>")
+
+
+def _figure_html(caption: str, path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    caption = html.escape(caption)
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
 __all__ = ["run_demo"]
