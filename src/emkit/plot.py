@@ -111,6 +111,8 @@ def plot_convergence(history: Any, ax=None, *, gap: bool = False,
         ax.set_ylabel("best log-likelihood − log-likelihood")
     else:
         ax.set_ylabel("log-likelihood")
+        # Plain values: an offset ("1e-7 − 1.13e3") above the axis is hard to read.
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     if title:
         ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small")

@@ -52,7 +52,7 @@ PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", 
 
 
 def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
-             seed: int = 0, html_page: bool = True) -> Path:
+             seed: int = 0, html_page: bool = True, figures: dict | None = None) -> Path:
     """Fit the bundled data sets and write the report into ``output_dir``.
 
     Parameters
@@ -66,6 +66,9 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
     html_page : bool, default True
         Also write ``report.html``: the same report as one self-contained page (figures
         embedded, nothing loaded from elsewhere).
+    figures : dict, optional
+        When given, receives the matplotlib Figure behind every PNG, by file name (to check or
+        restyle one).
 
     Returns
     -------
@@ -74,7 +77,7 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    plots = _plotting_available()
+    plots = _Figures(output_dir, _plotting_available(), figures)
     started = time.perf_counter()
     with warnings.catch_warnings():
         # Fits that stop at max_iter are expected here (collapsing components); the report's
@@ -94,7 +97,7 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
         "emkit_version": __version__,
         "seed": seed,
         "quick": quick,
-        "figures": plots,
+        "figures": plots.enabled,
         "seconds": round(time.perf_counter() - started, 2),
         "section_seconds": section_seconds,
         **sections,
@@ -143,7 +146,7 @@ def _best_converged(selection):
 
 
 # ------------------------------------------------------------------------------ Old Faithful
-def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _faithful(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
     from emkit.selection import select_model
 
@@ -173,18 +176,17 @@ def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
     figures = {}
     if plots:
-        from emkit.plot import plot_components_2d, plot_convergence, plot_criterion, save_figure
+        from emkit.plot import plot_components_2d, plot_convergence, plot_criterion
 
         figure = plot_criterion(selection,
                                 title="Old Faithful: information criteria (lower is better)")
-        figures["criteria"] = _save(figure, output_dir / "faithful_criteria.png", save_figure)
+        figures["criteria"] = plots.save(figure, "faithful_criteria.png")
         figure = plot_components_2d(best, X, feature_names=faithful.columns, order=order)
-        figures["components"] = _save(figure, output_dir / "faithful_components.png", save_figure)
+        figures["components"] = plots.save(figure, "faithful_components.png")
         figure = _side_by_side(plot_convergence, histories)
         figure.suptitle(f"Old Faithful, K={best_row['n_components']} "
                         f"{best_row['covariance_type']}: plain EM vs SQUAREM from the same start")
-        figures["convergence"] = _save(figure, output_dir / "faithful_convergence.png",
-                                       save_figure)
+        figures["convergence"] = plots.save(figure, "faithful_convergence.png")
     return {
         "n_samples": len(X),
         "columns": list(faithful.columns),
@@ -210,13 +212,27 @@ def _side_by_side(plot_convergence, histories) -> Any:
     return figure
 
 
-def _save(figure, path: Path, save_figure) -> str:
-    save_figure(figure, path)
-    return path.name
+class _Figures:
+    """Where the sections' figures go: PNG files in the report folder, and the Figure objects
+    into ``kept`` when given (``run_demo(figures=...)``). False when matplotlib is missing."""
+
+    def __init__(self, output_dir: Path, enabled: bool, kept: dict | None):
+        self.output_dir, self.enabled, self.kept = output_dir, enabled, kept
+
+    def __bool__(self) -> bool:
+        return self.enabled
+
+    def save(self, figure, name: str) -> str:
+        from emkit.plot import save_figure
+
+        save_figure(figure, self.output_dir / name)
+        if self.kept is not None:
+            self.kept[name] = figure
+        return name
 
 
 # ------------------------------------------------------------------------------ galaxies
-def _galaxies(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _galaxies(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
     from emkit.selection import select_model
 
@@ -234,15 +250,15 @@ def _galaxies(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     order = np.argsort(best.means_[:, 0], kind="stable")  # the table's order: by mean
     figures = {}
     if plots:
-        from emkit.plot import plot_criterion, plot_density_1d, save_figure
+        from emkit.plot import plot_criterion, plot_density_1d
 
         figure = plot_criterion(selection, criteria=("bic",),
                                 title="Galaxies: BIC (tied = equal variances)")
-        figures["criteria"] = _save(figure, output_dir / "galaxies_bic.png", save_figure)
+        figures["criteria"] = plots.save(figure, "galaxies_bic.png")
         figure = plot_density_1d(best, x, bins=20, xlabel="velocity (1000 km/s)", order=order,
                                  title=f"Galaxies: K={best_row['n_components']} "
                                        f"({_variances(best_row['covariance_type'])} variances)")
-        figures["density"] = _save(figure, output_dir / "galaxies_density.png", save_figure)
+        figures["density"] = plots.save(figure, "galaxies_density.png")
     return {
         "n_samples": len(x),
         "unit": "1000 km/s",
@@ -268,7 +284,7 @@ def _variance(model, k: int) -> float:
 
 
 # ------------------------------------------------------------------------------ penguins
-def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _penguins(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     from emkit import datasets
@@ -296,14 +312,14 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
                 for name in names}
     figures = {}
     if plots:
-        from emkit.plot import plot_components_2d, save_figure
+        from emkit.plot import plot_components_2d
 
         figure = plot_components_2d(model, standardised, dims=(0, 2),
                                     feature_names=[f"{name} (standardised)"
                                                    for name in PENGUIN_MEASUREMENTS],
                                     order=order, component_name="cluster",
                                     title=f"Penguins: 3 clusters (ARI vs species {ari:.2f})")
-        figures["clusters"] = _save(figure, output_dir / "penguins_clusters.png", save_figure)
+        figures["clusters"] = plots.save(figure, "penguins_clusters.png")
     return {
         "n_samples": int(len(X)),
         "n_measured": int(measured.sum()),
@@ -319,7 +335,7 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ airquality
-def _airquality(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _airquality(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """The multivariate normal with missing data (K = 1): maximum likelihood means against the
     complete-case means, and the conditional-mean imputation of the first incomplete day."""
     from emkit import GaussianMixture, datasets
@@ -353,7 +369,7 @@ def _airquality(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ twins (DMM)
-def _twins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _twins(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Dirichlet-multinomial mixtures of the twins' gut microbiomes (Holmes et al. 2012)."""
     from emkit import DirichletMultinomialMixture, datasets
     from emkit.errors import NumericalError
@@ -386,13 +402,13 @@ def _twins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     top = [[[twins.columns[j], float(p[j])] for j in np.argsort(-p)[:3]] for p in proportions]
     figures = {}
     if plots:
-        from emkit.plot import plot_alpha_heatmap, save_figure
+        from emkit.plot import plot_alpha_heatmap
 
         figure = plot_alpha_heatmap(best, n_categories=20, category_names=twins.columns,
                                     order=order,
                                     title=f"Twins: mean proportions of the K={best_k} "
                                           "components\n(20 most variable taxa)")
-        figures["heatmap"] = _save(figure, output_dir / "twins_heatmap.png", save_figure)
+        figures["heatmap"] = plots.save(figure, "twins_heatmap.png")
     return {
         "n_samples": int(X.shape[0]),
         "n_taxa": int(X.shape[1]),
@@ -415,7 +431,7 @@ TWO_TONES_NOISE_SD = 0.05
 TONE_TOLERANCE_CRB_SD = 3.0
 
 
-def _tones(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _tones(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Two tones 3 Hz apart in a 0.25 s clip: EM (Feder & Weinstein) against the periodogram."""
     from emkit import SuperimposedSignals, datasets
     from emkit.io import read_wav
@@ -437,7 +453,7 @@ def _tones(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     estimated_f = model.frequencies_ * rate
     figures = {}
     if plots:
-        from emkit.plot import plot_tone_spectrum, save_figure
+        from emkit.plot import plot_tone_spectrum
 
         figure = plot_tone_spectrum(model, y, sample_rate=rate, oversample=64)
         ax = figure.axes[0]
@@ -448,7 +464,7 @@ def _tones(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
             ax.axvline(f, color="0.2", linestyle=":", linewidth=0.8)
         ax.set_title("Two tones 3 Hz apart: the periodogram's peaks are pulled apart,\n"
                      "EM finds the tones (dotted: the true frequencies)", fontsize="medium")
-        figures["spectrum"] = _save(figure, output_dir / "tones_spectrum.png", save_figure)
+        figures["spectrum"] = plots.save(figure, "tones_spectrum.png")
     return {
         "sample_rate": int(rate),
         "n_samples": int(n),
@@ -481,7 +497,7 @@ def _periodogram_peaks(y: np.ndarray, rate: float, count: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ fixed mixture
-def _fixed_mixture(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _fixed_mixture(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Weights of Gaussian mixtures K = 1..5 fitted on one half of Old Faithful, learned on the
     other half (Gupta & Chen 2011, §3.1)."""
     from emkit import FixedMixture, datasets
@@ -504,11 +520,9 @@ def _fixed_mixture(output_dir: Path, plots: bool, quick: bool, seed: int) -> dic
              for a, b in ((first, second), (second, first))]
     figures = {}
     if plots:
-        from emkit.plot import save_figure
-
         figure = _fixed_mixture_figure(list(k_range), ensemble.weights_, scores,
                                        float(ensemble.score(weight_rows)))
-        figures["weights"] = _save(figure, output_dir / "fixed_mixture.png", save_figure)
+        figures["weights"] = plots.save(figure, "fixed_mixture.png")
     return {
         "n_fit": int(len(fit_rows)),
         "n_held_out": int(len(weight_rows)),
@@ -545,7 +559,7 @@ def _fixed_mixture_figure(k_range: list[int], weights, scores: list[float],
 
 
 # ------------------------------------------------------------------------------ geyser (HMM)
-def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _geyser(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Gaussian HMMs on 299 consecutive eruptions, against the mixture that ignores the order."""
     from emkit import GaussianHMM, GaussianMixture, datasets
 
@@ -579,7 +593,7 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     if plots:
         from matplotlib.figure import Figure
 
-        from emkit.plot import plot_states, save_figure
+        from emkit.plot import plot_states
 
         figure = Figure(figsize=(10, 5.5), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
@@ -591,7 +605,7 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
         top.set_xlabel("")
         bottom.set_xlabel("eruption")
         figure.suptitle("Old Faithful, eruption after eruption: the 2-state HMM's Viterbi path")
-        figures["states"] = _save(figure, output_dir / "geyser_states.png", save_figure)
+        figures["states"] = plots.save(figure, "geyser_states.png")
     return {
         "n_samples": int(len(X)),
         "columns": columns,
@@ -1048,6 +1062,7 @@ figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: #555; font-size: 0.85em; margin-top: 0.3em; }
 .pair { display: flex; flex-wrap: wrap; gap: 1.2em 2em; align-items: flex-start; }
 .pair > .table { flex: 0 1 auto; overflow-x: auto; max-width: 100%; }
+.pair > .table > p { max-width: 38em; }
 .pair > figure { flex: 1 1 520px; margin-top: 0.6em; }
 """
 
@@ -1058,20 +1073,24 @@ def _html(markdown: str, output_dir: Path) -> str:
 
     The Markdown here is the report's own, a small subset (headings, paragraphs, pipe tables,
     fenced code, images, ``**bold**`` and ```code```), so a few rules convert it."""
-    blocks = _blocks(markdown.splitlines(), output_dir)
-    body, contents, i = [], [], 0
-    while i < len(blocks):
-        kind, text = blocks[i]
-        if kind == "table" and i + 1 < len(blocks) and blocks[i + 1][0] == "figure":
-            body.append(f'<div class="pair">\n{text}\n{blocks[i + 1][1]}\n</div>')
-            i += 2
-            continue
-        if kind == "h2":
+    body, kinds, contents = [], [], []
+    for kind, text in _blocks(markdown.splitlines(), output_dir):
+        if kind == "figure":
+            # Beside the table before it (with the paragraph that comments on that table).
+            start = next((j for j in (len(kinds) - 1, len(kinds) - 2) if j >= 0
+                          and kinds[j] == "table" and all(k == "p" for k in kinds[j + 1:])),
+                         None)
+            if start is not None:
+                left = "\n".join(body[start:])
+                del body[start:], kinds[start:]
+                text = f'<div class="pair">\n<div class="table">{left}</div>\n{text}\n</div>'
+                kind = "pair"
+        elif kind == "h2":
             anchor, title = text
             contents.append(f'<li><a href="#{anchor}">{title}</a></li>')
             text = f'<h2 id="{anchor}">{title}</h2>'
         body.append(text)
-        i += 1
+        kinds.append(kind)
     first_section = next((j for j, text in enumerate(body) if text.startswith("<h2")),
                          len(body))
     nav = ['<nav aria-label="contents"><ol>', *contents, "</ol></nav>"]
@@ -1159,8 +1178,8 @@ def _table_html(lines: list[str]) -> str:
     body = "\n".join("<tr>" + "".join(f'<td class="{a}">{_inline(cell)}</td>'
                                       for cell, a in zip(_cells(row), align, strict=True))
                      + "</tr>" for row in rows)
-    return (f'<div class="table"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
-            "</tbody></table></div>")
+    return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n"
+            "</tbody></table>")
 
 
 def _figure_html(caption: str, path: Path) -> str:
