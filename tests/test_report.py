@@ -280,7 +280,9 @@ def test_html_report_is_self_contained(demo):
         assert f">{heading.replace('&', '&amp;')}</h2>" in page
     assert page.count("<table>") == sum(1 for line in markdown.splitlines()
                                         if re.fullmatch(r"\|[-:|]+", line))
-    assert page.count('<div class="pair">') == 10  # every figure beside its table
+    # Every figure right after its table: beside it, or below it at full width when wide.
+    assert page.count('<div class="pair">') + page.count('<figure class="wide">') == 10
+    assert re.search(r'</table>\n<figure class="wide">', page)
     assert "emkit demo --output emkit-report --quick" in page
 
 

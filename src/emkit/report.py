@@ -1041,6 +1041,9 @@ def _reproduce_markdown(summary: dict) -> list[str]:
 #: there is no script. The policy makes a browser refuse (and report) anything else.
 _CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
+#: A figure wider than this many times its height is shown below its table, not beside it.
+WIDE_FIGURE = 2.2
+
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
        max-width: 1280px; margin: 0 auto; padding: 1em 1.5em 3em; line-height: 1.45;
@@ -1063,7 +1066,8 @@ figcaption { color: #555; font-size: 0.85em; margin-top: 0.3em; }
 .pair { display: flex; flex-wrap: wrap; gap: 1.2em 2em; align-items: flex-start; }
 .pair > .table { flex: 0 1 auto; overflow-x: auto; max-width: 100%; }
 .pair > .table > p { max-width: 38em; }
-.pair > figure { flex: 1 1 520px; margin-top: 0.6em; }
+.pair > figure { flex: 1 1 520px; min-width: 0; margin-top: 0.6em; }
+figure.wide img { width: 100%; }
 """
 
 
@@ -1075,8 +1079,9 @@ def _html(markdown: str, output_dir: Path) -> str:
     fenced code, images, ``**bold**`` and ```code```), so a few rules convert it."""
     body, kinds, contents = [], [], []
     for kind, text in _blocks(markdown.splitlines(), output_dir):
-        if kind == "figure":
-            # Beside the table before it (with the paragraph that comments on that table).
+        if kind == "figure" and 'class="wide"' not in text:
+            # Beside the table before it (with the paragraph that comments on that table); a
+            # wide figure (several panels) stays below its table, at full width.
             start = next((j for j in (len(kinds) - 1, len(kinds) - 2) if j >= 0
                           and kinds[j] == "table" and all(k == "p" for k in kinds[j + 1:])),
                          None)
@@ -1183,10 +1188,14 @@ def _table_html(lines: list[str]) -> str:
 
 
 def _figure_html(caption: str, path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = path.read_bytes()
+    # A PNG's IHDR chunk holds its width and height (big-endian) at bytes 16 to 24.
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    wide = ' class="wide"' if width > WIDE_FIGURE * height else ""
     caption = html.escape(caption)
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<figure{wide}><img src="data:image/png;base64,{encoded}" alt="{caption}" '
+            f'width="{width}" height="{height}"><figcaption>{caption}</figcaption></figure>')
 
 
 __all__ = ["run_demo"]
