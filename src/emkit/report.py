@@ -1066,7 +1066,7 @@ figcaption { color: #555; font-size: 0.85em; margin-top: 0.3em; }
 .pair { display: flex; flex-wrap: wrap; gap: 1.2em 2em; align-items: flex-start; }
 .pair > .table { flex: 0 1 auto; overflow-x: auto; max-width: 100%; }
 .pair > .table > p { max-width: 38em; }
-.pair > figure { flex: 1 1 520px; min-width: 0; margin-top: 0.6em; }
+.pair > figure { flex: 1 1 440px; min-width: 0; margin-top: 0.6em; }
 figure.wide img { width: 100%; }
 """
 
