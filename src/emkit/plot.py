@@ -518,7 +518,8 @@ def plot_alpha_heatmap(estimator: Any, ax=None, *, n_categories: int = 20,
 
 
 def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 1.0,
-                       oversample: int = 8):
+                       oversample: int = 8,
+                       title: str | None = "periodogram and the fitted tones"):
     """Periodogram |Y(f)|²/N of ``y`` (zero-padded) with the fitted tones of a
     :class:`emkit.SuperimposedSignals` marked at their frequencies and powers a² N / 4 (real
     tones; a² N for complex ones), the height of a lone tone's periodogram peak.
@@ -530,6 +531,9 @@ def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 
     ax : matplotlib Axes, optional
     sample_rate : float, default 1
         Frequencies are drawn in cycles per sample × ``sample_rate`` (e.g. Hz).
+    oversample : int
+        Zero-padding factor of the periodogram.
+    title : str or None
     """
     frequencies = getattr(estimator, "frequencies_", None)
     if frequencies is None:
@@ -553,11 +557,14 @@ def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 
                label="fitted tones")
     ax.set_xlabel("frequency" + (" (cycles per sample)" if sample_rate == 1.0 else ""))
     ax.set_ylabel("power")
+    if title:
+        ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small")
     return ax.figure
 
 
-def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
+def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None,
+                   title: str | None = "the signal and its separated components"):
     """The signal ``y`` and its separated components ``estimator.transform(y)`` (each fitted
     component with its share of the residual), stacked with offsets; real parts of complex
     signals.
@@ -568,6 +575,7 @@ def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
     y : array of shape (n_samples,)
     ax : matplotlib Axes, optional
     time : array of shape (n_samples,), optional
+    title : str or None
     """
     parts = np.real(estimator.transform(y))
     y = np.real(np.asarray(y).ravel())
@@ -582,7 +590,9 @@ def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
         ax.plot(time, parts[:, k] - (k + 1) * spread, linewidth=0.8, label=f"component {k}")
     ax.set_yticks([])
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize="small", loc="upper right")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small", **_OUTSIDE)
     return ax.figure
 
 
