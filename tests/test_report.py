@@ -11,6 +11,7 @@ import base64
 import contextlib
 import functools
 import io
+import itertools
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ from scipy import stats
 
 pytest.importorskip("matplotlib")
 from matplotlib.colors import LogNorm, to_rgba  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 from emkit import datasets, report  # noqa: E402
@@ -363,3 +365,41 @@ def test_chromium_check_sees_a_broken_page(tmp_path):
     result, console = render(page, tmp_path)
     assert [image["width"] for image in result["images"]] == [0, 0, 0]
     assert len(result["errors"]) >= 3 and console  # CSP refusals are console errors
+
+
+def drawn_texts(figure):
+    """The non-empty texts a figure draws (tick labels only where their tick is in view)."""
+    from matplotlib.text import Text
+
+    hidden = set()
+    for ax in figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            span = high - low
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - 1e-9 * span <= tick.get_loc() <= high + 1e-9 * span:
+                    hidden.update((tick.label1, tick.label2))
+    return [text for text in figure.findobj(Text) if text.get_visible()
+            and text.get_text().strip() and text not in hidden]
+
+
+def clashes(figure):
+    """Pairs of drawn texts whose boxes overlap (by more than 1 % of their size)."""
+    figure.draw_without_rendering()  # lays out (constrained layout) as saving does
+    renderer = figure._get_renderer()
+    boxes = [(text.get_text(), text.get_window_extent(renderer).expanded(0.98, 0.98))
+             for text in drawn_texts(figure)]
+    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2)
+            if box_a.overlaps(box_b)]
+
+
+def test_no_text_overlaps_another_in_any_figure(demo):
+    *_, figures = demo
+    for name, figure in figures.items():
+        assert clashes(figure) == [], name
+    # The check sees a clash.
+    figure = Figure(layout="constrained")
+    ax = figure.add_subplot()
+    ax.text(0.5, 0.5, "component 0")
+    ax.text(0.52, 0.5, "component 1")
+    assert clashes(figure) == [("component 0", "component 1")]

@@ -105,7 +105,8 @@ def plot_convergence(history: Any, ax=None, *, gap: bool = False,
                     label=f"{label} ({values.size - 1} steps)")
         else:
             ax.plot(iterations, values, marker=".", label=f"{label} ({values.size - 1} steps)")
-    ax.set_xlabel("EM step (accepted points; SQUAREM's rejected extrapolations not shown)")
+    # SQUAREM's rejected extrapolations are not in the history: only accepted points.
+    ax.set_xlabel("EM step (accepted points)")
     if gap:
         ax.set_yscale("log")
         ax.set_ylabel("best log-likelihood − log-likelihood")
