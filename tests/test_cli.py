@@ -1,4 +1,4 @@
-"""The ``emkit`` command line, its table reading (emkit.io) and the demo report.
+"""The ``emkit`` command line and its table reading (emkit.io); `emkit demo`: test_report.py.
 
 References are independent of the code under test: the data are read with numpy's own CSV
 reader, predictions are compared with the loaded estimator's methods, and the Old Faithful
@@ -440,7 +440,8 @@ def test_parquet_nulls_are_missing_values(tmp_path):
     np.testing.assert_array_equal(table.data, [[1, 1], [np.nan, 2], [3, np.nan]])
 
 
-# ------------------------------------------------------------------------------ entry point, demo
+# ------------------------------------------------------------------------------ entry point
+# (`emkit demo` is tested in tests/test_report.py, which shares one demo run.)
 def test_installed_entry_point(tmp_path):
     executable = Path(sys.executable).parent / "emkit"
     if not executable.exists():
@@ -453,92 +454,3 @@ def test_installed_entry_point(tmp_path):
                          check=False)
     assert bad.returncode == 2
     assert bad.stderr.startswith("emkit: error: ") and bad.stderr.count("\n") == 1
-
-
-def test_demo_writes_a_report(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    status, out, err = run(capsys, "demo", "--output", tmp_path / "report", "--quick")
-    assert status == 0, err
-    report = tmp_path / "report"
-    assert out.strip() == f"report written to {report / 'summary.md'}"
-    markdown = (report / "summary.md").read_text()
-    summary = json.loads((report / "summary.json").read_text())
-    for section in ("faithful", "galaxies", "penguins", "twins", "tones", "fixed_mixture",
-                    "geyser"):
-        for name in summary[section]["figures"].values():
-            png = (report / name).read_bytes()
-            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-            assert f"]({name})" in markdown
-    assert len(list(report.glob("*.png"))) == 10
-    faithful = summary["faithful"]
-    assert faithful["best"] == min(faithful["selection"], key=lambda row: row["bic"])
-    em, squarem = faithful["convergence"]["plain EM"], faithful["convergence"]["SQUAREM"]
-    assert em["start_log_likelihood"] == squarem["start_log_likelihood"]  # the same start
-    assert squarem["log_likelihood"] == pytest.approx(em["log_likelihood"], abs=1e-4)
-    penguins = summary["penguins"]
-    assert penguins["n_samples"] == 344 and penguins["n_measured"] == 342
-    assert sum(map(sum, penguins["clusters_by_species"].values())) == 342
-    assert 0.5 < penguins["adjusted_rand_index"] <= 1.0
-    air = summary["airquality"]
-    assert air["missing"]["Ozone"] == 37 and air["missing"]["Solar.R"] == 7
-    observed = [v for v in air["example_observed"] if v is not None]
-    assert observed == [v for v, o in zip(air["example_filled"], air["example_observed"],
-                                          strict=True) if o is not None]  # observed kept
-    assert all(np.isfinite(air["example_filled"]))
-    _check_demo_em_applications(summary, markdown)
-
-
-def _check_demo_em_applications(summary: dict, markdown: str) -> None:
-    """The report's twins, tones, fixed-mixture and geyser sections (quick settings)."""
-    for title in ("## Twins gut microbiome", "## Two close tones", "## Old Faithful again",
-                  "## Old Faithful, eruption after eruption"):
-        assert title in markdown
-    twins = summary["twins"]
-    rows = {row["n_components"]: row for row in twins["selection"]}
-    assert sorted(rows) == [1, 2] and (twins["n_samples"], twins["n_taxa"]) == (278, 130)
-    # Holmes et al.'s published minimum of their objective for one component.
-    assert rows[1]["objective"] == pytest.approx(39162.112, abs=1e-3)
-    assert twins["best_n_components"] == min(rows, key=lambda k: rows[k]["laplace"])
-    for k, row in rows.items():
-        assert row["n_parameters"] == k - 1 + k * 130
-        assert row["bic"] - row["aic"] == pytest.approx(row["n_parameters"]
-                                                        * (np.log(278) - 2), rel=1e-9)
-    assert sum(twins["weights"]) == pytest.approx(1.0)
-    assert len(twins["weights"]) == twins["best_n_components"]
-
-    tones = summary["tones"]
-    assert tones["true"]["frequencies_hz"] == [440.0, 443.0]
-    sd = np.asarray(tones["crb_sd"]["frequencies_hz"])
-    em_errors = np.abs(tones["frequency_errors_hz"])
-    assert np.all(em_errors <= tones["tolerance_crb_sd"] * sd)
-    assert np.all(em_errors < 0.05)  # Hz: the clip's tones, to well below its 4 Hz resolution
-    assert np.all(np.abs(tones["periodogram_errors_hz"]) > 10 * sd)  # the contrast shown
-    for name in ("amplitudes", "phases"):
-        error = np.subtract(tones["em"][name], tones["true"][name])
-        assert np.all(np.abs(error) <= 4 * np.asarray(tones["crb_sd"][name]))
-
-    fixed = summary["fixed_mixture"]
-    assert sum(fixed["weights"]) == pytest.approx(1.0, abs=1e-12)
-    assert min(fixed["weights"]) >= 0
-    # The best single model is one of the weightings the learned mixture maximises over.
-    assert fixed["ensemble_score"] >= max(fixed["member_scores"]) - 1e-6
-    assert fixed["best_member"] == int(np.argmax(fixed["member_scores"]))
-    # The K=1 member is the Gaussian MLE of the fitting half: scipy scores the other half.
-    X = datasets.load("faithful").data
-    order = np.random.default_rng(summary["seed"]).permutation(len(X))
-    fit_rows, held_out = X[order[:fixed["n_fit"]]], X[order[fixed["n_fit"]:]]
-    gaussian = stats.multivariate_normal(fit_rows.mean(axis=0),
-                                         np.cov(fit_rows, rowvar=False, bias=True))
-    assert fixed["member_scores"][0] == pytest.approx(gaussian.logpdf(held_out).mean(),
-                                                      abs=1e-5)
-
-    geyser = summary["geyser"]
-    log_likelihood = {(row["model"], row["n_components"]): row["log_likelihood"]
-                      for row in geyser["models"]}
-    # An HMM whose transition rows equal the mixing weights is the mixture.
-    assert log_likelihood["GaussianHMM", 2] > log_likelihood["GaussianMixture", 2]
-    for k, chain in geyser["chains"].items():
-        assert np.allclose(np.sum(chain["transmat"], axis=1), 1.0)
-        assert sum(chain["startprob"]) == pytest.approx(1.0)
-        assert sum(chain["frames_per_state"]) == geyser["n_samples"] == 299
-        assert np.shape(chain["means"]) == (int(k), 2)

@@ -2,22 +2,27 @@
 code (Mahalanobis radii of the ellipses, densities from scipy, the selection table)."""
 
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats
 
 pytest.importorskip("matplotlib")
+from matplotlib.colors import LogNorm, Normalize, to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 from emkit import GaussianMixture, datasets  # noqa: E402
 from emkit.errors import DataError, ParameterError  # noqa: E402
 from emkit.plot import (  # noqa: E402
+    criterion_choices,
+    plot_alpha_heatmap,
     plot_components_2d,
     plot_convergence,
     plot_criterion,
     plot_density_1d,
+    plot_states,
     save_figure,
 )
 from emkit.selection import select_model  # noqa: E402
@@ -117,26 +122,68 @@ def test_convergence_lines_are_the_histories(faithful):
 def test_criterion_lines_follow_the_selection_table(faithful, tmp_path):
     result = select_model(faithful, range(1, 4), ("full", "diag"), random_state=0)
     figure = plot_criterion(result)
+    assert figure.get_suptitle().startswith("Information criteria")
     assert [ax.get_ylabel().split()[0] for ax in figure.axes] == ["BIC", "AIC", "ICL"]
     for ax, criterion in zip(figure.axes, ("bic", "aic", "icl"), strict=True):
         lines = {line.get_label().split(":")[0]: line for line in ax.get_lines()}
-        assert set(lines) == {"full", "diag", "chosen"}  # every fit converged
-        full, diag, chosen = lines["full"], lines["diag"], lines["chosen"]
+        name = criterion.upper()
+        assert set(lines) == {"full", "diag", f"{name}'s choice"}  # every fit converged
+        full, diag, chosen = lines["full"], lines["diag"], lines[f"{name}'s choice"]
         for line, kind in ((full, "full"), (diag, "diag")):
             rows = [row for row in result.table if row["covariance_type"] == kind]
             np.testing.assert_array_equal(line.get_xdata(), [row["n_components"] for row in rows])
             np.testing.assert_array_equal(line.get_ydata(), [row[criterion] for row in rows])
-        assert chosen.get_ydata()[0] == result.table[result.best_index][criterion]
+        # Each panel circles its own criterion's lowest value.
+        own = min(result.table, key=lambda row: row[criterion])
+        assert (chosen.get_xdata()[0], chosen.get_ydata()[0]) == (own["n_components"],
+                                                                  own[criterion])
+        assert ax.get_title().startswith(f"{name}: chooses K={own['n_components']}, "
+                                         f"{own['covariance_type']}")
+    # One legend, beside the last panel.
+    assert [ax.get_legend() is not None for ax in figure.axes] == [False, False, True]
     assert len(plot_criterion(result, criteria=("bic",)).axes) == 1
-    # A fit that did not converge is crossed out.
-    result.table[1] = dict(result.table[1], converged=False)
+    # A fit that did not converge is crossed out, and not chosen when the selection's choice
+    # converged.
+    best_aic = min(range(len(result.table)), key=lambda i: result.table[i]["aic"])
+    assert best_aic != result.best_index  # so the selection's own choice still converged
+    result.table[best_aic] = dict(result.table[best_aic], converged=False)
     ax = plot_criterion(result, criteria=("aic",)).axes[0]
     crossed = next(line for line in ax.get_lines() if line.get_label() == "did not converge")
     assert crossed.get_marker() == "x"
-    assert list(crossed.get_ydata()) == [result.table[1]["aic"]]
+    assert list(crossed.get_ydata()) == [result.table[best_aic]["aic"]]
+    eligible = [row for row in result.table if row["converged"]]
+    circled = next(line for line in ax.get_lines() if "choice" in line.get_label())
+    assert circled.get_ydata()[0] == min(row["aic"] for row in eligible)
     assert save_figure(figure, tmp_path / "c.png").stat().st_size > 1000
     with pytest.raises(ParameterError, match="criteria"):
         plot_criterion(result, criteria=("bic", "likelihood"))
+
+
+def test_criterion_choices_follow_the_selection_rule():
+    table = [{"n_components": k, "covariance_type": "full", "bic": b, "aic": a, "icl": c,
+              "converged": ok}
+             for k, b, a, c, ok in ((1, 10.0, 9.0, 12.0, True), (2, 8.0, 5.0, 12.0, True),
+                                    (3, 9.0, 1.0, 11.0, False))]
+    # The selection's own criterion keeps its choice (e.g. restricted to converged fits by the
+    # caller); the others take their lowest among the converged fits, the first of equals.
+    result = SimpleNamespace(table=table, best_index=1, criterion="bic")
+    assert criterion_choices(result) == {"bic": 1, "aic": 1, "icl": 0}
+    # A selection that chose a fit that did not converge did not filter: nor do the others.
+    result = SimpleNamespace(table=table, best_index=2, criterion="icl")
+    assert criterion_choices(result, ("icl", "aic")) == {"icl": 2, "aic": 2}
+
+
+def test_criterion_zoom_shows_the_best_models_band(faithful):
+    result = select_model(faithful, range(1, 5), ("full", "spherical"), random_state=0)
+    values = np.array([row["bic"] for row in result.table])
+    ax = plot_criterion(result, criteria=("bic",)).axes[0]
+    low, high = ax.get_ylim()
+    assert low < values.min() and high < values.max()  # the spherical K=1 is off the top
+    assert high >= np.median(values) and high >= values.min() + 30
+    above = int(np.sum(values > high))
+    assert f"zoomed: {above} of {len(values)} points above the top" in ax.get_title()
+    full_range = plot_criterion(result, criteria=("bic",), zoom=False).axes[0].get_ylim()
+    assert full_range[0] < values.min() and full_range[1] > values.max()
 
 
 def test_density_1d_curves_are_the_fitted_mixture(tmp_path):
@@ -157,6 +204,65 @@ def test_density_1d_curves_are_the_fitted_mixture(tmp_path):
     tied = GaussianMixture(2, covariance_type="tied", random_state=0).fit(x)
     assert len(plot_density_1d(tied, x).axes[0].get_lines()) == 3
     assert save_figure(figure, tmp_path / "d.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_order_numbers_and_colours_the_components(faithful):
+    model = GaussianMixture(3, random_state=0, accelerate="squarem").fit(faithful)
+    order = np.argsort(-model.means_[:, 1])  # e.g. a table sorted by waiting time, longest first
+    ax = plot_components_2d(model, faithful, order=order, component_name="cluster").axes[0]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        f"cluster {i}: π={model.weights_[k]:.2f}" for i, k in enumerate(order)]
+    for i, (k, handle) in enumerate(zip(order, legend.legend_handles, strict=True)):
+        ellipses = [e for e in ax.patches
+                    if isinstance(e, Ellipse) and np.allclose(e.center, model.means_[k])]
+        assert {to_rgba(e.get_edgecolor()) for e in ellipses} == {to_rgba(f"C{i}")}
+        assert to_rgba(handle.get_color()) == to_rgba(f"C{i}")
+    # Points take their predicted component's colour.
+    colours = ax.collections[0].get_facecolors()[:, :3]
+    shown = np.argsort(order)[model.predict(faithful)]
+    expected = np.array([to_rgba(f"C{i}")[:3] for i in shown])
+    np.testing.assert_allclose(colours, expected)
+    with pytest.raises(ParameterError, match="order"):
+        plot_components_2d(model, faithful, order=[0, 0, 1])
+    x = datasets.load("galaxies").data / 1000
+    one_d = GaussianMixture(3, random_state=0, n_init=3).fit(x)
+    order = np.argsort(one_d.means_[:, 0])[::-1]
+    ax = plot_density_1d(one_d, x, order=order).axes[0]
+    for i, k in enumerate(order):
+        line = ax.get_lines()[i]
+        assert line.get_label() == f"component {i} (π={one_d.weights_[k]:.2f})"
+        assert line.get_xdata()[np.argmax(line.get_ydata())] == pytest.approx(
+            one_d.means_[k, 0], abs=0.1)
+
+
+def test_alpha_heatmap_columns_follow_the_order_on_a_log_scale():
+    alpha = np.array([[1.0, 10.0, 100.0, 0.1], [50.0, 5.0, 0.5, 1.0]])
+    model = SimpleNamespace(alpha_=alpha)
+    ax = plot_alpha_heatmap(model, n_categories=4, category_names=list("abcd"),
+                            order=[1, 0]).axes[0]
+    image = ax.images[0]
+    assert isinstance(image.norm, LogNorm)
+    rows = [label.get_text() for label in ax.get_yticklabels()]
+    proportions = alpha / alpha.sum(axis=1, keepdims=True)
+    for r, name in enumerate(rows):
+        j = "abcd".index(name)
+        np.testing.assert_allclose(image.get_array()[r], [proportions[1, j], proportions[0, j]])
+    linear = plot_alpha_heatmap(model, log=False).axes[0].images[0].norm
+    assert type(linear) is Normalize
+
+
+def test_states_order_and_shared_legend():
+    series = np.array([1.0, 5.0, 1.2, 5.5, 0.9])
+    states = np.array([1, 0, 1, 0, 1])
+    figure = Figure()
+    top, bottom = figure.subplots(2, 1)
+    plot_states(series, states, ax=top, order=[1, 0])
+    plot_states(series, states, ax=bottom, legend=False)
+    assert bottom.get_legend() is None
+    assert [t.get_text() for t in top.get_legend().get_texts()] == ["state 0", "state 1"]
+    # Shown state 0 is the model's state 1.
+    np.testing.assert_array_equal(top.collections[0].get_offsets()[:, 1], [1.0, 1.2, 0.9])
 
 
 def test_plots_draw_on_a_given_axes():

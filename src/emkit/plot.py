@@ -6,6 +6,11 @@ Agg when saved) rather than through ``pyplot``: no global backend is switched, n
 no figure is kept alive by pyplot's registry.
 
 Every function draws on ``ax`` when given, else on a new figure, and returns the Figure.
+
+Components are numbered and coloured in one order: ``order`` (where a function takes it) lists
+the model's components in the order to show them, so that a figure agrees with a table sorted,
+say, by mean; shown component ``i`` is the model's ``order[i]``, drawn in colour ``C{i}``.
+Legends stand outside the axes, where they cover no data.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from emkit.errors import DataError, ParameterError
 
 _CRITERIA = ("bic", "aic", "icl")
 _CRITERION_NAMES = {"bic": "BIC", "aic": "AIC", "icl": "ICL"}
+#: plot_criterion's zoom shows at least this many units of a criterion above its lowest value.
+ZOOM_BAND = 30.0
+#: Legend placement outside the right edge of the axes (constrained layout makes room).
+_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
 
 
 def _matplotlib():
@@ -43,7 +52,24 @@ def _axes(ax, figsize=(6.0, 4.5)):
     return figure.add_subplot()
 
 
-def plot_convergence(history: Any, ax=None, *, gap: bool = False):
+def _order(order: Any, n_components: int) -> np.ndarray:
+    """``order`` checked to be a permutation of the components (default the model's order)."""
+    if order is None:
+        return np.arange(n_components)
+    order = np.asarray(order)
+    if order.shape != (n_components,) or sorted(order.tolist()) != list(range(n_components)):
+        raise ParameterError(f"order must list each of the {n_components} components once, "
+                             f"got {order.tolist()!r}.")
+    return order.astype(int)
+
+
+def component_colour(i: int) -> str:
+    """The colour of shown component ``i`` in every emkit figure."""
+    return f"C{i % 10}"
+
+
+def plot_convergence(history: Any, ax=None, *, gap: bool = False,
+                     title: str | None = "log-likelihood per EM step"):
     """Objective per EM iteration.
 
     Parameters
@@ -55,6 +81,8 @@ def plot_convergence(history: Any, ax=None, *, gap: bool = False):
     gap : bool, default False
         Draw the distance to the best objective reached by any of the histories,
         ``max L − L_t``, on a log scale: the rate of convergence shows as the slope.
+    title : str or None
+        The Axes' title (None: none).
 
     Returns
     -------
@@ -77,18 +105,50 @@ def plot_convergence(history: Any, ax=None, *, gap: bool = False):
                     label=f"{label} ({values.size - 1} steps)")
         else:
             ax.plot(iterations, values, marker=".", label=f"{label} ({values.size - 1} steps)")
-    ax.set_xlabel("EM step (accepted point; SQUAREM's rejected extrapolations not shown)")
+    # SQUAREM's rejected extrapolations are not in the history: only accepted points.
+    ax.set_xlabel("EM step (accepted points)")
     if gap:
         ax.set_yscale("log")
         ax.set_ylabel("best log-likelihood − log-likelihood")
     else:
         ax.set_ylabel("log-likelihood")
-    ax.legend()
+        # Plain values: an offset ("1e-7 − 1.13e3") above the axis is hard to read.
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     return ax.figure
 
 
-def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = _CRITERIA):
+def criterion_choices(selection_result: Any,
+                      criteria: Sequence[str] = _CRITERIA) -> dict[str, int]:
+    """The row of ``selection_result.table`` each criterion chooses (its lowest value).
+
+    The selection's own criterion keeps the selection's choice (``best_index``). The others take
+    the lowest value among the same eligible rows: the converged fits when the selection's choice
+    converged (it was then restricted to them, or nothing failed), else every row. Ties go to the
+    first row, the simplest model.
+    """
+    table = list(selection_result.table)
+    best = getattr(selection_result, "best_index", None)
+    own = getattr(selection_result, "criterion", None)
+    restricted = best is None or table[best].get("converged", True)
+    eligible = [i for i, row in enumerate(table) if row.get("converged", True) or not restricted]
+    eligible = eligible or list(range(len(table)))
+    choices = {}
+    for criterion in criteria:
+        if criterion == own and best is not None:
+            choices[criterion] = int(best)
+        else:
+            choices[criterion] = min(eligible, key=lambda i: (table[i][criterion], i))
+    return choices
+
+
+def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = _CRITERIA,
+                   zoom: bool = True,
+                   title: str | None = "Information criteria against the number of components "
+                                       "(lower is better)"):
     """Information criteria against the number of components, one line per covariance type.
 
     Parameters
@@ -98,8 +158,15 @@ def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = 
     ax : matplotlib Axes or sequence of Axes, optional
         One Axes per criterion.
     criteria : sequence of {"bic", "aic", "icl"}
-        Which criteria to draw, one panel each. The model the selection chose is circled, fits
-        that did not converge are crossed out.
+        Which criteria to draw, one panel each. Each panel circles its own criterion's choice
+        (:func:`criterion_choices`); fits that did not converge are crossed out.
+    zoom : bool, default True
+        Show the band of the better models (from the lowest value to the median, and at least
+        ``ZOOM_BAND`` above the lowest) rather than every value: poor models (K = 1,
+        spherical covariances) would otherwise squash the differences between the good ones
+        into one line. The panel's title says how many points lie above its top.
+    title : str or None
+        The figure's title, when the figure is created here (None: none).
 
     Returns
     -------
@@ -115,37 +182,67 @@ def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = 
         raise DataError("the selection result has an empty table: nothing to plot.")
     if ax is None:
         _, Figure = _matplotlib()
-        figure = Figure(figsize=(4.2 * len(criteria), 4.0), layout="constrained")
+        figure = Figure(figsize=(4.6 * len(criteria) + 1.6, 4.2), layout="constrained")
         axes = list(np.atleast_1d(figure.subplots(1, len(criteria), squeeze=False)).ravel())
+        if title:
+            figure.suptitle(title)
     else:
         axes = [ax] if not isinstance(ax, (list, tuple, np.ndarray)) else list(np.ravel(ax))
         if len(axes) != len(criteria):
             raise ParameterError(f"plot_criterion got {len(axes)} Axes for {len(criteria)} "
                                  "criteria: pass one Axes per criterion.")
-    best = getattr(selection_result, "best_index", None)
+    choices = criterion_choices(selection_result, criteria)
     covariance_types = list(dict.fromkeys(row["covariance_type"] for row in table))
     for axis, criterion in zip(axes, criteria, strict=True):
-        for covariance_type in covariance_types:
+        name = _CRITERION_NAMES[criterion]
+        for i, covariance_type in enumerate(covariance_types):
             rows = sorted((row for row in table if row["covariance_type"] == covariance_type),
                           key=lambda row: row["n_components"])
             axis.plot([row["n_components"] for row in rows], [row[criterion] for row in rows],
-                      marker="o", label=covariance_type)
+                      marker="o", color=component_colour(i), label=covariance_type)
         failed = [row for row in table if not row.get("converged", True)]
         if failed:
             axis.plot([row["n_components"] for row in failed], [row[criterion] for row in failed],
                       marker="x", markersize=10, color="red", linestyle="none",
                       label="did not converge")
-        if best is not None:
-            chosen = table[best]
-            axis.plot(chosen["n_components"], chosen[criterion], marker="o", markersize=14,
-                      markerfacecolor="none", markeredgecolor="black", linestyle="none",
-                      label=f"chosen: K={chosen['n_components']}, {chosen['covariance_type']}")
+        chosen = table[choices[criterion]]
+        axis.plot(chosen["n_components"], chosen[criterion], marker="o", markersize=15,
+                  markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.5,
+                  linestyle="none",
+                  label=f"{name}'s choice: K={chosen['n_components']}, "
+                        f"{chosen['covariance_type']}")
+        values = np.array([row[criterion] for row in table], dtype=float)
+        heading = f"{name}: chooses K={chosen['n_components']}, {chosen['covariance_type']}"
+        if zoom and len(values) >= 4:
+            low = float(values.min())
+            # At least ZOOM_BAND units above the best: differences of a few units matter
+            # (above 10 is "very strong" evidence for BIC, Kass & Raftery 1995).
+            high = max(float(np.median(values)), low + ZOOM_BAND)
+            margin = 0.08 * (high - low)
+            axis.set_ylim(low - margin, high + margin)
+            above = int(np.sum(values > high + margin))
+            if above:
+                heading += f"\n(zoomed: {above} of {len(values)} points above the top)"
+        axis.set_title(heading, fontsize="medium")
         axis.set_xlabel("number of components K")
-        axis.set_ylabel(f"{_CRITERION_NAMES[criterion]} (lower is better)")
+        axis.set_ylabel(f"{name} (lower is better)")
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize="small")
+    # One legend for the figure: the covariance types are the same lines in every panel; the
+    # choice differs per panel and is in each panel's title and circle.
+    handles, labels = axes[-1].get_legend_handles_labels()
+    keep = [j for j, label in enumerate(labels) if "'s choice" not in label]
+    axes[-1].legend([handles[j] for j in keep] + [_choice_handle()],
+                    [labels[j] for j in keep] + ["the criterion's choice"],
+                    fontsize="small", **_OUTSIDE)
     return axes[0].figure
+
+
+def _choice_handle():
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], marker="o", markersize=12, markerfacecolor="none",
+                  markeredgecolor="black", markeredgewidth=1.5, linestyle="none")
 
 
 def _component_covariance(estimator: Any, k: int, dims: Sequence[int]) -> np.ndarray:
@@ -179,7 +276,10 @@ def _ellipse(mean: np.ndarray, covariance: np.ndarray, n_sigma: float, **style):
 
 
 def plot_components_2d(estimator: Any, X: Any, ax=None, labels: Any = None, *,
-                       dims: tuple[int, int] = (0, 1), feature_names: Sequence[str] | None = None):
+                       dims: tuple[int, int] = (0, 1), feature_names: Sequence[str] | None = None,
+                       order: Any = None, component_name: str = "component",
+                       title: str | None = "{k} components ({covariance}); ellipses: 1σ solid, "
+                                           "2σ dashed"):
     """Data coloured by component, with the 1- and 2-sigma ellipse of every component.
 
     Parameters
@@ -188,17 +288,27 @@ def plot_components_2d(estimator: Any, X: Any, ax=None, labels: Any = None, *,
     X : array of shape (n_samples, n_features)
     ax : matplotlib Axes, optional
     labels : array of int of shape (n_samples,), optional
-        Colours of the points; default the estimator's predicted components.
+        Colours of the points (a palette apart from the components'); default the estimator's
+        predicted components, in their components' colours.
     dims : pair of int
         Which two features to draw (the ellipses are the marginal covariances there).
     feature_names : sequence of str, optional
         Axis labels.
+    order : sequence of int, optional
+        The model's components in the order to number and colour them (see the module's
+        docstring); the legend lists them in this order with their weights.
+    component_name : str, default "component"
+        What the legend calls a component (e.g. "cluster", as the table beside it).
+    title : str or None
+        The Axes' title; ``{k}`` and ``{covariance}`` are filled in.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     matplotlib, _ = _matplotlib()
+    from matplotlib.lines import Line2D
+
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[1] < 2:
         raise DataError(f"plot_components_2d needs X with at least 2 columns, got shape "
@@ -207,36 +317,47 @@ def plot_components_2d(estimator: Any, X: Any, ax=None, labels: Any = None, *,
     if len(dims) != 2 or not all(0 <= d < X.shape[1] for d in dims) or dims[0] == dims[1]:
         raise ParameterError(f"dims must be two different feature indices below {X.shape[1]}, "
                              f"got {dims}.")
-    labels = estimator.predict(X) if labels is None else np.asarray(labels)
-    if labels.shape != (len(X),):
-        raise DataError(f"labels must have shape ({len(X)},), got {labels.shape}.")
-    ax = _axes(ax)
-    colours = matplotlib.colormaps["tab10"]
-    _, label_codes = np.unique(labels, return_inverse=True)
-    ax.scatter(X[:, dims[0]], X[:, dims[1]], c=[colours(c % 10) for c in label_codes], s=12,
-               alpha=0.7, linewidths=0)
     means = np.asarray(estimator.means_)
-    for k in range(len(means)):
+    order = _order(order, len(means))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))  # model component -> shown number
+    if labels is None:
+        colours = [component_colour(i) for i in rank[estimator.predict(X)]]
+    else:
+        labels = np.asarray(labels)
+        if labels.shape != (len(X),):
+            raise DataError(f"labels must have shape ({len(X)},), got {labels.shape}.")
+        palette = matplotlib.colormaps["Set2"]
+        _, label_codes = np.unique(labels, return_inverse=True)
+        colours = [palette(c % 8) for c in label_codes]
+    ax = _axes(ax, figsize=(7.0, 4.5))
+    ax.scatter(X[:, dims[0]], X[:, dims[1]], c=colours, s=12, alpha=0.7, linewidths=0)
+    handles = []
+    for i, k in enumerate(order):
         centre = means[k, list(dims)]
         covariance = _component_covariance(estimator, k, dims)
+        colour = component_colour(i)
         for n_sigma, line in ((1, "-"), (2, "--")):
-            ax.add_patch(_ellipse(centre, covariance, n_sigma, fill=False, edgecolor="black",
-                                  linestyle=line, linewidth=1.2))
+            ax.add_patch(_ellipse(centre, covariance, n_sigma, fill=False, edgecolor=colour,
+                                  linestyle=line, linewidth=1.4))
         ax.plot(*centre, marker="x", color="black", markersize=8)
-        ax.annotate(f"{k}: π={estimator.weights_[k]:.2f}", centre, textcoords="offset points",
-                    xytext=(6, 6), fontsize="small")
+        handles.append(Line2D([], [], color=colour, marker="o", linewidth=1.4,
+                              label=f"{component_name} {i}: π={estimator.weights_[k]:.2f}"))
     names = ([feature_names[d] for d in dims] if feature_names is not None
              else [f"feature {d}" for d in dims])
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
-    ax.set_title(f"{len(means)} components ({estimator.covariance_type}); "
-                 "ellipses: 1σ solid, 2σ dashed", fontsize="medium")
+    if title:
+        ax.set_title(title.format(k=len(means), covariance=estimator.covariance_type),
+                     fontsize="medium")
+    ax.legend(handles=handles, fontsize="small", **_OUTSIDE)
     ax.autoscale_view()
     return ax.figure
 
 
 def plot_density_1d(estimator: Any, x: Any, ax=None, *, bins: Any = "auto",
-                    n_points: int = 500, xlabel: str | None = None):
+                    n_points: int = 500, xlabel: str | None = None, order: Any = None,
+                    title: str | None = "{k}-component mixture density over the histogram"):
     """Histogram of one-dimensional data with the fitted mixture density and its components.
 
     Parameters
@@ -248,6 +369,10 @@ def plot_density_1d(estimator: Any, x: Any, ax=None, *, bins: Any = "auto",
     n_points : int
         Points of the density curves.
     xlabel : str, optional
+    order : sequence of int, optional
+        The model's components in the order to number, colour and list them.
+    title : str or None
+        The Axes' title; ``{k}`` is filled in.
 
     Returns
     -------
@@ -262,8 +387,9 @@ def plot_density_1d(estimator: Any, x: Any, ax=None, *, bins: Any = "auto",
     if means.shape[1] != 1:
         raise DataError(f"plot_density_1d needs a model of one feature, this one has "
                         f"{means.shape[1]}.")
-    ax = _axes(ax)
-    ax.hist(x, bins=bins, density=True, color="0.8", edgecolor="0.5", label="data")
+    order = _order(order, len(means))
+    ax = _axes(ax, figsize=(7.5, 4.5))
+    ax.hist(x, bins=bins, density=True, color="0.85", edgecolor="0.55", label="data")
     spread = np.ptp(x) if np.ptp(x) > 0 else 1.0
     grid = np.linspace(x.min() - 0.1 * spread, x.max() + 0.1 * spread, n_points)
     variances = np.array([_component_covariance(estimator, k, [0])[0, 0]
@@ -272,19 +398,23 @@ def plot_density_1d(estimator: Any, x: Any, ax=None, *, bins: Any = "auto",
                   * np.exp(-0.5 * (grid[None, :] - means[:, 0, None]) ** 2 / variances[:, None])
                   / np.sqrt(2 * np.pi * variances[:, None]))
     mixture = np.exp(estimator.score_samples(grid[:, None]))
-    for k, density in enumerate(components):
+    for i, k in enumerate(order):
         # Drawn over the mixture line: where a component stands alone the two coincide.
-        ax.plot(grid, density, linestyle="--", linewidth=1.5, zorder=3,
-                label=f"component {k} (π={estimator.weights_[k]:.2f})")
+        ax.plot(grid, components[k], linestyle="--", linewidth=1.5, zorder=3,
+                color=component_colour(i),
+                label=f"component {i} (π={estimator.weights_[k]:.2f})")
     ax.plot(grid, mixture, color="black", linewidth=2.5, alpha=0.8, zorder=2, label="mixture")
     ax.set_xlabel(xlabel or "x")
     ax.set_ylabel("density")
-    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title.format(k=len(means)), fontsize="medium")
+    ax.legend(fontsize="small", **_OUTSIDE)
     return ax.figure
 
 
 def plot_states(series: Any, states: Any, ax=None, *, time: Any = None,
-                ylabel: str | None = None):
+                ylabel: str | None = None, order: Any = None, legend: bool = True,
+                title: str | None = None):
     """A series drawn as points coloured by the hidden state of each frame (e.g. the Viterbi
     path of an HMM, ``model.predict(X)``), over a thin grey line of the series.
 
@@ -295,26 +425,43 @@ def plot_states(series: Any, states: Any, ax=None, *, time: Any = None,
     ax : matplotlib Axes, optional
     time : array of shape (n_frames,), optional
         The horizontal axis (default 0, 1, …).
+    ylabel : str, optional
+    order : sequence of int, optional
+        The states 0 … n_states − 1 in the order to number and colour them (shown state ``i``
+        is ``order[i]``); default the states' own numbers.
+    legend : bool, default True
+        Draw the legend (False when several panels share one).
+    title : str, optional
     """
     series = np.asarray(series, dtype=float).ravel()
     states = np.asarray(states).ravel()
     if series.shape != states.shape:
         raise DataError(f"series and states must have the same length, got {len(series)} "
                         f"and {len(states)}.")
+    n_states = int(states.max()) + 1 if states.size else 0
+    if order is not None:
+        n_states = max(n_states, len(order))
+    order = _order(order, n_states)
     time = np.arange(len(series)) if time is None else np.asarray(time).ravel()
     ax = _axes(ax, figsize=(8.0, 3.5))
     ax.plot(time, series, color="0.75", linewidth=0.6, zorder=1)
-    for state in np.unique(states):
+    for i, state in enumerate(order):
         chosen = states == state
-        ax.scatter(time[chosen], series[chosen], s=6, zorder=2, label=f"state {state}")
+        ax.scatter(time[chosen], series[chosen], s=6, zorder=2, color=component_colour(i),
+                   label=f"state {i}")
     ax.set_xlabel("time")
     ax.set_ylabel(ylabel or "value")
-    ax.legend(fontsize="small", markerscale=2)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    if legend:
+        ax.legend(fontsize="small", markerscale=2, **_OUTSIDE)
     return ax.figure
 
 
 def plot_alpha_heatmap(estimator: Any, ax=None, *, n_categories: int = 20,
-                       category_names: Sequence[str] | None = None):
+                       category_names: Sequence[str] | None = None, order: Any = None,
+                       log: bool = True,
+                       title: str | None = "mean proportion α_kj / α_k0"):
     """Heatmap of the components' mean proportions α_kj / α_k0 for the categories that differ
     most between components (largest standard deviation across components).
 
@@ -326,11 +473,19 @@ def plot_alpha_heatmap(estimator: Any, ax=None, *, n_categories: int = 20,
         How many categories (rows of the heatmap) to show, most variable first.
     category_names : sequence of str, optional
         Names of all categories (e.g. taxa); default ``feature_names_in_`` or the column numbers.
+    order : sequence of int, optional
+        The components in the order of the columns (column ``i`` is component ``order[i]``).
+    log : bool, default True
+        Colour on a log scale: proportions span decades, and a linear scale shows only the few
+        largest.
+    title : str or None
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    from matplotlib.colors import LogNorm, Normalize
+
     alpha = np.atleast_2d(np.asarray(getattr(estimator, "alpha_", None), dtype=float))
     if alpha.ndim != 2 or alpha.size == 0:
         raise DataError("plot_alpha_heatmap needs a fitted Dirichlet(-multinomial) estimator "
@@ -344,21 +499,28 @@ def plot_alpha_heatmap(estimator: Any, ax=None, *, n_categories: int = 20,
         else [str(name) for name in category_names]
     if len(names) != n_features:
         raise DataError(f"category_names has {len(names)} names for {n_features} categories.")
-    proportions = alpha / alpha.sum(axis=1, keepdims=True)
+    order = _order(order, len(alpha))
+    proportions = (alpha / alpha.sum(axis=1, keepdims=True))[order]
     # Stable sort: ties (e.g. one component) keep the column order.
     shown = np.argsort(-proportions.std(axis=0), kind="stable")[:n_categories]
-    ax = _axes(ax, figsize=(2.0 + 0.9 * len(alpha), 1.2 + 0.28 * len(shown)))
-    image = ax.imshow(proportions[:, shown].T, aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(alpha)), [f"{k}" for k in range(len(alpha))])
+    values = proportions[:, shown].T
+    norm = (LogNorm(vmin=max(float(values.min()), 1e-12), vmax=float(values.max()))
+            if log and values.max() > 0 else Normalize())
+    ax = _axes(ax, figsize=(3.0 + 0.9 * len(alpha), 1.4 + 0.28 * len(shown)))
+    image = ax.imshow(values, aspect="auto", cmap="viridis", norm=norm)
+    ax.set_xticks(range(len(alpha)), [f"{i}" for i in range(len(alpha))])
     ax.set_yticks(range(len(shown)), [names[j] for j in shown])
     ax.set_xlabel("component")
-    ax.set_title("mean proportion α_kj / α_k0")
-    ax.figure.colorbar(image, ax=ax)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    colourbar = ax.figure.colorbar(image, ax=ax)
+    colourbar.set_label("mean proportion" + (" (log scale)" if log else ""))
     return ax.figure
 
 
 def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 1.0,
-                       oversample: int = 8):
+                       oversample: int = 8,
+                       title: str | None = "periodogram and the fitted tones"):
     """Periodogram |Y(f)|²/N of ``y`` (zero-padded) with the fitted tones of a
     :class:`emkit.SuperimposedSignals` marked at their frequencies and powers a² N / 4 (real
     tones; a² N for complex ones), the height of a lone tone's periodogram peak.
@@ -370,6 +532,9 @@ def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 
     ax : matplotlib Axes, optional
     sample_rate : float, default 1
         Frequencies are drawn in cycles per sample × ``sample_rate`` (e.g. Hz).
+    oversample : int
+        Zero-padding factor of the periodogram.
+    title : str or None
     """
     frequencies = getattr(estimator, "frequencies_", None)
     if frequencies is None:
@@ -393,11 +558,14 @@ def plot_tone_spectrum(estimator: Any, y: Any, ax=None, *, sample_rate: float = 
                label="fitted tones")
     ax.set_xlabel("frequency" + (" (cycles per sample)" if sample_rate == 1.0 else ""))
     ax.set_ylabel("power")
+    if title:
+        ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small")
     return ax.figure
 
 
-def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
+def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None,
+                   title: str | None = "the signal and its separated components"):
     """The signal ``y`` and its separated components ``estimator.transform(y)`` (each fitted
     component with its share of the residual), stacked with offsets; real parts of complex
     signals.
@@ -408,6 +576,7 @@ def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
     y : array of shape (n_samples,)
     ax : matplotlib Axes, optional
     time : array of shape (n_samples,), optional
+    title : str or None
     """
     parts = np.real(estimator.transform(y))
     y = np.real(np.asarray(y).ravel())
@@ -422,7 +591,9 @@ def plot_separated(estimator: Any, y: Any, ax=None, *, time: Any = None):
         ax.plot(time, parts[:, k] - (k + 1) * spread, linewidth=0.8, label=f"component {k}")
     ax.set_yticks([])
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize="small", loc="upper right")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small", **_OUTSIDE)
     return ax.figure
 
 
@@ -431,9 +602,12 @@ def save_figure(figure: Any, path: str | os.PathLike, *, dpi: int = 120) -> Path
     the suffix (``.png``, ``.svg``, ``.pdf``)."""
     path = Path(path)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    # bbox_inches="tight": nothing (a long axis label, an outside legend) is cut at the edge.
+    figure.savefig(buffer, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi,
+                   bbox_inches="tight", pad_inches=0.08)
     return write_atomically(path, buffer.getvalue())
 
 
-__all__ = ["plot_alpha_heatmap", "plot_components_2d", "plot_convergence", "plot_criterion",
-           "plot_density_1d", "plot_states", "save_figure"]
+__all__ = ["component_colour", "criterion_choices", "plot_alpha_heatmap", "plot_components_2d",
+           "plot_convergence", "plot_criterion", "plot_density_1d", "plot_separated",
+           "plot_states", "plot_tone_spectrum", "save_figure"]

@@ -1,7 +1,10 @@
 """``emkit demo``: fit the bundled real data sets and write a report folder.
 
-The report holds PNG figures (when matplotlib is installed), ``summary.md`` for people and
-``summary.json`` for programs:
+The report holds PNG figures (when matplotlib is installed), ``summary.md`` for people,
+``summary.json`` for programs and ``report.html``, the same report as one self-contained page
+(figures embedded as data URIs, each beside its table; nothing loaded from elsewhere). Each data
+set numbers its components in one order (by mean, or by weight) in its tables, legends and
+colours:
 
 - **Old Faithful** (272 eruptions, 2-D): choose K = 1..6 and the covariance type by BIC, draw the
   chosen mixture's ellipses, and compare plain EM with SQUAREM from the same start.
@@ -27,11 +30,15 @@ records the seconds each section took.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import json
+import re
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -45,7 +52,7 @@ PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", 
 
 
 def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
-             seed: int = 0) -> Path:
+             seed: int = 0, html_page: bool = True, figures: dict | None = None) -> Path:
     """Fit the bundled data sets and write the report into ``output_dir``.
 
     Parameters
@@ -56,6 +63,12 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
         Fewer restarts and smaller K ranges (for tests); the full report is the default.
     seed : int
         Seed of every fit.
+    html_page : bool, default True
+        Also write ``report.html``: the same report as one self-contained page (figures
+        embedded, nothing loaded from elsewhere).
+    figures : dict, optional
+        When given, receives the matplotlib Figure behind every PNG, by file name (to check or
+        restyle one).
 
     Returns
     -------
@@ -64,7 +77,7 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    plots = _plotting_available()
+    plots = _Figures(output_dir, _plotting_available(), figures)
     started = time.perf_counter()
     with warnings.catch_warnings():
         # Fits that stop at max_iter are expected here (collapsing components); the report's
@@ -84,14 +97,17 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
         "emkit_version": __version__,
         "seed": seed,
         "quick": quick,
-        "figures": plots,
+        "figures": plots.enabled,
         "seconds": round(time.perf_counter() - started, 2),
         "section_seconds": section_seconds,
         **sections,
     }
     write_atomically(output_dir / "summary.json",
                      json.dumps(summary, indent=2, default=json_default) + "\n")
-    path = write_atomically(output_dir / "summary.md", _markdown(summary))
+    markdown = _markdown(summary)
+    path = write_atomically(output_dir / "summary.md", markdown)
+    if html_page:
+        write_atomically(output_dir / "report.html", _html(markdown, output_dir))
     return path
 
 
@@ -130,7 +146,7 @@ def _best_converged(selection):
 
 
 # ------------------------------------------------------------------------------ Old Faithful
-def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _faithful(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
     from emkit.selection import select_model
 
@@ -143,6 +159,8 @@ def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     selection = _best_converged(selection)
     best = selection.best_estimator
     best_row = selection.table[selection.best_index]
+    # One order of the components everywhere (table, legend, colours): by mean eruption time.
+    order = np.argsort(best.means_[:, 0], kind="stable")
 
     # Plain EM and SQUAREM from the same start (same seed, one start), run to a tight tolerance
     # so the iteration counts measure the speed of convergence, not the stopping rule.
@@ -158,26 +176,25 @@ def _faithful(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
     figures = {}
     if plots:
-        from emkit.plot import plot_components_2d, plot_convergence, plot_criterion, save_figure
+        from emkit.plot import plot_components_2d, plot_convergence, plot_criterion
 
-        figure = plot_criterion(selection)
-        figure.suptitle("Old Faithful: information criteria (lower is better)")
-        figures["criteria"] = _save(figure, output_dir / "faithful_criteria.png", save_figure)
-        figure = plot_components_2d(best, X, feature_names=faithful.columns)
-        figures["components"] = _save(figure, output_dir / "faithful_components.png", save_figure)
+        figure = plot_criterion(selection,
+                                title="Old Faithful: information criteria (lower is better)")
+        figures["criteria"] = plots.save(figure, "faithful_criteria.png")
+        figure = plot_components_2d(best, X, feature_names=faithful.columns, order=order)
+        figures["components"] = plots.save(figure, "faithful_components.png")
         figure = _side_by_side(plot_convergence, histories)
         figure.suptitle(f"Old Faithful, K={best_row['n_components']} "
                         f"{best_row['covariance_type']}: plain EM vs SQUAREM from the same start")
-        figures["convergence"] = _save(figure, output_dir / "faithful_convergence.png",
-                                       save_figure)
+        figures["convergence"] = plots.save(figure, "faithful_convergence.png")
     return {
         "n_samples": len(X),
         "columns": list(faithful.columns),
         "source": faithful.source,
         "selection": _selection_rows(selection),
         "best": dict(best_row),
-        "weights": best.weights_.tolist(),
-        "means": best.means_.tolist(),
+        "weights": best.weights_[order].tolist(),
+        "means": best.means_[order].tolist(),
         "convergence": convergence,
         "figures": figures,
     }
@@ -195,13 +212,27 @@ def _side_by_side(plot_convergence, histories) -> Any:
     return figure
 
 
-def _save(figure, path: Path, save_figure) -> str:
-    save_figure(figure, path)
-    return path.name
+class _Figures:
+    """Where the sections' figures go: PNG files in the report folder, and the Figure objects
+    into ``kept`` when given (``run_demo(figures=...)``). False when matplotlib is missing."""
+
+    def __init__(self, output_dir: Path, enabled: bool, kept: dict | None):
+        self.output_dir, self.enabled, self.kept = output_dir, enabled, kept
+
+    def __bool__(self) -> bool:
+        return self.enabled
+
+    def save(self, figure, name: str) -> str:
+        from emkit.plot import save_figure
+
+        save_figure(figure, self.output_dir / name)
+        if self.kept is not None:
+            self.kept[name] = figure
+        return name
 
 
 # ------------------------------------------------------------------------------ galaxies
-def _galaxies(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _galaxies(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
     from emkit.selection import select_model
 
@@ -216,18 +247,18 @@ def _galaxies(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     selection = _best_converged(selection)
     best = selection.best_estimator
     best_row = selection.table[selection.best_index]
+    order = np.argsort(best.means_[:, 0], kind="stable")  # the table's order: by mean
     figures = {}
     if plots:
-        from emkit.plot import plot_criterion, plot_density_1d, save_figure
+        from emkit.plot import plot_criterion, plot_density_1d
 
-        figure = plot_criterion(selection, criteria=("bic",))
-        figure.suptitle("Galaxies: BIC (tied = equal variances)")
-        figures["criteria"] = _save(figure, output_dir / "galaxies_bic.png", save_figure)
-        figure = plot_density_1d(best, x, bins=20, xlabel="velocity (1000 km/s)")
-        figure.axes[0].set_title(f"Galaxies: K={best_row['n_components']} "
-                                 f"({_variances(best_row['covariance_type'])} variances)")
-        figures["density"] = _save(figure, output_dir / "galaxies_density.png", save_figure)
-    order = np.argsort(best.means_[:, 0])
+        figure = plot_criterion(selection, criteria=("bic",),
+                                title="Galaxies: BIC (tied = equal variances)")
+        figures["criteria"] = plots.save(figure, "galaxies_bic.png")
+        figure = plot_density_1d(best, x, bins=20, xlabel="velocity (1000 km/s)", order=order,
+                                 title=f"Galaxies: K={best_row['n_components']} "
+                                       f"({_variances(best_row['covariance_type'])} variances)")
+        figures["density"] = plots.save(figure, "galaxies_density.png")
     return {
         "n_samples": len(x),
         "unit": "1000 km/s",
@@ -253,7 +284,7 @@ def _variance(model, k: int) -> float:
 
 
 # ------------------------------------------------------------------------------ penguins
-def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _penguins(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     from emkit import datasets
@@ -271,21 +302,24 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     model = _gmm(3, "full", seed, n_init=2 if quick else 10, tol=1e-6, max_iter=1000)
     model.fit(standardised)
     standardised, species = standardised[measured], species[measured]
-    clusters = model.predict(standardised)
+    # One order of the clusters (crosstab columns, legend, colours): by mean flipper length.
+    order = np.argsort(model.means_[:, 2], kind="stable")
+    rank = np.argsort(order)
+    clusters = rank[model.predict(standardised)]
     ari = float(adjusted_rand_score(species, clusters))
     names = sorted(set(species))
     crosstab = {name: [int(np.sum((species == name) & (clusters == k))) for k in range(3)]
                 for name in names}
     figures = {}
     if plots:
-        from emkit.plot import plot_components_2d, save_figure
+        from emkit.plot import plot_components_2d
 
         figure = plot_components_2d(model, standardised, dims=(0, 2),
                                     feature_names=[f"{name} (standardised)"
-                                                   for name in PENGUIN_MEASUREMENTS])
-        figure.axes[0].set_title(f"Penguins: 3 clusters (ARI vs species {ari:.2f})",
-                                 fontsize="medium")
-        figures["clusters"] = _save(figure, output_dir / "penguins_clusters.png", save_figure)
+                                                   for name in PENGUIN_MEASUREMENTS],
+                                    order=order, component_name="cluster",
+                                    title=f"Penguins: 3 clusters (ARI vs species {ari:.2f})")
+        figures["clusters"] = plots.save(figure, "penguins_clusters.png")
     return {
         "n_samples": int(len(X)),
         "n_measured": int(measured.sum()),
@@ -301,7 +335,7 @@ def _penguins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ airquality
-def _airquality(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _airquality(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """The multivariate normal with missing data (K = 1): maximum likelihood means against the
     complete-case means, and the conditional-mean imputation of the first incomplete day."""
     from emkit import GaussianMixture, datasets
@@ -335,7 +369,7 @@ def _airquality(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ twins (DMM)
-def _twins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _twins(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Dirichlet-multinomial mixtures of the twins' gut microbiomes (Holmes et al. 2012)."""
     from emkit import DirichletMultinomialMixture, datasets
     from emkit.errors import NumericalError
@@ -361,19 +395,20 @@ def _twins(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     best_k = min(eligible, key=lambda row: (row["laplace"] is None, row["laplace"] or 0.0))[
         "n_components"]
     best = models[best_k]
-    order = np.argsort(-best.weights_)
+    order = np.argsort(-best.weights_, kind="stable")  # the table's order: by weight
     alpha = best.alpha_[order]
     precision = alpha.sum(axis=1)
     proportions = alpha / precision[:, None]
     top = [[[twins.columns[j], float(p[j])] for j in np.argsort(-p)[:3]] for p in proportions]
     figures = {}
     if plots:
-        from emkit.plot import plot_alpha_heatmap, save_figure
+        from emkit.plot import plot_alpha_heatmap
 
-        figure = plot_alpha_heatmap(best, n_categories=20, category_names=twins.columns)
-        figure.axes[0].set_title(f"Twins: mean proportions of the K={best_k} components "
-                                 "(20 most variable taxa)", fontsize="medium")
-        figures["heatmap"] = _save(figure, output_dir / "twins_heatmap.png", save_figure)
+        figure = plot_alpha_heatmap(best, n_categories=20, category_names=twins.columns,
+                                    order=order,
+                                    title=f"Twins: mean proportions of the K={best_k} "
+                                          "components\n(20 most variable taxa)")
+        figures["heatmap"] = plots.save(figure, "twins_heatmap.png")
     return {
         "n_samples": int(X.shape[0]),
         "n_taxa": int(X.shape[1]),
@@ -396,7 +431,7 @@ TWO_TONES_NOISE_SD = 0.05
 TONE_TOLERANCE_CRB_SD = 3.0
 
 
-def _tones(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _tones(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Two tones 3 Hz apart in a 0.25 s clip: EM (Feder & Weinstein) against the periodogram."""
     from emkit import SuperimposedSignals, datasets
     from emkit.io import read_wav
@@ -418,18 +453,19 @@ def _tones(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     estimated_f = model.frequencies_ * rate
     figures = {}
     if plots:
-        from emkit.plot import plot_tone_spectrum, save_figure
+        from emkit.plot import plot_tone_spectrum
 
-        figure = plot_tone_spectrum(model, y, sample_rate=rate, oversample=64)
+        figure = plot_tone_spectrum(
+            model, y, sample_rate=rate, oversample=64,
+            title="Two tones 3 Hz apart: the periodogram's peaks are pulled apart,\n"
+                  "EM finds the tones (dotted: the true frequencies)")
         ax = figure.axes[0]
-        ax.set_xlim(400, 485)
+        ax.set_xlim(398, 486)  # the corner: the first tick label clear of the y axis's
         ax.set_ylim(bottom=1e-3)  # the zero-padded periodogram's nulls say nothing here
         ax.set_xlabel("frequency (Hz)")
         for f in true_f:
             ax.axvline(f, color="0.2", linestyle=":", linewidth=0.8)
-        ax.set_title("Two tones 3 Hz apart: the periodogram's peaks are pulled apart,\n"
-                     "EM finds the tones (dotted: the true frequencies)", fontsize="medium")
-        figures["spectrum"] = _save(figure, output_dir / "tones_spectrum.png", save_figure)
+        figures["spectrum"] = plots.save(figure, "tones_spectrum.png")
     return {
         "sample_rate": int(rate),
         "n_samples": int(n),
@@ -462,7 +498,7 @@ def _periodogram_peaks(y: np.ndarray, rate: float, count: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ fixed mixture
-def _fixed_mixture(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _fixed_mixture(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Weights of Gaussian mixtures K = 1..5 fitted on one half of Old Faithful, learned on the
     other half (Gupta & Chen 2011, §3.1)."""
     from emkit import FixedMixture, datasets
@@ -485,11 +521,9 @@ def _fixed_mixture(output_dir: Path, plots: bool, quick: bool, seed: int) -> dic
              for a, b in ((first, second), (second, first))]
     figures = {}
     if plots:
-        from emkit.plot import save_figure
-
         figure = _fixed_mixture_figure(list(k_range), ensemble.weights_, scores,
                                        float(ensemble.score(weight_rows)))
-        figures["weights"] = _save(figure, output_dir / "fixed_mixture.png", save_figure)
+        figures["weights"] = plots.save(figure, "fixed_mixture.png")
     return {
         "n_fit": int(len(fit_rows)),
         "n_held_out": int(len(weight_rows)),
@@ -526,7 +560,7 @@ def _fixed_mixture_figure(k_range: list[int], weights, scores: list[float],
 
 
 # ------------------------------------------------------------------------------ geyser (HMM)
-def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
+def _geyser(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Gaussian HMMs on 299 consecutive eruptions, against the mixture that ignores the order."""
     from emkit import GaussianHMM, GaussianMixture, datasets
 
@@ -542,11 +576,13 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     chains = {}
     for k in (2, 3):
         hmm = GaussianHMM(k, n_init=n_init, random_state=seed, tol=1e-6, max_iter=500).fit(X)
-        states = hmm.predict(X)
+        # One order of the states (tables, legend, colours): by mean waiting time.
+        order = np.argsort(hmm.means_[:, 0], kind="stable")
+        states = np.argsort(order)[hmm.predict(X)]  # renumbered: state i is hmm's order[i]
         chains[str(k)] = {
-            "startprob": hmm.startprob_.tolist(),
-            "transmat": hmm.transmat_.tolist(),
-            "means": hmm.means_.tolist(),
+            "startprob": hmm.startprob_[order].tolist(),
+            "transmat": hmm.transmat_[np.ix_(order, order)].tolist(),
+            "means": hmm.means_[order].tolist(),
             "frames_per_state": np.bincount(states, minlength=k).tolist(),
         }
         rows.append({"model": "GaussianHMM", "n_components": k,
@@ -558,16 +594,19 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
     if plots:
         from matplotlib.figure import Figure
 
-        from emkit.plot import plot_states, save_figure
+        from emkit.plot import plot_states
 
         figure = Figure(figsize=(10, 5.5), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
-        plot_states(X[:, 0], two_state_path, ax=top, ylabel="waiting (min)")
-        plot_states(X[:, 1], two_state_path, ax=bottom, ylabel="duration (min)")
+        plot_states(X[:, 0], two_state_path, ax=top, ylabel="waiting (min)", legend=False)
+        plot_states(X[:, 1], two_state_path, ax=bottom, ylabel="duration (min)", legend=False)
+        # One legend for both panels (the states are the same): beside the top one.
+        top.legend(*top.get_legend_handles_labels(), fontsize="small", markerscale=2,
+                   loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
         top.set_xlabel("")
         bottom.set_xlabel("eruption")
         figure.suptitle("Old Faithful, eruption after eruption: the 2-state HMM's Viterbi path")
-        figures["states"] = _save(figure, output_dir / "geyser_states.png", save_figure)
+        figures["states"] = plots.save(figure, "geyser_states.png")
     return {
         "n_samples": int(len(X)),
         "columns": columns,
@@ -580,16 +619,23 @@ def _geyser(output_dir: Path, plots: bool, quick: bool, seed: int) -> dict:
 
 # ------------------------------------------------------------------------------ summary
 def _table(rows: list[dict], best: dict) -> list[str]:
+    """The selection table, each criterion's own choice in bold (as in its figure's panel)."""
+    from emkit.plot import criterion_choices
+
+    best_index = next(i for i, row in enumerate(rows)
+                      if (row["n_components"], row["covariance_type"])
+                      == (best["n_components"], best["covariance_type"]))
+    choices = criterion_choices(SimpleNamespace(table=rows, best_index=best_index,
+                                                criterion="bic"))
     lines = ["| K | covariance | log-likelihood | parameters | BIC | AIC | ICL | converged |",
              "|---:|---|---:|---:|---:|---:|---:|---|"]
-    for row in rows:
-        chosen = (row["n_components"], row["covariance_type"]) == (best["n_components"],
-                                                                   best["covariance_type"])
-        mark = "**" if chosen else ""
+    for i, row in enumerate(rows):
+        mark = "**" if i == best_index else ""
+        cells = [f"{row[c]:.2f}" if choices[c] != i else f"**{row[c]:.2f}**"
+                 for c in ("bic", "aic", "icl")]
         lines.append(f"| {mark}{row['n_components']}{mark} | {row['covariance_type']} | "
                      f"{row['log_likelihood']:.2f} | {row['n_parameters']} | "
-                     f"{mark}{row['bic']:.2f}{mark} | {row['aic']:.2f} | {row['icl']:.2f} | "
-                     f"{'yes' if row['converged'] else 'no'} |")
+                     + " | ".join(cells) + f" | {'yes' if row['converged'] else 'no'} |")
     return lines
 
 
@@ -618,6 +664,14 @@ def _markdown(summary: dict) -> str:
         + (", quick settings" if summary["quick"] else "")
         + f"; fitted in {summary['seconds']:.1f} s.",
         "",
+        "Every model here is fitted by the EM algorithm. Its E-step asks, for each observation, "
+        "how likely each hidden cause is (which cluster an eruption belongs to, which community "
+        "type a sample is, which state the geyser is in, which tone carries which part of the "
+        "signal); its M-step refits each part of the model to the observations weighted by those "
+        "probabilities. Each round never lowers the likelihood, and the rounds repeat until it "
+        "stops changing. The sections say what the hidden causes are for each data set; "
+        "components are numbered in one order per data set, the same in its tables and figures.",
+        "",
     ]
     if not summary["figures"]:
         lines += ["Figures were skipped: install emkit[plot] (matplotlib) to draw them.", ""]
@@ -633,8 +687,18 @@ def _markdown(summary: dict) -> str:
         f"Lowest BIC: **K = {best['n_components']}, covariance `{best['covariance_type']}`** "
         f"(log-likelihood {best['log_likelihood']:.3f}).",
         "",
+        "EM's hidden cause is the cluster each eruption comes from: the E-step gives each "
+        "eruption its probabilities of belonging to each Gaussian, the M-step refits each "
+        "Gaussian's weight, mean and covariance to the eruptions weighted by them. A mixture "
+        "per number of clusters K and covariance shape; the criteria (lower is better) trade the "
+        "likelihood against the parameters, each criterion's choice in bold:",
+        "",
         *_table(faithful["selection"], best),
+        "",
+        *_figure(faithful, "criteria", "Old Faithful information criteria"),
         *_not_converged_note(faithful["selection"]),
+        "",
+        "The chosen mixture's components, by mean eruption time:",
         "",
         "| component | weight | " + " | ".join(f"mean {c}" for c in faithful["columns"]) + " |",
         "|---:|---:|" + "---:|" * len(faithful["columns"]),
@@ -642,9 +706,15 @@ def _markdown(summary: dict) -> str:
           for k, (w, mean) in enumerate(zip(faithful["weights"], faithful["means"],
                                             strict=True))),
         "",
-        *_figure(faithful, "criteria", "Old Faithful information criteria"),
         *_figure(faithful, "components", "Old Faithful components"),
-        "Plain EM against SQUAREM from the same start, both to a change below 1e-10 per row:",
+        "## Convergence: plain EM against SQUAREM",
+        "",
+        "Plain EM takes small steps near the maximum when the clusters overlap: each step "
+        "shrinks the distance to the maximum by a constant factor, the fraction of information "
+        "the hidden clusters hide. SQUAREM (Varadhan & Roland 2008) extrapolates along two EM "
+        "steps and falls back to a plain step when that would lower the likelihood, so it keeps "
+        "EM's stability. The chosen Old Faithful mixture, plain EM against SQUAREM from the same "
+        "start, both to a change below 1e-10 per row:",
         "",
         "| method | passes over the data | converged | final log-likelihood |",
         "|---|---:|---|---:|",
@@ -665,8 +735,15 @@ def _markdown(summary: dict) -> str:
         f"Lowest BIC: **K = {best['n_components']}, "
         f"{_variances(best['covariance_type'])} variances**.",
         "",
+        "EM's hidden cause is the group of galaxies each velocity belongs to (clusters of "
+        "galaxies along the line of sight); with one variance shared or one per group.",
+        "",
         *_table(galaxies["selection"], best),
+        "",
+        *_figure(galaxies, "criteria", "galaxies BIC"),
         *_not_converged_note(galaxies["selection"]),
+        "",
+        "The chosen mixture's components, by mean velocity:",
         "",
         "| component | weight | mean | standard deviation |",
         "|---:|---:|---:|---:|",
@@ -674,7 +751,6 @@ def _markdown(summary: dict) -> str:
             galaxies["weights"], galaxies["means"], galaxies["standard_deviations"],
             strict=True))),
         "",
-        *_figure(galaxies, "criteria", "galaxies BIC"),
         *_figure(galaxies, "density", "galaxies density"),
     ]
 
@@ -687,6 +763,11 @@ def _markdown(summary: dict) -> str:
         f"{penguins['n_incomplete']} rows have missing measurements and are fitted by the exact "
         "EM (a row with no measurement at all contributes nothing). "
         f"Source: {penguins['source']}",
+        "",
+        "EM's hidden causes here are the cluster of each penguin and its missing "
+        "measurements: the E-step fills each missing value with its conditional expectation "
+        "given the measured ones and the cluster, the M-step refits the clusters. Clusters are "
+        "numbered by mean flipper length.",
         "",
         f"Adjusted Rand index of the clusters against the species "
         f"({penguins['n_measured']} measured penguins): "
@@ -726,7 +807,7 @@ def _markdown(summary: dict) -> str:
     ]
     lines += [*_twins_markdown(summary["twins"]), *_tones_markdown(summary["tones"]),
               *_fixed_mixture_markdown(summary["fixed_mixture"]),
-              *_geyser_markdown(summary["geyser"])]
+              *_geyser_markdown(summary["geyser"]), *_reproduce_markdown(summary)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -911,6 +992,211 @@ def _geyser_markdown(geyser: dict) -> list[str]:
         *_figure(geyser, "states", "geyser states along the series"),
     ]
     return lines
+
+
+
+def _reproduce_markdown(summary: dict) -> list[str]:
+    quick = " --quick" if summary["quick"] else ""
+    quick_py = ", quick=True" if summary["quick"] else ""
+    return [
+        "",
+        "## How to reproduce this",
+        "",
+        f"Every fit has a fixed seed ({summary['seed']}): the same emkit gives the same numbers. "
+        "The whole report, from a shell or from Python:",
+        "",
+        "```",
+        f"emkit demo --output emkit-report{quick}",
+        "```",
+        "",
+        "```python",
+        "from emkit.report import run_demo",
+        f"run_demo(\"emkit-report\"{quick_py}, seed={summary['seed']})",
+        "```",
+        "",
+        "One step of it, the Old Faithful selection with its criteria figure (the CSV file "
+        "ships with emkit: `python -c \"from emkit import datasets; "
+        "print(datasets.path('faithful'))\"`):",
+        "",
+        "```",
+        f"emkit select gmm faithful.csv --k 1-6 --covariance full,tied,diag,spherical "
+        f"--n-init 3 --seed {summary['seed']} --plot criteria.png",
+        "```",
+        "",
+        "```python",
+        "from emkit import datasets",
+        "from emkit.plot import plot_criterion, save_figure",
+        "from emkit.selection import select_model",
+        "",
+        "X = datasets.load(\"faithful\").data",
+        "result = select_model(X, range(1, 7), (\"full\", \"tied\", \"diag\", \"spherical\"),",
+        f"                      criterion=\"bic\", random_state={summary['seed']}, n_init=3)",
+        "print(result.to_text())",
+        "save_figure(plot_criterion(result), \"criteria.png\")",
+        "```",
+    ]
+
+
+# ------------------------------------------------------------------------------ report.html
+#: The page may load nothing from anywhere: images are data URIs, the style is inline, and
+#: there is no script. The policy makes a browser refuse (and report) anything else.
+_CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+#: A figure wider than this many times its height is shown below its table, not beside it.
+WIDE_FIGURE = 2.2
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
+       max-width: 1280px; margin: 0 auto; padding: 1em 1.5em 3em; line-height: 1.45;
+       color: #1d1d1f; background: #fff; }
+h1 { font-size: 1.8em; margin-bottom: 0.2em; }
+h2 { margin-top: 2.2em; padding-top: 0.6em; border-top: 1px solid #ddd; }
+nav ol { columns: 2; padding-left: 1.4em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em;
+        font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25em 0.6em; }
+th { border-bottom: 2px solid #bbb; background: #f6f6f6; }
+.right { text-align: right; }
+.left { text-align: left; }
+code { background: #f3f3f3; padding: 0.05em 0.3em; border-radius: 3px; font-size: 0.92em; }
+pre { background: #f6f6f6; padding: 0.7em 1em; overflow-x: auto; border-radius: 4px; }
+pre code { background: none; padding: 0; }
+figure { margin: 0.8em 0; }
+figure img { max-width: 100%; height: auto; display: block; }
+figcaption { color: #555; font-size: 0.85em; margin-top: 0.3em; }
+.pair { display: flex; flex-wrap: wrap; gap: 1.2em 2em; align-items: flex-start; }
+.pair > .table { flex: 0 1 auto; overflow-x: auto; max-width: 100%; }
+.pair > .table > p { max-width: 38em; }
+.pair > figure { flex: 1 1 440px; min-width: 0; margin-top: 0.6em; }
+figure.wide img { width: 100%; }
+"""
+
+
+def _html(markdown: str, output_dir: Path) -> str:
+    """``summary.md`` as one self-contained HTML page: its figures embedded as PNG data URIs,
+    each figure beside the table just before it, a table of contents after the introduction.
+
+    The Markdown here is the report's own, a small subset (headings, paragraphs, pipe tables,
+    fenced code, images, ``**bold**`` and ```code```), so a few rules convert it."""
+    body, kinds, contents = [], [], []
+    for kind, text in _blocks(markdown.splitlines(), output_dir):
+        if kind == "figure" and 'class="wide"' not in text:
+            # Beside the table before it (with the paragraph that comments on that table); a
+            # wide figure (several panels) stays below its table, at full width.
+            start = next((j for j in (len(kinds) - 1, len(kinds) - 2) if j >= 0
+                          and kinds[j] == "table" and all(k == "p" for k in kinds[j + 1:])),
+                         None)
+            if start is not None:
+                left = "\n".join(body[start:])
+                del body[start:], kinds[start:]
+                text = f'<div class="pair">\n<div class="table">{left}</div>\n{text}\n</div>'
+                kind = "pair"
+        elif kind == "h2":
+            anchor, title = text
+            contents.append(f'<li><a href="#{anchor}">{title}</a></li>')
+            text = f'<h2 id="{anchor}">{title}</h2>'
+        body.append(text)
+        kinds.append(kind)
+    first_section = next((j for j, text in enumerate(body) if text.startswith("<h2")),
+                         len(body))
+    nav = ['<nav aria-label="contents"><ol>', *contents, "</ol></nav>"]
+    title = html.escape(markdown.splitlines()[0].lstrip("# ").strip())
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CONTENT_SECURITY_POLICY}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{title}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        *body[:first_section], *nav, *body[first_section:],
+        "</body>",
+        "</html>",
+        "",
+    ])
+
+
+def _blocks(lines: list[str], output_dir: Path) -> list[tuple[str, Any]]:
+    """The Markdown lines as (kind, HTML) blocks; ``h2`` blocks carry (anchor, title)."""
+    blocks: list[tuple[str, Any]] = []
+    paragraph: list[str] = []
+
+    def end_paragraph():
+        if paragraph:
+            blocks.append(("p", f"<p>{_inline(' '.join(paragraph))}</p>"))
+            paragraph.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        image = re.fullmatch(r"!\[(.*)\]\((.+)\)", line.strip())
+        if not line.strip():
+            end_paragraph()
+        elif line.startswith("```"):
+            end_paragraph()
+            end = lines.index("```", i + 1)
+            code = html.escape("\n".join(lines[i + 1:end]))
+            blocks.append(("pre", f"<pre><code>{code}</code></pre>"))
+            i = end
+        elif line.startswith("## "):
+            end_paragraph()
+            title = _inline(line[3:])
+            anchor = re.sub(r"[^a-z0-9]+", "-", line[3:].lower()).strip("-")
+            blocks.append(("h2", (anchor, title)))
+        elif line.startswith("# "):
+            end_paragraph()
+            blocks.append(("h1", f"<h1>{_inline(line[2:])}</h1>"))
+        elif image:
+            end_paragraph()
+            blocks.append(("figure", _figure_html(image[1], output_dir / image[2])))
+        elif line.startswith("|"):
+            end_paragraph()
+            end = i
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            blocks.append(("table", _table_html(lines[i:end])))
+            i = end - 1
+        else:
+            paragraph.append(line.strip())
+        i += 1
+    end_paragraph()
+    return blocks
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _table_html(lines: list[str]) -> str:
+    header, rule, *rows = lines
+    align = ["right" if cell.endswith(":") else "left" for cell in _cells(rule)]
+    head = "".join(f'<th class="{a}">{_inline(cell)}</th>'
+                   for cell, a in zip(_cells(header), align, strict=True))
+    body = "\n".join("<tr>" + "".join(f'<td class="{a}">{_inline(cell)}</td>'
+                                      for cell, a in zip(_cells(row), align, strict=True))
+                     + "</tr>" for row in rows)
+    return (f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n"
+            "</tbody></table>")
+
+
+def _figure_html(caption: str, path: Path) -> str:
+    data = path.read_bytes()
+    # A PNG's IHDR chunk holds its width and height (big-endian) at bytes 16 to 24.
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    wide = ' class="wide"' if width > WIDE_FIGURE * height else ""
+    caption = html.escape(caption)
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<figure{wide}><img src="data:image/png;base64,{encoded}" alt="{caption}" '
+            f'width="{width}" height="{height}"><figcaption>{caption}</figcaption></figure>')
 
 
 __all__ = ["run_demo"]
