@@ -126,7 +126,7 @@ def test_to_text_is_an_aligned_table(result):
     lines = result.to_text().splitlines()
     header, rows = lines[0], lines[1:6]
     assert header.split() == ["n_components", "covariance_type", "log_likelihood",
-                              "n_parameters", "bic", "aic", "icl", "converged"]
+                              "n_parameters", "bic", "aic", "icl", "converged", "collapsed"]
     assert [line.startswith("*") for line in rows] == [i == result.best_index for i in range(5)]
     bic_end = header.index(" bic") + len(" bic")
     for line, row in zip(rows, result.table, strict=True):
@@ -139,7 +139,10 @@ def test_too_many_components_are_skipped_with_a_note():
     X = np.random.default_rng(1).normal(size=(4, 2))
     result = select_model(X, range(1, 9), random_state=0)
     assert [row["n_components"] for row in result.table] == [1, 2, 3, 4]
-    assert result.notes == ["skipped n_components=5-8: more components than the 4 rows."]
+    assert result.notes[0] == "skipped n_components=5-8: more components than the 4 rows."
+    # Four points in two dimensions: every K >= 2 puts a component on at most two points.
+    assert [row["collapsed"] for row in result.table] == [False, True, True, True]
+    assert result.best_index == 0
     assert "note: skipped n_components=5-8" in result.to_text()
     with pytest.raises(DataError, match=r"every n_components tried \(5-6, 9\).*4"):
         select_model(X, [5, 6, 9])
@@ -172,3 +175,22 @@ def test_single_int_and_repeats_are_accepted(three_blobs):
 def test_bad_data_is_reported_by_the_estimator():
     with pytest.raises(DataError, match="infinity"):
         select_model(np.array([[1.0, np.inf], [2.0, 3.0], [0.0, 1.0]]), [1])
+
+
+def test_a_collapsed_component_is_listed_but_not_chosen():
+    # Galaxies (in 1000 km/s): with ten starts the best 7- and 8-component fits put components
+    # on single galaxies (variance = reg_covar) and so have the lowest BIC; mclust reports no
+    # BIC for such fits. The choice is among the others: three unequal variances.
+    from emkit import datasets
+
+    x = datasets.load("galaxies").data / 1000
+    result = select_model(x, range(1, 9), ("full",), random_state=0, n_init=10)
+    rows = {row["n_components"]: row for row in result.table}
+    assert rows[8]["collapsed"] and rows[8]["bic"] < min(r["bic"] for r in result.table
+                                                          if not r["collapsed"])
+    best = result.best_estimator
+    assert not result.best["collapsed"] and result.best["n_components"] == 3
+    assert np.sqrt(best.covariances_).min() > 0.3  # no component on one galaxy
+    assert any("collapsed" in note for note in result.notes)
+    spike = result.estimators[7]
+    assert spike.covariances_.min() <= 1.01 * spike.reg_covar  # a component on one galaxy

@@ -28,7 +28,7 @@ __all__ = ["SelectionResult", "select_model", "CRITERIA"]
 
 CRITERIA = ("bic", "aic", "icl")
 _COLUMNS = ("n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "aic",
-            "icl", "converged")
+            "icl", "converged", "collapsed")
 
 
 @dataclass
@@ -40,7 +40,8 @@ class SelectionResult:
     table : list of dict
         One row per fitted model, in the order fitted (covariance types outer, K inner), with keys
         ``n_components``, ``covariance_type``, ``log_likelihood`` (total, not per row),
-        ``n_parameters``, ``bic``, ``aic``, ``icl`` and ``converged``.
+        ``n_parameters``, ``bic``, ``aic``, ``icl``, ``converged`` and ``collapsed`` (a
+        component sits on fewer than D + 1 distinct points, see :func:`select_model`).
     estimators : list of GaussianMixture
         The fitted models, aligned with ``table``.
     best_index : int
@@ -71,7 +72,7 @@ class SelectionResult:
         header = list(_COLUMNS)
         rows = [[_format(row[key]) for key in _COLUMNS] for row in self.table]
         widths = [max(len(text) for text in column) for column in zip(header, *rows, strict=True)]
-        numeric = [key not in ("covariance_type", "converged") for key in _COLUMNS]
+        numeric = [key not in ("covariance_type", "converged", "collapsed") for key in _COLUMNS]
 
         def line(cells, mark):
             padded = [cell.rjust(width) if right else cell.ljust(width)
@@ -117,6 +118,11 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     Returns
     -------
     SelectionResult
+        The best row is chosen among the fits that converged and did not collapse. A component
+        that collapsed onto fewer than D + 1 distinct points (its covariance is ``reg_covar``
+        in some direction) is a spurious maximum: its likelihood grows without bound as
+        ``reg_covar`` shrinks, so its criterion says nothing about the number of clusters —
+        mclust reports no BIC for such fits. They stay in the table, marked ``collapsed``.
 
     Examples
     --------
@@ -157,15 +163,20 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
             estimator.fit(X, sample_weight=sample_weight)
             table.append(_criteria(estimator, X, sample_weight))
             estimators.append(estimator)
-    # A fit that did not converge is usually a component collapsing onto repeated values, whose
-    # likelihood grows without bound: it is reported in the table but chosen only if none
-    # converged.
-    eligible = [row["converged"] for row in table]
+    # A fit that did not converge is usually a component collapsing onto repeated values, and a
+    # collapsed one has collapsed: either likelihood grows without bound. They are reported in
+    # the table but chosen only if nothing else is left.
+    eligible = [row["converged"] and not row["collapsed"] for row in table]
     if not any(eligible):
         eligible = [True] * len(table)
-        notes.append("no fit converged: the best is chosen among all; raise max_iter.")
-    elif not all(eligible):
-        notes.append("fits that did not converge are listed but not chosen.")
+        notes.append("no fit converged without a collapsed component: the best is chosen among "
+                     "all; raise max_iter or reg_covar.")
+    else:
+        if not all(row["converged"] for row in table):
+            notes.append("fits that did not converge are listed but not chosen.")
+        if any(row["collapsed"] for row in table):
+            notes.append("fits with a component collapsed onto fewer than D + 1 points are "
+                         "listed but not chosen.")
     scores = [row[criterion] if ok else np.inf for row, ok in zip(table, eligible, strict=True)]
     best_index = int(np.argmin(scores))  # argmin takes the first of equal scores
     return SelectionResult(table, estimators, best_index, criterion, notes)
@@ -193,7 +204,23 @@ def _criteria(estimator, X, sample_weight) -> dict[str, Any]:
         "aic": -2.0 * log_likelihood + 2.0 * p,
         "icl": bic - 2.0 * float(np.dot(weights[used], classification[used])),
         "converged": bool(estimator.converged_),
+        "collapsed": collapsed(estimator),
     }
+
+
+def collapsed(estimator) -> bool:
+    """Whether a component of a fitted Gaussian mixture collapsed: its covariance is (within 1%)
+    ``reg_covar`` in some direction, so its rows have no spread there — it sits on fewer than
+    D + 1 distinct points."""
+    if estimator.reg_covar <= 0:
+        return False
+    covariances = np.asarray(estimator.covariances_, dtype=float)
+    kind = estimator.covariance_type
+    if kind in ("full", "tied"):
+        smallest = np.linalg.eigvalsh(covariances).min()
+    else:  # diag: variances per feature; spherical: one variance per component
+        smallest = covariances.min()
+    return bool(smallest <= 1.01 * estimator.reg_covar)
 
 
 def _check_components(n_components) -> list[int]:
