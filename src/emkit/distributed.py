@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from emkit.data import ChunkSource, NpyChunks
-from emkit.engine import add_statistics
 from emkit.errors import DataError
+from emkit.statistics import add_statistics
 
 
 class DaskChunks(ChunkSource):
