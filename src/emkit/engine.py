@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -76,6 +76,10 @@ class EMModel(Protocol):
         Indexes an in-memory chunk once per fit (e.g. sorts rows by their pattern of missing
         values); E-steps then receive the chunks it returns, which must hold the same rows.
         Data streamed by a custom re-iterable is passed through unprepared.
+    dtype
+        The floating type the E-step computes in (default float64). With float32, parameters
+        that bounce at its round-off while the objective is stationary at its resolution meet
+        ``xtol`` (see :class:`ConvergenceMonitor`).
     params_converged(previous_params, params) -> bool
         A second convergence test, on the parameters: when present, a start has converged only
         when the objective test (``tol``) passes *and* this returns True for the last step
@@ -436,7 +440,8 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
         n_samples = _sample_count(model, point.stats)
         monitor = ConvergenceMonitor(options.tol, max(n_samples, 1e-300), options.decrease_rtol,
                                      restart, first_judged=n_annealing, xtol=xtol,
-                                     lead_in=[] if n_annealing else list(lead_in))
+                                     lead_in=[] if n_annealing else list(lead_in),
+                                     working_eps=working_eps(model, start))
         monitor.record(point.objective)
         events: list[tuple[int, str]] = []
         _collect_events(point.params, 0, events)
@@ -453,7 +458,8 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
                 "the same data, or delete it.")
         n_samples = resume.n_samples
         monitor = ConvergenceMonitor(options.tol, max(n_samples, 1e-300), options.decrease_rtol,
-                                     restart, first_judged=n_annealing, xtol=xtol)
+                                     restart, first_judged=n_annealing, xtol=xtol,
+                                     working_eps=working_eps(model, resume.params))
         monitor.restore(resume.monitor)
         events = list(resume.events)
         best_point = point if resume.best is None else resume.best
@@ -557,6 +563,33 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
         decreases=tuple(monitor.decreases),
         events=tuple(events),
     )
+
+
+def working_eps(model: Any, params: Any) -> float:
+    """The machine epsilon of the coarsest floating type the model computes in: its ``dtype``
+    attribute (e.g. ``GaussianMixtureModel(dtype=np.float32)``, which keeps float64 parameters)
+    and the arrays and numbers in ``params`` (NamedTuples, dataclasses, tuples, lists and dicts
+    are searched). float64 when neither says otherwise."""
+    eps = float(np.finfo(np.float64).eps)
+    try:
+        dtype = np.dtype(getattr(model, "dtype", np.float64))
+    except TypeError:
+        dtype = np.dtype(np.float64)
+    if np.issubdtype(dtype, np.inexact):
+        eps = max(eps, float(np.finfo(dtype).eps))
+    stack = [params]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (np.ndarray, np.floating)):
+            if np.issubdtype(value.dtype, np.inexact):
+                eps = max(eps, float(np.finfo(value.dtype).eps))
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (tuple, list)):
+            stack.extend(value)
+        elif is_dataclass(value) and not isinstance(value, type):
+            stack.extend(getattr(value, f.name) for f in fields(value))
+    return eps
 
 
 def _sample_count(model, stats) -> float:

@@ -14,6 +14,12 @@ import numpy as np
 from emkit.errors import LikelihoodDecreaseWarning, NumericalError
 from emkit.results import EMStep, MonitorState
 
+# How many points the objective's convergence is judged on.
+_WINDOW = 6
+# Units of a floating type's epsilon within which steps count as its round-off (float32).
+_ULPS = 16
+_FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
 
 @dataclass
 class ConvergenceMonitor:
@@ -32,7 +38,10 @@ class ConvergenceMonitor:
     concentrations, so relative changes there), extrapolated the same way (what is left of a
     step of size s at rate ρ per step is s·ρ / (1 − ρ)), must be below ``xtol``. Where the
     likelihood is flat in some direction the objective pins the parameters only to the square
-    root of its own precision, so parameters to 1e-6 need this test.
+    root of its own precision, so parameters to 1e-6 need this test. A model computing in a
+    coarser floating type (``working_eps``, e.g. float32's machine epsilon) has parameters that
+    bounce at its round-off for ever once converged; when they do and the objective is stationary or
+    bouncing at that type's resolution, the parameter test is met (see ``_at_round_off``).
 
     Points before ``first_judged`` (deterministic annealing) are never judged; ``lead_in`` holds
     the objectives of an earlier fit this one continues (a warm start), read before the history.
@@ -54,6 +63,7 @@ class ConvergenceMonitor:
     last_gain: float = math.inf
     last_param_distance: float = math.inf
     lead_in: list[float] = field(default_factory=list)
+    working_eps: float = float(np.finfo(np.float64).eps)
 
     def record(self, objective: float, *, compare: bool = True, judge: bool = True,
                em_step: EMStep | None = None,
@@ -111,10 +121,40 @@ class ConvergenceMonitor:
             self.last_param_distance = (math.inf if rho >= 1.0 else
                                         em_step.param_step * max(1.0, rho / (1.0 - rho)))
         limit = self.tol * self.n_samples
-        if self.xtol is not None and not self.last_param_distance <= self.xtol:
+        if (self.xtol is not None and not self.last_param_distance <= self.xtol
+                and not self._at_round_off(em_step)):
             return False
         # tol = 0 runs all max_iter iterations
         return self.tol > 0 and abs(change) < limit and self.last_gain < limit
+
+    def _at_round_off(self, em_step: EMStep | None) -> bool:
+        """Whether a model computing in a floating type coarser than float64 (``working_eps``,
+        e.g. float32's epsilon) has parameters that only bounce at its round-off: the last
+        parameter step within a few units of ``working_eps``, and the objective's last
+        ``_WINDOW`` points stationary or bouncing (no step beyond the type's resolution of the
+        objective, and none upwards unless one is downwards). Such parameters never pass
+        ``xtol`` (their steps are as large as it and their rates are noise), yet no EM step can
+        bring them closer: the test is met.
+
+        In float64 the parameters' round-off lies far below any useful ``xtol``, so their steps
+        measure real movement (along a flat direction, where the objective is stationary long
+        before the parameters are), and this never applies.
+        """
+        if self.working_eps <= _FLOAT64_EPS:
+            return False
+        last_step = em_step.param_step if em_step is not None else (
+            self.param_steps[-1] if self.param_steps else math.inf)
+        if not last_step <= _ULPS * self.working_eps:
+            return False
+        objectives = (self.lead_in + self.history[self.first_judged:])[-_WINDOW:]
+        if len(objectives) < _WINDOW:
+            return False
+        recent = np.asarray(objectives, dtype=float)
+        steps = np.diff(recent)
+        resolution = _ULPS * self.working_eps * max(float(np.max(np.abs(recent))), 1.0)
+        if np.any(np.abs(steps) > resolution):
+            return False
+        return bool(np.all(steps == 0.0) or np.any(steps < 0.0))
 
     def remaining_gain(self) -> float:
         """Estimated rise of the objective from the last judged point to its limit (inf:
@@ -135,7 +175,7 @@ class ConvergenceMonitor:
         self.param_steps = list(state.param_steps)
 
 
-def remaining_gain(objectives: Sequence[float], window: int = 6,
+def remaining_gain(objectives: Sequence[float], window: int = _WINDOW,
                    decrease_rtol: float = 1e-10) -> float:
     """Estimated distance from the last of ``objectives`` to their limit, by Aitken's Δ².
 
