@@ -183,7 +183,8 @@ def remaining_gain(objectives: Sequence[float], window: int = _WINDOW,
     Δ_t·r / (1 − r). The rate is measured on sums of two consecutive steps,
     r² ≈ (Δ_t + Δ_{t−1}) / (Δ_{t−2} + Δ_{t−3}), which gives the same estimate on a geometric
     sequence and stays meaningful when steps alternate in size (SQUAREM's EM step and
-    extrapolation); of the two pairings in the last ``window`` points the slower rate is used.
+    extrapolation); of the two pairings in the last ``window`` points the slower rate is used,
+    and the last step's ratio Δ_t / Δ_{t−1} (squared) when it is slower still (a rising rate).
     Changes within round-off of the objective's size count as zero: a window of them is
     stationary (0 is returned). A window with decreases no larger than ``decrease_rtol`` of the
     objective (an inexact M-step at its fixed point, e.g. with ``reg_covar``) bounces within its
@@ -211,6 +212,12 @@ def remaining_gain(objectives: Sequence[float], window: int = _WINDOW,
                 return math.inf  # the objective started moving again
             continue
         rate = max(rate, float(now / before))
+    # Leaving a fast phase for its slowest direction, EM's rate rises for a while, and rates
+    # measured over pairs two steps apart lag behind it (a 3-state HMM on the geyser data was
+    # called converged 4x tol short of its maximum): the last step's own ratio, squared to a
+    # rate per pair, is never ignored. On a geometric sequence it is the same rate.
+    if 0.0 < steps[-1] < steps[-2]:
+        rate = max(rate, float(steps[-1] / steps[-2]) ** 2)
     if rate >= 1.0:
         return math.inf
     return last * rate / (1.0 - rate)
