@@ -3,9 +3,14 @@
 ``fit_em(..., checkpoint=path)`` writes the state of the fit to ``path`` every few iterations and
 after every start; ``fit_em(..., checkpoint=path, resume=True)`` continues from it, to the result
 an uninterrupted run gives, bit for bit. That works because a fit is a deterministic function of
-its state at an iteration boundary: the current parameters (their E-step is recomputed), the
-monitor's history, the random generator's state, the acceleration's step bound, and what the
-finished starts gave.
+its state at an iteration boundary, a :class:`emkit.results.FitState`: the current parameters
+(their E-step is recomputed), the monitor's memory, the random generator's state, the step
+rule's state (SQUAREM's step bound), and what the finished starts gave. A checkpoint is the
+encoding of that value (:func:`encode_fit_state`, :func:`decode_fit_state`); the engine builds it
+and reads it back, and this module knows nothing of the loop itself.
+
+The layout (schema 1) is the one written before the state was typed, so older checkpoints
+resume (``tests/data/checkpoints`` holds two such files).
 
 The file is a ``.npz`` archive (a zip of ``.npy`` arrays) written atomically: a crash during a
 write leaves the previous checkpoint. Its ``state`` member is UTF-8 JSON; floats are stored as

@@ -249,7 +249,7 @@ def fit_em(
     callbacks = options.callbacks + _verbose_callbacks(options)
     seed_sequence = _seed_sequence(options.random_state)
     prepared = _prepared(model, data)
-    store, fit = None, None
+    store = saved = fit = None
     if options.checkpoint is not None:
         store = Checkpoint(options.checkpoint, fit_settings(model, options),
                            options.checkpoint_every, options.checkpoint_seconds)
