@@ -1,9 +1,12 @@
 """Step rules over the EM map θ → M(E(θ)).
 
 A step rule is a generator: given an ``EvaluatedPoint`` (parameters whose E-step has been run),
-it yields an endless sequence of new evaluated points, each at least as good as the one before.
-The engine (`emkit.engine.fit_em`) records every yielded point, checks convergence and stops the
-generator; a rule never loops over the data itself — it calls ``evaluate`` and ``m_step``.
+it yields an endless sequence of :class:`~emkit.results.RuleStep` values — new evaluated points,
+each at least as good as the one before, with what the engine needs to judge them and the
+rule's state at the end of each cycle (a :class:`~emkit.results.StepRuleState`, from which the
+rule starts again when a checkpointed fit resumes). The engine (`emkit.engine.fit_em`) records
+every yielded point, checks convergence and stops the generator; a rule never loops over the
+data itself — it calls ``evaluate`` and ``m_step``.
 
 - :func:`plain_em`: one M-step then one E-step per point.
 - :func:`squarem`: SQUAREM (Varadhan & Roland 2008, Scand. J. Statist. 35:335–353), scheme S3 with
@@ -14,30 +17,24 @@ generator; a rule never loops over the data itself — it calls ``evaluate`` and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-
-class EvaluatedPoint(NamedTuple):
-    """Parameters with the result of their E-step over all data."""
-
-    params: Any
-    objective: float  # log-likelihood + log prior at ``params``
-    log_likelihood: float
-    stats: Any  # summed sufficient statistics at ``params``
-
+from emkit.results import EMStep, EvaluatedPoint, RuleStep, StepRuleState
 
 Evaluate = Callable[[Any], EvaluatedPoint]
 MStep = Callable[[Any, Any], Any]
+FRESH = StepRuleState()  # a rule's state at the start of a fit
 
 
-def plain_em(evaluate: Evaluate, m_step: MStep, start: EvaluatedPoint) -> Iterator[EvaluatedPoint]:
-    """Plain EM: θ_{t+1} = M(E(θ_t))."""
+def plain_em(evaluate: Evaluate, m_step: MStep, start: EvaluatedPoint,
+             state: StepRuleState = FRESH) -> Iterator[RuleStep]:
+    """Plain EM: θ_{t+1} = M(E(θ_t)); every point ends a cycle (``state`` is passed through)."""
     point = start
     while True:
         point = evaluate(m_step(point.stats, point.params))
-        yield point
+        yield RuleStep(point, state=state)
 
 
 def squarem(
@@ -47,9 +44,9 @@ def squarem(
     flatten: Callable[[Any], np.ndarray],
     unflatten: Callable[[np.ndarray, Any], Any],
     step_factor: float = 4.0,
-    state: dict | None = None,
+    state: StepRuleState = FRESH,
     slack: float = 0.0,
-) -> Iterator[EvaluatedPoint]:
+) -> Iterator[RuleStep]:
     """SQUAREM with step length S3, s = ‖r‖ / ‖v‖ (in the model's unconstrained coordinates).
 
     From θ0: θ1 = M(θ0), θ2 = M(θ1), r = θ1 − θ0, v = θ2 − 2θ1 + θ0 and the extrapolated point
@@ -61,26 +58,24 @@ def squarem(
     With ``slack = 0`` the yielded objectives never decrease (EM's own guarantee). A positive
     slack (the R package's ``objfn.inc``, 1 there by default) lets an extrapolation that overshoots
     the fast-contracting directions through: the stabilising EM steps damp them again, and the
-    long steps along the slow direction are kept. Such a point is marked
-    ``state["extrapolated"] = True`` so the engine does not compare it with the point before it;
+    long steps along the slow direction are kept. Such a point is yielded with
+    ``extrapolated=True`` so the engine does not compare it with the point before it;
     every EM step (θ → M(θ)) is still compared with its input. Models offer a slack only where the
     objective is concave (one optimum), so a dip cannot move the fit to another one's basin.
 
     The largest allowed step grows by ``step_factor`` each time s reaches it, and shrinks after a
     rejected extrapolation at that bound (the global adaptation of the SQUAREM R package).
 
-    ``state``, when given, is kept up to date for checkpoints: ``state["boundary"]`` is True when
-    the point just yielded ends a cycle (the method can restart from it with ``state["step_max"]``
-    as its initial step bound, which is also read from ``state`` at the start).
+    θ1 is yielded with ``boundary=False``; the cycle's end point with ``boundary=True``, the
+    cycle's :class:`~emkit.results.EMStep` and the state (the step bound) to restart from there.
+    ``state`` is the state to start with.
     """
-    state = {} if state is None else state
-    step_max = float(state.get("step_max", 1.0))
+    step_max = float(state.step_max)
     point0 = start
     while True:
         theta1 = m_step(point0.stats, point0.params)
         point1 = evaluate(theta1)
-        state["boundary"], state["extrapolated"], state["em_step"] = False, False, None
-        yield point1
+        yield RuleStep(point1, boundary=False, state=StepRuleState(step_max))
         theta2 = m_step(point1.stats, point1.params)
 
         u0, u1, u2 = flatten(point0.params), flatten(theta1), flatten(theta2)
@@ -100,28 +95,11 @@ def squarem(
                 step_max = max(1.0, step_max / step_factor**2)
         em_gain = point1.objective - point0.objective
         point0 = accepted if accepted is not None else evaluate(theta2)
-        state["boundary"], state["step_max"] = True, step_max
-        state["extrapolated"] = accepted is not None and slack > 0
-        state["em_step"] = EMStep(em_gain, _objective_rate(r_norm, v_norm),
-                                  max(0.0, point1.objective - point0.objective),
-                                  float(np.max(np.abs(r))) if r.size else 0.0)
-        yield point0
-
-
-class EMStep(NamedTuple):
-    """What a SQUAREM cycle tells the convergence monitor about the EM map near its point.
-
-    ``gain`` is the rise of the objective by the cycle's first EM step, ``rate`` the factor by
-    which EM shrinks the remaining gain per step (estimated from the cycle's step length), and
-    ``shortfall`` how far the cycle's end point lies below that EM step's point (> 0 only for an
-    extrapolation accepted with slack); ``param_step`` is the largest change of the cycle's first
-    EM step in the model's unconstrained coordinates.
-    """
-
-    gain: float
-    rate: float
-    shortfall: float
-    param_step: float = 0.0
+        em_step = EMStep(em_gain, _objective_rate(r_norm, v_norm),
+                         max(0.0, point1.objective - point0.objective),
+                         float(np.max(np.abs(r))) if r.size else 0.0)
+        yield RuleStep(point0, boundary=True, extrapolated=accepted is not None and slack > 0,
+                       em_step=em_step, state=StepRuleState(step_max))
 
 
 def _objective_rate(r_norm: float, v_norm: float) -> float:
@@ -149,3 +127,6 @@ def _try_point(evaluate, unflatten, vector, template, floor) -> EvaluatedPoint |
     if not np.isfinite(point.objective) or point.objective < floor:
         return None
     return point
+
+
+__all__ = ["EMStep", "EvaluatedPoint", "RuleStep", "StepRuleState", "plain_em", "squarem"]

@@ -3,9 +3,14 @@
 ``fit_em(..., checkpoint=path)`` writes the state of the fit to ``path`` every few iterations and
 after every start; ``fit_em(..., checkpoint=path, resume=True)`` continues from it, to the result
 an uninterrupted run gives, bit for bit. That works because a fit is a deterministic function of
-its state at an iteration boundary: the current parameters (their E-step is recomputed), the
-monitor's history, the random generator's state, the acceleration's step bound, and what the
-finished starts gave.
+its state at an iteration boundary, a :class:`emkit.results.FitState`: the current parameters
+(their E-step is recomputed), the monitor's memory, the random generator's state, the step
+rule's state (SQUAREM's step bound), and what the finished starts gave. A checkpoint is the
+encoding of that value (:func:`encode_fit_state`, :func:`decode_fit_state`); the engine builds it
+and reads it back, and this module knows nothing of the loop itself.
+
+The layout (schema 1) is the one written before the state was typed, so older checkpoints
+resume (``tests/data/checkpoints`` holds two such files).
 
 The file is a ``.npz`` archive (a zip of ``.npy`` arrays) written atomically: a crash during a
 write leaves the previous checkpoint. Its ``state`` member is UTF-8 JSON; floats are stored as
@@ -21,6 +26,7 @@ import json
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +34,15 @@ import numpy as np
 from emkit import __version__
 from emkit.atomic import write_atomically
 from emkit.errors import ModelFileError
+from emkit.options import FitOptions
+from emkit.results import (
+    EMResult,
+    EvaluatedPoint,
+    FitState,
+    MonitorState,
+    StartState,
+    StepRuleState,
+)
 
 FORMAT_NAME = "emkit-checkpoint"
 SCHEMA_VERSION = 1
@@ -171,6 +186,11 @@ class Checkpoint:
         self._last_iteration = iteration
         self._last_time = time.monotonic()
 
+    def save(self, fit: FitState, iteration: int = 0) -> None:
+        """Write ``fit`` (see :func:`encode_fit_state`); ``iteration`` is the current start's,
+        from which the next write is counted."""
+        self.write(*encode_fit_state(fit), iteration)
+
     def read(self) -> tuple[dict, dict[str, np.ndarray]] | None:
         """The saved state and arrays, or None when there is no checkpoint yet. Raises
         ModelFileError for a file that is not a checkpoint of this fit."""
@@ -216,38 +236,147 @@ def restore(state: dict, arrays: dict[str, np.ndarray], name: str, template: Any
                              "resume with the same model, or delete the checkpoint.") from None
 
 
-
-
 # ---------------------------------------------------------------------------- fit_em's state
-def fit_settings(model: Any, n_init: int, max_iter: int, tol: float, accelerate: str | None,
-                 betas: list[float], iter_per_temperature: int, decrease_rtol: float,
-                 xtol: float | None = None) -> dict:
-    """What a checkpoint must agree on to resume a fit."""
-    settings = {"xtol": exact(xtol)} if xtol is not None else {}
+def fit_settings(model: Any, options: FitOptions) -> dict:
+    """What a checkpoint must agree on to resume a fit: the model's class and the options that
+    change the result (``options`` as the engine settled them for the model: ``accelerate``
+    "squarem" or None, ``xtol`` None for a model without coordinates)."""
+    settings = {"xtol": exact(options.xtol)} if options.xtol is not None else {}
     return {**settings, "model": f"{type(model).__module__}.{type(model).__qualname__}",
-            "n_init": int(n_init), "max_iter": int(max_iter), "tol": exact(tol),
-            "accelerate": accelerate, "annealing": [exact(beta) for beta in betas],
-            "iter_per_temperature": int(iter_per_temperature),
-            "decrease_rtol": exact(decrease_rtol)}
+            "n_init": int(options.n_init), "max_iter": int(options.max_iter),
+            "tol": exact(options.tol), "accelerate": options.accelerate,
+            "annealing": [exact(beta) for beta in options.inverse_temperatures()],
+            "iter_per_temperature": int(options.iter_per_temperature),
+            "decrease_rtol": exact(options.decrease_rtol)}
 
 
-def saved_seed_sequence(state: dict, seed_sequence: np.random.SeedSequence, random_state: Any,
-                        path: str) -> np.random.SeedSequence:
-    """The seeds of the interrupted fit: taken from the checkpoint when ``random_state`` is None,
-    else they must be the same."""
-    seed = state.get("seed", {})
+def encode_fit_state(fit: FitState) -> tuple[dict, dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON state, parameter trees and arrays of a checkpoint holding ``fit`` (schema 1)."""
+    state: dict[str, Any] = {"restart": int(fit.next_restart), "seed": _encode_seed(fit.seed),
+                             "restart_objectives": [exact(o) for o in fit.restart_objectives],
+                             "best": None, "current": None}
+    trees: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    best = fit.best
+    if best is not None:
+        state["best"] = {
+            "objective": exact(best.objective), "log_likelihood": exact(best.log_likelihood),
+            "n_samples": exact(best.n_samples), "converged": bool(best.converged),
+            "stopped_by_callback": bool(best.stopped_by_callback),
+            "n_iter": int(best.n_iter), "best_restart": int(best.best_restart),
+            "decreases": _encode_decreases(best.decreases),
+            "events": _encode_events(best.events)}
+        trees["best_params"] = best.params
+        arrays["best_history"] = np.asarray(best.history, dtype=np.float64)
+    current = fit.current
+    if current is not None:
+        monitor = current.monitor
+        state["current"] = {
+            "passes": int(current.passes), "n_samples": exact(current.n_samples),
+            "step_max": exact(current.rule.step_max), "rng": current.rng_state,
+            "decreases": _encode_decreases(monitor.decreases),
+            "em_rates": [exact(r) for r in monitor.em_rates],
+            "param_steps": [exact(r) for r in monitor.param_steps],
+            "events": _encode_events(current.events), "best": None}
+        trees["current_params"] = current.params
+        if current.best is not None:
+            state["current"]["best"] = {"objective": exact(current.best.objective),
+                                        "log_likelihood": exact(current.best.log_likelihood)}
+            trees["current_best_params"] = current.best.params
+        arrays["current_history"] = np.asarray(monitor.history, dtype=np.float64)
+    return state, trees, arrays
+
+
+def decode_fit_state(saved: tuple[dict, dict[str, np.ndarray]], template: Callable[[], Any],
+                     path: str) -> FitState:
+    """The :class:`FitState` a checkpoint holds (what :meth:`Checkpoint.read` returned).
+
+    Parameters are rebuilt on ``template()``, parameters the model made for these data (called
+    only when the checkpoint holds parameters); the best finished start comes without its
+    statistics. Raises ModelFileError for a damaged state or parameters of another model.
+    """
+    state, arrays = saved
     try:
-        entropy = seed["entropy"]
-        saved = np.random.SeedSequence([int(e) for e in entropy] if isinstance(entropy, list)
-                                       else int(entropy), spawn_key=tuple(seed["spawn_key"]))
+        seed = _decode_seed(state["seed"])
+        next_restart = int(state["restart"])
+        objectives = tuple(inexact(o) for o in state["restart_objectives"])
+        best, current = state["best"], state["current"]
+        made: list[Any] = []
+
+        def params(name: str) -> Any:
+            if not made:
+                made.append(template())
+            return restore(state, arrays, name, made[0], path)
+
+        result = None
+        if best is not None:
+            result = EMResult(
+                params=params("best_params"), objective=inexact(best["objective"]),
+                log_likelihood=inexact(best["log_likelihood"]),
+                n_samples=inexact(best["n_samples"]), converged=bool(best["converged"]),
+                n_iter=int(best["n_iter"]), history=arrays["best_history"], stats=None,
+                best_restart=int(best["best_restart"]), restart_objectives=(),
+                decreases=_decode_decreases(best["decreases"]),
+                events=_decode_events(best["events"]),
+                stopped_by_callback=bool(best["stopped_by_callback"]))
+        start = None
+        if current is not None:
+            best_point = None
+            if current["best"] is not None:
+                best_point = EvaluatedPoint(params("current_best_params"),
+                                            inexact(current["best"]["objective"]),
+                                            inexact(current["best"]["log_likelihood"]), None)
+            monitor = MonitorState(
+                history=tuple(float(h) for h in arrays["current_history"]),
+                decreases=_decode_decreases(current["decreases"]),
+                em_rates=tuple(inexact(r) for r in current.get("em_rates", [])),
+                param_steps=tuple(inexact(r) for r in current.get("param_steps", [])))
+            if not isinstance(current["rng"], dict):
+                raise TypeError("the random generator's state is not a mapping")
+            start = StartState(
+                restart=next_restart, params=params("current_params"),
+                passes=int(current["passes"]), n_samples=inexact(current["n_samples"]),
+                monitor=monitor, events=_decode_events(current["events"]),
+                rule=StepRuleState(inexact(current["step_max"])), rng_state=current["rng"],
+                best=best_point)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the checkpoint state is damaged ({error}).") from None
+    return FitState(seed, next_restart, objectives, result, start)
+
+
+def read_seed(saved: tuple[dict, dict[str, np.ndarray]], path: str) -> np.random.SeedSequence:
+    """The seeds of the fit a checkpoint (what :meth:`Checkpoint.read` returned) holds."""
+    try:
+        return _decode_seed(saved[0]["seed"])
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"{path}: the checkpoint's seed is damaged.") from None
+
+
+def checked_seed(saved: np.random.SeedSequence, seed_sequence: np.random.SeedSequence,
+                 random_state: Any, path: str) -> np.random.SeedSequence:
+    """The seeds of the interrupted fit: the checkpoint's (``saved``) when ``random_state`` is
+    None, else ``seed_sequence``, which must be the same."""
     if random_state is None:
         return saved
-    if (_entropy(seed_sequence), tuple(seed_sequence.spawn_key)) != (entropy, saved.spawn_key):
+    if (_entropy(seed_sequence), tuple(seed_sequence.spawn_key)) != (
+            _entropy(saved), tuple(saved.spawn_key)):
         raise ModelFileError(f"{path} was written by a fit with another random_state; resume "
                              "with the same random_state (or None), or delete the checkpoint.")
     return seed_sequence
+
+
+def _encode_seed(seed_sequence: np.random.SeedSequence) -> dict:
+    return {"entropy": _entropy(seed_sequence),
+            "spawn_key": [int(k) for k in seed_sequence.spawn_key]}
+
+
+def _decode_seed(seed: dict) -> np.random.SeedSequence:
+    try:
+        entropy = seed["entropy"]
+        return np.random.SeedSequence([int(e) for e in entropy] if isinstance(entropy, list)
+                                      else int(entropy), spawn_key=tuple(seed["spawn_key"]))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("the seed is damaged") from None
 
 
 def _entropy(seed_sequence: np.random.SeedSequence) -> Any:
@@ -257,151 +386,17 @@ def _entropy(seed_sequence: np.random.SeedSequence) -> Any:
     return [str(int(e)) for e in entropy]
 
 
-@dataclasses.dataclass(frozen=True)
-class ResumedStart:
-    """The start that was in progress when the checkpoint was written, at an iteration
-    boundary after annealing."""
-
-    params: Any
-    passes: int  # passes over the data (E-steps) made so far
-    n_samples: float
-    history: list[float]
-    decreases: list[tuple[int, float]]
-    events: list[tuple[int, str]]
-    best: Any  # the best point (an EvaluatedPoint without stats) when it is not the current one
-    step_max: float  # the SQUAREM step bound
-    path: str
-    em_rates: tuple[float, ...] = ()  # the monitor's recent SQUAREM estimates of EM's rate
-    param_steps: tuple[float, ...] = ()  # the monitor's recent parameter steps (xtol)
-
-    def check_samples(self, n_samples: float) -> float:
-        """The saved fit's number of samples, after checking that the data being fitted (with
-        ``n_samples``, up to round-off) are that fit's."""
-        if abs(n_samples - self.n_samples) > 1e-9 * max(1.0, abs(self.n_samples)):
-            raise ModelFileError(
-                f"{self.path} was written for other data ({self.n_samples:g} samples, these "
-                f"data have {n_samples:g}); resume with the same data, or delete it.")
-        return self.n_samples
+def _encode_decreases(decreases) -> list:
+    return [[int(i), exact(d)] for i, d in decreases]
 
 
-class FitProgress:
-    """Saves the state of :func:`emkit.fit_em` to a :class:`Checkpoint` and reads it back (does
-    nothing without one)."""
+def _decode_decreases(decreases) -> tuple[tuple[int, float], ...]:
+    return tuple((int(i), inexact(d)) for i, d in decreases)
 
-    def __init__(self, store: Checkpoint | None, seed_sequence: np.random.SeedSequence):
-        self.store = store
-        self.seed = {"entropy": _entropy(seed_sequence),
-                     "spawn_key": [int(k) for k in seed_sequence.spawn_key]}
 
-    # ------------------------------------------------------------------ writing
-    def save(self, next_restart: int, objectives: list[float], best: Any,
-             current: tuple[dict, dict, dict] | None = None, iteration: int = 0) -> None:
-        """Write the finished starts (and the start in progress, ``current``)."""
-        if self.store is None:
-            return
-        state: dict[str, Any] = {"restart": next_restart, "seed": self.seed,
-                                 "restart_objectives": [exact(o) for o in objectives],
-                                 "best": None, "current": None}
-        trees: dict[str, Any] = {}
-        arrays: dict[str, np.ndarray] = {}
-        if best is not None:
-            state["best"] = {
-                "objective": exact(best.objective), "log_likelihood": exact(best.log_likelihood),
-                "n_samples": exact(best.n_samples), "converged": bool(best.converged),
-                "stopped_by_callback": bool(best.stopped_by_callback),
-                "n_iter": int(best.n_iter), "best_restart": int(best.best_restart),
-                "decreases": [[int(i), exact(d)] for i, d in best.decreases],
-                "events": [[int(i), str(m)] for i, m in best.events]}
-            trees["best_params"] = best.params
-            arrays["best_history"] = np.asarray(best.history, dtype=np.float64)
-        if current is not None:
-            state["current"], current_trees, current_arrays = current
-            trees.update(current_trees)
-            arrays.update(current_arrays)
-        self.store.write(state, trees, arrays, iteration)
+def _encode_events(events) -> list:
+    return [[int(i), str(m)] for i, m in events]
 
-    def saver(self, restart: int, objectives: list[float], best: Any):
-        """The engine's hook for the start in progress: writes when a checkpoint is due."""
-        if self.store is None:
-            return None
-        objectives = list(objectives)
 
-        def save_progress(iteration, point, best_point, passes, n_samples, monitor, events,
-                          step_max, rng) -> None:
-            if not self.store.due(iteration):
-                return
-            state = {"passes": int(passes), "n_samples": exact(n_samples),
-                     "step_max": exact(step_max), "rng": rng.bit_generator.state,
-                     "decreases": [[int(i), exact(d)] for i, d in monitor.decreases],
-                     "em_rates": [exact(r) for r in monitor.em_rates],
-                     "param_steps": [exact(r) for r in monitor.param_steps],
-                     "events": [[int(i), str(m)] for i, m in events], "best": None}
-            trees = {"current_params": point.params}
-            if best_point is not point:
-                state["best"] = {"objective": exact(best_point.objective),
-                                 "log_likelihood": exact(best_point.log_likelihood)}
-                trees["current_best_params"] = best_point.params
-            arrays = {"current_history": np.asarray(monitor.history, dtype=np.float64)}
-            self.save(restart, objectives, best, (state, trees, arrays), iteration)
-
-        return save_progress
-
-    # ------------------------------------------------------------------ reading
-    def finished_starts(self, saved: tuple[dict, dict], make_template) -> tuple[int, list, Any]:
-        """(index of the first start to run, objectives of the finished ones, the best of them
-        as an EMResult without statistics, or None)."""
-        from emkit.engine import EMResult
-
-        state, arrays = saved
-        path = self.store.path
-        try:
-            first = int(state["restart"])
-            objectives = [inexact(o) for o in state["restart_objectives"]]
-            best = state["best"]
-            if best is None:
-                return first, objectives, None
-            result = EMResult(
-                params=restore(state, arrays, "best_params", make_template(), path),
-                objective=inexact(best["objective"]),
-                log_likelihood=inexact(best["log_likelihood"]),
-                n_samples=inexact(best["n_samples"]), converged=bool(best["converged"]),
-                n_iter=int(best["n_iter"]), history=arrays["best_history"], stats=None,
-                best_restart=int(best["best_restart"]), restart_objectives=(),
-                decreases=tuple((int(i), inexact(d)) for i, d in best["decreases"]),
-                events=tuple((int(i), str(m)) for i, m in best["events"]),
-                stopped_by_callback=bool(best["stopped_by_callback"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{path}: the checkpoint state is damaged ({error}).") from None
-        return first, objectives, result
-
-    def current_start(self, saved: tuple[dict, dict], template: Any,
-                      rng: np.random.Generator) -> ResumedStart | None:
-        """The start in progress (None when it had not reached a checkpoint); puts ``rng`` in
-        the state it had."""
-        from emkit.accelerate import EvaluatedPoint
-
-        state, arrays = saved
-        current = state.get("current")
-        if current is None:
-            return None
-        path = self.store.path
-        try:
-            best = None
-            if current["best"] is not None:
-                best = EvaluatedPoint(
-                    restore(state, arrays, "current_best_params", template, path),
-                    inexact(current["best"]["objective"]),
-                    inexact(current["best"]["log_likelihood"]), None)
-            resumed = ResumedStart(
-                params=restore(state, arrays, "current_params", template, path),
-                passes=int(current["passes"]), n_samples=inexact(current["n_samples"]),
-                history=[float(h) for h in arrays["current_history"]],
-                decreases=[(int(i), inexact(d)) for i, d in current["decreases"]],
-                events=[(int(i), str(m)) for i, m in current["events"]], best=best,
-                step_max=inexact(current["step_max"]), path=path,
-                em_rates=tuple(inexact(r) for r in current.get("em_rates", [])),
-                param_steps=tuple(inexact(r) for r in current.get("param_steps", [])))
-            rng.bit_generator.state = current["rng"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{path}: the checkpoint state is damaged ({error}).") from None
-        return resumed
+def _decode_events(events) -> tuple[tuple[int, str], ...]:
+    return tuple((int(i), str(m)) for i, m in events)

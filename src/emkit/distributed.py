@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from emkit.data import ChunkSource, NpyChunks
-from emkit.engine import add_statistics
 from emkit.errors import DataError
+from emkit.models.hmm import Sequences, check_lengths
+from emkit.statistics import add_statistics
 
 
 class DaskChunks(ChunkSource):
@@ -100,8 +101,6 @@ class DaskSequences(DaskChunks):
     def __init__(self, data: Any, lengths: Any, sample_weight: Any = None,
                  frames_per_block: int = 65_536, persist: bool = True):
         import dask
-
-        from emkit.models.hmm import Sequences, check_lengths
 
         if data.ndim != 2:
             raise DataError(f"HMM frames must be a 2-D Dask array (frames × features), got "

@@ -14,21 +14,38 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from emkit import accelerate
-from emkit.accelerate import EvaluatedPoint
-from emkit.checkpoint import Checkpoint, FitProgress, fit_settings, saved_seed_sequence
-from emkit.data import in_memory, iter_chunks
-from emkit.errors import (
-    ConvergenceWarning,
-    LikelihoodDecreaseWarning,
-    NumericalError,
-    ParameterError,
+from emkit.accelerate import plain_em, squarem
+from emkit.checkpoint import (
+    Checkpoint,
+    checked_seed,
+    decode_fit_state,
+    fit_settings,
+    read_seed,
 )
+from emkit.data import in_memory, iter_chunks
+from emkit.errors import ConvergenceWarning, ModelFileError, ParameterError
+from emkit.monitor import (
+    ConvergenceMonitor,
+    em_step_remaining_gain,
+    remaining_distance,
+    remaining_gain,
+)
+from emkit.options import FitOptions, annealing_schedule
+from emkit.results import (
+    EMResult,
+    EvaluatedPoint,
+    FitState,
+    IterationInfo,
+    RuleStep,
+    StartState,
+    StepRuleState,
+)
+from emkit.statistics import add_statistics, scale_statistics
 
 
 @runtime_checkable
@@ -59,6 +76,10 @@ class EMModel(Protocol):
         Indexes an in-memory chunk once per fit (e.g. sorts rows by their pattern of missing
         values); E-steps then receive the chunks it returns, which must hold the same rows.
         Data streamed by a custom re-iterable is passed through unprepared.
+    dtype
+        The floating type the E-step computes in (default float64). With float32, parameters
+        that bounce at its round-off while the objective is stationary at its resolution meet
+        ``xtol`` (see :class:`ConvergenceMonitor`).
     params_converged(previous_params, params) -> bool
         A second convergence test, on the parameters: when present, a start has converged only
         when the objective test (``tol``) passes *and* this returns True for the last step
@@ -73,263 +94,6 @@ class EMModel(Protocol):
     def e_step(self, params: Any, chunk: Any) -> tuple[Any, float]: ...
 
     def m_step(self, stats: Any, params: Any) -> Any: ...
-
-
-def add_statistics(a: Any, b: Any) -> Any:
-    """Add two sufficient statistics: tuples (and NamedTuples) and dicts field by field,
-    anything else with ``+``."""
-    if isinstance(a, tuple):
-        return type(a)(*map(add_statistics, a, b)) if hasattr(a, "_fields") else tuple(
-            map(add_statistics, a, b))
-    if isinstance(a, dict):
-        return {key: add_statistics(a[key], b[key]) for key in a}
-    return a + b
-
-
-def scale_statistics(stats: Any, factor: float) -> Any:
-    """Statistics with every row weight multiplied by ``factor``: tuples (and NamedTuples) and
-    dicts field by field, objects with a ``scaled(factor)`` method by it, anything else with
-    ``*`` (used by online EM to average statistics)."""
-    if hasattr(stats, "scaled"):
-        return stats.scaled(factor)
-    if isinstance(stats, tuple):
-        scaled = [scale_statistics(value, factor) for value in stats]
-        return type(stats)(*scaled) if hasattr(stats, "_fields") else tuple(scaled)
-    if isinstance(stats, dict):
-        return {key: scale_statistics(value, factor) for key, value in stats.items()}
-    return stats * factor
-
-
-@dataclass(frozen=True)
-class IterationInfo:
-    """What a callback sees after each evaluated point."""
-
-    restart: int
-    iteration: int  # index of this point in the history (0 = the start)
-    objective: float
-    change: float
-    params: Any
-    annealing: bool
-    n_samples: float = 1.0  # the objective's sample count: change / n_samples is per sample
-
-
-@dataclass(frozen=True)
-class EMResult:
-    """The outcome of :func:`fit_em` (the best restart).
-
-    ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the
-    best restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop
-    of the objective beyond round-off, ``events`` (iteration, message) for what the M-steps
-    reported. ``remaining_gain`` is the estimated rise of the objective still to come when the
-    fit stopped (0 when converged, ``inf`` when the objective was not yet converging
-    geometrically; see :func:`remaining_gain`).
-    """
-
-    params: Any
-    objective: float
-    log_likelihood: float
-    n_samples: float
-    converged: bool
-    n_iter: int
-    history: np.ndarray
-    stats: Any
-    best_restart: int
-    restart_objectives: tuple[float, ...]
-    decreases: tuple[tuple[int, float], ...] = ()
-    events: tuple[tuple[int, str], ...] = ()
-    stopped_by_callback: bool = False
-    remaining_gain: float = math.nan
-
-
-@dataclass
-class ConvergenceMonitor:
-    """Records the objective; says when the fit is near its limit.
-
-    The fit has converged when both the last change of the objective *and* the estimated distance
-    to its limit are below ``tol`` per sample (``n_samples``). The distance is extrapolated from
-    the observed linear rate of convergence (Aitken's Δ² on the objective sequence, see
-    :func:`remaining_gain`): EM converges linearly, so a fit that climbs slowly keeps climbing
-    long after its last step became small, and the step alone (scikit-learn's rule) stops it
-    early. A fit whose recent steps are all within round-off of the objective's size is
-    stationary: its remaining gain is 0.
-
-    With ``xtol``, the parameters must have converged too: the largest change of an EM step in
-    the model's unconstrained coordinates (``flatten``: logarithms of weights, rates and
-    concentrations, so relative changes there), extrapolated the same way (what is left of a
-    step of size s at rate ρ per step is s·ρ / (1 − ρ)), must be below ``xtol``. Where the
-    likelihood is flat in some direction the objective pins the parameters only to the square
-    root of its own precision, so parameters to 1e-6 need this test.
-
-    Points before ``first_judged`` (deterministic annealing) are never judged; ``lead_in`` holds
-    the objectives of an earlier fit this one continues (a warm start), read before the history.
-    A decrease larger than ``decrease_rtol`` (relative to the objective's size) cannot happen in
-    exact EM: it is recorded and warned about. A non-finite objective raises
-    :class:`emkit.errors.NumericalError`.
-    """
-
-    tol: float
-    n_samples: float = 1.0
-    decrease_rtol: float = 1e-10
-    restart: int = 0
-    history: list[float] = field(default_factory=list)
-    decreases: list[tuple[int, float]] = field(default_factory=list)
-    first_judged: int = 0
-    em_rates: list[float] = field(default_factory=list)
-    xtol: float | None = None
-    param_steps: list[float] = field(default_factory=list)
-    last_gain: float = math.inf
-    last_param_distance: float = math.inf
-    lead_in: list[float] = field(default_factory=list)
-
-    def record(self, objective: float, *, compare: bool = True, judge: bool = True,
-               em_step: accelerate.EMStep | None = None,
-               param_step: float | None = None) -> bool:
-        """Add one objective; return True when the fit has converged.
-
-        ``compare=False`` skips the decrease check against the previous point (a re-seeded
-        component or an extrapolation accepted with slack may lower the objective);
-        ``judge=False`` records a point that cannot end the fit (annealing, the middle of a
-        SQUAREM cycle). ``em_step``, from an accelerated step rule, replaces the extrapolation
-        from the history, whose rates an accelerated sequence does not follow. ``param_step``
-        is the largest change of the unconstrained parameters since the previous point (plain
-        EM, when ``xtol`` is set).
-        """
-        iteration = len(self.history)
-        if not math.isfinite(objective):
-            raise NumericalError(
-                f"the EM objective became {objective} at iteration {iteration} "
-                f"(restart {self.restart}): the data or the starting point give a density of zero "
-                "or overflow; check the data for extreme values, raise the regularisation "
-                "(e.g. reg_covar) or use another initialisation."
-            )
-        self.history.append(objective)
-        if iteration == 0:
-            return False
-        change = objective - self.history[-2]
-        slack = self.decrease_rtol * max(1.0, abs(objective))
-        if compare and change < -slack:
-            self.decreases.append((iteration, -change))
-            warnings.warn(
-                f"EM objective decreased by {-change:.3g} at iteration {iteration} "
-                f"(restart {self.restart}); exact EM never does this, so a model's E- or M-step "
-                "is inexact or buggy.",
-                LikelihoodDecreaseWarning,
-                stacklevel=4,
-            )
-            return False
-        if not judge:
-            return False
-        if param_step is not None:
-            self.param_steps = [*self.param_steps[-(_STEP_MEMORY - 1):], param_step]
-        if em_step is None:
-            self.last_gain = remaining_gain(self.lead_in + self.history[self.first_judged:],
-                                            decrease_rtol=self.decrease_rtol)
-            self.last_param_distance = remaining_distance(self.param_steps)
-        else:
-            # One cycle's rate can be far too small (its first EM step then mostly corrects
-            # the extrapolation's overshoot in fast directions): the slowest of the last few
-            # stands for EM's rate near the maximum.
-            self.em_rates = [*self.em_rates[-(_RATE_MEMORY - 1):], em_step.rate]
-            self.last_gain = em_step_remaining_gain(em_step._replace(rate=max(self.em_rates)),
-                                                    objective, self.decrease_rtol)
-            change = max(abs(change), em_step.gain)
-            rho = math.sqrt(max(self.em_rates))  # the objective converges at ρ², parameters at ρ
-            self.last_param_distance = (math.inf if rho >= 1.0 else
-                                        em_step.param_step * max(1.0, rho / (1.0 - rho)))
-        limit = self.tol * self.n_samples
-        if self.xtol is not None and not self.last_param_distance <= self.xtol:
-            return False
-        # tol = 0 runs all max_iter iterations
-        return self.tol > 0 and abs(change) < limit and self.last_gain < limit
-
-    def remaining_gain(self) -> float:
-        """Estimated rise of the objective from the last judged point to its limit (inf:
-        unknown)."""
-        return self.last_gain
-
-
-def remaining_gain(objectives: Sequence[float], window: int = 6,
-                   decrease_rtol: float = 1e-10) -> float:
-    """Estimated distance from the last of ``objectives`` to their limit, by Aitken's Δ².
-
-    A linearly converging sequence rises by Δ_t = L_t − L_{t−1} ≈ r·Δ_{t−1}, so what is left is
-    Δ_t·r / (1 − r). The rate is measured on sums of two consecutive steps,
-    r² ≈ (Δ_t + Δ_{t−1}) / (Δ_{t−2} + Δ_{t−3}), which gives the same estimate on a geometric
-    sequence and stays meaningful when steps alternate in size (SQUAREM's EM step and
-    extrapolation); of the two pairings in the last ``window`` points the slower rate is used.
-    Changes within round-off of the objective's size count as zero: a window of them is
-    stationary (0 is returned). A window with decreases no larger than ``decrease_rtol`` of the
-    objective (an inexact M-step at its fixed point, e.g. with ``reg_covar``) bounces within its
-    largest step, which is returned. ``inf`` is returned while no estimate is possible: fewer
-    than ``window`` points, a larger decrease in the window (after a re-seeded component), or a
-    rate ≥ 1.
-    """
-    if len(objectives) < window:
-        return math.inf
-    recent = np.asarray(objectives[-window:], dtype=float)
-    steps = np.diff(recent)
-    size = max(float(np.max(np.abs(recent))), 1.0)
-    steps[np.abs(steps) <= _ROUND_OFF * size] = 0.0
-    if np.any(steps < 0):
-        bouncing = np.min(steps) >= -decrease_rtol * size
-        return float(np.max(np.abs(steps))) if bouncing else math.inf
-    pairs = steps[1:] + steps[:-1]  # pairs[i] = steps[i] + steps[i + 1]
-    last = float(pairs[-1])
-    if last == 0.0:
-        return 0.0
-    rate = 0.0
-    for now, before in ((pairs[-1], pairs[-3]), (pairs[-2], pairs[-4])):
-        if before <= 0.0:
-            if now > 0.0:
-                return math.inf  # the objective started moving again
-            continue
-        rate = max(rate, float(now / before))
-    if rate >= 1.0:
-        return math.inf
-    return last * rate / (1.0 - rate)
-
-
-def remaining_distance(steps: Sequence[float]) -> float:
-    """Estimated distance of the parameters to their limit from the sizes of the last EM steps
-    (the last one at least; inf with fewer than three steps or a rate ≥ 1)."""
-    if len(steps) < 3:
-        return math.inf
-    last = steps[-1]
-    if last == 0.0:
-        return 0.0
-    rates = [now / before if before > 0 else math.inf
-             for before, now in zip(steps[-3:-1], steps[-2:], strict=True)]
-    rate = max(rates)
-    return math.inf if rate >= 1.0 else last * max(1.0, rate / (1.0 - rate))
-
-
-def em_step_remaining_gain(step: accelerate.EMStep, objective: float,
-                           decrease_rtol: float = 1e-10) -> float:
-    """Estimated distance to the limit after an accelerated cycle, from its EM step.
-
-    An EM step that gains g where EM shrinks the remaining gain by the factor r per step started
-    g / (1 − r) below the limit and ended g·r / (1 − r) below it; the cycle's end point is no
-    worse than that, less its ``shortfall``. A gain within round-off means a fixed point; a loss
-    within ``decrease_rtol`` an inexact M-step (or float32) at its fixed point, bouncing by that
-    much.
-    """
-    size = max(abs(objective), 1.0)
-    if abs(step.gain) <= _ROUND_OFF * size:
-        return step.shortfall
-    if step.gain < 0:
-        return -step.gain + step.shortfall if -step.gain <= decrease_rtol * size else math.inf
-    if step.rate >= 1.0:
-        return math.inf
-    return step.gain * step.rate / (1.0 - step.rate) + step.shortfall
-
-
-# Relative size of objective changes treated as round-off by the convergence test: 16 units in
-# the last place (the objective's own rounding error is a few).
-_ROUND_OFF = 16 * np.finfo(float).eps
-# How many SQUAREM cycles' estimates of EM's rate the monitor keeps (the slowest is used).
-_RATE_MEMORY = 32
-# How many sizes of plain EM steps in the parameters the monitor keeps (for ``xtol``).
-_STEP_MEMORY = 3
 
 
 class VerboseReporter:
@@ -381,14 +145,6 @@ def _notify(callbacks, event: str, *args) -> None:
             method(*args)
 
 
-def annealing_schedule(start_temperature: float = 2.0, n_steps: int = 10) -> np.ndarray:
-    """Inverse temperatures β rising geometrically from 1/start_temperature towards 1
-    (exclusive)."""
-    if start_temperature <= 1.0 or n_steps < 1:
-        raise ParameterError("annealing needs start_temperature > 1 and n_steps >= 1.")
-    return start_temperature ** -np.linspace(1.0, 0.0, n_steps, endpoint=False)
-
-
 def fit_em(
     model: EMModel,
     data: Any,
@@ -413,6 +169,7 @@ def fit_em(
     checkpoint_every: int = 10,
     checkpoint_seconds: float | None = None,
     resume: bool = False,
+    options: FitOptions | None = None,
 ) -> EMResult:
     """Fit ``model`` to ``data`` by EM and return the best of ``n_init`` restarts.
 
@@ -477,64 +234,139 @@ def fit_em(
         Continue from ``checkpoint`` if it exists, to the result of an uninterrupted run, bit for
         bit. The data, model and settings must be those of the interrupted fit; with
         ``random_state=None`` the seed is taken from the checkpoint.
+    options : FitOptions, optional
+        All of the above (except ``init`` and ``init_history``) as one checked value
+        (:class:`emkit.options.FitOptions`); the keywords must then be left at their defaults.
     """
-    if accelerate == "auto":
-        squarem_ready = hasattr(model, "flatten") and hasattr(model, "unflatten")
-        accelerate = "squarem" if squarem_ready else None
-    _check_arguments(model, n_init, max_iter, tol, accelerate)
-    callbacks = tuple(callbacks) + _verbose_callbacks(verbose, verbose_interval)
-    if xtol is not None and not (isinstance(xtol, (int, float, np.floating)) and xtol >= 0):
-        raise ParameterError(f"xtol must be None or a number >= 0, got {xtol!r}.")
-    if not hasattr(model, "flatten"):
-        xtol = None  # no coordinates to judge the parameters in
-    betas = _inverse_temperatures(model, annealing)
-    seed_sequence = _seed_sequence(random_state)
+    keywords = dict(n_init=n_init, max_iter=max_iter, tol=tol, xtol=xtol,
+                    random_state=random_state, accelerate=accelerate, annealing=annealing,
+                    iter_per_temperature=iter_per_temperature, callbacks=callbacks,
+                    progress=progress, verbose=verbose, verbose_interval=verbose_interval,
+                    decrease_rtol=decrease_rtol, warn_not_converged=warn_not_converged,
+                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                    checkpoint_seconds=checkpoint_seconds, resume=resume)
+    options = settled_options(model, _options(options, keywords))
+    callbacks = options.callbacks + _verbose_callbacks(options)
+    seed_sequence = _seed_sequence(options.random_state)
     prepared = _prepared(model, data)
-    store = saved = None
-    if checkpoint is not None:
-        store = Checkpoint(checkpoint, fit_settings(model, n_init, max_iter, tol, accelerate,
-                                                    betas, iter_per_temperature, decrease_rtol,
-                                                    xtol),
-                           checkpoint_every, checkpoint_seconds)
-        saved = store.read() if resume else None
-    elif resume:
-        raise ParameterError("resume=True needs checkpoint=<path of the checkpoint file>.")
-    if saved is not None:
-        seed_sequence = saved_seed_sequence(saved[0], seed_sequence, random_state, store.path)
-    seeds = seed_sequence.spawn(n_init)
-    progress_of = FitProgress(store, seed_sequence)
-    best: EMResult | None = None
-    restart_objectives: list[float] = []
-    first_restart = 0
-    if saved is not None:
-        first_restart, restart_objectives, best = progress_of.finished_starts(
-            saved, lambda: init if init is not None else model.init_params(
-                data, np.random.default_rng(seeds[0])))
-    for restart in range(first_restart, n_init):
+    store = saved = fit = None
+    if options.checkpoint is not None:
+        store = Checkpoint(options.checkpoint, fit_settings(model, options),
+                           options.checkpoint_every, options.checkpoint_seconds)
+        saved = store.read() if options.resume else None
+        if saved is not None:
+            seed_sequence = checked_seed(read_seed(saved, store.path), seed_sequence,
+                                         options.random_state, store.path)
+    seeds = seed_sequence.spawn(options.n_init)
+    if store is not None and saved is not None:
+        # Parameters in the file are rebuilt on parameters the model makes for these data.
+        fit = decode_fit_state(saved, lambda: init if init is not None else model.init_params(
+            data, np.random.default_rng(seeds[0])), store.path)
+    fit = replace(fit, seed=seed_sequence) if fit is not None else FitState(seed_sequence)
+    best, restart_objectives = fit.best, list(fit.restart_objectives)
+    for restart in range(fit.next_restart, options.n_init):
         rng = np.random.default_rng(seeds[restart])
         _notify(callbacks, "start_began", restart)
         start = init if (init is not None and restart == 0) else model.init_params(data, rng)
-        resume_from = None
-        if saved is not None and restart == first_restart:
-            resume_from = progress_of.current_start(saved, start, rng)
+        resume_from = fit.current if restart == fit.next_restart else None
+        if resume_from is not None:
+            _restore_generator(rng, resume_from.rng_state, store.path)
         lead_in = list(init_history) if (init is not None and restart == 0) else []
-        result = _run_one(model, prepared, start, restart, rng, max_iter, (tol, xtol), accelerate,
-                          betas,
-                          iter_per_temperature, callbacks, progress, decrease_rtol, resume_from,
-                          progress_of.saver(restart, restart_objectives, best), lead_in)
+        saver = None if store is None else _Saver(
+            store, FitState(seed_sequence, restart, tuple(restart_objectives), best))
+        result = _run_one(model, prepared, options, callbacks, restart, start, rng,
+                          resume_from, lead_in, saver)
         _notify(callbacks, "start_ended", restart, result)
         restart_objectives.append(result.objective)
         if best is None or result.objective > best.objective:
             best = result
-        progress_of.save(restart + 1, restart_objectives, best)
+        if store is not None:
+            store.save(FitState(seed_sequence, restart + 1, tuple(restart_objectives), best))
     assert best is not None
     if best.stats is None:  # the best start finished before a resume: recompute its statistics
-        best = _replace(best, stats=_statistics(model, prepared, best.params))
-    best = _replace(best, restart_objectives=tuple(restart_objectives))
-    if warn_not_converged and not (best.converged or best.stopped_by_callback) and tol > 0:
-        warnings.warn(not_converged_message(best, max_iter, tol, n_init), ConvergenceWarning,
-                      stacklevel=2)
+        best = replace(best, stats=_statistics(model, prepared, best.params))
+    best = replace(best, restart_objectives=tuple(restart_objectives))
+    if (options.warn_not_converged and not (best.converged or best.stopped_by_callback)
+            and options.tol > 0):
+        warnings.warn(not_converged_message(best, options.max_iter, options.tol, options.n_init),
+                      ConvergenceWarning, stacklevel=2)
     return best
+
+
+def settled_options(model: EMModel, options: FitOptions) -> FitOptions:
+    """``options`` settled for ``model``: ``accelerate="auto"`` becomes SQUAREM for a model with
+    unconstrained coordinates (``flatten`` and ``unflatten``) and plain EM (None) otherwise;
+    ``xtol`` becomes None for a model without ``flatten``. Raises ParameterError when the model
+    is not an EM model or cannot do what the options ask (SQUAREM, annealing)."""
+    for name in ("init_params", "e_step", "m_step"):
+        if not callable(getattr(model, name, None)):
+            raise ParameterError(
+                f"{type(model).__name__} is not an EM model: it has no {name}() method "
+                "(see emkit.engine.EMModel)."
+            )
+    has_coordinates = hasattr(model, "flatten") and hasattr(model, "unflatten")
+    accelerate = options.accelerate
+    if accelerate == "auto":
+        accelerate = "squarem" if has_coordinates else None
+    if accelerate == "squarem" and not has_coordinates:
+        raise ParameterError(
+            f"accelerate='squarem' needs {type(model).__name__}.flatten() and .unflatten() "
+            "(parameters in an unconstrained space); use accelerate=None or add them."
+        )
+    if (options.inverse_temperatures()
+            and "inverse_temperature" not in inspect.signature(model.e_step).parameters):
+        raise ParameterError(
+            f"{type(model).__name__}.e_step does not accept inverse_temperature, so it cannot "
+            "be annealed; use annealing=None."
+        )
+    # without coordinates there is nothing to judge the parameters in
+    xtol = options.xtol if hasattr(model, "flatten") else None
+    return replace(options, accelerate=accelerate, xtol=xtol)
+
+
+def _options(options: FitOptions | None, keywords: dict[str, Any]) -> FitOptions:
+    """The options of a fit: ``options`` when given (then every keyword must be left at its
+    default), else the keywords."""
+    if options is None:
+        return FitOptions(**keywords)
+    if not isinstance(options, FitOptions):
+        raise ParameterError(f"options must be an emkit.options.FitOptions, got "
+                             f"{type(options).__name__}.")
+    defaults = FitOptions()
+    changed = [name for name, value in keywords.items()
+               if not _same(value, getattr(defaults, name))]
+    if changed:
+        raise ParameterError(f"pass the options either as keywords or as options=FitOptions(...),"
+                             f" not both: {', '.join(changed)} given with options.")
+    return options
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, (list, tuple)) and isinstance(default, tuple):
+        return len(value) == 0 and len(default) == 0
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def _restore_generator(rng: np.random.Generator, state: dict, path: str) -> None:
+    try:
+        rng.bit_generator.state = state
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the checkpoint state is damaged ({error}).") from None
+
+
+@dataclass
+class _Saver:
+    """Writes the state of the start in progress, with the finished starts' ``fit``, when the
+    checkpoint is due."""
+
+    store: Checkpoint
+    fit: FitState
+
+    def due(self, iteration: int) -> bool:
+        return self.store.due(iteration)
+
+    def __call__(self, current: StartState, iteration: int) -> None:
+        self.store.save(replace(self.fit, current=current), iteration)
 
 
 def not_converged_message(result: EMResult, max_iter: int, tol: float, n_init: int = 1) -> str:
@@ -580,31 +412,36 @@ def _statistics(model, data, params) -> Any:
     return e_step_sum(model, data, params)[0]
 
 
-def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_name, betas,
-             iter_per_temperature, callbacks, progress, decrease_rtol, resume=None,
-             save_progress=None, lead_in=()) -> EMResult:
-    tol, xtol = tolerances
-    counter = {"passes": 0}
+def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, start: Any,
+             rng: np.random.Generator, resume: StartState | None = None,
+             lead_in: Sequence[float] = (), saver: _Saver | None = None) -> EMResult:
+    """One start: from ``start`` (or from where ``resume`` stood) until the monitor says it
+    converged, a callback stops it or ``options.max_iter`` passes are spent."""
+    max_iter, xtol = options.max_iter, options.xtol
+    passes = 0
     log_prior = getattr(model, "log_prior", None)
     params_converged = getattr(model, "params_converged", None)
 
     def evaluate(params, beta: float = 1.0) -> EvaluatedPoint:
-        if counter["passes"] > max_iter:
+        nonlocal passes
+        if passes > max_iter:
             raise _BudgetSpent
-        counter["passes"] += 1
+        passes += 1
         total, log_likelihood = e_step_sum(model, data, params, beta)
         objective = log_likelihood + (float(log_prior(params)) if log_prior else 0.0)
         return EvaluatedPoint(params, objective, log_likelihood, total)
 
-    schedule = [b for b in betas for _ in range(iter_per_temperature)]
-    rule_state = {"boundary": True, "step_max": 1.0}
+    schedule = [b for b in options.inverse_temperatures()
+                for _ in range(options.iter_per_temperature)]
     n_annealing = len(schedule)  # points 0 .. n_annealing - 1 are tempered; never judged
+    rule_state = StepRuleState()
     if resume is None:
         point = evaluate(start, schedule[0] if schedule else 1.0)
-        n_samples = float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0
-        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
-                                     first_judged=n_annealing, xtol=xtol,
-                                     lead_in=[] if n_annealing else list(lead_in))
+        n_samples = _sample_count(model, point.stats)
+        monitor = ConvergenceMonitor(options.tol, max(n_samples, 1e-300), options.decrease_rtol,
+                                     restart, first_judged=n_annealing, xtol=xtol,
+                                     lead_in=[] if n_annealing else list(lead_in),
+                                     working_eps=working_eps(model, start))
         monitor.record(point.objective)
         events: list[tuple[int, str]] = []
         _collect_events(point.params, 0, events)
@@ -612,26 +449,31 @@ def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_
     else:  # checkpoints are written after annealing, at the boundary of a step rule's cycle
         schedule = []
         point = evaluate(resume.params)
-        counter["passes"] = resume.passes
-        n_samples = resume.check_samples(
-            float(model.n_samples(point.stats)) if hasattr(model, "n_samples") else 1.0)
-        monitor = ConvergenceMonitor(tol, max(n_samples, 1e-300), decrease_rtol, restart,
-                                     list(resume.history), list(resume.decreases),
-                                     first_judged=n_annealing, em_rates=list(resume.em_rates),
-                                     xtol=xtol, param_steps=list(resume.param_steps))
+        passes = resume.passes
+        n_samples = _sample_count(model, point.stats)
+        if abs(n_samples - resume.n_samples) > 1e-9 * max(1.0, abs(resume.n_samples)):
+            raise ModelFileError(
+                f"{saver.store.path if saver else 'the checkpoint'} was written for other data "
+                f"({resume.n_samples:g} samples, these data have {n_samples:g}); resume with "
+                "the same data, or delete it.")
+        n_samples = resume.n_samples
+        monitor = ConvergenceMonitor(options.tol, max(n_samples, 1e-300), options.decrease_rtol,
+                                     restart, first_judged=n_annealing, xtol=xtol,
+                                     working_eps=working_eps(model, resume.params))
+        monitor.restore(resume.monitor)
         events = list(resume.events)
         best_point = point if resume.best is None else resume.best
-        rule_state["step_max"] = resume.step_max
+        rule_state = resume.rule
 
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    if options.progress:
+        from tqdm.auto import tqdm  # an optional dependency, loaded only when asked for
 
         bar = tqdm(total=max_iter, desc=f"EM start {restart + 1}", leave=False, unit="it")
 
     jitter = _symmetry_breaker(model, rng)
 
-    def points():
+    def steps():
         nonlocal point
         # Annealing: plain EM steps whose E-step uses the next temperature (1 after the last).
         # At a high temperature components can merge into identical copies that EM never
@@ -642,33 +484,33 @@ def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_
             if beta != previous_beta:
                 params, previous_beta = jitter(params), beta
             point = evaluate(params, beta)
-            yield point, True
-        if accelerate_name == "squarem":
-            rule = accelerate.squarem(evaluate, model.m_step, point, model.flatten,
-                                      model.unflatten, state=rule_state,
-                                      slack=float(getattr(model, "squarem_slack", 0.0)))
+            yield RuleStep(point, state=rule_state), True
+        if options.accelerate == "squarem":
+            rule = squarem(evaluate, model.m_step, point, model.flatten, model.unflatten,
+                           state=rule_state, slack=float(getattr(model, "squarem_slack", 0.0)))
         else:
-            rule = accelerate.plain_em(evaluate, model.m_step, point)
-        for p in rule:
-            yield p, False
+            rule = plain_em(evaluate, model.m_step, point, rule_state)
+        for step in rule:
+            yield step, False
 
     converged = stopped = False
-    generator = points()
+    generator = steps()
     try:
         while True:
             previous, previous_params = monitor.history[-1], point.params
             try:
-                point, annealing = next(generator)
+                step, annealing = next(generator)
             except _BudgetSpent:  # max_iter passes over the data are done
                 break
+            point = step.point
             # Annealing points, M-steps that reported events (a re-seeded component) and
             # extrapolations accepted with slack are not compared with the point before: the
             # objective need not rise there. Only annealing points cannot end the fit (a state
             # kept unchanged at every step is an event too, and such a fit must still converge).
             reseeded = bool(getattr(point.params, "events", ()))
-            unchecked = annealing or reseeded or rule_state.get("extrapolated", False)
-            mid_cycle = not (annealing or rule_state["boundary"])
-            em_step = None if annealing else rule_state.get("em_step")
+            unchecked = annealing or reseeded or step.extrapolated
+            mid_cycle = not (annealing or step.boundary)
+            em_step = None if annealing else step.em_step
             param_step = None
             if xtol is not None and em_step is None and not annealing:
                 vector = model.flatten(point.params)
@@ -691,9 +533,13 @@ def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_
             stopped = any([bool(cb(info)) for cb in callbacks])
             if converged or stopped:
                 break
-            if save_progress is not None and not annealing and rule_state["boundary"]:
-                save_progress(iteration, point, best_point, counter["passes"], n_samples,
-                              monitor, events, rule_state["step_max"], rng)
+            if (saver is not None and not annealing and step.boundary
+                    and saver.due(iteration)):
+                saver(StartState(
+                    restart, point.params, passes, n_samples, monitor.state(), tuple(events),
+                    step.state, rng.bit_generator.state,
+                    None if best_point is point else best_point._replace(stats=None)),
+                    iteration)
     finally:
         generator.close()
         if bar is not None:
@@ -708,7 +554,7 @@ def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_
         n_samples=n_samples,
         converged=converged,
         stopped_by_callback=stopped and not converged,
-        n_iter=counter["passes"] - 1,
+        n_iter=passes - 1,
         history=np.asarray(monitor.history),
         remaining_gain=0.0 if converged else monitor.remaining_gain(),
         stats=final.stats,
@@ -717,6 +563,39 @@ def _run_one(model, data, start, restart, rng, max_iter, tolerances, accelerate_
         decreases=tuple(monitor.decreases),
         events=tuple(events),
     )
+
+
+def working_eps(model: Any, params: Any) -> float:
+    """The machine epsilon of the coarsest floating type the model computes in: its ``dtype``
+    attribute (e.g. ``GaussianMixtureModel(dtype=np.float32)``, which keeps float64 parameters)
+    and the arrays and numbers in ``params`` (NamedTuples, dataclasses, tuples, lists and dicts
+    are searched). float64 when neither says otherwise."""
+    eps = float(np.finfo(np.float64).eps)
+    try:
+        dtype = np.dtype(getattr(model, "dtype", np.float64))
+    except TypeError:
+        dtype = np.dtype(np.float64)
+    if np.issubdtype(dtype, np.inexact):
+        eps = max(eps, float(np.finfo(dtype).eps))
+    stack = [params]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (np.ndarray, np.floating)):
+            if np.issubdtype(value.dtype, np.inexact):
+                eps = max(eps, float(np.finfo(value.dtype).eps))
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (tuple, list)):
+            stack.extend(value)
+        elif is_dataclass(value) and not isinstance(value, type):
+            stack.extend(getattr(value, f.name) for f in fields(value))
+    return eps
+
+
+def _sample_count(model, stats) -> float:
+    """The objective's number of samples (``tol`` is per sample); 1 for a model that does not
+    say."""
+    return float(model.n_samples(stats)) if hasattr(model, "n_samples") else 1.0
 
 
 class _BudgetSpent(Exception):
@@ -745,61 +624,11 @@ def _collect_events(params, iteration, events) -> None:
         events.append((iteration, str(message)))
 
 
-def _replace(result: EMResult, **changes) -> EMResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
-
-
-def _check_arguments(model, n_init, max_iter, tol, accelerate_name) -> None:
-    for name in ("init_params", "e_step", "m_step"):
-        if not callable(getattr(model, name, None)):
-            raise ParameterError(
-                f"{type(model).__name__} is not an EM model: it has no {name}() method "
-                "(see emkit.engine.EMModel)."
-            )
-    if not (isinstance(n_init, (int, np.integer)) and n_init >= 1):
-        raise ParameterError(f"n_init must be an integer >= 1, got {n_init!r}.")
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
-        raise ParameterError(f"max_iter must be an integer >= 0, got {max_iter!r}.")
-    if not (isinstance(tol, (int, float, np.floating)) and tol >= 0):
-        raise ParameterError(f"tol must be a number >= 0, got {tol!r}.")
-    if accelerate_name not in (None, "squarem"):
-        raise ParameterError(
-            f"accelerate must be None (plain EM), 'squarem' or 'auto', got {accelerate_name!r}.")
-    if accelerate_name == "squarem" and not (hasattr(model, "flatten")
-                                             and hasattr(model, "unflatten")):
-        raise ParameterError(
-            f"accelerate='squarem' needs {type(model).__name__}.flatten() and .unflatten() "
-            "(parameters in an unconstrained space); use accelerate=None or add them."
-        )
-
-
-def _verbose_callbacks(verbose, interval) -> tuple[VerboseReporter, ...]:
-    """The reporter that ``verbose`` asks for, checked (none for 0 or False)."""
-    if not isinstance(verbose, (int, np.integer)) or verbose < 0:
-        raise ParameterError(f"verbose must be an integer >= 0 (or a bool), got {verbose!r}.")
-    if not isinstance(interval, (int, np.integer)) or isinstance(interval, bool) or interval < 1:
-        raise ParameterError(f"verbose_interval must be an integer >= 1, got {interval!r}.")
-    return (VerboseReporter(int(verbose), int(interval)),) if verbose else ()
-
-
-def _inverse_temperatures(model, annealing) -> list[float]:
-    if annealing is None:
-        return []
-    if isinstance(annealing, (int, float, np.floating)):
-        betas = annealing_schedule(float(annealing))
-    else:
-        betas = np.asarray(annealing, dtype=float).ravel()
-    if betas.size == 0 or np.any(~np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas > 1):
-        raise ParameterError(
-            "annealing must be a start temperature > 1 or inverse temperatures in (0, 1].")
-    if "inverse_temperature" not in inspect.signature(model.e_step).parameters:
-        raise ParameterError(
-            f"{type(model).__name__}.e_step does not accept inverse_temperature, so it cannot "
-            "be annealed; use annealing=None."
-        )
-    return [float(b) for b in betas]
+def _verbose_callbacks(options: FitOptions) -> tuple[VerboseReporter, ...]:
+    """The reporter that ``options.verbose`` asks for (none for 0 or False)."""
+    if not options.verbose:
+        return ()
+    return (VerboseReporter(int(options.verbose), int(options.verbose_interval)),)
 
 
 def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
@@ -820,13 +649,22 @@ def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
     )
 
 
+# Names that other modules and users import from here, defined in the loop's own modules.
 __all__ = [
     "EMModel",
     "EMResult",
     "IterationInfo",
     "ConvergenceMonitor",
+    "FitOptions",
     "VerboseReporter",
     "add_statistics",
     "annealing_schedule",
+    "e_step_sum",
+    "em_step_remaining_gain",
     "fit_em",
+    "not_converged_message",
+    "remaining_distance",
+    "remaining_gain",
+    "scale_statistics",
+    "settled_options",
 ]

@@ -13,7 +13,7 @@ against the data seen, as in a batch fit of that size. The first batch sets S_1 
 stationary point of the likelihood. Smaller κ forgets the early, poorly fitted batches faster.
 
 Any emkit model works unchanged: it needs ``n_samples(stats)``, and its statistics must scale
-(:func:`emkit.engine.scale_statistics`: tuples field by field, or a ``scaled(factor)`` method).
+(:func:`emkit.statistics.scale_statistics`: tuples field by field, or a ``scaled(factor)`` method).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from emkit.data import Batch, in_memory, iter_chunks
-from emkit.engine import add_statistics, scale_statistics
 from emkit.errors import ParameterError
+from emkit.statistics import add_statistics, scale_statistics
 
 
 def check_learning_rate(learning_decay: float, learning_offset: float) -> None:

@@ -121,6 +121,8 @@ class GaussianMixtureModel:
         self.resp_init = resp_init
         self.block_rows = block_rows
 
+    dtype = property(lambda self: self.family.dtype, doc="The floating type of the E-step.")
+
     # ------------------------------------------------------------------ E-step
     def log_joint(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
         """log π_k + log N(x_i | μ_k, Σ_k), shape (n_rows, K)."""
