@@ -77,7 +77,13 @@ def run_child(options, output=None, kill_at=(-1, -1)):
     resumed runs all start alike); the result is written to ``output``."""
     script = (textwrap.dedent(DATA) + f"OPTIONS = {options!r}\nOUTPUT = {str(output)!r}\n"
               f"KILL_AT = {tuple(kill_at)!r}\n" + CHILD)
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    # Bit-for-bit equality across processes needs the same order of every floating-point sum:
+    # BLAS's threaded kernels may split a product differently from run to run, so the children
+    # run BLAS on one thread (without this a resumed fit once came out 5e-12 away).
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                       OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
+                               env=environment)
     return completed
 
 
