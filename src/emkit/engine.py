@@ -247,7 +247,7 @@ def fit_em(
                     checkpoint_seconds=checkpoint_seconds, resume=resume)
     options = settled_options(model, _options(options, keywords))
     callbacks = options.callbacks + _verbose_callbacks(options)
-    seed_sequence = _seed_sequence(options.random_state)
+    root_seed = seed_sequence(options.random_state)
     prepared = _prepared(model, data)
     store = saved = fit = None
     if options.checkpoint is not None:
@@ -255,14 +255,14 @@ def fit_em(
                            options.checkpoint_every, options.checkpoint_seconds)
         saved = store.read() if options.resume else None
         if saved is not None:
-            seed_sequence = checked_seed(read_seed(saved, store.path), seed_sequence,
+            root_seed = checked_seed(read_seed(saved, store.path), root_seed,
                                          options.random_state, store.path)
-    seeds = seed_sequence.spawn(options.n_init)
+    seeds = root_seed.spawn(options.n_init)
     if store is not None and saved is not None:
         # Parameters in the file are rebuilt on parameters the model makes for these data.
         fit = decode_fit_state(saved, lambda: init if init is not None else model.init_params(
             data, np.random.default_rng(seeds[0])), store.path)
-    fit = replace(fit, seed=seed_sequence) if fit is not None else FitState(seed_sequence)
+    fit = replace(fit, seed=root_seed) if fit is not None else FitState(root_seed)
     best, restart_objectives = fit.best, list(fit.restart_objectives)
     for restart in range(fit.next_restart, options.n_init):
         rng = np.random.default_rng(seeds[restart])
@@ -273,7 +273,7 @@ def fit_em(
             _restore_generator(rng, resume_from.rng_state, store.path)
         lead_in = list(init_history) if (init is not None and restart == 0) else []
         saver = None if store is None else _Saver(
-            store, FitState(seed_sequence, restart, tuple(restart_objectives), best))
+            store, FitState(root_seed, restart, tuple(restart_objectives), best))
         result = _run_one(model, prepared, options, callbacks, restart, start, rng,
                           resume_from, lead_in, saver)
         _notify(callbacks, "start_ended", restart, result)
@@ -281,7 +281,7 @@ def fit_em(
         if best is None or result.objective > best.objective:
             best = result
         if store is not None:
-            store.save(FitState(seed_sequence, restart + 1, tuple(restart_objectives), best))
+            store.save(FitState(root_seed, restart + 1, tuple(restart_objectives), best))
     assert best is not None
     if best.stats is None:  # the best start finished before a resume: recompute its statistics
         best = replace(best, stats=_statistics(model, prepared, best.params))
@@ -631,20 +631,21 @@ def _verbose_callbacks(options: FitOptions) -> tuple[VerboseReporter, ...]:
     return (VerboseReporter(int(options.verbose), int(options.verbose_interval)),)
 
 
-def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
-    """One SeedSequence from any of the random_state forms users pass."""
+def seed_sequence(random_state: Any) -> np.random.SeedSequence:
+    """One SeedSequence from any random_state form (None, int, SeedSequence, Generator,
+    RandomState); a Generator or RandomState is advanced by one draw."""
     if random_state is None:
         return np.random.SeedSequence()
     if isinstance(random_state, np.random.SeedSequence):
         return random_state
-    if isinstance(random_state, (int, np.integer)):
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         return np.random.SeedSequence(int(random_state))
     if isinstance(random_state, np.random.RandomState):
         return np.random.SeedSequence(int(random_state.randint(0, 2**31 - 1)))
     if isinstance(random_state, np.random.Generator):
         return np.random.SeedSequence(int(random_state.integers(0, 2**63 - 1)))
     raise ParameterError(
-        f"random_state must be None, an int, a numpy Generator or RandomState, got "
+        f"random_state must be None, an int >= 0, a numpy Generator or RandomState, got "
         f"{type(random_state).__name__}."
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from emkit.engine import seed_sequence
 from emkit.errors import DataError, NotFittedError, ParameterError
 
 __all__ = [
@@ -204,23 +205,6 @@ RANDOM_STATE = Satisfies(_seed_like, "None, an int >= 0, a numpy Generator or Ra
 
 
 # --------------------------------------------------------------------------- random numbers
-def seed_sequence(random_state: Any) -> np.random.SeedSequence:
-    """One SeedSequence from any random_state form (None, int, SeedSequence, Generator,
-    RandomState); a Generator or RandomState is advanced by one draw."""
-    if random_state is None:
-        return np.random.SeedSequence()
-    if isinstance(random_state, np.random.SeedSequence):
-        return random_state
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.SeedSequence(int(random_state))
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.SeedSequence(int(random_state.randint(0, 2**31 - 1)))
-    if isinstance(random_state, np.random.Generator):
-        return np.random.SeedSequence(int(random_state.integers(0, 2**63 - 1)))
-    raise ParameterError(f"random_state must be {RANDOM_STATE.description}, got "
-                         f"{type(random_state).__name__}.")
-
-
 def random_generator(random_state: Any) -> np.random.Generator:
     """A numpy Generator from any random_state form.
 
