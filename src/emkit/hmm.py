@@ -286,11 +286,7 @@ class _BaseHMM(PartialFitMixin, BaseEstimator):
         """Free parameters: start probabilities, transition rows and emissions (entries of
         ``startprob_``/``transmat_`` that are exactly 0 are structural and not counted)."""
         self._check_fitted()
-        K = self.n_components
-        start = (K - 1) - int(np.sum(self.startprob_ == 0))
-        transitions = K * (K - 1) - int(np.sum(self.transmat_ == 0))
-        emission = self._emission(self.n_features_in_).n_parameters(K, self.n_features_in_)
-        return start + transitions + emission
+        return self._model().n_parameters(self.n_features_in_, self._params())
 
     def bic(self, X, lengths=None):
         """Bayesian information criterion: −2 log L + p log n_frames (lower is better)."""
