@@ -218,8 +218,8 @@ class GaussianFamily:
         rows = missing.known_layout(X, rows)
         if rows is not None:
             weights = np.asarray(weights)
-            partial = missing.conditional_statistics(self, params, rows,
-                                                     weights[rows.incomplete])
+            partial = GaussianStats(*missing.conditional_statistics(
+                self, params, rows, weights[rows.incomplete]))
             if not rows.n_complete:
                 return partial
             complete = self._complete_statistics(params, X[rows.complete],
