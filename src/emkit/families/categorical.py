@@ -34,7 +34,7 @@ class CategoricalEmission(EmissionDefaults):
         Dirichlet concentration of each row of B; 1 is no prior.
     """
 
-    letters = "e"
+    letters = "e"  # the Emission contract (emkit.families.base); ``rows`` is not needed
 
     def __init__(self, n_categories: int, prior=1.0):
         self.n_categories = int(n_categories)

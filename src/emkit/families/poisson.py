@@ -38,7 +38,7 @@ class PoissonEmission(EmissionDefaults):
         Gamma(a, b) prior on every rate (a = 1, b = 0: none).
     """
 
-    letters = "l"
+    letters = "l"  # the Emission contract (emkit.families.base); ``rows`` is not needed
 
     def __init__(self, rate_prior_shape: float = 1.0, rate_prior_rate: float = 0.0):
         self.a = float(rate_prior_shape)

@@ -1,7 +1,9 @@
 """Hidden Markov models for :func:`emkit.fit_em` (Baum-Welch is EM).
 
 A chain of K hidden states with start probabilities π and transition matrix A emits one frame per
-step from an *emission family* (Gaussian, categorical, Poisson, …). The E-step is the
+step from an *emission* (the :class:`~emkit.families.base.Emission` contract; Gaussian and
+Gaussian-mixture emissions in :mod:`emkit.families.gaussian_emission`, categorical and Poisson
+beside them in :mod:`emkit.families`). The E-step is the
 forward-backward pass of :mod:`emkit.kernels.hmm`; its sufficient statistics add over sequences:
 
 - start counts Σ_s w_s γ_{s,1} (K,),

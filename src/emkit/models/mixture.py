@@ -1,4 +1,13 @@
-"""Gaussian mixture model for :func:`emkit.fit_em`.
+"""Mixture models for :func:`emkit.fit_em`: one generic mixture of any component family, and
+the Gaussian mixture on it.
+
+The mixture logic is written once: :class:`MixtureModel` makes a mixture of any
+:class:`~emkit.families.base.ComponentFamily` (posteriors with log-weights and annealing, the
+weight M-step, the log-weight coordinates of SQUAREM, sample weights, the family's start), so a
+new mixture family is one module in ``emkit.families``. :class:`GaussianMixtureModel` is that
+mixture over :class:`GaussianFamily` with the Gaussian's fast path (fused compiled posteriors,
+blocks of rows, sorted patterns of missing values), labelled rows, re-seeding of degenerate
+components and its richer initialisations:
 
 E-step: posteriors r_ik ∝ π_k N(x_i | μ_k, Σ_k) and the weighted statistics of the Gaussian family.
 M-step: π_k = Σ_i w_i r_ik / Σ_i w_i and the family's M-step.
@@ -8,13 +17,6 @@ component that is *empty* (its weight below 1e-8 of the total) or whose covarian
 definite even so, is re-seeded at the worst-explained data point seen in the E-step (lowest
 log-density), with the mean covariance of the healthy components and weight 1/K; the event is
 recorded in the fit (``EMResult.events``). Parameters never become NaN.
-
-The mixture logic itself is generic: :class:`MixtureModel` makes a mixture of any
-:class:`~emkit.families.base.ComponentFamily` (posteriors with log-weights and annealing, the
-weight M-step, the log-weight coordinates of SQUAREM, sample weights, restarts of the family's
-start). :class:`GaussianMixtureModel` is that mixture over :class:`GaussianFamily`, with the
-Gaussian's fast path (fused compiled posteriors, blocks of rows, sorted patterns of missing
-values), labelled rows, re-seeding and its richer initialisations.
 """
 
 from __future__ import annotations
