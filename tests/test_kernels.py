@@ -4,15 +4,21 @@ import numpy as np
 import pytest
 
 from emkit.kernels import gaussian as kernels
+from emkit.kernels.fastmath import exp_nonpositive
 
 
 def test_exp_nonpositive_is_within_two_ulp_of_numpy():
     s = -np.random.default_rng(0).uniform(0.0, 85.0, 2000)
     s[:4] = [0.0, -1e-300, -85.0, -np.log(2) / 2]
-    ours = np.array([kernels.exp_nonpositive(v) for v in s])
+    ours = np.array([exp_nonpositive(v) for v in s])
     exact = np.exp(s)
     assert np.max(np.abs(ours - exact) / exact) <= 2 * np.finfo(float).eps
-    assert np.isnan(kernels.exp_nonpositive(np.nan))
+    assert np.isnan(exp_nonpositive(np.nan))
+    # the whole float64 range (the HMM kernels' use): subnormals, then exactly 0
+    deep = np.array([-700.0, -740.0, -745.0, -800.0, -1e4, -np.inf])
+    ours = np.array([exp_nonpositive(v) for v in deep])
+    assert np.allclose(ours[:3], np.exp(deep[:3]), rtol=1e-12, atol=1e-323)
+    assert np.all(ours[3:] == 0.0)
 
 
 @pytest.mark.parametrize("n_rows", [1, 300, 20_000])  # serial and threaded paths

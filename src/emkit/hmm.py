@@ -296,11 +296,7 @@ class _BaseHMM(OnlineEMMixin, SamplingMixin, EMEstimator):
         """Free parameters: start probabilities, transition rows and emissions (entries of
         ``startprob_``/``transmat_`` that are exactly 0 are structural and not counted)."""
         self._check_fitted()
-        K = self.n_components
-        start = (K - 1) - int(np.sum(self.startprob_ == 0))
-        transitions = K * (K - 1) - int(np.sum(self.transmat_ == 0))
-        emission = self._emission(self.n_features_in_).n_parameters(K, self.n_features_in_)
-        return start + transitions + emission
+        return self._model().n_parameters(self.n_features_in_, self._params())
 
     def _log_likelihood_and_count(self, X, lengths=None):
         """Log-likelihood of X and its number of frames (the BIC's n)."""

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from emkit.errors import DataError
+from emkit.families.base import EmissionDefaults
 
 
 class CategoricalParams(NamedTuple):
@@ -22,7 +23,7 @@ class CategoricalStats(NamedTuple):
     counts: np.ndarray  # (K, M) Σ_t w_tk [x_t = m]
 
 
-class CategoricalEmission:
+class CategoricalEmission(EmissionDefaults):
     """M symbols, K states.
 
     Parameters
@@ -33,7 +34,7 @@ class CategoricalEmission:
         Dirichlet concentration of each row of B; 1 is no prior.
     """
 
-    letters = "e"
+    letters = "e"  # the Emission contract (emkit.families.base); ``rows`` is not needed
 
     def __init__(self, n_categories: int, prior=1.0):
         self.n_categories = int(n_categories)
@@ -63,7 +64,7 @@ class CategoricalEmission:
     def validate(self, X: np.ndarray) -> None:
         self.codes(X)
 
-    def log_density(self, params: CategoricalParams, X: np.ndarray) -> np.ndarray:
+    def log_density(self, params: CategoricalParams, X: np.ndarray, rows=None) -> np.ndarray:
         codes, observed = self.codes(X)
         with np.errstate(divide="ignore"):
             log_b = np.log(params.probabilities)
@@ -72,7 +73,7 @@ class CategoricalEmission:
         return out
 
     def statistics(self, params: CategoricalParams, X: np.ndarray,
-                   weights: np.ndarray) -> CategoricalStats:
+                   weights: np.ndarray, rows=None) -> CategoricalStats:
         codes, observed = self.codes(X)
         codes, weights = codes[observed], np.asarray(weights)[observed]
         counts = np.stack([np.bincount(codes, weights=weights[:, k], minlength=self.n_categories)

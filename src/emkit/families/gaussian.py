@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
+from emkit import clustering
+from emkit.families import base
 from emkit.families import gaussian_missing as missing
 from emkit.kernels import gaussian as kernels
 
@@ -104,6 +106,34 @@ class GaussianFamily:
         self.covariance_type = covariance_type
         self.reg_covar = float(reg_covar)
         self.dtype = np.dtype(dtype)
+
+    # ----------------------------------------------------------------- rows
+    def read(self, X) -> np.ndarray:
+        """Rows as a 2-D float array (NaN: missing)."""
+        return np.asarray(X, dtype=float)
+
+    def n_rows(self, X: np.ndarray) -> int:
+        return len(X)
+
+    def init(self, parts, n_components: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, GaussianParams]:
+        """A plain start (the :class:`~emkit.families.base.ComponentFamily` contract): k-means
+        clusters of the rows (gaps filled with the column means), their weights, means and
+        covariances. The Gaussian mixture estimator has richer starts of its own."""
+        X = np.concatenate([np.asarray(data, dtype=float) for data, _ in parts])
+        w = None if all(weights is None for _, weights in parts) else np.concatenate(
+            [np.ones(len(data)) if weights is None else weights for data, weights in parts])
+        if np.isnan(X).any():
+            X = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+        assignment, _ = clustering.kmeans(X, n_components, rng, w)
+        resp = np.zeros((len(X), n_components))
+        resp[np.arange(len(X)), assignment] = 1.0
+        weighted = resp if w is None else resp * w[:, None]
+        center = np.repeat(np.average(X, axis=0, weights=w)[None], n_components, axis=0)
+        stats = GaussianFamily(self.covariance_type, self.reg_covar).statistics(
+            GaussianParams(center, None, None), X, weighted)
+        params, _ = self.m_step(stats)
+        return base.mixing_weights(stats.weight), params
 
     # ----------------------------------------------------------------- densities
     def log_density(self, params: GaussianParams, X: np.ndarray,
@@ -188,8 +218,8 @@ class GaussianFamily:
         rows = missing.known_layout(X, rows)
         if rows is not None:
             weights = np.asarray(weights)
-            partial = missing.conditional_statistics(self, params, rows,
-                                                     weights[rows.incomplete])
+            partial = GaussianStats(*missing.conditional_statistics(
+                self, params, rows, weights[rows.incomplete]))
             if not rows.n_complete:
                 return partial
             complete = self._complete_statistics(params, X[rows.complete],
@@ -242,9 +272,51 @@ class GaussianFamily:
         return np.broadcast_to(coarse, (n_components,)) & (stats.weight > 0)
 
     # ----------------------------------------------------------------- M-step
-    def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, np.ndarray]:
+    def component_weights(self, stats: GaussianStats) -> np.ndarray:
+        return stats.weight
+
+    def m_step(self, stats: GaussianStats,
+               params: GaussianParams | None = None) -> tuple[GaussianParams, tuple[str, ...]]:
+        """The M-step of the :class:`~emkit.families.base.ComponentFamily` contract: new
+        parameters and events. A component with (almost) no weight or whose covariance is not
+        positive definite keeps its values from ``params`` (unit covariance when there are
+        none); mixtures that prefer to re-seed such components use :meth:`estimate`."""
+        new, bad = self.estimate(stats)
+        return self.keep_previous(new, bad, stats, params)
+
+    def keep_previous(self, new: GaussianParams, bad: np.ndarray, stats: GaussianStats,
+                      params: GaussianParams | None) -> tuple[GaussianParams, tuple[str, ...]]:
+        """``new`` with the components that are ``bad`` or explain (almost) no row — and so
+        carry no information about their parameters — back at their values in ``params``;
+        one event per such component."""
+        bad = bad | (stats.weight < 1e-10 * max(float(stats.weight.sum()), 1e-300))
+        if not bad.any():
+            return new, ()
+        if params is None:  # nothing to go back to: unit covariances at the new means
+            n_components, n_features = new.means.shape
+            shape = self.covariance_shape(n_components, n_features)
+            unit = np.broadcast_to(np.eye(n_features), shape) if self.covariance_type in (
+                "full", "tied") else np.ones(shape)
+            params, _ = self.with_covariances(new.means, np.array(unit))
+        means = np.where(bad[:, None], params.means, new.means)
+        cov = np.array(new.covariances, copy=True)
+        if self.covariance_type == "tied":
+            cov = params.covariances
+        else:
+            cov[bad] = params.covariances[bad]
+        kept, _ = self.with_covariances(means, cov)
+        events = tuple(f"Gaussian {k} has no usable covariance (weight "
+                       f"{stats.weight[k]:.3g}); kept its previous parameters"
+                       for k in np.flatnonzero(bad))
+        return kept, events
+
+    def log_prior(self, params: GaussianParams) -> float:
+        return 0.0
+
+    def estimate(self, stats: GaussianStats) -> tuple[GaussianParams, np.ndarray]:
         """Parameters from statistics, and a boolean (K,) mask of components whose covariance
-        is not positive definite (their parameters are left for the caller to re-seed)."""
+        is not positive definite (their parameters are left for the caller to repair: keep,
+        as :meth:`m_step` does, or re-seed, as the Gaussian mixture does)."""
         safe = np.maximum(stats.weight, 10 * np.finfo(float).eps)
         shift = stats.first / safe[:, None]
         means = stats.center + shift

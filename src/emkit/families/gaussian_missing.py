@@ -25,7 +25,7 @@ from scipy import linalg
 from emkit.kernels import gaussian as kernels
 
 if TYPE_CHECKING:
-    from emkit.families.gaussian import GaussianFamily, GaussianParams, GaussianStats
+    from emkit.families.gaussian import GaussianFamily, GaussianParams
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -185,13 +185,22 @@ def marginal_log_density(family: GaussianFamily, params: GaussianParams,
                                        np.ascontiguousarray(full_covariances(family, params)))
 
 
+class Moments(NamedTuple):
+    """The fields of a ``GaussianStats``: Σ w, Σ w (x − c), Σ w (x − c)(x − c)ᵀ (or its
+    diagonal) per component, and the centre c."""
+
+    weight: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    center: np.ndarray
+
+
 def conditional_statistics(family: GaussianFamily, params: GaussianParams, rows: RowLayout,
-                           weights: np.ndarray) -> GaussianStats:
+                           weights: np.ndarray) -> Moments:
     """Exact expected statistics of the incomplete rows with per-component ``weights``
     (n_incomplete, K) (see the module docstring), centred at the current means like
-    :meth:`GaussianFamily.statistics`."""
-    from emkit.families.gaussian import GaussianStats
-
+    :meth:`GaussianFamily.statistics`, as :class:`Moments` (the family makes them its
+    ``GaussianStats``: this module does not import the family's module)."""
     full = family.covariance_type in ("full", "tied")
     weight, first, second = kernels.missing_moments(
         rows.values, rows.order, rows.starts, rows.observed, params.means,
@@ -201,4 +210,4 @@ def conditional_statistics(family: GaussianFamily, params: GaussianParams, rows:
         second = 0.5 * (second + np.swapaxes(second, 1, 2))
     else:
         second = second[:, :, 0]
-    return GaussianStats(weight, first, second, params.means)
+    return Moments(weight, first, second, params.means)

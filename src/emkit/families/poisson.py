@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from emkit.errors import DataError
+from emkit.families.base import EmissionDefaults
 
 _MIN_RATE = 1e-10
 
@@ -28,7 +29,7 @@ class PoissonStats(NamedTuple):
     total: np.ndarray  # (K, D) Σ_t w_tk x_td
 
 
-class PoissonEmission:
+class PoissonEmission(EmissionDefaults):
     """K states of D independent Poisson counts.
 
     Parameters
@@ -37,7 +38,7 @@ class PoissonEmission:
         Gamma(a, b) prior on every rate (a = 1, b = 0: none).
     """
 
-    letters = "l"
+    letters = "l"  # the Emission contract (emkit.families.base); ``rows`` is not needed
 
     def __init__(self, rate_prior_shape: float = 1.0, rate_prior_rate: float = 0.0):
         self.a = float(rate_prior_shape)
@@ -61,7 +62,7 @@ class PoissonEmission:
     def validate(self, X: np.ndarray) -> None:
         self._counts(X)
 
-    def log_density(self, params: PoissonParams, X: np.ndarray) -> np.ndarray:
+    def log_density(self, params: PoissonParams, X: np.ndarray, rows=None) -> np.ndarray:
         counts, observed = self._counts(X)
         rates = params.rates
         constant = np.sum(gammaln(counts + 1.0), axis=1)
@@ -69,7 +70,7 @@ class PoissonEmission:
         return np.ascontiguousarray(out)
 
     def statistics(self, params: PoissonParams, X: np.ndarray,
-                   weights: np.ndarray) -> PoissonStats:
+                   weights: np.ndarray, rows=None) -> PoissonStats:
         counts, observed = self._counts(X)
         weights = np.asarray(weights, dtype=float)
         return PoissonStats(weights.T @ observed.astype(float), weights.T @ counts)

@@ -15,45 +15,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from emkit.kernels.fastmath import exp_nonpositive
+
 _BLOCK = 256
 _PARALLEL_MIN_ROWS = 8192
 # Fused multiply-adds everywhere; reassociation only where a sum over rows must vectorise (the
-# moments): it would break exp_nonpositive's Cody–Waite reduction.
+# moments): it would break the Cody–Waite reduction of fastmath.exp_nonpositive.
 _SERIAL = dict(nogil=True, cache=True, fastmath={"contract"})
 _REDUCING = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 _PARALLEL = dict(nogil=True, cache=True, parallel=True)
-
-
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two (Cody & Waite): n·_LN2_HI is exact
-_LN2_LO = 1.90821492927058770002e-10
-_LOG2E = 1.4426950408889634
-_POW2 = np.array([2.0**-m for m in range(128)])  # 2^-m
-
-
-@numba.njit(inline="always", **_SERIAL)
-def exp_nonpositive(s):
-    """exp(s) for −85 ≤ s ≤ 0, within 2 ulp of the correctly rounded value.
-
-    s = n·ln 2 + r with n = round(s / ln 2) and |r| ≤ ln 2 / 2; e^r by its Taylor polynomial to
-    degree 12 (truncation error < 2·10⁻¹⁷), times 2^n from a table. Unlike a call to libm's exp
-    this is plain arithmetic, so loops over rows using it vectorise.
-    """
-    n = np.floor(s * _LOG2E + 0.5)
-    r = (s - n * _LN2_HI) - n * _LN2_LO
-    p = 2.08767569878681e-09  # 1/12!, then 1/11!, …, 1/0! (Horner)
-    p = p * r + 2.505210838544172e-08
-    p = p * r + 2.755731922398589e-07
-    p = p * r + 2.7557319223985893e-06
-    p = p * r + 2.48015873015873e-05
-    p = p * r + 0.0001984126984126984
-    p = p * r + 0.001388888888888889
-    p = p * r + 0.008333333333333333
-    p = p * r + 0.041666666666666664
-    p = p * r + 0.16666666666666666
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _POW2[np.int64(-n) & 127]
 
 
 @numba.njit(**_SERIAL)

@@ -57,6 +57,8 @@ import threading
 import numba
 import numpy as np
 
+from emkit.kernels.fastmath import exp_nonpositive
+
 _SERIAL = dict(nogil=True, cache=True, fastmath={"contract"})
 _PARALLEL = dict(nogil=True, cache=True, parallel=True)
 # Below this many frames one serial pass is faster than starting threads (and one sequence
@@ -69,39 +71,6 @@ _RESCALE = 1e-100
 # this, has lost its relative precision to underflow (its absolute error, up to K·2^-1074, is
 # 1e-33 of it here): the sequence is redone in log space (see "lost paths" below).
 _LOST = 1e-290
-
-
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two (Cody & Waite)
-_LN2_LO = 1.90821492927058770002e-10
-_LOG2E = 1.4426950408889634
-# 2^-m for m = 0 … 1074 (down to the smallest subnormal), then 0 for anything smaller.
-_POW2 = np.concatenate([np.ldexp(1.0, -np.arange(1075)), [0.0]])
-
-
-@numba.njit(inline="always", **_SERIAL)
-def _exp(s):
-    """exp(s) for s ≤ 0 (−inf included: 0), branch-free so that loops over states vectorise.
-
-    As ``emkit.kernels.gaussian.exp_nonpositive`` (s = n ln 2 + r, e^r by a degree-12 Taylor
-    polynomial, 2^n from a table), with the table extended to the whole float64 range.
-    """
-    s = max(s, -800.0)
-    n = np.floor(s * _LOG2E + 0.5)
-    r = (s - n * _LN2_HI) - n * _LN2_LO
-    p = 2.08767569878681e-09
-    p = p * r + 2.505210838544172e-08
-    p = p * r + 2.755731922398589e-07
-    p = p * r + 2.7557319223985893e-06
-    p = p * r + 2.48015873015873e-05
-    p = p * r + 0.0001984126984126984
-    p = p * r + 0.001388888888888889
-    p = p * r + 0.008333333333333333
-    p = p * r + 0.041666666666666664
-    p = p * r + 0.16666666666666666
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _POW2[min(np.int64(-n), 1075)]
 
 
 @numba.njit(inline="always", **_SERIAL)
@@ -196,7 +165,7 @@ def _log_sum_exp(values):
         return top
     total = 0.0
     for x in values:
-        total += _exp(x - top)
+        total += exp_nonpositive(x - top)
     return top + math.log(total)
 
 
@@ -235,7 +204,7 @@ def _log_space_one(log_start, log_transmat, log_emission, first, last, weight, p
             terms[i] = log_forward[t, i] + log_backward[i]
         log_z = _log_sum_exp(terms)
         for i in range(n_states):
-            posteriors[t, i] = _exp(min(terms[i] - log_z, 0.0))
+            posteriors[t, i] = exp_nonpositive(min(terms[i] - log_z, 0.0))
         if t == first:
             break
         # log β_{t−1}, then ξ_{t−1}(i, j) = exp(log α_{t−1}(i) + log A_ij + ahead_j − log Z_{t−1})
@@ -253,7 +222,8 @@ def _log_space_one(log_start, log_transmat, log_emission, first, last, weight, p
             if a == -np.inf:
                 continue
             for j in range(n_states):
-                pairs[i, j] += weight * _exp(min(a + log_transmat[i, j] + ahead[j], 0.0))
+                pairs[i, j] += weight * exp_nonpositive(
+                    min(a + log_transmat[i, j] + ahead[j], 0.0))
         for i in range(n_states):
             log_backward[i] = previous[i]
     pair_counts += pairs
@@ -443,7 +413,7 @@ def _scale_frame(log_emission, scaled, shifts, t):
     if shift == -np.inf:
         shift = 0.0  # every density is 0 (the forward pass stops there)
     for j in range(n_states):
-        scaled[t, j] = _exp(log_emission[t, j] - shift)
+        scaled[t, j] = exp_nonpositive(log_emission[t, j] - shift)
 
 
 @numba.njit(**_PARALLEL)

@@ -29,201 +29,56 @@ n_k and Σ_i w_i r_ik log p_ij, and its M-step is the same Newton solver.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-from scipy.special import digamma, gammaln, logsumexp, polygamma, softmax
+from scipy.special import digamma, polygamma
 
-from emkit.data import Batch, chunk_list
-from emkit.errors import DataError, NumericalError, ParameterError
+from emkit.errors import NumericalError, ParameterError
 from emkit.families.dirichlet import (
-    CountHistogram,
+    LATENT,
+    CompoundDirichletStats,
+    DirichletFamily,
+    DirichletMultinomialFamily,
     GammaPrior,
     SparseCounts,
-    _log_dm_without_coefficient,
     check_counts,
-    check_proportions,
-    count_histogram,
-    dirichlet_map,
-    log_prior_log_alpha,
-    mean_log_sums,
-    polya_map_components,
     sparse_counts,
 )
+from emkit.models.mixture import MixtureModel
 
 __all__ = ["CompoundDirichletParams", "CompoundDirichletStats",
-           "DirichletMultinomialMixtureModel", "DirichletMixtureModel"]
-
-_EMPTY_FRACTION = 1e-12
-LATENT = ("components", "probabilities")
+           "DirichletMultinomialMixtureModel", "DirichletMixtureModel", "LATENT"]
 
 
 class CompoundDirichletParams(NamedTuple):
     weights: np.ndarray  # (K,) mixing proportions π_k
     alpha: np.ndarray  # (K, J) Dirichlet parameters α_kj > 0
 
-
-class CompoundDirichletStats(NamedTuple):
-    """Statistics of the Dirichlet mixture (proportions). Additive: the field-wise sum of two
-    chunks' statistics is the statistic of both."""
-
-    weight: np.ndarray  # (K,) n_k = Σ_i w_i r_ik
-    sum_log: np.ndarray  # (K, J) S_kj = Σ_i w_i r_ik E[log q_ij]
+    @property
+    def components(self) -> np.ndarray:
+        """The components' parameters, as :class:`~emkit.models.mixture.MixtureModel` names
+        them: α."""
+        return self.alpha
 
 
-def _rows_and_weights(chunk: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    if isinstance(chunk, Batch):
-        w = None if chunk.sample_weight is None else np.asarray(chunk.sample_weight, float)
-        return np.asarray(chunk.X), w
-    return np.asarray(chunk), None
+class _CompoundDirichletMixture(MixtureModel):
+    """The generic mixture over a Dirichlet family, with parameters as
+    :class:`CompoundDirichletParams`."""
+
+    family: DirichletFamily | DirichletMultinomialFamily
+
+    @property
+    def prior(self) -> GammaPrior | None:
+        return self.family.prior
+
+    def _params(self, weights, components, events=()) -> CompoundDirichletParams:
+        return CompoundDirichletParams(weights, components)
 
 
-class _DirichletComponents:
-    """What both mixtures share: the M-step, the prior, SQUAREM coordinates, initialisation."""
-
-    def __init__(self, n_components: int = 1, prior: GammaPrior | None = None):
-        if not (isinstance(n_components, (int, np.integer)) and n_components >= 1):
-            raise ParameterError(f"n_components must be an integer >= 1, got {n_components!r}.")
-        if prior is not None and not (prior.shape > 0 and prior.rate > 0):
-            raise ParameterError(f"the Gamma prior needs shape > 0 and rate > 0, got {prior}.")
-        self.n_components = int(n_components)
-        self.prior = prior
-
-    # -------------------------------------------------------------------- to be provided
-    def _read(self, chunk) -> tuple[Any, np.ndarray, np.ndarray | None]:
-        raise NotImplementedError
-
-    def _component_log_density(self, params, data) -> np.ndarray:
-        raise NotImplementedError
-
-    def _statistics(self, params, data, weighted_resp):
-        raise NotImplementedError
-
-    def _component_m_step(self, stats, alpha: np.ndarray, k: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def _proportions(self, data) -> np.ndarray:
-        raise NotImplementedError
-
-    # -------------------------------------------------------------------- E-step
-    def posteriors(self, params: CompoundDirichletParams, chunk,
-                   inverse_temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row log-likelihood (n,) and posterior probabilities of the components (n, K)."""
-        data, _, _ = self._read(chunk)
-        return self._posteriors(params, data, inverse_temperature)
-
-    def _posteriors(self, params, data, beta):
-        with np.errstate(divide="ignore"):
-            log_joint = self._component_log_density(params, data) + np.log(params.weights)
-        log_norm = logsumexp(log_joint, axis=1)
-        if beta == 1.0:
-            resp = np.exp(log_joint - log_norm[:, None])
-        else:  # annealing tempers the posteriors only; the log-likelihood stays the true one
-            resp = softmax(beta * log_joint, axis=1)
-        return log_norm, resp
-
-    def e_step(self, params: CompoundDirichletParams, chunk,
-               inverse_temperature: float = 1.0) -> tuple[Any, float]:
-        data, n_rows, w = self._read(chunk)
-        K = self.n_components
-        if n_rows == 0:
-            return self._statistics(params, data, np.zeros((0, K))), 0.0
-        log_norm, resp = self._posteriors(params, data, inverse_temperature)
-        if w is None:
-            weighted = resp
-            log_likelihood = float(log_norm.sum())
-        else:
-            weighted = resp * w[:, None]
-            used = w > 0  # a row of weight 0 is a dropped row, even if its density is 0
-            log_likelihood = float(w[used] @ log_norm[used])
-        return self._statistics(params, data, weighted), log_likelihood
-
-    # -------------------------------------------------------------------- M-step
-    def m_step(self, stats, params: CompoundDirichletParams) -> CompoundDirichletParams:
-        total = float(stats.weight.sum())
-        alpha = params.alpha.copy()
-        for k in range(self.n_components):
-            # An empty component's α does not enter the expected log-likelihood (without a
-            # prior): keeping it is a maximiser, and avoids a solve on zeros.
-            if stats.weight[k] > _EMPTY_FRACTION * total or self.prior is not None:
-                alpha[k] = self._component_m_step(stats, params.alpha, k)
-        weights = stats.weight + 10 * np.finfo(float).eps
-        return CompoundDirichletParams(weights / weights.sum(), alpha)
-
-    def _dirichlet_m_step(self, sum_log: np.ndarray, weight: float, start: np.ndarray):
-        return dirichlet_map(sum_log, weight, start, self.prior)
-
-    def log_prior(self, params: CompoundDirichletParams) -> float:
-        return 0.0 if self.prior is None else log_prior_log_alpha(params.alpha, self.prior)
-
-    def n_samples(self, stats: CompoundDirichletStats) -> float:
-        return float(stats.weight.sum())
-
-    # Unconstrained coordinates for SQUAREM: log-weights (softmax back) and λ = log α.
-    def flatten(self, params: CompoundDirichletParams) -> np.ndarray:
-        return np.concatenate([np.log(params.weights), np.log(params.alpha).ravel()])
-
-    def unflatten(self, vector: np.ndarray,
-                  template: CompoundDirichletParams) -> CompoundDirichletParams:
-        K = self.n_components
-        alpha = np.exp(vector[K:]).reshape(template.alpha.shape)
-        if not np.all((alpha > 0) & np.isfinite(alpha)):
-            raise FloatingPointError("α outside (0, ∞)")
-        return CompoundDirichletParams(softmax(vector[:K]), alpha)
-
-    def n_parameters(self, n_categories: int) -> int:
-        return self.n_components - 1 + self.n_components * n_categories
-
-    # -------------------------------------------------------------------- initialisation
-    def init_params(self, data: Any, rng: np.random.Generator) -> CompoundDirichletParams:
-        """Hard clusters from k-means++ seeds on the proportions, each cluster's α from the
-        method of moments, jittered so that every start differs (even with one component)."""
-        parts = [self._read(chunk) for chunk in chunk_list(data)]
-        P = np.concatenate([self._proportions(part[0]) for part in parts])
-        w = np.concatenate([np.ones(part[1]) if part[2] is None else part[2] for part in parts])
-        keep = w > 0
-        P, w = P[keep], w[keep]
-        K = self.n_components
-        if len(P) < K:
-            raise DataError(f"{K} components need at least {K} rows of positive weight, got "
-                            f"{len(P)}.")
-        if K == 1:
-            assignment = np.zeros(len(P), dtype=int)
-        else:
-            from sklearn.cluster import kmeans_plusplus
-
-            centres, _ = kmeans_plusplus(P, K, random_state=int(rng.integers(0, 2**31 - 1)),
-                                         sample_weight=w)
-            # Nearest centre by plain numpy: sklearn's pairwise_distances_argmin costs ~50 ms of
-            # dispatch per call here, more than a whole EM fit of the twins data.
-            distances = (np.einsum("ij,ij->i", P, P)[:, None] - 2.0 * P @ centres.T
-                         + np.einsum("kj,kj->k", centres, centres))
-            assignment = distances.argmin(axis=1)
-        alpha = np.empty((K, P.shape[1]))
-        weights = np.empty(K)
-        for k in range(K):
-            members = assignment == k
-            if not members.any():  # k-means++ seeds are rows, so this is a tie: use all rows
-                members = np.ones(len(P), dtype=bool)
-            alpha[k] = _moment_alpha(P[members], w[members])
-            weights[k] = w[members].sum()
-        alpha *= np.exp(0.1 * rng.standard_normal(alpha.shape))
-        return CompoundDirichletParams(weights / weights.sum(), alpha)
-
-
-def _moment_alpha(P: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """A rough Dirichlet α from the weighted mean and variance of proportions (Minka 2000, §1):
-    mean m_j, precision s from m_j (1 − m_j) / var_j = s + 1 (median over categories)."""
-    total = w.sum()
-    mean = (w @ P + 1e-3) / (total + 1e-3 * P.shape[1])  # a pseudo-count keeps every α_j > 0
-    variance = w @ (P - mean) ** 2 / total
-    ratio = mean * (1 - mean) / np.maximum(variance, 1e-12)
-    precision = float(np.clip(np.median(ratio) - 1.0, 0.5, 1e4)) if len(P) > 1 else 1.0
-    return mean * precision
-
-
-class DirichletMultinomialMixtureModel(_DirichletComponents):
-    """Mixture of ``n_components`` Dirichlet-multinomials over count vectors (module docstring).
+class DirichletMultinomialMixtureModel(_CompoundDirichletMixture):
+    """Mixture of ``n_components`` Dirichlet-multinomials over count vectors (module docstring):
+    the generic mixture over :class:`~emkit.families.dirichlet.DirichletMultinomialFamily`.
 
     Parameters
     ----------
@@ -246,66 +101,11 @@ class DirichletMultinomialMixtureModel(_DirichletComponents):
 
     def __init__(self, n_components: int = 1, prior: GammaPrior | None = None,
                  latent: str = "components"):
-        super().__init__(n_components, prior)
-        if latent not in LATENT:
-            raise ParameterError(f"latent must be one of {LATENT}, got {latent!r}.")
-        self.latent = latent
+        super().__init__(DirichletMultinomialFamily(prior, latent), n_components)
 
-    def _read(self, chunk) -> tuple[SparseCounts, int, np.ndarray | None]:
-        # A chunk is an array of counts, or (what the estimators pass, converted and checked
-        # once per fit instead of once per iteration) SparseCounts; either inside a Batch.
-        X, w = (chunk.X, chunk.sample_weight) if isinstance(chunk, Batch) else (chunk, None)
-        w = None if w is None else np.asarray(w, dtype=float)
-        if isinstance(X, SparseCounts):
-            return X, X.n_rows, w
-        X = np.asarray(X)
-        if X.ndim == 2 and len(X) == 0:
-            return sparse_counts(np.zeros((0, max(X.shape[1], 2)))), 0, w
-        counts = sparse_counts(check_counts(X))
-        return counts, counts.n_rows, w
-
-    def prepare(self, chunk) -> list:
-        """The engine's once-per-fit hook: an array of counts becomes (checked) SparseCounts, so
-        that the E-steps do not convert and check it again at every iteration."""
-        if isinstance(chunk, Batch):
-            if isinstance(chunk.X, SparseCounts) or len(chunk.X) == 0:
-                return [chunk]
-            return [Batch(sparse_counts(check_counts(chunk.X)), chunk.sample_weight,
-                          chunk.labels)]
-        if isinstance(chunk, SparseCounts) or len(chunk) == 0:
-            return [chunk]
-        return [sparse_counts(check_counts(chunk))]
-
-    def _component_log_density(self, params, counts: SparseCounts) -> np.ndarray:
-        return (_log_dm_without_coefficient(counts, params.alpha)
-                + counts.log_coefficient[:, None])
-
-    def _statistics(self, params, counts: SparseCounts, weighted_resp) -> CountHistogram:
-        return count_histogram(counts, weighted_resp)
-
-    def m_step(self, stats: CountHistogram,
-               params: CompoundDirichletParams) -> CompoundDirichletParams:
-        if self.latent == "probabilities":
-            # E[log q_ij] under the posterior at the E-step's α (the α passed in with the stats).
-            stats = CompoundDirichletStats(stats.weight, mean_log_sums(stats, params.alpha))
-            return super().m_step(stats, params)
-        # All components in one compiled call; as in the base class, an empty component keeps
-        # its α when there is no prior.
-        active = (stats.weight > _EMPTY_FRACTION * float(stats.weight.sum())) | (
-            self.prior is not None)
-        alpha = polya_map_components(stats, params.alpha, active, self.prior)
-        weights = stats.weight + 10 * np.finfo(float).eps
-        return CompoundDirichletParams(weights / weights.sum(), alpha)
-
-    def _component_m_step(self, stats: CompoundDirichletStats, alpha: np.ndarray,
-                          k: int) -> np.ndarray:
-        # latent="probabilities" only (m_step above handles "components" in one call).
-        return self._dirichlet_m_step(stats.sum_log[k], float(stats.weight[k]), alpha[k])
-
-    def _proportions(self, counts: SparseCounts) -> np.ndarray:
-        P = np.zeros((counts.n_rows, counts.n_categories))
-        P[counts.rows, counts.columns] = counts.values / counts.totals[counts.rows]
-        return P
+    @property
+    def latent(self) -> str:
+        return self.family.latent
 
     # -------------------------------------------------------------------- Laplace approximation
     def laplace_log_evidence(self, params: CompoundDirichletParams, X: np.ndarray,
@@ -331,7 +131,7 @@ class DirichletMultinomialMixtureModel(_DirichletComponents):
             raise NumericalError("the Hessian of the log posterior is not negative definite at "
                                  "the fitted parameters (not a maximum): fit to convergence "
                                  "(smaller tol, more max_iter) before the Laplace evidence.")
-        log_norm, _ = self._posteriors(params, counts, 1.0)
+        log_norm, _ = self.posteriors(params, counts)
         K = self.n_components
         d = hessian.shape[0]
         return float(w @ log_norm + self.log_prior(params) + math.lgamma(K)
@@ -347,7 +147,7 @@ class DirichletMultinomialMixtureModel(_DirichletComponents):
         """
         alpha, weights = params.alpha, params.weights
         K, J = alpha.shape
-        _, resp = self._posteriors(params, counts, 1.0)
+        _, resp = self.posteriors(params, counts)
         alpha0 = alpha.sum(axis=1)
         totals = counts.totals[:, None]
         # a_ikj = ∂ log f_ik / ∂α_kj, dense (n, K, J): zero counts give ψ(α_kj) − ψ(α_kj) = 0.
@@ -388,28 +188,10 @@ class DirichletMultinomialMixtureModel(_DirichletComponents):
         return H
 
 
-class DirichletMixtureModel(_DirichletComponents):
-    """Mixture of ``n_components`` Dirichlet distributions over rows on the simplex."""
 
-    def _read(self, chunk) -> tuple[np.ndarray, int, np.ndarray | None]:
-        P, w = _rows_and_weights(chunk)
-        if P.ndim == 2 and len(P) == 0:
-            return np.zeros((0, max(P.shape[1], 2))), 0, w
-        P = check_proportions(P)
-        return np.log(P), len(P), w
+class DirichletMixtureModel(_CompoundDirichletMixture):
+    """Mixture of ``n_components`` Dirichlet distributions over rows on the simplex: the generic
+    mixture over :class:`~emkit.families.dirichlet.DirichletFamily`."""
 
-    def _component_log_density(self, params, log_p: np.ndarray) -> np.ndarray:
-        alpha = params.alpha
-        return (gammaln(alpha.sum(axis=1)) - gammaln(alpha).sum(axis=1)
-                + log_p @ (alpha - 1.0).T)
-
-    def _statistics(self, params, log_p: np.ndarray, weighted_resp) -> CompoundDirichletStats:
-        return CompoundDirichletStats(weighted_resp.sum(axis=0), weighted_resp.T @ log_p)
-
-    def _component_m_step(self, stats: CompoundDirichletStats, alpha: np.ndarray,
-                          k: int) -> np.ndarray:
-        return self._dirichlet_m_step(stats.sum_log[k], float(stats.weight[k]), alpha[k])
-
-    def _proportions(self, log_p: np.ndarray) -> np.ndarray:
-        return np.exp(log_p)
-
+    def __init__(self, n_components: int = 1, prior: GammaPrior | None = None):
+        super().__init__(DirichletFamily(prior), n_components)

@@ -1,4 +1,13 @@
-"""Gaussian mixture model for :func:`emkit.fit_em`.
+"""Mixture models for :func:`emkit.fit_em`: one generic mixture of any component family, and
+the Gaussian mixture on it.
+
+The mixture logic is written once: :class:`MixtureModel` makes a mixture of any
+:class:`~emkit.families.base.ComponentFamily` (posteriors with log-weights and annealing, the
+weight M-step, the log-weight coordinates of SQUAREM, sample weights, the family's start), so a
+new mixture family is one module in ``emkit.families``. :class:`GaussianMixtureModel` is that
+mixture over :class:`GaussianFamily` with the Gaussian's fast path (fused compiled posteriors,
+blocks of rows, sorted patterns of missing values), labelled rows, re-seeding of degenerate
+components and its richer initialisations:
 
 E-step: posteriors r_ik ∝ π_k N(x_i | μ_k, Σ_k) and the weighted statistics of the Gaussian family.
 M-step: π_k = Σ_i w_i r_ik / Σ_i w_i and the family's M-step.
@@ -17,16 +26,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.special import logsumexp
 
 from emkit import clustering
 from emkit.clustering import DEFAULT_INIT, INIT_METHODS
 from emkit.data import Batch, row_sample
 from emkit.errors import DataError, ParameterError
 from emkit.families import gaussian_missing as missing
+from emkit.families.base import (
+    ComponentFamily,
+    flatten_probabilities,
+    log_weights,
+    mixing_weights,
+    unflatten_probabilities,
+)
 from emkit.families.gaussian import (
     GaussianFamily,
-    GaussianParams,
     GaussianStats,
     covariances_from_precisions,
 )
@@ -46,9 +60,121 @@ _INIT_MAX_ROWS = 100_000
 
 
 class MixtureParams(NamedTuple):
-    weights: np.ndarray  # (K,)
-    components: GaussianParams
+    weights: np.ndarray  # (K,) mixing weights π
+    components: Any  # the family's parameters of the K components
     events: tuple = ()
+
+
+class Prepared(NamedTuple):
+    """Rows already read by the family (what :meth:`MixtureModel.prepare` makes of a chunk)."""
+
+    data: Any
+    sample_weight: np.ndarray | None
+
+
+class MixtureModel:
+    """Mixture of ``n_components`` components of one family, for :func:`emkit.fit_em`.
+
+    E-step: r_ik ∝ π_k p(x_i | θ_k) (tempered to r_ik ∝ (π_k p(x_i | θ_k))^β when annealing), by
+    the family's ``posteriors``; the statistics are the family's, with per-row, per-component
+    weights w_i r_ik. M-step: π_k ∝ Σ_i w_i r_ik and the family's M-step. Everything about the
+    components is the family's (:class:`~emkit.families.base.ComponentFamily`); this class
+    holds the mixture, so a new mixture family is one family module.
+
+    Parameters
+    ----------
+    family : ComponentFamily
+    n_components : int
+        K.
+    """
+
+    def __init__(self, family: ComponentFamily, n_components: int):
+        if not (isinstance(n_components, (int, np.integer)) and n_components >= 1):
+            raise ParameterError(f"n_components must be an integer >= 1, got {n_components!r}.")
+        self.family = family
+        self.n_components = int(n_components)
+
+    def _params(self, weights: np.ndarray, components: Any, events: tuple = ()) -> Any:
+        """The parameter value of this model (a subclass may keep a type of its own)."""
+        return MixtureParams(weights, components, tuple(events))
+
+    # ------------------------------------------------------------------ E-step
+    def prepare(self, chunk: Any) -> list[Any]:
+        """The engine's once-per-fit hook: the chunk's rows read (checked, converted) by the
+        family once, instead of at every E-step."""
+        if isinstance(chunk, Prepared):
+            return [chunk]
+        X, sample_weight = _rows_and_weights(chunk)
+        return [Prepared(self.family.read(X), sample_weight)]
+
+    def _read(self, chunk: Any) -> tuple[Any, np.ndarray | None]:
+        if isinstance(chunk, Prepared):
+            return chunk.data, chunk.sample_weight
+        X, sample_weight = _rows_and_weights(chunk)
+        return self.family.read(X), sample_weight
+
+    def log_joint(self, params: MixtureParams, chunk: Any) -> np.ndarray:
+        """log π_k + log p(x_i | θ_k), shape (n_rows, K)."""
+        data, _ = self._read(chunk)
+        return self.family.log_density(params.components, data) + log_weights(params.weights)
+
+    def posteriors(self, params: MixtureParams, chunk: Any,
+                   inverse_temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row log-likelihood (n_rows,) and posterior probabilities (n_rows, K)."""
+        data, _ = self._read(chunk)
+        return self.family.posteriors(params.components, data, log_weights(params.weights),
+                                      inverse_temperature)
+
+    def e_step(self, params: MixtureParams, chunk: Any,
+               inverse_temperature: float = 1.0) -> tuple[Any, float]:
+        data, w = self._read(chunk)
+        if self.family.n_rows(data) == 0:
+            empty = np.zeros((0, self.n_components))
+            return self.family.statistics(params.components, data, empty), 0.0
+        log_norm, resp = self.family.posteriors(params.components, data,
+                                                log_weights(params.weights),
+                                                inverse_temperature)
+        if w is None:
+            weighted = resp
+            log_likelihood = float(log_norm.sum())
+        else:
+            weighted = resp * w[:, None]
+            used = w > 0  # a row of weight 0 is a dropped row, even if its density is 0
+            log_likelihood = float(w[used] @ log_norm[used])
+        return self.family.statistics(params.components, data, weighted), log_likelihood
+
+    # ------------------------------------------------------------------ M-step
+    def m_step(self, stats: Any, params: MixtureParams) -> MixtureParams:
+        components, events = self.family.m_step(stats, params.components)
+        return self._params(mixing_weights(self.family.component_weights(stats)), components,
+                            events)
+
+    def log_prior(self, params: MixtureParams) -> float:
+        return float(self.family.log_prior(params.components))
+
+    # ------------------------------------------------------------------ engine hooks
+    def n_samples(self, stats: Any) -> float:
+        return float(self.family.component_weights(stats).sum())
+
+    def flatten(self, params: MixtureParams) -> np.ndarray:
+        """Log-weights (softmax back), then the family's coordinates."""
+        return np.concatenate([flatten_probabilities(params.weights),
+                               self.family.flatten(params.components)])
+
+    def unflatten(self, vector: np.ndarray, template: MixtureParams) -> MixtureParams:
+        K = self.n_components
+        return self._params(unflatten_probabilities(vector[:K], template.weights),
+                            self.family.unflatten(vector[K:], template.components))
+
+    def n_parameters(self, n_features: int) -> int:
+        return self.n_components - 1 + self.family.n_parameters(self.n_components, n_features)
+
+    # ------------------------------------------------------------------ initialisation
+    def init_params(self, data: Any, rng: np.random.Generator) -> MixtureParams:
+        """The family's start from all chunks."""
+        parts = [self._read(chunk) for chunk in chunk_list(data)]
+        weights, components = self.family.init(parts, self.n_components, rng)
+        return self._params(weights, components)
 
 
 @dataclass(frozen=True)
@@ -88,8 +214,9 @@ def as_batch(chunk: Any) -> Batch:
     return Batch(np.asarray(chunk))
 
 
-class GaussianMixtureModel:
-    """Mixture of ``n_components`` Gaussians (see the module docstring).
+class GaussianMixtureModel(MixtureModel):
+    """Mixture of ``n_components`` Gaussians (see the module docstring): the generic mixture
+    over :class:`GaussianFamily`, with the Gaussian's fast path.
 
     Parameters
     ----------
@@ -112,8 +239,7 @@ class GaussianMixtureModel:
         if init_params not in INIT_METHODS:
             raise ParameterError(
                 f"init_params must be one of {INIT_METHODS}, got {init_params!r}.")
-        self.n_components = int(n_components)
-        self.family = GaussianFamily(covariance_type, reg_covar, dtype)
+        super().__init__(GaussianFamily(covariance_type, reg_covar, dtype), int(n_components))
         self.init_method = init_params
         self.weights_init = weights_init
         self.means_init = means_init
@@ -126,7 +252,7 @@ class GaussianMixtureModel:
     # ------------------------------------------------------------------ E-step
     def log_joint(self, params: MixtureParams, X: np.ndarray) -> np.ndarray:
         """log π_k + log N(x_i | μ_k, Σ_k), shape (n_rows, K)."""
-        return self.family.log_density(params.components, X, _log(params.weights))
+        return self.family.log_density(params.components, X, log_weights(params.weights))
 
     def posteriors(self, params: MixtureParams, X: np.ndarray,
                    inverse_temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +262,7 @@ class GaussianMixtureModel:
         resp = np.empty((len(X), self.n_components), dtype=self.family.dtype)
         for block in self._blocks(len(X), X.shape[1]):
             log_norm[block], resp[block] = self.family.posteriors(
-                params.components, X[block], _log(params.weights), inverse_temperature)
+                params.components, X[block], log_weights(params.weights), inverse_temperature)
         return log_norm, resp
 
     def prepare(self, chunk: Any) -> list[Any]:
@@ -183,8 +309,8 @@ class GaussianMixtureModel:
         X = np.ascontiguousarray(X, dtype=self.family.dtype)
         if rows is None:  # where the NaN are, found once for both passes
             rows = missing.layout(X)
-        row_ll, resp = self.family.posteriors(params.components, X, _log(params.weights), beta,
-                                              rows)
+        row_ll, resp = self.family.posteriors(params.components, X, log_weights(params.weights),
+                                              beta, rows)
         if labels is not None:
             known = np.flatnonzero(labels >= 0)
             if len(known):  # a labelled row contributes log π_y N(x | y), its posterior is y
@@ -230,9 +356,8 @@ class GaussianMixtureModel:
     def m_step(self, stats: MixtureStats, params: MixtureParams | None = None) -> MixtureParams:
         comp = stats.components
         total = float(comp.weight.sum())
-        components, bad = self.family.m_step(comp)
-        weights = comp.weight + 10 * np.finfo(float).eps
-        weights = weights / weights.sum()
+        components, bad = self.family.estimate(comp)
+        weights = mixing_weights(comp.weight)
         empty = comp.weight < _EMPTY_FRACTION * max(total, 1e-300)
         degenerate = bad | empty
         if not degenerate.any():
@@ -277,18 +402,6 @@ class GaussianMixtureModel:
     # ------------------------------------------------------------------ engine hooks
     def n_samples(self, stats: MixtureStats) -> float:
         return float(stats.components.weight.sum())
-
-    def flatten(self, params: MixtureParams) -> np.ndarray:
-        return np.concatenate([np.log(params.weights), self.family.flatten(params.components)])
-
-    def unflatten(self, vector: np.ndarray, template: MixtureParams) -> MixtureParams:
-        K = self.n_components
-        log_weights = vector[:K]
-        weights = np.exp(log_weights - logsumexp(log_weights))
-        return MixtureParams(weights, self.family.unflatten(vector[K:], template.components))
-
-    def n_parameters(self, n_features: int) -> int:
-        return self.n_components - 1 + self.family.n_parameters(self.n_components, n_features)
 
     # ------------------------------------------------------------------ initialisation
     def init_params(self, data: Any, rng: np.random.Generator) -> MixtureParams:
@@ -461,9 +574,12 @@ class GaussianMixtureModel:
         return MixtureParams(weights, components)
 
 
-def _log(weights):
-    with np.errstate(divide="ignore"):  # a weight of exactly 0 gives −inf: that is right
-        return np.log(weights)
+def _rows_and_weights(chunk: Any) -> tuple[Any, np.ndarray | None]:
+    """A chunk's rows and row weights (None: all 1)."""
+    if isinstance(chunk, Batch):
+        w = None if chunk.sample_weight is None else np.asarray(chunk.sample_weight, float)
+        return chunk.X, w
+    return chunk, None
 
 
 def _lowest_rows(row_ll, X, used, m):
