@@ -29,7 +29,7 @@ from scipy.optimize import linear_sum_assignment
 
 from emkit import clustering
 from emkit.clustering import DEFAULT_INIT, INIT_METHODS
-from emkit.data import Batch, row_sample
+from emkit.data import Batch, chunk_list, row_sample
 from emkit.errors import DataError, ParameterError
 from emkit.families import gaussian_missing as missing
 from emkit.families.base import (
