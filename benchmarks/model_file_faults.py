@@ -46,14 +46,14 @@ TIMEOUT = 10.0
 def fitted_models():
     """name -> fitted estimator, one or more of every registered estimator."""
     from emkit import GaussianMixture
-    from emkit.compound_dirichlet import (
+    from emkit.estimators.compound_dirichlet import (
         Dirichlet,
         DirichletMultinomial,
         DirichletMultinomialMixture,
     )
-    from emkit.fixed_mixture import FixedMixture
-    from emkit.hmm import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
-    from emkit.superimposed import SuperimposedSignals
+    from emkit.estimators.fixed_mixture import FixedMixture
+    from emkit.estimators.hmm import GMMHMM, CategoricalHMM, GaussianHMM, PoissonHMM
+    from emkit.estimators.superimposed import SuperimposedSignals
 
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
@@ -283,7 +283,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import emkit
-    from emkit import persist
+    from emkit.estimators import persist
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="emkit-faults-"))
     folder.mkdir(parents=True, exist_ok=True)

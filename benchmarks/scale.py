@@ -44,7 +44,7 @@ CHILD = """
 import json, resource, sys, time, warnings
 import numpy as np
 import emkit
-from emkit.data import NpyChunks
+from emkit.data.chunks import NpyChunks
 warnings.simplefilter("ignore")
 path, n_iter = sys.argv[1], int(sys.argv[2])
 source = NpyChunks(path, chunk_rows=1 << 18)

@@ -26,7 +26,7 @@ warnings.simplefilter("ignore")  # ConvergenceWarning of slow starts is expected
 
 
 def tone_case(n, seed=0):
-    from emkit.signals import Sinusoids
+    from emkit.models.signals import Sinusoids
 
     rng = np.random.default_rng(seed)
     t = np.arange(n)
@@ -36,7 +36,7 @@ def tone_case(n, seed=0):
 
 
 def transmitter_case(seed=0):
-    from emkit.signals import Transmitters
+    from emkit.models.signals import Transmitters
 
     rng = np.random.default_rng(seed)
     signal = Transmitters(rng.uniform(size=(40, 2)))

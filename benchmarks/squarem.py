@@ -17,7 +17,7 @@ def main():
     from gmm import machine_description
 
     from emkit import GaussianMixture, datasets
-    from emkit.selection import select_model
+    from emkit.estimators.selection import select_model
 
     X = datasets.load("faithful").data
     selection = select_model(X, range(1, 7), ("full", "tied", "diag", "spherical"),

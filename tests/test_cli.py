@@ -1,4 +1,4 @@
-"""The ``emkit`` command line and its table reading (emkit.io); `emkit demo`: test_report.py.
+"""The ``emkit`` command line and its table reading (emkit.data.io); `emkit demo`: test_report.py.
 
 References are independent of the code under test: the data are read with numpy's own CSV
 reader, predictions are compared with the loaded estimator's methods, and the Old Faithful
@@ -17,10 +17,10 @@ from scipy import stats
 
 from emkit import datasets
 from emkit.cli import main, parse_k_range
+from emkit.data.io import read_table, write_csv
 from emkit.errors import DataError
-from emkit.imputer import EMImputer
-from emkit.io import read_table, write_csv
-from emkit.persist import load
+from emkit.estimators.imputer import EMImputer
+from emkit.estimators.persist import load
 
 FAITHFUL = datasets.path("faithful")
 PENGUINS = datasets.path("penguins")
@@ -406,7 +406,7 @@ def test_write_csv_is_atomic_and_leaves_no_temporary_file(tmp_path, monkeypatch)
     def disk_full(descriptor):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("emkit.atomic.os.fsync", disk_full)
+    monkeypatch.setattr("emkit.core.atomic.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space"):  # the old file stays, the temporary goes
         write_csv(target, ["a"], [[3]])
     assert target.read_text() == "a,b\n1,0.1\n2,1e-300\n"

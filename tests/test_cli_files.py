@@ -155,7 +155,7 @@ def test_dmm_odd_bytes_are_one_line(capsys, tmp_path, content):
 
 
 def test_info_prints_the_fitted_parameters(capsys, tmp_path):
-    from emkit.persist import load
+    from emkit.estimators.persist import load
 
     model_path = tmp_path / "geyser.emkit"
     status, _, err = run(capsys, "fit", "hmm", datasets.path("geyser"), "-k", 2, "-o",

@@ -234,7 +234,7 @@ def test_defaults_read_from_the_source_are_the_signatures():
                 assert eval(value, {"np": np}) == with_default[name], (kind, name)
             else:
                 assert value == with_default[name], (kind, name)
-    for module, name in (("emkit.clustering", "INIT_METHODS"),
+    for module, name in (("emkit.models.clustering", "INIT_METHODS"),
                          ("emkit.families.gaussian", "COVARIANCE_TYPES")):
         assert defaults.constant(module, name) == getattr(importlib.import_module(module), name)
 

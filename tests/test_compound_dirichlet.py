@@ -15,17 +15,21 @@ from scipy.special import digamma, gammaln, polygamma
 import contracts.test_contracts as contract_tests
 from contracts.cases_compound_dirichlet import PRIOR_CASES
 from emkit import datasets
-from emkit.compound_dirichlet import Dirichlet, DirichletMultinomial, DirichletMultinomialMixture
-from emkit.data import Batch
-from emkit.engine import add_statistics
+from emkit.core.engine import add_statistics
+from emkit.data.chunks import Batch
 from emkit.errors import DataError, NotFittedError, NumericalError, ParameterError
+from emkit.estimators.compound_dirichlet import (
+    Dirichlet,
+    DirichletMultinomial,
+    DirichletMultinomialMixture,
+)
+from emkit.estimators.persist import load
 from emkit.families import dirichlet as family
 from emkit.families.dirichlet import GammaPrior
 from emkit.models.compound_dirichlet import (
     CompoundDirichletParams,
     DirichletMultinomialMixtureModel,
 )
-from emkit.persist import load
 
 
 def draw_counts(rng, alpha, n_rows, totals=(20, 200), weights=None):

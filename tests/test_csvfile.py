@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from emkit.data.io import numeric_columns, read_table
 from emkit.errors import DataError
-from emkit.io import numeric_columns, read_table
 
 DATA = np.array([[1.5, 2.0, -3.25], [4.0, np.nan, 6.5], [7.0, 8.0, np.nan], [1e-3, 1e3, 0.0]])
 NAMES = ("a", "b", "c")

@@ -15,7 +15,7 @@ from scipy import optimize, stats
 from scipy.special import expit, logsumexp
 
 import emkit
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import DataError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "poisson_mixture.py"

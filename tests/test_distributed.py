@@ -71,7 +71,7 @@ def test_a_worker_killed_during_the_fit_changes_nothing(client):
                 killed.append(info.iteration)
 
     from emkit import fit_em
-    from emkit.distributed import DaskChunks
+    from emkit.data.distributed import DaskChunks
     from emkit.models.mixture import GaussianMixtureModel
 
     model = GaussianMixtureModel(2, "full")
@@ -104,7 +104,7 @@ def test_the_threaded_scheduler_works_without_a_cluster():
 
 def test_an_hmm_fits_on_a_dask_array_in_blocks_of_whole_sequences(client):
     from emkit import GaussianHMM
-    from emkit.distributed import DaskSequences
+    from emkit.data.distributed import DaskSequences
 
     rng = np.random.default_rng(4)
     lengths = rng.integers(50, 400, size=60)

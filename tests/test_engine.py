@@ -16,7 +16,7 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from emkit import IterationInfo, annealing_schedule, fit_em
-from emkit.engine import ConvergenceMonitor
+from emkit.core.engine import ConvergenceMonitor
 from emkit.errors import (
     ConvergenceWarning,
     DataError,

@@ -1,4 +1,5 @@
-"""The estimator base (emkit.base) and the constraints tables (emkit.validation), over every
+"""The estimator base (emkit.estimators.base) and the constraints tables
+(emkit.estimators.validation), over every
 public estimator: bad parameters are refused by name, sampling is reproducible from any
 random_state, save/load goes through the base, and bic/aic follow n_parameters."""
 
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 
 import emkit
-from emkit.base import FIT_RECORD, EMEstimator, OnlineEMMixin, SamplingMixin
 from emkit.errors import NotFittedError, ParameterError
-from emkit.validation import (
+from emkit.estimators.base import FIT_RECORD, EMEstimator, OnlineEMMixin, SamplingMixin
+from emkit.estimators.validation import (
     Constraint,
     Integer,
     Letters,
@@ -169,7 +170,7 @@ def test_every_public_estimator_derives_from_the_base():
         if name != "EMImputer":
             assert isinstance(estimator, EMEstimator), name
         for cls in type(estimator).__mro__:
-            if cls.__module__.startswith("emkit.") and cls.__module__ != "emkit.base":
+            if cls.__module__.startswith("emkit.") and cls.__module__ != "emkit.estimators.base":
                 own = set(shared).intersection(vars(cls)) - (
                     {"__sklearn_tags__"} if name == "EMImputer" else set())
                 assert not own, f"{cls.__name__} defines its own {sorted(own)}"

@@ -19,7 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import emkit
 from emkit import FixedMixture, fit_em
 from emkit.cli import main
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from emkit.models import fixed_mixture as fm
 from emkit.models.fixed_mixture import FixedMixtureModel, FixedMixtureParams, likelihood_matrix
@@ -371,7 +371,7 @@ def test_models_are_not_stored(tmp_path):
     fitted.save(tmp_path / "m.emkit")
     loaded = emkit.load(tmp_path / "m.emkit")
     assert loaded.models is None
-    notes = emkit.persist.describe(tmp_path / "m.emkit")["notes"]
+    notes = emkit.estimators.persist.describe(tmp_path / "m.emkit")["notes"]
     assert any("models" in note for note in notes)
     matrix = np.column_stack([m.score_samples(X) for m in members])
     loaded.set_params(log=True)

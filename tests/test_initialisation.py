@@ -11,10 +11,10 @@ import pytest
 from sklearn.datasets import load_iris, load_wine
 
 import emkit
-from emkit import clustering
-from emkit.clustering import INIT_METHODS
-from emkit.data import ArrayChunks, Batch
+from emkit.data.chunks import ArrayChunks, Batch
 from emkit.errors import ParameterError
+from emkit.models import clustering
+from emkit.models.clustering import INIT_METHODS
 from emkit.models.mixture import GaussianMixtureModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::emkit.errors.ConvergenceWarning")

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import emkit
 from emkit import fit_em
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import LikelihoodDecreaseWarning
 from emkit.models.mixture import GaussianMixtureModel
 

@@ -10,11 +10,11 @@ import pytest
 from poisson_mixture import PoissonMixture  # docs/examples
 
 from emkit import GaussianMixture, fit_em
-from emkit.data import Batch
+from emkit.core.online import OnlineEM, fit_online
+from emkit.data.chunks import Batch
 from emkit.errors import DataError, ParameterError
+from emkit.estimators.persist import load
 from emkit.models.mixture import GaussianMixtureModel
-from emkit.online import OnlineEM, fit_online
-from emkit.persist import load
 
 
 def three_clusters(n_rows, seed):

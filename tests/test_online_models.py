@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from emkit.compound_dirichlet import Dirichlet, DirichletMultinomial, DirichletMultinomialMixture
 from emkit.errors import DataError, ParameterError
+from emkit.estimators.compound_dirichlet import (
+    Dirichlet,
+    DirichletMultinomial,
+    DirichletMultinomialMixture,
+)
+from emkit.estimators.fixed_mixture import FixedMixture
+from emkit.estimators.persist import load
 from emkit.families.dirichlet import count_histogram, sparse_counts
-from emkit.fixed_mixture import FixedMixture
-from emkit.persist import load
 
 
 # ---------------------------------------------------------------------------- data

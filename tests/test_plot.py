@@ -15,6 +15,7 @@ from matplotlib.patches import Ellipse  # noqa: E402
 
 from emkit import GaussianMixture, datasets  # noqa: E402
 from emkit.errors import DataError, ParameterError  # noqa: E402
+from emkit.estimators.selection import select_model  # noqa: E402
 from emkit.plot import (  # noqa: E402
     criterion_choices,
     plot_alpha_heatmap,
@@ -25,7 +26,6 @@ from emkit.plot import (  # noqa: E402
     plot_states,
     save_figure,
 )
-from emkit.selection import select_model  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,8 @@ from scipy import stats
 
 from emkit import select_model
 from emkit.errors import DataError, ParameterError
-from emkit.estimators import GaussianMixture
-from emkit.selection import SelectionResult
+from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators.selection import SelectionResult
 
 
 @pytest.fixture(scope="module")

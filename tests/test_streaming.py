@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emkit import GaussianMixture
-from emkit.data import (
+from emkit.data.chunks import (
     ArrayChunks,
     Batch,
     ChunkSource,

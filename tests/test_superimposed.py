@@ -13,10 +13,9 @@ from scipy import optimize, stats
 
 import emkit
 from emkit import fit_em
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.models.superimposed import SuperimposedModel, sample_rows
-from emkit.signals import (
+from emkit.models.signals import (
     DelayedWaveform,
     Sinusoids,
     Transmitters,
@@ -24,6 +23,7 @@ from emkit.signals import (
     tone_derivatives,
     weighted_cost,
 )
+from emkit.models.superimposed import SuperimposedModel, sample_rows
 from property_budget import examples
 
 N = 64

@@ -8,35 +8,39 @@ from __future__ import annotations
 
 import importlib
 
+from emkit import _compat
+
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "fit_em": "emkit.engine",
-    "EMResult": "emkit.engine",
-    "EMModel": "emkit.engine",
-    "IterationInfo": "emkit.engine",
-    "annealing_schedule": "emkit.engine",
-    "Batch": "emkit.data",
-    "GaussianMixture": "emkit.estimators",
-    "GaussianHMM": "emkit.hmm",
-    "GMMHMM": "emkit.hmm",
-    "CategoricalHMM": "emkit.hmm",
-    "PoissonHMM": "emkit.hmm",
-    "FixedMixture": "emkit.fixed_mixture",
-    "EMImputer": "emkit.imputer",
-    "DirichletMultinomial": "emkit.compound_dirichlet",
-    "DirichletMultinomialMixture": "emkit.compound_dirichlet",
-    "Dirichlet": "emkit.compound_dirichlet",
-    "SuperimposedSignals": "emkit.superimposed",
-    "signals": "emkit.signals",
+    "fit_em": "emkit.core.engine",
+    "EMResult": "emkit.core.engine",
+    "EMModel": "emkit.core.engine",
+    "IterationInfo": "emkit.core.engine",
+    "annealing_schedule": "emkit.core.engine",
+    "Batch": "emkit.data.chunks",
+    "GaussianMixture": "emkit.estimators.gaussian_mixture",
+    "GaussianHMM": "emkit.estimators.hmm",
+    "GMMHMM": "emkit.estimators.hmm",
+    "CategoricalHMM": "emkit.estimators.hmm",
+    "PoissonHMM": "emkit.estimators.hmm",
+    "FixedMixture": "emkit.estimators.fixed_mixture",
+    "EMImputer": "emkit.estimators.imputer",
+    "DirichletMultinomial": "emkit.estimators.compound_dirichlet",
+    "DirichletMultinomialMixture": "emkit.estimators.compound_dirichlet",
+    "Dirichlet": "emkit.estimators.compound_dirichlet",
+    "SuperimposedSignals": "emkit.estimators.superimposed",
+    "signals": "emkit.models.signals",
     "GaussianMixtureModel": "emkit.models.mixture",
-    "select_model": "emkit.selection",
-    "load": "emkit.persist",
+    "select_model": "emkit.estimators.selection",
+    "load": "emkit.estimators.persist",
     "datasets": "emkit.datasets",
     "errors": "emkit.errors",
     "data": "emkit.data",
-    "online": "emkit.online",
+    "online": "emkit.core.online",
 }
+
+_compat.install()
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
 

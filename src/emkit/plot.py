@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.atomic import write_atomically
+from emkit.core.atomic import write_atomically
 from emkit.errors import DataError, ParameterError
 
 _CRITERIA = ("bic", "aic", "icl")
@@ -153,7 +153,7 @@ def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = 
 
     Parameters
     ----------
-    selection_result : emkit.selection.SelectionResult
+    selection_result : emkit.estimators.selection.SelectionResult
         Its ``table`` rows hold ``n_components``, ``covariance_type`` and the criteria.
     ax : matplotlib Axes or sequence of Axes, optional
         One Axes per criterion.

@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from emkit.atomic import write_atomically
+from emkit.core.atomic import write_atomically
+from emkit.data.io import json_default
 from emkit.errors import ConvergenceWarning
-from emkit.io import json_default
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
@@ -120,7 +120,7 @@ def _plotting_available() -> bool:
 
 
 def _gmm(n_components: int, covariance_type: str, seed: int, **params: Any):
-    from emkit.estimators import GaussianMixture
+    from emkit.estimators.gaussian_mixture import GaussianMixture
 
     return GaussianMixture(n_components, covariance_type=covariance_type, random_state=seed,
                            **params)
@@ -148,7 +148,7 @@ def _best_converged(selection):
 # ------------------------------------------------------------------------------ Old Faithful
 def _faithful(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
-    from emkit.selection import select_model
+    from emkit.estimators.selection import select_model
 
     faithful = datasets.load("faithful")
     X = faithful.data
@@ -234,7 +234,7 @@ class _Figures:
 # ------------------------------------------------------------------------------ galaxies
 def _galaxies(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
-    from emkit.selection import select_model
+    from emkit.estimators.selection import select_model
 
     galaxies = datasets.load("galaxies")
     # In 1000 km/s, the unit of Roeder (1990): the default reg_covar (1e-6) is then negligible
@@ -339,7 +339,7 @@ def _airquality(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> di
     """The multivariate normal with missing data (K = 1): maximum likelihood means against the
     complete-case means, and the conditional-mean imputation of the first incomplete day."""
     from emkit import GaussianMixture, datasets
-    from emkit.imputer import EMImputer
+    from emkit.estimators.imputer import EMImputer
 
     air = datasets.load("airquality")
     columns = [c for c in ("Ozone", "Solar.R", "Wind", "Temp") if c in air.columns]
@@ -434,8 +434,8 @@ TONE_TOLERANCE_CRB_SD = 3.0
 def _tones(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     """Two tones 3 Hz apart in a 0.25 s clip: EM (Feder & Weinstein) against the periodogram."""
     from emkit import SuperimposedSignals, datasets
-    from emkit.io import read_wav
-    from emkit.signals import Sinusoids, crb_sinusoids
+    from emkit.data.io import read_wav
+    from emkit.models.signals import Sinusoids, crb_sinusoids
 
     path = datasets.recording_path("two_tones")
     rate, y = read_wav(path)
@@ -1026,7 +1026,7 @@ def _reproduce_markdown(summary: dict) -> list[str]:
         "```python",
         "from emkit import datasets",
         "from emkit.plot import plot_criterion, save_figure",
-        "from emkit.selection import select_model",
+        "from emkit.estimators.selection import select_model",
         "",
         "X = datasets.load(\"faithful\").data",
         "result = select_model(X, range(1, 7), (\"full\", \"tied\", \"diag\", \"spherical\"),",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from emkit.models.signals import DelayedWaveform, Sinusoids
 from emkit.models.superimposed import SuperimposedModel, sample_rows
-from emkit.signals import DelayedWaveform, Sinusoids
 
 from .registry import ModelCase, register
 

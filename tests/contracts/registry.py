@@ -29,7 +29,7 @@ class ModelCase:
     name : str
         Test id.
     make_model : callable () -> model
-        A fresh model (an ``emkit.engine.EMModel``) each call.
+        A fresh model (an ``emkit.core.engine.EMModel``) each call.
     make_data : callable (rng, n_rows) -> ndarray
         ``n_rows`` rows of data the model can be fitted to, drawn with ``rng``. Rows must be
         independent observations: the contracts split, drop, repeat and weight them.

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emkit import fit_em
-from emkit.data import Batch
-from emkit.engine import add_statistics
+from emkit.core.engine import add_statistics
+from emkit.data.chunks import Batch
 from property_budget import examples
 
 from .registry import CASES, ModelCase

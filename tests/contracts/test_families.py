@@ -18,7 +18,7 @@ import pytest
 from scipy import stats as scipy_stats
 from scipy.special import logsumexp
 
-from emkit.engine import add_statistics
+from emkit.core.engine import add_statistics
 from emkit.families.base import (
     ComponentFamily,
     Emission,

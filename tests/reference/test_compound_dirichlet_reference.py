@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln, logsumexp
 
 from emkit import datasets
-from emkit.compound_dirichlet import DirichletMultinomial, DirichletMultinomialMixture
+from emkit.estimators.compound_dirichlet import DirichletMultinomial, DirichletMultinomialMixture
 
 HOLMES_TWINS_K1 = 39162.112
 

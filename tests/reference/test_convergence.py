@@ -22,10 +22,10 @@ import pytest
 
 import emkit
 from emkit import datasets
-from emkit.compound_dirichlet import DirichletMultinomial
-from emkit.data import Batch
-from emkit.engine import ConvergenceMonitor, remaining_gain
+from emkit.core.engine import ConvergenceMonitor, remaining_gain
+from emkit.data.chunks import Batch
 from emkit.errors import ConvergenceWarning
+from emkit.estimators.compound_dirichlet import DirichletMultinomial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "docs" / "examples"))
 from poisson_mixture import PoissonMixture  # noqa: E402

@@ -16,8 +16,8 @@ import pytest
 
 import emkit
 from emkit import fit_em
+from emkit.models.signals import DelayedWaveform, Sinusoids, Transmitters, crb_sinusoids
 from emkit.models.superimposed import SuperimposedModel, sample_rows
-from emkit.signals import DelayedWaveform, Sinusoids, Transmitters, crb_sinusoids
 
 N = 64
 FREQUENCIES = np.array([0.20, 0.23])  # 1.9/N apart: inside the periodogram's main lobe (2/N)

@@ -21,7 +21,7 @@ from emkit.cli.defaults import constant, default, show
 if TYPE_CHECKING:
     import numpy as np
 
-    from emkit.io import Table
+    from emkit.data.io import Table
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
@@ -163,7 +163,7 @@ def parse_k_range(text: str) -> list[int]:
 
 
 COVARIANCE_TYPE = Choice("emkit.families.gaussian", "COVARIANCE_TYPES", "covariance type")
-INIT_METHOD = Choice("emkit.clustering", "INIT_METHODS", "initialisation")
+INIT_METHOD = Choice("emkit.models.clustering", "INIT_METHODS", "initialisation")
 
 
 def covariance_list(text: str) -> list[str]:
@@ -216,7 +216,8 @@ def add_layout_options(parser) -> None:
 
 
 def layout_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``header``/``index_column`` keywords of :func:`emkit.io.read_table` from the options."""
+    """The ``header``/``index_column`` keywords of :func:`emkit.data.io.read_table`, from the
+    options."""
     return {"header": getattr(args, "header", None),
             "index_column": getattr(args, "index_column", None)}
 
@@ -331,8 +332,8 @@ def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
     says how many."""
     import numpy as np
 
+    from emkit.data.io import read_table
     from emkit.errors import DataError
-    from emkit.io import read_table
 
     table = read_table(path, columns, header=header, index_column=index_column)
     for message in table.notes:
@@ -351,7 +352,7 @@ def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
 
 
 def parse_columns(text: str | None) -> list[str] | None:
-    from emkit.io import parse_columns as parse
+    from emkit.data.io import parse_columns as parse
 
     return parse(text)
 
@@ -369,7 +370,7 @@ def check_output_folders(*paths: Path | None) -> None:
 
 
 def load_model(path: Path) -> Any:
-    from emkit.persist import load
+    from emkit.estimators.persist import load
 
     return load(path)
 
@@ -416,7 +417,7 @@ def write_output(args: argparse.Namespace, text: str) -> None:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        from emkit.atomic import write_atomically
+        from emkit.core.atomic import write_atomically
 
         write_atomically(args.output, text)
 
@@ -427,7 +428,7 @@ def write_per_row(args: argparse.Namespace, header: list[str], values: list[Any]
     empty: null in JSON), as CSV or, with ``--json``, as ``{name: [...]}``."""
     import numpy as np
 
-    from emkit.io import format_csv
+    from emkit.data.io import format_csv
 
     results: list[Any] = [None] * len(use)
     for position, value in zip(np.flatnonzero(use), values, strict=True):
@@ -442,7 +443,7 @@ def write_per_row(args: argparse.Namespace, header: list[str], values: list[Any]
 
 
 def print_json(value: Any) -> None:
-    from emkit.io import json_default
+    from emkit.data.io import json_default
 
     print(json.dumps(value, indent=2, default=json_default))
 
@@ -473,7 +474,7 @@ def checkpoint_iteration(path: Path) -> int | None:
     """The iteration of the start in progress saved in a checkpoint (where ``--resume``
     continues), None when the checkpoint holds none or cannot be read.
 
-    Reads the two members it needs (see emkit.checkpoint): the JSON ``state`` and the objective
+    Reads the two members it needs (see emkit.core.checkpoint): the JSON ``state`` and the objective
     history of the start in progress, whose first entry is the start (iteration 0)."""
     import zipfile
 

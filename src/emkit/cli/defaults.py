@@ -18,13 +18,13 @@ from typing import Any
 # What each command line kind fits: (module, class or function); its signature's defaults are
 # the command line's.
 ESTIMATORS = {
-    "gmm": ("emkit.estimators", "GaussianMixture"),
-    "hmm": ("emkit.hmm", "GaussianHMM"),
-    "dmm": ("emkit.compound_dirichlet", "DirichletMultinomialMixture"),
-    "fixed": ("emkit.fixed_mixture", "FixedMixture"),
-    "tones": ("emkit.superimposed", "SuperimposedSignals"),
-    "impute": ("emkit.imputer", "EMImputer"),
-    "select": ("emkit.selection", "select_model"),
+    "gmm": ("emkit.estimators.gaussian_mixture", "GaussianMixture"),
+    "hmm": ("emkit.estimators.hmm", "GaussianHMM"),
+    "dmm": ("emkit.estimators.compound_dirichlet", "DirichletMultinomialMixture"),
+    "fixed": ("emkit.estimators.fixed_mixture", "FixedMixture"),
+    "tones": ("emkit.estimators.superimposed", "SuperimposedSignals"),
+    "impute": ("emkit.estimators.imputer", "EMImputer"),
+    "select": ("emkit.estimators.selection", "select_model"),
 }
 
 

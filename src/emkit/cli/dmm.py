@@ -63,12 +63,12 @@ def read_count_table(path, samples_in_columns: bool = False):
     Numeric columns hold counts; one text column, if any, names the rows. With
     ``samples_in_columns`` the file is categories × samples (the layout of many microbiome
     tables, e.g. the bundled ``twins.csv``) and is transposed. The file is read as
-    :func:`emkit.io.read_table` reads tables (delimiter, encoding, missing-value markers), with
+    :func:`emkit.data.io.read_table` reads tables (delimiter, encoding, missing-value markers), with
     an unnamed first column kept: it names the rows.
     """
     import numpy as np
 
-    from emkit import csvfile
+    from emkit.data import csvfile
     from emkit.errors import DataError
 
     path = Path(path)
@@ -94,7 +94,7 @@ def read_count_table(path, samples_in_columns: bool = False):
 
 def build_estimator(args: argparse.Namespace, n_components: int) -> Any:
     """The DirichletMultinomialMixture that ``emkit fit dmm`` fits."""
-    from emkit.compound_dirichlet import DirichletMultinomialMixture
+    from emkit.estimators.compound_dirichlet import DirichletMultinomialMixture
 
     return DirichletMultinomialMixture(n_components, **common.common_keywords(args, "dmm"))
 
@@ -158,7 +158,7 @@ def run_select(args) -> None:
 
     import numpy as np
 
-    from emkit.selection import select_model
+    from emkit.estimators.selection import select_model
 
     common.check_output_folders(args.output)
     # select_model's defaults (K from 1 to 8, BIC) unless given: one source for both kinds.

@@ -42,7 +42,7 @@ def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
 
     ``.npz``: a scipy.sparse matrix written by ``scipy.sparse.save_npz`` (models named 0 … M−1);
     anything else: a CSV (header row of model names) or Parquet table, read by
-    :func:`emkit.io.read_table` (``columns`` selects models by name).
+    :func:`emkit.data.io.read_table` (``columns`` selects models by name).
     """
     from emkit.errors import DataError
 
@@ -61,7 +61,7 @@ def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
             raise DataError(f"{path} is not a sparse matrix written by scipy.sparse.save_npz "
                             f"({error}).") from None
         return matrix, [str(j) for j in range(matrix.shape[1])]
-    from emkit.io import read_table
+    from emkit.data.io import read_table
 
     table = read_table(path, columns)
     return table.data, list(table.columns)
@@ -77,7 +77,7 @@ def _columns(args: argparse.Namespace, model: Any = None) -> list[str] | None:
 
 def build_estimator(args: argparse.Namespace) -> Any:
     """The FixedMixture that ``emkit fit fixed`` fits."""
-    from emkit.fixed_mixture import FixedMixture
+    from emkit.estimators.fixed_mixture import FixedMixture
 
     return FixedMixture(**common.estimator_options(args, "fixed"),
                         progress=common.progress(args))
@@ -122,7 +122,7 @@ def run_predict(args: argparse.Namespace, model: Any) -> None:
     (``--proba``) every model's posterior probability, as CSV or JSON."""
     import scipy.sparse as sp
 
-    from emkit.io import format_csv
+    from emkit.data.io import format_csv
 
     X, _ = read_likelihoods(args.data, _columns(args, model))
     model.__dict__.pop("feature_names_in_", None)  # columns are chosen by name above

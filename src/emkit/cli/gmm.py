@@ -91,7 +91,7 @@ def build_estimator(args: argparse.Namespace, n_components: int) -> Any:
     ``emkit select gmm``)."""
     import numpy as np
 
-    from emkit.estimators import GaussianMixture
+    from emkit.estimators.gaussian_mixture import GaussianMixture
 
     options = common.common_keywords(args, "gmm")
     if args.float32:
@@ -136,7 +136,7 @@ def fit_data(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple:
     if args.drop_missing:
         raise common.Failure("--drop-missing needs the rows in memory; streamed rows with empty "
                              "cells are fitted exactly on their observed values.")
-    from emkit.data import chunks_from_file
+    from emkit.data.chunks import chunks_from_file
 
     source = chunks_from_file(args.data, args.chunk_size or common.CHUNK_ROWS, columns)
     names = source.columns or [f"x{j}" for j in range(source.n_features)]
@@ -155,7 +155,7 @@ def on_cluster(args: argparse.Namespace, cleanup: contextlib.ExitStack, X=None, 
         import dask.array as da
         from dask.distributed import Client
 
-        from emkit.distributed import npy_dask_array
+        from emkit.data.distributed import npy_dask_array
     except ImportError:
         raise common.Failure("--dask-scheduler needs Dask: pip install 'emkit[dask]'.") from None
     address = args.dask_scheduler
@@ -240,7 +240,7 @@ def run_select(args: argparse.Namespace) -> None:
         except ImportError:
             raise common.Failure("--plot needs matplotlib: pip install 'emkit[plot]'.") from None
     common.check_output_folders(args.output, args.plot)
-    from emkit.selection import select_model
+    from emkit.estimators.selection import select_model
 
     table, use = common.read_rows(args.data, common.parse_columns(args.columns),
                                   args.drop_missing, **common.layout_options(args))

@@ -48,8 +48,8 @@ def sequence_lengths(args: argparse.Namespace, use: np.ndarray) -> np.ndarray | 
         return None
     import numpy as np
 
+    from emkit.data.io import read_text_table
     from emkit.errors import DataError
-    from emkit.io import read_text_table
 
     table = read_text_table(args.data, **common.layout_options(args))
     if column not in table.columns:
@@ -80,7 +80,7 @@ def _feature_columns(args: argparse.Namespace) -> list[str] | None:
     columns = common.parse_columns(args.columns)
     if columns is not None or args.lengths_column is None:
         return columns
-    from emkit.io import numeric_columns
+    from emkit.data.io import numeric_columns
 
     return [name for name in numeric_columns(args.data, **common.layout_options(args))
             if name != args.lengths_column]
@@ -88,7 +88,7 @@ def _feature_columns(args: argparse.Namespace) -> list[str] | None:
 
 def build_estimator(args: argparse.Namespace) -> Any:
     """The GaussianHMM that ``emkit fit hmm`` fits."""
-    from emkit.hmm import GaussianHMM
+    from emkit.estimators.hmm import GaussianHMM
 
     return GaussianHMM(args.n_components, **common.common_keywords(args, "hmm"))
 

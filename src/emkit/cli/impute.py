@@ -54,7 +54,7 @@ def add_parser(commands) -> None:
 def build_estimator(args: argparse.Namespace) -> Any:
     """The EMImputer that ``emkit impute`` fits: one fill (conditional means) without
     ``--draws``."""
-    from emkit.imputer import EMImputer
+    from emkit.estimators.imputer import EMImputer
 
     return EMImputer(n_imputations=args.draws or 1, random_state=args.seed,
                      **common.estimator_options(args, "impute"))
@@ -67,8 +67,8 @@ def _draw_paths(output: Path, n_draws: int) -> list[Path]:
 def run(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from emkit.data.io import numeric_columns, read_table, read_text_table
     from emkit.errors import DataError
-    from emkit.io import numeric_columns, read_table, read_text_table
 
     if args.draws is not None and args.output is None:
         raise common.Failure("--draws writes several files: give their base name with -o "
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.write(texts[0])
         common.note(summary)
         return
-    from emkit.atomic import write_atomically
+    from emkit.core.atomic import write_atomically
 
     for path, text in zip(outputs, texts, strict=True):
         write_atomically(path, text)

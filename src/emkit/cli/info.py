@@ -26,7 +26,7 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from emkit.persist import describe, load
+    from emkit.estimators.persist import describe, load
 
     metadata = describe(args.model)
     metadata["path"] = str(args.model)

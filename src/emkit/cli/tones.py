@@ -29,7 +29,7 @@ def add_fit_parser(kinds) -> None:
 
 def build_estimator(args: argparse.Namespace, sample_rate: int | None) -> Any:
     """The SuperimposedSignals that ``emkit fit tones`` fits."""
-    from emkit.superimposed import SuperimposedSignals
+    from emkit.estimators.superimposed import SuperimposedSignals
 
     return SuperimposedSignals("tones", args.n_components, sample_rate=sample_rate,
                                **common.common_keywords(args, "tones"))
@@ -37,7 +37,7 @@ def build_estimator(args: argparse.Namespace, sample_rate: int | None) -> Any:
 
 def run_fit(args: argparse.Namespace) -> None:
     """``emkit fit tones recording.wav -k K``: the tones of a mono WAV clip."""
-    from emkit.io import read_wav
+    from emkit.data.io import read_wav
 
     common.check_output_folders(args.output)
     rate, y = read_wav(args.data)  # integer PCM scaled to [-1, 1): amplitudes in full scale

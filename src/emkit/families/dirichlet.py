@@ -455,10 +455,10 @@ def polya_fixed_point(counts: SparseCounts | np.ndarray, alpha_start: np.ndarray
     (:func:`polya_map` with ``method="fixed-point"``, one step at a time to record the objective).
 
     Stops when the change of the objective per unit of sample weight, and its estimated remaining
-    rise, are below ``tol`` (:class:`emkit.engine.ConvergenceMonitor`, the test every EM fit uses),
-    and, with ``xtol``, when the estimated remaining change of every log α is below ``xtol``.
+    rise, are below ``tol`` (:class:`emkit.core.monitor.ConvergenceMonitor`, the test every EM fit
+    uses), and, with ``xtol``, when the estimated remaining change of every log α is below ``xtol``.
     """
-    from emkit.engine import ConvergenceMonitor
+    from emkit.core.engine import ConvergenceMonitor
     if not isinstance(counts, SparseCounts):
         counts = sparse_counts(check_counts(counts))
     w = np.ones(counts.n_rows) if sample_weight is None else np.asarray(sample_weight, float)

@@ -29,10 +29,10 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
-from emkit import clustering
 from emkit.families import base
 from emkit.families import gaussian_missing as missing
 from emkit.kernels import gaussian as kernels
+from emkit.models import clustering
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)

@@ -13,8 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emkit.clustering import INIT_METHODS
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import DataError, ParameterError
 from emkit.families.base import (
     flatten_probabilities,
@@ -25,6 +24,7 @@ from emkit.families.base import (
 )
 from emkit.families.gaussian import GaussianFamily, GaussianParams, GaussianStats
 from emkit.families.gaussian_missing import full_covariances
+from emkit.models.clustering import INIT_METHODS
 from emkit.models.mixture import GaussianMixtureModel
 
 #: Default start of the Gaussian emissions: the mixture default on the frames (k-means among

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import gammaln, xlogy
 
-from emkit.data import Batch, chunk_list
+from emkit.data.chunks import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
 
 # An extrapolated (SQUAREM) weight is kept at least this fraction of the plain EM point's weight:

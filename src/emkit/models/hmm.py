@@ -22,7 +22,7 @@ observed the marginal density of those coordinates (:mod:`emkit.families.gaussia
 
 Sequences come as :class:`Sequences` (frames back to back, their lengths, optional sequence
 weights), as a 3-D array (n_sequences, n_frames, n_features) of equal-length sequences, or as an
-``emkit.data.Batch`` of either with per-sequence ``sample_weight``.
+``emkit.data.chunks.Batch`` of either with per-sequence ``sample_weight``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from emkit.data import Batch, chunk_list
+from emkit.data.chunks import Batch, chunk_list
 from emkit.errors import DataError
 from emkit.families import gaussian_missing as missing
 from emkit.families.base import Emission, flatten_probabilities, unflatten_probabilities
@@ -100,7 +100,7 @@ class Sequences:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """The shape of the frames (makes a Sequences one chunk for ``emkit.data``)."""
+        """The shape of the frames (makes a Sequences one chunk for ``emkit.data.chunks``)."""
         return self.X.shape
 
     @functools.cached_property

@@ -27,9 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from emkit import clustering
-from emkit.clustering import DEFAULT_INIT, INIT_METHODS
-from emkit.data import Batch, chunk_list, row_sample
+from emkit.data.chunks import Batch, chunk_list, row_sample
 from emkit.errors import DataError, ParameterError
 from emkit.families import gaussian_missing as missing
 from emkit.families.base import (
@@ -44,6 +42,8 @@ from emkit.families.gaussian import (
     GaussianStats,
     covariances_from_precisions,
 )
+from emkit.models import clustering
+from emkit.models.clustering import DEFAULT_INIT, INIT_METHODS
 
 # A combined strategy: the random partitions it screens by short EM runs, and the
 # deterministic one the survivor then meets in longer runs (see _best_after_short_runs).

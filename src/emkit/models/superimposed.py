@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from emkit.data import Batch, chunk_list
+from emkit.data.chunks import Batch, chunk_list
 from emkit.errors import DataError, ParameterError
-from emkit.signals import weighted_cost
+from emkit.models.signals import weighted_cost
 
 __all__ = ["SuperimposedModel", "SuperimposedParams", "SuperimposedStats", "sample_rows"]
 
@@ -74,8 +74,8 @@ class SuperimposedModel:
 
     Parameters
     ----------
-    signal : emkit.signals.Signal
-        The shape of every component (e.g. ``emkit.signals.Sinusoids(complex=True)``).
+    signal : emkit.models.signals.Signal
+        The shape of every component (e.g. ``emkit.models.signals.Sinusoids(complex=True)``).
     n_components : int
     n_points : int, optional
         Size of the design (the number of samples of the recording); required unless the signal
@@ -92,7 +92,7 @@ class SuperimposedModel:
             if not callable(getattr(signal, name, None)):
                 raise ParameterError(
                     f"{type(signal).__name__} is not a signal: it has no {name}() method "
-                    "(see emkit.signals.Signal).")
+                    "(see emkit.models.signals.Signal).")
         if not isinstance(n_components, (int, np.integer)) or isinstance(n_components, bool) \
                 or n_components < 1:
             raise ParameterError(f"n_components must be an integer >= 1, got {n_components!r}.")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE.parents[2] / "docs" / "examples"))
 from poisson_mixture import PoissonMixture  # noqa: E402
 
 from emkit import fit_em  # noqa: E402
-from emkit.data import Batch  # noqa: E402
+from emkit.data.chunks import Batch  # noqa: E402
 
 # Deaths per day of women over 80 in The Times, 1910-1912 (Hasselblad 1969): days with 0..9.
 DEATHS = Batch(np.arange(10.0)[:, None],

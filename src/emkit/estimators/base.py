@@ -2,9 +2,9 @@
 
 :class:`EMEstimator` is a template method (in the spirit of scikit-learn's ``BaseMixture`` and
 hmmlearn's ``_AbstractHMM``): ``fit`` checks the parameters against the class's constraints
-table (:mod:`emkit.validation`), asks the subclass for its data (``_prepare_fit``) and model
-(``_build_model``), runs the one EM loop :func:`emkit.engine.fit_em` with the options every
-estimator shares (``_em_options``) and stores the outcome through one method
+table (:mod:`emkit.estimators.validation`), asks the subclass for its data (``_prepare_fit``) and
+model (``_build_model``), runs the one EM loop :func:`emkit.core.engine.fit_em` with the options
+every estimator shares (``_em_options``) and stores the outcome through one method
 (``_store_result``). It also owns what every estimator had copied: the fitted check, ``bic`` and
 ``aic`` on the ``n_parameters`` hook, ``save``, the fitted attributes a model file keeps
 (:data:`FIT_RECORD`) and the scikit-learn tags. Two mixins add what only some estimators can
@@ -24,10 +24,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from emkit.engine import fit_em
-from emkit.online import OnlineEM
-from emkit.persist import save as save_model
-from emkit.validation import (
+from emkit.core.engine import fit_em
+from emkit.core.online import OnlineEM
+from emkit.estimators.persist import save as save_model
+from emkit.estimators.validation import (
     ACCELERATE,
     LEARNING_DECAY,
     LEARNING_OFFSET,
@@ -43,7 +43,7 @@ from emkit.validation import (
 __all__ = ["EMEstimator", "OnlineEMMixin", "SamplingMixin", "FitOutcome", "FIT_RECORD"]
 
 #: The fitted attributes every EM estimator records of its fit, with their kinds in a model
-#: file (see :class:`emkit.persist.EstimatorSpec`).
+#: file (see :class:`emkit.estimators.persist.EstimatorSpec`).
 FIT_RECORD: dict[str, str] = {
     "converged_": "bool",
     "n_iter_": "int",
@@ -56,7 +56,7 @@ FIT_RECORD: dict[str, str] = {
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """What an estimator keeps of a fit: the fields of :class:`emkit.engine.EMResult` that
+    """What an estimator keeps of a fit: the fields of :class:`emkit.core.engine.EMResult` that
     :meth:`EMEstimator._store_result` reads, for fits that do not come from ``fit_em`` (a
     direct solver, a step of online EM)."""
 
@@ -71,7 +71,7 @@ class FitOutcome:
 
 
 class EMEstimator(BaseEstimator):
-    """Base of every emkit estimator fitted by :func:`emkit.engine.fit_em`.
+    """Base of every emkit estimator fitted by :func:`emkit.core.engine.fit_em`.
 
     Subclasses provide
 
@@ -213,7 +213,7 @@ class EMEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.persist`)."""
+        """Write the fitted model to ``path`` (safe format, see :mod:`emkit.estimators.persist`)."""
         save_model(self._to_save(), path)
 
     def _to_save(self):
@@ -250,7 +250,7 @@ class OnlineEMMixin:
         The first call starts from the current parameters of a fitted estimator, or from the
         estimator's initialisation on that batch; each call blends the batch's statistics into
         a running average with step (t + learning_offset)^(−learning_decay) and sets the
-        parameters by an M-step (see :mod:`emkit.online`). ``history_`` holds each batch's
+        parameters by an M-step (see :mod:`emkit.core.online`). ``history_`` holds each batch's
         log-likelihood per sample under the parameters before its update."""
         self._check_parameters()
         state = getattr(self, "_online", None)
@@ -283,7 +283,7 @@ class SamplingMixin:
     The estimator provides ``_draw(n_samples, rng, **options)``. With an int ``random_state``
     every call draws the same rows; with a Generator each call continues its stream (so the
     same Generator state gives the same rows); a RandomState seeds the draws from one of its
-    numbers (see :func:`emkit.validation.random_generator`)."""
+    numbers (see :func:`emkit.estimators.validation.random_generator`)."""
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows from the fitted model; returns (X, component labels)."""

@@ -17,10 +17,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
-from emkit.estimators import GaussianMixture
-from emkit.families.gaussian import COVARIANCE_TYPES
-from emkit.families.gaussian_missing import conditionals, full_covariances, missingness_groups
-from emkit.validation import (
+from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators.validation import (
     BOOLEAN,
     COUNT,
     NON_NEGATIVE,
@@ -33,6 +31,8 @@ from emkit.validation import (
     random_generator,
     validate_rows,
 )
+from emkit.families.gaussian import COVARIANCE_TYPES
+from emkit.families.gaussian_missing import conditionals, full_covariances, missingness_groups
 
 
 class EMImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):

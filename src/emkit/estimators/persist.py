@@ -55,7 +55,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from emkit import __version__
-from emkit.atomic import write_atomically
+from emkit.core.atomic import write_atomically
 from emkit.errors import ModelFileError, NotFittedError, ParameterError
 
 __all__ = ["FORMAT_NAME", "SCHEMA_VERSION", "ESTIMATORS", "EstimatorSpec", "save", "load",
@@ -130,8 +130,9 @@ ESTIMATORS: dict[str, EstimatorSpec] = {}
 
 # Modules that register their estimators when imported. Loading a file imports these (a fixed
 # list in code, never a name read from a file) so that ``import emkit`` stays light.
-_REGISTERING_MODULES: tuple[str, ...] = ("emkit.fixed_mixture", "emkit.hmm",
-                                           "emkit.superimposed", "emkit.compound_dirichlet")
+_REGISTERING_MODULES: tuple[str, ...] = (
+    "emkit.estimators.fixed_mixture", "emkit.estimators.hmm", "emkit.estimators.superimposed",
+    "emkit.estimators.compound_dirichlet")
 
 
 def _registry() -> dict[str, EstimatorSpec]:
@@ -875,7 +876,7 @@ def _check_factors_match(covariances: np.ndarray, factors: np.ndarray, kind: str
 
 
 register_estimator("GaussianMixture", EstimatorSpec(
-    target="emkit.estimators:GaussianMixture",
+    target="emkit.estimators.gaussian_mixture:GaussianMixture",
     attributes={
         "weights_": "array",
         "means_": "array",

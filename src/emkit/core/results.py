@@ -1,12 +1,12 @@
 """What the EM loop produces and the state it carries, as plain values.
 
-:func:`emkit.engine.fit_em` returns an :class:`EMResult` and shows callbacks an
+:func:`emkit.core.engine.fit_em` returns an :class:`EMResult` and shows callbacks an
 :class:`IterationInfo`. Between iterations the loop's whole state is a few values defined here:
 the point it stands at (:class:`EvaluatedPoint`), what a step rule tells the monitor
 (:class:`EMStep`) and needs to restart (:class:`StepRuleState`), the monitor's memory
 (:class:`MonitorState`), one start's state at an iteration boundary (:class:`StartState`) and
 the fit's across starts (:class:`FitState`). A checkpoint is an encoding of a ``FitState``
-(:mod:`emkit.checkpoint`), so a resumed fit is the uninterrupted one, bit for bit.
+(:mod:`emkit.core.checkpoint`), so a resumed fit is the uninterrupted one, bit for bit.
 
 This module imports nothing from emkit: every other module of the loop can import it.
 """
@@ -86,14 +86,14 @@ class IterationInfo:
 
 @dataclass(frozen=True)
 class EMResult:
-    """The outcome of :func:`emkit.engine.fit_em` (the best restart).
+    """The outcome of :func:`emkit.core.engine.fit_em` (the best restart).
 
     ``history`` holds the objective (log-likelihood + log prior) at every evaluated point of the
     best restart, the starting point first; ``decreases`` lists (iteration, amount) for every drop
     of the objective beyond round-off, ``events`` (iteration, message) for what the M-steps
     reported. ``remaining_gain`` is the estimated rise of the objective still to come when the
     fit stopped (0 when converged, ``inf`` when the objective was not yet converging
-    geometrically; see :func:`emkit.monitor.remaining_gain`).
+    geometrically; see :func:`emkit.core.monitor.remaining_gain`).
     """
 
     params: Any

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import DensityMixin
 
-from emkit.base import FIT_RECORD, EMEstimator, OnlineEMMixin
 from emkit.errors import DataError, ParameterError
+from emkit.estimators.base import FIT_RECORD, EMEstimator, OnlineEMMixin
+from emkit.estimators.persist import EstimatorSpec, register_estimator
+from emkit.estimators.validation import NON_NEGATIVE, check_sample_weight
 from emkit.models.fixed_mixture import (
     FixedMixtureModel,
     FixedMixtureParams,
@@ -23,8 +25,6 @@ from emkit.models.fixed_mixture import (
     dirichlet_concentration,
     likelihood_matrix,
 )
-from emkit.persist import EstimatorSpec, register_estimator
-from emkit.validation import NON_NEGATIVE, check_sample_weight
 
 # Online EM keeps every weight at least this fraction of 1/M: a model that no row of the batches
 # so far supports would otherwise get weight exactly 0, and EM never revives a zero weight, so a
@@ -94,7 +94,7 @@ class FixedMixture(OnlineEMMixin, DensityMixin, EMEstimator):
     learning_decay, learning_offset : float, default 0.6 and 2.0
         Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
         (:meth:`partial_fit`: one EM step per mini-batch of rows, the posterior sums averaged;
-        see :mod:`emkit.online`). Online EM keeps every weight at least 1e-12 / M, so that a
+        see :mod:`emkit.core.online`). Online EM keeps every weight at least 1e-12 / M, so that a
         model no earlier batch supported can still gain weight.
 
     Attributes
@@ -371,7 +371,7 @@ def _check_fixed_mixture(estimator: FixedMixture) -> None:
 
 
 register_estimator("FixedMixture", EstimatorSpec(
-    target="emkit.fixed_mixture:FixedMixture",
+    target="emkit.estimators.fixed_mixture:FixedMixture",
     attributes={
         "weights_": "array",
         "n_components_": "int",

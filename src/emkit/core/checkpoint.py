@@ -3,7 +3,7 @@
 ``fit_em(..., checkpoint=path)`` writes the state of the fit to ``path`` every few iterations and
 after every start; ``fit_em(..., checkpoint=path, resume=True)`` continues from it, to the result
 an uninterrupted run gives, bit for bit. That works because a fit is a deterministic function of
-its state at an iteration boundary, a :class:`emkit.results.FitState`: the current parameters
+its state at an iteration boundary, a :class:`emkit.core.results.FitState`: the current parameters
 (their E-step is recomputed), the monitor's memory, the random generator's state, the step
 rule's state (SQUAREM's step bound), and what the finished starts gave. A checkpoint is the
 encoding of that value (:func:`encode_fit_state`, :func:`decode_fit_state`); the engine builds it
@@ -32,10 +32,9 @@ from typing import Any
 import numpy as np
 
 from emkit import __version__
-from emkit.atomic import write_atomically
-from emkit.errors import ModelFileError
-from emkit.options import FitOptions
-from emkit.results import (
+from emkit.core.atomic import write_atomically
+from emkit.core.options import FitOptions
+from emkit.core.results import (
     EMResult,
     EvaluatedPoint,
     FitState,
@@ -43,6 +42,7 @@ from emkit.results import (
     StartState,
     StepRuleState,
 )
+from emkit.errors import ModelFileError
 
 FORMAT_NAME = "emkit-checkpoint"
 SCHEMA_VERSION = 1

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import validate_data
 
-from emkit.engine import seed_sequence
+from emkit.core.engine import seed_sequence
 from emkit.errors import DataError, NotFittedError, ParameterError
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Reading data tables (CSV, Parquet) and writing result tables, for the command line.
 
-CSV files are read by :mod:`emkit.csvfile`, which works out their layout (delimiter, header,
+CSV files are read by :mod:`emkit.data.csvfile`, which works out their layout (delimiter, header,
 index column, encoding, missing-value markers). Parquet needs pyarrow (the ``parquet`` extra).
 pandas is deliberately not needed.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from emkit import csvfile
-from emkit.atomic import write_atomically
+from emkit.core.atomic import write_atomically
+from emkit.data import csvfile
 from emkit.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -72,7 +72,7 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, *,
     Parameters
     ----------
     path : path of a CSV file (any delimiter, encoding and missing-value markers that R, pandas
-        or a spreadsheet write: see :mod:`emkit.csvfile`) or a Parquet file (recognised by its
+        or a spreadsheet write: see :mod:`emkit.data.csvfile`) or a Parquet file (recognised by its
         ``.parquet``/``.pq`` suffix or its magic bytes).
     columns : sequence of str, optional
         Names of the columns to read, in this order. Default: every column, all of which must

@@ -19,23 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emkit.base import FIT_RECORD, EMEstimator, OnlineEMMixin, SamplingMixin
 from emkit.errors import DataError, NotFittedError, ParameterError
-from emkit.families.categorical import CategoricalEmission, CategoricalParams
-from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
-from emkit.families.poisson import PoissonEmission, PoissonParams
-from emkit.models.hmm import (
-    DEFAULT_HMM_INIT,
-    GaussianEmission,
-    GMMEmission,
-    GMMParams,
-    HMMModel,
-    HMMParams,
-    Sequences,
-    check_lengths,
-)
-from emkit.persist import EstimatorSpec, register_estimator
-from emkit.validation import (
+from emkit.estimators.base import FIT_RECORD, EMEstimator, OnlineEMMixin, SamplingMixin
+from emkit.estimators.persist import EstimatorSpec, register_estimator
+from emkit.estimators.validation import (
     CONCENTRATIONS,
     COUNT,
     NON_NEGATIVE,
@@ -48,6 +35,19 @@ from emkit.validation import (
     check_observed,
     is_dask_collection,
     validate_rows,
+)
+from emkit.families.categorical import CategoricalEmission, CategoricalParams
+from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
+from emkit.families.poisson import PoissonEmission, PoissonParams
+from emkit.models.hmm import (
+    DEFAULT_HMM_INIT,
+    GaussianEmission,
+    GMMEmission,
+    GMMParams,
+    HMMModel,
+    HMMParams,
+    Sequences,
+    check_lengths,
 )
 
 __all__ = ["GaussianHMM", "GMMHMM", "CategoricalHMM", "PoissonHMM", "FitMonitor"]
@@ -137,7 +137,7 @@ class _BaseHMM(OnlineEMMixin, SamplingMixin, EMEstimator):
 
     def _prepare_fit(self, X, lengths, sample_weight):
         if is_dask_collection(X):  # blocks of whole sequences, E-steps on the workers
-            from emkit.distributed import DaskSequences
+            from emkit.data.distributed import DaskSequences
 
             sequences = DaskSequences(X, [len(X)] if lengths is None else lengths,
                                       sample_weight)
@@ -274,7 +274,8 @@ class _BaseHMM(OnlineEMMixin, SamplingMixin, EMEstimator):
         """Draw one sequence of ``n_samples`` frames; returns (X, states).
 
         ``random_state`` (default: the estimator's) seeds the draws, in any form (see
-        :class:`emkit.base.SamplingMixin`); ``currstate`` is the state of the first frame."""
+        :class:`emkit.estimators.base.SamplingMixin`); ``currstate`` is the state of the first
+        frame."""
         return self._draw(n_samples, self._sampling_generator(n_samples, random_state),
                           currstate)
 
@@ -375,7 +376,7 @@ class GaussianHMM(_BaseHMM):
     tol : float, default 1e-6
         Convergence threshold per frame: EM stops when both the last change of the
         log-likelihood and its estimated remaining rise (extrapolated from the observed rate of
-        convergence, see :class:`emkit.engine.ConvergenceMonitor`) are below ``tol`` times the
+        convergence, see :class:`emkit.core.engine.ConvergenceMonitor`) are below ``tol`` times the
         number of frames.
     reg_covar : float, default 1e-6
         Added to the diagonal of the covariances.
@@ -412,7 +413,7 @@ class GaussianHMM(_BaseHMM):
         The decoder of :meth:`decode` and :meth:`predict` (hmmlearn's parameter).
     verbose : bool or int, default False
         True (or 1) prints every iteration of every start, 2 also the time and the change of
-        the log-likelihood per frame (:class:`emkit.engine.VerboseReporter`).
+        the log-likelihood per frame (:class:`emkit.core.engine.VerboseReporter`).
     implementation : {"log", "scaling"}, default "log"
         Accepted for hmmlearn's code, no effect: emkit's forward-backward pass always works in
         scaled probabilities with renormalisation, which agrees with a log-space pass to
@@ -838,7 +839,7 @@ for _name, _emission_attributes in (("GaussianHMM", ("means_", "covars_")),
                                     ("CategoricalHMM", ("emissionprob_",)),
                                     ("PoissonHMM", ("lambdas_",))):
     register_estimator(_name, EstimatorSpec(
-        target=f"emkit.hmm:{_name}",
+        target=f"emkit.estimators.hmm:{_name}",
         attributes={**_COMMON, **dict.fromkeys(_emission_attributes, "array")},
         optional=frozenset({"feature_names_in_"}),
         check=_check_hmm,

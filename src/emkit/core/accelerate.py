@@ -1,10 +1,10 @@
 """Step rules over the EM map θ → M(E(θ)).
 
 A step rule is a generator: given an ``EvaluatedPoint`` (parameters whose E-step has been run),
-it yields an endless sequence of :class:`~emkit.results.RuleStep` values — new evaluated points,
-each at least as good as the one before, with what the engine needs to judge them and the
-rule's state at the end of each cycle (a :class:`~emkit.results.StepRuleState`, from which the
-rule starts again when a checkpointed fit resumes). The engine (`emkit.engine.fit_em`) records
+it yields an endless sequence of :class:`~emkit.core.results.RuleStep` values — new evaluated
+points, each at least as good as the one before, with what the engine needs to judge them and the
+rule's state at the end of each cycle (a :class:`~emkit.core.results.StepRuleState`, from which the
+rule starts again when a checkpointed fit resumes). The engine (`emkit.core.engine.fit_em`) records
 every yielded point, checks convergence and stops the generator; a rule never loops over the
 data itself — it calls ``evaluate`` and ``m_step``.
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.results import EMStep, EvaluatedPoint, RuleStep, StepRuleState
+from emkit.core.results import EMStep, EvaluatedPoint, RuleStep, StepRuleState
 
 Evaluate = Callable[[Any], EvaluatedPoint]
 MStep = Callable[[Any, Any], Any]
@@ -67,7 +67,8 @@ def squarem(
     rejected extrapolation at that bound (the global adaptation of the SQUAREM R package).
 
     θ1 is yielded with ``boundary=False``; the cycle's end point with ``boundary=True``, the
-    cycle's :class:`~emkit.results.EMStep` and the state (the step bound) to restart from there.
+    cycle's :class:`~emkit.core.results.EMStep` and the state (the step bound) to restart from
+    there.
     ``state`` is the state to start with.
     """
     step_max = float(state.step_max)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from emkit.data import ChunkSource, NpyChunks
+from emkit.core.statistics import add_statistics
+from emkit.data.chunks import ChunkSource, NpyChunks
 from emkit.errors import DataError
 from emkit.models.hmm import Sequences, check_lengths
-from emkit.statistics import add_statistics
 
 
 class DaskChunks(ChunkSource):

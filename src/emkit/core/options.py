@@ -1,7 +1,7 @@
 """The options of the EM loop as one checked value, :class:`FitOptions`.
 
-:func:`emkit.engine.fit_em` takes them as keywords (or as ``options=FitOptions(...)``) and checks
-them here once, so every estimator that calls it gets the same messages. What depends on the
+:func:`emkit.core.engine.fit_em` takes them as keywords (or as ``options=FitOptions(...)``) and
+checks them here once, so every estimator that calls it gets the same messages. What depends on the
 model (whether SQUAREM or annealing are possible) is settled by the engine.
 """
 
@@ -23,7 +23,7 @@ ACCELERATIONS = ("auto", "squarem", None)
 
 @dataclass(frozen=True)
 class FitOptions:
-    """How :func:`emkit.engine.fit_em` runs; see its docstring for the meaning of each field.
+    """How :func:`emkit.core.engine.fit_em` runs; see its docstring for the meaning of each field.
 
     Constructing one checks every field (a :class:`emkit.errors.ParameterError` says which is
     wrong and what it must be); ``callbacks`` are kept as a tuple.

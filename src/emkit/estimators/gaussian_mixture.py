@@ -8,17 +8,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import DensityMixin
 
-from emkit.base import EMEstimator, OnlineEMMixin, SamplingMixin
-from emkit.data import Batch, CheckedChunks, ChunkSource
+from emkit.data.chunks import Batch, CheckedChunks, ChunkSource
 from emkit.errors import DataError, ParameterError
-from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
-from emkit.models.mixture import (
-    DEFAULT_INIT,
-    INIT_METHODS,
-    GaussianMixtureModel,
-    MixtureParams,
-)
-from emkit.validation import (
+from emkit.estimators.base import EMEstimator, OnlineEMMixin, SamplingMixin
+from emkit.estimators.validation import (
     COUNT,
     NON_NEGATIVE,
     RANDOM_STATE,
@@ -30,6 +23,13 @@ from emkit.validation import (
     check_sample_weight,
     is_dask_collection,
     validate_rows,
+)
+from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
+from emkit.models.mixture import (
+    DEFAULT_INIT,
+    INIT_METHODS,
+    GaussianMixtureModel,
+    MixtureParams,
 )
 
 # How many objectives of a fit a warm start passes on to the next one's convergence test.
@@ -55,7 +55,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
     tol : float, default 1e-6
         Convergence threshold per sample: EM stops when both the last change of the
         log-likelihood and its estimated remaining rise (extrapolated from the observed rate of
-        convergence, see :class:`emkit.engine.ConvergenceMonitor`) are below ``tol`` times the
+        convergence, see :class:`emkit.core.engine.ConvergenceMonitor`) are below ``tol`` times the
         number of samples. scikit-learn's rule is the first half with tol=1e-3.
     reg_covar : float, default 1e-6
         Added to the diagonal of the covariances; keeps them positive definite.
@@ -65,7 +65,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
         Number of starts; the best log-likelihood wins.
     init_params : {"auto", "kmeans", "hierarchical", "emEM", "k-means++", "random", \
 "random_from_data"}, default "auto"
-        How each start is found (see :mod:`emkit.clustering`):
+        How each start is found (see :mod:`emkit.models.clustering`):
 
         - ``"kmeans"``: the clusters of k-means (Lloyd's algorithm from k-means++ seeds), as
           scikit-learn's default.
@@ -98,7 +98,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
     verbose : int, default 0
         1 prints each start and every ``verbose_interval``-th iteration, 2 also the time and
         the change of the log-likelihood per sample (as scikit-learn; printed by
-        :class:`emkit.engine.VerboseReporter`).
+        :class:`emkit.core.engine.VerboseReporter`).
     verbose_interval : int, default 10
         Iterations between two printed lines.
     accelerate : {None, "squarem"}, default None
@@ -119,7 +119,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
         Show a progress bar.
     learning_decay, learning_offset : float, default 0.6 and 2.0
         Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
-        (:meth:`partial_fit`; see :mod:`emkit.online`).
+        (:meth:`partial_fit`; see :mod:`emkit.core.online`).
 
     Attributes
     ----------
@@ -202,7 +202,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
 
     def _prepare_fit(self, X, y, sample_weight, labels=None):
         if is_dask_collection(X):
-            from emkit.distributed import DaskChunks
+            from emkit.data.distributed import DaskChunks
 
             X = DaskChunks(X)
         if isinstance(X, ChunkSource):
@@ -233,11 +233,11 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
         return Batch(X, check_sample_weight(sample_weight, len(X)))
 
     def _streamed(self, source, sample_weight, labels):
-        """A streamed source (e.g. :class:`emkit.data.NpyChunks`) whose chunks are checked as
+        """A streamed source (e.g. :class:`emkit.data.chunks.NpyChunks`) whose chunks are checked as
         they are read."""
         if sample_weight is not None or labels is not None:
             raise DataError("sample_weight and labels cannot go with streamed data; stream "
-                            "emkit.data.Batch chunks instead.")
+                            "emkit.data.chunks.Batch chunks instead.")
         if self.resp_init is not None:
             raise ParameterError("resp_init needs the rows in memory; with streamed data use "
                                  "means_init or an init_params method.")
@@ -448,7 +448,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
         return labels
 
 def _dask_rows(method, X, n_outputs):
-    from emkit.distributed import map_rows
+    from emkit.data.distributed import map_rows
 
     return map_rows(method, X, n_outputs)
 

@@ -19,9 +19,17 @@ import numpy as np
 from sklearn.base import DensityMixin
 from sklearn.utils.validation import validate_data
 
-from emkit.base import FIT_RECORD, EMEstimator, FitOutcome, OnlineEMMixin, SamplingMixin
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import DataError, ParameterError
+from emkit.estimators.base import FIT_RECORD, EMEstimator, FitOutcome, OnlineEMMixin, SamplingMixin
+from emkit.estimators.validation import (
+    COUNT,
+    RANDOM_STATE,
+    OneOf,
+    Real,
+    check_sample_weight,
+    seed_sequence,
+)
 from emkit.families.dirichlet import (
     GammaPrior,
     check_counts,
@@ -34,14 +42,6 @@ from emkit.models.compound_dirichlet import (
     CompoundDirichletParams,
     DirichletMixtureModel,
     DirichletMultinomialMixtureModel,
-)
-from emkit.validation import (
-    COUNT,
-    RANDOM_STATE,
-    OneOf,
-    Real,
-    check_sample_weight,
-    seed_sequence,
 )
 
 __all__ = ["DirichletMultinomial", "DirichletMultinomialMixture", "Dirichlet"]
@@ -153,7 +153,7 @@ class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstim
             row total of the training data.
 
         The draws are seeded from ``random_state`` in any form (see
-        :class:`emkit.base.SamplingMixin`).
+        :class:`emkit.estimators.base.SamplingMixin`).
         """
         return self._draw(n_samples, self._sampling_generator(n_samples), n_trials)
 
@@ -241,7 +241,7 @@ class DirichletMultinomialMixture(_CompoundDirichletBase):
     learning_decay, learning_offset : float, default 0.6 and 2.0
         Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
         (:meth:`partial_fit`: one step per mini-batch, the count histograms averaged; see
-        :mod:`emkit.online`).
+        :mod:`emkit.core.online`).
 
     Attributes
     ----------
@@ -332,7 +332,7 @@ class DirichletMultinomial(DirichletMultinomialMixture):
     xtol : float, default 1e-7
         ... and when the estimated remaining relative change of every α is below this (small
         α are weakly determined: an objective converged to 1e-10 per sample pins them only to
-        about 1e-4; see :class:`emkit.engine.ConvergenceMonitor`). None: the objective alone.
+        about 1e-4; see :class:`emkit.core.engine.ConvergenceMonitor`). None: the objective alone.
         Both solvers then agree to 1e-6 (twins: 608–743 SQUAREM-EM passes, 216 fixed-point
         steps).
     max_iter : int, default 5000
@@ -343,7 +343,7 @@ class DirichletMultinomial(DirichletMultinomialMixture):
     learning_decay, learning_offset : float, default 0.6 and 2.0
         Step sizes ρ_t = (t + learning_offset)^(−learning_decay) of online EM
         (:meth:`partial_fit`, which is Gupta & Chen's EM whatever the ``solver``: one EM step
-        per mini-batch on the averaged count histograms; see :mod:`emkit.online`).
+        per mini-batch on the averaged count histograms; see :mod:`emkit.core.online`).
 
     Attributes
     ----------
@@ -484,7 +484,7 @@ def _check_fitted_compound(estimator) -> None:
 
 
 def _register() -> None:
-    from emkit.persist import EstimatorSpec, register_estimator
+    from emkit.estimators.persist import EstimatorSpec, register_estimator
 
     common = {
         "weights_": "array",

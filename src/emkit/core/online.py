@@ -13,7 +13,8 @@ against the data seen, as in a batch fit of that size. The first batch sets S_1 
 stationary point of the likelihood. Smaller κ forgets the early, poorly fitted batches faster.
 
 Any emkit model works unchanged: it needs ``n_samples(stats)``, and its statistics must scale
-(:func:`emkit.statistics.scale_statistics`: tuples field by field, or a ``scaled(factor)`` method).
+(:func:`emkit.core.statistics.scale_statistics`: tuples field by field, or a ``scaled(factor)``
+method).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from emkit.data import Batch, in_memory, iter_chunks
+from emkit.core.statistics import add_statistics, scale_statistics
+from emkit.data.chunks import Batch, in_memory, iter_chunks
 from emkit.errors import ParameterError
-from emkit.statistics import add_statistics, scale_statistics
 
 
 def check_learning_rate(learning_decay: float, learning_offset: float) -> None:
@@ -47,7 +48,7 @@ class OnlineEM:
 
     Parameters
     ----------
-    model : an emkit model (see :class:`emkit.engine.EMModel`) with ``n_samples``
+    model : an emkit model (see :class:`emkit.core.engine.EMModel`) with ``n_samples``
     params : its starting parameters
     learning_decay, learning_offset : float
         κ and t₀ of the step size ρ_t = (t + t₀)^(−κ).

@@ -19,24 +19,22 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from emkit.accelerate import plain_em, squarem
-from emkit.checkpoint import (
+from emkit.core.accelerate import plain_em, squarem
+from emkit.core.checkpoint import (
     Checkpoint,
     checked_seed,
     decode_fit_state,
     fit_settings,
     read_seed,
 )
-from emkit.data import in_memory, iter_chunks
-from emkit.errors import ConvergenceWarning, ModelFileError, ParameterError
-from emkit.monitor import (
+from emkit.core.monitor import (
     ConvergenceMonitor,
     em_step_remaining_gain,
     remaining_distance,
     remaining_gain,
 )
-from emkit.options import FitOptions, annealing_schedule
-from emkit.results import (
+from emkit.core.options import FitOptions, annealing_schedule
+from emkit.core.results import (
     EMResult,
     EvaluatedPoint,
     FitState,
@@ -45,7 +43,9 @@ from emkit.results import (
     StartState,
     StepRuleState,
 )
-from emkit.statistics import add_statistics, scale_statistics
+from emkit.core.statistics import add_statistics, scale_statistics
+from emkit.data.chunks import in_memory, iter_chunks
+from emkit.errors import ConvergenceWarning, ModelFileError, ParameterError
 
 
 @runtime_checkable
@@ -176,7 +176,7 @@ def fit_em(
     Parameters
     ----------
     model : EMModel
-    data : array, emkit.data.Batch, or a re-iterable collection of them (chunks)
+    data : array, emkit.data.chunks.Batch, or a re-iterable collection of them (chunks)
         Chunks are passed to ``model.e_step`` one at a time and their statistics added, so a fit
         on chunks equals the fit on the concatenated data.
     n_init : int
@@ -229,14 +229,14 @@ def fit_em(
     checkpoint : path-like, optional
         Write the state of the fit to this file (atomically) every ``checkpoint_every``
         iterations, or every ``checkpoint_seconds`` seconds when given, and after every start
-        (see :mod:`emkit.checkpoint`).
+        (see :mod:`emkit.core.checkpoint`).
     resume : bool
         Continue from ``checkpoint`` if it exists, to the result of an uninterrupted run, bit for
         bit. The data, model and settings must be those of the interrupted fit; with
         ``random_state=None`` the seed is taken from the checkpoint.
     options : FitOptions, optional
         All of the above (except ``init`` and ``init_history``) as one checked value
-        (:class:`emkit.options.FitOptions`); the keywords must then be left at their defaults.
+        (:class:`emkit.core.options.FitOptions`); the keywords must then be left at their defaults.
     """
     keywords = dict(n_init=n_init, max_iter=max_iter, tol=tol, xtol=xtol,
                     random_state=random_state, accelerate=accelerate, annealing=annealing,
@@ -302,7 +302,7 @@ def settled_options(model: EMModel, options: FitOptions) -> FitOptions:
         if not callable(getattr(model, name, None)):
             raise ParameterError(
                 f"{type(model).__name__} is not an EM model: it has no {name}() method "
-                "(see emkit.engine.EMModel)."
+                "(see emkit.core.engine.EMModel)."
             )
     has_coordinates = hasattr(model, "flatten") and hasattr(model, "unflatten")
     accelerate = options.accelerate
@@ -330,7 +330,7 @@ def _options(options: FitOptions | None, keywords: dict[str, Any]) -> FitOptions
     if options is None:
         return FitOptions(**keywords)
     if not isinstance(options, FitOptions):
-        raise ParameterError(f"options must be an emkit.options.FitOptions, got "
+        raise ParameterError(f"options must be an emkit.core.options.FitOptions, got "
                              f"{type(options).__name__}.")
     defaults = FitOptions()
     changed = [name for name, value in keywords.items()

@@ -1,7 +1,7 @@
 """scikit-learn style estimator for superimposed signals (Feder & Weinstein 1988).
 
 No math lives here: see :mod:`emkit.models.superimposed` (the EM model) and
-:mod:`emkit.signals` (the signal shapes).
+:mod:`emkit.models.signals` (the signal shapes).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from emkit.base import FIT_RECORD, EMEstimator
-from emkit.data import Batch
+from emkit.data.chunks import Batch
 from emkit.errors import DataError, ParameterError
+from emkit.estimators.base import FIT_RECORD, EMEstimator
+from emkit.estimators.persist import EstimatorSpec, register_estimator
+from emkit.estimators.validation import COUNT, RANDOM_STATE, Real, check_sample_weight
+from emkit.models.signals import Sinusoids, describe, order
 from emkit.models.superimposed import SuperimposedModel, SuperimposedParams, sample_rows
-from emkit.persist import EstimatorSpec, register_estimator
-from emkit.signals import Sinusoids, describe, order
-from emkit.validation import COUNT, RANDOM_STATE, Real, check_sample_weight
 
 __all__ = ["SuperimposedSignals", "SIGNAL_NAMES"]
 
@@ -39,10 +39,10 @@ class SuperimposedSignals(EMEstimator):
     Parameters
     ----------
     signal : signal object or {"tones", "complex_tones"}, default "tones"
-        The shape of each component: ``emkit.signals.Sinusoids(complex=...)``,
+        The shape of each component: ``emkit.models.signals.Sinusoids(complex=...)``,
         ``DelayedWaveform(waveform)``, ``Transmitters(receiver_positions)``, or any object
-        following the :class:`emkit.signals.Signal` protocol. The strings name real and complex
-        :class:`~emkit.signals.Sinusoids`.
+        following the :class:`emkit.models.signals.Signal` protocol. The strings name real and
+        complex :class:`~emkit.models.signals.Sinusoids`.
     n_components : int, default 1
     sage : bool, default True
         SAGE (Fessler & Hero 1994): update one component at a time with the whole residual
@@ -53,7 +53,7 @@ class SuperimposedSignals(EMEstimator):
         Shares β_k of the noise given to each component in the E-step (default 1/K each).
     tol : float, default 1e-8
         Convergence threshold per sample on the last change of the log-likelihood and on its
-        estimated remaining rise (see :class:`emkit.engine.ConvergenceMonitor`).
+        estimated remaining rise (see :class:`emkit.core.engine.ConvergenceMonitor`).
     max_iter : int, default 500
         Maximum number of EM iterations per start.
     n_init : int, default 5
@@ -65,7 +65,7 @@ class SuperimposedSignals(EMEstimator):
     sample_rate : float, optional
         Samples per second of ``y``, to read frequencies in Hz (``frequencies_hz_``) and
         delays in seconds (``delays_seconds_``); the fit itself works in samples. Amplitudes
-        are in the units of ``y``: :func:`emkit.io.read_wav` (and ``emkit fit tones``) scales
+        are in the units of ``y``: :func:`emkit.data.io.read_wav` (and ``emkit fit tones``) scales
         integer PCM to [−1, 1), full scale, so an int16 clip's amplitudes are fractions of
         full scale (multiply by 32768 for int16 units).
 
@@ -74,13 +74,13 @@ class SuperimposedSignals(EMEstimator):
     theta_ : (n_components, n_parameters)
         The signal's parameters in its internal coordinates, components in reporting order.
     frequencies_, amplitudes_, phases_ : (n_components,)
-        For :class:`~emkit.signals.Sinusoids`, sorted by frequency (cycles per sample).
+        For :class:`~emkit.models.signals.Sinusoids`, sorted by frequency (cycles per sample).
     frequencies_hz_ : (n_components,)
         ``frequencies_ × sample_rate`` (when ``sample_rate`` is given).
     delays_, gains_ : (n_components,)
-        For :class:`~emkit.signals.DelayedWaveform`, sorted by delay (samples).
+        For :class:`~emkit.models.signals.DelayedWaveform`, sorted by delay (samples).
     positions_ : (n_components, 2), powers_ : (n_components,)
-        For :class:`~emkit.signals.Transmitters`, sorted by x.
+        For :class:`~emkit.models.signals.Transmitters`, sorted by x.
     noise_variance_ : float
         σ² (per complex sample for complex signals).
     n_points_ : int
@@ -244,7 +244,7 @@ class SuperimposedSignals(EMEstimator):
             return Sinusoids(complex=SIGNAL_NAMES[self.signal])
         if self.signal is None:
             raise ParameterError("signal is None: give a signal shape, e.g. "
-                                 "emkit.signals.Sinusoids().")
+                                 "emkit.models.signals.Sinusoids().")
         return self.signal
 
     def _model(self, n_points: int) -> SuperimposedModel:
@@ -327,7 +327,7 @@ def _check_superimposed(estimator: SuperimposedSignals) -> None:
 
 
 register_estimator("SuperimposedSignals", EstimatorSpec(
-    target="emkit.superimposed:SuperimposedSignals",
+    target="emkit.estimators.superimposed:SuperimposedSignals",
     attributes={
         "theta_": "array",
         "frequencies_": "array",

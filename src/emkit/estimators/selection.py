@@ -130,7 +130,7 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     >>> result = select_model(datasets.load("faithful").data, range(1, 5), random_state=0)
     >>> print(result.to_text())  # doctest: +SKIP
     """
-    from emkit.estimators import GaussianMixture
+    from emkit.estimators.gaussian_mixture import GaussianMixture
     from emkit.families.gaussian import COVARIANCE_TYPES
 
     if criterion not in CRITERIA:

@@ -50,7 +50,7 @@ def iter_chunks(data: Any) -> Iterator[Any]:
     if not isinstance(data, Iterable):
         raise DataError(
             f"emkit cannot read data of type {type(data).__name__}: pass an array, an "
-            "emkit.data.Batch, or a list (re-iterable collection) of them."
+            "emkit.data.chunks.Batch, or a list (re-iterable collection) of them."
         )
     if iter(data) is data:
         raise DataError(

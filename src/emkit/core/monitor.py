@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emkit.core.results import EMStep, MonitorState
 from emkit.errors import LikelihoodDecreaseWarning, NumericalError
-from emkit.results import EMStep, MonitorState
 
 # How many points the objective's convergence is judged on.
 _WINDOW = 6
