@@ -169,8 +169,8 @@ def run_select(args) -> None:
     ks, criterion = list(options["n_components"]), options["criterion"]
     X, names = read_count_table(args.data, args.samples_in_columns)
     if max(ks) > len(X):
-        raise common.Failure(f"-k goes up to {max(ks)} components but there are only {len(X)} "
-                             "samples.")
+        raise common.Failure(f"-k goes up to {max(ks)} components but {args.data} holds only "
+                             f"{len(X)} samples.")
     models = [build_estimator(args, k).fit(X) for k in ks]
     table = [_row(model, X) for model in models]
     values = [np.inf if row[criterion] is None else row[criterion] for row in table]
