@@ -283,7 +283,8 @@ def add_seed_option(parser) -> None:
 
 def add_progress_option(parser) -> None:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: when stderr is a terminal)")
+                        help="progress on stderr: which fit is running (select) and a bar per "
+                             "fit (default: when stderr is a terminal)")
 
 
 def add_output_options(parser, output_help: str, *, json_option: bool = True) -> None:

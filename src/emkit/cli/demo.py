@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emkit.cli.common import Failure
+from emkit.cli.common import Failure, note
 
 EXAMPLES = """\
 example:
@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> None:
             break
     from emkit.report import run_demo
 
-    path = run_demo(args.output, quick=args.quick)
+    path = run_demo(args.output, quick=args.quick, announce=note)  # minutes: say what runs
     print(f"report written to {path}")

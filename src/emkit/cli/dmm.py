@@ -171,7 +171,11 @@ def run_select(args) -> None:
     if max(ks) > len(X):
         raise common.Failure(f"-k goes up to {max(ks)} components but {args.data} holds only "
                              f"{len(X)} samples.")
-    models = [build_estimator(args, k).fit(X) for k in ks]
+    models = []
+    for i, k in enumerate(ks):
+        if common.progress(args):  # which fit is running: one line each, as select gmm
+            common.note(f"fitting K={k} ({i + 1} of {len(ks)})")
+        models.append(build_estimator(args, k).fit(X))
     table = [_row(model, X) for model in models]
     values = [np.inf if row[criterion] is None else row[criterion] for row in table]
     best_index = int(np.argmin(values))

@@ -256,7 +256,8 @@ def run_select(args: argparse.Namespace) -> None:
     # The template's keywords, and select_model's own (-k, --covariance, --criterion) if given.
     options = build_estimator(args, 1).get_params()
     del options["n_components"], options["covariance_type"]
-    result = select_model(X, **common.estimator_options(args, "select"), **options)
+    result = select_model(X, **common.estimator_options(args, "select"), **options,
+                          announce=common.note if common.progress(args) else None)
     best_row = result.table[result.best_index]
     if args.output is not None:
         common.save_model(result.best_estimator, args.output, table.columns)
