@@ -100,6 +100,7 @@ INTERLEAVED = "id,x\n" + "".join(f"{i},{v}\n" for i, v in
                                      strict=True))
 GAPPED_IDS = "id,x\n" + "a,0.1\na,0.3\n,0.5\nb,2.0\nb,2.2\n"
 SMALL = "a,b\n1.0,2.0\n1.5,2.5\n2.0,1.0\n0.5,3.0\n"
+COUNTS4 = "a,b\n1,2\n3,4\n5,6\n7,8\n"
 THREE_COLUMNS = "x,y,z\n1,2,3\n2,3,1\n3,1,2\n1,1,1\n"
 
 
@@ -215,10 +216,13 @@ CASES = {
     # ---------------------------------------------------------------- fit dmm
     "fit dmm: negative counts": (
         lambda f: ["fit", "dmm", f.file("negative.csv", "a,b\n1,2\n-3,4\n5,6\n"), "-k", 1,
-                   "-o", f.out], ("negative.csv",)),
+                   "-o", f.out], ("negative.csv", "column 'a' holds -3 in data row 2")),
     "fit dmm: fractional counts": (
         lambda f: ["fit", "dmm", f.file("fractions.csv", "a,b\n1,2\n3.5,4\n5,6\n"), "-k", 1,
-                   "-o", f.out], ("fractions.csv",)),
+                   "-o", f.out], ("fractions.csv", "column 'a' holds 3.5 in data row 2")),
+    "fit dmm: an infinite count": (
+        lambda f: ["fit", "dmm", f.file("huge.csv", "a,b\n1,2\n3,inf\n"), "-k", 1, "-o", f.out],
+        ("huge.csv", "column 'b' holds inf in data row 2")),
     "fit dmm: missing file": (
         lambda f: ["fit", "dmm", f.folder / "counts.csv", "-k", 2, "-o", f.out],
         ("counts.csv",)),
@@ -311,14 +315,14 @@ CASES = {
     "select dmm: missing file": (
         lambda f: ["select", "dmm", f.folder / "otu.csv", "-o", f.out], ("otu.csv",)),
     "select dmm: K range beyond the samples": (
-        lambda f: ["select", "dmm", f.file("four.csv", SMALL), "-k", "1-6", "-o", f.out],
+        lambda f: ["select", "dmm", f.file("four.csv", COUNTS4), "-k", "1-6", "-o", f.out],
         ("four.csv", "4 samples")),
     "select dmm: unknown criterion": (
         lambda f: ["select", "dmm", TWINS, "--criterion", "icl", "-o", f.out],
         ("--criterion",)),
     "select dmm: negative counts": (
         lambda f: ["select", "dmm", f.file("neg.csv", "a,b\n1,2\n-3,4\n5,6\n"), "-k", "1-2",
-                   "-o", f.out], ("neg.csv",)),
+                   "-o", f.out], ("neg.csv", "column 'a' holds -3")),
     # ---------------------------------------------------------------- predict
     "predict: missing model file": (
         lambda f: ["predict", f.folder / "model.emkit", FAITHFUL, "-o", f.csv_out],
@@ -472,3 +476,18 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, models, tmp_path
         text = text.format(folder=tmp_path)
         assert text in err, (text, err)
     assert snapshot(tmp_path, models.folder) == before
+
+
+def test_classic_mac_line_ends_are_read_not_refused(tmp_path, capsys):
+    # Excel's "CSV (Macintosh)" ends lines with a bare carriage return; the csv module's
+    # reader used to stop on it (found by the "model file as data" case): the same fit as \n.
+    rows = "".join(f"{x!r},{y!r}{{end}}" for x, y in
+                   np.random.default_rng(2).normal(size=(20, 2)).tolist())
+    fits = []
+    for end in ("\n", "\r", "\r\n"):
+        path = tmp_path / f"end{len(fits)}.csv"
+        path.write_bytes(("a,b" + end + rows.replace("{end}", end)).encode())
+        status, out, err = run(capsys, "fit", "gmm", path, "-k", 1, "--json")
+        assert status == 0, err
+        fits.append(out)
+    assert fits[0] == fits[1] == fits[2]

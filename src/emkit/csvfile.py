@@ -165,7 +165,8 @@ def _delimiter(text: str) -> tuple[str, list[list[str]]]:
     rows of the commonest width (above one), then the most numeric cells, then the most columns."""
     best = None
     for rank, delimiter in enumerate(DELIMITERS):
-        rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                if row]  # newline="": \r, \n and \r\n end lines, as in the file itself
         if not rows:
             return ",", []
         widths = [len(row) for row in rows]

@@ -81,6 +81,13 @@ def read_count_table(path, samples_in_columns: bool = False):
     if missing:
         raise DataError(f"{path}: column {missing[0]!r} has empty or NA cells; counts cannot be "
                         "missing (write 0 for an absent category).")
+    for j in numeric:  # said in the file's terms (column name, data row), not the array's
+        values = columns[j]
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)))
+        if bad.size:
+            raise DataError(f"{path}: column {layout.names[j]!r} holds "
+                            f"{values[bad[0]]:g} in data row {bad[0] + 1}: counts are whole "
+                            "numbers >= 0 (raw counts, not proportions or normalised values).")
     for message in layout.notes:
         common.note(message)
     X = np.column_stack([columns[j] for j in numeric])
