@@ -187,6 +187,20 @@ CASES = {
     "fit gmm: a header and an index column only": (
         lambda f: ["fit", "gmm", f.file("indexonly.csv", ",a,b\n"), "-k", 1, "-o", f.out],
         ("indexonly.csv",)),
+    "fit gmm: one row": (
+        lambda f: ["fit", "gmm", f.file("one.csv", "a,b\n1,2\n"), "-k", 1, "-o", f.out],
+        ("one.csv", "2 rows")),
+    "fit gmm: missing .npy (streamed)": (
+        lambda f: ["fit", "gmm", f.folder / "big.npy", "-k", 1, "-o", f.out], ("big.npy",)),
+    "fit gmm: a 1-D .npy array": (
+        lambda f: ["fit", "gmm", npy(f.folder / "vector.npy", np.arange(5.0)), "-k", 1,
+                   "-o", f.out], ("vector.npy", "2-D")),
+    "fit gmm: missing Parquet file, streamed": (
+        lambda f: ["fit", "gmm", f.folder / "rows.pq", "-k", 1, "--chunk-size", 10, "-o", f.out],
+        ("rows.pq",)),
+    "fit gmm: --no-header on a file with a header": (
+        lambda f: ["fit", "gmm", FAITHFUL, "-k", 1, "--no-header", "-o", f.out],
+        ("faithful.csv", "'eruptions'")),
     # ---------------------------------------------------------------- fit hmm
     "fit hmm: missing file": (
         lambda f: ["fit", "hmm", f.folder / "series.csv", "-k", 2, "-o", f.out],
@@ -268,6 +282,9 @@ CASES = {
                    "0.5", "-o", f.out], ("prior",)),
     "fit fixed: non-numeric column": (
         lambda f: ["fit", "fixed", PENGUINS, "-o", f.out], ("penguins.csv", "species")),
+    "fit fixed: +inf log-likelihood": (
+        lambda f: ["fit", "fixed", f.file("loginf.csv", "m1,m2\n-0.5,inf\n-1,-0.3\n"), "--log",
+                   "-o", f.out], ("loginf.csv", "+inf")),
     # ---------------------------------------------------------------- fit tones
     "fit tones: missing WAV": (
         lambda f: ["fit", "tones", f.folder / "clip.wav", "-k", 1, "-o", f.out], ("clip.wav",)),
@@ -366,6 +383,9 @@ CASES = {
     "predict: data is binary junk": (
         lambda f: ["predict", f.models.gmm, f.file("junk.dat", junk()), "-o", f.csv_out],
         ("junk.dat",)),
+    "predict: a fixed mixture on a sparse matrix of the wrong width": (
+        lambda f: ["predict", f.models.fixed, sparse_npz(f.folder / "three.npz", 3),
+                   "-o", f.csv_out], ("three.npz", "3 features")),
     # ---------------------------------------------------------------- score
     "score: missing model file": (
         lambda f: ["score", f.folder / "fit.emkit", FAITHFUL], ("fit.emkit",)),
@@ -381,6 +401,9 @@ CASES = {
         ("faithful.csv", "'patient'")),
     "score: data is a folder": (
         lambda f: ["score", f.models.gmm, f.folder], ("{folder}",)),
+    "score: a fixed mixture on a .npy file": (
+        lambda f: ["score", f.models.fixed, npy(f.folder / "lik.npy", np.ones((3, 2)))],
+        ("lik.npy", "binary")),
     "score: header-only data": (
         lambda f: ["score", f.models.gmm, f.file("head.csv", "eruptions,waiting\n")],
         ("head.csv",)),
@@ -435,6 +458,18 @@ CASES = {
         lambda f: ["demo", "--quick", "--output", f.out / "report"],
         ("kept.emkit", "is a file")),
 }
+
+
+def npy(path: Path, array: np.ndarray) -> Path:
+    np.save(path, array)
+    return path
+
+
+def sparse_npz(path: Path, n_models: int) -> Path:
+    import scipy.sparse as sp
+
+    sp.save_npz(path, sp.csr_matrix(np.full((4, n_models), 0.5)))
+    return path
 
 
 def npz_archive(path: Path) -> Path:
