@@ -37,6 +37,7 @@ import json
 import re
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,7 +53,8 @@ PENGUIN_MEASUREMENTS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", 
 
 
 def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
-             seed: int = 0, html_page: bool = True, figures: dict | None = None) -> Path:
+             seed: int = 0, html_page: bool = True, figures: dict | None = None,
+             announce: Callable[[str], None] | None = None) -> Path:
     """Fit the bundled data sets and write the report into ``output_dir``.
 
     Parameters
@@ -69,6 +71,9 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
     figures : dict, optional
         When given, receives the matplotlib Figure behind every PNG, by file name (to check or
         restyle one).
+    announce : callable, optional
+        Called with one line before each data set is fitted, saying what is fitted (the
+        command line prints it on stderr).
 
     Returns
     -------
@@ -88,6 +93,8 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
                             ("penguins", _penguins), ("airquality", _airquality),
                             ("twins", _twins), ("tones", _tones),
                             ("fixed_mixture", _fixed_mixture), ("geyser", _geyser)):
+            if announce is not None:
+                announce(f"fitting {name}: {_SECTIONS[name]}")
             section_started = time.perf_counter()
             sections[name] = build(output_dir, plots, quick, seed)
             section_seconds[name] = round(time.perf_counter() - section_started, 2)
@@ -109,6 +116,19 @@ def run_demo(output_dir: str | Path = "emkit-report", *, quick: bool = False,
     if html_page:
         write_atomically(output_dir / "report.html", _html(markdown, output_dir))
     return path
+
+
+# What each section fits, in a line (for ``announce``).
+_SECTIONS = {
+    "faithful": "Gaussian mixtures of Old Faithful, K and covariance type chosen by BIC",
+    "galaxies": "Gaussian mixtures of the galaxy velocities, K chosen by BIC",
+    "penguins": "3 Gaussian clusters of the penguin measurements (with missing values)",
+    "airquality": "one multivariate normal of airquality, with missing values, and imputation",
+    "twins": "Dirichlet-multinomial mixtures of the twins' gut microbiomes",
+    "tones": "two tones in a WAV clip (superimposed signals)",
+    "fixed_mixture": "the weights of fixed Gaussian mixtures of Old Faithful",
+    "geyser": "Gaussian hidden Markov models of consecutive geyser eruptions",
+}
 
 
 def _plotting_available() -> bool:

@@ -95,11 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = common.describe_os_error(error)
     except Exception as error:
         # emkit's own errors are expected failures; the module is loaded by whatever raised one.
-        from emkit.errors import EmkitError
+        from emkit.errors import DataError, EmkitError
 
         if not isinstance(error, EmkitError):
             raise
         message = str(error)
+        if isinstance(error, DataError):
+            message = common.naming_the_data(args, message)
     print(f"emkit: error: {' '.join(message.split())}", file=sys.stderr)
     return common.EXIT_ERROR
 

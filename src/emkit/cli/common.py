@@ -284,7 +284,8 @@ def add_seed_option(parser) -> None:
 
 def add_progress_option(parser) -> None:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: when stderr is a terminal)")
+                        help="progress on stderr: which fit is running (select) and a bar per "
+                             "fit (default: when stderr is a terminal)")
 
 
 def add_output_options(parser, output_help: str, *, json_option: bool = True) -> None:
@@ -351,10 +352,29 @@ def read_rows(path: Path, columns: Sequence[str] | None, drop_missing: bool,
     return table, ~missing
 
 
+def require_values(table: Table) -> None:
+    """Refuse a column without a single value before a fit (the estimator could only number
+    it)."""
+    import numpy as np
+
+    from emkit.errors import DataError
+
+    empty = [name for name, column in zip(table.columns, np.isnan(table.data).T, strict=True)
+             if column.all()]
+    if empty:
+        raise DataError(f"column(s) {', '.join(map(repr, empty))} of {table.path} have no value "
+                        "(every cell empty or NA): nothing can be learned about them; leave "
+                        "them out with --columns.")
+
+
 def parse_columns(text: str | None) -> list[str] | None:
     from emkit.data.io import parse_columns as parse
+    from emkit.errors import DataError
 
-    return parse(text)
+    try:
+        return parse(text)
+    except DataError as error:  # about the option, not the data file
+        raise Failure(str(error)) from None
 
 
 # ---------------------------------------------------------------------------------- models
@@ -446,6 +466,15 @@ def print_json(value: Any) -> None:
     from emkit.data.io import json_default
 
     print(json.dumps(value, indent=2, default=json_default))
+
+
+def naming_the_data(args: argparse.Namespace | None, message: str) -> str:
+    """``message`` of a DataError, with the data file in front when it does not name it: the
+    estimators speak of rows and columns of an array, the user needs to know which file."""
+    data = getattr(args, "data", None)
+    if data is None or str(data) in message:
+        return message
+    return f"{data}: {message}"
 
 
 def describe_os_error(error: OSError) -> str:

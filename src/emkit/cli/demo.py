@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emkit.cli.common import Failure, note
+
 EXAMPLES = """\
 example:
   emkit demo --output emkit-report      # then open emkit-report/summary.md
@@ -23,7 +25,14 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    # Fail before the fits (minutes), not after them.
+    for folder in (args.output, *args.output.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise Failure(f"cannot write the report into {args.output}: {folder} is a file; "
+                              "give a folder (created when missing).")
+            break
     from emkit.report import run_demo
 
-    path = run_demo(args.output, quick=args.quick)
+    path = run_demo(args.output, quick=args.quick, announce=note)  # minutes: say what runs
     print(f"report written to {path}")

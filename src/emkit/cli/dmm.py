@@ -81,6 +81,13 @@ def read_count_table(path, samples_in_columns: bool = False):
     if missing:
         raise DataError(f"{path}: column {missing[0]!r} has empty or NA cells; counts cannot be "
                         "missing (write 0 for an absent category).")
+    for j in numeric:  # said in the file's terms (column name, data row), not the array's
+        values = columns[j]
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)))
+        if bad.size:
+            raise DataError(f"{path}: column {layout.names[j]!r} holds "
+                            f"{values[bad[0]]:g} in data row {bad[0] + 1}: counts are whole "
+                            "numbers >= 0 (raw counts, not proportions or normalised values).")
     for message in layout.notes:
         common.note(message)
     X = np.column_stack([columns[j] for j in numeric])
@@ -169,9 +176,13 @@ def run_select(args) -> None:
     ks, criterion = list(options["n_components"]), options["criterion"]
     X, names = read_count_table(args.data, args.samples_in_columns)
     if max(ks) > len(X):
-        raise common.Failure(f"-k goes up to {max(ks)} components but there are only {len(X)} "
-                             "samples.")
-    models = [build_estimator(args, k).fit(X) for k in ks]
+        raise common.Failure(f"-k goes up to {max(ks)} components but {args.data} holds only "
+                             f"{len(X)} samples.")
+    models = []
+    for i, k in enumerate(ks):
+        if common.progress(args):  # which fit is running: one line each, as select gmm
+            common.note(f"fitting K={k} ({i + 1} of {len(ks)})")
+        models.append(build_estimator(args, k).fit(X))
     table = [_row(model, X) for model in models]
     values = [np.inf if row[criterion] is None else row[criterion] for row in table]
     best_index = int(np.argmin(values))

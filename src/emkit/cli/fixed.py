@@ -53,11 +53,16 @@ def read_likelihoods(path, columns=None) -> tuple[Any, list[str]]:
                             "matrix has unnamed columns.")
         if not path.exists():
             raise DataError(f"{path} does not exist.")
+        import zipfile
+
         import scipy.sparse as sp
 
+        if not zipfile.is_zipfile(path):  # numpy would suggest loading it as a pickle
+            raise DataError(f"{path} is not a .npz archive: write the matrix with "
+                            "scipy.sparse.save_npz.")
         try:
             matrix = sp.load_npz(path)
-        except (ValueError, OSError, KeyError, EOFError) as error:
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"{path} is not a sparse matrix written by scipy.sparse.save_npz "
                             f"({error}).") from None
         return matrix, [str(j) for j in range(matrix.shape[1])]

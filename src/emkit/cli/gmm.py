@@ -100,10 +100,16 @@ def build_estimator(args: argparse.Namespace, n_components: int) -> Any:
 
 
 def run_fit(args: argparse.Namespace) -> None:
+    import zipfile
+
     common.check_output_folders(args.output, args.checkpoint)
     if args.resume and args.checkpoint is None:
         raise common.Failure("--resume needs --checkpoint PATH (the checkpoint of the "
                              "interrupted fit).")
+    if args.resume and args.checkpoint.is_file() and not zipfile.is_zipfile(args.checkpoint):
+        # Before numpy reads it and suggests loading it as a pickle.
+        raise common.Failure(f"{args.checkpoint} is not an emkit checkpoint (not a .npz "
+                             "archive); delete it to start the fit afresh.")
     with contextlib.ExitStack() as cleanup:
         data, X, columns = fit_data(args, cleanup)
         model = build_estimator(args, args.n_components).fit(
@@ -126,6 +132,7 @@ def fit_data(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tuple:
     if args.chunk_size is None and suffix not in (".npy", ".zarr"):
         table, use = common.read_rows(args.data, columns, args.drop_missing,
                                       **common.layout_options(args))
+        common.require_values(table)
         X = table.data[use]
         return (X if args.dask_scheduler is None else
                 on_cluster(args, cleanup, X=X)), X, table.columns
@@ -244,11 +251,13 @@ def run_select(args: argparse.Namespace) -> None:
 
     table, use = common.read_rows(args.data, common.parse_columns(args.columns),
                                   args.drop_missing, **common.layout_options(args))
+    common.require_values(table)
     X = table.data[use]
     # The template's keywords, and select_model's own (-k, --covariance, --criterion) if given.
     options = build_estimator(args, 1).get_params()
     del options["n_components"], options["covariance_type"]
-    result = select_model(X, **common.estimator_options(args, "select"), **options)
+    result = select_model(X, **common.estimator_options(args, "select"), **options,
+                          announce=common.note if common.progress(args) else None)
     best_row = result.table[result.best_index]
     if args.output is not None:
         common.save_model(result.best_estimator, args.output, table.columns)

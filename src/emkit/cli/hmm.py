@@ -97,6 +97,7 @@ def run_fit(args: argparse.Namespace) -> None:
     common.check_output_folders(args.output)
     table, use = common.read_rows(args.data, _feature_columns(args), args.drop_missing,
                                   **common.layout_options(args))
+    common.require_values(table)
     X = table.data[use]
     lengths = sequence_lengths(args, use)
     model = build_estimator(args).fit(X, lengths)

@@ -32,7 +32,12 @@ def add_parser(commands) -> None:
 
 
 def check_model_options(args: argparse.Namespace, model: Any) -> None:
-    """Options that only some models take, refused for the others (shared with score)."""
+    """Models that describe no table, and options that only some models take, refused
+    (shared with score)."""
+    if not hasattr(model, "n_features_in_"):  # e.g. tones: fitted on a recording
+        raise common.Failure(f"{args.model} holds a {type(model).__name__}, which was not "
+                             f"fitted on the rows of a table: emkit {args.command} needs a model "
+                             "written by 'emkit fit gmm|hmm|dmm|fixed' or 'emkit select'.")
     if args.lengths_column is not None and not is_hmm(model):
         raise common.Failure(f"--lengths-column is for hidden Markov models; {args.model} holds "
                              f"a {type(model).__name__}.")

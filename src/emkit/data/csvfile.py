@@ -63,6 +63,8 @@ def sniff(path: Path, *, header: bool | None = None,
         sample = file.read(SAMPLE_BYTES)
         complete = not file.read(1)
     encoding, bom = _encoding(sample)
+    if encoding == "utf-8" and b"\x00" in sample:  # text never holds NUL bytes; UTF-16 has a BOM
+        raise DataError(f"{path} is not a CSV file: it holds binary data{_binary_kind(sample)}.")
     notes = []
     try:
         text = sample[bom:].decode(encoding)
@@ -75,7 +77,10 @@ def sniff(path: Path, *, header: bool | None = None,
                          "names or labels look wrong).")
     if not complete:  # the last line of the sample may be cut short
         text = text[:text.rfind("\n") + 1] if "\n" in text else text
-    delimiter, rows = _delimiter(text)
+    try:
+        delimiter, rows = _delimiter(text)
+    except csv.Error as error:  # e.g. a lone carriage return inside a field
+        raise DataError(f"{path} cannot be read as CSV ({error}).") from None
     if not rows:
         raise DataError(f"{path} is empty: a CSV file needs data rows (and usually a header).")
     decimal = "," if delimiter != "," and _has_decimal_commas(rows) else "."
@@ -122,6 +127,19 @@ def header_cells(path: Path, layout: CsvLayout) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- detection
+_BINARY_KINDS = ((b"PK\x03\x04", "a zip archive, such as an emkit model file"),
+                 (b"\x93NUMPY", "a NumPy .npy array"),
+                 (b"RIFF", "a WAV or other RIFF file"))
+
+
+def _binary_kind(sample: bytes) -> str:
+    """What a binary file looks like, from its first bytes: " (…)" or nothing."""
+    for magic, kind in _BINARY_KINDS:
+        if sample.startswith(magic):
+            return f" ({kind})"
+    return ""
+
+
 def _encoding(sample: bytes) -> tuple[str, int]:
     if sample.startswith(b"\xef\xbb\xbf"):
         return "utf-8", 3
@@ -147,7 +165,8 @@ def _delimiter(text: str) -> tuple[str, list[list[str]]]:
     rows of the commonest width (above one), then the most numeric cells, then the most columns."""
     best = None
     for rank, delimiter in enumerate(DELIMITERS):
-        rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if row]
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                if row]  # newline="": \r, \n and \r\n end lines, as in the file itself
         if not rows:
             return ",", []
         widths = [len(row) for row in rows]
@@ -208,7 +227,7 @@ def _rows(path: Path, layout: CsvLayout, keep_index: bool = False):
     with _text_stream(path, layout) as file:
         reader = csv.reader(file, delimiter=layout.delimiter)
         seen_first = False
-        for row in reader:
+        for row in _checked(reader, path):
             if not row:
                 continue  # blank lines carry no sample
             if not seen_first:
@@ -220,6 +239,16 @@ def _rows(path: Path, layout: CsvLayout, keep_index: bool = False):
                                 f"{'the header has' if layout.header else 'the first row has'}"
                                 f" {width} columns.")
             yield reader.line_num, row if keep_index else row[layout.index_column:]
+
+
+def _checked(reader, path: Path):
+    """The rows of a csv reader, its errors (odd bytes past the sniffed sample) naming the file
+    and line."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise DataError(f"{path}, line {reader.line_num}: cannot be read as CSV ({error}).") \
+            from None
 
 
 def _read_with_csv_module(path, layout, indices):

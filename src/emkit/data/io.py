@@ -282,6 +282,7 @@ def json_default(value: Any) -> Any:
 def read_wav(path) -> tuple[int, np.ndarray]:
     """(sample rate, mono samples as floats) of a WAV file; integer PCM is scaled to [−1, 1)."""
     import os
+    import struct
     import warnings
 
     from scipy.io import wavfile
@@ -289,11 +290,17 @@ def read_wav(path) -> tuple[int, np.ndarray]:
     if not os.path.isfile(path):
         raise DataError(f"{path} does not exist or is not a file.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. WavFileWarning on unknown chunks
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # e.g. WavFileWarning on unknown chunks: harmless
             rate, data = wavfile.read(path)
-    except (ValueError, EOFError) as error:
+    except (ValueError, EOFError, struct.error) as error:  # struct: cut inside a header
         raise DataError(f"{path} is not a readable WAV file ({error}).") from None
+    for warning in caught:
+        if "prematurely" in str(warning.message):  # fewer samples than the header announces
+            raise DataError(f"{path} is truncated ({warning.message}): copy the whole file "
+                            "again.")
+    if len(data) == 0:
+        raise DataError(f"{path} holds no samples.")
     if data.ndim != 1:
         raise DataError(f"{path} has {data.shape[1]} channels; emkit fit tones reads mono WAV "
                         "files: mix or split the channels first.")

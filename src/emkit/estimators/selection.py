@@ -16,7 +16,7 @@ n = Σ w, so an integer weight counts as that many copies of the row.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,8 @@ class SelectionResult:
 
 def select_model(X, n_components: int | Iterable[int] = range(1, 9),
                  covariance_types: str | Sequence[str] = ("full",), criterion: str = "bic",
-                 sample_weight=None, **estimator_params) -> SelectionResult:
+                 sample_weight=None, announce: Callable[[str], None] | None = None,
+                 **estimator_params) -> SelectionResult:
     """Fit a Gaussian mixture for every (K, covariance type) and pick the best by a criterion.
 
     Parameters
@@ -109,6 +110,9 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     sample_weight : array-like of shape (n_samples,), optional
         Row weights, passed to every fit; see the module docstring for their effect on the
         criteria.
+    announce : callable, optional
+        Called with one line before each fit, saying which it is (``emkit select`` prints it
+        on stderr as progress).
     **estimator_params
         Other :class:`emkit.GaussianMixture` parameters (``random_state``, ``n_init``,
         ``max_iter``, ``init_params``, …), the same for every fit. Pass ``random_state`` for a
@@ -159,6 +163,9 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     table, estimators = [], []
     for kind in kinds:
         for k in candidates:
+            if announce is not None:
+                announce(f"fitting K={k}, covariance {kind} ({len(table) + 1} of "
+                         f"{len(kinds) * len(candidates)})")
             estimator = GaussianMixture(k, covariance_type=kind, **estimator_params)
             estimator.fit(X, sample_weight=sample_weight)
             table.append(_criteria(estimator, X, sample_weight))
