@@ -199,9 +199,11 @@ class Checkpoint:
         try:
             with np.load(self.path, allow_pickle=False) as archive:
                 members = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ModelFileError(f"{self.path} is not a readable emkit checkpoint ({error}); "
-                                 "delete it to start the fit afresh.") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            # numpy's own message would suggest allow_pickle=True, which a checkpoint never needs
+            raise ModelFileError(f"{self.path} is not a readable emkit checkpoint (not an .npz "
+                                 "archive of plain arrays); delete it to start the fit afresh.") \
+                from None
         raw = members.pop(_STATE, None)
         try:
             state = json.loads(bytes(raw).decode("utf-8")) if raw is not None else None
