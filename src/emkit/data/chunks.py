@@ -213,8 +213,8 @@ class NpyChunks(ChunkSource):
             raise DataError(f"{self.path} is not a .npy file ({error}).") from None
         if len(shape) != 2 or fortran_order or dtype.kind not in "biuf":
             raise DataError(f"{self.path} holds a {'Fortran-ordered ' if fortran_order else ''}"
-                            f"{dtype} array of shape {shape}; emkit streams 2-D C-ordered "
-                            "numeric arrays (rows × features).")
+                            f"array of dtype {dtype} and shape {shape}; emkit streams 2-D "
+                            "C-ordered numeric arrays (rows × features).")
         self.shape, self.dtype, self.n_features = tuple(shape), dtype, int(shape[1])
 
     def __iter__(self) -> Iterator[np.ndarray]:
