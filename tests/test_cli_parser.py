@@ -303,7 +303,16 @@ def start_long_fit(tmp_path, *options):
     return subprocess.Popen(
         [sys.executable, "-m", "emkit", "fit", "gmm", str(tmp_path / "rows.npy"), "-k", "12",
          "--init", "random", "--tol", "0", "--max-iter", "100000000", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_deliver_sigint)
+
+
+def _deliver_sigint():
+    """In the child before exec: Ctrl-C handled as a terminal would, whatever this test worker
+    inherited. An ignored SIGINT stays ignored across exec (Python then installs no
+    KeyboardInterrupt handler) and a blocked one stays blocked; a CI run hung on each once."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def interrupt(process, ready, timeout=120.0):
