@@ -25,6 +25,7 @@ import numpy as np
 
 from emkit.core.atomic import write_atomically
 from emkit.errors import DataError, ParameterError
+from emkit.estimators.selection import is_eligible
 
 _CRITERIA = ("bic", "aic", "icl")
 _CRITERION_NAMES = {"bic": "BIC", "aic": "AIC", "icl": "ICL"}
@@ -126,15 +127,16 @@ def criterion_choices(selection_result: Any,
     """The row of ``selection_result.table`` each criterion chooses (its lowest value).
 
     The selection's own criterion keeps the selection's choice (``best_index``). The others take
-    the lowest value among the same eligible rows: the converged fits when the selection's choice
-    converged (it was then restricted to them, or nothing failed), else every row. Ties go to the
-    first row, the simplest model.
+    the lowest value among the same eligible rows (:func:`emkit.estimators.selection.is_eligible`:
+    converged, no component collapsed) when the selection's choice is eligible (it was then
+    restricted to them, or nothing failed), else among every row. Ties go to the first row, the
+    simplest model.
     """
     table = list(selection_result.table)
     best = getattr(selection_result, "best_index", None)
     own = getattr(selection_result, "criterion", None)
-    restricted = best is None or table[best].get("converged", True)
-    eligible = [i for i, row in enumerate(table) if row.get("converged", True) or not restricted]
+    restricted = best is None or is_eligible(table[best])
+    eligible = [i for i, row in enumerate(table) if is_eligible(row) or not restricted]
     eligible = eligible or list(range(len(table)))
     choices = {}
     for criterion in criteria:
@@ -159,7 +161,8 @@ def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = 
         One Axes per criterion.
     criteria : sequence of {"bic", "aic", "icl"}
         Which criteria to draw, one panel each. Each panel circles its own criterion's choice
-        (:func:`criterion_choices`); fits that did not converge are crossed out.
+        (:func:`criterion_choices`); fits that are not eligible (did not converge, or a
+        component collapsed) are crossed out.
     zoom : bool, default True
         Show the band of the better models (from the lowest value to the median, and at least
         ``ZOOM_BAND`` above the lowest) rather than every value: poor models (K = 1,
@@ -200,11 +203,11 @@ def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = 
                           key=lambda row: row["n_components"])
             axis.plot([row["n_components"] for row in rows], [row[criterion] for row in rows],
                       marker="o", color=component_colour(i), label=covariance_type)
-        failed = [row for row in table if not row.get("converged", True)]
+        failed = [row for row in table if not is_eligible(row)]
         if failed:
             axis.plot([row["n_components"] for row in failed], [row[criterion] for row in failed],
                       marker="x", markersize=10, color="red", linestyle="none",
-                      label="did not converge")
+                      label="not eligible: did not converge or collapsed")
         chosen = table[choices[criterion]]
         axis.plot(chosen["n_components"], chosen[criterion], marker="o", markersize=15,
                   markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.5,

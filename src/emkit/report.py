@@ -31,7 +31,6 @@ records the seconds each section took.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 import re
@@ -150,21 +149,6 @@ def _selection_rows(result) -> list[dict]:
     return [dict(row) for row in result.table]
 
 
-def _best_converged(selection):
-    """The selection with its choice restricted to fits that converged.
-
-    A fit that runs out of iterations here is a component collapsing onto repeated values (Old
-    Faithful's waiting times are whole minutes): its variance shrinks towards ``reg_covar`` and its
-    likelihood grows without bound, so its BIC says nothing about the number of clusters (mclust
-    reports no BIC for such fits either)."""
-    criterion = selection.criterion
-    eligible = [i for i, row in enumerate(selection.table) if row["converged"]]
-    if not eligible:
-        return selection
-    best = min(eligible, key=lambda i: (selection.table[i][criterion], i))
-    return dataclasses.replace(selection, best_index=best)
-
-
 # ------------------------------------------------------------------------------ Old Faithful
 def _faithful(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict:
     from emkit import datasets
@@ -176,7 +160,6 @@ def _faithful(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict
     covariance_types = ("full", "diag") if quick else COVARIANCE_TYPES
     selection = select_model(X, k_range, covariance_types, criterion="bic", random_state=seed,
                              n_init=1 if quick else 3, tol=1e-6, max_iter=500)
-    selection = _best_converged(selection)
     best = selection.best_estimator
     best_row = selection.table[selection.best_index]
     # One order of the components everywhere (table, legend, colours): by mean eruption time.
@@ -264,7 +247,6 @@ def _galaxies(output_dir: Path, plots: _Figures, quick: bool, seed: int) -> dict
     # In one dimension "tied" is the equal-variance model and "full" the unequal-variance one.
     selection = select_model(x, k_range, ("tied", "full"), criterion="bic", random_state=seed,
                              n_init=2 if quick else 10, tol=1e-6, max_iter=1000)
-    selection = _best_converged(selection)
     best = selection.best_estimator
     best_row = selection.table[selection.best_index]
     order = np.argsort(best.means_[:, 0], kind="stable")  # the table's order: by mean
@@ -647,27 +629,37 @@ def _table(rows: list[dict], best: dict) -> list[str]:
                       == (best["n_components"], best["covariance_type"]))
     choices = criterion_choices(SimpleNamespace(table=rows, best_index=best_index,
                                                 criterion="bic"))
-    lines = ["| K | covariance | log-likelihood | parameters | BIC | AIC | ICL | converged |",
-             "|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| K | covariance | log-likelihood | parameters | BIC | AIC | ICL | converged | "
+             "collapsed |",
+             "|---:|---|---:|---:|---:|---:|---:|---|---|"]
     for i, row in enumerate(rows):
         mark = "**" if i == best_index else ""
         cells = [f"{row[c]:.2f}" if choices[c] != i else f"**{row[c]:.2f}**"
                  for c in ("bic", "aic", "icl")]
         lines.append(f"| {mark}{row['n_components']}{mark} | {row['covariance_type']} | "
                      f"{row['log_likelihood']:.2f} | {row['n_parameters']} | "
-                     + " | ".join(cells) + f" | {'yes' if row['converged'] else 'no'} |")
+                     + " | ".join(cells) + f" | {'yes' if row['converged'] else 'no'} | "
+                     f"{'yes' if row.get('collapsed') else 'no'} |")
     return lines
 
 
 def _not_converged_note(rows: list[dict]) -> list[str]:
     failed = [f"K={row['n_components']} {row['covariance_type']}" for row in rows
               if not row["converged"]]
-    if not failed:
-        return []
-    return ["", f"Not eligible ({', '.join(failed)}): these fits did not converge — a component "
-            "collapses onto repeated values, its variance shrinks towards `reg_covar` and the "
-            "likelihood grows without bound, so their BIC says nothing about the number of "
-            "clusters."]
+    collapsed = [f"K={row['n_components']} {row['covariance_type']}" for row in rows
+                 if row.get("collapsed")]
+    notes = []
+    if failed:
+        notes += ["", f"Not eligible ({', '.join(failed)}): these fits did not converge — a "
+                  "component collapses onto repeated values, its variance shrinks towards "
+                  "`reg_covar` and the likelihood grows without bound, so their BIC says nothing "
+                  "about the number of clusters."]
+    if collapsed:
+        notes += ["", f"Not eligible ({', '.join(collapsed)}): a component sits on fewer points "
+                  "than it has dimensions plus one (its variance is `reg_covar`), a spurious "
+                  "maximum whose likelihood grows without bound as `reg_covar` shrinks; mclust "
+                  "gives such fits no BIC."]
+    return notes
 
 
 def _figure(section: dict, key: str, caption: str) -> list[str]:

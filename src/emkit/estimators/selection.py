@@ -24,7 +24,7 @@ import numpy as np
 
 from emkit.errors import DataError, ParameterError
 
-__all__ = ["SelectionResult", "select_model", "CRITERIA"]
+__all__ = ["SelectionResult", "select_model", "is_eligible", "CRITERIA"]
 
 CRITERIA = ("bic", "aic", "icl")
 _COLUMNS = ("n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "aic",
@@ -173,7 +173,7 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     # A fit that did not converge is usually a component collapsing onto repeated values, and a
     # collapsed one has collapsed: either likelihood grows without bound. They are reported in
     # the table but chosen only if nothing else is left.
-    eligible = [row["converged"] and not row["collapsed"] for row in table]
+    eligible = [is_eligible(row) for row in table]
     if not any(eligible):
         eligible = [True] * len(table)
         notes.append("no fit converged without a collapsed component: the best is chosen among "
@@ -213,6 +213,12 @@ def _criteria(estimator, X, sample_weight) -> dict[str, Any]:
         "converged": bool(estimator.converged_),
         "collapsed": collapsed(estimator),
     }
+
+
+def is_eligible(row: dict[str, Any]) -> bool:
+    """Whether a table row may be chosen: its fit converged and no component collapsed (rows
+    of older tables without these keys are eligible)."""
+    return bool(row.get("converged", True)) and not row.get("collapsed", False)
 
 
 def collapsed(estimator) -> bool:
