@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, DensityMixin
 
 from emkit.core.engine import fit_em
 from emkit.core.online import OnlineEM
@@ -37,6 +37,7 @@ from emkit.estimators.validation import (
     check_fitted,
     check_n_samples,
     check_parameters,
+    check_sample_weight,
     random_generator,
 )
 
@@ -275,6 +276,20 @@ class OnlineEMMixin:
         if self._is_fitted():
             return self._params()
         return model.init_params(batch, random_generator(getattr(self, "random_state", None)))
+
+
+class RowDensityMixin(DensityMixin):
+    """``score``: the mean (weighted) log-likelihood per row of the estimator's
+    ``score_samples``. Rows of zero weight do not count, even where their density is 0."""
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean (weighted) log-likelihood per row."""
+        log_likelihood = self.score_samples(X)
+        if sample_weight is None:
+            return float(log_likelihood.mean())
+        w = check_sample_weight(sample_weight, len(log_likelihood))
+        used = w > 0
+        return float(np.average(log_likelihood[used], weights=w[used]))
 
 
 class SamplingMixin:

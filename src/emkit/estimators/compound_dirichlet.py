@@ -16,12 +16,18 @@ Conventions follow :class:`emkit.GaussianMixture`. No math lives here: see
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import DensityMixin
 from sklearn.utils.validation import validate_data
 
 from emkit.data.chunks import Batch
 from emkit.errors import DataError, ParameterError
-from emkit.estimators.base import FIT_RECORD, EMEstimator, FitOutcome, OnlineEMMixin, SamplingMixin
+from emkit.estimators.base import (
+    FIT_RECORD,
+    EMEstimator,
+    FitOutcome,
+    OnlineEMMixin,
+    RowDensityMixin,
+    SamplingMixin,
+)
 from emkit.estimators.validation import (
     COUNT,
     RANDOM_STATE,
@@ -50,7 +56,7 @@ PRIORS = ("gamma", None)
 SOLVERS = ("em", "fixed-point")
 
 
-class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
+class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
     """Fitting (batch EM, and online EM by ``partial_fit``), inference and model choice shared
     by the three estimators."""
 
@@ -128,13 +134,6 @@ class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstim
         multinomial coefficient N! / Π x_j!, as ``scipy.stats.dirichlet_multinomial``."""
         return self._posteriors(X)[0]
 
-    def score(self, X, y=None, sample_weight=None):
-        """Mean (weighted) log-likelihood per row."""
-        log_likelihood = self.score_samples(X)
-        if sample_weight is None:
-            return float(log_likelihood.mean())
-        w = check_sample_weight(sample_weight, len(log_likelihood))
-        return float(np.average(log_likelihood, weights=w))
 
     def _posteriors(self, X):
         self._check_fitted()

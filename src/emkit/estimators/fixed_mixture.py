@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import DensityMixin
 
 from emkit.errors import DataError, ParameterError
-from emkit.estimators.base import FIT_RECORD, EMEstimator, OnlineEMMixin
+from emkit.estimators.base import FIT_RECORD, EMEstimator, OnlineEMMixin, RowDensityMixin
 from emkit.estimators.persist import EstimatorSpec, register_estimator
 from emkit.estimators.validation import NON_NEGATIVE, check_sample_weight
 from emkit.models.fixed_mixture import (
@@ -41,7 +40,7 @@ class _OnlineFixedMixtureModel(FixedMixtureModel):
         return FixedMixtureParams(weights / weights.sum())
 
 
-class FixedMixture(OnlineEMMixin, DensityMixin, EMEstimator):
+class FixedMixture(OnlineEMMixin, RowDensityMixin, EMEstimator):
     """Optimal mixture of fixed models: learn only the mixing weights, by EM.
 
     The component models p_1 … p_M are given and stay fixed; the fit finds the weights λ on the
@@ -260,14 +259,6 @@ class FixedMixture(OnlineEMMixin, DensityMixin, EMEstimator):
         it), shape (n_samples,)."""
         return self._posteriors(X)[0]
 
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """Mean (weighted) log-likelihood per row."""
-        log_likelihood = self.score_samples(X)
-        if sample_weight is None:
-            return float(log_likelihood.mean())
-        w = check_sample_weight(sample_weight, len(log_likelihood))
-        used = w > 0
-        return float(np.average(log_likelihood[used], weights=w[used]))
 
     def n_parameters(self) -> int:
         """Number of free parameters: M − 1 weights."""

@@ -6,11 +6,10 @@ No math lives here; see :mod:`emkit.models` and :mod:`emkit.families`.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import DensityMixin
 
 from emkit.data.chunks import Batch, CheckedChunks, ChunkSource
 from emkit.errors import DataError, ParameterError
-from emkit.estimators.base import EMEstimator, OnlineEMMixin, SamplingMixin
+from emkit.estimators.base import EMEstimator, OnlineEMMixin, RowDensityMixin, SamplingMixin
 from emkit.estimators.validation import (
     COUNT,
     NON_NEGATIVE,
@@ -40,7 +39,7 @@ def _float_dtype(dtype) -> bool:
     return np.dtype(dtype) in (np.float64, np.float32)
 
 
-class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
+class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
     """Gaussian mixture model fitted by EM — a drop-in for ``sklearn.mixture.GaussianMixture``.
 
     Constructor parameters and fitted attributes keep scikit-learn's names and shapes, so switching
@@ -333,13 +332,6 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, DensityMixin, EMEstimator):
             return _dask_rows(self.score_samples, X, None)
         return self._posteriors(X)[0]
 
-    def score(self, X, y=None, sample_weight=None):
-        """Mean (weighted) log-likelihood per row."""
-        log_likelihood = self.score_samples(X)
-        if sample_weight is None:
-            return float(log_likelihood.mean())
-        w = check_sample_weight(sample_weight, len(log_likelihood))
-        return float(np.average(log_likelihood, weights=w))
 
     def _posteriors(self, X):
         self._check_fitted()
