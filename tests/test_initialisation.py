@@ -92,6 +92,25 @@ def test_every_method_on_weights_gaps_chunks_and_labels(method):
     assert model.predict(X[[np.argmin(X[:, 0]), np.argmax(X[:, 0])]]).tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("n_rows,used", [(300, True), (3000, False)])
+def test_the_default_races_the_hierarchical_start_only_where_it_sees_enough_rows(
+        monkeypatch, n_rows, used):
+    # 12 clusters in 12-D: the agglomeration takes at most ~450 rows, fewer than 4 per cluster
+    # and dimension (576), so on 3,000 rows its start would come from too thin a subsample.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_rows, 12)) + 4.0 * rng.integers(0, 3, size=(n_rows, 1))
+    calls = []
+    original = GaussianMixtureModel._hierarchical_assignment
+
+    def record(self, *args):
+        calls.append(len(args[0]))
+        return original(self, *args)
+
+    monkeypatch.setattr(GaussianMixtureModel, "_hierarchical_assignment", record)
+    emkit.GaussianMixture(12, random_state=0, max_iter=2).fit(X)
+    assert bool(calls) == used
+
+
 def test_unknown_method_is_a_parameter_error():
     with pytest.raises(ParameterError, match="init_params must be one of"):
         emkit.GaussianMixture(2, init_params="k-medoids").fit(np.arange(20.0).reshape(10, 2))
