@@ -26,22 +26,47 @@ DEFAULT_INIT = "auto"
 
 def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
                     sample_weight: np.ndarray | None = None) -> np.ndarray:
-    """k-means++ seeds: ``n_clusters`` rows of X, each drawn with probability ∝ weight × squared
-    distance to the nearest seed so far (greedy, 2 + log k trials per seed as is usual).
-    Shape (n_clusters, D)."""
-    from sklearn.cluster import kmeans_plusplus as seeds
-
-    centers, _ = seeds(X, n_clusters, random_state=int(rng.integers(0, 2**31 - 1)),
-                       sample_weight=sample_weight)
+    """k-means++ seeds (Arthur & Vassilvitskii 2007): ``n_clusters`` rows of X, the first drawn
+    with probability ∝ weight, each next one ∝ weight × squared distance to the nearest seed so
+    far. Greedy, as is usual: of 2 + ⌊log k⌋ such draws the one that lowers the weighted sum of
+    squared distances most is kept. Rows of weight 0 are never drawn. Shape (n_clusters, D)."""
+    X = np.asarray(X, dtype=float)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    n_trials = 2 + int(np.log(n_clusters))
+    squared_norms = np.einsum("ij,ij->i", X, X)
+    centers = np.empty((n_clusters, X.shape[1]))
+    centers[0] = X[_draw(w, 1, rng)[0]]
+    closest = _squared_distances(X, squared_norms, centers[:1])[:, 0]
+    for k in range(1, n_clusters):
+        mass = w * closest
+        candidates = _draw(mass if mass.sum() > 0 else w, n_trials, rng)
+        closer = np.minimum(closest[:, None],
+                            _squared_distances(X, squared_norms, X[candidates]))
+        best = int(np.argmin(w @ closer))
+        centers[k], closest = X[candidates[best]], closer[:, best]
     return centers
+
+
+def _draw(mass: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` row indices drawn with replacement with probability ∝ ``mass`` (≥ 0); a row of
+    mass 0 is never drawn."""
+    cumulative = np.cumsum(mass)
+    picks = np.searchsorted(cumulative, rng.uniform(0.0, cumulative[-1], size), side="right")
+    return np.minimum(picks, len(mass) - 1)
+
+
+def _squared_distances(X: np.ndarray, squared_norms: np.ndarray,
+                       centers: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of the rows to the centres, (n_rows, n_centres)."""
+    d2 = squared_norms[:, None] - 2.0 * X @ centers.T + np.einsum("ij,ij->i", centers, centers)
+    return np.maximum(d2, 0.0)
 
 
 def nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centre of each row and the squared distance to it."""
-    d2 = (np.einsum("ij,ij->i", X, X)[:, None] - 2.0 * X @ centers.T
-          + np.einsum("ij,ij->i", centers, centers)[None, :])
+    d2 = _squared_distances(X, np.einsum("ij,ij->i", X, X), centers)
     labels = d2.argmin(axis=1)
-    return labels, np.maximum(d2[np.arange(len(X)), labels], 0.0)
+    return labels, d2[np.arange(len(X)), labels]
 
 
 def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
