@@ -30,6 +30,7 @@ from emkit.families.gaussian import GaussianFamily
 from emkit.families.gaussian_emission import GaussianEmission, GMMEmission
 from emkit.families.gaussian_missing import full_covariances
 from emkit.families.poisson import PoissonEmission
+from emkit.families.regression import RegressionFamily
 from emkit.models.mixture import MixtureModel
 
 from .test_contracts import numeric_fields
@@ -52,6 +53,20 @@ def proportions(rng, n_rows):
 def counts(rng, n_rows):
     return np.array([rng.multinomial(rng.integers(5, 40), p) for p in proportions(rng, n_rows)],
                     dtype=float)
+
+
+def regression_rows(rng, n_rows):
+    """Rows (x_1, x_2, y) from three regression planes."""
+    x = rng.normal(size=(n_rows, 2))
+    planes = np.array([[0.0, 1.0, -1.0], [3.0, -2.0, 0.5], [-2.0, 0.0, 2.0]])
+    line = planes[rng.integers(0, 3, n_rows)]
+    y = line[:, 0] + np.sum(line[:, 1:] * x, axis=1) + rng.normal(0, 0.5, n_rows)
+    return np.column_stack([x, y])
+
+
+def regression_logpdf(family, params, row, k):
+    mean = params.intercept[k] + params.coef[k] @ row[:-1]
+    return scipy_stats.norm(mean, np.sqrt(params.noise_variance[k])).logpdf(row[-1])
 
 
 def gaussian_logpdf(family, params, x, k):
@@ -86,6 +101,7 @@ FAMILIES = [
     FamilyCase("dirichlet-multinomial-latent-probabilities",
                lambda: DirichletMultinomialFamily(latent="probabilities"), counts,
                dirichlet_multinomial_logpmf),
+    FamilyCase("regression", RegressionFamily, regression_rows, regression_logpdf),
 ]
 
 

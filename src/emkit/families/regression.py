@@ -3,14 +3,18 @@
 A row is (x_1 … x_D, y): the D regressors, then the response (the estimator stacks them). With
 z = (1, x), the component's log-density is log N(y | z·β_k, σ_k²). The sufficient statistics
 of rows with per-component weights w_ik are, per component, the weighted cross products of
-u = (1, x, y): C_k = Σ_i w_ik u_i u_iᵀ, a (D + 2) × (D + 2) matrix that adds over rows. The
-M-step is weighted least squares: β_k = G⁻¹ b with G = Σ w z zᵀ and b = Σ w z y (blocks of C_k),
-and σ_k² = (Σ w y² − b·β_k) / Σ w, the weighted mean squared residual.
+u = (1, x, e) with e = y − z·c_k the residual from a centre line c_k (the current line):
+C_k = Σ_i w_ik u_i u_iᵀ, a (D + 2) × (D + 2) matrix that adds over rows (two parts about
+different lines are moved to the same one first, as the Gaussian family's centred moments).
+The M-step is weighted least squares: β_k = c_k + G⁻¹ b with G = Σ w z zᵀ and b = Σ w z e
+(blocks of C_k), and σ_k² = (Σ w e² − b·G⁻¹b) / Σ w, the weighted mean squared residual;
+near convergence b ≈ 0, so σ² has no cancellation.
 
-Degenerate components: a component whose rows do not determine its line (G singular, fewer
-than D + 1 rows in general position) or that fits its rows exactly (σ² at round-off; the
-likelihood is unbounded there) keeps its previous parameters, and the M-step says so in its
-events.
+Degenerate components: a component with less than D + 2 rows' worth of weight, whose rows do
+not determine its line (G singular) or that fits its rows exactly (σ² at round-off) is heading
+for a spurious maximum (the likelihood is unbounded as a line passes exactly through D + 1
+rows and σ² → 0). It is re-seeded at the least-squares line and noise of all rows, and the
+M-step says so in its events.
 
 The start (:meth:`RegressionFamily.init`) is k-lines, the regression analogue of k-means: K
 lines through D + 1 random rows each, then rows assigned to the line with the smallest
@@ -25,9 +29,11 @@ log N(y | z·β_k, σ_k²) in (β_k, σ_k²) for :mod:`emkit.models.information`
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from scipy.special import logsumexp
 
 from emkit.errors import DataError
 from emkit.families.base import FamilyDefaults
@@ -38,8 +44,9 @@ __all__ = ["RegressionParams", "RegressionStats", "RegressionRows", "RegressionF
 _LOG_2PI = math.log(2.0 * math.pi)
 # σ² below this fraction of the component's mean y² is round-off: the line fits exactly.
 _EXACT_FIT = 1e-12
-# Rounds of k-lines in the start.
+# Rounds of k-lines in a start, and the k-lines runs a start is the best of.
 _KLINES_ROUNDS = 10
+_INIT_CANDIDATES = 8
 
 
 class RegressionParams(NamedTuple):
@@ -48,9 +55,35 @@ class RegressionParams(NamedTuple):
     noise_variance: np.ndarray  # (K,) σ_k²
 
 
-class RegressionStats(NamedTuple):
+@dataclass(frozen=True)
+class RegressionStats:
+    """Weighted cross products of (z, e) per component, e = y − z·c_k the residual from a
+    centre line c_k (the current line in an E-step): near convergence the M-step's
+    correction is tiny and the residual sum of squares suffers no cancellation."""
+
     weight: np.ndarray  # (K,) Σ_i w_ik
-    cross: np.ndarray  # (K, D + 2, D + 2) Σ_i w_ik u_i u_iᵀ, u = (1, x, y)
+    cross: np.ndarray  # (K, D + 2, D + 2) Σ_i w_ik u_ik u_ikᵀ, u_ik = (1, x_i, e_ik)
+    center: np.ndarray  # (K, D + 1) c_k, intercept first
+
+    def __add__(self, other: RegressionStats) -> RegressionStats:
+        other = other.recentered(self.center)
+        return RegressionStats(self.weight + other.weight, self.cross + other.cross,
+                               self.center)
+
+    def scaled(self, factor: float) -> RegressionStats:
+        """The statistics of the same rows with every weight multiplied by ``factor``."""
+        return RegressionStats(self.weight * factor, self.cross * factor, self.center)
+
+    def recentered(self, center: np.ndarray) -> RegressionStats:
+        """The same statistics about other centre lines: e_new = e_old + z·(c_old − c_new),
+        a linear map T of u, so C_new = T C_old Tᵀ."""
+        if center is self.center or np.array_equal(center, self.center):
+            return self
+        K, p = center.shape
+        transform = np.broadcast_to(np.eye(p + 1), (K, p + 1, p + 1)).copy()
+        transform[:, p, :p] = self.center - center
+        cross = transform @ self.cross @ np.swapaxes(transform, 1, 2)
+        return RegressionStats(self.weight, cross, center)
 
 
 class RegressionRows(NamedTuple):
@@ -78,10 +111,12 @@ def _coefficients(params: RegressionParams) -> np.ndarray:
     return np.column_stack([params.intercept, params.coef])
 
 
-def _least_squares(cross: np.ndarray, weight: float) -> tuple[np.ndarray, float] | None:
-    """(β with intercept first, σ²) from one component's cross products, or None where they do
-    not determine the line or the line fits exactly."""
-    gram, moment, yy = cross[:-1, :-1], cross[:-1, -1], cross[-1, -1]
+def _least_squares(cross: np.ndarray, weight: float, center: np.ndarray,
+                   ) -> tuple[np.ndarray, float] | None:
+    """(β with intercept first, σ²) from one component's cross products about the line
+    ``center``, or None where they do not determine the line or the line fits exactly."""
+    p = len(center)
+    gram, moment, ee = cross[:p, :p], cross[:p, p], cross[p, p]
     if not weight > 0:
         return None
     try:
@@ -91,11 +126,18 @@ def _least_squares(cross: np.ndarray, weight: float) -> tuple[np.ndarray, float]
     # Scale-free rank test: a pivot of the Cholesky factor at round-off of its column.
     if np.min(np.diag(factor) / np.sqrt(np.diag(gram))) < 1e-7:
         return None
-    beta = np.linalg.solve(factor.T, np.linalg.solve(factor, moment))
-    variance = (yy - moment @ beta) / weight
-    if not variance > _EXACT_FIT * yy / weight:
+    step = np.linalg.solve(factor.T, np.linalg.solve(factor, moment))
+    variance = (ee - moment @ step) / weight
+    # y's own spread in the component (from the cross products about the line y = 0) sets
+    # the scale below which σ² is round-off of an exact fit.
+    sum_y = moment[0] + gram[0] @ center
+    sum_yy = ee + 2 * moment @ center + center @ gram @ center
+    spread = sum_yy / weight - (sum_y / weight) ** 2
+    if not variance > _EXACT_FIT * max(spread, 0.0):
         return None
-    return beta, float(variance)
+    if not variance > 0:
+        return None
+    return center + step, float(variance)
 
 
 class RegressionFamily(FamilyDefaults):
@@ -116,8 +158,14 @@ class RegressionFamily(FamilyDefaults):
     def statistics(self, params: RegressionParams, data: RegressionRows,
                    weights: np.ndarray) -> RegressionStats:
         weights = np.asarray(weights, dtype=float)
-        u = np.column_stack([data.design, data.response])
-        return RegressionStats(weights.sum(axis=0), np.einsum("nk,na,nb->kab", weights, u, u))
+        center = _coefficients(params)
+        residuals = data.response[:, None] - data.design @ center.T  # (n, K)
+        zz = np.einsum("nk,na,nb->kab", weights, data.design, data.design)
+        ze = np.einsum("nk,na->ka", weights * residuals, data.design)
+        ee = np.einsum("nk,nk->k", weights, residuals**2)
+        cross = np.concatenate([np.concatenate([zz, ze[:, :, None]], axis=2),
+                                np.concatenate([ze, ee[:, None]], axis=1)[:, None, :]], axis=1)
+        return RegressionStats(weights.sum(axis=0), cross, center)
 
     def component_weights(self, stats: RegressionStats) -> np.ndarray:
         return stats.weight
@@ -127,19 +175,32 @@ class RegressionFamily(FamilyDefaults):
         coefficients = _coefficients(params).copy()
         variances = params.noise_variance.copy()
         events = []
-        for k, (cross, weight) in enumerate(zip(stats.cross, stats.weight, strict=True)):
-            fitted = _least_squares(cross, weight)
-            if fitted is None:
-                events.append(f"component {k} kept its line: its rows (weight {weight:.3g}) "
-                              "do not determine one, or it fits them exactly")
+        n_coefficients = coefficients.shape[1]
+        for k, (cross, weight, center) in enumerate(zip(stats.cross, stats.weight,
+                                                        stats.center, strict=True)):
+            # Fewer than D + 2 rows' worth of weight: the line can pass through them all and
+            # σ² → 0, a spurious maximum where the likelihood is unbounded.
+            fitted = (_least_squares(cross, weight, center)
+                      if weight >= n_coefficients + 1 else None)
+            if fitted is not None:
+                coefficients[k], variances[k] = fitted
                 continue
-            coefficients[k], variances[k] = fitted
+            overall = _least_squares(*_pooled(stats))
+            if overall is None:
+                events.append(f"component {k} kept its line: its rows (weight {weight:.3g}) "
+                              "do not determine one")
+                continue
+            coefficients[k], variances[k] = overall
+            events.append(f"component {k} re-seeded at the line of all rows: its rows "
+                          f"(weight {weight:.3g}) do not determine a line and its noise")
         return (RegressionParams(coefficients[:, 1:], coefficients[:, 0], variances),
                 tuple(events))
 
     def init(self, parts, n_components: int,
              rng: np.random.Generator) -> tuple[np.ndarray, RegressionParams]:
-        """k-lines from K lines through D + 1 random rows each (see the module's notes)."""
+        """The best of a few k-lines runs, each from K lines through D + 1 random rows (see the
+        module's notes), by the mixture log-likelihood of its groups' lines, noise and sizes;
+        runs leaving a group with fewer than D + 2 rows count only if no run does better."""
         design = np.concatenate([data.design for data, _ in parts])
         response = np.concatenate([data.response for data, _ in parts])
         w = np.concatenate([np.ones(len(data.response)) if rw is None else rw
@@ -148,39 +209,17 @@ class RegressionFamily(FamilyDefaults):
         design, response, w = design[used], response[used], w[used]
         n, p = design.shape
         K = n_components
-        overall = _least_squares(_cross(design, response, w), w.sum())
+        overall = _fit_rows(design, response, w)
         if overall is None:
             raise DataError("the rows do not determine a regression line (fewer rows than "
                             "coefficients, a constant or duplicated column, or y an exact "
                             "linear function of X): a mixture of regressions cannot be fitted.")
-        lines = np.empty((K, p))
-        for k in range(K):
-            chosen = rng.choice(n, size=min(p, n), replace=False, p=w / w.sum())
-            solved = np.linalg.lstsq(design[chosen], response[chosen], rcond=None)[0]
-            lines[k] = solved if np.all(np.isfinite(solved)) else overall[0]
-        labels = np.zeros(n, dtype=int)
-        for _ in range(_KLINES_ROUNDS):
-            new = np.argmin((response[:, None] - design @ lines.T) ** 2, axis=1)
-            if _ > 0 and np.array_equal(new, labels):
-                break
-            labels = new
-            for k in range(K):
-                rows = labels == k
-                fitted = _least_squares(_cross(design[rows], response[rows], w[rows]),
-                                        w[rows].sum())
-                if fitted is not None:
-                    lines[k] = fitted[0]
-        squared = (response[:, None] - design @ lines.T) ** 2
-        variances = np.full(K, overall[1])
-        counts = np.zeros(K)
-        for k in range(K):
-            rows = labels == k
-            counts[k] = w[rows].sum()
-            if counts[k] > p:
-                variances[k] = max(np.average(squared[rows, k], weights=w[rows]),
-                                   1e-3 * overall[1])
-        weights = (counts + 1.0) / (counts + 1.0).sum()  # no component starts empty
-        return weights, RegressionParams(lines[:, 1:], lines[:, 0], variances)
+        best, best_score = None, -np.inf
+        for _ in range(_INIT_CANDIDATES):
+            candidate, score = _k_lines(design, response, w, K, overall, rng)
+            if best is None or score > best_score:
+                best, best_score = candidate, score
+        return best
 
     def flatten(self, params: RegressionParams) -> np.ndarray:
         return np.concatenate([_coefficients(params).ravel(), np.log(params.noise_variance)])
@@ -195,13 +234,57 @@ class RegressionFamily(FamilyDefaults):
         return RegressionParams(coefficients[:, 1:], coefficients[:, 0], variances)
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
-        """Intercept, ``n_features`` slopes and a noise variance per component."""
-        return n_components * (n_features + 2)
+        """Per component an intercept, D slopes and a noise variance, for rows of
+        ``n_features`` = D + 1 columns (x_1 … x_D, y)."""
+        return n_components * (n_features + 1)
 
 
-def _cross(design: np.ndarray, response: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _k_lines(design, response, w, K, overall, rng):
+    """One k-lines run: ((weights, params), score). Rows go to the line with the smallest
+    squared residual, lines are refitted to their rows; the score is the mixture
+    log-likelihood of the final groups (−inf where a group has fewer than D + 2 rows)."""
+    n, p = design.shape
+    lines = np.empty((K, p))
+    for k in range(K):
+        chosen = rng.choice(n, size=min(p, n), replace=False, p=w / w.sum())
+        solved = np.linalg.lstsq(design[chosen], response[chosen], rcond=None)[0]
+        lines[k] = solved if np.all(np.isfinite(solved)) else overall[0]
+    labels = np.full(n, -1)
+    for _ in range(_KLINES_ROUNDS):
+        new = np.argmin((response[:, None] - design @ lines.T) ** 2, axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for k in range(K):
+            rows = labels == k
+            fitted = _fit_rows(design[rows], response[rows], w[rows])
+            if fitted is not None:
+                lines[k] = fitted[0]
+    squared = (response[:, None] - design @ lines.T) ** 2
+    variances = np.full(K, overall[1])
+    counts = np.array([w[labels == k].sum() for k in range(K)])
+    for k in range(K):
+        rows = labels == k
+        if counts[k] > p:
+            variances[k] = max(np.average(squared[rows, k], weights=w[rows]), 1e-3 * overall[1])
+    weights = (counts + 1.0) / (counts + 1.0).sum()  # no component starts empty
+    log_joint = np.log(weights) - 0.5 * (_LOG_2PI + np.log(variances) + squared / variances)
+    score = float(w @ logsumexp(log_joint, axis=1)) if counts.min() >= p + 1 else -np.inf
+    return (weights, RegressionParams(lines[:, 1:], lines[:, 0], variances)), score
+
+
+def _pooled(stats: RegressionStats) -> tuple[np.ndarray, float, np.ndarray]:
+    """The cross products of all components together (about the line y = 0), their weight
+    and that centre: the statistics of one regression of all rows."""
+    zero = np.zeros_like(stats.center)
+    return stats.recentered(zero).cross.sum(axis=0), float(stats.weight.sum()), zero[0]
+
+
+def _fit_rows(design: np.ndarray, response: np.ndarray,
+              w: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Weighted least squares of a set of rows (None where they do not determine a line)."""
     u = np.column_stack([design, response])
-    return (u * w[:, None]).T @ u
+    return _least_squares((u * w[:, None]).T @ u, w.sum(), np.zeros(design.shape[1]))
 
 
 class RegressionInformation:
