@@ -30,6 +30,7 @@ _PUBLIC = {
     "DirichletMultinomialMixture": "emkit.estimators.compound_dirichlet",
     "Dirichlet": "emkit.estimators.compound_dirichlet",
     "SuperimposedSignals": "emkit.estimators.superimposed",
+    "PoissonMixture": "emkit.estimators.poisson_mixture",
     "signals": "emkit.models.signals",
     "GaussianMixtureModel": "emkit.models.mixture",
     "select_model": "emkit.estimators.selection",

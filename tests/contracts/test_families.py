@@ -29,7 +29,7 @@ from emkit.families.dirichlet import DirichletFamily, DirichletMultinomialFamily
 from emkit.families.gaussian import GaussianFamily
 from emkit.families.gaussian_emission import GaussianEmission, GMMEmission
 from emkit.families.gaussian_missing import full_covariances
-from emkit.families.poisson import PoissonEmission
+from emkit.families.poisson import PoissonEmission, PoissonFamily
 from emkit.families.regression import RegressionFamily
 from emkit.models.mixture import MixtureModel
 
@@ -101,6 +101,11 @@ FAMILIES = [
     FamilyCase("dirichlet-multinomial-latent-probabilities",
                lambda: DirichletMultinomialFamily(latent="probabilities"), counts,
                dirichlet_multinomial_logpmf),
+    FamilyCase("poisson", PoissonFamily, lambda rng, n: poisson_frames(rng, n),
+               lambda family, params, x, k: poisson_logpmf(family, params, x, k)),
+    FamilyCase("poisson-gamma-prior", lambda: PoissonFamily(2.0, 0.5),
+               lambda rng, n: poisson_frames(rng, n),
+               lambda family, params, x, k: poisson_logpmf(family, params, x, k)),
     FamilyCase("regression", RegressionFamily, regression_rows, regression_logpdf),
 ]
 
