@@ -31,6 +31,7 @@ _PUBLIC = {
     "Dirichlet": "emkit.estimators.compound_dirichlet",
     "SuperimposedSignals": "emkit.estimators.superimposed",
     "PoissonMixture": "emkit.estimators.poisson_mixture",
+    "RegressionMixture": "emkit.estimators.regression_mixture",
     "signals": "emkit.models.signals",
     "GaussianMixtureModel": "emkit.models.mixture",
     "select_model": "emkit.estimators.selection",

@@ -132,7 +132,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {}
 # list in code, never a name read from a file) so that ``import emkit`` stays light.
 _REGISTERING_MODULES: tuple[str, ...] = (
     "emkit.estimators.fixed_mixture", "emkit.estimators.hmm", "emkit.estimators.superimposed",
-    "emkit.estimators.compound_dirichlet", "emkit.estimators.poisson_mixture")
+    "emkit.estimators.compound_dirichlet", "emkit.estimators.poisson_mixture",
+    "emkit.estimators.regression_mixture")
 
 
 def _registry() -> dict[str, EstimatorSpec]:
