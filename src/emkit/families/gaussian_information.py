@@ -129,7 +129,10 @@ class GaussianInformation:
         mean_scores = np.zeros((n, K, K, D))
         mean_scores[:, np.arange(K), np.arange(K)] = a
         traces = np.einsum("kde,ukde->ku", self.precisions, self.basis)
-        quadratic = np.einsum("nkd,ukde,nke->nku", a, self.basis, a)
+        # aᵀ B_u a = vec(a aᵀ) · vec(B_u): one matrix product per component
+        quadratic = np.stack([(a[:, k, :, None] * a[:, k, None, :]).reshape(n, D * D)
+                              @ self.basis[:, k].reshape(-1, D * D).T for k in range(K)],
+                             axis=1)
         return np.concatenate([mean_scores.reshape(n, K, K * D), 0.5 * (quadratic - traces)],
                               axis=2)
 

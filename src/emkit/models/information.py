@@ -35,6 +35,8 @@ _BLOCK_ROWS = 2048
 # A free coordinate whose information, on the scale of its diagonal, falls below this relative
 # to the largest eigenvalue is not identified by the data.
 _SINGULAR_RTOL = 1e-10
+# Below −this (relative), the information is indefinite, not merely singular in round-off.
+_NEGATIVE_RTOL = 1e-8
 
 
 class ComponentInformation(Protocol):
@@ -60,9 +62,12 @@ class ComponentInformation(Protocol):
 
 
 def mixture_information(pieces: ComponentInformation, weights: np.ndarray, X: np.ndarray,
-                        sample_weight: np.ndarray | None = None) -> np.ndarray:
+                        sample_weight: np.ndarray | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Observed information of the mixture in its free coordinates: π_1 … π_{K−1}, then the
-    family's coordinates. Shape (K − 1 + n_coordinates,) * 2."""
+    family's coordinates, shape (K − 1 + n_coordinates,) * 2; and the size of the two terms
+    whose difference its diagonal is (|complete-data information| + |score covariance|), the
+    scale on which a diagonal entry of 0 is judged."""
     weights = np.asarray(weights, dtype=float)
     K = len(weights)
     n_free = K - 1 + pieces.n_coordinates
@@ -72,7 +77,8 @@ def mixture_information(pieces: ComponentInformation, weights: np.ndarray, X: np
     weight_scores[K - 1] = -1 / weights[K - 1]
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
-    hessian = np.zeros((n_free, n_free))
+    hessian = np.zeros((n_free, n_free))  # E[complete-data Hessian | x]
+    covariance = np.zeros((n_free, n_free))  # Cov[complete-data score | x]
     counts = np.zeros(K)
     for start in range(0, len(X), _BLOCK_ROWS):
         rows = X[start:start + _BLOCK_ROWS]
@@ -85,28 +91,34 @@ def mixture_information(pieces: ComponentInformation, weights: np.ndarray, X: np
             [np.broadcast_to(weight_scores, (len(rows), K, K - 1)), pieces.scores(rows)], axis=2)
         # The conditional covariance of the complete-data score, row by row (centred first:
         # no cancellation between Σ r s sᵀ and s̄ s̄ᵀ).
-        centred = scores - np.einsum("nk,nkp->np", posteriors, scores)[:, None, :]
-        hessian += np.einsum("nk,nkp,nkq->pq", weighted, centred, centred)
+        mean_score = np.einsum("nk,nkp->np", posteriors, scores)
+        for k in range(K):
+            centred = scores[:, k] - mean_score
+            covariance += (centred * weighted[:, k, None]).T @ centred
         hessian[K - 1:, K - 1:] += pieces.hessian(rows, weighted)
     # Σ_k N_k ∂² log π_k: −N_k/π_k² on the diagonal, −N_K/π_K² everywhere.
     hessian[:K - 1, :K - 1] -= np.diag(counts[:-1] / weights[:-1] ** 2)
     hessian[:K - 1, :K - 1] -= counts[-1] / weights[-1] ** 2
-    return -hessian
+    return -(hessian + covariance), np.abs(np.diag(hessian)) + np.diag(covariance)
 
 
 def standard_errors_from_information(information: np.ndarray, names: list[str],
                                      reported: list[tuple[str, tuple[int, ...], np.ndarray]],
+                                     scale: np.ndarray | None = None,
                                      ) -> dict[str, np.ndarray]:
     """Standard errors of the reported parameters: the inverse information (the covariance of
     the free coordinates) carried by each reported parameter's Jacobian (the delta method).
 
     ``names`` names the free coordinates; ``reported`` holds (name, shape, Jacobian of the
-    raveled parameter over the free coordinates). Raises NumericalError naming a coordinate
-    the data do not identify (the information is singular or not positive definite there).
+    raveled parameter over the free coordinates); ``scale`` (optional, per coordinate) is the
+    size of the terms the diagonal was computed from, so that a diagonal entry within
+    round-off of 0 counts as 0. Raises NumericalError naming a coordinate the data do not
+    identify (the information is singular or not positive definite there).
     """
     information = (information + information.T) / 2
     diagonal = np.diag(information).copy()
-    bad = np.flatnonzero(~(diagonal > 0))
+    floor = 0.0 if scale is None else _SINGULAR_RTOL * np.asarray(scale)
+    bad = np.flatnonzero(~(diagonal > floor))
     if bad.size:
         _not_identified(names[bad[0]], "its observed information is not positive")
     # Judged on the correlation scale, so that the coordinates' units do not matter.
@@ -114,9 +126,17 @@ def standard_errors_from_information(information: np.ndarray, names: list[str],
     scaled = information * scale[:, None] * scale[None, :]
     eigenvalues, eigenvectors = np.linalg.eigh(scaled)
     if eigenvalues[0] <= _SINGULAR_RTOL * eigenvalues[-1]:
-        _not_identified(names[int(np.argmax(np.abs(eigenvectors[:, 0])))],
-                        f"the observed information is singular (smallest eigenvalue "
-                        f"{eigenvalues[0]:.3g} on the correlation scale)")
+        name = names[int(np.argmax(np.abs(eigenvectors[:, 0])))]
+        if eigenvalues[0] < -_NEGATIVE_RTOL * eigenvalues[-1]:
+            raise NumericalError(
+                f"the standard errors cannot be computed: the observed information is not "
+                f"positive definite (smallest eigenvalue {eigenvalues[0]:.3g} on the "
+                f"correlation scale, mostly along {name}), so the parameters are not at a "
+                "maximum of the likelihood of these rows: pass the rows (and sample_weight) "
+                "the model was fitted to, and check that the fit converged (converged_); an "
+                "over-fitted mixture (too many components) can also stop at a saddle point.")
+        _not_identified(name, f"the observed information is singular (smallest eigenvalue "
+                              f"{eigenvalues[0]:.3g} on the correlation scale)")
     # inverse = S V Λ⁻¹ Vᵀ S, S the scales.
     root = (eigenvectors * scale[:, None]) / np.sqrt(eigenvalues)[None, :]
     errors = {}
@@ -131,7 +151,7 @@ def mixture_standard_errors(pieces: ComponentInformation, weights: np.ndarray, X
     """Standard errors of a fitted mixture's weights and its family's reported parameters,
     from the observed information on the rows ``X`` it was fitted to (with their weights)."""
     K = len(weights)
-    information = mixture_information(pieces, weights, X, sample_weight)
+    information, scale = mixture_information(pieces, weights, X, sample_weight)
     names = [f"weights[{k}]" for k in range(K - 1)] + list(pieces.coordinate_names)
     n_free = len(names)
     weights_jacobian = np.zeros((K, n_free))
@@ -141,7 +161,7 @@ def mixture_standard_errors(pieces: ComponentInformation, weights: np.ndarray, X
     for name, shape, jacobian in pieces.reported():
         reported.append((name, shape, np.concatenate(
             [np.zeros((jacobian.shape[0], K - 1)), jacobian], axis=1)))
-    return standard_errors_from_information(information, names, reported)
+    return standard_errors_from_information(information, names, reported, scale)
 
 
 def _not_identified(name: str, why: str):
