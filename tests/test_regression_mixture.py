@@ -216,3 +216,11 @@ def test_unidentified_parameters_are_named():
         setattr(model, name, np.repeat(value[:1], 2, axis=0))
     with pytest.raises(NumericalError, match=r"weights\[0\] is not identified"):
         model.standard_errors(X, y)
+
+
+def test_constructor_parameters_are_checked():
+    X, y = _ethanol()
+    with pytest.raises(ParameterError, match="n_components"):
+        emkit.RegressionMixture(0).fit(X, y)
+    with pytest.raises(ParameterError, match="accelerate"):
+        emkit.RegressionMixture(accelerate="fast").fit(X, y)
