@@ -31,6 +31,8 @@ _PUBLIC = {
     "Dirichlet": "emkit.estimators.compound_dirichlet",
     "SuperimposedSignals": "emkit.estimators.superimposed",
     "PoissonMixture": "emkit.estimators.poisson_mixture",
+    "BernoulliMixture": "emkit.estimators.latent_class",
+    "CategoricalMixture": "emkit.estimators.latent_class",
     "RegressionMixture": "emkit.estimators.regression_mixture",
     "signals": "emkit.models.signals",
     "GaussianMixtureModel": "emkit.models.mixture",

@@ -24,7 +24,8 @@ from emkit.families.base import (
     Emission,
     mixing_weights,
 )
-from emkit.families.categorical import CategoricalEmission
+from emkit.families.bernoulli import BernoulliFamily
+from emkit.families.categorical import CategoricalEmission, CategoricalFamily
 from emkit.families.dirichlet import DirichletFamily, DirichletMultinomialFamily, GammaPrior
 from emkit.families.gaussian import GaussianFamily
 from emkit.families.gaussian_emission import GaussianEmission, GMMEmission
@@ -82,6 +83,33 @@ def dirichlet_multinomial_logpmf(family, alpha, x, k):
     return scipy_stats.dirichlet_multinomial(alpha[k], int(x.sum())).logpmf(x)
 
 
+def binary_items(rng, n_rows):
+    theta = np.array([[0.9, 0.7, 0.2, 0.4], [0.1, 0.5, 0.8, 0.6], [0.5, 0.5, 0.5, 0.9]])
+    X = (rng.uniform(size=(n_rows, 4)) < theta[rng.integers(0, 3, n_rows)]).astype(float)
+    X[rng.uniform(size=X.shape) < 0.1] = np.nan
+    return X
+
+
+def bernoulli_logpmf(family, params, x, k):
+    seen = ~np.isnan(x)
+    return float(np.sum(scipy_stats.bernoulli(params.probabilities[k][seen]).logpmf(x[seen])))
+
+
+ITEM_LEVELS = (3, 4, 2)
+
+
+def polytomous_items(rng, n_rows):
+    X = np.column_stack([rng.integers(0, levels, n_rows) for levels in ITEM_LEVELS]).astype(float)
+    X[rng.uniform(size=X.shape) < 0.1] = np.nan
+    return X
+
+
+def items_logpmf(family, params, x, k):
+    return float(sum(scipy_stats.multinomial(1, params.probabilities[k, d, :levels]).logpmf(
+        np.eye(levels)[int(x[d])]) for d, levels in enumerate(ITEM_LEVELS)
+        if not np.isnan(x[d])))
+
+
 @dataclass(frozen=True)
 class FamilyCase:
     name: str
@@ -106,6 +134,13 @@ FAMILIES = [
     FamilyCase("poisson-gamma-prior", lambda: PoissonFamily(2.0, 0.5),
                lambda rng, n: poisson_frames(rng, n),
                lambda family, params, x, k: poisson_logpmf(family, params, x, k)),
+    FamilyCase("bernoulli", BernoulliFamily, binary_items, bernoulli_logpmf),
+    FamilyCase("bernoulli-beta-prior", lambda: BernoulliFamily(2.0, 1.5), binary_items,
+               bernoulli_logpmf),
+    FamilyCase("categorical", lambda: CategoricalFamily(ITEM_LEVELS), polytomous_items,
+               items_logpmf),
+    FamilyCase("categorical-dirichlet-prior", lambda: CategoricalFamily(ITEM_LEVELS, 1.5),
+               polytomous_items, items_logpmf),
     FamilyCase("regression", RegressionFamily, regression_rows, regression_logpdf),
 ]
 
