@@ -117,6 +117,24 @@ def test_agree_with_a_finite_difference_hessian(kind):
     np.testing.assert_allclose(got, expected, rtol=0.02)
 
 
+def test_three_components_agree_with_a_finite_difference_hessian():
+    """K = 3: two free weights, and π_3's error by the delta method."""
+    rng = np.random.default_rng(7)
+    X = np.vstack([_overlapping(seed=3, n=200), rng.normal([1.0, 4.0], 0.8, size=(100, 2))])
+    model = emkit.GaussianMixture(3, reg_covar=0, random_state=0, tol=1e-10).fit(X)
+    K, D = model.means_.shape
+    w = np.ones(len(X))
+    vector = _vector(model)
+    hessian = _finite_difference_hessian(
+        lambda v: _log_likelihood(v, X, w, "full", K, D), vector)
+    jacobian = _reported_jacobian(model, len(vector))
+    expected = np.sqrt(np.diag(jacobian @ np.linalg.inv(-hessian) @ jacobian.T))
+    errors = model.standard_errors(X)
+    got = np.concatenate([errors["weights"], errors["means"].ravel(),
+                          errors["covariances"].ravel()])
+    np.testing.assert_allclose(got, expected, rtol=0.02)
+
+
 def test_one_gaussian_has_the_closed_forms():
     X = np.random.default_rng(3).normal(5.0, 2.0, size=(400, 1))
     model = emkit.GaussianMixture(1, reg_covar=0).fit(X)
