@@ -224,3 +224,18 @@ def test_constructor_parameters_are_checked():
         emkit.RegressionMixture(0).fit(X, y)
     with pytest.raises(ParameterError, match="accelerate"):
         emkit.RegressionMixture(accelerate="fast").fit(X, y)
+
+
+def test_works_in_scikit_learn_model_selection():
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, y = _ethanol()
+    model = emkit.RegressionMixture(random_state=0)
+    assert clone(model).get_params() == model.get_params()
+    folds = KFold(4, shuffle=True, random_state=0)
+    scores = cross_val_score(model, X, y, cv=folds)
+    # the held-out mean log-likelihood per row, fitted on the other folds
+    train, test = next(folds.split(X))
+    fitted = emkit.RegressionMixture(random_state=0).fit(X[train], y[train])
+    assert scores[0] == pytest.approx(fitted.score(X[test], y[test]), rel=1e-12)
