@@ -19,6 +19,7 @@ SHAPES = {
     "galaxies": (82, 1),
     "penguins": (344, 5),  # + 3 text columns = 8
     "airquality": (153, 6),
+    "ethanol": (88, 2),
     "eustock": (1860, 5),
     "discoveries": (100, 2),
     "twins": (278, 130),  # samples × taxa after the transpose

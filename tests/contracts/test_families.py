@@ -24,12 +24,14 @@ from emkit.families.base import (
     Emission,
     mixing_weights,
 )
-from emkit.families.categorical import CategoricalEmission
+from emkit.families.bernoulli import BernoulliFamily
+from emkit.families.categorical import CategoricalEmission, CategoricalFamily
 from emkit.families.dirichlet import DirichletFamily, DirichletMultinomialFamily, GammaPrior
 from emkit.families.gaussian import GaussianFamily
 from emkit.families.gaussian_emission import GaussianEmission, GMMEmission
 from emkit.families.gaussian_missing import full_covariances
-from emkit.families.poisson import PoissonEmission
+from emkit.families.poisson import PoissonEmission, PoissonFamily
+from emkit.families.regression import RegressionFamily
 from emkit.models.mixture import MixtureModel
 
 from .test_contracts import numeric_fields
@@ -54,6 +56,20 @@ def counts(rng, n_rows):
                     dtype=float)
 
 
+def regression_rows(rng, n_rows):
+    """Rows (x_1, x_2, y) from three regression planes."""
+    x = rng.normal(size=(n_rows, 2))
+    planes = np.array([[0.0, 1.0, -1.0], [3.0, -2.0, 0.5], [-2.0, 0.0, 2.0]])
+    line = planes[rng.integers(0, 3, n_rows)]
+    y = line[:, 0] + np.sum(line[:, 1:] * x, axis=1) + rng.normal(0, 0.5, n_rows)
+    return np.column_stack([x, y])
+
+
+def regression_logpdf(family, params, row, k):
+    mean = params.intercept[k] + params.coef[k] @ row[:-1]
+    return scipy_stats.norm(mean, np.sqrt(params.noise_variance[k])).logpdf(row[-1])
+
+
 def gaussian_logpdf(family, params, x, k):
     cov = full_covariances(family, params)[k]
     return scipy_stats.multivariate_normal(params.means[k], cov).logpdf(x)
@@ -65,6 +81,33 @@ def dirichlet_logpdf(family, alpha, x, k):
 
 def dirichlet_multinomial_logpmf(family, alpha, x, k):
     return scipy_stats.dirichlet_multinomial(alpha[k], int(x.sum())).logpmf(x)
+
+
+def binary_items(rng, n_rows):
+    theta = np.array([[0.9, 0.7, 0.2, 0.4], [0.1, 0.5, 0.8, 0.6], [0.5, 0.5, 0.5, 0.9]])
+    X = (rng.uniform(size=(n_rows, 4)) < theta[rng.integers(0, 3, n_rows)]).astype(float)
+    X[rng.uniform(size=X.shape) < 0.1] = np.nan
+    return X
+
+
+def bernoulli_logpmf(family, params, x, k):
+    seen = ~np.isnan(x)
+    return float(np.sum(scipy_stats.bernoulli(params.probabilities[k][seen]).logpmf(x[seen])))
+
+
+ITEM_LEVELS = (3, 4, 2)
+
+
+def polytomous_items(rng, n_rows):
+    X = np.column_stack([rng.integers(0, levels, n_rows) for levels in ITEM_LEVELS]).astype(float)
+    X[rng.uniform(size=X.shape) < 0.1] = np.nan
+    return X
+
+
+def items_logpmf(family, params, x, k):
+    return float(sum(scipy_stats.multinomial(1, params.probabilities[k, d, :levels]).logpmf(
+        np.eye(levels)[int(x[d])]) for d, levels in enumerate(ITEM_LEVELS)
+        if not np.isnan(x[d])))
 
 
 @dataclass(frozen=True)
@@ -86,6 +129,19 @@ FAMILIES = [
     FamilyCase("dirichlet-multinomial-latent-probabilities",
                lambda: DirichletMultinomialFamily(latent="probabilities"), counts,
                dirichlet_multinomial_logpmf),
+    FamilyCase("poisson", PoissonFamily, lambda rng, n: poisson_frames(rng, n),
+               lambda family, params, x, k: poisson_logpmf(family, params, x, k)),
+    FamilyCase("poisson-gamma-prior", lambda: PoissonFamily(2.0, 0.5),
+               lambda rng, n: poisson_frames(rng, n),
+               lambda family, params, x, k: poisson_logpmf(family, params, x, k)),
+    FamilyCase("bernoulli", BernoulliFamily, binary_items, bernoulli_logpmf),
+    FamilyCase("bernoulli-beta-prior", lambda: BernoulliFamily(2.0, 1.5), binary_items,
+               bernoulli_logpmf),
+    FamilyCase("categorical", lambda: CategoricalFamily(ITEM_LEVELS), polytomous_items,
+               items_logpmf),
+    FamilyCase("categorical-dirichlet-prior", lambda: CategoricalFamily(ITEM_LEVELS, 1.5),
+               polytomous_items, items_logpmf),
+    FamilyCase("regression", RegressionFamily, regression_rows, regression_logpdf),
 ]
 
 

@@ -1,8 +1,8 @@
 """Small real data sets bundled with emkit, for examples, tests and ``emkit demo``.
 
 >>> from emkit import datasets
->>> datasets.names()
-['airquality', 'discoveries', 'eustock', 'faithful', 'galaxies', 'geyser', 'penguins', 'twins']
+>>> datasets.names()[:4]
+['airquality', 'discoveries', 'ethanol', 'eustock']
 >>> faithful = datasets.load("faithful")
 >>> faithful.data.shape, faithful.columns
 ((272, 2), ('eruptions', 'waiting'))
@@ -108,6 +108,13 @@ _CATALOGUE = {
     "discoveries": _Entry(
         "Number of great inventions and scientific discoveries in each year 1860–1959.",
         "R datasets::discoveries; The World Almanac and Book of Facts 1975."),
+    "ethanol": _Entry(
+        "Ethanol as a spark-ignition engine fuel: peak nitrogen oxide emission (NO, µg/J) and "
+        "the equivalence ratio of the fuel-air mixture, 88 engine runs; two regimes of "
+        "Equivalence against NO (mixtures of regressions).",
+        "R mixtools::NOdata (mixtools 2.0.0, written with write.csv); Brinkman (1981), "
+        "Ethanol Fuel — A Single-Cylinder Engine Study of Efficiency and Exhaust Emissions, "
+        "SAE Transactions 90, paper 810345."),
     "eustock": _Entry(
         "Daily closing prices of the DAX, SMI, CAC and FTSE stock indices, 1991–1998 (business "
         "days; 'day' counts them).",

@@ -357,6 +357,35 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
             labels.append(np.full(count, k))
         return np.vstack(rows), np.concatenate(labels)
 
+    def standard_errors(self, X, sample_weight=None) -> dict[str, np.ndarray]:
+        """Standard errors of ``weights_``, ``means_`` and ``covariances_`` from the observed
+        information on the rows ``X`` the model was fitted to (and their ``sample_weight``).
+
+        Returns ``{"weights": (K,), "means": (K, D), "covariances": shaped like
+        covariances_}``: the exact Hessian of the observed-data log-likelihood in the free
+        coordinates (K − 1 weights, means, the covariance model's unique entries), inverted
+        and carried to the reported parameters by the delta method (see
+        :mod:`emkit.models.information`). Raises NumericalError naming a parameter the data
+        do not identify."""
+        from emkit.families.gaussian_information import (
+            COVARIANCE_MAPS,
+            GaussianInformation,
+            full_covariances,
+        )
+        from emkit.models.information import mixture_standard_errors
+
+        self._check_fitted()
+        X = np.asarray(self._validate_rows(X, reset=False), dtype=float)
+        if np.isnan(X).any():
+            raise DataError("standard errors need complete rows: X holds missing values "
+                            "(NaN); drop or impute those rows first.")
+        sample_weight = check_sample_weight(sample_weight, len(X))
+        K, D = self.means_.shape
+        pieces = GaussianInformation(
+            self.means_, full_covariances(self.covariances_, self.covariance_type, K, D),
+            COVARIANCE_MAPS[self.covariance_type])
+        return mixture_standard_errors(pieces, self.weights_, X, sample_weight)
+
     # ------------------------------------------------------------------ model choice
     def n_parameters(self) -> int:
         """Number of free parameters (weights, means, covariances)."""

@@ -102,8 +102,9 @@ class EstimatorSpec:
         ``"module:Class"`` of the class; only registered targets are ever imported.
     attributes : mapping of str to str
         Fitted attribute name -> kind: ``"array"`` (numeric ndarray), ``"float_list"`` (a list of
-        floats, stored as an array), ``"bool"``, ``"int"``, ``"float"``, ``"events"`` (a list of
-        (int, str) pairs) or ``"names"`` (an array of strings, e.g. ``feature_names_in_``).
+        floats, stored as an array), ``"bool"``, ``"int"``, ``"int_array"`` (a short 1-D integer
+        array, kept in the metadata), ``"float"``, ``"events"`` (a list of (int, str) pairs) or
+        ``"names"`` (an array of strings, e.g. ``feature_names_in_``).
     optional : frozenset of str
         Attributes that a fitted estimator may lack (e.g. ``feature_names_in_``).
     check : callable, optional
@@ -132,7 +133,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {}
 # list in code, never a name read from a file) so that ``import emkit`` stays light.
 _REGISTERING_MODULES: tuple[str, ...] = (
     "emkit.estimators.fixed_mixture", "emkit.estimators.hmm", "emkit.estimators.superimposed",
-    "emkit.estimators.compound_dirichlet")
+    "emkit.estimators.compound_dirichlet", "emkit.estimators.poisson_mixture",
+    "emkit.estimators.latent_class", "emkit.estimators.regression_mixture")
 
 
 def _registry() -> dict[str, EstimatorSpec]:
@@ -384,6 +386,12 @@ def _restore_float_list(value: Any) -> list:
     return list(value)
 
 
+def _restore_int_array(value: Any) -> np.ndarray:
+    if not isinstance(value, list) or not all(_is_int(item) for item in value):
+        raise ValueError("must be a list of integers")
+    return np.asarray(value, dtype=np.int64)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -397,6 +405,9 @@ _KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "float": (float, _restore_scalar((int, float))),
     "events": (lambda value: [[int(i), str(message)] for i, message in value], _restore_events),
     "names": (lambda value: [str(name) for name in value], _restore_names),
+    # a short 1-D array of integers (e.g. the levels of each item), kept in the metadata
+    "int_array": (lambda value: [int(item) for item in np.asarray(value).ravel()],
+                  _restore_int_array),
 }
 
 

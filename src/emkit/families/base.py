@@ -210,3 +210,29 @@ def unflatten_probabilities(logits: np.ndarray, template: np.ndarray) -> np.ndar
     zeros of ``template`` are structural and stay zero."""
     logits = np.where(template > 0, np.reshape(logits, template.shape), -np.inf)
     return np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
+
+
+# --------------------------------------------------------------------------- starts
+def partition_start(family: Any, data: Any, points: np.ndarray, row_weights: np.ndarray | None,
+                    n_components: int, rng: np.random.Generator,
+                    placeholder: Any, softness: float = 0.1) -> tuple[np.ndarray, Any]:
+    """A start from a partition of the rows: k-means++ seeds among ``points`` (the rows as
+    vectors, without NaN), every row to its nearest seed, then the family's M-step of that
+    partition (``placeholder``: parameters it may fall back on, e.g. for an empty part).
+
+    The partition is softened (each row keeps ``softness`` of its weight spread over all
+    components) so that no component starts with probabilities of exactly 0 or 1 that EM
+    could never leave. Returns (mixing weights, component parameters)."""
+    from emkit.models.clustering import kmeans_plusplus, nearest
+
+    used = np.ones(len(points), bool) if row_weights is None else row_weights > 0
+    seeds = kmeans_plusplus(points[used], n_components, rng,
+                            None if row_weights is None else row_weights[used])
+    labels, _ = nearest(points, seeds)
+    resp = np.full((len(points), n_components), softness / n_components)
+    resp[np.arange(len(points)), labels] += 1.0 - softness
+    if row_weights is not None:
+        resp *= row_weights[:, None]
+    stats = family.statistics(placeholder, data, resp)
+    components, _ = family.m_step(stats, placeholder)
+    return mixing_weights(family.component_weights(stats)), components

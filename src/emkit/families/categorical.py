@@ -1,8 +1,17 @@
-"""Categorical emissions: each frame is one symbol code 0..M−1 (NaN: not observed).
+"""Categorical components: each row holds items coded 0..L−1 (NaN: not observed).
 
-Parameters are a (K, M) matrix of emission probabilities B (rows sum to 1). The sufficient
-statistics of frames x_t with per-state weights w_tk are the expected counts
-N_km = Σ_t w_tk [x_t = m]; the M-step is B_km ∝ N_km + α − 1 (α = 1: maximum likelihood).
+Two users of the same math (the functions below):
+
+- :class:`CategoricalEmission`: an HMM's frame is one symbol code 0..M−1; parameters are a
+  (K, M) matrix of emission probabilities B (rows sum to 1).
+- :class:`CategoricalFamily`: a mixture's row is D items, item d with L_d levels (the latent
+  class model of polytomous items, as R's poLCA); parameters are a (K, D, L) array of
+  probabilities p(x_d = l | k), L = max L_d, zero beyond an item's levels (structural zeros).
+  Given the component the items are independent, so a missing item is left out of its row.
+
+The sufficient statistics of rows x_i with per-component weights w_ik are the expected counts
+N_k(d)l = Σ_i w_ik [x_id = l]; the M-step is p ∝ N + α − 1 per item (α = 1: maximum
+likelihood; estimates of exactly 0 are allowed).
 """
 
 from __future__ import annotations
@@ -12,7 +21,56 @@ from typing import NamedTuple
 import numpy as np
 
 from emkit.errors import DataError
-from emkit.families.base import EmissionDefaults
+from emkit.families.base import EmissionDefaults, FamilyDefaults, partition_start
+
+# log p is evaluated as log max(p, _TINY) in matrix products: a probability of exactly 0 then
+# gives a finite −690 where the product would otherwise make 0 · −inf = NaN.
+_TINY = 1e-300
+
+
+# --------------------------------------------------------------------------- shared math
+def one_hot(codes: np.ndarray, observed: np.ndarray, n_levels: int) -> np.ndarray:
+    """Indicator rows (n, D·L): column d·L + l is 1 where item d is observed at level l."""
+    n, D = codes.shape
+    out = np.zeros((n, D * n_levels))
+    rows, items = np.nonzero(observed)
+    out[rows, items * n_levels + codes[rows, items]] = 1.0
+    return out
+
+
+def level_counts(indicators: np.ndarray, weights: np.ndarray, shape: tuple) -> np.ndarray:
+    """Expected counts Σ_i w_ik [x_id = l] of indicator rows (:func:`one_hot`), shaped
+    (K, *shape) with ``shape`` = (L,) for one item or (D, L)."""
+    return (np.asarray(weights, dtype=float).T @ indicators).reshape(
+        (np.shape(weights)[1], *shape))
+
+
+def categorical_probabilities(counts: np.ndarray, previous: np.ndarray, prior=1.0,
+                              levels: np.ndarray | None = None) -> np.ndarray:
+    """The M-step over the last axis: p ∝ max(N + α − 1, 0), only on ``levels`` (a mask of
+    the real levels; None: all). A distribution without any weight keeps ``previous``."""
+    counts = np.maximum(counts + np.asarray(prior, dtype=float) - 1.0, 0.0)
+    if levels is not None:
+        counts = counts * levels
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, counts / np.where(total > 0, total, 1.0), previous)
+
+
+def dirichlet_log_prior(probabilities: np.ndarray, prior=1.0) -> float:
+    """Σ (α − 1) log p over the probabilities with α ≠ 1 (0 without a prior)."""
+    alpha = np.broadcast_to(np.asarray(prior, dtype=float), probabilities.shape)
+    used = (alpha != 1.0) & (probabilities > 0)
+    return float(np.sum((alpha[used] - 1.0) * np.log(probabilities[used])))
+
+
+def draw_levels(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One level per distribution over the last axis of ``probabilities``."""
+    cumulative = np.cumsum(probabilities, axis=-1)
+    draws = (rng.uniform(size=(*probabilities.shape[:-1], 1)) > cumulative).sum(axis=-1)
+    return np.minimum(draws, probabilities.shape[-1] - 1)
+
+
+# --------------------------------------------------------------------------- HMM emission
 
 
 class CategoricalParams(NamedTuple):
@@ -75,26 +133,18 @@ class CategoricalEmission(EmissionDefaults):
     def statistics(self, params: CategoricalParams, X: np.ndarray,
                    weights: np.ndarray, rows=None) -> CategoricalStats:
         codes, observed = self.codes(X)
-        codes, weights = codes[observed], np.asarray(weights)[observed]
-        counts = np.stack([np.bincount(codes, weights=weights[:, k], minlength=self.n_categories)
-                           for k in range(weights.shape[1])])
-        return CategoricalStats(counts.astype(np.float64))
+        indicators = one_hot(codes[:, None], observed[:, None], self.n_categories)
+        return CategoricalStats(level_counts(indicators, weights, (self.n_categories,)))
 
     def m_step(self, stats: CategoricalStats, params: CategoricalParams,
                update: str = "e") -> tuple[CategoricalParams, tuple]:
         if "e" not in update:
             return params, ()
-        counts = np.maximum(stats.counts + np.asarray(self.prior, dtype=float) - 1.0, 0.0)
-        total = counts.sum(axis=1, keepdims=True)
-        empty = total[:, 0] <= 0
-        probabilities = np.where(empty[:, None], params.probabilities,
-                                 counts / np.where(total > 0, total, 1.0))
-        return CategoricalParams(probabilities), ()
+        return CategoricalParams(categorical_probabilities(stats.counts, params.probabilities,
+                                                           self.prior)), ()
 
     def log_prior(self, params: CategoricalParams) -> float:
-        alpha = np.broadcast_to(np.asarray(self.prior, dtype=float), params.probabilities.shape)
-        used = (alpha != 1.0) & (params.probabilities > 0)
-        return float(np.sum((alpha[used] - 1.0) * np.log(params.probabilities[used])))
+        return dirichlet_log_prior(params.probabilities, self.prior)
 
     def init(self, X: np.ndarray, frame_weights: np.ndarray, n_states: int,
              rng: np.random.Generator) -> CategoricalParams:
@@ -119,6 +169,132 @@ class CategoricalEmission(EmissionDefaults):
 
     def sample(self, params: CategoricalParams, states: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
-        cumulative = np.cumsum(params.probabilities[states], axis=1)
-        draws = (rng.uniform(size=(len(states), 1)) > cumulative).sum(axis=1)
-        return np.minimum(draws, self.n_categories - 1)[:, None].astype(np.int64)
+        return draw_levels(params.probabilities[states], rng)[:, None].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- mixture family
+class ItemParams(NamedTuple):
+    probabilities: np.ndarray  # (K, D, L) p(x_d = l | component k); 0 beyond item d's levels
+
+
+class ItemStats(NamedTuple):
+    rows: np.ndarray  # (K,) Σ_i w_ik
+    counts: np.ndarray  # (K, D, L) Σ_i w_ik [x_id = l]
+
+
+class Items(NamedTuple):
+    """Rows of items as the family takes them (read once per chunk and fit)."""
+
+    indicators: np.ndarray  # (n, D·L) one-hot levels of the observed items
+    observed: np.ndarray  # (n, D) bool
+
+
+class CategoricalFamily(FamilyDefaults):
+    """K components of D independent categorical items, item d with ``n_levels[d]`` levels
+    coded 0..L_d − 1 (a :class:`ComponentFamily <emkit.families.base.ComponentFamily>`).
+
+    Parameters
+    ----------
+    n_levels : sequence of int
+        L_d, the number of levels of each item (at least 2).
+    prior : float
+        Dirichlet concentration of every item's probabilities; 1 is no prior.
+    """
+
+    def __init__(self, n_levels, prior: float = 1.0):
+        self.n_levels = np.asarray(n_levels, dtype=np.int64).reshape(-1)
+        self.prior = float(prior)
+        self.width = int(self.n_levels.max())
+        # (D, L): True at the real levels of each item.
+        self.levels = np.arange(self.width)[None, :] < self.n_levels[:, None]
+        self._free = np.arange(self.width)[None, :] >= 1  # level 0 is the reference
+
+    def read(self, X) -> Items:
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape[1] != len(self.n_levels):
+            raise DataError(f"a categorical mixture of {len(self.n_levels)} items needs rows of "
+                            f"{len(self.n_levels)} item codes, got data of shape {X.shape}.")
+        observed = ~np.isnan(X)
+        rows, items = np.nonzero(observed)
+        values = X[rows, items]
+        bad = (values != np.round(values)) | (values < 0) | (values >= self.n_levels[items])
+        if bad.any():
+            first = np.flatnonzero(bad)[0]
+            raise DataError(
+                f"item {items[first]} holds {values[first]:g}, not an integer code in "
+                f"0..{self.n_levels[items[first]] - 1}: code each item's levels as 0, 1, … "
+                "(NaN for a missing answer), or give n_levels.")
+        codes = np.zeros(X.shape, dtype=np.int64)
+        codes[rows, items] = values.astype(np.int64)
+        return Items(one_hot(codes, observed, self.width), observed)
+
+    def n_rows(self, data: Items) -> int:
+        return len(data.indicators)
+
+    def log_density(self, params: ItemParams, data: Items) -> np.ndarray:
+        """Σ_d observed log p(x_id | k), shape (n, K)."""
+        K = len(params.probabilities)
+        log_p = np.log(np.maximum(params.probabilities, _TINY)).reshape(K, -1)
+        return np.ascontiguousarray(data.indicators @ log_p.T)
+
+    def statistics(self, params: ItemParams, data: Items, weights: np.ndarray) -> ItemStats:
+        weights = np.asarray(weights, dtype=float)
+        return ItemStats(weights.sum(axis=0),
+                         level_counts(data.indicators, weights, self.levels.shape))
+
+    def component_weights(self, stats: ItemStats) -> np.ndarray:
+        return stats.rows
+
+    def m_step(self, stats: ItemStats, params: ItemParams) -> tuple[ItemParams, tuple]:
+        return ItemParams(categorical_probabilities(stats.counts, params.probabilities,
+                                                    self.prior, self.levels)), ()
+
+    def log_prior(self, params: ItemParams) -> float:
+        if self.prior == 1.0:
+            return 0.0
+        return dirichlet_log_prior(params.probabilities[:, self.levels], self.prior)
+
+    def init(self, parts, n_components: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, ItemParams]:
+        """A softened partition around k-means++ seeds among the rows' indicator vectors (a
+        missing item at its levels' frequencies)."""
+        indicators = np.concatenate([items.indicators for items, _ in parts])
+        observed = np.concatenate([items.observed for items, _ in parts])
+        w = np.concatenate([np.ones(len(items.indicators)) if rw is None else rw
+                            for items, rw in parts])
+        frequencies = categorical_probabilities(
+            level_counts(indicators, w[:, None], self.levels.shape)[0],
+            self.levels / self.n_levels[:, None], 1.0, self.levels)
+        points = np.where(np.repeat(observed, self.width, axis=1), indicators,
+                          frequencies.reshape(1, -1))
+        smoothed = (frequencies + 0.1 * self.levels) / (1 + 0.1 * self.n_levels[:, None])
+        placeholder = ItemParams(np.broadcast_to(smoothed, (n_components, *smoothed.shape)
+                                                 ).copy())
+        if (w > 0).sum() < n_components:
+            return np.full(n_components, 1.0 / n_components), placeholder
+        return partition_start(self, Items(indicators, observed), points, w, n_components, rng,
+                               placeholder)
+
+    def flatten(self, params: ItemParams) -> np.ndarray:
+        """Log-ratios log p_l − log p_0 of every item's real levels l ≥ 1 (its free
+        parameters)."""
+        log_p = np.log(np.maximum(params.probabilities, _TINY))
+        return (log_p - log_p[..., :1])[:, self.levels & self._free].ravel()
+
+    def unflatten(self, vector: np.ndarray, template: ItemParams) -> ItemParams:
+        logits = np.broadcast_to(np.where(self.levels, 0.0, -np.inf),
+                                 template.probabilities.shape).copy()
+        logits[:, self.levels & self._free] = vector.reshape(len(logits), -1)
+        logits -= logits.max(axis=-1, keepdims=True)
+        probabilities = np.exp(logits)
+        return ItemParams(probabilities / probabilities.sum(axis=-1, keepdims=True))
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        return n_components * int(np.sum(self.n_levels - 1))
+
+    def sample(self, params: ItemParams, components: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+        """One row of item codes drawn from each component in ``components``, (len, D)."""
+        return draw_levels(params.probabilities[components], rng).astype(np.float64)

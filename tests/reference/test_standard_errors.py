@@ -1,0 +1,197 @@
+"""Standard errors of GaussianMixture against independent references: a finite-difference Hessian
+of the observed-data log-likelihood (written here with scipy's densities, in the same free
+coordinates), the closed forms of one Gaussian, and the binomial SE of well separated weights."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+
+import emkit
+from emkit.errors import NotFittedError, NumericalError
+
+
+def _covariances(theta, kind, K, D):
+    """The K covariance matrices from the free coordinates of each covariance type."""
+    rows, columns = np.triu_indices(D)
+
+    def symmetric(entries):
+        matrix = np.zeros((D, D))
+        matrix[rows, columns] = entries
+        matrix[columns, rows] = entries
+        return matrix
+
+    n_unique = D * (D + 1) // 2
+    if kind == "full":
+        return [symmetric(theta[k * n_unique:(k + 1) * n_unique]) for k in range(K)]
+    if kind == "tied":
+        return [symmetric(theta)] * K
+    if kind == "diag":
+        return [np.diag(theta[k * D:(k + 1) * D]) for k in range(K)]
+    return [theta[k] * np.eye(D) for k in range(K)]
+
+
+def _log_likelihood(vector, X, w, kind, K, D):
+    free_weights = vector[:K - 1]
+    weights = np.append(free_weights, 1 - free_weights.sum())
+    means = vector[K - 1:K - 1 + K * D].reshape(K, D)
+    covariances = _covariances(vector[K - 1 + K * D:], kind, K, D)
+    log_joint = np.column_stack([
+        np.log(weights[k]) + multivariate_normal(means[k], covariances[k]).logpdf(X)
+        for k in range(K)])
+    return float(w @ logsumexp(log_joint, axis=1))
+
+
+def _vector(model):
+    K, D = model.means_.shape
+    cov = np.asarray(model.covariances_)
+    kind = model.covariance_type
+    if kind == "full":
+        rows, columns = np.triu_indices(D)
+        theta = np.concatenate([c[rows, columns] for c in cov])
+    elif kind == "tied":
+        rows, columns = np.triu_indices(D)
+        theta = cov[rows, columns]
+    else:
+        theta = cov.ravel()
+    return np.concatenate([model.weights_[:-1], model.means_.ravel(), theta])
+
+
+def _finite_difference_hessian(f, x, relative_step=1e-4):
+    n = len(x)
+    h = relative_step * np.maximum(np.abs(x), 0.1)
+    hessian = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            def at(si, sj, i=i, j=j):
+                point = x.copy()
+                point[i] += si * h[i]
+                point[j] += sj * h[j]
+                return f(point)
+            value = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * h[i] * h[j])
+            hessian[i, j] = hessian[j, i] = value
+    return hessian
+
+
+def _reported_jacobian(model, n_free):
+    """Reported (weights, means, covariances) from the free vector: the delta method's
+    Jacobian, by the same finite differences (the maps are linear)."""
+    K, D = model.means_.shape
+
+    def reported(vector):
+        weights = np.append(vector[:K - 1], 1 - vector[:K - 1].sum())
+        covariances = np.asarray(_covariances(vector[K - 1 + K * D:], model.covariance_type,
+                                              K, D))
+        shaped = {"full": covariances, "tied": covariances[0],
+                  "diag": np.diagonal(covariances, axis1=1, axis2=2),
+                  "spherical": covariances[:, 0, 0]}[model.covariance_type]
+        return np.concatenate([weights, vector[K - 1:K - 1 + K * D], shaped.ravel()])
+
+    base = _vector(model)
+    return np.column_stack([reported(base + e) - reported(base) for e in np.eye(n_free)])
+
+
+def _overlapping(seed=0, n=240):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.multivariate_normal([0, 0], [[1, 0.5], [0.5, 1.5]], n // 2),
+                      rng.multivariate_normal([2.5, 1], [[0.8, -0.2], [-0.2, 0.6]], n // 2)])
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+def test_agree_with_a_finite_difference_hessian(kind):
+    X = _overlapping()
+    w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float)
+    model = emkit.GaussianMixture(2, covariance_type=kind, reg_covar=0, random_state=0,
+                                  tol=1e-10).fit(X, sample_weight=w)
+    K, D = model.means_.shape
+    vector = _vector(model)
+    hessian = _finite_difference_hessian(
+        lambda v: _log_likelihood(v, X, w, kind, K, D), vector)
+    covariance = np.linalg.inv(-hessian)
+    jacobian = _reported_jacobian(model, len(vector))
+    expected = np.sqrt(np.diag(jacobian @ covariance @ jacobian.T))
+    errors = model.standard_errors(X, sample_weight=w)
+    got = np.concatenate([errors["weights"], errors["means"].ravel(),
+                          errors["covariances"].ravel()])
+    assert errors["covariances"].shape == np.shape(model.covariances_)
+    np.testing.assert_allclose(got, expected, rtol=0.02)
+
+
+def test_three_components_agree_with_a_finite_difference_hessian():
+    """K = 3: two free weights, and π_3's error by the delta method."""
+    rng = np.random.default_rng(7)
+    X = np.vstack([_overlapping(seed=3, n=200), rng.normal([1.0, 4.0], 0.8, size=(100, 2))])
+    model = emkit.GaussianMixture(3, reg_covar=0, random_state=0, tol=1e-10).fit(X)
+    K, D = model.means_.shape
+    w = np.ones(len(X))
+    vector = _vector(model)
+    hessian = _finite_difference_hessian(
+        lambda v: _log_likelihood(v, X, w, "full", K, D), vector)
+    jacobian = _reported_jacobian(model, len(vector))
+    expected = np.sqrt(np.diag(jacobian @ np.linalg.inv(-hessian) @ jacobian.T))
+    errors = model.standard_errors(X)
+    got = np.concatenate([errors["weights"], errors["means"].ravel(),
+                          errors["covariances"].ravel()])
+    np.testing.assert_allclose(got, expected, rtol=0.02)
+
+
+def test_one_gaussian_has_the_closed_forms():
+    X = np.random.default_rng(3).normal(5.0, 2.0, size=(400, 1))
+    model = emkit.GaussianMixture(1, reg_covar=0).fit(X)
+    variance = np.var(X)  # the MLE
+    errors = model.standard_errors(X)
+    np.testing.assert_allclose(errors["means"], [[np.sqrt(variance / 400)]], rtol=1e-9)
+    np.testing.assert_allclose(errors["covariances"], [[[np.sqrt(2 * variance**2 / 400)]]],
+                               rtol=1e-9)
+    np.testing.assert_allclose(errors["weights"], [0.0], atol=1e-12)  # π = 1 is fixed
+
+
+def test_one_gaussian_in_several_dimensions():
+    rng = np.random.default_rng(4)
+    X = rng.multivariate_normal([0, 1, 2], [[2, 0.3, 0], [0.3, 1, 0.2], [0, 0.2, 0.5]], 300)
+    model = emkit.GaussianMixture(1, reg_covar=0).fit(X)
+    errors = model.standard_errors(X)
+    sigma = np.cov(X.T, bias=True)
+    np.testing.assert_allclose(errors["means"][0], np.sqrt(np.diag(sigma) / 300), rtol=1e-8)
+    # Var(S_ab) = (σ_aa σ_bb + σ_ab²) / n for the MLE of a Gaussian covariance.
+    expected = np.sqrt((np.outer(np.diag(sigma), np.diag(sigma)) + sigma**2) / 300)
+    np.testing.assert_allclose(errors["covariances"][0], expected, rtol=1e-8)
+
+
+def test_well_separated_weights_have_the_binomial_error():
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(0, 1, 700), rng.normal(20, 1, 300)])[:, None]
+    model = emkit.GaussianMixture(2, random_state=0, reg_covar=0).fit(X)
+    p = model.weights_
+    np.testing.assert_allclose(model.standard_errors(X)["weights"], np.sqrt(p * (1 - p) / 1000),
+                               rtol=1e-6)
+
+
+def test_integer_weights_are_repetitions():
+    X = _overlapping(seed=2, n=120)
+    counts = np.random.default_rng(6).integers(0, 3, len(X))
+    model = emkit.GaussianMixture(2, random_state=0).fit(X, sample_weight=counts)
+    weighted = model.standard_errors(X, sample_weight=counts)
+    repeated = model.standard_errors(np.repeat(X, counts, axis=0))
+    for name in weighted:
+        np.testing.assert_allclose(weighted[name], repeated[name], rtol=1e-9)
+
+
+def test_not_fitted_and_not_identified():
+    X = _overlapping(n=100)
+    with pytest.raises(NotFittedError):
+        emkit.GaussianMixture(2).standard_errors(X)
+    model = emkit.GaussianMixture(2, random_state=0).fit(X)
+    # Two identical components: the data say nothing about how the weight is split.
+    model.means_ = np.repeat(model.means_[:1], 2, axis=0)
+    model.covariances_ = np.repeat(model.covariances_[:1], 2, axis=0)
+    with pytest.raises(NumericalError, match=r"weights\[0\] is not identified"):
+        model.standard_errors(X)
+
+
+def test_missing_values_are_refused():
+    X = _overlapping(n=100)
+    model = emkit.GaussianMixture(2, random_state=0).fit(X)
+    X[0, 0] = np.nan
+    with pytest.raises(emkit.errors.DataError, match="missing values"):
+        model.standard_errors(X)
