@@ -422,6 +422,21 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
     log_prior = getattr(model, "log_prior", None)
     params_converged = getattr(model, "params_converged", None)
 
+    expected_complete = getattr(model, "expected_complete_log_likelihood", None)
+    q_shortfall = 0.0  # how far the latest M-step lowered Q (0: not at all, or unknown)
+
+    def m_step(stats, params):
+        # Generalised EM's inequality: L(new) − L(old) ≥ Q(new) − Q(old). An M-step that is
+        # not an exact maximiser (reg_covar's) can lower Q, and L by as much: that decrease
+        # is explained, not a defect, so the monitor is told how large it may be.
+        nonlocal q_shortfall
+        new = model.m_step(stats, params)
+        if expected_complete is not None:
+            before, after = expected_complete(stats, params), expected_complete(stats, new)
+            q_shortfall = (max(0.0, before - after) if before is not None and after is not None
+                           else 0.0)
+        return new
+
     def evaluate(params, beta: float = 1.0) -> EvaluatedPoint:
         nonlocal passes
         if passes > max_iter:
@@ -480,16 +495,16 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
         # separates again, so each new temperature starts from slightly jittered parameters.
         previous_beta = schedule[0] if schedule else 1.0
         for beta in schedule[1:] + [1.0] if schedule else []:
-            params = model.m_step(point.stats, point.params)
+            params = m_step(point.stats, point.params)
             if beta != previous_beta:
                 params, previous_beta = jitter(params), beta
             point = evaluate(params, beta)
             yield RuleStep(point, state=rule_state), True
         if options.accelerate == "squarem":
-            rule = squarem(evaluate, model.m_step, point, model.flatten, model.unflatten,
+            rule = squarem(evaluate, m_step, point, model.flatten, model.unflatten,
                            state=rule_state, slack=float(getattr(model, "squarem_slack", 0.0)))
         else:
-            rule = plain_em(evaluate, model.m_step, point, rule_state)
+            rule = plain_em(evaluate, m_step, point, rule_state)
         for step in rule:
             yield step, False
 
@@ -518,7 +533,8 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
                                           initial=0.0))
             converged = monitor.record(point.objective, compare=not unchecked,
                                        judge=not (annealing or mid_cycle), em_step=em_step,
-                                       param_step=param_step)
+                                       param_step=param_step, explained_decrease=q_shortfall)
+            q_shortfall = 0.0
             if converged and params_converged is not None:
                 converged = bool(params_converged(previous_params, point.params))
             iteration = len(monitor.history) - 1

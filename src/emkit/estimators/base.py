@@ -55,6 +55,10 @@ FIT_RECORD: dict[str, str] = {
 }
 
 
+# Passes over the data of one SQUAREM cycle (two EM steps and the extrapolated point).
+_SQUAREM_CYCLE = 3
+
+
 @dataclass(frozen=True)
 class FitOutcome:
     """What an estimator keeps of a fit: the fields of :class:`emkit.core.engine.EMResult` that
@@ -156,7 +160,9 @@ class EMEstimator(BaseEstimator):
             "tol": self.tol,
             "xtol": getattr(self, "xtol", None),
             "random_state": getattr(self, "random_state", None),
-            "accelerate": self.accelerate,
+            # A SQUAREM cycle takes three passes and is judged at its end: a fit allowed fewer
+            # (scikit-learn's warm-started max_iter=1 loops) runs plain EM, which can converge.
+            "accelerate": self.accelerate if max_iter >= _SQUAREM_CYCLE else None,
             "progress": self.progress,
             "verbose": getattr(self, "verbose", 0),
             "verbose_interval": getattr(self, "verbose_interval", 1),

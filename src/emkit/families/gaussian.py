@@ -209,6 +209,28 @@ class GaussianFamily:
             return np.sum(np.log(P), axis=1)
         return n_features * np.log(P)
 
+    def expected_log_density(self, params: GaussianParams, stats: GaussianStats) -> float:
+        """Σ_k Σ_i w_ik log N(x_i | μ_k, Σ_k) from the statistics, without the constant
+        −½ Σ w D log 2π: the part of the M-step's objective (Q) the components make. With
+        missing values the statistics hold the conditional moments, and this is the expectation
+        over the missing coordinates, as Q is."""
+        n = stats.weight
+        shift = params.means - stats.center
+        prec = params.precisions_cholesky
+        if self.covariance_type in ("full", "tied"):
+            # Σ_i w (x − μ)(x − μ)ᵀ from moments about c: S − f dᵀ − d fᵀ + n d dᵀ, d = μ − c.
+            scatter = (stats.second - stats.first[:, :, None] * shift[:, None, :]
+                       - shift[:, :, None] * stats.first[:, None, :]
+                       + n[:, None, None] * shift[:, :, None] * shift[:, None, :])
+            factors = np.broadcast_to(prec, scatter.shape)  # Σ⁻¹ = U Uᵀ: tr(Σ⁻¹M) = Σ U∘(M U)
+            quadratic = np.sum(factors * (scatter @ factors), axis=(1, 2))
+        else:
+            scatter = stats.second - 2.0 * stats.first * shift + n[:, None] * shift**2
+            squared = prec**2 if prec.ndim == 2 else (prec**2)[:, None]
+            quadratic = np.sum(squared * scatter, axis=1)
+        log_det = self.log_det_precision_cholesky(params, shift.shape[1])
+        return float(np.sum(n * log_det) - 0.5 * np.sum(quadratic))
+
     # ----------------------------------------------------------------- statistics
     def statistics(self, params: GaussianParams, X: np.ndarray, weights: np.ndarray,
                    rows: missing.RowLayout | None = None) -> GaussianStats:

@@ -155,6 +155,22 @@ class MixtureModel:
         return self._params(mixing_weights(self.family.component_weights(stats)), components,
                             events)
 
+    def expected_complete_log_likelihood(self, stats: Any, params: MixtureParams,
+                                         ) -> float | None:
+        """Q: the expected complete-data log-likelihood (plus log prior) of ``params`` under
+        the E-step that made ``stats``, up to a constant; None if the family cannot say. The
+        engine compares Q before and after an M-step: an M-step that lowers Q (``reg_covar``'s
+        does near a collapsing component) may lower the log-likelihood by as much, and no
+        more, and such a decrease is not a defect (generalised EM's inequality)."""
+        component_part = getattr(self.family, "expected_log_density", None)
+        if component_part is None:
+            return None
+        counts = self.family.component_weights(stats)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight_part = float(np.sum(np.where(counts > 0, counts * log_weights(params.weights),
+                                                0.0)))
+        return weight_part + component_part(params.components, stats) + self.log_prior(params)
+
     def log_prior(self, params: MixtureParams) -> float:
         return float(self.family.log_prior(params.components))
 
@@ -369,6 +385,10 @@ class GaussianMixtureModel(MixtureModel):
         if not degenerate.any():
             return MixtureParams(weights, components)
         return self._reseed(components, weights, degenerate, comp.weight, stats)
+
+    def expected_complete_log_likelihood(self, stats: MixtureStats, params: MixtureParams,
+                                         ) -> float | None:
+        return super().expected_complete_log_likelihood(stats.components, params)
 
     def _reseed(self, components, weights, degenerate, weight_sums, stats) -> MixtureParams:
         """Re-seed degenerate components at the worst-explained rows (see the module docstring)."""
