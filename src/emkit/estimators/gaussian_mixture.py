@@ -23,7 +23,8 @@ from emkit.estimators.validation import (
     is_dask_collection,
     validate_rows,
 )
-from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
+from emkit.families.gaussian import MIXTURE_COVARIANCE_TYPES, GaussianParams
+from emkit.families.parsimonious import layout
 from emkit.models.mixture import (
     DEFAULT_INIT,
     INIT_METHODS,
@@ -146,7 +147,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         **OnlineEMMixin._online_constraints,
         "n_components": COUNT,
         "n_init": COUNT,
-        "covariance_type": OneOf(*COVARIANCE_TYPES),
+        "covariance_type": OneOf(*MIXTURE_COVARIANCE_TYPES),
         "init_params": OneOf(*INIT_METHODS),
         "reg_covar": NON_NEGATIVE,
         "dtype": Satisfies(_float_dtype, "numpy.float64 or numpy.float32"),
@@ -305,9 +306,10 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         self.covariances_ = params.components.covariances
         self.precisions_cholesky_ = params.components.precisions_cholesky
         P = self.precisions_cholesky_
-        if self.covariance_type == "full":
+        kind = layout(self.covariance_type)
+        if kind == "full":
             self.precisions_ = P @ np.swapaxes(P, 1, 2)
-        elif self.covariance_type == "tied":
+        elif kind == "tied":
             self.precisions_ = P @ P.T
         else:
             self.precisions_ = P**2
@@ -341,13 +343,14 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
     def _draw(self, n_samples, rng):
         counts = rng.multinomial(n_samples, self.weights_)
         n_features = self.means_.shape[1]
+        kind = layout(self.covariance_type)
         rows, labels = [], []
         for k, count in enumerate(counts):
-            if self.covariance_type == "full":
+            if kind == "full":
                 cov = self.covariances_[k]
-            elif self.covariance_type == "tied":
+            elif kind == "tied":
                 cov = self.covariances_
-            elif self.covariance_type == "diag":
+            elif kind == "diag":
                 cov = np.diag(self.covariances_[k])
             else:
                 cov = np.eye(n_features) * self.covariances_[k]
@@ -406,7 +409,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         if self.means_init is not None:
             _numeric("means_init", self.means_init, (K, n_features), "means")
         if self.precisions_init is not None:
-            kind = self.covariance_type
+            kind = layout(self.covariance_type)
             shape = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
                      "diag": (K, n_features), "spherical": (K,)}[kind]
             precisions = _numeric("precisions_init", self.precisions_init, shape,
