@@ -250,7 +250,11 @@ def _choice_handle():
 
 def _component_covariance(estimator: Any, k: int, dims: Sequence[int]) -> np.ndarray:
     """The covariance of component ``k`` over the features ``dims``, any covariance type."""
+    from emkit.families.parsimonious import COVARIANCE_TYPES, layout
+
     covariance_type = estimator.covariance_type
+    if covariance_type in COVARIANCE_TYPES:  # mclust's models are stored as one of the four
+        covariance_type = layout(covariance_type)
     covariances = np.asarray(estimator.covariances_)
     n_features = estimator.means_.shape[1]
     if covariance_type == "full":

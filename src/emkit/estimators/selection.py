@@ -227,8 +227,10 @@ def collapsed(estimator) -> bool:
     D + 1 distinct points."""
     if estimator.reg_covar <= 0:
         return False
+    from emkit.families.parsimonious import layout
+
     covariances = np.asarray(estimator.covariances_, dtype=float)
-    kind = estimator.covariance_type
+    kind = layout(estimator.covariance_type)
     if kind in ("full", "tied"):
         smallest = np.linalg.eigvalsh(covariances).min()
     else:  # diag: variances per feature; spherical: one variance per component
