@@ -4,24 +4,24 @@ Every covariance is written Σ_k = λ_k D_k A_k D_kᵀ: volume λ_k = det(Σ_k)^
 (diagonal, det A_k = 1) and orientation D_k (orthogonal). A model's name says, in that order,
 whether each is Equal across the components, Variable, or the Identity:
 
-=====  ===============  ======  =====================  ===========================
-model  Σ_k              layout  M-step                  scikit-learn name
-=====  ===============  ======  =====================  ===========================
-EII    λ I              (K,)    closed form
-VII    λ_k I            (K,)    closed form             spherical
-EEI    λ A              (K, D)  closed form
-VEI    λ_k A            (K, D)  fixed point (λ_k, A)
-EVI    λ A_k            (K, D)  closed form
-VVI    λ_k A_k          (K, D)  closed form             diag
-EEE    λ D A Dᵀ         (D, D)  closed form             tied
-VEE    λ_k D A Dᵀ       (K,D,D) fixed point (λ_k, C)
-EVE    λ D A_k Dᵀ       (K,D,D) A_k, λ; Jacobi for D
-VVE    λ_k D A_k Dᵀ     (K,D,D) λ_k A_k; Jacobi for D
-EEV    λ D_k A D_kᵀ     (K,D,D) closed form (eigen)
-VEV    λ_k D_k A D_kᵀ   (K,D,D) fixed point (λ_k, A)
-EVV    λ D_k A_k D_kᵀ   (K,D,D) closed form
-VVV    Σ_k              (K,D,D) closed form             full
-=====  ===============  ======  =====================  ===========================
+=====  ================  =========  =======================  =================
+model  Σ_k               layout     M-step                   scikit-learn name
+=====  ================  =========  =======================  =================
+EII    λ I               (K,)       closed form
+VII    λ_k I             (K,)       closed form              spherical
+EEI    λ A               (K, D)     closed form
+VEI    λ_k A             (K, D)     fixed point (λ_k, A)
+EVI    λ A_k             (K, D)     closed form
+VVI    λ_k A_k           (K, D)     closed form              diag
+EEE    λ D A Dᵀ          (D, D)     closed form              tied
+VEE    λ_k D A Dᵀ        (K, D, D)  fixed point (λ_k, C)
+EVE    λ D A_k Dᵀ        (K, D, D)  A_k, λ; rotations of D
+VVE    λ_k D A_k Dᵀ      (K, D, D)  λ_k A_k; rotations of D
+EEV    λ D_k A D_kᵀ      (K, D, D)  closed form (eigen)
+VEV    λ_k D_k A D_kᵀ    (K, D, D)  fixed point (λ_k, A)
+EVV    λ D_k A_k D_kᵀ    (K, D, D)  closed form
+VVV    Σ_k               (K, D, D)  closed form              full
+=====  ================  =========  =======================  =================
 
 The layout is the shape of ``covariances_`` (K components, D features): the scikit-learn names
 keep theirs, and a diagonal model stores its variances, a spherical one a variance per
