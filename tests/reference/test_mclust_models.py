@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from emkit import GaussianMixture, datasets
+from emkit import GaussianMixture, datasets, select_model
+from emkit.cli import main
 from emkit.families import parsimonious
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "mclust_models.json").read_text())
@@ -72,3 +73,36 @@ def test_one_component_bic_is_mclusts_with_the_sign_turned(name):
         reference = FITS[name][model]["1"]
         assert fit.score(X) * len(X) == pytest.approx(reference["loglik"], rel=1e-9, abs=1e-6)
         assert fit.bic(X) == pytest.approx(-reference["bic"], rel=1e-9)
+
+
+def test_select_all_models_gives_mclustBIC_table():
+    """``select_model(..., covariance_types="all")`` fits the 14 models; at K = 1 its BIC is
+    mclustBIC's with the sign turned, at K = 2 at least as good (lower) as mclust's, and the
+    grid in mclust's sign shows mclust's numbers."""
+    X = data("faithful")
+    reference = REFERENCE["mclustBIC"]["values"]["faithful"]
+    result = select_model(X, [1, 2], "all", random_state=0)
+    assert [row["covariance_type"] for row in result.table] == [
+        model for model in parsimonious.MODELS for _ in (1, 2)]
+    for row in result.table:
+        mclust = reference[row["covariance_type"]][row["n_components"] - 1]
+        if row["n_components"] == 1:
+            assert row["bic"] == pytest.approx(-mclust, rel=1e-9)
+        else:
+            assert row["bic"] <= -mclust + 2 * SAME_MAXIMUM
+    grid = result.to_grid(mclust_sign=True)
+    assert f"{reference['EEE'][0]:.2f}" in grid and f"{reference['VVV'][0]:.2f}" in grid
+    assert grid.splitlines()[1].split() == ["K", *parsimonious.MODELS]
+
+
+def test_select_command_prints_the_grid_in_mclusts_sign(capsys):
+    status = main(["select", "gmm", str(datasets.path("faithful")), "-k", "1", "--models",
+                   "all", "--mclust-sign"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "BIC (mclust's sign: higher is better)" in out
+    reference = REFERENCE["mclustBIC"]["values"]["faithful"]
+    best = max(parsimonious.MODELS, key=lambda model: reference[model][0])
+    row = next(line for line in out.splitlines() if line.startswith("1 "))
+    assert row.split()[1:] == [f"{reference[m][0]:.2f}" + ("*" if m == best else "")
+                               for m in parsimonious.MODELS]
