@@ -260,3 +260,8 @@ def test_missing_values_weights_and_float32(model):
                              dtype=np.float32).fit(X)
     double = GaussianMixture(3, covariance_type=model, random_state=0).fit(X)
     assert single.score(X) == pytest.approx(double.score(X), abs=1e-4)
+
+
+def test_the_list_of_names_is_the_aliases_and_the_models():
+    """``COVARIANCE_TYPES`` is written out (the command line reads it without importing)."""
+    assert parsimonious.COVARIANCE_TYPES == tuple(parsimonious.ALIASES) + parsimonious.MODELS

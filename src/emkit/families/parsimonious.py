@@ -55,8 +55,9 @@ MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", 
           "EVV", "VVV")
 #: scikit-learn's covariance types, as the models they are.
 ALIASES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
-#: Every accepted ``covariance_type``.
-COVARIANCE_TYPES = tuple(ALIASES) + MODELS
+#: Every accepted ``covariance_type`` (a literal: the command line reads it without importing).
+COVARIANCE_TYPES = ("spherical", "diag", "tied", "full", "EII", "VII", "EEI", "VEI", "EVI", "VVI",
+                    "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
 
 # How far the iterative M-steps go: to a relative change of the objective below _TOL, at most
 # _MAX_ITER rounds. Each round lowers the objective, so stopping early is still generalised EM;
