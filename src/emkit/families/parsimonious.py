@@ -39,6 +39,7 @@ objective, and the iteration starts from the previous parameters, so EM with the
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -283,10 +284,7 @@ def _common_orientation(model, scatter, weights, previous):
         orientation = _eigen(np.tensordot(mix, previous, axes=1))[1]
     else:
         orientation = _eigen(np.tensordot(weights, scatter, axes=1))[1]
-    orientation = np.array(orientation, copy=True)
     rotated = np.swapaxes(orientation, 0, 1) @ scatter @ orientation  # M_k
-    d = len(orientation)
-    pairs = [(i, j) for i in range(d - 1) for j in range(i + 1, d)]
     last = np.inf
     for _ in range(_MAX_SWEEPS):
         diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=1, axis2=2), weights)
@@ -294,30 +292,40 @@ def _common_orientation(model, scatter, weights, previous):
         if not last - value > _TOL * max(abs(value), 1.0):
             break
         last = value
-        inverse = 1.0 / diagonals
-        for i, j in pairs:
-            g = weights * (inverse[:, i] - inverse[:, j])
-            alpha = 0.5 * g @ (rotated[:, i, i] - rotated[:, j, j])
-            beta = g @ rotated[:, i, j]
+        weighted_inverse = weights[:, None] / diagonals
+        for first, second in _rounds(len(orientation)):
+            # Disjoint pairs do not touch each other's entries of M: one rotation for all.
+            g = weighted_inverse[:, first] - weighted_inverse[:, second]
+            alpha = 0.5 * np.sum(g * (rotated[:, first, first] - rotated[:, second, second]),
+                                 axis=0)
+            beta = np.sum(g * rotated[:, first, second], axis=0)
             radius = np.hypot(alpha, beta)
-            if not radius > 0.0:
-                continue
-            cos2, sin2 = -alpha / radius, -beta / radius
+            safe = np.where(radius > 0.0, radius, 1.0)
+            cos2 = np.where(radius > 0.0, -alpha / safe, 1.0)
             c = np.sqrt(0.5 * (1.0 + cos2))
-            s = np.copysign(np.sqrt(0.5 * (1.0 - cos2)), sin2)
-            _rotate(orientation[None], i, j, c, s)
-            _rotate(rotated, i, j, c, s)
-            _rotate(np.swapaxes(rotated, 1, 2), i, j, c, s)
+            s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), -beta)
+            givens = np.eye(len(orientation))
+            givens[first, first] = givens[second, second] = c
+            givens[second, first], givens[first, second] = s, -s
+            orientation = orientation @ givens
+            rotated = givens.T @ rotated @ givens
     rotated = np.swapaxes(orientation, 0, 1) @ scatter @ orientation
     diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=1, axis2=2), weights)
     return np.einsum("ij,kj,lj->kil", orientation, diagonals, orientation)
 
 
-def _rotate(matrices, i, j, c, s):
-    """Columns i and j of every matrix, in place: (u, v) → (c u + s v, −s u + c v)."""
-    u, v = matrices[:, :, i].copy(), matrices[:, :, j].copy()
-    matrices[:, :, i] = c * u + s * v
-    matrices[:, :, j] = c * v - s * u
+@functools.cache
+def _rounds(n_axes: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Every pair of axes once, in rounds of disjoint pairs (the circle method of round-robin
+    tournaments): (first, second) index arrays per round."""
+    players = list(range(n_axes)) + ([None] if n_axes % 2 else [])
+    rounds = []
+    for _ in range(len(players) - 1):
+        pairs = [(players[i], players[-1 - i]) for i in range(len(players) // 2)]
+        pairs = [tuple(sorted(pair)) for pair in pairs if None not in pair]
+        rounds.append((np.array([i for i, _ in pairs]), np.array([j for _, j in pairs])))
+        players = [players[0], players[-1], *players[1:-1]]
+    return tuple(rounds)
 
 
 def _diagonals_given(model, rotated, weights):
