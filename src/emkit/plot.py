@@ -202,7 +202,8 @@ def plot_criterion(selection_result: Any, ax=None, *, criteria: Sequence[str] = 
             rows = sorted((row for row in table if row["covariance_type"] == covariance_type),
                           key=lambda row: row["n_components"])
             axis.plot([row["n_components"] for row in rows], [row[criterion] for row in rows],
-                      marker="o", color=component_colour(i), label=covariance_type)
+                      marker="os^"[i // 10 % 3], linestyle="-" if i < 10 else "--",
+                      color=component_colour(i), label=covariance_type)  # 14 mclust models
         failed = [row for row in table if not is_eligible(row)]
         if failed:
             axis.plot([row["n_components"] for row in failed], [row[criterion] for row in failed],
@@ -250,7 +251,11 @@ def _choice_handle():
 
 def _component_covariance(estimator: Any, k: int, dims: Sequence[int]) -> np.ndarray:
     """The covariance of component ``k`` over the features ``dims``, any covariance type."""
+    from emkit.families.parsimonious import COVARIANCE_TYPES, layout
+
     covariance_type = estimator.covariance_type
+    if covariance_type in COVARIANCE_TYPES:  # mclust's models are stored as one of the four
+        covariance_type = layout(covariance_type)
     covariances = np.asarray(estimator.covariances_)
     n_features = estimator.means_.shape[1]
     if covariance_type == "full":

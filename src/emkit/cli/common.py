@@ -163,12 +163,18 @@ def parse_k_range(text: str) -> list[int]:
 
 
 COVARIANCE_TYPE = Choice("emkit.families.gaussian", "COVARIANCE_TYPES", "covariance type")
+# The Gaussian mixture's: scikit-learn's four and mclust's 14 models.
+MIXTURE_COVARIANCE_TYPE = Choice("emkit.families.parsimonious", "COVARIANCE_TYPES",
+                                 "covariance type")
 INIT_METHOD = Choice("emkit.models.clustering", "INIT_METHODS", "initialisation")
 
 
 def covariance_list(text: str) -> list[str]:
-    """Comma-separated covariance types, without repeats."""
-    return list(dict.fromkeys(COVARIANCE_TYPE(name.strip()) for name in text.split(",")))
+    """Comma-separated covariance types of a Gaussian mixture, without repeats; "all": mclust's
+    14 models."""
+    if text.strip() == "all":
+        return list(constant("emkit.families.parsimonious", "MODELS"))
+    return list(dict.fromkeys(MIXTURE_COVARIANCE_TYPE(name.strip()) for name in text.split(",")))
 
 
 def accelerate(text: str) -> str | None:
@@ -244,7 +250,8 @@ def add_gaussian_options(parser, kind: str, *, init: str | None, covariance: boo
     the estimator's initialisation parameter (None: no --init)."""
     if covariance:
         add_estimator_option(parser, kind, "covariance_type", "--covariance",
-                             type=COVARIANCE_TYPE, metavar="TYPE", help="covariance type")
+                             type=MIXTURE_COVARIANCE_TYPE if kind == "gmm" else COVARIANCE_TYPE,
+                             metavar="TYPE", help="covariance type")
     add_estimator_option(parser, kind, "reg_covar", "--reg-covar", type=non_negative_float,
                          metavar="R", help="added to covariance diagonals")
     if init is not None:

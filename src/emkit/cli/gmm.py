@@ -23,6 +23,7 @@ SELECT_EXAMPLES = """\
 examples:
   emkit select gmm data.csv -k 1-8 --covariance full,diag -o best.emkit
   emkit select gmm data.csv -k 1-6 --criterion icl --plot icl.png
+  emkit select gmm data.csv -k 1-9 --models all --mclust-sign   # mclust's mclustBIC table
 """
 CRITERIA = ("bic", "aic", "icl")
 
@@ -62,9 +63,14 @@ def add_select_parser(kinds) -> None:
     common.add_table_arguments(parser)
     common.add_k_option(parser, k_range=True)
     common.add_estimator_option(parser, "select", "covariance_types", "--covariance",
-                                type=common.covariance_list, metavar="TYPES",
+                                "--models", type=common.covariance_list, metavar="TYPES",
                                 help="comma-separated covariance types to try (full, tied, "
-                                     "diag, spherical)")
+                                     "diag, spherical, or mclust's models EII, VII, EEI, VEI, "
+                                     "EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV); all: "
+                                     "the 14 models")
+    parser.add_argument("--mclust-sign", action="store_true",
+                        help="print the criterion per K and model with mclust's sign (higher "
+                             "is better); the model file and --json keep emkit's")
     common.add_estimator_option(parser, "select", "criterion", "--criterion", type=criterion,
                                 metavar="{bic,aic,icl}", help="criterion to minimise")
     common.add_gaussian_options(parser, "gmm", init="init_params", covariance=False)
@@ -273,6 +279,9 @@ def run_select(args: argparse.Namespace) -> None:
             "plot": None if args.plot is None else str(args.plot)})
         return
     print(result.to_text())
+    if args.mclust_sign or len({row["covariance_type"] for row in result.table}) > 1:
+        print()
+        print(result.to_grid(mclust_sign=args.mclust_sign))
     if args.output is not None:
         print(f"model written to {args.output}")
     if args.plot is not None:

@@ -23,7 +23,8 @@ from emkit.estimators.validation import (
     is_dask_collection,
     validate_rows,
 )
-from emkit.families.gaussian import COVARIANCE_TYPES, GaussianParams
+from emkit.families.gaussian import MIXTURE_COVARIANCE_TYPES, GaussianParams
+from emkit.families.parsimonious import layout
 from emkit.models.mixture import (
     DEFAULT_INIT,
     INIT_METHODS,
@@ -50,14 +51,43 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
     Parameters
     ----------
     n_components : int, default 1
-    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    covariance_type : str, default "full"
+        One of mclust's 14 models Σ_k = λ_k D_k A_k D_kᵀ (volume λ, shape A, orientation D,
+        each Equal across the components, Variable, or the Identity; Celeux & Govaert 1995),
+        or a scikit-learn name for four of them:
+
+        =====  ================  ==================  =================
+        model  Σ_k               ``covariances_``    scikit-learn name
+        =====  ================  ==================  =================
+        EII    λ I               (K,), all equal
+        VII    λ_k I             (K,)                ``"spherical"``
+        EEI    λ A               (K, D), all equal
+        VEI    λ_k A             (K, D)
+        EVI    λ A_k             (K, D)
+        VVI    λ_k A_k           (K, D)              ``"diag"``
+        EEE    λ D A Dᵀ          (D, D)              ``"tied"``
+        VEE    λ_k D A Dᵀ        (K, D, D)
+        EVE    λ D A_k Dᵀ        (K, D, D)
+        VVE    λ_k D A_k Dᵀ      (K, D, D)
+        EEV    λ D_k A D_kᵀ      (K, D, D)
+        VEV    λ_k D_k A D_kᵀ    (K, D, D)
+        EVV    λ D_k A_k D_kᵀ    (K, D, D)
+        VVV    Σ_k               (K, D, D)           ``"full"``
+        =====  ================  ==================  =================
+
+        The scikit-learn names and the models they alias fit the same; ``n_parameters``,
+        ``bic`` and ``aic`` count free parameters as mclust does. VEI, VEE, VEV, EVE and VVE
+        have iterative M-steps, started from the previous parameters so that EM stays
+        monotone (see :mod:`emkit.families.parsimonious`).
     tol : float, default 1e-6
         Convergence threshold per sample: EM stops when both the last change of the
         log-likelihood and its estimated remaining rise (extrapolated from the observed rate of
         convergence, see :class:`emkit.core.engine.ConvergenceMonitor`) are below ``tol`` times the
         number of samples. scikit-learn's rule is the first half with tol=1e-3.
     reg_covar : float, default 1e-6
-        Added to the diagonal of the covariances; keeps them positive definite.
+        Added to the diagonal of the covariances; keeps them positive definite. For the
+        constrained models it is added to each component's scatter before the M-step, which
+        keeps every covariance within its model.
     max_iter : int, default 1000
         Maximum number of EM iterations (passes over the data) per start.
     n_init : int, default 1
@@ -150,7 +180,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         **OnlineEMMixin._online_constraints,
         "n_components": COUNT,
         "n_init": COUNT,
-        "covariance_type": OneOf(*COVARIANCE_TYPES),
+        "covariance_type": OneOf(*MIXTURE_COVARIANCE_TYPES),
         "init_params": OneOf(*INIT_METHODS),
         "reg_covar": NON_NEGATIVE,
         "dtype": Satisfies(_float_dtype, "numpy.float64 or numpy.float32"),
@@ -309,9 +339,10 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         self.covariances_ = params.components.covariances
         self.precisions_cholesky_ = params.components.precisions_cholesky
         P = self.precisions_cholesky_
-        if self.covariance_type == "full":
+        kind = layout(self.covariance_type)
+        if kind == "full":
             self.precisions_ = P @ np.swapaxes(P, 1, 2)
-        elif self.covariance_type == "tied":
+        elif kind == "tied":
             self.precisions_ = P @ P.T
         else:
             self.precisions_ = P**2
@@ -345,13 +376,14 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
     def _draw(self, n_samples, rng):
         counts = rng.multinomial(n_samples, self.weights_)
         n_features = self.means_.shape[1]
+        kind = layout(self.covariance_type)
         rows, labels = [], []
         for k, count in enumerate(counts):
-            if self.covariance_type == "full":
+            if kind == "full":
                 cov = self.covariances_[k]
-            elif self.covariance_type == "tied":
+            elif kind == "tied":
                 cov = self.covariances_
-            elif self.covariance_type == "diag":
+            elif kind == "diag":
                 cov = np.diag(self.covariances_[k])
             else:
                 cov = np.eye(n_features) * self.covariances_[k]
@@ -439,7 +471,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         if self.means_init is not None:
             _numeric("means_init", self.means_init, (K, n_features), "means")
         if self.precisions_init is not None:
-            kind = self.covariance_type
+            kind = layout(self.covariance_type)
             shape = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
                      "diag": (K, n_features), "spherical": (K,)}[kind]
             precisions = _numeric("precisions_init", self.precisions_init, shape,

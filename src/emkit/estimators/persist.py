@@ -57,6 +57,7 @@ from numpy.lib import format as npformat
 from emkit import __version__
 from emkit.core.atomic import write_atomically
 from emkit.errors import ModelFileError, NotFittedError, ParameterError
+from emkit.families import parsimonious
 
 __all__ = ["FORMAT_NAME", "SCHEMA_VERSION", "ESTIMATORS", "EstimatorSpec", "save", "load",
            "describe", "register_estimator"]
@@ -774,7 +775,10 @@ def _covariance_shape(kind: Any, lead: tuple[int, ...], D: int) -> tuple[int, ..
 
 def _gaussian_mixture_shapes(params, attributes):
     K, D = _count(params, "n_components"), _count(attributes, "n_features_in_")
-    covariance = _covariance_shape(params.get("covariance_type"), (K,), D)
+    kind = params.get("covariance_type")
+    if isinstance(kind, str) and kind in parsimonious.COVARIANCE_TYPES:
+        kind = parsimonious.layout(kind)  # mclust's models are stored as one of the four
+    covariance = _covariance_shape(kind, (K,), D)
     return {"weights_": (K,), "means_": (K, D), "covariances_": covariance,
             "precisions_cholesky_": covariance, "precisions_": covariance,
             "weights_init": (K,), "means_init": (K, D), "precisions_init": covariance}
@@ -836,7 +840,7 @@ def _check_gaussian_mixture(estimator: Any) -> None:
     estimator._check_parameters()  # a ParameterError is a ValueError
     K = estimator.n_components
     D = estimator.n_features_in_
-    kind = estimator.covariance_type
+    kind = parsimonious.layout(estimator.covariance_type)
     if not _is_int(D) or D < 1:
         raise ValueError(f"n_features_in_ must be a positive integer, got {D!r}")
     covariance_shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D),

@@ -87,6 +87,33 @@ class SelectionResult:
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
+    def to_grid(self, mclust_sign: bool = False) -> str:
+        """The criterion as a grid, one row per K and one column per covariance type (as
+        mclust prints ``mclustBIC``), the best cell marked with ``*``; fits not eligible (not
+        converged or collapsed) in parentheses. ``mclust_sign=True`` prints −criterion (mclust's
+        convention: higher is better)."""
+        kinds = list(dict.fromkeys(row["covariance_type"] for row in self.table))
+        ks = sorted({row["n_components"] for row in self.table})
+        sign = -1.0 if mclust_sign else 1.0
+        cells = {}
+        for i, row in enumerate(self.table):
+            text = f"{sign * row[self.criterion]:.2f}"
+            if not is_eligible(row):
+                text = f"({text})"
+            cells[row["n_components"], row["covariance_type"]] = text + (
+                "*" if i == self.best_index else " ")
+        header = ["K"] + kinds
+        body = [[str(k)] + [cells.get((k, kind), "- ") for kind in kinds] for k in ks]
+        widths = [max(len(line[j]) for line in [header, *body]) for j in range(len(header))]
+        name = self.criterion.upper() + (" (mclust's sign: higher is better)" if mclust_sign
+                                         else " (lower is better)")
+        lines = [name]
+        lines += ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+                  for line in [header, *body]]
+        best = self.best
+        lines.append(f"* best: K={best['n_components']}, {best['covariance_type']}")
+        return "\n".join(lines)
+
     def __str__(self) -> str:
         return self.to_text()
 
@@ -104,7 +131,9 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
         Numbers of components to try. Values larger than the number of rows cannot be fitted:
         they are skipped with a note in ``SelectionResult.notes`` (an error if none is left).
     covariance_types : str or sequence of str, default ("full",)
-        Any of "full", "tied", "diag", "spherical".
+        Any of "full", "tied", "diag", "spherical" and mclust's 14 models ("EII", …, "VVV",
+        see :class:`emkit.GaussianMixture`); ``"all"`` for the 14 models (mclust's
+        ``mclustBIC``).
     criterion : {"bic", "aic", "icl"}, default "bic"
         Lower is better (scikit-learn's convention).
     sample_weight : array-like of shape (n_samples,), optional
@@ -135,8 +164,10 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     >>> print(result.to_text())  # doctest: +SKIP
     """
     from emkit.estimators.gaussian_mixture import GaussianMixture
-    from emkit.families.gaussian import COVARIANCE_TYPES
+    from emkit.families.parsimonious import COVARIANCE_TYPES, MODELS
 
+    if isinstance(covariance_types, str) and covariance_types == "all":
+        covariance_types = MODELS
     if criterion not in CRITERIA:
         raise ParameterError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
     candidates = _check_components(n_components)
@@ -227,8 +258,10 @@ def collapsed(estimator) -> bool:
     D + 1 distinct points."""
     if estimator.reg_covar <= 0:
         return False
+    from emkit.families.parsimonious import layout
+
     covariances = np.asarray(estimator.covariances_, dtype=float)
-    kind = estimator.covariance_type
+    kind = layout(estimator.covariance_type)
     if kind in ("full", "tied"):
         smallest = np.linalg.eigvalsh(covariances).min()
     else:  # diag: variances per feature; spherical: one variance per component

@@ -1,10 +1,13 @@
-"""The multivariate Gaussian family: K components with full, tied, diagonal or spherical covariance.
+"""The multivariate Gaussian family: K components of one of the 14 covariance models of mclust
+(:mod:`emkit.families.parsimonious`; scikit-learn's full, tied, diag and spherical among them).
 
 One class holds everything a model needs about the components: log-densities of a block of rows,
 weighted sufficient statistics, the M-step, and unconstrained coordinates for SQUAREM. Mixtures
 and hidden Markov models both build on it.
 
-Shapes (K components, D features), as in scikit-learn:
+Shapes (K components, D features), as in scikit-learn; every model is stored in the layout of
+one of the four (:func:`emkit.families.parsimonious.layout`), which is what ``covariance_type``
+of this class names:
 
 ============  ===============  ===========================================
 type          covariances      precisions_cholesky P (precision = P Pᵀ)
@@ -29,12 +32,14 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
-from emkit.families import base
+from emkit.families import base, parsimonious
 from emkit.families import gaussian_missing as missing
 from emkit.kernels import gaussian as kernels
 from emkit.models import clustering
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: What the Gaussian mixture accepts: scikit-learn's four types and mclust's 14 models.
+MIXTURE_COVARIANCE_TYPES = parsimonious.COVARIANCE_TYPES
 _LOG_2PI = math.log(2.0 * math.pi)
 # Float32 moments keep the smallest eigenvalue of a covariance to about 6e-8 × cond relative:
 # above this condition number (1e-4 relative) a component's moments are summed in float64.
@@ -87,23 +92,34 @@ class GaussianStats:
 
 
 class GaussianFamily:
-    """K Gaussian components of one covariance type.
+    """K Gaussian components of one covariance model.
 
     Parameters
     ----------
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : {"full", "tied", "diag", "spherical"} or one of mclust's 14 models
+        ("EII", …, "VVV"; see :mod:`emkit.families.parsimonious`).
     reg_covar : float
-        Added to the diagonal of every covariance: keeps them positive definite.
+        Added to the diagonal of every component's scatter before the model's M-step (for the
+        four scikit-learn types: to the diagonal of every covariance): keeps them positive
+        definite, and the constrained models within their constraints.
     dtype : numpy float dtype
         Precision of the density computations (float32 halves memory traffic); statistics are
         always accumulated in float64.
+
+    Attributes
+    ----------
+    model : str
+        The mclust name of the model ("VVV" for "full").
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        The layout the covariances are stored in (the model's for the scikit-learn names).
     """
 
     def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6,
                  dtype=np.float64):
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}")
-        self.covariance_type = covariance_type
+        if covariance_type not in MIXTURE_COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {MIXTURE_COVARIANCE_TYPES}")
+        self.model = parsimonious.model_name(covariance_type)
+        self.covariance_type = parsimonious.layout(covariance_type)
         self.reg_covar = float(reg_covar)
         self.dtype = np.dtype(dtype)
 
@@ -130,7 +146,7 @@ class GaussianFamily:
         resp[np.arange(len(X)), assignment] = 1.0
         weighted = resp if w is None else resp * w[:, None]
         center = np.repeat(np.average(X, axis=0, weights=w)[None], n_components, axis=0)
-        stats = GaussianFamily(self.covariance_type, self.reg_covar).statistics(
+        stats = GaussianFamily(self.model, self.reg_covar).statistics(
             GaussianParams(center, None, None), X, weighted)
         params, _ = self.m_step(stats)
         return base.mixing_weights(stats.weight), params
@@ -303,7 +319,7 @@ class GaussianFamily:
         parameters and events. A component with (almost) no weight or whose covariance is not
         positive definite keeps its values from ``params`` (unit covariance when there are
         none); mixtures that prefer to re-seed such components use :meth:`estimate`."""
-        new, bad = self.estimate(stats)
+        new, bad = self.estimate(stats, params)
         return self.keep_previous(new, bad, stats, params)
 
     def keep_previous(self, new: GaussianParams, bad: np.ndarray, stats: GaussianStats,
@@ -335,27 +351,31 @@ class GaussianFamily:
     def log_prior(self, params: GaussianParams) -> float:
         return 0.0
 
-    def estimate(self, stats: GaussianStats) -> tuple[GaussianParams, np.ndarray]:
+    def estimate(self, stats: GaussianStats, previous: GaussianParams | None = None
+                 ) -> tuple[GaussianParams, np.ndarray]:
         """Parameters from statistics, and a boolean (K,) mask of components whose covariance
         is not positive definite (their parameters are left for the caller to repair: keep,
-        as :meth:`m_step` does, or re-seed, as the Gaussian mixture does)."""
+        as :meth:`m_step` does, or re-seed, as the Gaussian mixture does). The iterative
+        M-steps of the constrained models start from the ``previous`` covariances."""
         safe = np.maximum(stats.weight, 10 * np.finfo(float).eps)
         shift = stats.first / safe[:, None]
         means = stats.center + shift
-        n_components, n_features = means.shape
-        kind = self.covariance_type
-        if kind in ("full", "tied"):
-            cov = (stats.second / safe[:, None, None]
-                   - shift[:, :, None] * shift[:, None, :])
-            if kind == "tied":
-                cov = np.tensordot(stats.weight, cov, axes=1) / max(stats.weight.sum(), 1e-300)
-            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-            cov = cov + self.reg_covar * np.eye(n_features)
+        n_features = means.shape[1]
+        # S_k: each component's scatter about its new mean, per unit weight, regularised.
+        if self.covariance_type in ("full", "tied"):
+            scatter = (stats.second / safe[:, None, None]
+                       - shift[:, :, None] * shift[:, None, :])
+            scatter = 0.5 * (scatter + np.swapaxes(scatter, -1, -2))
+            scatter = scatter + self.reg_covar * np.eye(n_features)
         else:
-            cov = stats.second / safe[:, None] - shift**2
-            if kind == "spherical":
-                cov = cov.mean(axis=1)
-            cov = cov + self.reg_covar
+            scatter = stats.second / safe[:, None] - shift**2 + self.reg_covar
+        cov = parsimonious.covariances(self.model, scatter, stats.weight,
+                                       None if previous is None else previous.covariances)
+        if not np.all(np.isfinite(cov)):  # a singular scatter: zero, so flagged as not PD
+            rows = cov.reshape(len(cov), -1) if self.covariance_type != "spherical" else cov
+            broken = ~np.all(np.isfinite(rows), axis=-1) if rows.ndim == 2 else ~np.isfinite(rows)
+            cov = np.array(cov, copy=True)
+            cov[broken] = 0.0
         return self.with_covariances(means, cov)
 
     def with_covariances(self, means: np.ndarray,
@@ -380,7 +400,9 @@ class GaussianFamily:
 
     # ----------------------------------------------------------------- SQUAREM coordinates
     def flatten(self, params: GaussianParams) -> np.ndarray:
-        """Means, then log-Cholesky (full, tied) or log-variances (diag, spherical)."""
+        """Means, then log-Cholesky (full, tied) or log-variances (diag, spherical). Equal
+        volumes, and every constraint of the diagonal models, are linear in these coordinates,
+        so SQUAREM's extrapolations keep them; :meth:`unflatten` projects the others."""
         kind = self.covariance_type
         cov = params.covariances
         if kind in ("full", "tied"):
@@ -409,6 +431,13 @@ class GaussianFamily:
             cov = L @ np.swapaxes(L, -1, -2)
         else:
             cov = np.exp(rest).reshape(template.covariances.shape)
+        if self.model in _NONLINEAR_MODELS:
+            # Extrapolated matrices leave these models (their shapes or orientations are not
+            # linear in the coordinates): back to the model's nearest, the M-step with the
+            # extrapolated matrices as the scatter, from the template's covariances.
+            with np.errstate(all="ignore"):
+                cov = parsimonious.covariances(self.model, cov, np.ones(len(cov)),
+                                               template.covariances)
         params, bad = self.with_covariances(means, cov)
         if bad.any() or not np.all(np.isfinite(params.precisions_cholesky)):
             raise FloatingPointError("extrapolated covariance is not positive definite")
@@ -416,11 +445,9 @@ class GaussianFamily:
 
     # ----------------------------------------------------------------- bookkeeping
     def n_parameters(self, n_components: int, n_features: int) -> int:
-        """Free parameters of the components (means and covariances)."""
-        per_matrix = n_features * (n_features + 1) // 2
-        cov = {"full": n_components * per_matrix, "tied": per_matrix,
-               "diag": n_components * n_features, "spherical": n_components}
-        return n_components * n_features + cov[self.covariance_type]
+        """Free parameters of the components (means and covariances; mclust's count)."""
+        return n_components * n_features + parsimonious.n_covariance_parameters(
+            self.model, n_components, n_features)
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         return {"full": (n_components, n_features, n_features), "tied": (n_features, n_features),
@@ -428,6 +455,8 @@ class GaussianFamily:
             self.covariance_type]
 
 
+# Models whose common shape or orientation is not linear in SQUAREM's coordinates.
+_NONLINEAR_MODELS = ("VEE", "EVE", "VVE", "EEV", "VEV")
 # L_ii / √Σ_ii below this: Σ counts as singular (see _precision_cholesky).
 _MIN_PIVOT_RATIO = 1e-7
 

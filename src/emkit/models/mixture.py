@@ -378,7 +378,8 @@ class GaussianMixtureModel(MixtureModel):
     def m_step(self, stats: MixtureStats, params: MixtureParams | None = None) -> MixtureParams:
         comp = stats.components
         total = float(comp.weight.sum())
-        components, bad = self.family.estimate(comp)
+        components, bad = self.family.estimate(comp, None if params is None
+                                               else params.components)
         weights = mixing_weights(comp.weight)
         empty = comp.weight < _EMPTY_FRACTION * max(total, 1e-300)
         degenerate = bad | empty
@@ -485,7 +486,7 @@ class GaussianMixtureModel(MixtureModel):
         # In float64 whatever the E-step's dtype: float32 moments could give a start whose
         # smallest eigenvalue is below reg_covar, better than any M-step can reach again, and
         # the first iteration would then lower the objective.
-        exact = GaussianFamily(self.family.covariance_type, self.family.reg_covar)
+        exact = GaussianFamily(self.family.model, self.family.reg_covar)
         comp = exact.statistics(placeholder, X.astype(np.float64), weighted)
         order = rng.permutation(len(X))[: self.n_components]
         return self.m_step(MixtureStats(comp, np.zeros(len(order)), X[order]))

@@ -1,0 +1,151 @@
+"""mclust's 14 × 9 BIC grid: ``emkit.select_model(X, range(1, 10), "all")`` against R's
+``mclustBIC(X, G=1:9)``, side by side on the same data.
+
+For each data set: the wall time of the whole grid (emkit at its defaults, and with
+``init_params="hierarchical"``, mclust's kind of start, to show what the starts cost), mclust's
+time measured inside R (``system.time``, so R's start-up is not counted), the model and K each
+chooses, their BICs (mclust's sign, higher is better), and in how many of the cells emkit's
+BIC is at least mclust's (−0.01). Runs alternate (R, emkit default, emkit hierarchical) and
+the median of ``--repeats`` is reported.
+
+Needs R with mclust (``apt-get install r-base-core r-cran-mclust``).
+
+    python benchmarks/mclust_models.py                  # faithful, iris, penguins
+    python benchmarks/mclust_models.py --quick          # faithful only, one repeat
+    python benchmarks/mclust_models.py --append         # also append to benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+warnings.simplefilter("ignore")  # ConvergenceWarnings of over-fitted cells are not the point
+
+R_SCRIPT = """
+suppressMessages(library(mclust))
+X <- as.matrix(read.csv("{path}", header=FALSE))
+t <- system.time(b <- mclustBIC(X, G=1:9, verbose=FALSE))[["elapsed"]]
+write.csv(as.data.frame(unclass(b)[,]), "{out}")
+cat(t, as.character(packageVersion("mclust")), "\\n")
+"""
+
+
+def data_sets(quick: bool) -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_iris
+
+    from emkit import datasets
+
+    sets = {"faithful": datasets.load("faithful").data}
+    if not quick:
+        sets["iris"] = load_iris().data
+        penguins = datasets.load("penguins")
+        measurements = np.column_stack([penguins.column(name) for name in (
+            "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")])
+        sets["penguins"] = measurements[~np.isnan(measurements).any(axis=1)]
+    return sets
+
+
+def run_mclust(X: np.ndarray, folder: Path) -> tuple[float, str, dict[str, list[float]]]:
+    """(seconds inside R, mclust's version, BIC per model: list over K = 1..9, NaN for NA)."""
+    path, out = folder / "X.csv", folder / "bic.csv"
+    np.savetxt(path, X, delimiter=",", fmt="%.17g")
+    script = folder / "bic.R"
+    script.write_text(R_SCRIPT.format(path=path, out=out))
+    line = subprocess.run(["Rscript", str(script)], capture_output=True, text=True,
+                          check=True).stdout.split()
+    lines = out.read_text().splitlines()
+    models = [name.strip('"') for name in lines[0].split(",")[1:]]
+    values = np.array([[np.nan if cell == "NA" else float(cell)
+                        for cell in row.split(",")[1:]] for row in lines[1:]])
+    return float(line[0]), line[1], {m: list(values[:, j]) for j, m in enumerate(models)}
+
+
+def run_emkit(X: np.ndarray, **options):
+    from emkit import select_model
+
+    start = time.perf_counter()
+    result = select_model(X, range(1, 10), "all", random_state=0, **options)
+    return time.perf_counter() - start, result
+
+
+def best_cell(bic: dict[str, list[float]]) -> tuple[str, int, float]:
+    model, k = max(((m, k) for m in bic for k in range(9) if np.isfinite(bic[m][k])),
+                   key=lambda cell: bic[cell[0]][cell[1]])
+    return model, k + 1, bic[model][k]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in subprocess.run(
+        ["lscpu"], capture_output=True, text=True).stdout.splitlines()
+        if line.startswith("Model name")), platform.processor())
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load {load}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--append", action="store_true")
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 2)
+    import emkit
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, X in data_sets(args.quick).items():
+            r_times, default_times, hier_times = [], [], []
+            for _ in range(repeats):  # alternating
+                seconds, version, mclust_bic = run_mclust(X, folder)
+                r_times.append(seconds)
+                seconds, result = run_emkit(X)
+                default_times.append(seconds)
+                seconds, _ = run_emkit(X, init_params="hierarchical")
+                hier_times.append(seconds)
+            ours = {m: [np.nan] * 9 for m in mclust_bic}
+            for row in result.table:
+                ours[row["covariance_type"]][row["n_components"] - 1] = -row["bic"]
+            cells = [(m, k) for m in mclust_bic for k in range(9)
+                     if np.isfinite(mclust_bic[m][k])]
+            at_least = sum(ours[m][k] >= mclust_bic[m][k] - 0.01 for m, k in cells)
+            best = result.best
+            rows.append((name, X.shape, statistics.median(r_times),
+                         statistics.median(default_times), statistics.median(hier_times),
+                         best_cell(mclust_bic), (best["covariance_type"], best["n_components"],
+                                                 -best["bic"]), at_least, len(cells), version))
+    header = ("| data | n × d | mclustBIC (s) | emkit default (s) | emkit hierarchical start (s) "
+              "| mclust's choice (BIC) | emkit's choice (BIC) | cells emkit ≥ mclust |\n"
+              "|---|---|---|---|---|---|---|---|")
+    lines = [header]
+    for (name, shape, r, ours, hier, (m_model, m_k, m_bic), (e_model, e_k, e_bic), at_least,
+         n_cells, _) in rows:
+        lines.append(f"| {name} | {shape[0]} × {shape[1]} | {r:.2f} | {ours:.1f} "
+                     f"({ours / r:.0f}×) | {hier:.1f} ({hier / r:.0f}×) | {m_model},{m_k} "
+                     f"({m_bic:.2f}) | {e_model},{e_k} ({e_bic:.2f}) | {at_least} of {n_cells} |")
+    text = "\n".join(lines)
+    footer = (f"\n- date: {datetime.datetime.now().isoformat(timespec='minutes')}; emkit "
+              f"{emkit.__version__}; mclust {rows[0][-1]}; medians of {repeats} alternating "
+              f"runs\n- machine: {machine()}\n- command: `python benchmarks/mclust_models.py"
+              f"{' --quick' if args.quick else ''}`\n")
+    print(text + footer)
+    if args.append:
+        with open(Path(__file__).with_name("RESULTS.md"), "a") as results:
+            results.write("\n## " + datetime.date.today().isoformat()
+                          + " — mclust's 14 × 9 BIC grid, emkit against mclustBIC (issue 16)\n\n"
+                          + text + footer)
+
+
+if __name__ == "__main__":
+    main()
