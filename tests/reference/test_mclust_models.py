@@ -31,8 +31,8 @@ SAME_MAXIMUM = 1e-3
 # maximum, not an M-step fault: EM started from mclust's parameters climbs above mclust's value
 # (faithful EEI K=4: -1125.3608 against mclust's -1125.3986, which EM from the default start
 # misses by 0.196 nats for every seed of the default; "random" starts find it for 8 seeds of 8).
-N_INIT = {("faithful", "EEI", 4): 5, ("faithful", "EEV", 6): 5, ("iris", "VII", 5): 5,
-          ("iris", "VEI", 5): 5}
+N_INIT = {("faithful", "EEI", 4): 5, ("faithful", "EEI", 6): 5, ("faithful", "EEV", 6): 5,
+          ("iris", "VII", 5): 5, ("iris", "VEI", 5): 5}
 
 
 def data(name: str) -> np.ndarray:
