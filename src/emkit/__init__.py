@@ -33,6 +33,7 @@ _PUBLIC = {
     "PoissonMixture": "emkit.estimators.poisson_mixture",
     "BernoulliMixture": "emkit.estimators.latent_class",
     "CategoricalMixture": "emkit.estimators.latent_class",
+    "StudentMixture": "emkit.estimators.student_mixture",
     "signals": "emkit.models.signals",
     "GaussianMixtureModel": "emkit.models.mixture",
     "select_model": "emkit.estimators.selection",
