@@ -181,12 +181,14 @@ class StudentFamily(FamilyDefaults):
 
     def init(self, parts, n_components: int,
              rng: np.random.Generator) -> tuple[np.ndarray, StudentParams]:
-        """Clusters of trimmed k-means: k-means on all rows, then again on the rows without
-        the tenth farthest from their centres (gross outliers would otherwise take a
-        component of their own, a local maximum the t mixture need not start from); every
-        row goes to its nearest final centre, and each cluster's covariance (of its kept
-        rows, blended with a tenth of the data's, so that a small cluster's is positive
-        definite) and weight start the components, with ν = ``dof`` or 10."""
+        """Clusters of a trimmed k-means: k-means on all rows, then twice again on the rows
+        that are neither among the tenth farthest from their centres nor in a cluster of
+        under 5% of the rows. Gross outliers would otherwise take a component of their own,
+        a local maximum the t mixture need not start from (a small true cluster is then
+        found by EM or by restarts). Every row goes to its nearest final centre; each
+        cluster's covariance (of its kept rows, blended with a tenth of the data's, so that a
+        small cluster's is positive definite) and weight start the components, with
+        ν = ``dof`` or 10."""
         from emkit.models.clustering import kmeans, nearest
 
         X = np.concatenate([data for data, _ in parts])
@@ -194,11 +196,16 @@ class StudentFamily(FamilyDefaults):
         X, w = X[w > 0], w[w > 0]
         D = X.shape[1]
         overall = np.atleast_2d(np.cov(X.T, aweights=w)) if len(X) > 1 else np.eye(D)
-        _, centers = kmeans(X, n_components, rng, w)
-        _, distance = nearest(X, centers)
-        kept = distance <= np.quantile(distance, 0.9)
-        if kept.sum() >= n_components:
+        kept = np.ones(len(X), bool)
+        for _ in range(3):
             _, centers = kmeans(X[kept], n_components, rng, w[kept])
+            labels, distance = nearest(X, centers)
+            sizes = np.bincount(labels[kept], weights=w[kept], minlength=n_components)
+            trimmed = kept & (distance <= np.quantile(distance[kept], 0.9)) & (
+                sizes[labels] >= 0.05 * w[kept].sum())
+            if trimmed.sum() < max(n_components, 0.5 * len(X)):
+                break
+            kept = trimmed
         labels, _ = nearest(X, centers)
         means = np.asarray(centers, dtype=float).copy()
         covariances = np.empty((n_components, D, D))
