@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emkit
 from emkit.errors import DataError, ParameterError
@@ -103,3 +104,12 @@ def test_errors_say_what_to_do():
         emkit.StudentMixture(2).fit(X)
     with pytest.raises(ParameterError, match="dof"):
         emkit.StudentMixture(2, dof=0.0).fit(clusters_with_outliers())
+
+
+@parametrize_with_checks([emkit.StudentMixture(random_state=0)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    """scikit-learn's own checks (the discrete families refuse its continuous test data, by
+    design; their estimator contract is in tests/test_estimator_base.py)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
