@@ -130,7 +130,8 @@ class CategoricalMixture(FamilyMixture):
         Number of latent classes.
     n_levels : int, sequence of int or None, default None
         L_d, the number of levels of each item (one int: every item). None: the largest code
-        of each item in the training data, plus one. Needed for streamed data.
+        of each item in the training data (for ``partial_fit``, the first mini-batch), plus
+        one. Needed for streamed data.
     prior : float, default 1.0
         A symmetric Dirichlet(prior) prior on every item's probabilities (MAP-EM); 1 is none.
 """ + _SHARED_DOC + """
