@@ -53,6 +53,7 @@ COMMANDS = [path for path, _ in subcommand_parsers()]
 def test_every_command_is_listed():
     assert sorted(COMMANDS) == sorted([
         ("fit", "gmm"), ("fit", "hmm"), ("fit", "dmm"), ("fit", "fixed"), ("fit", "tones"),
+        ("fit", "poisson"), ("fit", "bernoulli"), ("fit", "categorical"), ("fit", "student"),
         ("predict",), ("score",), ("select", "gmm"), ("select", "dmm"), ("impute",), ("info",),
         ("demo",)])
 

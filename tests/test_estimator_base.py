@@ -81,6 +81,23 @@ def tone_samples():
             + 0.1 * rng.standard_normal(len(d)))
 
 
+def poisson_rows():
+    rng = np.random.default_rng(8)
+    rates = np.where(rng.uniform(size=(60, 1)) < 0.5, [1.0, 6.0], [7.0, 2.0])
+    return rng.poisson(rates).astype(float)
+
+
+def binary_rows():
+    rng = np.random.default_rng(9)
+    theta = np.where(rng.uniform(size=(80, 1)) < 0.5, [0.9, 0.8, 0.2], [0.1, 0.3, 0.9])
+    return (rng.uniform(size=theta.shape) < theta).astype(float)
+
+
+def item_rows():
+    rng = np.random.default_rng(10)
+    return np.column_stack([rng.integers(0, 3, 80), rng.integers(0, 2, 80)]).astype(float)
+
+
 def incomplete_rows():
     X = gaussian_rows().copy()
     X[::7, 1] = np.nan
@@ -102,6 +119,10 @@ ESTIMATORS = {
     "FixedMixture": (lambda: emkit.FixedMixture(), likelihood_rows),
     "SuperimposedSignals": (lambda: emkit.SuperimposedSignals("tones", 2, n_init=2,
                                                               random_state=0), tone_samples),
+    "PoissonMixture": (lambda: emkit.PoissonMixture(2, random_state=0), poisson_rows),
+    "BernoulliMixture": (lambda: emkit.BernoulliMixture(2, random_state=0), binary_rows),
+    "CategoricalMixture": (lambda: emkit.CategoricalMixture(2, random_state=0), item_rows),
+    "StudentMixture": (lambda: emkit.StudentMixture(2, random_state=0), gaussian_rows),
 }
 EM_ESTIMATORS = sorted(ESTIMATORS)
 ALL_ESTIMATORS = {**ESTIMATORS, "EMImputer": (lambda: emkit.EMImputer(random_state=0),
@@ -289,6 +310,10 @@ HAND_COUNTS = {
     "Dirichlet": 1 + 2 * 3,
     "FixedMixture": 2,  # M−1 weights
     "SuperimposedSignals": 2 * 3 + 1,  # (frequency, amplitude, phase) per tone + σ²
+    "PoissonMixture": 1 + 2 * 2,  # K−1 weights, K·D rates
+    "BernoulliMixture": 1 + 2 * 3,  # K−1 weights, K·D probabilities
+    "CategoricalMixture": 1 + 2 * (2 + 1),  # K−1 weights, K·Σ(L_d − 1) (poLCA's npar)
+    "StudentMixture": 1 + 2 * (2 + 3 + 1),  # K−1 weights, K·(D means, D(D+1)/2 scales, ν)
 }
 
 

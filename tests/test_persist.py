@@ -686,6 +686,9 @@ def fitted_models(tmp_path_factory):
         "categorical-hmm": CategoricalHMM(2, random_state=0).fit(rng.integers(0, 3, (80, 1))),
         "dmm": DirichletMultinomialMixture(2, random_state=0).fit(rng.integers(0, 9, (40, 4))),
         "fixed": FixedMixture().fit(rng.uniform(0.1, 1.0, size=(50, 3))),
+        "poisson": emkit.PoissonMixture(2, random_state=0).fit(rng.poisson(3.0, (50, 2))),
+        "categorical": emkit.CategoricalMixture(2, random_state=0).fit(
+            rng.integers(0, 3, (60, 2))),
     }
     paths = {}
     for name, model in models.items():
@@ -694,7 +697,8 @@ def fitted_models(tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed"])
+@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed",
+                                  "poisson", "categorical"])
 @pytest.mark.parametrize(("attribute", "value", "message"), [
     ("n_iter_", -3, "n_iter_ must be an integer >= 0"),
     ("n_iter_", 2.5, "n_iter_"),
@@ -808,14 +812,16 @@ def test_a_member_announcing_more_bytes_than_the_file_holds_is_refused(model_fil
     assert peak < 1 << 20
 
 
-@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed"])
+@pytest.mark.parametrize("kind", ["gmm", "gaussian-hmm", "categorical-hmm", "dmm", "fixed",
+                                  "poisson", "categorical"])
 def test_an_array_of_another_shape_than_the_metadata_describe_is_refused(fitted_models,
                                                                         tmp_path, kind):
     """One array grown by a row, consistently in its metadata entry and its .npy header (only
     the estimator's own shapes can tell), for every kind of estimator."""
     model = emkit.load(fitted_models[kind])
     name = {"gmm": "means_", "gaussian-hmm": "transmat_", "categorical-hmm": "emissionprob_",
-            "dmm": "alpha_", "fixed": "weights_"}[kind]
+            "dmm": "alpha_", "fixed": "weights_", "poisson": "rates_",
+            "categorical": "probabilities_"}[kind]
     grown = np.concatenate([getattr(model, name), getattr(model, name)[:1]])
 
     forged = _forged(fitted_models[kind], tmp_path / "forged.emkit",
@@ -900,4 +906,23 @@ def test_a_categorical_hmm_reads_one_column(fitted_models, tmp_path):
     forged = _forged(fitted_models["categorical-hmm"], tmp_path / "forged.emkit",
                      lambda m: m["attributes"].update(n_features_in_=10**9))
     with pytest.raises(ModelFileError, match="n_features_in_ of a CategoricalHMM must be 1"):
+        emkit.load(forged)
+
+
+def test_family_mixture_files_refuse_forged_shapes_and_levels(fitted_models, tmp_path):
+    """The shapes of a FamilyMixture's arrays are checked before reading (from n_components
+    and n_features_in_), and a categorical model's levels must match its probabilities."""
+    def announce(metadata):
+        metadata["arrays"]["rates_"].update(shape=[3, 2])
+
+    forged = _forged(fitted_models["poisson"], tmp_path / "forged.emkit", announce)
+    with pytest.raises(ModelFileError, match=r"rates_ should have shape \(2, 2\)"):
+        emkit.load(forged)
+    forged = _forged(fitted_models["categorical"], tmp_path / "levels.emkit",
+                     lambda metadata: metadata["attributes"].update(n_levels_=[3, 5]))
+    with pytest.raises(ModelFileError, match="n_levels_"):
+        emkit.load(forged)
+    forged = _forged(fitted_models["categorical"], tmp_path / "text.emkit",
+                     lambda metadata: metadata["attributes"].update(n_levels_="3"))
+    with pytest.raises(ModelFileError, match="n_levels_"):
         emkit.load(forged)

@@ -174,3 +174,17 @@ def test_a_column_of_zeros_keeps_a_finite_positive_rate():
         warnings.simplefilter("error")
         model = emkit.PoissonMixture(2, random_state=0).fit(X)
     assert np.all(model.rates_ > 0) and np.all(np.isfinite(model.score_samples(X)))
+
+
+def test_streamed_chunks_and_dask_arrays_give_the_in_memory_fit():
+    from emkit.data import ArrayChunks
+
+    X, _ = two_column_counts(n=1500, seed=5)
+    whole = emkit.PoissonMixture(2, random_state=0).fit(X)
+    streamed = emkit.PoissonMixture(2, random_state=0).fit(ArrayChunks(X, chunk_rows=400))
+    np.testing.assert_allclose(streamed.rates_, whole.rates_, rtol=1e-7)
+    da = pytest.importorskip("dask.array")
+    on_dask = emkit.PoissonMixture(2, random_state=0).fit(da.from_array(X, chunks=(500, -1)))
+    np.testing.assert_allclose(on_dask.rates_, whole.rates_, rtol=1e-7)
+    with pytest.raises(DataError, match="non-negative integer counts"):
+        emkit.PoissonMixture(2).fit(ArrayChunks(X + 0.5, chunk_rows=400))

@@ -34,6 +34,7 @@ _PUBLIC = {
     "BernoulliMixture": "emkit.estimators.latent_class",
     "CategoricalMixture": "emkit.estimators.latent_class",
     "RegressionMixture": "emkit.estimators.regression_mixture",
+    "StudentMixture": "emkit.estimators.student_mixture",
     "signals": "emkit.models.signals",
     "GaussianMixtureModel": "emkit.models.mixture",
     "select_model": "emkit.estimators.selection",

@@ -8,6 +8,7 @@ import numpy as np
 from emkit.families.bernoulli import BernoulliFamily
 from emkit.families.categorical import CategoricalFamily
 from emkit.families.poisson import PoissonFamily
+from emkit.families.student import StudentFamily
 from emkit.models.mixture import MixtureModel
 
 from .registry import ModelCase, register, register_map, two_poisson_components
@@ -68,3 +69,23 @@ register(ModelCase("family-categorical", lambda: MixtureModel(CategoricalFamily(
 register_map(ModelCase("family-categorical-dirichlet-prior",
                        lambda: MixtureModel(CategoricalFamily(LEVELS, 1.3), 2),
                        two_classes_of_polytomous_items))
+
+
+def two_heavy_tailed_clusters(rng: np.random.Generator, n_rows: int) -> np.ndarray:
+    """Two overlapping 2-D t clusters (ν = 5 and 8): the degrees of freedom are inside their
+    bounds at the maximum, and a row far enough out to take a component of its own is rare
+    even in a few dozen rows."""
+    first = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.5], [0.5, 1.0]], size=n_rows // 2)
+    first /= np.sqrt(rng.gamma(2.5, 1 / 2.5, size=(len(first), 1)))
+    second = rng.normal([3.0, 1.0], [0.7, 1.2], size=(n_rows - n_rows // 2, 2))
+    second = [3.0, 1.0] + (second - [3.0, 1.0]) / np.sqrt(rng.gamma(4.0, 1 / 4.0,
+                                                                    size=(len(second), 1)))
+    return rng.permutation(np.vstack([first, second]))
+
+
+# reg_covar=0 as for the Gaussian cases: the M-step is then exact.
+register(ModelCase("family-student", lambda: MixtureModel(StudentFamily(reg_covar=0.0), 2),
+                   two_heavy_tailed_clusters, min_rows=30))
+register(ModelCase("family-student-fixed-dof",
+                   lambda: MixtureModel(StudentFamily(dof=4.0, reg_covar=0.0), 2),
+                   two_heavy_tailed_clusters, min_rows=30))

@@ -32,6 +32,7 @@ from emkit.families.gaussian_emission import GaussianEmission, GMMEmission
 from emkit.families.gaussian_missing import full_covariances
 from emkit.families.poisson import PoissonEmission, PoissonFamily
 from emkit.families.regression import RegressionFamily
+from emkit.families.student import StudentFamily
 from emkit.models.mixture import MixtureModel
 
 from .test_contracts import numeric_fields
@@ -110,6 +111,11 @@ def items_logpmf(family, params, x, k):
         if not np.isnan(x[d])))
 
 
+def student_logpdf(family, params, x, k):
+    return scipy_stats.multivariate_t(params.means[k], params.covariances[k],
+                                      df=params.dof[k]).logpdf(x)
+
+
 @dataclass(frozen=True)
 class FamilyCase:
     name: str
@@ -142,6 +148,9 @@ FAMILIES = [
     FamilyCase("categorical-dirichlet-prior", lambda: CategoricalFamily(ITEM_LEVELS, 1.5),
                polytomous_items, items_logpmf),
     FamilyCase("regression", RegressionFamily, regression_rows, regression_logpdf),
+    FamilyCase("student", StudentFamily, gaussian_rows, student_logpdf),
+    FamilyCase("student-fixed-dof", lambda: StudentFamily(dof=3.0), gaussian_rows,
+               student_logpdf),
 ]
 
 

@@ -18,7 +18,20 @@ import warnings
 from collections.abc import Sequence
 
 from emkit import __version__
-from emkit.cli import common, demo, dmm, fixed, gmm, hmm, impute, info, predict, score, tones
+from emkit.cli import (
+    common,
+    demo,
+    dmm,
+    fixed,
+    gmm,
+    hmm,
+    impute,
+    info,
+    mixtures,
+    predict,
+    score,
+    tones,
+)
 from emkit.cli.common import parse_k_range
 
 FIT_EXAMPLES = """\
@@ -26,6 +39,7 @@ examples:
   emkit fit gmm data.csv -k 3 -o model.emkit
   emkit fit hmm series.csv -k 3 --lengths-column id -o hmm.emkit
   emkit fit dmm counts.csv -k 4
+  emkit fit poisson counts.csv -k 2     # also bernoulli, categorical, student
 """
 SELECT_EXAMPLES = """\
 examples:
@@ -48,7 +62,7 @@ def build_parser() -> common.Parser:
                               description="Fit a model of one kind; 'emkit fit KIND --help' "
                               "lists its options.", epilog=FIT_EXAMPLES)
     kinds = common.add_kinds(fit, "model kinds")
-    for module in (gmm, hmm, dmm, fixed, tones):
+    for module in (gmm, hmm, dmm, fixed, tones, mixtures):
         module.add_fit_parser(kinds)
     predict.add_parser(commands)
     score.add_parser(commands)

@@ -25,6 +25,10 @@ ESTIMATORS = {
     "tones": ("emkit.estimators.superimposed", "SuperimposedSignals"),
     "impute": ("emkit.estimators.imputer", "EMImputer"),
     "select": ("emkit.estimators.selection", "select_model"),
+    "poisson": ("emkit.estimators.poisson_mixture", "PoissonMixture"),
+    "bernoulli": ("emkit.estimators.latent_class", "BernoulliMixture"),
+    "categorical": ("emkit.estimators.latent_class", "CategoricalMixture"),
+    "student": ("emkit.estimators.student_mixture", "StudentMixture"),
 }
 
 

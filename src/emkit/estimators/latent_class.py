@@ -27,9 +27,12 @@ __all__ = ["BernoulliMixture", "CategoricalMixture"]
 _SHARED_DOC = """    tol : float, default 1e-8
         Convergence threshold per sample of the estimated distance to the maximum (see
         :class:`emkit.GaussianMixture`).
-    xtol : float or None, default 1e-7
-        ... and the estimated remaining relative change of every parameter (in SQUAREM's
-        coordinates: log-weights and logits) below this. None: the objective alone.
+    xtol : float or None, default None
+        Optionally also the estimated remaining change of every parameter in SQUAREM's
+        coordinates (log-weights, logits) below this. Off by default: latent class maxima
+        often lie on the boundary (a probability of 0 or 1), which EM approaches
+        geometrically, so its logit changes by a constant for ever while the objective has
+        converged.
     max_iter : int, default 2000
         Maximum number of passes over the data per start.
     n_init : int, default 10
@@ -77,7 +80,7 @@ class BernoulliMixture(FamilyMixture):
     _parameter_constraints = {**FamilyMixture._parameter_constraints,
                               "prior": Real(0, low_open=True)}
 
-    def __init__(self, n_components=1, *, prior=1.0, tol=1e-8, xtol=1e-7, max_iter=2000,
+    def __init__(self, n_components=1, *, prior=1.0, tol=1e-8, xtol=None, max_iter=2000,
                  n_init=10, random_state=None, warm_start=False, accelerate="squarem",
                  verbose=0, verbose_interval=10, progress=False, learning_decay=0.6,
                  learning_offset=2.0):
@@ -127,7 +130,8 @@ class CategoricalMixture(FamilyMixture):
         Number of latent classes.
     n_levels : int, sequence of int or None, default None
         L_d, the number of levels of each item (one int: every item). None: the largest code
-        of each item in the training data, plus one. Needed for streamed data.
+        of each item in the training data (for ``partial_fit``, the first mini-batch), plus
+        one. Needed for streamed data.
     prior : float, default 1.0
         A symmetric Dirichlet(prior) prior on every item's probabilities (MAP-EM); 1 is none.
 """ + _SHARED_DOC + """
@@ -154,7 +158,7 @@ class CategoricalMixture(FamilyMixture):
         "prior": Real(0, low_open=True),
     }
 
-    def __init__(self, n_components=1, *, n_levels=None, prior=1.0, tol=1e-8, xtol=1e-7,
+    def __init__(self, n_components=1, *, n_levels=None, prior=1.0, tol=1e-8, xtol=None,
                  max_iter=2000, n_init=10, random_state=None, warm_start=False,
                  accelerate="squarem", verbose=0, verbose_interval=10, progress=False,
                  learning_decay=0.6, learning_offset=2.0):

@@ -135,7 +135,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {}
 _REGISTERING_MODULES: tuple[str, ...] = (
     "emkit.estimators.fixed_mixture", "emkit.estimators.hmm", "emkit.estimators.superimposed",
     "emkit.estimators.compound_dirichlet", "emkit.estimators.poisson_mixture",
-    "emkit.estimators.latent_class", "emkit.estimators.regression_mixture")
+    "emkit.estimators.latent_class", "emkit.estimators.regression_mixture",
+    "emkit.estimators.student_mixture")
 
 
 def _registry() -> dict[str, EstimatorSpec]:

@@ -1,0 +1,115 @@
+"""StudentMixture: robustness to gross outliers (against a Gaussian mixture), its densities
+against scipy's multivariate t, the Gaussian limit, fixed degrees of freedom, model files and
+errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import emkit
+from emkit.errors import DataError, ParameterError
+
+CENTRES = np.array([[0.0, 0.0], [6.0, 2.0]])
+
+
+def clusters_with_outliers(seed=0, n=300, n_outliers=24):
+    """Two Gaussian clusters of n rows each and 4% gross outliers spread over a large box."""
+    rng = np.random.default_rng(seed)
+    first = rng.multivariate_normal(CENTRES[0], [[1.0, 0.5], [0.5, 1.0]], n)
+    second = rng.multivariate_normal(CENTRES[1], [[1.0, -0.3], [-0.3, 0.6]], n)
+    outliers = rng.uniform(-40, 40, (n_outliers, 2))
+    return np.vstack([first, second, outliers])
+
+
+def _distance_to_centres(means):
+    """For each true centre, the distance to the nearest fitted mean."""
+    return np.linalg.norm(CENTRES[:, None, :] - means[None, :, :], axis=2).min(axis=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_means_stay_at_the_clusters_despite_gross_outliers(seed):
+    X = clusters_with_outliers(seed)
+    student = emkit.StudentMixture(2, random_state=seed).fit(X)
+    assert student.converged_
+    assert np.all(_distance_to_centres(student.means_) < 0.15)
+    gaussian = emkit.GaussianMixture(2, random_state=seed).fit(X)
+    assert np.max(_distance_to_centres(gaussian.means_)) > 1.0
+    # the outliers are explained by small scale weights, not by a component of their own
+    assert np.all(student.weights_ > 0.4)
+
+
+def test_objective_history_never_decreases():
+    X = clusters_with_outliers()
+    for accelerate in (None, "squarem"):
+        model = emkit.StudentMixture(2, accelerate=accelerate, max_iter=300, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plain EM may stop at max_iter: not the point here
+            model.fit(X)
+        history = model.history_
+        assert np.all(np.diff(history) >= -1e-10 * np.abs(history[1:]))
+
+
+def test_score_samples_is_scipys_multivariate_t_mixture():
+    X = clusters_with_outliers()
+    model = emkit.StudentMixture(2, random_state=0).fit(X)
+    expected = np.log(sum(
+        w * stats.multivariate_t(mean, scale, df=dof).pdf(X)
+        for w, mean, scale, dof in zip(model.weights_, model.means_, model.covariances_,
+                                       model.dof_, strict=True)))
+    np.testing.assert_allclose(model.score_samples(X), expected, rtol=1e-10)
+
+
+def test_large_fixed_dof_is_the_gaussian_maximum_likelihood():
+    rng = np.random.default_rng(3)
+    X = rng.multivariate_normal([1.0, -2.0, 0.5], [[2.0, 0.3, 0.1], [0.3, 1.0, -0.2],
+                                                   [0.1, -0.2, 0.5]], 400)
+    model = emkit.StudentMixture(1, dof=1e7, reg_covar=0.0, tol=1e-10).fit(X)
+    np.testing.assert_allclose(model.means_[0], X.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.covariances_[0], np.cov(X.T, bias=True), rtol=1e-5)
+    assert model.dof_[0] == 1e7
+    # free parameters: 3 means and 6 scale entries (ν fixed)
+    assert model.n_parameters() == 9
+    assert emkit.StudentMixture(1).fit(X).n_parameters() == 10
+
+
+def test_heavy_tails_give_small_dof_and_gaussian_data_large():
+    rng = np.random.default_rng(4)
+    heavy = stats.multivariate_t([0, 0], np.eye(2), df=3, seed=rng).rvs(3000)
+    light = rng.normal(size=(3000, 2))
+    assert 2.4 < emkit.StudentMixture(1, random_state=0).fit(heavy).dof_[0] < 3.8
+    assert emkit.StudentMixture(1, random_state=0).fit(light).dof_[0] > 30
+
+
+def test_model_file_round_trip_and_sampling(tmp_path):
+    X = clusters_with_outliers()
+    model = emkit.StudentMixture(2, random_state=0).fit(X)
+    model.save(tmp_path / "t.emkit")
+    loaded = emkit.load(tmp_path / "t.emkit")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.dof_, model.dof_)
+    drawn, labels = model.sample(4000)
+    assert drawn.shape == (4000, 2)
+    for k in range(2):
+        np.testing.assert_allclose(np.median(drawn[labels == k], axis=0), model.means_[k],
+                                   atol=0.15)
+
+
+def test_errors_say_what_to_do():
+    X = clusters_with_outliers()
+    X[3, 1] = np.nan
+    with pytest.raises(DataError, match="complete rows"):
+        emkit.StudentMixture(2).fit(X)
+    with pytest.raises(ParameterError, match="dof"):
+        emkit.StudentMixture(2, dof=0.0).fit(clusters_with_outliers())
+
+
+@parametrize_with_checks([emkit.StudentMixture(random_state=0)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    """scikit-learn's own checks (the discrete families refuse its continuous test data, by
+    design; their estimator contract is in tests/test_estimator_base.py)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
