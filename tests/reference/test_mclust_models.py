@@ -31,8 +31,11 @@ SAME_MAXIMUM = 1e-3
 # maximum, not an M-step fault: EM started from mclust's parameters climbs above mclust's value
 # (faithful EEI K=4: -1125.3608 against mclust's -1125.3986, which EM from the default start
 # misses by 0.196 nats for every seed of the default; "random" starts find it for 8 seeds of 8).
-N_INIT = {("faithful", "EEI", 4): 5, ("faithful", "EEI", 6): 5, ("faithful", "EEV", 6): 5,
-          ("iris", "VII", 5): 5, ("iris", "VEI", 5): 5}
+N_INIT = {("faithful", "EEI", 4): 5, ("faithful", "EEI", 6): 5, ("faithful", "EEV", 6): 10,
+          ("faithful", "EVV", 6): 5, ("iris", "VII", 5): 5, ("iris", "VEI", 5): 5,
+          ("iris", "VEE", 6): 5, ("iris", "VVE", 5): 5}
+# Over seeds 0-2 of the default start, 14 of the 495 (data, model, K, seed) cells end below
+# mclust's maximum (28 nats in all), each at another local maximum (2026-12-03).
 
 
 def data(name: str) -> np.ndarray:

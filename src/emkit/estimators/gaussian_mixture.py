@@ -103,7 +103,7 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
           in many dimensions), as mclust's default; deterministic.
         - ``"emEM"``: ten k-means++ partitions, each improved by a few EM steps; the better
           half goes on for twice as many steps until one is left (successive halving).
-        - ``"auto"`` (default): k-means and fifteen k-means++ partitions screened like
+        - ``"auto"`` (default): eight k-means and eight k-means++ partitions screened like
           ``"emEM"`` down to two, which then meet the hierarchical start in runs of up to 64
           EM steps; the best is continued on all rows. Short runs use at most 4,000 rows; the
           hierarchical start competes where its subsample has at least 4 rows per cluster and

@@ -47,7 +47,10 @@ from emkit.models.clustering import DEFAULT_INIT, INIT_METHODS
 
 # A combined strategy: the random partitions it screens by short EM runs, and the
 # deterministic one the survivor then meets in longer runs (see _best_after_short_runs).
-_COMBINED = {"auto": (("kmeans",) + ("k-means++",) * 15, "hierarchical"),
+# "auto": k-means starts are the more reliable on overlapping clusters (50k x 16, K=16: 16
+# k-means starts miss the best maximum in 0 of 20 seeds, one k-means and 23 k-means++ in 1),
+# k-means++ partitions the more varied; eight of each.
+_COMBINED = {"auto": (("kmeans",) * 8 + ("k-means++",) * 8, "hierarchical"),
              "emEM": (("k-means++",) * 10, None)}
 _SCREENING_STEPS = 4
 _FINAL_STEPS = 64
