@@ -111,7 +111,8 @@ def _own_compile_times():
             started, inner = stack.pop()
             spent = when - started
             d = e.data["dispatcher"]
-            key = f"{d.py_func.__module__.split('.')[-1]}.{d.py_func.__name__}{tuple(e.data['args'])}"
+            module = d.py_func.__module__.split(".")[-1]
+            key = f"{module}.{d.py_func.__name__}{tuple(e.data['args'])}"
             own[key] = own.get(key, 0.0) + spent - inner
             if stack:
                 stack[-1][1] += spent
@@ -199,7 +200,8 @@ def main() -> None:
              + (f" --only {args.only}" if args.only != ",".join(SCENARIOS) else "") + "`: "
              "each a fresh process; cold = empty NUMBA_CACHE_DIR, warm = the cache the cold "
              "run left. Medians; fit = the first `fit` call, process = the whole process "
-             "(interpreter, imports, data, fit); CPU = the fit's process CPU time (all threads).", "",
+             "(interpreter, imports, data, fit); CPU = the fit's process CPU time (all "
+             "threads).", "",
              "| scenario | cold fit (s) | cold fit CPU (s) | cold process (s) | warm fit (s) "
              "| warm process (s) |",
              "|---|---|---|---|---|---|"]
