@@ -57,10 +57,10 @@ X = datasets.load("airquality").data[:, :4]
 def fit():
     EMImputer(random_state=0).fit_transform(X)
 """),
-    "hmm": ("GaussianHMM(2) on eustock log returns", """
+    "hmm": ("GaussianHMM(2) on eustock log returns (%)", """
 import numpy as np
 from emkit import GaussianHMM, datasets
-X = np.diff(np.log(datasets.load("eustock").data[:, 1:]), axis=0)
+X = 100 * np.diff(np.log(datasets.load("eustock").data[:, 1:]), axis=0)
 def fit():
     GaussianHMM(2, random_state=0).fit(X)
 """),
