@@ -238,8 +238,9 @@ def _forward_backward_one(log_start, transmat, transmat_t, successors,
                           pair_counts, start_counts, predicted, u, v, barrier, support):
     """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
     ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
-    returns log L. Where the scaled recursions lose a path, the sequence is redone in log
-    space (:func:`_log_space_one`).
+    returns log L. Where the scaled recursions lose a path it returns NaN, having added
+    nothing: the caller redoes the sequence in log space (:func:`_redo_lost`; compiled apart,
+    and only when some sequence needs it).
     ``predicted``, ``u``, ``v`` and ``barrier`` are work vectors of length K, ``support`` a
     (⌈K/64⌉,) uint64 work array (none where A has no zeros), ``transmat_t`` is Aᵀ
     (contiguous). On entry ``posteriors`` holds the scaled densities e_t and ``shifts`` the
@@ -251,10 +252,26 @@ def _forward_backward_one(log_start, transmat, transmat_t, successors,
         lost = not _backward_statistics(transmat, first, last, weight, posteriors, forward,
                                         pair_counts, start_counts, u, v,
                                         successors.shape[1] > 0)
-    if lost:
-        log_likelihood = _log_space_one(log_start, np.log(transmat), log_emission, first, last,
-                                        weight, posteriors, forward, pair_counts, start_counts)
-    return log_likelihood
+    return np.nan if lost else log_likelihood
+
+
+def _redo_lost(log_start, transmat, log_emission, bounds, weights, posteriors, forward,
+               pair_counts, log_likelihood, start_counts, first_sequence, last_sequence):
+    """The sequences among first_sequence..last_sequence−1 whose scaled pass lost a path
+    (log-likelihood NaN), redone in log space (:func:`_log_space_one`)."""
+    lost = first_sequence + np.flatnonzero(np.isnan(log_likelihood[first_sequence:
+                                                                   last_sequence]))
+    if len(lost) == 0:
+        return
+    with np.errstate(divide="ignore"):
+        log_transmat = np.log(transmat)
+    for s in lost:
+        first, last = bounds[s], bounds[s + 1]
+        log_likelihood[s] = _log_space_one(log_start, log_transmat, log_emission, first, last,
+                                           weights[s], posteriors, forward, pair_counts,
+                                           start_counts)
+        if log_likelihood[s] == -np.inf:  # an impossible sequence contributes nothing
+            posteriors[first:last] = 0.0
 
 
 @numba.njit(**_SERIAL)
@@ -680,11 +697,16 @@ def _split_sequence(log_start, transmat, successors, log_emission, shifts, first
             return result[0]
     # the rare case: redo the scaled densities (rescues and γ overwrote them), then serially
     _scale_rows(log_emission, posteriors, shifts, first, last)
-    return _forward_backward_one(log_start, transmat, transmat_t, successors,
-                                 log_emission, shifts, first, last, weight, posteriors, forward,
-                                 pair_counts, start_counts, np.empty(n_states),
-                                 np.empty(n_states), np.empty(n_states), np.empty(n_states),
-                                 np.empty(successors.shape[1], dtype=np.uint64))
+    log_likelihood = _forward_backward_one(
+        log_start, transmat, transmat_t, successors, log_emission, shifts, first, last, weight,
+        posteriors, forward, pair_counts, start_counts, np.empty(n_states), np.empty(n_states),
+        np.empty(n_states), np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64))
+    if np.isnan(log_likelihood):  # a lost path: in log space
+        with np.errstate(divide="ignore"):
+            log_likelihood = _log_space_one(log_start, np.log(transmat), log_emission, first,
+                                            last, weight, posteriors, forward, pair_counts,
+                                            start_counts)
+    return log_likelihood
 
 
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
@@ -774,14 +796,17 @@ def _sequences_as_usual(chain, log_emission, shifts, bounds, weights, posteriors
         _forward_backward_range(*chain, log_emission, shifts, bounds, weights, posteriors,
                                 forward, pair_counts, log_likelihood, start_counts,
                                 first_sequence, last_sequence)
-        return
-    groups = _sequence_groups(bounds, numba.get_num_threads(), first_sequence, last_sequence)
-    start_parts = np.zeros((len(groups) - 1, n_states))
-    pair_parts = np.zeros((len(groups) - 1, n_states, n_states))
-    _forward_backward_parallel(*chain, log_emission, shifts, bounds, weights, posteriors,
-                               forward, pair_parts, log_likelihood, start_parts, groups)
-    start_counts += start_parts.sum(axis=0)
-    pair_counts += pair_parts.sum(axis=0)
+    else:
+        groups = _sequence_groups(bounds, numba.get_num_threads(), first_sequence,
+                                  last_sequence)
+        start_parts = np.zeros((len(groups) - 1, n_states))
+        pair_parts = np.zeros((len(groups) - 1, n_states, n_states))
+        _forward_backward_parallel(*chain, log_emission, shifts, bounds, weights, posteriors,
+                                   forward, pair_parts, log_likelihood, start_parts, groups)
+        start_counts += start_parts.sum(axis=0)
+        pair_counts += pair_parts.sum(axis=0)
+    _redo_lost(log_start, chain[1], log_emission, bounds, weights, posteriors, forward,
+               pair_counts, log_likelihood, start_counts, first_sequence, last_sequence)
 
 
 _WORKSPACE = threading.local()
