@@ -429,14 +429,18 @@ def polya_map(histogram: CountHistogram, alpha_start: np.ndarray, k: int = 0,
 def polya_map_components(histogram: CountHistogram, alpha: np.ndarray, active: np.ndarray,
                          prior: GammaPrior | None = None, *, rtol: float = 1e-7,
                          max_iter: int = 500) -> np.ndarray:
-    """:func:`polya_map` (Newton) for every component k with ``active[k]``, in one compiled call;
-    ``alpha`` has shape (K, J), inactive components keep theirs."""
+    """:func:`polya_map` (Newton) for every component k with ``active[k]`` (serially: on a
+    shared two-core machine, threads per component ran slower than one); ``alpha`` has shape
+    (K, J), inactive components keep theirs. The loop over components is Python's: a compiled
+    one saved microseconds per M-step and cost a second of compilation in a new environment."""
     shape, rate = (0.0, 0.0) if prior is None else (float(prior.shape), float(prior.rate))
-    return _polya_maximise_components(
-        np.ascontiguousarray(alpha, dtype=np.float64), np.asarray(histogram.weight, float),
-        histogram.pair_columns, histogram.pair_values, histogram.pair_weight,
-        histogram.total_values, histogram.total_weight, shape, rate, float(rtol), int(max_iter),
-        True, np.asarray(active, dtype=np.bool_))
+    out = np.array(alpha, dtype=np.float64)
+    for k in np.flatnonzero(active):
+        out[k], _ = _polya_maximise(out[k], float(histogram.weight[k]), histogram.pair_columns,
+                                    histogram.pair_values, histogram.pair_weight[k],
+                                    histogram.total_values, histogram.total_weight[k], shape,
+                                    rate, float(rtol), int(max_iter), True)
+    return out
 
 
 class PolyaFit(NamedTuple):
@@ -796,9 +800,11 @@ def _polya_maximise(alpha, weight, pair_columns, pair_values, pair_weight, total
                     step[j] = -(gradient_j - b) / d[j]
                     gain += gradient_j * step[j]
                     relative = max(relative, abs(step[j]) / alpha[j])
+                positive = True
                 for j in range(J):
                     candidate[j] = alpha[j] + step[j]
-                if candidate.min() > 0.0:
+                    positive &= candidate[j] > 0.0
+                if positive:
                     # A predicted gain below the objective's round-off cannot be verified (and
                     # "equal" objectives would accept any tiny step): in the quadratic region
                     # the full Newton step is right. Otherwise it must really ascend.
@@ -851,22 +857,6 @@ def _polya_maximise(alpha, weight, pair_columns, pair_values, pair_weight, total
         if relative < (rtol if accepted else 1e-15):
             break
     return alpha, n_steps
-
-
-@numba.njit(**_JIT)
-def _polya_maximise_components(alpha, weight, pair_columns, pair_values, pair_weight,
-                               total_values, total_weight, shape, rate, rtol, max_iter, newton,
-                               active):
-    """:func:`_polya_maximise` for every active component (serially: on a shared two-core
-    machine, threads per component ran slower than one)."""
-    out = alpha.copy()
-    for k in range(alpha.shape[0]):
-        if active[k]:
-            result, _ = _polya_maximise(alpha[k], weight[k], pair_columns, pair_values,
-                                        pair_weight[k], total_values, total_weight[k], shape,
-                                        rate, rtol, max_iter, newton)
-            out[k, :] = result
-    return out
 
 
 # ------------------------------------------------------------------------------ the families
