@@ -232,29 +232,6 @@ def _log_space_one(log_start, log_transmat, log_emission, first, last, weight, p
     return log_likelihood
 
 
-@numba.njit(**_SERIAL)
-def _forward_backward_one(log_start, transmat, transmat_t, successors,
-                          log_emission, shifts, first, last, weight, posteriors, forward,
-                          pair_counts, start_counts, predicted, u, v, barrier, support):
-    """One sequence (frames first..last−1): fills its rows of ``posteriors`` with γ_t, of
-    ``forward`` with â_t; adds w Σ_t ξ_t to ``pair_counts`` and w γ_1 to ``start_counts``;
-    returns log L. Where the scaled recursions lose a path it returns NaN, having added
-    nothing: the caller redoes the sequence in log space (:func:`_redo_lost`; compiled apart,
-    and only when some sequence needs it).
-    ``predicted``, ``u``, ``v`` and ``barrier`` are work vectors of length K, ``support`` a
-    (⌈K/64⌉,) uint64 work array (none where A has no zeros), ``transmat_t`` is Aᵀ
-    (contiguous). On entry ``posteriors`` holds the scaled densities e_t and ``shifts`` the
-    m_t (:func:`_scale_rows`)."""
-    log_likelihood, _, lost = _forward(log_start, transmat_t, successors, log_emission, shifts,
-                                       first, last, posteriors, forward, predicted, barrier,
-                                       support)
-    if log_likelihood != -np.inf and not lost:
-        lost = not _backward_statistics(transmat, first, last, weight, posteriors, forward,
-                                        pair_counts, start_counts, u, v,
-                                        successors.shape[1] > 0)
-    return np.nan if lost else log_likelihood
-
-
 def _redo_lost(log_start, transmat, log_emission, bounds, weights, posteriors, forward,
                pair_counts, log_likelihood, start_counts, first_sequence, last_sequence):
     """The sequences among first_sequence..last_sequence−1 whose scaled pass lost a path
@@ -443,18 +420,29 @@ def _scale_parallel(log_emission, scaled, shifts, blocks):
 def _forward_backward_range(log_start, transmat, successors, log_emission, shifts,
                             bounds, weights, posteriors, forward, pair_counts, log_likelihood,
                             start_counts, first_sequence, last_sequence):
+    """Sequences first_sequence..last_sequence−1, one after the other: each fills its rows of
+    ``posteriors`` with γ_t, of ``forward`` with â_t, adds w Σ_t ξ_t to ``pair_counts`` and
+    w γ_1 to ``start_counts``, and gets its log L. Where the scaled recursions lose a path the
+    sequence gets NaN, having added nothing: the caller redoes it in log space
+    (:func:`_redo_lost`; compiled apart, and only when some sequence needs it). On entry
+    ``posteriors`` holds the scaled densities e_t and ``shifts`` the m_t (:func:`_scale_rows`).
+    """
     n_states = transmat.shape[0]
     predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
     barrier, support = np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64)
     transmat_t = np.ascontiguousarray(transmat.T)
+    watch = successors.shape[1] > 0
     for s in range(first_sequence, last_sequence):
         first, last = bounds[s], bounds[s + 1]
         if weights[s] != 0.0 and first < last:
-            log_likelihood[s] = _forward_backward_one(
-                log_start, transmat, transmat_t, successors, log_emission, shifts,
-                first, last, weights[s], posteriors, forward, pair_counts, start_counts,
-                predicted, u, v, barrier, support)
-            if log_likelihood[s] != -np.inf:
+            value, _, lost = _forward(log_start, transmat_t, successors, log_emission, shifts,
+                                      first, last, posteriors, forward, predicted, barrier,
+                                      support)
+            if value != -np.inf and not lost:
+                lost = not _backward_statistics(transmat, first, last, weights[s], posteriors,
+                                                forward, pair_counts, start_counts, u, v, watch)
+            log_likelihood[s] = np.nan if lost else value
+            if log_likelihood[s] != -np.inf:  # (NaN included)
                 continue
         else:
             log_likelihood[s] = 0.0  # a dropped sequence: nothing to compute
@@ -697,16 +685,14 @@ def _split_sequence(log_start, transmat, successors, log_emission, shifts, first
             return result[0]
     # the rare case: redo the scaled densities (rescues and γ overwrote them), then serially
     _scale_rows(log_emission, posteriors, shifts, first, last)
-    log_likelihood = _forward_backward_one(
-        log_start, transmat, transmat_t, successors, log_emission, shifts, first, last, weight,
-        posteriors, forward, pair_counts, start_counts, np.empty(n_states), np.empty(n_states),
-        np.empty(n_states), np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64))
-    if np.isnan(log_likelihood):  # a lost path: in log space
-        with np.errstate(divide="ignore"):
-            log_likelihood = _log_space_one(log_start, np.log(transmat), log_emission, first,
-                                            last, weight, posteriors, forward, pair_counts,
-                                            start_counts)
-    return log_likelihood
+    bounds, weights = np.array([first, last], dtype=np.int64), np.array([weight])
+    log_likelihood = np.zeros(1)
+    _forward_backward_range(log_start, transmat, successors, log_emission, shifts, bounds,
+                            weights, posteriors, forward, pair_counts, log_likelihood,
+                            start_counts, 0, 1)
+    _redo_lost(log_start, transmat, log_emission, bounds, weights, posteriors, forward,
+               pair_counts, log_likelihood, start_counts, 0, 1)
+    return log_likelihood[0]
 
 
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
