@@ -171,7 +171,7 @@ def fit_gaussian_mixtures(
     if too_small.size:
         g = too_small[0]
         raise DataError(
-            f"group {ids[g]!r} has {n_rows[g]} row(s) of positive weight, too few for "
+            f"group {ids[g].item()!r} has {n_rows[g]} row(s) of positive weight, too few for "
             f"n_components={K} (a mixture needs at least max(n_components, 2) rows; "
             f"{too_small.size} group(s) in all): drop or merge such groups, or use fewer "
             "components.")
@@ -193,8 +193,8 @@ def fit_gaussian_mixtures(
     if max_iter > 0 and tol > 0 and not params.converged.all():
         missing = np.flatnonzero(~params.converged)
         warnings.warn(f"EM did not converge in {max_iter} iterations for {missing.size} of "
-                      f"{len(ids)} groups (the first: {ids[missing[0]]!r}); raise max_iter or "
-                      "tol.", ConvergenceWarning, stacklevel=2)
+                      f"{len(ids)} groups (the first: {ids[missing[0]].item()!r}); raise "
+                      "max_iter or tol.", ConvergenceWarning, stacklevel=2)
     return GroupMixtures(ids, params, n_samples, covariance_type, reg_covar, tol, max_iter)
 
 

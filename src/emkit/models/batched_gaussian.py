@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emkit.core.monitor import WINDOW, remaining_gain_rows
+from emkit.core.monitor import remaining_gain_rows
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # L_ii / √Σ_ii below this: Σ counts as singular (the Gaussian family's test).
