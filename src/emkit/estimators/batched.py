@@ -300,10 +300,7 @@ def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> Batc
     stats = BatchedStats(weighted.sum(axis=2), np.einsum("gkn,gknd->gkd", weighted, diff),
                          second, np.zeros(G))
     model = BatchedGaussianMixtureModel(K, covariance_type, reg_covar, 0.0, np.ones(G), None)
-    unit = np.broadcast_to(np.eye(centers.shape[2]) if covariance_type == "full"
-                           else np.ones(centers.shape[2]), second.shape)
-    template = _params(np.full((G, K), 1.0 / K), centers, unit.copy(), unit.copy())
-    return _params(*model.estimate(stats, template)[:4])
+    return _params(*model.estimate(stats, centers)[:4])
 
 
 def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Generator,
@@ -318,37 +315,38 @@ def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Gen
     mean = np.einsum("gn,gnd->gd", weight, X) / total[:, None]
     variance = np.einsum("gn,gnd->gd", weight, (X - mean[:, None]) ** 2) / total[:, None]
     threshold = tol * variance.mean(axis=1)
-    running = np.ones(G, dtype=bool)
-    labels = np.full((G, N), -1)
+    labels = _squared_distances(X, centers).argmin(axis=2)
+    rows = np.arange(G)  # the groups still running (Lloyd's steps on them only)
     for _ in range(max_iter):
-        d2 = _squared_distances(X, centers)
-        new_labels = d2.argmin(axis=2)
-        running &= ~np.all(new_labels == labels, axis=1)
-        if not running.any():
+        if rows.size == 0:
             break
-        labels = np.where(running[:, None], new_labels, labels)
-        onehot = (labels[..., None] == np.arange(K)) * weight[..., None]  # (G, N, K)
+        x, w, c, old = X[rows], weight[rows], centers[rows], labels[rows]
+        onehot = (old[..., None] == np.arange(K)) * w[..., None]  # (g, N, K)
         totals = onehot.sum(axis=1)
-        sums = np.einsum("gnk,gnd->gkd", onehot, X)
+        sums = np.einsum("gnk,gnd->gkd", onehot, x)
         empty = totals <= 0
-        new_centers = np.where(empty[..., None], centers,
-                               sums / np.where(empty, 1.0, totals)[..., None])
-        for g in np.flatnonzero(empty.any(axis=1) & running):  # rare: re-seed empty clusters
-            served = d2[g, np.arange(N), labels[g]] * (weight[g] > 0)
-            worst = np.argsort(-served, kind="stable")[: int(empty[g].sum())]
-            new_centers[g, empty[g]] = X[g, worst]
-        shift = np.sum((new_centers - centers) ** 2, axis=(1, 2))
-        centers = np.where(running[:, None, None], new_centers, centers)
-        settled = running & (shift <= threshold) & ~empty.any(axis=1)
-        labels = np.where(settled[:, None], _squared_distances(X, centers).argmin(axis=2),
-                          labels)
-        running &= ~settled
+        new = np.where(empty[..., None], c, sums / np.where(empty, 1.0, totals)[..., None])
+        for i in np.flatnonzero(empty.any(axis=1)):  # rare: re-seed empty clusters
+            served = _squared_distances(x[i:i + 1], c[i:i + 1])[0, np.arange(N), old[i]]
+            worst = np.argsort(-served * (w[i] > 0), kind="stable")[: int(empty[i].sum())]
+            new[i, empty[i]] = x[i, worst]
+        shift = np.sum((new - c) ** 2, axis=(1, 2))
+        centers[rows] = new
+        fresh = _squared_distances(x, new).argmin(axis=2)
+        labels[rows] = fresh
+        # a group stops when no label changes or its centres barely moved
+        settled = (np.all(fresh == old, axis=1)
+                   | ((shift <= threshold[rows]) & ~empty.any(axis=1)))
+        rows = rows[~settled]
     return labels, centers
 
 
 def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """(G, N, K) squared distances of every row to its group's centres."""
-    return np.sum((X[:, :, None, :] - centers[:, None, :, :]) ** 2, axis=3)
+    total = np.zeros(X.shape[:2] + centers.shape[1:2])
+    for d in range(X.shape[2]):  # one feature at a time: no (G, N, K, D) temporary
+        total += (X[:, :, d, None] - centers[:, None, :, d]) ** 2
+    return total
 
 
 def _kmeans_plusplus(X, weight, K, rng) -> np.ndarray:

@@ -28,15 +28,14 @@ such a component instead. The group is listed in ``degenerate``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from emkit.core.monitor import remaining_gain_rows
+from emkit.kernels import batched_gaussian as kernels
 
-_LOG_2PI = math.log(2.0 * math.pi)
 # L_ii / √Σ_ii below this: Σ counts as singular (the Gaussian family's test).
 _MIN_PIVOT_RATIO = 1e-7
 # A component whose weight is below this fraction of its group's carries no information.
@@ -120,86 +119,84 @@ class BatchedGaussianMixtureModel:
         return self.start
 
     def e_step(self, params: BatchedParams, chunk: GroupedRows) -> tuple[BatchedStats, float]:
+        """Statistics of the active groups (one compiled pass over their rows,
+        :func:`emkit.kernels.batched_gaussian.e_step_groups`); a frozen group's statistics are
+        zero and its log-likelihood the one it was frozen with."""
         G, K = params.weights.shape
         D = chunk.X.shape[2]
-        cov_shape = (D, D) if self.covariance_type == "full" else (D,)
-        stats = BatchedStats(np.zeros((G, K)), np.zeros((G, K, D)), np.zeros((G, K) + cov_shape),
-                             np.where(params.active, 0.0, params.log_likelihood))
+        full = self.covariance_type == "full"
         rows = np.flatnonzero(params.active)
-        if rows.size == 0:
-            return stats, float(stats.log_likelihood.sum())
-        every = rows.size == G  # no copies while every group is active
-
-        def take(array):
-            return array if every else array[rows]
-
-        X, w = take(chunk.X), take(chunk.weight)
-        means, P = take(params.means), take(params.precisions_cholesky)
-        diff = X[:, None, :, :] - means[:, :, None, :]  # (g, K, N, D): x − μ_k
-        if self.covariance_type == "full":
-            y = diff @ P  # rows of (x − μ)ᵀ P: ‖y‖² is the Mahalanobis distance
-            log_det = np.log(np.diagonal(P, axis1=2, axis2=3)).sum(axis=2)
-        else:
-            y = diff * P[:, :, None, :]
-            log_det = np.log(P).sum(axis=2)
-        log_joint = (-0.5 * (D * _LOG_2PI + np.einsum("gknd,gknd->gkn", y, y))
-                     + (log_det + np.log(take(params.weights)))[:, :, None])  # (g, K, N)
-        top = log_joint.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(log_joint - top).sum(axis=1))  # (g, N)
-        resp = np.exp(log_joint - log_norm[:, None, :]) * w[:, None, :]  # weighted, (g, K, N)
-        # a row of weight 0 (padding, a dropped row) adds nothing, even with density 0
-        log_likelihood = np.where(w > 0, w * log_norm, 0.0).sum(axis=1)
-        weight = resp.sum(axis=2)
-        first = np.einsum("gkn,gknd->gkd", resp, diff)
-        if self.covariance_type == "full":
-            second = np.swapaxes(diff * resp[..., None], 2, 3) @ diff
-        else:
-            second = np.einsum("gkn,gknd->gkd", resp, diff * diff)
-        if every:
+        P = params.precisions_cholesky if full else params.precisions_cholesky[:, :, None, :]
+        with np.errstate(divide="ignore"):  # an empty component has weight 0
+            log_weights = np.log(params.weights)
+        weight, first, second, log_likelihood = kernels.e_step_groups(
+            chunk.X, chunk.weight, rows, log_weights, params.means, P, full)
+        if not full:
+            second = second[:, :, 0, :]
+        if rows.size == G:  # every group active: no scatter
             stats = BatchedStats(weight, first, second, log_likelihood)
         else:
+            stats = BatchedStats(np.zeros((G, K)), np.zeros((G, K, D)),
+                                 np.zeros((G,) + second.shape[1:]),
+                                 np.where(params.active, 0.0, params.log_likelihood))
             stats.weight[rows], stats.first[rows] = weight, first
             stats.second[rows], stats.log_likelihood[rows] = second, log_likelihood
         return stats, float(stats.log_likelihood.sum())
 
     def m_step(self, stats: BatchedStats, params: BatchedParams) -> BatchedParams:
         """Judge each active group at the parameters the statistics were taken at, freeze
-        those that converged, and step the others."""
+        those that converged, and step the others (only their rows are computed: late in a
+        fit a few slow groups are all that is left)."""
         params = self.record(stats, params)
-        new_weights, new_means, new_cov, new_P, bad = self.estimate(stats, params)
-        step = params.active
-        keep = bad | ~step[:, None]
-
-        def choose(new, old):
-            mask = keep.reshape(keep.shape + (1,) * (new.ndim - 2))
-            return np.where(mask, old, new)
-
-        weights = np.where(step[:, None], new_weights, params.weights)
-        return params._replace(
-            weights=weights, means=choose(new_means, params.means),
-            covariances=choose(new_cov, params.covariances),
-            precisions_cholesky=choose(new_P, params.precisions_cholesky),
-            n_iter=params.n_iter + step,
-            degenerate=params.degenerate | (bad.any(axis=1) & step))
+        rows = np.flatnonzero(params.active)
+        if rows.size == 0:
+            return params
+        sub_stats = BatchedStats(stats.weight[rows], stats.first[rows], stats.second[rows],
+                                 stats.log_likelihood[rows])
+        old = (params.weights[rows], params.means[rows], params.covariances[rows],
+               params.precisions_cholesky[rows])
+        weights, means, cov, P, bad = self.estimate(sub_stats, old[1])
+        new = [weights]
+        for value, previous in zip((means, cov, P), old[1:], strict=True):
+            # a component without weight or positive-definite covariance keeps its values
+            new.append(np.where(bad.reshape(bad.shape + (1,) * (value.ndim - 2)), previous,
+                                value))
+        stepped = []
+        for whole, part in zip((params.weights, params.means, params.covariances,
+                                params.precisions_cholesky), new, strict=True):
+            whole = whole.copy()
+            whole[rows] = part
+            stepped.append(whole)
+        n_iter = params.n_iter.copy()
+        n_iter[rows] += 1
+        degenerate = params.degenerate.copy()
+        degenerate[rows] |= bad.any(axis=1)
+        return params._replace(weights=stepped[0], means=stepped[1], covariances=stepped[2],
+                               precisions_cholesky=stepped[3], n_iter=n_iter,
+                               degenerate=degenerate)
 
     def record(self, stats: BatchedStats, params: BatchedParams) -> BatchedParams:
         """Add each active group's objective to its window and apply the convergence rule
         of :class:`emkit.core.monitor.ConvergenceMonitor` to it (no M-step)."""
-        active = params.active
-        objective = stats.log_likelihood
-        recent = np.where(active[:, None],
-                          np.concatenate([params.recent[:, 1:], objective[:, None]], axis=1),
-                          params.recent)
-        change = recent[:, -1] - recent[:, -2]
+        rows = np.flatnonzero(params.active)
+        objective = stats.log_likelihood[rows]
+        recent = params.recent.copy()
+        window = np.concatenate([recent[rows, 1:], objective[:, None]], axis=1)
+        recent[rows] = window
+        change = window[:, -1] - window[:, -2]
         slack = self.decrease_rtol * np.maximum(1.0, np.abs(objective))
-        limit = self.tol * self.group_samples
+        limit = self.tol * self.group_samples[rows]
         with np.errstate(invalid="ignore"):  # groups with fewer than WINDOW points: NaN
-            gain = remaining_gain_rows(recent, self.decrease_rtol)
-            done = (active & (self.tol > 0) & ~(change < -slack) & (np.abs(change) < limit)
+            gain = remaining_gain_rows(window, self.decrease_rtol)
+            done = ((self.tol > 0) & ~(change < -slack) & (np.abs(change) < limit)
                     & (gain < limit))
-        return params._replace(
-            recent=recent, active=active & ~done, converged=params.converged | done,
-            log_likelihood=np.where(active, objective, params.log_likelihood))
+        active, converged = params.active.copy(), params.converged.copy()
+        log_likelihood = params.log_likelihood.copy()
+        active[rows[done]] = False
+        converged[rows[done]] = True
+        log_likelihood[rows] = objective
+        return params._replace(recent=recent, active=active, converged=converged,
+                               log_likelihood=log_likelihood)
 
     def params_converged(self, previous: BatchedParams, params: BatchedParams) -> bool:
         return not params.active.any()
@@ -208,14 +205,15 @@ class BatchedGaussianMixtureModel:
         return float(self.group_samples.sum())
 
     # ------------------------------------------------------------------ M-step
-    def estimate(self, stats: BatchedStats, params: BatchedParams):
-        """New parameters of every group from its statistics, and the (G, K) mask of
-        components that carry no weight or whose covariance is not positive definite."""
+    def estimate(self, stats: BatchedStats, centers: np.ndarray):
+        """New parameters of every group from its statistics centred at ``centers`` (G, K, D),
+        and the (G, K) mask of components that carry no weight or whose covariance is not
+        positive definite."""
         total = stats.weight.sum(axis=1, keepdims=True)
         weights = stats.weight / np.maximum(total, 1e-300)
         safe = np.maximum(stats.weight, 10 * np.finfo(float).eps)
         shift = stats.first / safe[..., None]
-        means = params.means + shift
+        means = centers + shift
         D = means.shape[2]
         if self.covariance_type == "full":
             cov = stats.second / safe[..., None, None] - shift[..., :, None] * shift[..., None, :]
