@@ -39,6 +39,8 @@ from emkit.models.mixture import MixtureParams
 __all__ = ["fit_gaussian_mixtures", "GroupMixtures"]
 
 _COVARIANCE_TYPES = ("full", "diag")
+# k-means starts per group; the one whose mixture has the highest log-likelihood is kept.
+_KMEANS_STARTS = 3
 
 
 class GroupMixtures:
@@ -136,8 +138,9 @@ def fit_gaussian_mixtures(
     sample_weight : array (n_rows,) or list of arrays, optional
         Non-negative row weights; an integer weight counts a row that many times.
     random_state : None, int, Generator or RandomState
-        Seeds the k-means starts (weighted Lloyd's algorithm from greedy k-means++ seeds, as
-        ``GaussianMixture(init_params="kmeans")``). The draws of a group depend on its place
+        Seeds the k-means starts: weighted Lloyd's algorithm from greedy k-means++ seeds, as
+        ``GaussianMixture(init_params="kmeans")``, three times per group, the start of the
+        highest log-likelihood kept. The draws of a group depend on its place
         among the sorted ids, not on the order of the rows of other groups.
     weights_init, means_init, precisions_init : arrays (G, K), (G, K, D), and (G, K, D, D)
         full or (G, K, D) diag, optional
@@ -288,19 +291,36 @@ def _params(weights, means, covariances, P) -> BatchedParams:
 
 
 def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> BatchedParams:
-    """One M-step from each group's k-means partition (as GaussianMixture's "kmeans" start)."""
-    labels, centers = batched_kmeans(data.X, data.weight, K, rng)
-    G = len(labels)
-    resp = np.zeros(labels.shape + (K,))
-    np.put_along_axis(resp, labels[..., None], 1.0, axis=2)
-    weighted = np.swapaxes(resp * data.weight[..., None], 1, 2)  # (G, K, N)
-    diff = data.X[:, None] - centers[:, :, None]
-    second = (np.swapaxes(diff * weighted[..., None], 2, 3) @ diff
-              if covariance_type == "full" else np.einsum("gkn,gknd->gkd", weighted, diff**2))
-    stats = BatchedStats(weighted.sum(axis=2), np.einsum("gkn,gknd->gkd", weighted, diff),
-                         second, np.zeros(G))
+    """Each group's best of ``_KMEANS_STARTS`` k-means starts (one M-step from the partition,
+    as GaussianMixture's "kmeans" start), ranked by their log-likelihood: one start falls into a
+    poor local maximum now and then (K=3, diag: 22 of 500 groups below scikit-learn's with one
+    start, pulling the mean below its), and a start costs a fraction of the fit."""
+    G = len(data.X)
     model = BatchedGaussianMixtureModel(K, covariance_type, reg_covar, 0.0, np.ones(G), None)
-    return _params(*model.estimate(stats, centers)[:4])
+    best = None
+    for _ in range(_KMEANS_STARTS):
+        labels, centers = batched_kmeans(data.X, data.weight, K, rng)
+        resp = np.zeros(labels.shape + (K,))
+        np.put_along_axis(resp, labels[..., None], 1.0, axis=2)
+        weighted = np.swapaxes(resp * data.weight[..., None], 1, 2)  # (G, K, N)
+        diff = data.X[:, None] - centers[:, :, None]
+        second = (np.swapaxes(diff * weighted[..., None], 2, 3) @ diff
+                  if covariance_type == "full"
+                  else np.einsum("gkn,gknd->gkd", weighted, diff**2))
+        stats = BatchedStats(weighted.sum(axis=2), np.einsum("gkn,gknd->gkd", weighted, diff),
+                             second, np.zeros(G))
+        start = _params(*model.estimate(stats, centers)[:4])
+        log_likelihood = model.e_step(start, data)[0].log_likelihood
+        if best is None:
+            best, best_ll = start, log_likelihood
+            continue
+        better = log_likelihood > best_ll
+        best = best._replace(**{
+            name: np.where(better.reshape((G,) + (1,) * (getattr(start, name).ndim - 1)),
+                           getattr(start, name), getattr(best, name))
+            for name in ("weights", "means", "covariances", "precisions_cholesky")})
+        best_ll = np.maximum(log_likelihood, best_ll)
+    return best
 
 
 def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Generator,
