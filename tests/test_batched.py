@@ -139,3 +139,13 @@ def test_remaining_gain_rows_is_remaining_gain_row_by_row():
              np.array([np.nan, 1, 2, 3, 4, 5])]
     expected = [remaining_gain(list(r)) if np.all(np.isfinite(r)) else np.inf for r in rows]
     np.testing.assert_allclose(remaining_gain_rows(np.array(rows)), expected, rtol=1e-12)
+
+
+def test_a_group_estimator_saves_and_loads(tmp_path):
+    arrays = _groups(3, seed=8)
+    fit = emkit.fit_gaussian_mixtures(arrays, n_components=2, random_state=0)
+    estimator = fit.estimator(1)
+    estimator.save(tmp_path / "group1.emkit")
+    loaded = emkit.load(tmp_path / "group1.emkit")
+    np.testing.assert_array_equal(loaded.predict(arrays[1]), estimator.predict(arrays[1]))
+    assert loaded.score(arrays[1]) == pytest.approx(fit.lower_bound_[1], rel=1e-12)
