@@ -16,9 +16,12 @@ the same start.
 Layout: rows padded to a common length with rows of weight 0 (they add nothing to any sum),
 parameters as (G, K, D) and (G, K, D, D) arrays, upper-triangular precision Cholesky factors
 P (precision = P Pᵀ, as the Gaussian family), statistics centred at the current means (as
-:class:`emkit.families.gaussian.GaussianStats`, so covariances suffer no cancellation).
-Every operation is a numpy operation on the whole stack: matrix products over the (G, K) batch,
-``np.linalg.cholesky`` on a stack of matrices, log-sum-exp over K.
+:class:`emkit.families.gaussian.GaussianStats`, so covariances suffer no cancellation). The
+E-step is one compiled pass over the active groups' rows
+(:mod:`emkit.kernels.batched_gaussian`: a numpy version with (G, K, N, D) temporaries was
+memory-bound and 3–5× slower); the M-step and the convergence test are numpy operations on the
+stack of active groups (a stack of Cholesky factorisations, one triangular solve). Only active
+groups are computed: late in a fit a few slow groups are all that is left.
 
 Degenerate components: a component with (almost) no weight or a covariance that is not
 positive definite keeps its previous parameters (the Gaussian family's rule,
