@@ -20,6 +20,8 @@ _PUBLIC = {
     "annealing_schedule": "emkit.core.engine",
     "Batch": "emkit.data.chunks",
     "GaussianMixture": "emkit.estimators.gaussian_mixture",
+    "fit_gaussian_mixtures": "emkit.estimators.batched",
+    "GroupMixtures": "emkit.estimators.batched",
     "GaussianHMM": "emkit.estimators.hmm",
     "GMMHMM": "emkit.estimators.hmm",
     "CategoricalHMM": "emkit.estimators.hmm",

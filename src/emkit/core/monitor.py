@@ -15,7 +15,7 @@ from emkit.core.results import EMStep, MonitorState
 from emkit.errors import LikelihoodDecreaseWarning, NumericalError
 
 # How many points the objective's convergence is judged on.
-_WINDOW = 6
+_WINDOW = WINDOW = 6
 # Units of a floating type's epsilon within which steps count as its round-off (float32).
 _ULPS = 16
 _FLOAT64_EPS = float(np.finfo(np.float64).eps)
@@ -226,6 +226,35 @@ def remaining_gain(objectives: Sequence[float], window: int = _WINDOW,
     return last * rate / (1.0 - rate)
 
 
+def remaining_gain_rows(objectives: np.ndarray, decrease_rtol: float = 1e-10) -> np.ndarray:
+    """:func:`remaining_gain` of each row of ``objectives`` (shape (G, ``WINDOW``): the last
+    objectives of G independent fits, oldest first; NaN where a fit has fewer points, which
+    gives inf), for fits batched in one model (:mod:`emkit.models.batched_gaussian`). The same
+    rule, on arrays; ``tests/test_batched.py`` checks it against :func:`remaining_gain`."""
+    recent = np.asarray(objectives, dtype=float)
+    steps = np.diff(recent, axis=1)
+    size = np.maximum(np.max(np.abs(recent), axis=1), 1.0)
+    steps = np.where(np.abs(steps) <= _ROUND_OFF * size[:, None], 0.0, steps)
+    pairs = steps[:, 1:] + steps[:, :-1]
+    last = pairs[:, -1]
+    rate = np.zeros(len(recent))
+    moving_again = np.zeros(len(recent), dtype=bool)
+    for now, before in ((pairs[:, -1], pairs[:, -3]), (pairs[:, -2], pairs[:, -4])):
+        moving_again |= (before <= 0.0) & (now > 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(before > 0.0, np.maximum(rate, now / before), rate)
+    slower = (steps[:, -1] > 0.0) & (steps[:, -1] < steps[:, -2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(slower, np.maximum(rate, (steps[:, -1] / steps[:, -2]) ** 2), rate)
+        gain = np.where(rate >= 1.0, np.inf, last * rate / (1.0 - rate))
+    gain = np.where(moving_again, np.inf, gain)
+    gain = np.where(last == 0.0, 0.0, gain)
+    decreasing = np.any(steps < 0.0, axis=1)
+    bouncing = np.min(steps, axis=1) >= -decrease_rtol * size
+    gain = np.where(decreasing, np.where(bouncing, np.max(np.abs(steps), axis=1), np.inf), gain)
+    return np.where(np.all(np.isfinite(recent), axis=1), gain, np.inf)
+
+
 def remaining_distance(steps: Sequence[float]) -> float:
     """Estimated distance of the parameters to their limit from the sizes of the last EM steps
     (the last one at least; inf with fewer than three steps or a rate ≥ 1)."""
@@ -269,4 +298,5 @@ _RATE_MEMORY = 32
 _STEP_MEMORY = 3
 
 
-__all__ = ["ConvergenceMonitor", "em_step_remaining_gain", "remaining_distance", "remaining_gain"]
+__all__ = ["WINDOW", "ConvergenceMonitor", "em_step_remaining_gain", "remaining_distance",
+           "remaining_gain", "remaining_gain_rows"]

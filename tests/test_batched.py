@@ -1,0 +1,151 @@
+"""Many small Gaussian mixtures in one call (emkit.fit_gaussian_mixtures): each group's fit is
+the one emkit.GaussianMixture gives from the same start."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import emkit
+from emkit.core.monitor import WINDOW, remaining_gain, remaining_gain_rows
+from emkit.errors import DataError, ParameterError
+
+
+def _groups(n_groups=12, seed=0, ragged=True, n_features=2):
+    """Two overlapping blobs per group, with group sizes 30..90 when ragged."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for _g in range(n_groups):
+        n = int(rng.integers(30, 90)) if ragged else 60
+        a = rng.normal(size=(n // 2, n_features)) + rng.normal(scale=3, size=n_features)
+        b = rng.normal(size=(n - n // 2, n_features)) * rng.uniform(0.5, 2.0)
+        arrays.append(np.concatenate([a, b]))
+    return arrays
+
+
+def _start(fit):
+    """The start of a fit as GaussianMixture's weights/means/precisions_init."""
+    P = fit.precisions_cholesky_
+    precisions = P @ np.swapaxes(P, -1, -2) if P.ndim == 4 else P**2
+    return dict(weights_init=fit.weights_, means_init=fit.means_, precisions_init=precisions)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_each_group_equals_gaussian_mixture_from_the_same_start(covariance_type):
+    arrays = _groups(n_features=3)
+    start = _start(emkit.fit_gaussian_mixtures(arrays, n_components=2, max_iter=0,
+                                               covariance_type=covariance_type,
+                                               random_state=1))
+    fit = emkit.fit_gaussian_mixtures(arrays, n_components=2, covariance_type=covariance_type,
+                                      **start)
+    assert fit.converged_.all()
+    for g, X in enumerate(arrays):
+        single = emkit.GaussianMixture(
+            2, covariance_type=covariance_type,
+            **{name: value[g] for name, value in start.items()}).fit(X)
+        assert fit.n_iter_[g] == single.n_iter_
+        assert fit.lower_bound_[g] == pytest.approx(single.lower_bound_, rel=1e-10, abs=1e-10)
+        np.testing.assert_allclose(fit.means_[g], single.means_, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(fit.covariances_[g], single.covariances_, rtol=1e-6,
+                                   atol=1e-6)
+        np.testing.assert_allclose(fit.weights_[g], single.weights_, rtol=1e-6, atol=1e-6)
+        # the estimator handed back predicts and scores as the single fit does
+        estimator = fit.estimator(g)
+        assert estimator.score(X) == pytest.approx(single.score(X), rel=1e-9)
+        np.testing.assert_array_equal(estimator.predict(X), single.predict(X))
+
+
+def test_grouped_table_equals_list_and_order_of_groups_does_not_matter():
+    arrays = _groups(8, seed=3)
+    ids = np.array([f"g{g:02d}" for g in range(len(arrays))])
+    X = np.concatenate(arrays)
+    groups = np.repeat(ids, [len(a) for a in arrays])
+    as_list = emkit.fit_gaussian_mixtures(arrays, n_components=2, random_state=5)
+    table = emkit.fit_gaussian_mixtures(X, groups, 2, random_state=5)
+    np.testing.assert_array_equal(table.groups_, ids)
+    np.testing.assert_array_equal(table.means_, as_list.means_)
+    # the same table with its groups' blocks in reverse order (rows within a group kept)
+    blocks = [np.flatnonzero(groups == i) for i in ids[::-1]]
+    order = np.concatenate(blocks)
+    shuffled = emkit.fit_gaussian_mixtures(X[order], groups[order], 2, random_state=5)
+    np.testing.assert_array_equal(shuffled.groups_, ids)
+    np.testing.assert_allclose(shuffled.means_, table.means_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(shuffled.n_iter_, table.n_iter_)
+
+
+def test_sample_weights_are_repetitions():
+    arrays = _groups(6, seed=4)
+    rng = np.random.default_rng(0)
+    counts = [rng.integers(0, 3, size=len(a)) for a in arrays]
+    counts = [np.where(np.arange(len(c)) < 4, 1, c) for c in counts]  # keep every group fit-able
+    repeated = [np.repeat(a, c, axis=0) for a, c in zip(arrays, counts, strict=True)]
+    start = _start(emkit.fit_gaussian_mixtures(repeated, n_components=2, max_iter=0,
+                                               random_state=2))
+    weighted = emkit.fit_gaussian_mixtures(arrays, n_components=2, sample_weight=counts,
+                                           **start)
+    plain = emkit.fit_gaussian_mixtures(repeated, n_components=2, **start)
+    np.testing.assert_allclose(weighted.means_, plain.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(weighted.lower_bound_, plain.lower_bound_, rtol=1e-10)
+    np.testing.assert_array_equal(weighted.n_iter_, plain.n_iter_)
+
+
+def test_kmeans_start_reaches_scikit_learn_on_separated_groups():
+    from sklearn.mixture import GaussianMixture as SklearnMixture
+
+    # well-separated blobs: one sensible maximum, which both starts must find
+    arrays = [X + np.where(np.arange(len(X)) < len(X) // 2, 8.0, 0.0)[:, None]
+              for X in _groups(10, seed=6)]
+    fit = emkit.fit_gaussian_mixtures(arrays, n_components=2, random_state=0)
+    for g, X in enumerate(arrays):
+        peer = SklearnMixture(2, tol=1e-8, max_iter=1000, random_state=0).fit(X)
+        assert fit.lower_bound_[g] >= peer.score(X) - 1e-4
+
+
+def test_a_group_too_small_is_named():
+    arrays = _groups(4, seed=1)
+    X = np.concatenate(arrays + [np.zeros((2, 2))])
+    groups = np.repeat(["a", "b", "c", "d", "tiny"], [len(a) for a in arrays] + [2])
+    with pytest.raises(DataError, match="group 'tiny' has 2 row"):
+        emkit.fit_gaussian_mixtures(X, groups, 3)
+
+
+def test_bad_arguments():
+    arrays = _groups(2)
+    with pytest.raises(ParameterError, match="covariance_type"):
+        emkit.fit_gaussian_mixtures(arrays, n_components=2, covariance_type="tied")
+    with pytest.raises(ParameterError, match="together"):
+        emkit.fit_gaussian_mixtures(arrays, n_components=2, means_init=np.zeros((2, 2, 2)))
+    with pytest.raises(DataError, match="one id per row"):
+        emkit.fit_gaussian_mixtures(arrays[0], np.zeros(3), 2)
+    with pytest.raises(ParameterError, match="no group"):
+        emkit.fit_gaussian_mixtures(arrays, n_components=1).estimator(7)
+
+
+def test_unconverged_groups_warn_and_say_so():
+    arrays = _groups(3, seed=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = emkit.fit_gaussian_mixtures(arrays, n_components=3, max_iter=2, random_state=0)
+    assert not fit.converged_.any() and (fit.n_iter_ == 2).all()
+    assert any("did not converge" in str(w.message) for w in caught)
+
+
+def test_remaining_gain_rows_is_remaining_gain_row_by_row():
+    rng = np.random.default_rng(0)
+    rows = [np.cumsum(rng.exponential(size=WINDOW) * 0.5 ** np.arange(WINDOW)) for _ in range(50)]
+    rows += [np.full(WINDOW, -3.0), np.array([1.0, 2, 3, 3, 3, 3]),
+             np.array([1.0, 2, 3, 4, 5, 6]), np.array([1.0, 2, 2.5, 2.5 - 1e-12, 2.5, 2.5]),
+             np.array([1.0, 2, 3, 2, 3, 4]), np.array([0, 0, 0, 0, 1e-3, 2e-3]),
+             np.array([np.nan, 1, 2, 3, 4, 5])]
+    expected = [remaining_gain(list(r)) if np.all(np.isfinite(r)) else np.inf for r in rows]
+    np.testing.assert_allclose(remaining_gain_rows(np.array(rows)), expected, rtol=1e-12)
+
+
+def test_a_group_estimator_saves_and_loads(tmp_path):
+    arrays = _groups(3, seed=8)
+    fit = emkit.fit_gaussian_mixtures(arrays, n_components=2, random_state=0)
+    estimator = fit.estimator(1)
+    estimator.save(tmp_path / "group1.emkit")
+    loaded = emkit.load(tmp_path / "group1.emkit")
+    np.testing.assert_array_equal(loaded.predict(arrays[1]), estimator.predict(arrays[1]))
+    assert loaded.score(arrays[1]) == pytest.approx(fit.lower_bound_[1], rel=1e-12)
