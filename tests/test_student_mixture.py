@@ -52,6 +52,59 @@ def test_objective_history_never_decreases():
         assert np.all(np.diff(history) >= -1e-10 * np.abs(history[1:]))
 
 
+
+def test_a_component_collapsing_onto_two_rows_keeps_ascent():
+    """The contract case (hypothesis' data_seed=8388608, fit_seed=33636) where, with
+    reg_covar=0, component 1 collapses onto two of 30 rows: its scatter's smallest eigenvalue
+    becomes round-off that Cholesky accepted, its log-determinant noise, and the objective
+    fell by 0.648 at iteration 9. A numerically singular scale matrix is now refused (the
+    component keeps its previous parameters, a recorded event) and EM rises at every step."""
+    from contracts.cases_family_mixtures import two_heavy_tailed_clusters
+    from emkit.families.student import StudentFamily
+    from emkit.models.mixture import MixtureModel
+
+    X = two_heavy_tailed_clusters(np.random.default_rng(8388608), 30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", emkit.errors.LikelihoodDecreaseWarning)
+        result = emkit.fit_em(MixtureModel(StudentFamily(reg_covar=0.0), 2), X,
+                              random_state=33636, tol=0.0, max_iter=40, accelerate=None,
+                              warn_not_converged=False)
+    assert result.decreases == ()
+    assert np.all(np.diff(result.history) >= -1e-10 * np.abs(result.history[1:]))
+    assert result.events and all("component 1's scale matrix" in message
+                                 for _, message in result.events)
+    # every accepted scale matrix is well away from singular (relative to its diagonal)
+    covariances = result.params.components.covariances
+    correlation = covariances / np.sqrt(np.einsum("kii,kjj->kij", covariances, covariances))
+    assert np.min(np.linalg.eigvalsh(correlation)) > 1e-10
+
+
+def test_m_step_refuses_a_scale_matrix_singular_to_round_off():
+    """Rows 1e-9 off a line: the scatter is positive definite (Cholesky succeeds) but its
+    smallest eigenvalue is at round-off's scale, so the M-step keeps the component's previous
+    parameters and says so; rows 1e-3 off the line give a usable scale matrix."""
+    from emkit.families.student import StudentFamily, StudentParams
+
+    rng = np.random.default_rng(0)
+    t, off = rng.normal(size=(20, 1)), rng.normal(size=(20, 1))
+    family = StudentFamily(reg_covar=0.0)
+    previous = StudentParams(np.array([[0.0, 1.0], [0.0, 0.0]]),
+                             np.array([np.eye(2), np.eye(2)]), np.array([5.0, 5.0]))
+    weights = np.column_stack([np.ones(20), np.full(20, 0.5)])
+    X = np.hstack([t, 2.0 * t + 1.0 + 1e-9 * off])
+    stats = family.statistics(previous, X, weights)
+    scatter = stats.moments.second[0] - np.outer(stats.moments.first[0],
+                                                 stats.moments.first[0]) / stats.moments.weight[0]
+    np.linalg.cholesky(scatter)  # accepted by Cholesky alone
+    new, events = family.m_step(stats, previous)
+    assert len(events) == 2 and all("not positive definite" in e for e in events)
+    np.testing.assert_array_equal(new.covariances, previous.covariances)
+    np.testing.assert_array_equal(new.means, previous.means)
+    usable = np.hstack([t, 2.0 * t + 1.0 + 1e-3 * off])
+    new, events = family.m_step(family.statistics(previous, usable, weights), previous)
+    assert events == ()
+    assert not np.allclose(new.means, previous.means)
+
 def test_score_samples_is_scipys_multivariate_t_mixture():
     X = clusters_with_outliers()
     model = emkit.StudentMixture(2, random_state=0).fit(X)

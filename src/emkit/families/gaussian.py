@@ -388,7 +388,7 @@ class GaussianFamily:
         kind = self.covariance_type
         if kind == "full":
             P, bad = kernels.precision_cholesky_factors(np.ascontiguousarray(covariances),
-                                                        _MIN_PIVOT_RATIO)
+                                                        MIN_PIVOT_RATIO)
         elif kind == "tied":
             P, ok = _precision_cholesky(covariances)
             bad[:] = not ok
@@ -457,8 +457,9 @@ class GaussianFamily:
 
 # Models whose common shape or orientation is not linear in SQUAREM's coordinates.
 _NONLINEAR_MODELS = ("VEE", "EVE", "VVE", "EEV", "VEV")
-# L_ii / √Σ_ii below this: Σ counts as singular (see _precision_cholesky).
-_MIN_PIVOT_RATIO = 1e-7
+# L_ii / √Σ_ii below this: Σ counts as singular (see _precision_cholesky); the Student-t
+# family judges its scale matrices by the same test.
+MIN_PIVOT_RATIO = 1e-7
 
 
 def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -474,7 +475,7 @@ def _precision_cholesky(covariance: np.ndarray) -> tuple[np.ndarray, bool]:
         lower = linalg.cholesky(covariance, lower=True, check_finite=True)
     except (linalg.LinAlgError, ValueError):
         return np.eye(n_features), False
-    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < _MIN_PIVOT_RATIO:
+    if np.min(np.diag(lower) / np.sqrt(np.diag(covariance))) < MIN_PIVOT_RATIO:
         return np.eye(n_features), False
     inverse, info = linalg.lapack.dtrtri(lower, lower=1)
     if info != 0:

@@ -22,6 +22,10 @@ u are part of the complete data), so every iteration raises the likelihood; ECME
 which maximises the observed likelihood in ν, needs another pass over the data per iteration,
 and SQUAREM already removes most of EM's slowness along ν. ``dof=`` fixes ν instead.
 
+A component whose scale matrix is not numerically positive definite (the Gaussian family's
+pivot test: with ``reg_covar=0`` a component can collapse onto D rows, where the likelihood is
+unbounded and the log-determinant round-off) keeps its previous parameters, a recorded event.
+
 Rows must be complete (no NaN): the t's conditional second moments of missing coordinates
 are not the u-weighted Gaussian ones.
 """
@@ -37,7 +41,8 @@ from scipy.special import digamma, gammaln
 
 from emkit.errors import DataError
 from emkit.families.base import FamilyDefaults, mixing_weights
-from emkit.families.gaussian import GaussianStats
+from emkit.families.gaussian import MIN_PIVOT_RATIO, GaussianStats
+from emkit.kernels.gaussian import precision_cholesky_factors
 
 #: Degrees of freedom are estimated within these bounds (ν → ∞ is the Gaussian; ν = 1 the
 #: Cauchy): beyond 200 the likelihood barely changes, and below 0.5 a component explains
@@ -167,9 +172,13 @@ class StudentFamily(FamilyDefaults):
             scatter = m.second[k] - np.outer(m.first[k], shift)  # about the new mean
             covariance = 0.5 * (scatter + scatter.T) / stats.rows[k]
             covariance[np.diag_indices(D)] += self.reg_covar
-            try:
-                np.linalg.cholesky(covariance)
-            except np.linalg.LinAlgError:
+            # Numerically positive definite, by the Gaussian family's scale-free pivot test: a
+            # component collapsing onto D rows (reg_covar=0) has a scatter whose smallest
+            # eigenvalue is round-off, which Cholesky alone may accept; its log-determinant,
+            # and so the log-likelihood, would then be noise that rises and falls by whole
+            # nats (EM's ascent lost). Keeping the previous parameters is a generalised EM step.
+            _, singular = precision_cholesky_factors(covariance[None], MIN_PIVOT_RATIO)
+            if singular[0]:
                 events.append(f"component {k}'s scale matrix is not positive definite: kept "
                               "its previous parameters")
                 continue
