@@ -166,7 +166,7 @@ def mclust_values(cases) -> dict[str, float]:
 
 def markdown(rows, methods, command) -> str:
     head = ("| case | n × d | scikit-learn default | mclust VVV | **emkit default** (worst seed) | "
-            + " | ".join(methods) + " | sklearn s | emkit s | speed-up |")
+            + "".join(f"{m} | " for m in methods) + "sklearn s | emkit s | speed-up |")
     sep = "|" + "---|" * (head.count("|") - 1)
     lines = [head, sep]
     for r in rows:
