@@ -5,6 +5,7 @@ tests/contracts/cases_hmm.py.)"""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -534,3 +535,46 @@ def test_implementation_is_accepted_and_changes_nothing():
             for kind in ("log", "scaling")]
     np.testing.assert_array_equal(fits[0].means_, fits[1].means_)
     assert fits[0].score(X) == fits[1].score(X)
+
+
+# ------------------------------------------------- reg_covar's inexact M-step, explained by Q
+def _eustock_log_returns():
+    prices = np.asarray(emkit.datasets.load("eustock").data, dtype=float)[:, 1:]
+    return np.diff(np.log(prices), axis=0)
+
+
+def test_generalised_em_inequality_holds_with_the_models_q():
+    """L(θ') − L(θ) ≥ Q(θ'|θ) − Q(θ|θ) at every step from a fitted start on the EuStock
+    log-returns, where reg_covar (4% of the smallest eigenvalue of the data's covariance) makes
+    the M-step inexact and L falls at some steps: Q must account for every fall."""
+    from emkit.models.hmm import HMMParams
+
+    X = _eustock_log_returns()
+    fitted = emkit.GaussianHMM(2, covariance_type="full", random_state=0, max_iter=20,
+                               accelerate=None).fit(X)
+    model = fitted._model(X.shape[1])
+    emission, _ = model.emission.family.with_covariances(fitted.means_, fitted.covars_)
+    params = HMMParams(fitted.startprob_, fitted.transmat_, emission)
+    (chunk,) = model.prepare(X)
+    stats, ll = model.e_step(params, chunk)
+    falls = 0
+    for _ in range(60):
+        new = model.m_step(stats, params)
+        gain_q = (model.expected_complete_log_likelihood(stats, new)
+                  - model.expected_complete_log_likelihood(stats, params))
+        new_stats, new_ll = model.e_step(new, chunk)
+        assert new_ll - ll >= gain_q - 1e-9 * abs(ll)
+        falls += new_ll < ll
+        params, stats, ll = new, new_stats, new_ll
+    assert falls > 0  # the case is one where L does fall
+
+
+def test_falls_explained_by_reg_covar_are_not_warned_about():
+    from emkit.errors import LikelihoodDecreaseWarning
+
+    X = _eustock_log_returns()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = emkit.GaussianHMM(2, covariance_type="full", random_state=0).fit(X)
+    assert not [w for w in caught if issubclass(w.category, LikelihoodDecreaseWarning)]
+    assert model.converged_ and np.min(np.diff(model.history_)) < 0

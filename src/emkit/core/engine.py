@@ -288,7 +288,8 @@ def fit_em(
     best = replace(best, restart_objectives=tuple(restart_objectives))
     if (options.warn_not_converged and not (best.converged or best.stopped_by_callback)
             and options.tol > 0):
-        warnings.warn(not_converged_message(best, options.max_iter, options.tol, options.n_init),
+        warnings.warn(not_converged_message(best, options.max_iter, options.tol, options.n_init,
+                                            accelerated=options.accelerate == "squarem"),
                       ConvergenceWarning, stacklevel=2)
     return best
 
@@ -369,7 +370,8 @@ class _Saver:
         self.store.save(replace(self.fit, current=current), iteration)
 
 
-def not_converged_message(result: EMResult, max_iter: int, tol: float, n_init: int = 1) -> str:
+def not_converged_message(result: EMResult, max_iter: int, tol: float, n_init: int = 1,
+                          accelerated: bool = False) -> str:
     """What a ConvergenceWarning says: the iterations spent and the estimated gain left."""
     gain = result.remaining_gain
     if math.isfinite(gain):
@@ -378,8 +380,8 @@ def not_converged_message(result: EMResult, max_iter: int, tol: float, n_init: i
     else:
         left = "the objective was not yet converging steadily (the remaining gain is unknown)"
     starts = f" (best of {n_init} starts)" if n_init > 1 else ""
-    return (f"EM did not converge in {max_iter} iterations{starts}: {left}; raise max_iter or "
-            "tol, or use accelerate='squarem'.")
+    remedy = "raise max_iter or tol" + ("" if accelerated else ", or use accelerate='squarem'")
+    return f"EM did not converge in {max_iter} iterations{starts}: {left}; {remedy}."
 
 
 def _prepared(model: EMModel, data: Any) -> Any:

@@ -79,6 +79,11 @@ class GaussianEmission:
                    weights: np.ndarray, rows=None) -> GaussianStats:
         return self.family.statistics(params, X, weights, rows)
 
+    def expected_log_density(self, params: GaussianParams, stats: GaussianStats) -> float:
+        """The emissions' part of the M-step's objective Q (see
+        :meth:`GaussianFamily.expected_log_density`)."""
+        return self.family.expected_log_density(params, stats)
+
     def m_step(self, stats: GaussianStats, params: GaussianParams,
                update: str = "mc") -> tuple[GaussianParams, tuple]:
         if "m" not in update and "c" not in update:

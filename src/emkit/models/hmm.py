@@ -282,6 +282,22 @@ class HMMModel:
         emission, events = self.emission.m_step(stats.emission, params.emission, self.params)
         return HMMParams(startprob, transmat, emission, tuple(events))
 
+    def expected_complete_log_likelihood(self, stats: HMMStats, params: HMMParams,
+                                         ) -> float | None:
+        """Q: the expected complete-data log-likelihood (plus log prior) of ``params`` under
+        the E-step that made ``stats``, up to a constant; None if the emission cannot say.
+        The engine compares Q before and after each M-step, so that a log-likelihood fall an
+        inexact M-step explains (``reg_covar``'s) is not taken for a defect."""
+        emission_part = getattr(self.emission, "expected_log_density", None)
+        if emission_part is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            start = np.where(stats.start > 0, stats.start * np.log(params.startprob), 0.0)
+            moves = np.where(stats.transitions > 0,
+                             stats.transitions * np.log(params.transmat), 0.0)
+        return (float(start.sum() + moves.sum())
+                + emission_part(params.emission, stats.emission) + self.log_prior(params))
+
     def log_prior(self, params: HMMParams) -> float:
         return (_dirichlet_log_density(params.startprob[None, :], self.startprob_prior)
                 + _dirichlet_log_density(params.transmat, self.transmat_prior)
