@@ -302,3 +302,56 @@ def test_missing_matplotlib_says_what_to_install(monkeypatch, faithful):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     with pytest.raises(ImportError, match=r"emkit\[plot\]"):
         plot_convergence([1.0, 2.0])
+
+
+# ------------------------------------------------- mclust's uncertainty and density plots
+def scipy_posteriors(model, X):
+    joint = np.column_stack([
+        w * stats.multivariate_normal(m, full_covariance(model, k)).pdf(X)
+        for k, (w, m) in enumerate(zip(model.weights_, model.means_, strict=True))])
+    return joint / joint.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
+def test_uncertainty_points_are_sized_by_one_minus_the_largest_posterior(faithful,
+                                                                           covariance_type):
+    from emkit.plot import classification_uncertainty, plot_uncertainty_2d
+
+    model = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(faithful)
+    expected = 1.0 - scipy_posteriors(model, faithful).max(axis=1)
+    np.testing.assert_allclose(classification_uncertainty(model, faithful), expected,
+                               atol=1e-9)
+    points = plot_uncertainty_2d(model, faithful).axes[0].collections[0]
+    np.testing.assert_allclose(points.get_offsets(), faithful)
+    sizes = points.get_sizes()
+    np.testing.assert_allclose(sizes, 2.0 + 80.0 * expected / expected.max(), rtol=1e-6)
+
+
+def test_density_contours_lie_on_the_marginal_density_levels():
+    from emkit.plot import plot_density_contours_2d
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal([0, 0, 0], 1.0, (300, 3)),
+                        rng.normal([4, 1, -2], 0.7, (300, 3))])
+    model = GaussianMixture(2, random_state=0).fit(X)
+    contours = plot_density_contours_2d(model, X, dims=(0, 2), n_levels=5).axes[0].collections
+    contour_set = [c for c in contours if hasattr(c, "levels")][0]
+    # The marginal of the features (0, 2): each component's mean and covariance restricted.
+    marginal = [stats.multivariate_normal(model.means_[k, [0, 2]],
+                                          model.covariances_[k][np.ix_([0, 2], [0, 2])])
+                for k in range(2)]
+    for level, segments in zip(contour_set.levels, contour_set.allsegs, strict=True):
+        points = np.concatenate(segments)
+        density = sum(w * m.pdf(points) for w, m in zip(model.weights_, marginal, strict=True))
+        np.testing.assert_allclose(density, level, rtol=0.02)
+
+
+def test_two_dimensional_plots_refuse_bad_dims(faithful):
+    from emkit.plot import plot_density_contours_2d, plot_uncertainty_2d
+
+    model = GaussianMixture(2, random_state=0).fit(faithful)
+    for plot in (plot_uncertainty_2d, plot_density_contours_2d):
+        with pytest.raises(ParameterError, match="dims must be two different"):
+            plot(model, faithful, dims=(0, 0))
+        with pytest.raises(DataError, match="at least 2 columns"):
+            plot(model, faithful[:, :1])

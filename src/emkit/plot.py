@@ -317,14 +317,7 @@ def plot_components_2d(estimator: Any, X: Any, ax=None, labels: Any = None, *,
     matplotlib, _ = _matplotlib()
     from matplotlib.lines import Line2D
 
-    X = np.asarray(X, dtype=float)
-    if X.ndim != 2 or X.shape[1] < 2:
-        raise DataError(f"plot_components_2d needs X with at least 2 columns, got shape "
-                        f"{X.shape}.")
-    dims = tuple(int(d) for d in dims)
-    if len(dims) != 2 or not all(0 <= d < X.shape[1] for d in dims) or dims[0] == dims[1]:
-        raise ParameterError(f"dims must be two different feature indices below {X.shape[1]}, "
-                             f"got {dims}.")
+    X, dims = _checked_pair(X, dims, "plot_components_2d")
     means = np.asarray(estimator.means_)
     order = _order(order, len(means))
     rank = np.empty_like(order)
@@ -360,6 +353,109 @@ def plot_components_2d(estimator: Any, X: Any, ax=None, labels: Any = None, *,
                      fontsize="medium")
     ax.legend(handles=handles, fontsize="small", **_OUTSIDE)
     ax.autoscale_view()
+    return ax.figure
+
+
+def _checked_pair(X: Any, dims: Any, name: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """X as a float array of at least two columns, and ``dims`` as two different indices."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[1] < 2:
+        raise DataError(f"{name} needs X with at least 2 columns, got shape {X.shape}.")
+    dims = tuple(int(d) for d in dims)
+    if len(dims) != 2 or not all(0 <= d < X.shape[1] for d in dims) or dims[0] == dims[1]:
+        raise ParameterError(f"dims must be two different feature indices below {X.shape[1]}, "
+                             f"got {dims}.")
+    return X, dims
+
+
+def classification_uncertainty(estimator: Any, X: Any) -> np.ndarray:
+    """1 − max_k P(k | x) per row: how uncertain the row's classification is (mclust's
+    ``uncertainty``; 0 for a row one component certainly explains, up to 1 − 1/K)."""
+    return 1.0 - np.max(estimator.predict_proba(X), axis=1)
+
+
+def plot_uncertainty_2d(estimator: Any, X: Any, ax=None, *, dims: tuple[int, int] = (0, 1),
+                        feature_names: Sequence[str] | None = None, order: Any = None,
+                        title: str | None = "Classification uncertainty (larger: less certain)"):
+    """Data coloured by their most probable component, each point's area proportional to its
+    classification uncertainty 1 − max_k P(k | x) (:func:`classification_uncertainty`), as
+    mclust's uncertainty plot: the rows between components stand out.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X, dims = _checked_pair(X, dims, "plot_uncertainty_2d")
+    order = _order(order, len(np.asarray(estimator.means_)))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    uncertainty = classification_uncertainty(estimator, X)
+    top = float(uncertainty.max())
+    sizes = 2.0 + 80.0 * (uncertainty / top if top > 0 else uncertainty)
+    ax = _axes(ax, figsize=(6.0, 4.5))
+    ax.scatter(X[:, dims[0]], X[:, dims[1]], s=sizes, alpha=0.6, linewidths=0,
+               c=[component_colour(i) for i in rank[estimator.predict(X)]])
+    names = ([feature_names[d] for d in dims] if feature_names is not None
+             else [f"feature {d}" for d in dims])
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    if title:
+        ax.set_title(f"{title}; largest {top:.2f}", fontsize="medium")
+    return ax.figure
+
+
+def marginal_density_2d(estimator: Any, points: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
+    """The mixture's density of the features ``dims`` (the other features integrated out) at
+    ``points`` (n, 2): Σ_k π_k N(points | μ_k[dims], Σ_k[dims, dims])."""
+    means = np.asarray(estimator.means_)
+    density = np.zeros(len(points))
+    for k, weight in enumerate(np.asarray(estimator.weights_)):
+        covariance = _component_covariance(estimator, k, dims)
+        centred = points - means[k, list(dims)]
+        solved = np.linalg.solve(covariance, centred.T).T
+        quadratic = np.einsum("ij,ij->i", centred, solved)
+        density += weight * np.exp(-0.5 * quadratic) / (
+            2.0 * np.pi * np.sqrt(np.linalg.det(covariance)))
+    return density
+
+
+def plot_density_contours_2d(estimator: Any, X: Any, ax=None, *,
+                             dims: tuple[int, int] = (0, 1), n_levels: int = 8,
+                             grid_size: int = 150,
+                             feature_names: Sequence[str] | None = None,
+                             title: str | None = "Fitted mixture density{marginal}"):
+    """Contours of the fitted mixture's two-dimensional marginal density over the data
+    (:func:`marginal_density_2d`), levels evenly spaced on a log scale between the density's
+    maximum and 1/1000 of it. Any covariance type. In ``title``, ``{marginal}`` says which
+    features are drawn when there are more than two.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X, dims = _checked_pair(X, dims, "plot_density_contours_2d")
+    if int(n_levels) < 1 or int(grid_size) < 10:
+        raise ParameterError(f"n_levels must be ≥ 1 and grid_size ≥ 10, got {n_levels} and "
+                             f"{grid_size}.")
+    low, high = X[:, dims].min(axis=0), X[:, dims].max(axis=0)
+    pad = 0.08 * np.where(high > low, high - low, 1.0)
+    xs, ys = (np.linspace(low[j] - pad[j], high[j] + pad[j], int(grid_size)) for j in (0, 1))
+    gx, gy = np.meshgrid(xs, ys)
+    density = marginal_density_2d(estimator, np.column_stack([gx.ravel(), gy.ravel()]),
+                                  dims).reshape(gx.shape)
+    peak = float(density.max())
+    levels = np.geomspace(peak * 1e-3, peak, int(n_levels) + 1)[:-1]
+    ax = _axes(ax, figsize=(6.0, 4.5))
+    ax.scatter(X[:, dims[0]], X[:, dims[1]], s=6, color="0.55", alpha=0.6, linewidths=0)
+    ax.contour(gx, gy, density, levels=levels, cmap="viridis", linewidths=1.1)
+    names = ([feature_names[d] for d in dims] if feature_names is not None
+             else [f"feature {d}" for d in dims])
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    if title:
+        marginal = (f" of features {dims[0]} and {dims[1]} (the others integrated out)"
+                    if X.shape[1] > 2 else "")
+        ax.set_title(title.format(marginal=marginal), fontsize="medium")
     return ax.figure
 
 
@@ -616,6 +712,7 @@ def save_figure(figure: Any, path: str | os.PathLike, *, dpi: int = 120) -> Path
     return write_atomically(path, buffer.getvalue())
 
 
-__all__ = ["component_colour", "criterion_choices", "plot_alpha_heatmap", "plot_components_2d",
-           "plot_convergence", "plot_criterion", "plot_density_1d", "plot_separated",
-           "plot_states", "plot_tone_spectrum", "save_figure"]
+__all__ = ["classification_uncertainty", "component_colour", "criterion_choices",
+           "marginal_density_2d", "plot_alpha_heatmap", "plot_components_2d", "plot_convergence",
+           "plot_criterion", "plot_density_1d", "plot_density_contours_2d", "plot_separated",
+           "plot_states", "plot_tone_spectrum", "plot_uncertainty_2d", "save_figure"]
