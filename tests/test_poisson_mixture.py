@@ -188,3 +188,66 @@ def test_streamed_chunks_and_dask_arrays_give_the_in_memory_fit():
     np.testing.assert_allclose(on_dask.rates_, whole.rates_, rtol=1e-7)
     with pytest.raises(DataError, match="non-negative integer counts"):
         emkit.PoissonMixture(2).fit(ArrayChunks(X + 0.5, chunk_rows=400))
+
+
+# ------------------------------------------------------------------ standard errors
+def observed_information_by_finite_differences(model, X, w, step=1e-4):
+    """−∇² of Σ_i w_i log Σ_k π_k Π_d Poisson(x_id | λ_kd) in (π_1 … π_{K−1}, λ), by central
+    differences of scipy's log-pmf, written apart from emkit's code; and the coordinates."""
+    K, D = model.rates_.shape
+    theta = np.concatenate([model.weights_[:-1], model.rates_.ravel()])
+
+    def log_likelihood(theta):
+        weights = np.append(theta[:K - 1], 1.0 - theta[:K - 1].sum())
+        rates = theta[K - 1:].reshape(K, D)
+        joint = np.stack([np.log(weights[k]) + stats.poisson.logpmf(X, rates[k]).sum(axis=1)
+                          for k in range(K)], axis=1)
+        return float(w @ np.logaddexp.reduce(joint, axis=1))
+
+    n = len(theta)
+    steps = step * np.maximum(np.abs(theta), 1e-2)
+    hessian = np.zeros((n, n))
+    for a in range(n):
+        for b in range(n):
+            total = 0.0
+            for sa, sb, sign in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
+                shifted = theta.copy()
+                shifted[a] += sa * steps[a]
+                shifted[b] += sb * steps[b]
+                total += sign * log_likelihood(shifted)
+            hessian[a, b] = total / (4 * steps[a] * steps[b])
+    return -hessian
+
+
+def test_standard_errors_agree_with_a_finite_difference_hessian():
+    rng = np.random.default_rng(3)
+    X = np.column_stack([np.concatenate([rng.poisson(2.0, 150), rng.poisson(9.0, 100)]),
+                         np.concatenate([rng.poisson(5.0, 150), rng.poisson(1.0, 100)])])
+    w = rng.integers(1, 3, len(X)).astype(float)
+    model = emkit.PoissonMixture(2, random_state=0).fit(X, sample_weight=w)
+    errors = model.standard_errors(X, sample_weight=w)
+    covariance = np.linalg.inv(observed_information_by_finite_differences(model, X, w))
+    spread = np.sqrt(np.diag(covariance))
+    np.testing.assert_allclose(errors["weights"][:-1], spread[:1], rtol=0.02)
+    np.testing.assert_allclose(errors["weights"][-1], spread[0], rtol=0.02)  # π_K = 1 − π_1
+    np.testing.assert_allclose(errors["rates"].ravel(), spread[1:], rtol=0.02)
+
+
+def test_one_component_has_the_closed_form():
+    """K = 1: λ̂ = mean, SE = sqrt(λ̂ / n) per column; missing counts shorten their column."""
+    rng = np.random.default_rng(0)
+    X = rng.poisson([3.0, 7.0], size=(400, 2)).astype(float)
+    X[:50, 1] = np.nan
+    model = emkit.PoissonMixture(1).fit(X)
+    errors = model.standard_errors(X)
+    counts = np.array([400, 350])
+    np.testing.assert_allclose(errors["rates"][0], np.sqrt(model.rates_[0] / counts),
+                               rtol=1e-8)
+
+
+def test_families_without_the_pieces_say_so():
+    X = np.random.default_rng(0).integers(0, 2, size=(60, 3)).astype(float)
+    model = emkit.BernoulliMixture(2, random_state=0).fit(X)
+    with pytest.raises(ParameterError, match="standard errors are not available for "
+                                             "BernoulliMixture"):
+        model.standard_errors(X)

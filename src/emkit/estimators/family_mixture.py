@@ -172,6 +172,26 @@ class FamilyMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
         labels = np.repeat(np.arange(len(counts)), counts)
         return self._family().sample(self._params().components, labels, rng), labels
 
+    def standard_errors(self, X, sample_weight=None) -> dict[str, np.ndarray]:
+        """Standard errors of ``weights_`` and the components' parameters (keys without the
+        trailing underscore, arrays shaped like the attributes) from the observed information
+        on the rows ``X`` the model was fitted to (and their ``sample_weight``): the exact
+        Hessian of the observed-data log-likelihood, inverted and carried to the reported
+        parameters by the delta method (:mod:`emkit.models.information`). Families whose
+        pieces are written provide ``information(params)``; a prior is not part of it."""
+        from emkit.models.information import mixture_standard_errors
+
+        self._check_fitted()
+        information = getattr(self._family(), "information", None)
+        if information is None:
+            raise ParameterError(f"standard errors are not available for "
+                                 f"{type(self).__name__} yet (GaussianMixture, PoissonMixture "
+                                 "and RegressionMixture have them).")
+        X = self._validate_rows(X, reset=False)
+        sample_weight = check_sample_weight(sample_weight, len(X))
+        return mixture_standard_errors(information(self._params().components), self.weights_,
+                                       X, sample_weight)
+
     # ------------------------------------------------------------------ model choice
     def n_parameters(self) -> int:
         """Number of free parameters: K − 1 weights and the components' parameters."""

@@ -146,6 +146,9 @@ class PoissonFamily(FamilyDefaults):
     def log_prior(self, params: PoissonParams) -> float:
         return gamma_log_prior(params.rates, self.a, self.b)
 
+    def information(self, params: PoissonParams) -> PoissonInformation:
+        return PoissonInformation(params.rates)
+
     def init(self, parts, n_components: int,
              rng: np.random.Generator) -> tuple[np.ndarray, PoissonParams]:
         """Rates at K rows drawn by k-means++ seeding (rows far apart, weighted by the sample
@@ -244,3 +247,36 @@ class PoissonEmission(EmissionDefaults):
     def sample(self, params: PoissonParams, states: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         return rng.poisson(params.rates[states]).astype(np.int64)
+
+
+class PoissonInformation:
+    """The pieces of the observed information of K Poisson components (see
+    :class:`emkit.models.information.ComponentInformation`); coordinates: the rates λ_kd in
+    (k, d) order. A missing count contributes nothing. Per observed count,
+    ∂ log p / ∂λ_kd = x_d / λ_kd − 1 and ∂² log p / ∂λ_kd² = −x_d / λ_kd²."""
+
+    def __init__(self, rates: np.ndarray):
+        self.rates = np.asarray(rates, dtype=float)
+        K, D = self.rates.shape
+        self.n_coordinates = K * D
+        self.coordinate_names = [f"rates[{k}, {d}]" for k in range(K) for d in range(D)]
+
+    def log_density(self, X: np.ndarray) -> np.ndarray:
+        return poisson_log_density(self.rates, read_counts(X))
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        counts = read_counts(X)
+        K, D = self.rates.shape
+        per_component = (counts.values[:, None, :] / self.rates[None]
+                         - counts.observed[:, None, :])  # (n, K, D)
+        scores = np.zeros((len(counts.values), K, K * D))
+        for k in range(K):  # component k's score is zero outside its own rates
+            scores[:, k, k * D:(k + 1) * D] = per_component[:, k]
+        return scores
+
+    def hessian(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        counts = read_counts(X)
+        return np.diag((-(weights.T @ counts.values) / self.rates**2).ravel())
+
+    def reported(self) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
+        return [("rates", self.rates.shape, np.eye(self.n_coordinates))]
