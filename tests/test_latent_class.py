@@ -9,7 +9,7 @@ from scipy.special import expit, logsumexp, softmax
 
 import emkit
 from emkit.data import ArrayChunks
-from emkit.errors import DataError, ParameterError
+from emkit.errors import DataError, NumericalError, ParameterError
 
 THETA = np.array([[0.9, 0.8, 0.75, 0.2, 0.15], [0.2, 0.3, 0.15, 0.8, 0.7]])
 
@@ -194,3 +194,49 @@ def test_errors_say_what_to_do():
     model = emkit.CategoricalMixture(1).fit([[0.0, 1.0], [1.0, 2.0]])
     with pytest.raises(DataError, match="not an integer code in 0..1"):
         model.predict([[2.0, 0.0]])
+
+
+# ------------------------------------------------------------------ standard errors
+def test_bernoulli_standard_errors_agree_with_a_finite_difference_hessian():
+    """With missing answers: −∇² of Σ_i log Σ_k π_k Π_d (observed) Bernoulli(x_id | θ_kd) in
+    (π_1, θ), by central differences of scipy's log-pmf, inverted, against emkit's errors."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    truth = np.array([[0.2, 0.3, 0.8, 0.7], [0.8, 0.6, 0.25, 0.3]])
+    labels = rng.integers(0, 2, 500)
+    X = (rng.uniform(size=(500, 4)) < truth[labels]).astype(float)
+    X[rng.uniform(size=X.shape) < 0.05] = np.nan
+    model = emkit.BernoulliMixture(2, random_state=0).fit(X)
+    errors = model.standard_errors(X)
+    observed = ~np.isnan(X)
+    theta = np.concatenate([model.weights_[:1], model.probabilities_.ravel()])
+
+    def log_likelihood(theta):
+        p = theta[1:].reshape(2, 4)
+        joint = np.stack([np.log(w) + np.where(observed, stats.bernoulli.logpmf(
+            np.nan_to_num(X), p[k]), 0.0).sum(axis=1)
+            for k, w in enumerate((theta[0], 1.0 - theta[0]))], axis=1)
+        return float(np.logaddexp.reduce(joint, axis=1).sum())
+
+    n, h = len(theta), 1e-4
+    hessian = np.zeros((n, n))
+    for a in range(n):
+        for b in range(n):
+            total = 0.0
+            for sa, sb, sign in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
+                shifted = theta.copy()
+                shifted[a] += sa * h
+                shifted[b] += sb * h
+                total += sign * log_likelihood(shifted)
+            hessian[a, b] = total / (4 * h * h)
+    spread = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    np.testing.assert_allclose(errors["weights"], [spread[0]] * 2, rtol=0.02)
+    np.testing.assert_allclose(errors["probabilities"].ravel(), spread[1:], rtol=0.02)
+
+
+def test_bernoulli_standard_errors_refuse_a_boundary_probability():
+    X = np.array([[1, 0], [1, 1], [1, 0], [1, 1], [1, 0], [1, 1]], dtype=float)
+    model = emkit.BernoulliMixture(1).fit(X)  # item 0 is always 1: θ = 1, a boundary maximum
+    with pytest.raises(NumericalError, match=r"probabilities\[0, 0\] = 1 is at the edge"):
+        model.standard_errors(X)

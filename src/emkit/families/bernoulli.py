@@ -16,12 +16,14 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import expit
 
-from emkit.errors import DataError
+from emkit.errors import DataError, NumericalError
 from emkit.families.base import FamilyDefaults, partition_start
 
 # log θ is evaluated as log max(θ, _TINY): a probability of exactly 0 (a boundary maximum) then
 # gives a finite −690 instead of −inf, which a matrix product would turn into NaN (0 · −inf).
 _TINY = 1e-300
+# A probability this close to 0 or 1 is a boundary maximum: no standard error is defined there.
+_BOUNDARY = 1e-8
 
 
 class BernoulliParams(NamedTuple):
@@ -102,6 +104,9 @@ class BernoulliFamily(FamilyDefaults):
                      params.probabilities)
         return BernoulliParams(np.clip(p, 0.0, 1.0)), ()
 
+    def information(self, params: BernoulliParams) -> BernoulliInformation:
+        return BernoulliInformation(params.probabilities)
+
     def log_prior(self, params: BernoulliParams) -> float:
         if self.a == 1.0 and self.b == 1.0:
             return 0.0
@@ -140,3 +145,49 @@ class BernoulliFamily(FamilyDefaults):
         """One row drawn from each component in ``components``, shape (len, D)."""
         p = params.probabilities[components]
         return (rng.uniform(size=p.shape) < p).astype(np.float64)
+
+
+class BernoulliInformation:
+    """The pieces of the observed information of K components of binary items (see
+    :class:`emkit.models.information.ComponentInformation`); coordinates: the probabilities
+    θ_kd in (k, d) order. A missing item contributes nothing. Per observed item,
+    ∂ log p / ∂θ = x/θ − (1 − x)/(1 − θ) and ∂² log p / ∂θ² = −x/θ² − (1 − x)/(1 − θ)²."""
+
+    def __init__(self, probabilities: np.ndarray):
+        self.p = np.asarray(probabilities, dtype=float)
+        K, D = self.p.shape
+        self.n_coordinates = K * D
+        self.coordinate_names = [f"probabilities[{k}, {d}]" for k in range(K) for d in range(D)]
+        edge = np.argwhere((self.p <= _BOUNDARY) | (self.p >= 1.0 - _BOUNDARY))
+        if len(edge):
+            k, d = edge[0]
+            raise NumericalError(
+                f"the standard errors cannot be computed: probabilities[{k}, {d}] = "
+                f"{self.p[k, d]:.3g} is at the edge of its range, where the likelihood has no "
+                "curvature to measure (latent class fits often put items there). Fit fewer "
+                "classes, or use a Beta prior (prior_a, prior_b > 1) and bootstrap the errors.")
+
+    def _items(self, X: np.ndarray) -> BinaryItems:
+        return BernoulliFamily().read(X)
+
+    def log_density(self, X: np.ndarray) -> np.ndarray:
+        return BernoulliFamily().log_density(BernoulliParams(self.p), self._items(X))
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        items = self._items(X)
+        K, D = self.p.shape
+        ones, zeros = items.values[:, None, :], (items.observed - items.values)[:, None, :]
+        per_component = ones / self.p[None] - zeros / (1.0 - self.p[None])  # (n, K, D)
+        scores = np.zeros((len(items.values), K, K * D))
+        for k in range(K):  # component k's score is zero outside its own probabilities
+            scores[:, k, k * D:(k + 1) * D] = per_component[:, k]
+        return scores
+
+    def hessian(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        items = self._items(X)
+        ones = weights.T @ items.values
+        zeros = weights.T @ (items.observed - items.values)
+        return np.diag((-ones / self.p**2 - zeros / (1.0 - self.p) ** 2).ravel())
+
+    def reported(self) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
+        return [("probabilities", self.p.shape, np.eye(self.n_coordinates))]
