@@ -10,6 +10,7 @@ from scipy.special import expit, logsumexp, softmax
 import emkit
 from emkit.data import ArrayChunks
 from emkit.errors import DataError, NumericalError, ParameterError
+from finite_differences import hessian
 
 THETA = np.array([[0.9, 0.8, 0.75, 0.2, 0.15], [0.2, 0.3, 0.15, 0.8, 0.7]])
 
@@ -219,18 +220,7 @@ def test_bernoulli_standard_errors_agree_with_a_finite_difference_hessian():
             for k, w in enumerate((theta[0], 1.0 - theta[0]))], axis=1)
         return float(np.logaddexp.reduce(joint, axis=1).sum())
 
-    n, h = len(theta), 1e-4
-    hessian = np.zeros((n, n))
-    for a in range(n):
-        for b in range(n):
-            total = 0.0
-            for sa, sb, sign in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
-                shifted = theta.copy()
-                shifted[a] += sa * h
-                shifted[b] += sb * h
-                total += sign * log_likelihood(shifted)
-            hessian[a, b] = total / (4 * h * h)
-    spread = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    spread = np.sqrt(np.diag(np.linalg.inv(-hessian(log_likelihood, theta))))
     np.testing.assert_allclose(errors["weights"], [spread[0]] * 2, rtol=0.02)
     np.testing.assert_allclose(errors["probabilities"].ravel(), spread[1:], rtol=0.02)
 

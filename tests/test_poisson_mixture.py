@@ -10,6 +10,7 @@ from sklearn.base import clone
 
 import emkit
 from emkit.errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from finite_differences import hessian
 
 # Hasselblad (1969, JASA 64: 1459–1471): deaths of women aged 80+ per day in The Times, 1910–12.
 DEATHS = np.arange(10.0)
@@ -191,7 +192,7 @@ def test_streamed_chunks_and_dask_arrays_give_the_in_memory_fit():
 
 
 # ------------------------------------------------------------------ standard errors
-def observed_information_by_finite_differences(model, X, w, step=1e-4):
+def observed_information_by_finite_differences(model, X, w):
     """−∇² of Σ_i w_i log Σ_k π_k Π_d Poisson(x_id | λ_kd) in (π_1 … π_{K−1}, λ), by central
     differences of scipy's log-pmf, written apart from emkit's code; and the coordinates."""
     K, D = model.rates_.shape
@@ -204,19 +205,7 @@ def observed_information_by_finite_differences(model, X, w, step=1e-4):
                           for k in range(K)], axis=1)
         return float(w @ np.logaddexp.reduce(joint, axis=1))
 
-    n = len(theta)
-    steps = step * np.maximum(np.abs(theta), 1e-2)
-    hessian = np.zeros((n, n))
-    for a in range(n):
-        for b in range(n):
-            total = 0.0
-            for sa, sb, sign in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
-                shifted = theta.copy()
-                shifted[a] += sa * steps[a]
-                shifted[b] += sb * steps[b]
-                total += sign * log_likelihood(shifted)
-            hessian[a, b] = total / (4 * steps[a] * steps[b])
-    return -hessian
+    return -hessian(log_likelihood, theta)
 
 
 def test_standard_errors_agree_with_a_finite_difference_hessian():

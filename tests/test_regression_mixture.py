@@ -8,6 +8,7 @@ from scipy.special import logsumexp
 
 import emkit
 from emkit.errors import DataError, NotFittedError, NumericalError, ParameterError
+from finite_differences import hessian as finite_difference_hessian
 
 # mixtools 2.0.0 on R 4.2.2 (Debian r-cran-mixtools), NOdata (y = Equivalence, x = NO):
 #   for (s in 1:200) { set.seed(s); f <- regmixEM(NOdata$Equivalence, NOdata$NO, k = 2,
@@ -147,18 +148,7 @@ def test_standard_errors_agree_with_a_finite_difference_hessian():
     model = emkit.RegressionMixture(tol=1e-14, random_state=0).fit(X, y)
     vector = np.concatenate([model.weights_[:1], np.column_stack(
         [model.intercept_, model.coef_[:, 0], model.noise_variance_]).ravel()])
-    n = len(vector)
-    h = 1e-4 * np.abs(vector)
-    hessian = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i, n):
-            def at(si, sj, i=i, j=j):
-                point = vector.copy()
-                point[i] += si * h[i]
-                point[j] += sj * h[j]
-                return _log_likelihood(point, X, y)
-            hessian[i, j] = hessian[j, i] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (
-                4 * h[i] * h[j])
+    hessian = finite_difference_hessian(lambda point: _log_likelihood(point, X, y), vector)
     expected = np.sqrt(np.diag(np.linalg.inv(-hessian)))
     errors = model.standard_errors(X, y)
     np.testing.assert_allclose(errors["weights"], expected[[0, 0]], rtol=0.02)

@@ -9,6 +9,7 @@ from scipy.stats import multivariate_normal
 
 import emkit
 from emkit.errors import NotFittedError, NumericalError
+from finite_differences import hessian as finite_difference_hessian
 
 
 def _covariances(theta, kind, K, D):
@@ -57,22 +58,6 @@ def _vector(model):
     return np.concatenate([model.weights_[:-1], model.means_.ravel(), theta])
 
 
-def _finite_difference_hessian(f, x, relative_step=1e-4):
-    n = len(x)
-    h = relative_step * np.maximum(np.abs(x), 0.1)
-    hessian = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i, n):
-            def at(si, sj, i=i, j=j):
-                point = x.copy()
-                point[i] += si * h[i]
-                point[j] += sj * h[j]
-                return f(point)
-            value = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * h[i] * h[j])
-            hessian[i, j] = hessian[j, i] = value
-    return hessian
-
-
 def _reported_jacobian(model, n_free):
     """Reported (weights, means, covariances) from the free vector: the delta method's
     Jacobian, by the same finite differences (the maps are linear)."""
@@ -105,7 +90,7 @@ def test_agree_with_a_finite_difference_hessian(kind):
                                   tol=1e-10).fit(X, sample_weight=w)
     K, D = model.means_.shape
     vector = _vector(model)
-    hessian = _finite_difference_hessian(
+    hessian = finite_difference_hessian(
         lambda v: _log_likelihood(v, X, w, kind, K, D), vector)
     covariance = np.linalg.inv(-hessian)
     jacobian = _reported_jacobian(model, len(vector))
@@ -125,7 +110,7 @@ def test_three_components_agree_with_a_finite_difference_hessian():
     K, D = model.means_.shape
     w = np.ones(len(X))
     vector = _vector(model)
-    hessian = _finite_difference_hessian(
+    hessian = finite_difference_hessian(
         lambda v: _log_likelihood(v, X, w, "full", K, D), vector)
     jacobian = _reported_jacobian(model, len(vector))
     expected = np.sqrt(np.diag(jacobian @ np.linalg.inv(-hessian) @ jacobian.T))
