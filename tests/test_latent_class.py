@@ -230,3 +230,46 @@ def test_bernoulli_standard_errors_refuse_a_boundary_probability():
     model = emkit.BernoulliMixture(1).fit(X)  # item 0 is always 1: θ = 1, a boundary maximum
     with pytest.raises(NumericalError, match=r"probabilities\[0, 0\] = 1 is at the edge"):
         model.standard_errors(X)
+
+
+def test_categorical_standard_errors_agree_with_a_finite_difference_hessian():
+    """Items of 3, 2 and 2 levels, missing answers; free coordinates π_1 and, per class and
+    item, the probabilities of all levels but the last; the last level's error by the delta
+    method."""
+    rng = np.random.default_rng(2)
+    truth = [np.array([[0.5, 0.3, 0.2], [0.15, 0.25, 0.6]]), np.array([[0.7, 0.3], [0.25, 0.75]]),
+             np.array([[0.2, 0.8], [0.65, 0.35]])]
+    labels = rng.integers(0, 2, 800)
+    X = np.column_stack([[rng.choice(len(t[c]), p=t[c]) for c in labels] for t in truth]
+                        ).astype(float)
+    X[rng.uniform(size=X.shape) < 0.05] = np.nan
+    model = emkit.CategoricalMixture(2, n_init=10, random_state=0).fit(X)
+    errors = model.standard_errors(X)
+    P = model.probabilities_  # (2, 3, 3)
+    theta = np.concatenate([model.weights_[:1]] + [
+        np.concatenate([P[k, 0, :2], P[k, 1, :1], P[k, 2, :1]]) for k in (0, 1)])
+
+    def log_likelihood(theta):
+        weights = (theta[0], 1.0 - theta[0])
+        joint = []
+        for k, start in ((0, 1), (1, 5)):
+            free = theta[start:start + 4]
+            items = [np.append(free[:2], 1.0 - free[:2].sum()),
+                     np.array([free[2], 1.0 - free[2]]), np.array([free[3], 1.0 - free[3]])]
+            log_p = np.zeros(len(X))
+            for column, probabilities in enumerate(items):
+                seen = ~np.isnan(X[:, column])
+                log_p[seen] += np.log(probabilities[X[seen, column].astype(int)])
+            joint.append(np.log(weights[k]) + log_p)
+        return float(np.logaddexp(*joint).sum())
+
+    covariance = np.linalg.inv(-hessian(log_likelihood, theta))
+    spread = np.sqrt(np.diag(covariance))
+    np.testing.assert_allclose(errors["weights"], [spread[0]] * 2, rtol=0.02)
+    np.testing.assert_allclose(errors["probabilities"][0, 0, :2], spread[1:3], rtol=0.02)
+    np.testing.assert_allclose(errors["probabilities"][1, 1, 0], spread[7], rtol=0.02)
+    np.testing.assert_allclose(errors["probabilities"][1, 2, 0], spread[8], rtol=0.02)
+    # the last level of item 0 in class 0: Var(1 − p0 − p1) from the covariance
+    last = np.sqrt(covariance[1, 1] + covariance[2, 2] + 2 * covariance[1, 2])
+    np.testing.assert_allclose(errors["probabilities"][0, 0, 2], last, rtol=0.02)
+    assert errors["probabilities"][0, 1, 2] == 0.0  # item 1 has two levels: a structural zero

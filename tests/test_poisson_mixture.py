@@ -235,8 +235,8 @@ def test_one_component_has_the_closed_form():
 
 
 def test_families_without_the_pieces_say_so():
-    X = np.random.default_rng(0).integers(0, 3, size=(60, 3)).astype(float)
-    model = emkit.CategoricalMixture(2, random_state=0).fit(X)
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    model = emkit.StudentMixture(2, random_state=0).fit(X)
     with pytest.raises(ParameterError, match="standard errors are not available for "
-                                             "CategoricalMixture"):
+                                             "StudentMixture"):
         model.standard_errors(X)

@@ -20,12 +20,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emkit.errors import DataError
+from emkit.errors import DataError, NumericalError
 from emkit.families.base import EmissionDefaults, FamilyDefaults, partition_start
 
 # log p is evaluated as log max(p, _TINY) in matrix products: a probability of exactly 0 then
 # gives a finite −690 where the product would otherwise make 0 · −inf = NaN.
 _TINY = 1e-300
+# A probability this close to 0 is a boundary maximum: no standard error is defined there.
+_BOUNDARY = 1e-8
 
 
 # --------------------------------------------------------------------------- shared math
@@ -256,6 +258,9 @@ class CategoricalFamily(FamilyDefaults):
             return 0.0
         return dirichlet_log_prior(params.probabilities[:, self.levels], self.prior)
 
+    def information(self, params: ItemParams) -> CategoricalInformation:
+        return CategoricalInformation(self, params.probabilities)
+
     def init(self, parts, n_components: int,
              rng: np.random.Generator) -> tuple[np.ndarray, ItemParams]:
         """A softened partition around k-means++ seeds among the rows' indicator vectors (a
@@ -298,3 +303,67 @@ class CategoricalFamily(FamilyDefaults):
                rng: np.random.Generator) -> np.ndarray:
         """One row of item codes drawn from each component in ``components``, (len, D)."""
         return draw_levels(params.probabilities[components], rng).astype(np.float64)
+
+
+class CategoricalInformation:
+    """The pieces of the observed information of K components of categorical items (see
+    :class:`emkit.models.information.ComponentInformation`). Free coordinates: for every
+    component k and item d the probabilities of its levels but the last, p_kd0 … p_kd(L−2) (the
+    last is 1 minus their sum). Per observed answer x of item d, with q the last level's
+    probability, ∂ log p / ∂p_l = [x = l]/p_l − [x = last]/q and
+    ∂² log p / ∂p_l ∂p_m = −δ_lm [x = l]/p_l² − [x = last]/q². The reported probabilities
+    beyond an item's levels are structural zeros (standard error 0)."""
+
+    def __init__(self, family: CategoricalFamily, probabilities: np.ndarray):
+        self.family = family
+        self.p = np.asarray(probabilities, dtype=float)  # (K, D, W)
+        K, D, W = self.p.shape
+        real = np.broadcast_to(family.levels, self.p.shape)
+        edge = np.argwhere(real & (self.p <= _BOUNDARY))
+        if len(edge):
+            k, d, level = edge[0]
+            raise NumericalError(
+                f"the standard errors cannot be computed: probabilities[{k}, {d}, {level}] = "
+                f"{self.p[k, d, level]:.3g} is at the edge of its range, where the likelihood "
+                "has no curvature to measure (latent class fits often put levels there). Fit "
+                "fewer classes, or use a Dirichlet prior (prior > 1) and bootstrap the errors.")
+        # (k, d, free level l) -> coordinate
+        self.blocks = [(k, d, int(family.n_levels[d]) - 1) for k in range(K) for d in range(D)]
+        starts = np.cumsum([0] + [free for _, _, free in self.blocks])
+        self.starts, self.n_coordinates = starts[:-1], int(starts[-1])
+        self.coordinate_names = [f"probabilities[{k}, {d}, {level}]"
+                                 for k, d, free in self.blocks for level in range(free)]
+
+    def log_density(self, X: np.ndarray) -> np.ndarray:
+        return self.family.log_density(ItemParams(self.p), self.family.read(X))
+
+    def _indicators(self, X: np.ndarray) -> np.ndarray:
+        return self.family.read(X).indicators.reshape(len(X), *self.p.shape[1:])  # (n, D, W)
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        answers = self._indicators(X)
+        scores = np.zeros((len(X), self.p.shape[0], self.n_coordinates))
+        for (k, d, free), start in zip(self.blocks, self.starts, strict=True):
+            p = self.p[k, d]
+            scores[:, k, start:start + free] = (answers[:, d, :free] / p[:free]
+                                                - answers[:, d, free:free + 1] / p[free])
+        return scores
+
+    def hessian(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        counts = level_counts(self._indicators(X).reshape(len(X), -1), weights,
+                              self.p.shape[1:])  # (K, D, W)
+        hessian = np.zeros((self.n_coordinates, self.n_coordinates))
+        for (k, d, free), start in zip(self.blocks, self.starts, strict=True):
+            p, c = self.p[k, d], counts[k, d]
+            block = np.full((free, free), -c[free] / p[free] ** 2)
+            block[np.diag_indices(free)] -= c[:free] / p[:free] ** 2
+            hessian[start:start + free, start:start + free] = block
+        return hessian
+
+    def reported(self) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
+        K, D, W = self.p.shape
+        jacobian = np.zeros((K, D, W, self.n_coordinates))
+        for (k, d, free), start in zip(self.blocks, self.starts, strict=True):
+            jacobian[k, d, np.arange(free), start + np.arange(free)] = 1.0
+            jacobian[k, d, free, start:start + free] = -1.0
+        return [("probabilities", self.p.shape, jacobian.reshape(K * D * W, -1))]
