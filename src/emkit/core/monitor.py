@@ -15,7 +15,7 @@ from emkit.core.results import EMStep, MonitorState
 from emkit.errors import LikelihoodDecreaseWarning, NumericalError
 
 # How many points the objective's convergence is judged on.
-_WINDOW = WINDOW = 6
+WINDOW = 6
 # Units of a floating type's epsilon within which steps count as its round-off (float32).
 _ULPS = 16
 _FLOAT64_EPS = float(np.finfo(np.float64).eps)
@@ -134,7 +134,7 @@ class ConvergenceMonitor:
         """Whether a model computing in a floating type coarser than float64 (``working_eps``,
         e.g. float32's epsilon) has parameters that only bounce at its round-off: the last
         parameter step within a few units of ``working_eps``, and the objective's last
-        ``_WINDOW`` points stationary or bouncing (no step beyond the type's resolution of the
+        ``WINDOW`` points stationary or bouncing (no step beyond the type's resolution of the
         objective, and none upwards unless one is downwards). Such parameters never pass
         ``xtol`` (their steps are as large as it and their rates are noise), yet no EM step can
         bring them closer: the test is met.
@@ -149,8 +149,8 @@ class ConvergenceMonitor:
             self.param_steps[-1] if self.param_steps else math.inf)
         if not last_step <= _ULPS * self.working_eps:
             return False
-        objectives = (self.lead_in + self.history[self.first_judged:])[-_WINDOW:]
-        if len(objectives) < _WINDOW:
+        objectives = (self.lead_in + self.history[self.first_judged:])[-WINDOW:]
+        if len(objectives) < WINDOW:
             return False
         recent = np.asarray(objectives, dtype=float)
         steps = np.diff(recent)
@@ -178,7 +178,7 @@ class ConvergenceMonitor:
         self.param_steps = list(state.param_steps)
 
 
-def remaining_gain(objectives: Sequence[float], window: int = _WINDOW,
+def remaining_gain(objectives: Sequence[float], window: int = WINDOW,
                    decrease_rtol: float = 1e-10) -> float:
     """Estimated distance from the last of ``objectives`` to their limit, by Aitken's Δ².
 
