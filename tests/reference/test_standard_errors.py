@@ -8,7 +8,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import emkit
-from emkit.errors import NotFittedError, NumericalError
+from emkit.errors import NotFittedError, NumericalError, ParameterError
 from finite_differences import hessian as finite_difference_hessian
 
 
@@ -29,6 +29,10 @@ def _covariances(theta, kind, K, D):
         return [symmetric(theta)] * K
     if kind == "diag":
         return [np.diag(theta[k * D:(k + 1) * D]) for k in range(K)]
+    if kind == "EII":  # mclust: one variance shared by all components
+        return [theta[0] * np.eye(D)] * K
+    if kind == "EEI":  # mclust: one diagonal shared by all components
+        return [np.diag(theta)] * K
     return [theta[k] * np.eye(D) for k in range(K)]
 
 
@@ -53,6 +57,8 @@ def _vector(model):
     elif kind == "tied":
         rows, columns = np.triu_indices(D)
         theta = cov[rows, columns]
+    elif kind in ("EII", "EEI"):  # stored per component, every component the shared value
+        theta = np.atleast_1d(cov[0])
     else:
         theta = cov.ravel()
     return np.concatenate([model.weights_[:-1], model.means_.ravel(), theta])
@@ -67,9 +73,10 @@ def _reported_jacobian(model, n_free):
         weights = np.append(vector[:K - 1], 1 - vector[:K - 1].sum())
         covariances = np.asarray(_covariances(vector[K - 1 + K * D:], model.covariance_type,
                                               K, D))
-        shaped = {"full": covariances, "tied": covariances[0],
-                  "diag": np.diagonal(covariances, axis1=1, axis2=2),
-                  "spherical": covariances[:, 0, 0]}[model.covariance_type]
+        diagonals = np.diagonal(covariances, axis1=1, axis2=2)
+        shaped = {"full": covariances, "tied": covariances[0], "diag": diagonals,
+                  "EEI": diagonals, "spherical": covariances[:, 0, 0],
+                  "EII": covariances[:, 0, 0]}[model.covariance_type]
         return np.concatenate([weights, vector[K - 1:K - 1 + K * D], shaped.ravel()])
 
     base = _vector(model)
@@ -82,7 +89,7 @@ def _overlapping(seed=0, n=240):
                       rng.multivariate_normal([2.5, 1], [[0.8, -0.2], [-0.2, 0.6]], n // 2)])
 
 
-@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical", "EII", "EEI"])
 def test_agree_with_a_finite_difference_hessian(kind):
     X = _overlapping()
     w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float)
@@ -179,4 +186,22 @@ def test_missing_values_are_refused():
     model = emkit.GaussianMixture(2, random_state=0).fit(X)
     X[0, 0] = np.nan
     with pytest.raises(emkit.errors.DataError, match="missing values"):
+        model.standard_errors(X)
+
+
+@pytest.mark.parametrize("alias,model", [("full", "VVV"), ("tied", "EEE"), ("diag", "VVI"),
+                                         ("spherical", "VII")])
+def test_mclust_names_give_the_errors_of_their_scikit_learn_aliases(alias, model):
+    X = _overlapping()
+    fits = [emkit.GaussianMixture(2, covariance_type=kind, random_state=0, tol=1e-10).fit(X)
+            for kind in (alias, model)]
+    first, second = (fit.standard_errors(X) for fit in fits)
+    for name in first:
+        np.testing.assert_allclose(second[name], first[name], rtol=1e-5)
+
+
+def test_models_sharing_through_an_eigendecomposition_are_refused_clearly():
+    X = _overlapping()
+    model = emkit.GaussianMixture(2, covariance_type="VEV", random_state=0).fit(X)
+    with pytest.raises(ParameterError, match="not available for covariance model 'VEV'"):
         model.standard_errors(X)

@@ -400,15 +400,18 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         coordinates (K − 1 weights, means, the covariance model's unique entries), inverted
         and carried to the reported parameters by the delta method (see
         :mod:`emkit.models.information`). Raises NumericalError naming a parameter the data
-        do not identify."""
+        do not identify. Available for the scikit-learn types and mclust's EII, VII, EEI,
+        VVI, EEE and VVV (ParameterError for the others)."""
         from emkit.families.gaussian_information import (
-            COVARIANCE_MAPS,
             GaussianInformation,
+            covariance_map,
             full_covariances,
         )
+        from emkit.families.parsimonious import layout
         from emkit.models.information import mixture_standard_errors
 
         self._check_fitted()
+        model_map = covariance_map(self.covariance_type)
         X = np.asarray(self._validate_rows(X, reset=False), dtype=float)
         if np.isnan(X).any():
             raise DataError("standard errors need complete rows: X holds missing values "
@@ -416,8 +419,8 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         sample_weight = check_sample_weight(sample_weight, len(X))
         K, D = self.means_.shape
         pieces = GaussianInformation(
-            self.means_, full_covariances(self.covariances_, self.covariance_type, K, D),
-            COVARIANCE_MAPS[self.covariance_type])
+            self.means_, full_covariances(self.covariances_, layout(self.covariance_type), K, D),
+            model_map)
         return mixture_standard_errors(pieces, self.weights_, X, sample_weight)
 
     # ------------------------------------------------------------------ model choice

@@ -28,7 +28,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CovarianceMap", "COVARIANCE_MAPS", "GaussianInformation", "full_covariances"]
+from emkit.errors import ParameterError
+
+__all__ = ["CovarianceMap", "COVARIANCE_MAPS", "GaussianInformation", "covariance_map",
+           "full_covariances"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -75,7 +78,32 @@ COVARIANCE_MAPS: dict[str, CovarianceMap] = {
         names=lambda K, D: [f"covariances[{k}]" for k in range(K)],
         matrices=lambda theta, K, D: theta[:, None, None] * np.eye(D),
         reported=lambda full: full[:, 0, 0]),
+    # mclust's models with one variance, or one diagonal, shared by all components (stored
+    # as "spherical" and "diag" are, every component holding the shared value).
+    "EII": CovarianceMap(
+        names=lambda K, D: ["covariances (shared)"],
+        matrices=lambda theta, K, D: np.broadcast_to(theta[0] * np.eye(D), (K, D, D)),
+        reported=lambda full: full[:, 0, 0]),
+    "EEI": CovarianceMap(
+        names=lambda K, D: [f"covariances[:, {d}] (shared)" for d in range(D)],
+        matrices=lambda theta, K, D: np.broadcast_to(np.diag(theta), (K, D, D)),
+        reported=lambda full: np.diagonal(full, axis1=1, axis2=2)),
 }
+# mclust's names of the models above that scikit-learn names too.
+_SKLEARN_NAMES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
+
+
+def covariance_map(covariance_type: str) -> CovarianceMap:
+    """The map of a covariance model (scikit-learn's or mclust's name); ParameterError for a
+    model whose volume, shape or orientation is shared through an eigendecomposition (its map
+    is not linear)."""
+    name = _SKLEARN_NAMES.get(covariance_type, covariance_type)
+    if name not in COVARIANCE_MAPS:
+        raise ParameterError(
+            f"standard errors are not available for covariance model {covariance_type!r} yet: "
+            "it shares a volume, shape or orientation through an eigendecomposition. They are "
+            f"for {', '.join(sorted(set(COVARIANCE_MAPS) | set(_SKLEARN_NAMES)))}.")
+    return COVARIANCE_MAPS[name]
 
 
 def full_covariances(covariances: np.ndarray, covariance_type: str, n_components: int,
