@@ -48,7 +48,7 @@ def main(argv=None):
     init = starting_point(X, k)
 
     def gmm(n_iter):
-        return emkit.GaussianMixture(k, max_iter=n_iter, tol=0, **init)
+        return emkit.GaussianMixture(k, max_iter=n_iter, tol=0, accelerate=None, **init)
 
     gmm(1).fit(X_missing[:20_000])  # compile the kernels
     gmm(1).fit(X[:20_000])

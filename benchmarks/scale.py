@@ -55,7 +55,8 @@ read_seconds = time.perf_counter() - start
 rng = np.random.default_rng(1)
 first = next(iter(source))
 means = first[rng.choice(len(first), 16, replace=False)].astype(float)
-model = emkit.GaussianMixture(16, dtype=np.float32, max_iter=n_iter, tol=0.0, means_init=means,
+model = emkit.GaussianMixture(16, dtype=np.float32, max_iter=n_iter, tol=0.0, accelerate=None,
+                              means_init=means,
                               weights_init=np.full(16, 1 / 16), precisions_init=np.repeat(
                                   np.eye(16)[None], 16, axis=0))
 start = time.perf_counter()
