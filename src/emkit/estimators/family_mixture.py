@@ -228,24 +228,15 @@ def _positive_int(values, key) -> int:
 def check_fitted_family_mixture(estimator: FamilyMixture) -> None:
     """Shapes and values of a fitted family mixture; raises ValueError saying what is wrong
     (run before saving and after loading)."""
+    from emkit.estimators.persist import check_mixture_arrays
+
     estimator._check_parameters()  # a ParameterError is a ValueError
     K = estimator.n_components
     D = estimator.n_features_in_
     if not isinstance(D, (int, np.integer)) or isinstance(D, bool) or D < 1:
         raise ValueError(f"n_features_in_ must be a positive integer, got {D!r}")
-    for name, shape in estimator._attribute_shapes(K, D).items():
-        value = getattr(estimator, name)
-        if not isinstance(value, np.ndarray) or value.ndim != len(shape) or any(
-                want is not None and got != want
-                for got, want in zip(value.shape, shape, strict=True)):
-            raise ValueError(f"{name} should have shape {shape} for n_components={K} and {D} "
-                             f"features, got {getattr(value, 'shape', type(value).__name__)}")
-        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise ValueError(f"{name} must hold finite floating-point numbers")
-    weights = estimator.weights_
-    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
-        raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
-                         f"{weights.sum():.10g})")
+    check_mixture_arrays(estimator, estimator._attribute_shapes(K, D),
+                         f"n_components={K} and {D} features")
     estimator._check_components()
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None and len(names) != D:

@@ -832,6 +832,25 @@ _BUILTIN_SHAPES: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], dict
 
 
 # --------------------------------------------------------------------------- GaussianMixture
+def check_mixture_arrays(estimator: Any, expected: Mapping[str, tuple], described: str) -> None:
+    """A fitted mixture's arrays: each of ``expected`` (name -> shape; None in a shape: any
+    length) of that shape and finite floats, and ``weights_`` a probability vector; raises
+    ValueError saying what is wrong. ``described`` finishes "should have shape … for"."""
+    for name, shape in expected.items():
+        value = getattr(estimator, name)
+        if not isinstance(value, np.ndarray) or value.ndim != len(shape) or any(
+                want is not None and got != want
+                for got, want in zip(value.shape, shape, strict=True)):
+            raise ValueError(f"{name} should have shape {shape} for {described}, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
+        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must hold finite floating-point numbers")
+    weights = estimator.weights_
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
+        raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
+                         f"{weights.sum():.10g})")
+
+
 def _check_gaussian_mixture(estimator: Any) -> None:
     """Shapes and values of a fitted GaussianMixture; raises ValueError saying what is wrong."""
     try:
@@ -848,18 +867,8 @@ def _check_gaussian_mixture(estimator: Any) -> None:
                         "spherical": (K,)}[kind]
     expected = {"weights_": (K,), "means_": (K, D), "covariances_": covariance_shape,
                 "precisions_cholesky_": covariance_shape, "precisions_": covariance_shape}
-    for name, shape in expected.items():
-        value = getattr(estimator, name)
-        if not isinstance(value, np.ndarray) or value.shape != shape:
-            raise ValueError(f"{name} should have shape {shape} for n_components={K}, "
-                             f"{D} features and covariance_type={kind!r}, got "
-                             f"{getattr(value, 'shape', type(value).__name__)}")
-        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise ValueError(f"{name} must hold finite floating-point numbers")
-    weights = estimator.weights_
-    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-8:
-        raise ValueError(f"weights_ must be non-negative and sum to 1 (they sum to "
-                         f"{weights.sum():.10g})")
+    check_mixture_arrays(estimator, expected,
+                         f"n_components={K}, {D} features and covariance_type={kind!r}")
     P = estimator.precisions_cholesky_
     scale = np.diagonal(P, axis1=-2, axis2=-1) if kind in ("full", "tied") else P
     if np.any(scale <= 0):
