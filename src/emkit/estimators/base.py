@@ -41,7 +41,8 @@ from emkit.estimators.validation import (
     random_generator,
 )
 
-__all__ = ["EMEstimator", "OnlineEMMixin", "SamplingMixin", "FitOutcome", "FIT_RECORD"]
+__all__ = ["EMEstimator", "OnlineEMMixin", "SamplingMixin", "MixturePosteriorsMixin", "FitOutcome",
+           "FIT_RECORD"]
 
 #: The fitted attributes every EM estimator records of its fit, with their kinds in a model
 #: file (see :class:`emkit.estimators.persist.EstimatorSpec`).
@@ -282,6 +283,32 @@ class OnlineEMMixin:
         if self._is_fitted():
             return self._params()
         return model.init_params(batch, random_generator(getattr(self, "random_state", None)))
+
+
+class MixturePosteriorsMixin:
+    """``predict``, ``predict_proba`` and ``score_samples`` of a fitted mixture, from one pass of
+    its model's ``posteriors`` over the validated rows (``_model_rows`` converts them where the
+    model takes another form, e.g. sparse counts)."""
+
+    def predict(self, X):
+        """Most probable component of each row, shape (n_samples,)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        return self._posteriors(X)[1]
+
+    def score_samples(self, X):
+        """Log-likelihood of each row, shape (n_samples,)."""
+        return self._posteriors(X)[0]
+
+    def _posteriors(self, X):
+        self._check_fitted()
+        X = self._validate_rows(X, reset=False)
+        return self._model().posteriors(self._params(), self._model_rows(X))
+
+    def _model_rows(self, X):
+        return X
 
 
 class RowDensityMixin(DensityMixin):

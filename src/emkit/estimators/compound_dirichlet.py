@@ -24,6 +24,7 @@ from emkit.estimators.base import (
     FIT_RECORD,
     EMEstimator,
     FitOutcome,
+    MixturePosteriorsMixin,
     OnlineEMMixin,
     RowDensityMixin,
     SamplingMixin,
@@ -56,7 +57,8 @@ PRIORS = ("gamma", None)
 SOLVERS = ("em", "fixed-point")
 
 
-class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
+class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowDensityMixin,
+                             EMEstimator):
     """Fitting (batch EM, and online EM by ``partial_fit``), inference and model choice shared
     by the three estimators."""
 
@@ -92,7 +94,7 @@ class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEs
         self._check_no_empty_category(X[used], "any row")
         if self._counts:
             self.n_trials_ = int(np.median(X[used].sum(axis=1)))
-        return Batch(sparse_counts(X) if self._counts else X, sample_weight)
+        return Batch(self._model_rows(X), sample_weight)
 
     def _check_no_empty_category(self, X, where):
         if not self._counts or self._prior() is not None:
@@ -118,28 +120,16 @@ class _CompoundDirichletBase(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEs
             self._check_no_empty_category(X[used], "any row of the first batch")
             if self._counts:
                 self.n_trials_ = int(np.median(X[used].sum(axis=1)))
-        return Batch(sparse_counts(X) if self._counts else X, sample_weight)
+        return Batch(self._model_rows(X), sample_weight)
 
     # ------------------------------------------------------------------ inference
-    def predict(self, X):
-        """Most probable component of each row, shape (n_samples,)."""
-        return self.predict_proba(X).argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Posterior probability of each component, shape (n_samples, n_components)."""
-        return self._posteriors(X)[1]
-
     def score_samples(self, X):
         """Log-likelihood of each row, shape (n_samples,). For counts it includes the
         multinomial coefficient N! / Π x_j!, as ``scipy.stats.dirichlet_multinomial``."""
-        return self._posteriors(X)[0]
+        return super().score_samples(X)
 
-
-    def _posteriors(self, X):
-        self._check_fitted()
-        X = self._validate_rows(X, reset=False)
-        data = sparse_counts(X) if self._counts else X
-        return self._model().posteriors(self._params(), data)
+    def _model_rows(self, X):
+        return sparse_counts(X) if self._counts else X
 
     def sample(self, n_samples=1, n_trials=None):
         """Draw rows from the fitted distribution; returns (X, component labels).

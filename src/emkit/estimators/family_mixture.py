@@ -25,6 +25,7 @@ from emkit.errors import DataError, ParameterError
 from emkit.estimators.base import (
     FIT_RECORD,
     EMEstimator,
+    MixturePosteriorsMixin,
     OnlineEMMixin,
     RowDensityMixin,
     SamplingMixin,
@@ -46,7 +47,8 @@ from emkit.models.mixture import MixtureModel, MixtureParams
 __all__ = ["FamilyMixture", "register_family_mixture"]
 
 
-class FamilyMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
+class FamilyMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowDensityMixin,
+                    EMEstimator):
     """Base of the estimators of mixtures of one component family, fitted by EM.
 
     Subclasses set ``_components`` (the family's parameter NamedTuple) and implement
@@ -147,25 +149,6 @@ class FamilyMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
     def _online_batch(self, X, y, sample_weight, first):
         X = self._validate_rows(X, reset=first and not self._is_fitted())
         return Batch(X, check_sample_weight(sample_weight, len(X)))
-
-    # ------------------------------------------------------------------ inference
-    def predict(self, X):
-        """Most probable component of each row, shape (n_samples,)."""
-        return self.predict_proba(X).argmax(axis=1)
-
-    def predict_proba(self, X):
-        """Posterior probability of each component, shape (n_samples, n_components)."""
-        return self._posteriors(X)[1]
-
-    def score_samples(self, X):
-        """Log-likelihood of each row, shape (n_samples,) (0 for a row with nothing
-        observed)."""
-        return self._posteriors(X)[0]
-
-    def _posteriors(self, X):
-        self._check_fitted()
-        X = self._validate_rows(X, reset=False)
-        return self._model().posteriors(self._params(), X)
 
     def _draw(self, n_samples, rng):
         counts = rng.multinomial(n_samples, self.weights_)

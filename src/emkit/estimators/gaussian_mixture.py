@@ -9,7 +9,13 @@ import numpy as np
 
 from emkit.data.chunks import Batch, CheckedChunks, ChunkSource
 from emkit.errors import DataError, ParameterError
-from emkit.estimators.base import EMEstimator, OnlineEMMixin, RowDensityMixin, SamplingMixin
+from emkit.estimators.base import (
+    EMEstimator,
+    MixturePosteriorsMixin,
+    OnlineEMMixin,
+    RowDensityMixin,
+    SamplingMixin,
+)
 from emkit.estimators.validation import (
     COUNT,
     NON_NEGATIVE,
@@ -40,7 +46,8 @@ def _float_dtype(dtype) -> bool:
     return np.dtype(dtype) in (np.float64, np.float32)
 
 
-class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator):
+class GaussianMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowDensityMixin,
+                      EMEstimator):
     """Gaussian mixture model fitted by EM — a drop-in for ``sklearn.mixture.GaussianMixture``.
 
     Constructor parameters and fitted attributes keep scikit-learn's names and shapes, so switching
@@ -352,26 +359,20 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, RowDensityMixin, EMEstimator
         """Most probable component of each row, shape (n_samples,); lazy for a Dask array."""
         if is_dask_collection(X):
             return _dask_rows(self.predict, X, None).astype(np.intp)
-        return self.predict_proba(X).argmax(axis=1)
+        return super().predict(X)
 
     def predict_proba(self, X):
         """Posterior probability of each component, shape (n_samples, n_components); lazy for a
         Dask array."""
         if is_dask_collection(X):
             return _dask_rows(self.predict_proba, X, self.n_components)
-        return self._posteriors(X)[1]
+        return super().predict_proba(X)
 
     def score_samples(self, X):
         """Log-likelihood of each row, shape (n_samples,); lazy for a Dask array."""
         if is_dask_collection(X):
             return _dask_rows(self.score_samples, X, None)
-        return self._posteriors(X)[0]
-
-
-    def _posteriors(self, X):
-        self._check_fitted()
-        X = self._validate_rows(X, reset=False)
-        return self._model().posteriors(self._params(), X)
+        return super().score_samples(X)
 
     def _draw(self, n_samples, rng):
         counts = rng.multinomial(n_samples, self.weights_)
