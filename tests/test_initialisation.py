@@ -198,3 +198,44 @@ def test_short_runs_pick_the_start_with_the_higher_likelihood():
     assert ranked[0][1] > ranked[1][1]
     np.testing.assert_allclose(np.sort(ranked[0][0].components.means[:, 0]), [2.04, 4.29],
                                atol=0.01)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_stacked_short_runs_equal_runs_one_start_at_a_time(covariance_type, weighted,
+                                                           monkeypatch):
+    X = load_iris().data
+    w = np.random.default_rng(1).uniform(0.0, 3.0, len(X)) if weighted else None
+    model = GaussianMixtureModel(3, covariance_type=covariance_type)
+    rng = np.random.default_rng(0)
+    starts = [model._params_from_resp(X, w, None,
+                                      model._initial_responsibilities("k-means++", X, w, rng),
+                                      rng) for _ in range(5)]
+    # A component far from every row: empty after the first E-step, so that start is re-seeded
+    # (the stacked runs hand such a start to the one-start step).
+    far = starts[0].components.means.copy()
+    far[0] += 1e3
+    components, _ = model.family.with_covariances(far, starts[0].components.covariances)
+    starts.append(starts[0]._replace(components=components))
+    assert model._stackable(Batch(X, w))
+    stacked = model._short_runs(starts, Batch(X, w), 12)
+    monkeypatch.setattr(GaussianMixtureModel, "_stackable", lambda self, batch: False)
+    single = model._short_runs(starts, Batch(X, w), 12)
+    assert len(stacked) == len(single) == len(starts)
+    for (params_a, ll_a), (params_b, ll_b) in zip(stacked, single, strict=True):
+        assert ll_a == pytest.approx(ll_b, rel=1e-10)
+        np.testing.assert_allclose(params_a.weights, params_b.weights, rtol=1e-8)
+        np.testing.assert_allclose(params_a.components.means, params_b.components.means,
+                                   rtol=1e-8)
+        np.testing.assert_allclose(params_a.components.covariances,
+                                   params_b.components.covariances, rtol=1e-8)
+
+
+def test_short_runs_of_coupled_models_or_gappy_data_go_one_start_at_a_time():
+    X = load_iris().data
+    assert not GaussianMixtureModel(3, covariance_type="tied")._stackable(Batch(X))
+    assert not GaussianMixtureModel(3, covariance_type="VEV")._stackable(Batch(X))
+    gappy = X.copy()
+    gappy[0, 1] = np.nan
+    assert not GaussianMixtureModel(3)._stackable(Batch(gappy))
+    assert not GaussianMixtureModel(3)._stackable(Batch(X, None, np.zeros(len(X), int)))

@@ -126,3 +126,26 @@ def test_any_nan_agrees_with_numpy(dtype):
         Y[row, column] = np.nan
         assert any_nan(Y) and any_nan(np.asfortranarray(Y))
         assert any_nan(Y[:, column:]) and not any_nan(np.delete(Y, column, axis=1))
+
+
+def test_logsumexp_and_posteriors_match_scipy():
+    from scipy.special import logsumexp as scipy_logsumexp
+    from scipy.special import softmax
+
+    from emkit.families.base import logsumexp, posteriors_from_log_joint
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.0, 300.0, (7, 4, 5))  # exp() of these overflows without the shift
+    values[0, 0] = -np.inf  # a row no component explains
+    values[1, 2, 3] = -np.inf
+    for axis in (-1, 0, 1):
+        for keepdims in (False, True):
+            np.testing.assert_allclose(logsumexp(values, axis, keepdims),
+                                       scipy_logsumexp(values, axis=axis, keepdims=keepdims),
+                                       rtol=1e-13)
+    log_norm, posteriors = posteriors_from_log_joint(values[1:])
+    np.testing.assert_allclose(posteriors, softmax(values[1:], axis=-1), rtol=1e-12, atol=1e-300)
+    _, tempered = posteriors_from_log_joint(values[1:], 0.3)
+    np.testing.assert_allclose(tempered, softmax(0.3 * values[1:], axis=-1), rtol=1e-12,
+                               atol=1e-300)
+    np.testing.assert_allclose(log_norm, scipy_logsumexp(values[1:], axis=-1), rtol=1e-13)

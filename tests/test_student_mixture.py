@@ -32,7 +32,9 @@ def _distance_to_centres(means):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_means_stay_at_the_clusters_despite_gross_outliers(seed):
     X = clusters_with_outliers(seed)
-    student = emkit.StudentMixture(2, random_state=seed).fit(X)
+    # The outlier-free cluster's ν lies where the likelihood is nearly flat in ν (seed 0: ν ≈ 155,
+    # ~1,000 iterations of exact EM for ν, just around the default max_iter): room to converge.
+    student = emkit.StudentMixture(2, random_state=seed, max_iter=3000).fit(X)
     assert student.converged_
     assert np.all(_distance_to_centres(student.means_) < 0.15)
     gaussian = emkit.GaussianMixture(2, random_state=seed).fit(X)

@@ -7,6 +7,7 @@ progress bar — lives here once, so every model gets it for free.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -425,7 +426,13 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
     params_converged = getattr(model, "params_converged", None)
 
     expected_complete = getattr(model, "expected_complete_log_likelihood", None)
-    q_shortfall = 0.0  # how far the latest M-step lowered Q (0: not at all, or unknown)
+    # How far the latest M-step lowered Q (0.0: not at all, or unknown), asked for only when
+    # the objective falls: evaluating Q twice per step costs a small fit a fifth of its time.
+    q_shortfall: Callable[[], float] | float = 0.0
+
+    def q_fall(stats, params, new) -> float:
+        before, after = expected_complete(stats, params), expected_complete(stats, new)
+        return max(0.0, before - after) if before is not None and after is not None else 0.0
 
     def m_step(stats, params):
         # Generalised EM's inequality: L(new) − L(old) ≥ Q(new) − Q(old). An M-step that is
@@ -434,9 +441,7 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
         nonlocal q_shortfall
         new = model.m_step(stats, params)
         if expected_complete is not None:
-            before, after = expected_complete(stats, params), expected_complete(stats, new)
-            q_shortfall = (max(0.0, before - after) if before is not None and after is not None
-                           else 0.0)
+            q_shortfall = functools.partial(q_fall, stats, params, new)
         return new
 
     def evaluate(params, beta: float = 1.0) -> EvaluatedPoint:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +68,7 @@ class ConvergenceMonitor:
     def record(self, objective: float, *, compare: bool = True, judge: bool = True,
                em_step: EMStep | None = None,
                param_step: float | None = None,
-               explained_decrease: float = 0.0) -> bool:
+               explained_decrease: float | Callable[[], float] = 0.0) -> bool:
         """Add one objective; return True when the fit has converged.
 
         ``compare=False`` skips the decrease check against the previous point (a re-seeded
@@ -79,7 +79,8 @@ class ConvergenceMonitor:
         is the largest change of the unconstrained parameters since the previous point (plain
         EM, when ``xtol`` is set). ``explained_decrease`` is how far the M-step behind this point
         lowered its own objective Q (an inexact M-step): the log-likelihood may fall by as much
-        (generalised EM's inequality), so such a fall is no defect and is not warned about.
+        (generalised EM's inequality), so such a fall is no defect and is not warned about; a
+        callable is called for it only when the objective falls.
         """
         iteration = len(self.history)
         if not math.isfinite(objective):
@@ -93,8 +94,11 @@ class ConvergenceMonitor:
         if iteration == 0:
             return False
         change = objective - self.history[-2]
-        slack = self.decrease_rtol * max(1.0, abs(objective)) + explained_decrease
-        if compare and change < -slack:
+        slack = self.decrease_rtol * max(1.0, abs(objective))
+        falls = compare and change < -slack
+        if falls and callable(explained_decrease):
+            explained_decrease = explained_decrease()
+        if falls and change < -(slack + explained_decrease):
             self.decreases.append((iteration, -change))
             warnings.warn(
                 f"EM objective decreased by {-change:.3g} at iteration {iteration} "

@@ -59,6 +59,9 @@ ALIASES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
 #: Every accepted ``covariance_type`` (a literal: the command line reads it without importing).
 COVARIANCE_TYPES = ("spherical", "diag", "tied", "full", "EII", "VII", "EEI", "VEI", "EVI", "VVI",
                     "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+#: The models whose M-step estimates each component on its own (nothing Equal across them): K
+#: components of several mixtures can then be estimated as one wider mixture's.
+SEPARABLE = ("VII", "VVI", "VVV")
 
 # How far the iterative M-steps go: to a relative change of the objective below _TOL, at most
 # _MAX_ITER rounds. Each round lowers the objective, so stopping early is still generalised EM;

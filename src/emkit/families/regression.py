@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp
 
 from emkit.errors import DataError
-from emkit.families.base import FamilyDefaults
+from emkit.families.base import FamilyDefaults, logsumexp
 
 __all__ = ["RegressionParams", "RegressionStats", "RegressionRows", "RegressionFamily",
            "RegressionInformation", "read_regression_rows"]
