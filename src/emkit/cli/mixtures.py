@@ -104,7 +104,10 @@ def add_data_arguments(parser, kind: str) -> None:
     if kind != "regression":
         common.add_table_arguments(parser, drop_missing=True)
         return
-    common.add_table_arguments(parser, columns=False, drop_missing=True)
+    common.add_table_arguments(parser, columns=False, drop_missing=False)
+    parser.add_argument("--drop-missing", action="store_true",
+                        help="leave out rows with empty cells in the columns used (default: "
+                             "refuse them; a regression needs complete rows)")
     add_response_option(parser, required=True)
     parser.add_argument("--predictors", metavar="A,B",
                         help="predictor columns, by name (default: every other numeric column)")
