@@ -48,7 +48,7 @@ class SelectionResult:
         ``n_components``, ``covariance_type``, ``log_likelihood`` (total, not per row),
         ``n_parameters``, ``bic``, ``aic``, ``icl``, ``converged`` and ``collapsed`` (a
         component sits on fewer than D + 1 distinct points, see :func:`select_model`).
-    estimators : list of GaussianMixture
+    estimators : list of fitted mixtures (GaussianMixture or the estimator given)
         The fitted models, aligned with ``table``.
     best_index : int
         Row of ``table`` with the lowest ``criterion`` (the first of equals: the simplest model).
