@@ -286,6 +286,41 @@ def test_select_text_output_and_plot(tmp_path, capsys):
     assert (tmp_path / "bic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_select_writes_each_rows_classification_and_uncertainty(tmp_path, capsys):
+    """mclust's classification and uncertainty of the chosen model, per row, in the rows' own
+    places; checked against posteriors from scipy's densities with the saved model."""
+    X = faithful_array()
+    data = tmp_path / "gaps.csv"
+    rows = [[f"{a:.17g}", "" if i in (2, 7) else f"{b:.17g}"] for i, (a, b) in enumerate(X)]
+    write_csv(data, ["eruptions", "waiting"], rows)
+    rows_path, model_path = tmp_path / "rows.csv", tmp_path / "best.emkit"
+    result = run_json(capsys, "select", "gmm", data, "-k", "1-3", "--drop-missing",
+                      "--classification", rows_path, "-o", model_path)
+    model = load_model(model_path)
+    assert model.n_components == result["best"]["n_components"] == 2
+    joint = np.column_stack([model.weights_[k] * stats.multivariate_normal(
+        model.means_[k], model.covariances_[k]).pdf(X) for k in range(2)])
+    posteriors = joint / joint.sum(axis=1, keepdims=True)
+    lines = rows_path.read_text().splitlines()
+    assert lines[0] == "classification,uncertainty" and len(lines) == len(X) + 1
+    for i, line in enumerate(lines[1:]):
+        if i in (2, 7):  # left out: an empty line of cells keeps the rows aligned
+            assert line == ","
+            continue
+        label, uncertainty = line.split(",")
+        assert int(label) == posteriors[i].argmax()
+        assert float(uncertainty) == pytest.approx(1 - posteriors[i].max(), abs=1e-10)
+    summary = result["classification"]
+    used = np.delete(posteriors, [2, 7], axis=0)
+    assert summary["rows_per_component"] == np.bincount(used.argmax(axis=1)).tolist()
+    assert summary["max_uncertainty"] == pytest.approx(1 - used.max(axis=1).min(), abs=1e-10)
+    worst = summary["max_uncertainty_row"]  # a 1-based data row of the file
+    assert 1 - posteriors[worst - 1].max() == pytest.approx(summary["max_uncertainty"])
+    status, out, err = run(capsys, "select", "gmm", FAITHFUL, "-k", "2", "--classification",
+                           tmp_path)
+    assert status == 2 and "it is a folder" in err
+
+
 def test_parse_k_range():
     assert parse_k_range("1-8") == list(range(1, 9))
     assert parse_k_range("3") == [3]

@@ -24,7 +24,19 @@ import pytest
 
 import emkit.cli
 from emkit import datasets
-from emkit.cli import build_parser, common, defaults, dmm, fixed, gmm, hmm, impute, main, tones
+from emkit.cli import (
+    build_parser,
+    common,
+    defaults,
+    dmm,
+    fixed,
+    gmm,
+    hmm,
+    impute,
+    main,
+    mixtures,
+    tones,
+)
 
 FAITHFUL = datasets.path("faithful")
 CLI_SOURCES = sorted(Path(emkit.cli.__file__).parent.glob("*.py"))
@@ -55,8 +67,9 @@ def test_every_command_is_listed():
     assert sorted(COMMANDS) == sorted([
         ("fit", "gmm"), ("fit", "hmm"), ("fit", "dmm"), ("fit", "fixed"), ("fit", "tones"),
         ("fit", "poisson"), ("fit", "bernoulli"), ("fit", "categorical"), ("fit", "student"),
-        ("predict",), ("score",), ("select", "gmm"), ("select", "dmm"), ("impute",), ("info",),
-        ("demo",)])
+        ("fit", "regression"), ("predict",), ("score",), ("select", "gmm"), ("select", "dmm"),
+        ("select", "poisson"), ("select", "bernoulli"), ("select", "categorical"),
+        ("select", "student"), ("select", "regression"), ("impute",), ("info",), ("demo",)])
 
 
 # ------------------------------------------------------------------------------ help
@@ -173,7 +186,21 @@ def estimators_built_from(tmp_path):
          GaussianMixture(1)),
         ("select dmm", dmm.build_estimator(parse(["select", "dmm", "d.csv"]), 1),
          DirichletMultinomialMixture(1)),
+        *((f"fit {kind}", mixtures.build_estimator(parse(["fit", kind, "d.csv", "-k", "3"] + (
+            ["--response", "y"] if kind == "regression" else []))),
+           mixtures.estimator_class(kind)(3)) for kind in mixtures.KINDS),
     ]
+
+
+def test_select_of_a_family_passes_the_estimators_defaults(monkeypatch):
+    """emkit select KIND passes select_model only the options given, the seed and progress:
+    every other parameter is the family estimator's default."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    for kind in mixtures.KINDS:
+        argv = ["select", kind, "d.csv"] + (["--response", "y"] if kind == "regression" else [])
+        args = build_parser().parse_args(argv)
+        assert common.estimator_options(args, "select") == {}
+        assert common.common_keywords(args, kind) == CLI_CHOICES
 
 
 def test_cli_defaults_are_the_estimators_defaults(tmp_path, monkeypatch):

@@ -194,3 +194,101 @@ def test_a_collapsed_component_is_listed_but_not_chosen():
     assert any("collapsed" in note for note in result.notes)
     spike = result.estimators[7]
     assert spike.covariances_.min() <= 1.01 * spike.reg_covar  # a component on one galaxy
+
+
+# ------------------------------------------------------------------ the chosen model's rows
+def test_classification_and_uncertainty_are_the_best_models_posteriors(result, three_blobs):
+    # Posteriors from scipy's densities with the chosen model's parameters: independent of
+    # emkit's kernels and of predict_proba.
+    best = result.best_estimator
+    joint = np.column_stack([best.weights_[k] * stats.multivariate_normal(
+        best.means_[k], best.covariances_[k]).pdf(three_blobs) for k in range(best.n_components)])
+    posteriors = joint / joint.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(result.classification, posteriors.argmax(axis=1))
+    np.testing.assert_allclose(result.uncertainty, 1 - posteriors.max(axis=1), atol=1e-10)
+    assert result.uncertainty.shape == (len(three_blobs),)
+    assert np.all((result.uncertainty >= 0) & (result.uncertainty <= 1 - 1 / 3 + 1e-12))
+
+
+@pytest.fixture(scope="module")
+def two_poisson():
+    """400 counts from 0.4 Poisson(2) + 0.6 Poisson(9), with their true components."""
+    rng = np.random.default_rng(3)
+    labels = (rng.uniform(size=400) >= 0.4).astype(int)
+    return rng.poisson(np.array([2.0, 9.0])[labels])[:, None].astype(float), labels
+
+
+def test_poisson_selection_finds_two_components_and_their_rows(two_poisson):
+    from emkit import PoissonMixture
+
+    X, labels = two_poisson
+    result = select_model(X, range(1, 5), estimator=PoissonMixture, random_state=0)
+    assert result.best["n_components"] == 2 and "covariance_type" not in result.to_text()
+    best = result.best_estimator
+    assert isinstance(best, PoissonMixture)
+    assert sorted(best.rates_[:, 0]) == pytest.approx([2.0, 9.0], rel=0.15)
+    # Posteriors from scipy's Poisson pmf with the fitted rates.
+    joint = best.weights_ * stats.poisson.pmf(X, best.rates_[:, 0])
+    posteriors = joint / joint.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(result.classification, posteriors.argmax(axis=1))
+    np.testing.assert_allclose(result.uncertainty, 1 - posteriors.max(axis=1), atol=1e-12)
+    # The criteria are the estimator's own (a different code path).
+    row = result.best
+    assert row["bic"] == pytest.approx(best.bic(X), rel=1e-12)
+    assert row["n_parameters"] == 3  # one weight, two rates
+    # Most rows land with their generating component (the two overlap a little).
+    low = int(np.argmin(best.rates_[:, 0]))
+    assert np.mean((result.classification != low) == labels.astype(bool)) > 0.9
+
+
+def test_bernoulli_and_student_selection(three_blobs):
+    from emkit import BernoulliMixture, StudentMixture
+
+    rng = np.random.default_rng(5)
+    z = rng.uniform(size=300) < 0.5
+    # Two latent classes answering six yes/no items in opposite ways.
+    probabilities = np.where(z[:, None], [0.9, 0.9, 0.8, 0.2, 0.1, 0.1],
+                             [0.1, 0.2, 0.2, 0.8, 0.9, 0.9])
+    items = (rng.uniform(size=(300, 6)) < probabilities).astype(float)
+    result = select_model(items, range(1, 4), estimator=BernoulliMixture, n_init=3,
+                          random_state=0)
+    assert result.best["n_components"] == 2
+    student = select_model(three_blobs, [2, 3, 4], estimator=StudentMixture, random_state=0)
+    assert student.best["n_components"] == 3
+    assert not any(row["collapsed"] for row in student.table)
+
+
+def test_regression_selection_on_the_ethanol_data():
+    # mixtools' NOdata: two lines, the best regmixEM maximum has log-likelihood 122.038.
+    from emkit import RegressionMixture, datasets
+
+    data = datasets.load("ethanol")
+    X, y = data.data[:, :1], data.column("Equivalence")
+    result = select_model(X, range(1, 4), estimator=RegressionMixture, y=y, random_state=0)
+    assert result.best["n_components"] == 2
+    assert result.best["log_likelihood"] == pytest.approx(122.038, abs=1e-3)
+    best = result.best_estimator
+    posteriors = best.predict_proba(X, y)
+    np.testing.assert_array_equal(result.classification, posteriors.argmax(axis=1))
+    np.testing.assert_allclose(result.uncertainty, 1 - posteriors.max(axis=1), atol=1e-12)
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"estimator": "PoissonMixture"}, ParameterError, "GaussianMixture or a family mixture"),
+    ({"estimator": "poisson", "covariance_types": "diag"}, ParameterError,
+     "covariance_types is for GaussianMixture; PoissonMixture has none"),
+    ({"estimator": "poisson", "rates": 3}, ParameterError,
+     "unknown PoissonMixture parameter.*rates"),
+    ({"estimator": "poisson", "y": np.zeros(5)}, ParameterError, "takes no response"),
+    ({"y": np.zeros(5)}, ParameterError, "GaussianMixture takes no response"),
+    ({"estimator": "regression"}, DataError, "pass the response as y"),
+])
+def test_bad_family_arguments_raise_clear_errors(arguments, error, message):
+    from emkit import PoissonMixture, RegressionMixture
+
+    classes = {"poisson": PoissonMixture, "regression": RegressionMixture}
+    arguments = dict(arguments)
+    if arguments.get("estimator") in classes:
+        arguments["estimator"] = classes[arguments["estimator"]]
+    with pytest.raises(error, match=message):
+        select_model(np.arange(10.0).reshape(5, 2), [1, 2], **arguments)

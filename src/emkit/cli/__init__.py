@@ -40,11 +40,13 @@ examples:
   emkit fit hmm series.csv -k 3 --lengths-column id -o hmm.emkit
   emkit fit dmm counts.csv -k 4
   emkit fit poisson counts.csv -k 2     # also bernoulli, categorical, student
+  emkit fit regression data.csv --response y --predictors x1,x2 -k 2
 """
 SELECT_EXAMPLES = """\
 examples:
   emkit select gmm data.csv -k 1-8 --covariance full,diag
   emkit select dmm counts.csv -k 1-6 --criterion laplace
+  emkit select poisson counts.csv -k 1-5 --classification rows.csv   # also bernoulli, ...
 """
 
 
@@ -72,7 +74,7 @@ def build_parser() -> common.Parser:
                                  "and choose one by a criterion; 'emkit select KIND --help' "
                                  "lists the options.")
     kinds = common.add_kinds(select, "model kinds")
-    for module in (gmm, dmm):
+    for module in (gmm, dmm, mixtures):
         module.add_select_parser(kinds)
     for module in (impute, info, demo):
         module.add_parser(commands)

@@ -177,6 +177,18 @@ def covariance_list(text: str) -> list[str]:
     return list(dict.fromkeys(MIXTURE_COVARIANCE_TYPE(name.strip()) for name in text.split(",")))
 
 
+SELECTION_CRITERIA = ("bic", "aic", "icl")  # select_model's (dmm adds the Laplace evidence)
+
+
+def criterion(text: str) -> str:
+    """``--criterion`` of ``emkit select`` for the kinds that select_model fits."""
+    if text == "laplace":
+        raise argparse.ArgumentTypeError("laplace is for dmm; for this kind use bic, aic or icl")
+    if text not in SELECTION_CRITERIA:
+        raise argparse.ArgumentTypeError(f"unknown criterion {text!r}: choose bic, aic or icl")
+    return text
+
+
 def accelerate(text: str) -> str | None:
     if text not in ("none", "squarem"):
         raise argparse.ArgumentTypeError(f"unknown acceleration {text!r}: choose none or squarem")
@@ -301,6 +313,16 @@ def add_output_options(parser, output_help: str, *, json_option: bool = True) ->
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def add_selection_options(parser, output_help: str = "write the chosen model to this file"):
+    """What ``emkit select`` writes: the chosen model (-o), each row's classification and
+    uncertainty (--classification), --json."""
+    parser.add_argument("--classification", type=Path, metavar="FILE.csv",
+                        help="write each row's classification (most probable component of the "
+                             "chosen model) and uncertainty (1 - that probability) to this CSV "
+                             "file; rows left out stay empty")
+    add_output_options(parser, output_help)
+
+
 def add_lengths_option(parser) -> None:
     parser.add_argument("--lengths-column", metavar="ID",
                         help="hidden Markov models: rows with the same value of column ID in a "
@@ -415,16 +437,21 @@ def model_columns(model: Any, columns: str | None) -> list[str] | None:
     return None if names is None else [str(name) for name in names]
 
 
-def save_model(model: Any, path: Path, columns: Sequence[str]) -> None:
-    """Save ``model`` with the names of the columns it was fitted on, so that ``predict`` and
-    ``score`` read the same columns by default."""
+def save_model(model: Any, path: Path, columns: Sequence[str], response: str | None = None,
+               ) -> None:
+    """Save ``model`` with the names of the columns it was fitted on (and of the response of a
+    regression), so that ``predict`` and ``score`` read the same columns by default."""
     import numpy as np
 
     model.feature_names_in_ = np.asarray(columns, dtype=object)
+    if response is not None:
+        model.response_name_ = np.asarray([response], dtype=object)
     try:
         model.save(path)
     finally:
         del model.feature_names_in_
+        if response is not None:
+            del model.response_name_
 
 
 def check_width(model: Any, table: Table) -> None:
@@ -449,24 +476,93 @@ def write_output(args: argparse.Namespace, text: str) -> None:
         write_atomically(args.output, text)
 
 
-def write_per_row(args: argparse.Namespace, header: list[str], values: list[Any],
-                  use: np.ndarray, name: str) -> None:
-    """One result per row used (``use``), written in the rows' own places (rows left out stay
-    empty: null in JSON), as CSV or, with ``--json``, as ``{name: [...]}``."""
+def in_place(values: Sequence[Any], use: np.ndarray) -> list[Any]:
+    """One result per row used (``use``) put in the rows' own places; None for rows left out,
+    so that output row i always belongs to input row i."""
     import numpy as np
-
-    from emkit.data.io import format_csv
 
     results: list[Any] = [None] * len(use)
     for position, value in zip(np.flatnonzero(use), values, strict=True):
         results[position] = value
+    return results
+
+
+def per_row_csv(header: list[str], values: Sequence[Any], use: np.ndarray) -> str:
+    """CSV text of one result (a value or a list of values) per row used, in the rows' own
+    places; rows left out are empty lines of cells."""
+    from emkit.data.io import format_csv
+
+    blank = [""] * len(header)
+    return format_csv(header, (blank if value is None else value if isinstance(value, list)
+                               else [value] for value in in_place(values, use)))
+
+
+def write_per_row(args: argparse.Namespace, header: list[str], values: list[Any],
+                  use: np.ndarray, name: str) -> None:
+    """One result per row used (``use``), written in the rows' own places (rows left out stay
+    empty: null in JSON), as CSV or, with ``--json``, as ``{name: [...]}``."""
     if args.json:
-        output = json.dumps({name: results}) + "\n"
+        output = json.dumps({name: in_place(values, use)}) + "\n"
     else:
-        blank = [""] * len(header)
-        output = format_csv(header, (blank if value is None else value if args.proba
-                                     else [value] for value in results))
+        output = per_row_csv(header, values, use)
     write_output(args, output)
+
+
+def write_classification(path: Path, result: Any, use: np.ndarray) -> None:
+    """The chosen model's ``classification`` and ``uncertainty`` of every row (a
+    :class:`emkit.estimators.selection.SelectionResult`) to a CSV file, atomically."""
+    from emkit.core.atomic import write_atomically
+
+    values = [[int(label), float(uncertainty)] for label, uncertainty
+              in zip(result.classification, result.uncertainty, strict=True)]
+    write_atomically(path, per_row_csv(["classification", "uncertainty"], values, use))
+
+
+def classification_summary(result: Any, use: np.ndarray) -> dict[str, Any]:
+    """Rows per component of the chosen model's classification and the uncertainty's mean and
+    largest value, with the (1-based) data row where it is largest."""
+    import numpy as np
+
+    counts = np.bincount(result.classification, minlength=result.best["n_components"])
+    worst = int(np.argmax(result.uncertainty))
+    return {"rows_per_component": counts.tolist(),
+            "mean_uncertainty": float(result.uncertainty.mean()),
+            "max_uncertainty": float(result.uncertainty[worst]),
+            "max_uncertainty_row": int(np.flatnonzero(use)[worst]) + 1}
+
+
+def report_selection(args: argparse.Namespace, result: Any, columns: Sequence[str],
+                     use: np.ndarray, response: str | None = None,
+                     text: str | None = None) -> None:
+    """What ``emkit select`` writes after the fits: the chosen model (``-o``), the per-row
+    classification (``--classification``), then the table as JSON (``--json``) or as ``text``
+    (default: ``result.to_text()``) with the classification summary."""
+    if args.output is not None:
+        save_model(result.best_estimator, args.output, columns, response)
+    if args.classification is not None:
+        write_classification(args.classification, result, use)
+    summary = classification_summary(result, use)
+    written = {"output": args.output, "classification_file": args.classification,
+               "plot": getattr(args, "plot", None)}
+    if args.json:
+        print_json({"criterion": result.criterion, "columns": list(columns),
+                    **({} if response is None else {"response": response}),
+                    "n_samples": len(result.uncertainty), "table": result.table,
+                    "best_index": int(result.best_index), "best": result.best,
+                    "notes": result.notes, "classification": summary,
+                    **{key: None if path is None else str(path)
+                       for key, path in written.items()}})
+        return
+    counts = ", ".join(f"{k}: {n}" for k, n in enumerate(summary["rows_per_component"]))
+    lines = [result.to_text() if text is None else text,
+             f"classification  rows per component {counts}",
+             f"uncertainty     mean {summary['mean_uncertainty']:.4g}, largest "
+             f"{summary['max_uncertainty']:.4g} (data row {summary['max_uncertainty_row']})"]
+    names = {"output": "model", "classification_file": "classification",
+             "plot": "plot"}
+    lines += [f"{names[key]} written to {path}" for key, path in written.items()
+              if path is not None]
+    print("\n".join(lines))
 
 
 def print_json(value: Any) -> None:

@@ -29,6 +29,7 @@ ESTIMATORS = {
     "bernoulli": ("emkit.estimators.latent_class", "BernoulliMixture"),
     "categorical": ("emkit.estimators.latent_class", "CategoricalMixture"),
     "student": ("emkit.estimators.student_mixture", "StudentMixture"),
+    "regression": ("emkit.estimators.regression_mixture", "RegressionMixture"),
 }
 
 

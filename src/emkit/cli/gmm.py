@@ -24,8 +24,8 @@ examples:
   emkit select gmm data.csv -k 1-8 --covariance full,diag -o best.emkit
   emkit select gmm data.csv -k 1-6 --criterion icl --plot icl.png
   emkit select gmm data.csv -k 1-9 --models all --mclust-sign   # mclust's mclustBIC table
+  emkit select gmm src/emkit/datasets/faithful.csv -k 1-6 --classification rows.csv
 """
-CRITERIA = ("bic", "aic", "icl")
 
 
 def add_fit_parser(kinds) -> None:
@@ -71,7 +71,8 @@ def add_select_parser(kinds) -> None:
     parser.add_argument("--mclust-sign", action="store_true",
                         help="print the criterion per K and model with mclust's sign (higher "
                              "is better); the model file and --json keep emkit's")
-    common.add_estimator_option(parser, "select", "criterion", "--criterion", type=criterion,
+    common.add_estimator_option(parser, "select", "criterion", "--criterion",
+                                type=common.criterion,
                                 metavar="{bic,aic,icl}", help="criterion to minimise")
     common.add_gaussian_options(parser, "gmm", init="init_params", covariance=False)
     parser.add_argument("--float32", action="store_true",
@@ -79,16 +80,8 @@ def add_select_parser(kinds) -> None:
     common.add_em_options(parser, "gmm")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the criteria against K (needs emkit[plot])")
-    common.add_output_options(parser, "write the chosen model to this file")
+    common.add_selection_options(parser)
     parser.set_defaults(run=run_select)
-
-
-def criterion(text: str) -> str:
-    if text == "laplace":
-        raise argparse.ArgumentTypeError("laplace is for dmm; for gmm use bic, aic or icl")
-    if text not in CRITERIA:
-        raise argparse.ArgumentTypeError(f"unknown criterion {text!r}: choose bic, aic or icl")
-    return text
 
 
 # ---------------------------------------------------------------------------------- fit
@@ -252,7 +245,7 @@ def run_select(args: argparse.Namespace) -> None:
             import matplotlib  # noqa: F401
         except ImportError:
             raise common.Failure("--plot needs matplotlib: pip install 'emkit[plot]'.") from None
-    common.check_output_folders(args.output, args.plot)
+    common.check_output_folders(args.output, args.plot, args.classification)
     from emkit.estimators.selection import select_model
 
     table, use = common.read_rows(args.data, common.parse_columns(args.columns),
@@ -264,25 +257,11 @@ def run_select(args: argparse.Namespace) -> None:
     del options["n_components"], options["covariance_type"]
     result = select_model(X, **common.estimator_options(args, "select"), **options,
                           announce=common.note if common.progress(args) else None)
-    best_row = result.table[result.best_index]
-    if args.output is not None:
-        common.save_model(result.best_estimator, args.output, table.columns)
     if args.plot is not None:
         from emkit.plot import plot_criterion, save_figure
 
         save_figure(plot_criterion(result), args.plot)
-    if args.json:
-        common.print_json({
-            "criterion": result.criterion, "columns": list(table.columns), "n_samples": len(X),
-            "table": result.table, "best_index": int(result.best_index), "best": best_row,
-            "notes": result.notes, "output": None if args.output is None else str(args.output),
-            "plot": None if args.plot is None else str(args.plot)})
-        return
-    print(result.to_text())
+    text = result.to_text()
     if args.mclust_sign or len({row["covariance_type"] for row in result.table}) > 1:
-        print()
-        print(result.to_grid(mclust_sign=args.mclust_sign))
-    if args.output is not None:
-        print(f"model written to {args.output}")
-    if args.plot is not None:
-        print(f"plot written to {args.plot}")
+        text += "\n\n" + result.to_grid(mclust_sign=args.mclust_sign)
+    common.report_selection(args, result, table.columns, use, text=text)

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from emkit.cli import common, fixed, hmm
+from emkit.cli import common, fixed, hmm, mixtures
 
 EXAMPLES = """\
 examples:
   emkit predict model.emkit data.csv -o components.csv
   emkit predict model.emkit data.csv --proba --json
   emkit predict hmm.emkit series.csv --lengths-column id     # the Viterbi state path
+  emkit predict reg.emkit src/emkit/datasets/ethanol.csv --mean    # regressions: E[y | x]
 """
 
 
@@ -26,6 +27,10 @@ def add_parser(commands) -> None:
     common.add_table_arguments(parser)
     parser.add_argument("--proba", action="store_true",
                         help="write the probability of every component instead")
+    parser.add_argument("--mean", action="store_true",
+                        help="mixtures of regressions: write the conditional mean of the "
+                             "response given the predictors instead (needs no response column)")
+    mixtures.add_response_option(parser)
     common.add_lengths_option(parser)
     common.add_output_options(parser, "CSV file to write (default stdout)")
     parser.set_defaults(run=run)
@@ -41,6 +46,15 @@ def check_model_options(args: argparse.Namespace, model: Any) -> None:
     if args.lengths_column is not None and not is_hmm(model):
         raise common.Failure(f"--lengths-column is for hidden Markov models; {args.model} holds "
                              f"a {type(model).__name__}.")
+    for option in ("--response", "--mean"):
+        given = getattr(args, option[2:], None)
+        if given not in (None, False) and not is_regression(model):
+            raise common.Failure(f"{option} is for mixtures of regressions; {args.model} holds "
+                                 f"a {type(model).__name__}.")
+
+
+def is_regression(model: Any) -> bool:
+    return type(model).__name__ == "RegressionMixture"
 
 
 def is_hmm(model: Any) -> bool:
@@ -59,6 +73,8 @@ def run(args: argparse.Namespace) -> None:
         return hmm.run_predict(args, model)
     if is_fixed_mixture(model):  # rows x models likelihoods, maybe sparse
         return fixed.run_predict(args, model)
+    if is_regression(model):  # rows (x, y)
+        return mixtures.run_predict(args, model)
     table, use = common.read_rows(args.data, common.model_columns(model, args.columns),
                                   args.drop_missing, keep_positions=True,
                                   **common.layout_options(args))

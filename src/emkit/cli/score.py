@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from emkit.cli import common, fixed, hmm, predict
+from emkit.cli import common, fixed, hmm, mixtures, predict
 
 EXAMPLES = """\
 examples:
@@ -22,6 +22,7 @@ def add_parser(commands) -> None:
         "'emkit select' on the rows of a data file.")
     parser.add_argument("model", type=Path, help="model file written by 'emkit fit'")
     common.add_table_arguments(parser)
+    mixtures.add_response_option(parser)
     common.add_lengths_option(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(run=run)
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> None:
         return fixed.run_score(args, model)
     if predict.is_hmm(model):  # a hidden Markov model: sequences
         return hmm.run_score(args, model)
+    if predict.is_regression(model):  # log p(y | x) of rows (x, y)
+        return mixtures.run_score(args, model)
     table, use = common.read_rows(args.data, common.model_columns(model, args.columns),
                                   args.drop_missing, **common.layout_options(args))
     common.check_width(model, table)

@@ -227,10 +227,11 @@ def check_fitted_family_mixture(estimator: FamilyMixture) -> None:
 
 
 def register_family_mixture(cls: type[FamilyMixture], extra: dict[str, str] | None = None,
-                            ) -> None:
+                            optional: frozenset[str] = frozenset()) -> None:
     """Let model files store ``cls`` (a :class:`FamilyMixture` subclass): its weights, its
     parameter fields, the record of the fit and ``extra`` fitted attributes (name -> kind of
-    :class:`emkit.estimators.persist.EstimatorSpec`)."""
+    :class:`emkit.estimators.persist.EstimatorSpec`), those in ``optional`` stored when
+    present."""
     from emkit.estimators.persist import EstimatorSpec, register_estimator
 
     def shapes(params: dict[str, Any], attributes: dict[str, Any]) -> dict[str, tuple]:
@@ -247,7 +248,7 @@ def register_family_mixture(cls: type[FamilyMixture], extra: dict[str, str] | No
                     **{f"{name}_": "array" for name in cls._components._fields},
                     **(extra or {}), **FIT_RECORD, "n_features_in_": "int",
                     "feature_names_in_": "names"},
-        optional=frozenset({"feature_names_in_"}),
+        optional=frozenset({"feature_names_in_", *optional}),
         check=check_fitted_family_mixture,
         shapes=shapes,
     ))

@@ -72,6 +72,9 @@ class RegressionMixture(FamilyMixture):
     converged_, n_iter_, lower_bound_, history_, events_, restart_objectives_,
     n_features_in_, feature_names_in_
         As :class:`emkit.GaussianMixture`; ``n_features_in_`` counts the columns of X.
+    response_name_ : ndarray of one str, optional
+        The name of the response column, where a model file stores it (``emkit fit
+        regression`` does, so that ``emkit predict`` and ``emkit score`` read the same column).
 
     Degenerate components: the likelihood of a mixture of regressions is unbounded (a line
     through D + 1 rows with σ² → 0). A component whose rows weigh less than D + 2, or whose
@@ -232,6 +235,9 @@ class RegressionMixture(FamilyMixture):
     def _check_components(self) -> None:
         if np.any(self.noise_variance_ <= 0):
             raise ValueError("noise_variance_ must be positive")
+        names = getattr(self, "response_name_", None)
+        if names is not None and len(names) != 1:
+            raise ValueError(f"response_name_ must hold one name, got {len(names)}")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -239,4 +245,6 @@ class RegressionMixture(FamilyMixture):
         return tags
 
 
-register_family_mixture(RegressionMixture)
+# The response's name, when known (``emkit fit regression`` stores it for predict and score).
+register_family_mixture(RegressionMixture, {"response_name_": "names"},
+                        optional=frozenset({"response_name_"}))

@@ -1,7 +1,8 @@
-"""Choosing the number of components (and the covariance type) of a Gaussian mixture.
+"""Choosing the number of components of a mixture (and the covariance type of a Gaussian one).
 
-:func:`select_model` fits one :class:`emkit.GaussianMixture` per (K, covariance type) and ranks
-them by BIC, AIC or ICL, all with scikit-learn's sign convention (lower is better):
+:func:`select_model` fits one :class:`emkit.GaussianMixture` per (K, covariance type) — or one
+mixture of another family per K (``estimator=emkit.PoissonMixture``, …) — and ranks them by BIC,
+AIC or ICL, all with scikit-learn's sign convention (lower is better):
 
 - BIC = −2 log L + p log n (Schwarz 1978),
 - AIC = −2 log L + 2 p (Akaike 1974),
@@ -11,6 +12,11 @@ them by BIC, AIC or ICL, all with scikit-learn's sign convention (lower is bette
 where log L is the maximised log-likelihood, p the number of free parameters and n the number of
 rows. With ``sample_weight``, log L and the classification term are weighted sums and
 n = Σ w, so an integer weight counts as that many copies of the row.
+
+The chosen model's hard clustering comes with the result, as mclust's ``Mclust`` gives it: the
+``classification`` (most probable component) of every row and its ``uncertainty``,
+1 − max_k τ_ik (0 for a row surely in its component, up to 1 − 1/K for a row all components
+explain equally).
 """
 
 from __future__ import annotations
@@ -42,13 +48,19 @@ class SelectionResult:
         ``n_components``, ``covariance_type``, ``log_likelihood`` (total, not per row),
         ``n_parameters``, ``bic``, ``aic``, ``icl``, ``converged`` and ``collapsed`` (a
         component sits on fewer than D + 1 distinct points, see :func:`select_model`).
-    estimators : list of GaussianMixture
+    estimators : list of fitted mixtures (GaussianMixture or the estimator given)
         The fitted models, aligned with ``table``.
     best_index : int
         Row of ``table`` with the lowest ``criterion`` (the first of equals: the simplest model).
     criterion : str
     notes : list of str
         What was skipped and why (e.g. K larger than the number of rows).
+    classification : ndarray of shape (n_samples,) or None
+        The most probable component of every row under the best model (mclust's
+        ``classification``).
+    uncertainty : ndarray of shape (n_samples,) or None
+        1 − the largest posterior probability of every row under the best model (mclust's
+        ``uncertainty``).
     """
 
     table: list[dict[str, Any]]
@@ -56,6 +68,8 @@ class SelectionResult:
     best_index: int
     criterion: str
     notes: list[str] = field(default_factory=list)
+    classification: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
     @property
     def best_estimator(self):
@@ -69,10 +83,12 @@ class SelectionResult:
 
     def to_text(self) -> str:
         """The table as aligned plain text, the best row marked with ``*``, notes below."""
-        header = list(_COLUMNS)
-        rows = [[_format(row[key]) for key in _COLUMNS] for row in self.table]
+        # Families without covariance types (Poisson, ...) have no such column.
+        header = [key for key in _COLUMNS if key != "covariance_type"
+                  or any(row.get(key) is not None for row in self.table)]
+        rows = [[_format(row[key]) for key in header] for row in self.table]
         widths = [max(len(text) for text in column) for column in zip(header, *rows, strict=True)]
-        numeric = [key not in ("covariance_type", "converged", "collapsed") for key in _COLUMNS]
+        numeric = [key not in ("covariance_type", "converged", "collapsed") for key in header]
 
         def line(cells, mark):
             padded = [cell.rjust(width) if right else cell.ljust(width)
@@ -81,9 +97,10 @@ class SelectionResult:
 
         lines = [line(header, " ")]
         lines += [line(cells, "*" if i == self.best_index else " ") for i, cells in enumerate(rows)]
+        kind = self.best.get("covariance_type")
         lines.append(f"* lowest {self.criterion.upper()}: n_components="
-                     f"{self.best['n_components']}, covariance_type="
-                     f"{self.best['covariance_type']!r}")
+                     f"{self.best['n_components']}"
+                     + ("" if kind is None else f", covariance_type={kind!r}"))
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -120,9 +137,10 @@ class SelectionResult:
 
 def select_model(X, n_components: int | Iterable[int] = range(1, 9),
                  covariance_types: str | Sequence[str] = ("full",), criterion: str = "bic",
-                 sample_weight=None, announce: Callable[[str], None] | None = None,
+                 sample_weight=None, announce: Callable[[str], None] | None = None, *,
+                 estimator: type | None = None, y=None,
                  **estimator_params) -> SelectionResult:
-    """Fit a Gaussian mixture for every (K, covariance type) and pick the best by a criterion.
+    """Fit a mixture for every K (and covariance type) and pick the best by a criterion.
 
     Parameters
     ----------
@@ -133,7 +151,7 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     covariance_types : str or sequence of str, default ("full",)
         Any of "full", "tied", "diag", "spherical" and mclust's 14 models ("EII", …, "VVV",
         see :class:`emkit.GaussianMixture`); ``"all"`` for the 14 models (mclust's
-        ``mclustBIC``).
+        ``mclustBIC``). Gaussian mixtures only.
     criterion : {"bic", "aic", "icl"}, default "bic"
         Lower is better (scikit-learn's convention).
     sample_weight : array-like of shape (n_samples,), optional
@@ -142,15 +160,25 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     announce : callable, optional
         Called with one line before each fit, saying which it is (``emkit select`` prints it
         on stderr as progress).
+    estimator : class, default :class:`emkit.GaussianMixture`
+        The mixture to fit for every K: ``GaussianMixture`` or a family mixture
+        (:class:`emkit.PoissonMixture`, :class:`emkit.BernoulliMixture`,
+        :class:`emkit.CategoricalMixture`, :class:`emkit.StudentMixture`,
+        :class:`emkit.RegressionMixture`).
+    y : array-like of shape (n_samples,), optional
+        The response, for :class:`emkit.RegressionMixture` (which models y given X); the
+        criteria then count log p(y | x).
     **estimator_params
-        Other :class:`emkit.GaussianMixture` parameters (``random_state``, ``n_init``,
-        ``max_iter``, ``init_params``, …), the same for every fit. Pass ``random_state`` for a
-        reproducible table. By default every fit starts as ``GaussianMixture`` does
-        (``init_params="auto"``, hierarchical and k-means starts), as ``emkit select gmm`` does.
+        Other parameters of ``estimator`` (for ``GaussianMixture``: ``random_state``,
+        ``n_init``, ``max_iter``, ``init_params``, …), the same for every fit. Pass
+        ``random_state`` for a reproducible table. By default every fit starts as the estimator
+        does (``GaussianMixture``: ``init_params="auto"``, hierarchical and k-means starts), as
+        ``emkit select`` does.
 
     Returns
     -------
     SelectionResult
+        With the ``classification`` and ``uncertainty`` of every row under the best model.
         The best row is chosen among the fits that converged and did not collapse. A component
         that collapsed onto fewer than D + 1 distinct points (its covariance is ``reg_covar``
         in some direction) is a spurious maximum: its likelihood grows without bound as
@@ -162,22 +190,34 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     >>> from emkit import datasets, select_model
     >>> result = select_model(datasets.load("faithful").data, range(1, 5), random_state=0)
     >>> print(result.to_text())  # doctest: +SKIP
+    >>> from emkit import PoissonMixture
+    >>> counts = datasets.load("discoveries").data
+    >>> poisson = select_model(counts, range(1, 4), estimator=PoissonMixture, random_state=0)
+    >>> poisson.uncertainty.shape == (len(counts),)
+    True
     """
     from emkit.estimators.gaussian_mixture import GaussianMixture
     from emkit.families.parsimonious import COVARIANCE_TYPES, MODELS
 
+    if estimator is None:
+        estimator = GaussianMixture
+    gaussian = isinstance(estimator, type) and issubclass(estimator, GaussianMixture)
     if isinstance(covariance_types, str) and covariance_types == "all":
         covariance_types = MODELS
     if criterion not in CRITERIA:
         raise ParameterError(f"criterion must be one of {CRITERIA}, got {criterion!r}.")
     candidates = _check_components(n_components)
     kinds = _check_covariance_types(covariance_types, COVARIANCE_TYPES)
-    allowed = set(GaussianMixture().get_params()) - {"n_components", "covariance_type"}
+    data = _check_estimator(estimator, gaussian, kinds, X, y)
+    if not gaussian:
+        kinds = [None]  # one fit per K
+    name = estimator.__name__
+    own = {"n_components", "covariance_type"} if gaussian else {"n_components"}
+    allowed = set(estimator().get_params()) - own
     unknown = sorted(set(estimator_params) - allowed)
     if unknown:
-        hint = (" (they are select_model's own arguments)"
-                if {"n_components", "covariance_type"} & set(unknown) else "")
-        raise ParameterError(f"unknown GaussianMixture parameter(s) {', '.join(unknown)}"
+        hint = (" (they are select_model's own arguments)" if own & set(unknown) else "")
+        raise ParameterError(f"unknown {name} parameter(s) {', '.join(unknown)}"
                              f"{hint}; allowed: {', '.join(sorted(allowed))}.")
 
     n_samples = _count_rows(X)
@@ -195,12 +235,14 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     for kind in kinds:
         for k in candidates:
             if announce is not None:
-                announce(f"fitting K={k}, covariance {kind} ({len(table) + 1} of "
+                what = f"K={k}" if kind is None else f"K={k}, covariance {kind}"
+                announce(f"fitting {what} ({len(table) + 1} of "
                          f"{len(kinds) * len(candidates)})")
-            estimator = GaussianMixture(k, covariance_type=kind, **estimator_params)
-            estimator.fit(X, sample_weight=sample_weight)
-            table.append(_criteria(estimator, X, sample_weight))
-            estimators.append(estimator)
+            model = (estimator(k, covariance_type=kind, **estimator_params) if gaussian
+                     else estimator(k, **estimator_params))
+            model.fit(*data, sample_weight=sample_weight)
+            table.append(_criteria(model, data, sample_weight))
+            estimators.append(model)
     # A fit that did not converge is usually a component collapsing onto repeated values, and a
     # collapsed one has collapsed: either likelihood grows without bound. They are reported in
     # the table but chosen only if nothing else is left.
@@ -217,13 +259,38 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
                          "listed but not chosen.")
     scores = [row[criterion] if ok else np.inf for row, ok in zip(table, eligible, strict=True)]
     best_index = int(np.argmin(scores))  # argmin takes the first of equal scores
-    return SelectionResult(table, estimators, best_index, criterion, notes)
+    posteriors = estimators[best_index].predict_proba(*data)
+    return SelectionResult(table, estimators, best_index, criterion, notes,
+                           classification=posteriors.argmax(axis=1),
+                           uncertainty=1.0 - posteriors.max(axis=1))
 
 
-def _criteria(estimator, X, sample_weight) -> dict[str, Any]:
-    """The table row of one fitted mixture (see the module docstring for the formulas)."""
-    log_density = estimator.score_samples(X)
-    classification = np.log(estimator.predict_proba(X).max(axis=1))
+def _check_estimator(estimator, gaussian: bool, kinds: list[str], X, y) -> tuple:
+    """The arguments of ``fit`` and of the posteriors: (X,) or, for a model of y given X,
+    (X, y)."""
+    from emkit.estimators.family_mixture import FamilyMixture
+
+    if not gaussian and not (isinstance(estimator, type) and issubclass(estimator,
+                                                                         FamilyMixture)):
+        raise ParameterError(f"estimator must be GaussianMixture or a family mixture "
+                             f"(PoissonMixture, BernoulliMixture, CategoricalMixture, "
+                             f"StudentMixture, RegressionMixture), got {estimator!r}.")
+    if not gaussian and kinds != ["full"]:
+        raise ParameterError(f"covariance_types is for GaussianMixture; {estimator.__name__} "
+                             "has none: leave it out.")
+    needs_y = estimator().__sklearn_tags__().target_tags.required
+    if needs_y and y is None:
+        raise DataError(f"{estimator.__name__} models y given X: pass the response as y.")
+    if not needs_y and y is not None:
+        raise ParameterError(f"{estimator.__name__} takes no response: leave y out.")
+    return (X,) if y is None else (X, y)
+
+
+def _criteria(estimator, data, sample_weight) -> dict[str, Any]:
+    """The table row of one fitted mixture (see the module docstring for the formulas);
+    ``data``: (X,) or (X, y)."""
+    log_density = estimator.score_samples(*data)
+    classification = np.log(estimator.predict_proba(*data).max(axis=1))
     if sample_weight is None:
         weights = np.ones(len(log_density))
     else:  # already validated by fit
@@ -235,7 +302,7 @@ def _criteria(estimator, X, sample_weight) -> dict[str, Any]:
     bic = -2.0 * log_likelihood + p * math.log(n)
     return {
         "n_components": estimator.n_components,
-        "covariance_type": estimator.covariance_type,
+        "covariance_type": getattr(estimator, "covariance_type", None),
         "log_likelihood": log_likelihood,
         "n_parameters": p,
         "bic": bic,
@@ -253,15 +320,17 @@ def is_eligible(row: dict[str, Any]) -> bool:
 
 
 def collapsed(estimator) -> bool:
-    """Whether a component of a fitted Gaussian mixture collapsed: its covariance is (within 1%)
-    ``reg_covar`` in some direction, so its rows have no spread there — it sits on fewer than
-    D + 1 distinct points."""
-    if estimator.reg_covar <= 0:
+    """Whether a component of a fitted Gaussian (or Student-t) mixture collapsed: its
+    covariance is (within 1%) ``reg_covar`` in some direction, so its rows have no spread
+    there — it sits on fewer than D + 1 distinct points. Families without covariances do not
+    collapse this way (their likelihood is bounded, or, for regressions, the fit re-seeds such
+    a component)."""
+    if getattr(estimator, "reg_covar", 0) <= 0 or not hasattr(estimator, "covariances_"):
         return False
     from emkit.families.parsimonious import layout
 
     covariances = np.asarray(estimator.covariances_, dtype=float)
-    kind = layout(estimator.covariance_type)
+    kind = layout(getattr(estimator, "covariance_type", "full"))  # Student-t: full matrices
     if kind in ("full", "tied"):
         smallest = np.linalg.eigvalsh(covariances).min()
     else:  # diag: variances per feature; spherical: one variance per component
