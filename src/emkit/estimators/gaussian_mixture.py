@@ -405,23 +405,22 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowD
         VVI, EEE and VVV (ParameterError for the others)."""
         from emkit.families.gaussian_information import (
             GaussianInformation,
-            covariance_map,
+            covariance_coordinates,
             full_covariances,
         )
         from emkit.families.parsimonious import layout
         from emkit.models.information import mixture_standard_errors
 
         self._check_fitted()
-        model_map = covariance_map(self.covariance_type)
         X = np.asarray(self._validate_rows(X, reset=False), dtype=float)
         if np.isnan(X).any():
             raise DataError("standard errors need complete rows: X holds missing values "
                             "(NaN); drop or impute those rows first.")
         sample_weight = check_sample_weight(sample_weight, len(X))
         K, D = self.means_.shape
+        covariances = full_covariances(self.covariances_, layout(self.covariance_type), K, D)
         pieces = GaussianInformation(
-            self.means_, full_covariances(self.covariances_, layout(self.covariance_type), K, D),
-            model_map)
+            self.means_, covariances, covariance_coordinates(self.covariance_type, covariances))
         return mixture_standard_errors(pieces, self.weights_, X, sample_weight)
 
     # ------------------------------------------------------------------ model choice
