@@ -118,11 +118,12 @@ class CovarianceCoordinates(NamedTuple):
     names: list[str]
     #: ∂Σ_k/∂θ_u at the estimate, (n_coordinates, K, D, D)
     basis: np.ndarray
-    #: ∂²Σ_k/∂θ_u∂θ_v where not zero: per component, (k, the coordinates Σ_k depends on
-    #: (m,), the second derivatives over them (m, m, D, D)); empty for a linear map
-    curvature: tuple[tuple[int, np.ndarray, np.ndarray], ...]
     #: full matrices (K, D, D) → the array ``covariances_`` holds (linear)
     reported: Callable[[np.ndarray], np.ndarray]
+    #: None for a linear map; else (k, G) → (the coordinates Σ_k depends on (m,), and
+    #: Σ_ab G_ab ∂²Σ_k[a, b]/∂θ_u∂θ_v over them (m, m)) for a symmetric G (D, D): the second
+    #: derivatives, contracted as the Hessian uses them (never stored: (m, m, D, D) is large)
+    curvature: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def covariance_coordinates(covariance_type: str, covariances: np.ndarray) -> CovarianceCoordinates:
@@ -136,7 +137,7 @@ def covariance_coordinates(covariance_type: str, covariances: np.ndarray) -> Cov
         names = model_map.names(K, D)
         # The map is linear: its derivatives are the map of the unit vectors.
         basis = np.stack([model_map.matrices(unit, K, D) for unit in np.eye(len(names))])
-        return CovarianceCoordinates(names, basis, (), model_map.reported)
+        return CovarianceCoordinates(names, basis, model_map.reported)
     if name not in MODELS:
         raise ParameterError(f"unknown covariance model {covariance_type!r}: standard errors "
                              f"are for {', '.join(COVARIANCE_TYPES)}.")
@@ -173,7 +174,8 @@ def eigen_coordinates(model: str, covariances: np.ndarray) -> CovarianceCoordina
     K, D, _ = covariances.shape
     volume, shape, orientation = model
     frames, eigenvalues = _frames(model, covariances)
-    axes = list(zip(*np.triu_indices(D, 1), strict=True))
+    first_axes, second_axes = np.triu_indices(D, 1)  # the planes of the rotations
+    axes = list(zip(first_axes, second_axes, strict=True))
     # Each kind of coordinate: its names and, per component, the global indices it uses.
     kinds = [(volume, ["log-volume"], np.ones((D, 1)))]
     if shape != "I":
@@ -196,39 +198,42 @@ def eigen_coordinates(model: str, covariances: np.ndarray) -> CovarianceCoordina
     for p, (a, b) in enumerate(axes):
         generators[p, a, b], generators[p, b, a] = 1.0, -1.0
     n_rotation = len(axes) if orientation != "I" else 0
+    # In the frame of Q_k, with W = diag(ω): a log-eigenvalue change z scales ω by exp(z)
+    # (first derivative diag(ω z)); a rotation E turns a diagonal M into [E, M].
     basis = np.zeros((len(names), K, D, D))
-    curvature = []
     for k in range(K):
-        omega = eigenvalues[k]
-        # In the frame of Q_k: a log-eigenvalue change z scales ω by exp(z) (first derivative
-        # diag(ω z), second diag(ω z z')); a rotation E turns a diagonal M into [E, M].
-        scales = np.einsum("d,du,de->ude", omega, log_scales, np.eye(D))  # (n_scale, D, D)
-        pair_scales = np.einsum("d,du,dv,de->uvde", omega, log_scales, log_scales, np.eye(D))
-        m = n_scale + n_rotation
-        first = np.zeros((m, D, D))
-        second = np.zeros((m, m, D, D))
-        first[:n_scale] = scales
-        second[:n_scale, :n_scale] = pair_scales
+        W = np.diag(eigenvalues[k])
+        first = [np.einsum("d,du,de->ude", eigenvalues[k], log_scales, np.eye(D))]
         if n_rotation:
+            first.append(generators @ W - W @ generators)
+        basis[indices[k], k] = frames[k] @ np.concatenate(first) @ frames[k].T
+
+    def curvature(k: int, gradient: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        omega = eigenvalues[k]
+        G = frames[k].T @ gradient @ frames[k]
+        out = np.zeros((n_scale + n_rotation,) * 2)
+        # ∂²/∂z_u∂z_v = diag(ω z_u z_v)
+        out[:n_scale, :n_scale] = np.einsum("d,du,dv->uv", omega * np.diag(G), log_scales,
+                                            log_scales)
+        if n_rotation:
+            # ∂²/∂z_u∂s_p = [E_p, W_u], W_u = diag(ω z_u); ⟨[E_ab, W_u], G⟩ =
+            # 2 G_ab (W_u,bb − W_u,aa)
+            scaled = omega[:, None] * log_scales
+            mixed = 2 * G[first_axes, second_axes][:, None] * (scaled[second_axes]
+                                                               - scaled[first_axes])
+            out[n_scale:, :n_scale] = mixed
+            out[:n_scale, n_scale:] = mixed.T
+            # exp(S) W exp(S)ᵀ = W + [S, W] + ½(S²W + WS²) − SWS + …: ∂²/∂s_p∂s_q contracted
+            # with G is tr((E_p E_q + E_q E_p) Y) − tr(E_p W E_q G) − tr(E_q W E_p G),
+            # Y = (GW + WG)/2.
             E, W = generators, np.diag(omega)
-            first[n_scale:] = E @ W - W @ E
-            mixed = E[None] @ scales[:, None] - scales[:, None] @ E[None]  # [E_p, ∂_u W]
-            second[:n_scale, n_scale:] = mixed
-            second[n_scale:, :n_scale] = np.swapaxes(mixed, 0, 1)
-            # exp(S) W exp(S)ᵀ = W + [S, W] + ½(S²W + WS²) − SWS + …
-            anti = E[:, None] @ E[None]  # E_p E_q
-            both = anti + np.swapaxes(anti, 0, 1)
-            cross = E[:, None] @ W @ E[None]  # E_p W E_q
-            second[n_scale:, n_scale:] = (0.5 * (both @ W + W @ both)
-                                          - cross - np.swapaxes(cross, 0, 1))
-        Q = frames[k]
-        first = Q @ first @ Q.T
-        second = Q @ second @ Q.T
-        index = np.array(indices[k])
-        basis[index, k] = first
-        curvature.append((k, index, second))
-    return CovarianceCoordinates(names, basis, tuple(curvature),
-                                 COVARIANCE_MAPS[layout(model)].reported)
+            symmetric = np.einsum("pij,qji->pq", E, E @ (0.5 * (G @ W + W @ G)))
+            cross = np.einsum("pij,qji->pq", E @ W, E @ G)
+            out[n_scale:, n_scale:] = symmetric + symmetric.T - cross - cross.T
+        return np.array(indices[k]), out
+
+    return CovarianceCoordinates(names, basis, COVARIANCE_MAPS[layout(model)].reported,
+                                 curvature)
 
 
 def _owned(name: str, owner: int | None) -> str:
@@ -318,10 +323,12 @@ class GaussianInformation:
         quadratic = np.einsum("ukab,vkbc,kca->uv", B, PB, second)  # tr(B_u Σ⁻¹ B_v Σ w a aᵀ)
         hessian[n_mean:, n_mean:] = trace_term - quadratic
         # A chart that is not linear adds ⟨C_uv, ∂ℓ_k/∂Σ_k⟩ = ½ tr(C_uv (Σ w a aᵀ − Σ w Σ_k⁻¹)).
-        for k, index, curvature in self.coordinates.curvature:
-            gradient = 0.5 * (second[k] - count[k] * P[k])
-            block = n_mean + index
-            hessian[np.ix_(block, block)] += np.einsum("uvab,ab->uv", curvature, gradient)
+        if self.coordinates.curvature is not None:
+            for k in range(K):
+                index, contracted = self.coordinates.curvature(
+                    k, 0.5 * (second[k] - count[k] * P[k]))
+                block = n_mean + index
+                hessian[np.ix_(block, block)] += contracted
         return hessian
 
     def reported(self) -> list[tuple[str, tuple[int, ...], np.ndarray]]:

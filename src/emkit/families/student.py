@@ -375,10 +375,10 @@ class StudentInformation:
             second = np.einsum("n,nd,ne->de", f_delta, a, a)
             block[:D, :D] = 2 * f_delta.sum() * P
             block[:D, D:n_own] = 2 * np.einsum("de,uef,f->du", P, B, first)
-            block[D:n_own, D:n_own] = 2 * np.einsum("uab,bc,vcd,da->uv", B, P, B, second)
-            # −½ log det Σ
-            block[D:n_own, D:n_own] += 0.5 * w.sum() * np.einsum("ab,ubc,cd,vda->uv",
-                                                                 P, B, P, B)
+            # 2 tr(B_u P B_v Σ f_δ a aᵀ), and ½ Σ w tr(P B_u P B_v) from −½ log det Σ
+            block[D:n_own, D:n_own] = 2 * np.einsum("uab,vba->uv", B @ P, B @ second)
+            PB = P @ B
+            block[D:n_own, D:n_own] += 0.5 * w.sum() * np.einsum("uab,vba->uv", PB, PB)
             # f_δδ ∇δ ∇δᵀ
             block[:n_own, :n_own] += grad.T @ ((w * u**2 / (2 * (nu + D)))[:, None] * grad)
             block[D:n_own, :D] = block[:D, D:n_own].T
