@@ -235,8 +235,18 @@ def test_one_component_has_the_closed_form():
 
 
 def test_families_without_the_pieces_say_so():
-    X = np.random.default_rng(0).normal(size=(60, 2))
-    model = emkit.StudentMixture(2, random_state=0).fit(X)
+    """A family mixture whose family has no information(params) (a user's own) says so."""
+    from emkit.families.poisson import PoissonFamily
+
+    class Bare(PoissonFamily):
+        information = None
+
+    class BareMixture(emkit.PoissonMixture):
+        def _family(self):
+            return Bare()
+
+    X = np.random.default_rng(0).poisson(3.0, size=(60, 2))
+    model = BareMixture(2, random_state=0).fit(X)
     with pytest.raises(ParameterError, match="standard errors are not available for "
-                                             "StudentMixture"):
+                                             "BareMixture"):
         model.standard_errors(X)

@@ -7,10 +7,12 @@ import warnings
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import logsumexp
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import emkit
 from emkit.errors import DataError, ParameterError
+from emkit.families.student import DOF_BOUNDS
 
 CENTRES = np.array([[0.0, 0.0], [6.0, 2.0]])
 
@@ -159,6 +161,101 @@ def test_errors_say_what_to_do():
         emkit.StudentMixture(2).fit(X)
     with pytest.raises(ParameterError, match="dof"):
         emkit.StudentMixture(2, dof=0.0).fit(clusters_with_outliers())
+
+
+def _heavy_tailed_clusters(seed=0, n=120):
+    rng = np.random.default_rng(seed)
+    return np.vstack([
+        stats.multivariate_t([0, 0], [[1, 0.5], [0.5, 1]], df=3, seed=rng).rvs(n),
+        stats.multivariate_t([4, 2], [[1, -0.3], [-0.3, 0.6]], df=6, seed=rng).rvs(n)])
+
+
+def _finite_difference_errors(model, X, w):
+    """Standard errors from a finite-difference Hessian of the observed-data log-likelihood
+    (scipy's multivariate t) in the free coordinates π_1 … π_{K−1}, the means, the upper
+    triangles of the scale matrices and, when estimated, ν; the delta method for π_K and the
+    lower triangles."""
+    from finite_differences import hessian
+
+    K, D = model.means_.shape
+    rows, columns = np.triu_indices(D)
+    n_unique = len(rows)
+    estimated = model.dof is None
+
+    def unpack(vector):
+        weights = np.append(vector[:K - 1], 1 - vector[:K - 1].sum())
+        means = vector[K - 1:K - 1 + K * D].reshape(K, D)
+        entries = vector[K - 1 + K * D:K - 1 + K * D + K * n_unique].reshape(K, n_unique)
+        scales = np.zeros((K, D, D))
+        scales[:, rows, columns] = entries
+        scales[:, columns, rows] = entries
+        dof = vector[K - 1 + K * (D + n_unique):] if estimated else model.dof_
+        return weights, means, scales, dof
+
+    def log_likelihood(vector):
+        weights, means, scales, dof = unpack(vector)
+        joint = np.column_stack([np.log(weights[k]) + stats.multivariate_t(
+            means[k], scales[k], df=dof[k]).logpdf(X) for k in range(K)])
+        return float(w @ logsumexp(joint, axis=1))
+
+    start = np.concatenate([model.weights_[:-1], model.means_.ravel(),
+                            model.covariances_[:, rows, columns].ravel(),
+                            model.dof_ if estimated else []])
+    covariance = np.linalg.inv(-hessian(log_likelihood, start))
+    # Every reported value is linear in the free coordinates: the Jacobian by differences.
+    reported = lambda vector: np.concatenate(  # noqa: E731
+        [np.ravel(part) for part in unpack(vector)[:3 + estimated]])
+    jacobian = np.column_stack([reported(start + e) - reported(start)
+                                for e in np.eye(len(start))])
+    return np.sqrt(np.diag(jacobian @ covariance @ jacobian.T))
+
+
+@pytest.mark.parametrize("dof", [None, 5.0])
+def test_standard_errors_agree_with_a_finite_difference_hessian(dof):
+    X = _heavy_tailed_clusters()
+    w = np.random.default_rng(1).integers(1, 3, len(X)).astype(float)
+    model = emkit.StudentMixture(2, dof=dof, reg_covar=0, tol=1e-12, random_state=0).fit(
+        X, sample_weight=w)
+    errors = model.standard_errors(X, sample_weight=w)
+    assert set(errors) == ({"weights", "means", "covariances"} | ({"dof"} if dof is None
+                                                                    else set()))
+    assert errors["covariances"].shape == model.covariances_.shape
+    if dof is None:  # both ν inside their bounds: both estimated
+        assert np.all((model.dof_ > 1) & (model.dof_ < 50))
+    got = np.concatenate([np.ravel(errors[name]) for name in
+                          ("weights", "means", "covariances", "dof") if name in errors])
+    np.testing.assert_allclose(got, _finite_difference_errors(model, X, w), rtol=0.02)
+
+
+def test_standard_errors_of_the_gaussian_limit_are_the_gaussian_closed_forms():
+    """ν fixed at 10⁷: one t is the Gaussian MLE, SE(mean_d) = σ_d/√n and
+    Var(S_ab) = (σ_aa σ_bb + σ_ab²)/n (to O(1/ν))."""
+    rng = np.random.default_rng(3)
+    X = rng.multivariate_normal([1.0, -2.0, 0.5], [[2.0, 0.3, 0.1], [0.3, 1.0, -0.2],
+                                                   [0.1, -0.2, 0.5]], 400)
+    model = emkit.StudentMixture(1, dof=1e7, reg_covar=0.0, tol=1e-10).fit(X)
+    errors = model.standard_errors(X)
+    sigma = np.cov(X.T, bias=True)
+    variances = np.diag(sigma)
+    np.testing.assert_allclose(errors["means"][0], np.sqrt(variances / 400), rtol=1e-4)
+    np.testing.assert_allclose(errors["covariances"][0],
+                               np.sqrt((np.outer(variances, variances) + sigma**2) / 400),
+                               rtol=1e-4)
+
+
+def test_a_dof_on_its_bound_has_no_standard_error():
+    """Light-tailed (uniform) data push ν to its upper bound, not an interior maximum: it is
+    held fixed (NaN) and the other parameters' errors are those of the fixed-ν model."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(size=(300, 2))
+    model = emkit.StudentMixture(1, reg_covar=0, random_state=0).fit(X)
+    assert np.isclose(model.dof_[0], DOF_BOUNDS[1], rtol=1e-12)
+    errors = model.standard_errors(X)
+    assert np.isnan(errors["dof"][0])
+    fixed = emkit.StudentMixture(1, dof=DOF_BOUNDS[1], reg_covar=0)
+    fixed.fit(X)
+    for name in ("means", "covariances"):
+        np.testing.assert_allclose(errors[name], fixed.standard_errors(X)[name], rtol=1e-6)
 
 
 @parametrize_with_checks([emkit.StudentMixture(random_state=0)])

@@ -1,6 +1,8 @@
 """Standard errors of GaussianMixture against independent references: a finite-difference Hessian
-of the observed-data log-likelihood (written here with scipy's densities, in the same free
-coordinates), the closed forms of one Gaussian, and the binomial SE of well separated weights."""
+of the observed-data log-likelihood (written here with scipy's densities: in the same free
+coordinates for the linear covariance models, in coordinates of its own — volumes, shapes,
+Cayley rotations — for the eigendecomposition models), the closed forms of one Gaussian in
+every model, and the binomial SE of well separated weights."""
 
 import numpy as np
 import pytest
@@ -8,7 +10,14 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import emkit
-from emkit.errors import NotFittedError, NumericalError, ParameterError
+from emkit.errors import NotFittedError, NumericalError
+from emkit.families.gaussian_information import (
+    GaussianInformation,
+    eigen_coordinates,
+    full_covariances,
+)
+from emkit.families.parsimonious import MODELS, layout
+from emkit.models.information import mixture_standard_errors
 from finite_differences import hessian as finite_difference_hessian
 
 
@@ -200,8 +209,177 @@ def test_mclust_names_give_the_errors_of_their_scikit_learn_aliases(alias, model
         np.testing.assert_allclose(second[name], first[name], rtol=1e-5)
 
 
-def test_models_sharing_through_an_eigendecomposition_are_refused_clearly():
+@pytest.mark.parametrize("kind", ["EII", "VII", "EEI", "VVI", "EEE", "VVV"])
+def test_the_eigendecomposition_chart_gives_the_errors_of_the_linear_maps(kind):
+    """At a maximum the standard errors of the reported parameters do not depend on the free
+    coordinates: the chart (log-volumes, log-shapes, rotations) and the entries agree."""
     X = _overlapping()
-    model = emkit.GaussianMixture(2, covariance_type="VEV", random_state=0).fit(X)
-    with pytest.raises(ParameterError, match="not available for covariance model 'VEV'"):
+    model = emkit.GaussianMixture(2, covariance_type=kind, reg_covar=0, random_state=0,
+                                  tol=1e-12).fit(X)
+    K, D = model.means_.shape
+    covariances = full_covariances(model.covariances_, layout(kind), K, D)
+    chart = mixture_standard_errors(GaussianInformation(
+        model.means_, covariances, eigen_coordinates(kind, covariances)), model.weights_, X)
+    linear = model.standard_errors(X)
+    for name in linear:
+        np.testing.assert_allclose(chart[name], linear[name], rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_one_component_has_the_closed_forms_in_every_model(kind):
+    """K = 1: every model is the full, diagonal or spherical Gaussian MLE, so SE(mean_d) =
+    σ_d/√n and the covariances' errors are those of the sample (co)variances."""
+    rng = np.random.default_rng(4)
+    X = rng.multivariate_normal([0, 1, 2], [[2, 0.3, 0], [0.3, 1, 0.2], [0, 0.2, 0.5]], 300)
+    n = len(X)
+    model = emkit.GaussianMixture(1, covariance_type=kind, reg_covar=0).fit(X)
+    errors = model.standard_errors(X)
+    sample = np.cov(X.T, bias=True)
+    if kind[2] != "I":  # a full matrix: Var(S_ab) = (σ_aa σ_bb + σ_ab²) / n
+        variances = np.diag(sample)
+        expected = np.sqrt((np.outer(variances, variances) + sample**2) / n)
+    elif kind[1] != "I":  # a diagonal: Var(s_d) = 2 σ_d⁴ / n
+        variances = np.diag(sample)
+        expected = np.sqrt(2 * variances**2 / n)[None]
+    else:  # one variance, the mean of the three: Var = 2 σ⁴ / (n D)
+        variances = np.full(3, np.mean(np.diag(sample)))
+        expected = np.sqrt([2 * variances[0] ** 2 / (3 * n)])
+    np.testing.assert_allclose(errors["means"][0], np.sqrt(variances / n), rtol=1e-6)
+    np.testing.assert_allclose(errors["covariances"], np.reshape(
+        expected, np.shape(errors["covariances"])), rtol=1e-6)
+
+
+def test_an_orientation_without_distinct_axes_is_not_identified():
+    """Components with a spherical shape: no rotation changes them, so the shared
+    orientation of VEE is not identified, and the error names it."""
+    X = _overlapping()
+    model = emkit.GaussianMixture(2, covariance_type="VEE", random_state=0).fit(X)
+    model.covariances_ = np.array([np.eye(2), 2 * np.eye(2)])
+    with pytest.raises(NumericalError, match=r"orientation\[0, 1\] \(shared\) is not "
+                                             r"identified"):
         model.standard_errors(X)
+
+
+# ---------------------------------------------------------------- the eigendecomposition models
+def _cayley(entries, D):
+    """An orthogonal matrix from the upper-triangle entries of a skew matrix S:
+    (I − S)⁻¹ (I + S), the identity at 0 (a chart of rotations other than emkit's exp(S))."""
+    skew = np.zeros((D, D))
+    skew[np.triu_indices(D, 1)] = entries
+    skew -= skew.T
+    return np.linalg.solve(np.eye(D) - skew, np.eye(D) + skew)
+
+
+class _EigenChart:
+    """Σ_k = λ_k Q_k R(S_k) diag(a_k) R(S_k)ᵀ Q_kᵀ in the test's own coordinates: volumes λ
+    and the first D − 1 shape entries themselves (a_D = 1 / their product), Cayley rotations
+    about frames of the fitted matrices found here (ascending eigenvalues)."""
+
+    def __init__(self, model, covariances):
+        self.model = model
+        K, D, _ = covariances.shape
+        self.K, self.D = K, D
+        volume, shape, orientation = model
+        if orientation == "I":
+            self.frames = np.repeat(np.eye(D)[None], K, axis=0)
+            values = np.diagonal(covariances, axis1=1, axis2=2)
+        elif orientation == "E":
+            frame = np.linalg.eigh(covariances[0])[1]
+            self.frames = np.repeat(frame[None], K, axis=0)
+            values = np.diagonal(frame.T @ covariances @ frame, axis1=1, axis2=2)
+        else:
+            values, self.frames = np.linalg.eigh(covariances)
+        volumes = np.exp(np.log(values).mean(axis=1))
+        shapes = values / volumes[:, None]
+        n_own = {"E": 1, "V": K, "I": 0}
+        self.sizes = [n_own[volume], n_own[shape] * (D - 1),
+                      n_own[orientation] * D * (D - 1) // 2]
+        self.start = np.concatenate([
+            volumes[:self.sizes[0]], shapes[:n_own[shape], :D - 1].ravel(),
+            np.zeros(self.sizes[2])])
+
+    def matrices(self, theta):
+        K, D = self.K, self.D
+        volumes, shapes, angles = np.split(theta, np.cumsum(self.sizes)[:2])
+        volumes = np.broadcast_to(volumes, K)
+        if self.model[1] == "I":
+            shapes = np.ones((1, D))
+        else:
+            shapes = shapes.reshape(-1, D - 1)
+            shapes = np.column_stack([shapes, 1 / shapes.prod(axis=1)])
+        angles = angles.reshape(-1, D * (D - 1) // 2)
+        out = []
+        for k in range(K):
+            rotation = (self.frames[k] @ _cayley(angles[k % len(angles)], D) if len(angles)
+                        else self.frames[k])
+            out.append(volumes[k] * rotation @ np.diag(shapes[k % len(shapes)]) @ rotation.T)
+        return np.array(out)
+
+
+def _mixture_log_likelihood(X, w, weights, means, covariances):
+    log_joint = np.column_stack([
+        np.log(weights[k]) + multivariate_normal(means[k], covariances[k]).logpdf(X)
+        for k in range(len(weights))])
+    return float(w @ logsumexp(log_joint, axis=1))
+
+
+def _delta_method(log_likelihood, reported, start):
+    """Standard errors of reported(θ) from a finite-difference Hessian of the log-likelihood
+    at θ = start and a central-difference Jacobian of reported."""
+    covariance = np.linalg.inv(-finite_difference_hessian(log_likelihood, start))
+    steps = 1e-6 * np.maximum(np.abs(start), 0.1)
+    jacobian = np.column_stack([(reported(start + h * e) - reported(start - h * e)) / (2 * h)
+                                for h, e in zip(steps, np.eye(len(start)), strict=True)])
+    return np.sqrt(np.diag(jacobian @ covariance @ jacobian.T))
+
+
+def _eigen_model_reference(model, X, w):
+    """The standard errors of a fitted model's reported parameters, computed here."""
+    K, D = model.means_.shape
+    kind = model.covariance_type
+    chart = _EigenChart(kind, np.asarray(model.covariances_) if np.ndim(model.covariances_) == 3
+                        else np.array([np.diag(c) for c in model.covariances_]))
+    start = np.concatenate([model.weights_[:-1], model.means_.ravel(), chart.start])
+
+    def unpack(theta):
+        weights = np.append(theta[:K - 1], 1 - theta[:K - 1].sum())
+        means = theta[K - 1:K - 1 + K * D].reshape(K, D)
+        return weights, means, chart.matrices(theta[K - 1 + K * D:])
+
+    def reported(theta):
+        weights, means, covariances = unpack(theta)
+        stored = (np.diagonal(covariances, axis1=1, axis2=2) if np.ndim(model.covariances_) == 2
+                  else covariances)
+        return np.concatenate([weights, means.ravel(), stored.ravel()])
+
+    return _delta_method(lambda theta: _mixture_log_likelihood(X, w, *unpack(theta)),
+                         reported, start)
+
+
+@pytest.mark.parametrize("kind", ["VEI", "EVI", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV"])
+def test_eigendecomposition_models_agree_with_a_finite_difference_hessian(kind):
+    X = _overlapping(n=160)
+    w = np.random.default_rng(1).integers(1, 4, len(X)).astype(float)
+    model = emkit.GaussianMixture(2, covariance_type=kind, reg_covar=0, random_state=0,
+                                  tol=1e-12).fit(X, sample_weight=w)
+    errors = model.standard_errors(X, sample_weight=w)
+    assert errors["covariances"].shape == np.shape(model.covariances_)
+    got = np.concatenate([errors["weights"], errors["means"].ravel(),
+                          errors["covariances"].ravel()])
+    np.testing.assert_allclose(got, _eigen_model_reference(model, X, w), rtol=0.02)
+
+
+def test_three_dimensional_orientations_agree_with_a_finite_difference_hessian():
+    """VEV in 3-D: three rotation angles per component."""
+    rng = np.random.default_rng(11)
+    X = np.vstack([rng.multivariate_normal([0, 0, 0], [[2, 0.6, 0.2], [0.6, 1, 0.1],
+                                                        [0.2, 0.1, 0.5]], 100),
+                   rng.multivariate_normal([3, 1, -1], [[1, -0.3, 0], [-0.3, 0.7, 0.2],
+                                                         [0, 0.2, 1.5]], 100)])
+    w = np.ones(len(X))
+    model = emkit.GaussianMixture(2, covariance_type="VEV", reg_covar=0, random_state=0,
+                                  tol=1e-12).fit(X)
+    errors = model.standard_errors(X)
+    got = np.concatenate([errors["weights"], errors["means"].ravel(),
+                          errors["covariances"].ravel()])
+    np.testing.assert_allclose(got, _eigen_model_reference(model, X, w), rtol=0.02)

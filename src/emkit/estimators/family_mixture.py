@@ -168,8 +168,9 @@ class FamilyMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowDen
         information = getattr(self._family(), "information", None)
         if information is None:
             raise ParameterError(f"standard errors are not available for "
-                                 f"{type(self).__name__} yet (GaussianMixture, RegressionMixture "
-                                 "and the Poisson, Bernoulli and categorical mixtures have them).")
+                                 f"{type(self).__name__}: its family does not provide "
+                                 "information(params) (see emkit.models.information; every "
+                                 "mixture emkit ships has them).")
         X = self._validate_rows(X, reset=False)
         sample_weight = check_sample_weight(sample_weight, len(X))
         return mixture_standard_errors(information(self._params().components), self.weights_,

@@ -398,30 +398,33 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowD
 
         Returns ``{"weights": (K,), "means": (K, D), "covariances": shaped like
         covariances_}``: the exact Hessian of the observed-data log-likelihood in the free
-        coordinates (K − 1 weights, means, the covariance model's unique entries), inverted
-        and carried to the reported parameters by the delta method (see
-        :mod:`emkit.models.information`). Raises NumericalError naming a parameter the data
-        do not identify. Available for the scikit-learn types and mclust's EII, VII, EEI,
-        VVI, EEE and VVV (ParameterError for the others)."""
+        coordinates, inverted and carried to the reported parameters by the delta method (see
+        :mod:`emkit.models.information`). The free coordinates are K − 1 weights, the means
+        and the covariance model's own: the unique entries (full, tied, diag, spherical and
+        their mclust names, EII, EEI), or for the models sharing a volume, shape or
+        orientation through the eigendecomposition (VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV)
+        the log-volumes, log-shapes (det A = 1) and rotation angles about the fitted axes
+        (:mod:`emkit.families.gaussian_information`). Raises NumericalError naming a
+        parameter the data do not identify — e.g. the orientation of a component whose
+        shape has two equal axes."""
         from emkit.families.gaussian_information import (
             GaussianInformation,
-            covariance_map,
+            covariance_coordinates,
             full_covariances,
         )
         from emkit.families.parsimonious import layout
         from emkit.models.information import mixture_standard_errors
 
         self._check_fitted()
-        model_map = covariance_map(self.covariance_type)
         X = np.asarray(self._validate_rows(X, reset=False), dtype=float)
         if np.isnan(X).any():
             raise DataError("standard errors need complete rows: X holds missing values "
                             "(NaN); drop or impute those rows first.")
         sample_weight = check_sample_weight(sample_weight, len(X))
         K, D = self.means_.shape
+        covariances = full_covariances(self.covariances_, layout(self.covariance_type), K, D)
         pieces = GaussianInformation(
-            self.means_, full_covariances(self.covariances_, layout(self.covariance_type), K, D),
-            model_map)
+            self.means_, covariances, covariance_coordinates(self.covariance_type, covariances))
         return mixture_standard_errors(pieces, self.weights_, X, sample_weight)
 
     # ------------------------------------------------------------------ model choice

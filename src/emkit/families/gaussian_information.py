@@ -1,21 +1,38 @@
 """The Gaussian family's part of the observed information (see :mod:`emkit.models.information`).
 
 Free coordinates: the means (K·D, component by component), then the covariance model's own
-coordinates θ. Each covariance model is a *parameter map*: the K covariance matrices as a linear
-function of θ (unique entries of each matrix for "full", of the one shared matrix for "tied",
-the diagonals for "diag", one variance per component for "spherical"), with names for its
-coordinates and the reduction to the shape of ``covariances_``. A new covariance model that is
-linear in its coordinates (mclust's EII, VII, EEI, VVI, EEE, VVV) only adds its map to
-:data:`COVARIANCE_MAPS`; one that is not (orientation or shape shared through an eigen
-decomposition) also needs the map's second derivatives, which :class:`GaussianInformation`
-does not take yet.
+coordinates θ, described by :class:`CovarianceCoordinates`: the derivatives ∂Σ_k/∂θ_u at the
+estimate and, where the model is not linear in θ, the second derivatives ∂²Σ_k/∂θ_u∂θ_v.
 
-With a = Σ_k⁻¹ (x − μ_k) and B_u = ∂Σ_k / ∂θ_u (a constant matrix: the map is linear), the
-derivatives of log N(x | μ_k, Σ_k) are
+Two kinds of coordinates cover mclust's 14 models:
+
+- *Linear maps* (:data:`COVARIANCE_MAPS`): the K covariance matrices as a linear function of θ —
+  the unique entries of each matrix ("full", VVV), of the one shared matrix ("tied", EEE), the
+  diagonals ("diag", VVI), one variance per component ("spherical", VII), one shared variance
+  (EII) or one shared diagonal (EEI). Their second derivatives are zero.
+- *The eigendecomposition chart* (:func:`eigen_coordinates`) for the models that share a volume,
+  shape or orientation through Σ_k = λ_k D_k A_k D_kᵀ (VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV;
+  it serves the six linear models too, with the same standard errors of the reported
+  parameters). Around the fitted Σ̂_k = Q_k diag(ω̂_k) Q_kᵀ,
+
+      Σ_k(θ) = Q_k R_k diag(ω̂_k ∘ exp(z_k)) R_kᵀ Q_kᵀ,   R_k = exp(S_k),
+
+  where the log-eigenvalue change z_k = v_k 1 + H η_k holds the log-volume change v_k (one
+  coordinate, or one per component) and the log-shape change H η_k (H = [I; −1ᵀ], so that
+  det A_k stays 1: D − 1 coordinates, shared, per component, or none for shape I), and S_k is
+  the skew-symmetric matrix of the orientation coordinates (D(D − 1)/2, shared, per component,
+  or none for orientation I). The chart is centred at the estimate (θ = 0 there), so only the
+  first and second derivatives at 0 are needed, and exp(S) = I + S + S²/2 + … gives them in
+  closed form. A rotation of two axes whose eigenvalues are equal does not change Σ_k: the
+  orientation of a component whose fitted shape has two equal entries is not identified, and
+  the standard errors then raise NumericalError naming it.
+
+With a = Σ_k⁻¹ (x − μ_k) and B_u = ∂Σ_k / ∂θ_u, C_uv = ∂²Σ_k/∂θ_u∂θ_v, the derivatives of
+log N(x | μ_k, Σ_k) are
 
 - ∂/∂μ = a,  ∂/∂θ_u = ½ (aᵀ B_u a − tr(Σ⁻¹ B_u));
 - ∂²/∂μ∂μ = −Σ⁻¹,  ∂²/∂μ∂θ_u = −Σ⁻¹ B_u a,
-  ∂²/∂θ_u∂θ_v = ½ tr(Σ⁻¹ B_u Σ⁻¹ B_v) − aᵀ B_u Σ⁻¹ B_v a,
+  ∂²/∂θ_u∂θ_v = ½ tr(Σ⁻¹ B_u Σ⁻¹ B_v) − aᵀ B_u Σ⁻¹ B_v a + ½ (aᵀ C_uv a − tr(Σ⁻¹ C_uv)),
 
 so the weighted Hessian sum needs only Σ w, Σ w a and Σ w a aᵀ per component.
 """
@@ -29,9 +46,10 @@ from typing import NamedTuple
 import numpy as np
 
 from emkit.errors import ParameterError
+from emkit.families.parsimonious import COVARIANCE_TYPES, MODELS, layout
 
-__all__ = ["CovarianceMap", "COVARIANCE_MAPS", "GaussianInformation", "covariance_map",
-           "full_covariances"]
+__all__ = ["CovarianceMap", "COVARIANCE_MAPS", "CovarianceCoordinates", "GaussianInformation",
+           "covariance_coordinates", "eigen_coordinates", "full_covariances"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -93,17 +111,137 @@ COVARIANCE_MAPS: dict[str, CovarianceMap] = {
 _SKLEARN_NAMES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
 
 
-def covariance_map(covariance_type: str) -> CovarianceMap:
-    """The map of a covariance model (scikit-learn's or mclust's name); ParameterError for a
-    model whose volume, shape or orientation is shared through an eigendecomposition (its map
-    is not linear)."""
+class CovarianceCoordinates(NamedTuple):
+    """A covariance model's free coordinates θ at the estimate: what the information needs."""
+
+    #: names of the coordinates, in order
+    names: list[str]
+    #: ∂Σ_k/∂θ_u at the estimate, (n_coordinates, K, D, D)
+    basis: np.ndarray
+    #: full matrices (K, D, D) → the array ``covariances_`` holds (linear)
+    reported: Callable[[np.ndarray], np.ndarray]
+    #: None for a linear map; else (k, G) → (the coordinates Σ_k depends on (m,), and
+    #: Σ_ab G_ab ∂²Σ_k[a, b]/∂θ_u∂θ_v over them (m, m)) for a symmetric G (D, D): the second
+    #: derivatives, contracted as the Hessian uses them (never stored: (m, m, D, D) is large)
+    curvature: Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+
+
+def covariance_coordinates(covariance_type: str, covariances: np.ndarray) -> CovarianceCoordinates:
+    """The free coordinates of a covariance model (scikit-learn's or mclust's name) at the
+    fitted covariance matrices (K, D, D): a linear map where the model is linear in its
+    parameters, the eigendecomposition chart (:func:`eigen_coordinates`) otherwise."""
     name = _SKLEARN_NAMES.get(covariance_type, covariance_type)
-    if name not in COVARIANCE_MAPS:
-        raise ParameterError(
-            f"standard errors are not available for covariance model {covariance_type!r} yet: "
-            "it shares a volume, shape or orientation through an eigendecomposition. They are "
-            f"for {', '.join(sorted(set(COVARIANCE_MAPS) | set(_SKLEARN_NAMES)))}.")
-    return COVARIANCE_MAPS[name]
+    K, D, _ = np.shape(covariances)
+    if name in COVARIANCE_MAPS:
+        model_map = COVARIANCE_MAPS[name]
+        names = model_map.names(K, D)
+        # The map is linear: its derivatives are the map of the unit vectors.
+        basis = np.stack([model_map.matrices(unit, K, D) for unit in np.eye(len(names))])
+        return CovarianceCoordinates(names, basis, model_map.reported)
+    if name not in MODELS:
+        raise ParameterError(f"unknown covariance model {covariance_type!r}: standard errors "
+                             f"are for {', '.join(COVARIANCE_TYPES)}.")
+    return eigen_coordinates(name, covariances)
+
+
+def _frames(model: str, covariances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orientations Q_k (K, D, D) and eigenvalues ω_k (K, D) with Σ_k = Q_k diag(ω_k) Q_kᵀ,
+    ordered so that a shared shape is the same vector ω_k / det(Σ_k)^(1/D) for every k."""
+    K, D, _ = covariances.shape
+    orientation = model[2]
+    if orientation == "I":
+        return (np.broadcast_to(np.eye(D), (K, D, D)),
+                np.diagonal(covariances, axis1=1, axis2=2).copy())
+    if orientation == "E":
+        # The shared orientation diagonalises every Σ_k: the eigenvectors of a generic
+        # combination of them (a single one may have repeated eigenvalues).
+        mix = np.linspace(1.0, 2.0, K) / np.trace(covariances, axis1=1, axis2=2)
+        vectors = np.linalg.eigh(np.tensordot(mix, covariances, axes=1))[1]
+        rotated = vectors.T @ covariances @ vectors
+        return np.broadcast_to(vectors, (K, D, D)), np.diagonal(rotated, axis1=1, axis2=2)
+    # Own orientations: eigenvalues in descending order, as the M-step of a shared shape
+    # (EEV, VEV) pairs them.
+    values, vectors = np.linalg.eigh(covariances)
+    return vectors[..., ::-1], values[..., ::-1]
+
+
+def eigen_coordinates(model: str, covariances: np.ndarray) -> CovarianceCoordinates:
+    """The eigendecomposition chart of an mclust model (any of the 14) at the fitted
+    covariance matrices (K, D, D); see the module docstring. Coordinates: the log-volume
+    changes (1 or K), the log-shape changes (0, D − 1 or K(D − 1)), the orientation angles
+    (0, D(D − 1)/2 or K·D(D − 1)/2)."""
+    covariances = np.asarray(covariances, dtype=float)
+    K, D, _ = covariances.shape
+    volume, shape, orientation = model
+    frames, eigenvalues = _frames(model, covariances)
+    first_axes, second_axes = np.triu_indices(D, 1)  # the planes of the rotations
+    axes = list(zip(first_axes, second_axes, strict=True))
+    # Each kind of coordinate: its names and, per component, the global indices it uses.
+    kinds = [(volume, ["log-volume"], np.ones((D, 1)))]
+    if shape != "I":
+        # z = H η with H = [I; −1ᵀ]: the log-shape changes keep det A = 1.
+        kinds.append((shape, [f"log-shape[{j}]" for j in range(D - 1)],
+                      np.vstack([np.eye(D - 1), -np.ones((1, D - 1))])))
+    if orientation != "I":
+        kinds.append((orientation, [f"orientation[{a}, {b}]" for a, b in axes], None))
+    names, indices = [], [[] for _ in range(K)]
+    for sharing, kind_names, _ in kinds:
+        start = len(names)
+        for owner in (range(K) if sharing == "V" else [None]):
+            names.extend(_owned(local, owner) for local in kind_names)
+        for k in range(K):
+            offset = start + (k * len(kind_names) if sharing == "V" else 0)
+            indices[k].extend(range(offset, offset + len(kind_names)))
+    log_scales = np.hstack([z for _, _, z in kinds if z is not None])  # (D, n_scale)
+    n_scale = log_scales.shape[1]
+    generators = np.zeros((len(axes), D, D))  # E_ab = e_a e_bᵀ − e_b e_aᵀ
+    for p, (a, b) in enumerate(axes):
+        generators[p, a, b], generators[p, b, a] = 1.0, -1.0
+    n_rotation = len(axes) if orientation != "I" else 0
+    # In the frame of Q_k, with W = diag(ω): a log-eigenvalue change z scales ω by exp(z)
+    # (first derivative diag(ω z)); a rotation E turns a diagonal M into [E, M].
+    basis = np.zeros((len(names), K, D, D))
+    for k in range(K):
+        W = np.diag(eigenvalues[k])
+        first = [np.einsum("d,du,de->ude", eigenvalues[k], log_scales, np.eye(D))]
+        if n_rotation:
+            first.append(generators @ W - W @ generators)
+        basis[indices[k], k] = frames[k] @ np.concatenate(first) @ frames[k].T
+
+    def curvature(k: int, gradient: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        omega = eigenvalues[k]
+        G = frames[k].T @ gradient @ frames[k]
+        out = np.zeros((n_scale + n_rotation,) * 2)
+        # ∂²/∂z_u∂z_v = diag(ω z_u z_v)
+        out[:n_scale, :n_scale] = np.einsum("d,du,dv->uv", omega * np.diag(G), log_scales,
+                                            log_scales)
+        if n_rotation:
+            # ∂²/∂z_u∂s_p = [E_p, W_u], W_u = diag(ω z_u); ⟨[E_ab, W_u], G⟩ =
+            # 2 G_ab (W_u,bb − W_u,aa)
+            scaled = omega[:, None] * log_scales
+            mixed = 2 * G[first_axes, second_axes][:, None] * (scaled[second_axes]
+                                                               - scaled[first_axes])
+            out[n_scale:, :n_scale] = mixed
+            out[:n_scale, n_scale:] = mixed.T
+            # exp(S) W exp(S)ᵀ = W + [S, W] + ½(S²W + WS²) − SWS + …: ∂²/∂s_p∂s_q contracted
+            # with G is tr((E_p E_q + E_q E_p) Y) − tr(E_p W E_q G) − tr(E_q W E_p G),
+            # Y = (GW + WG)/2.
+            E, W = generators, np.diag(omega)
+            symmetric = np.einsum("pij,qji->pq", E, E @ (0.5 * (G @ W + W @ G)))
+            cross = np.einsum("pij,qji->pq", E @ W, E @ G)
+            out[n_scale:, n_scale:] = symmetric + symmetric.T - cross - cross.T
+        return np.array(indices[k]), out
+
+    return CovarianceCoordinates(names, basis, COVARIANCE_MAPS[layout(model)].reported,
+                                 curvature)
+
+
+def _owned(name: str, owner: int | None) -> str:
+    """A coordinate's name for component ``owner`` ("log-shape[1]" → "log-shape[0, 1]"), or
+    marked shared (None)."""
+    if owner is None:
+        return f"{name} (shared)"
+    return name.replace("[", f"[{owner}, ", 1) if "[" in name else f"{name}[{owner}]"
 
 
 def full_covariances(covariances: np.ndarray, covariance_type: str, n_components: int,
@@ -125,15 +263,15 @@ class GaussianInformation:
     means (K, D) and covariance matrices (K, D, D), for :func:`~emkit.models.information.
     mixture_standard_errors`."""
 
-    def __init__(self, means: np.ndarray, covariances: np.ndarray, covariance_map: CovarianceMap):
+    def __init__(self, means: np.ndarray, covariances: np.ndarray,
+                 coordinates: CovarianceCoordinates):
         self.means = np.asarray(means, dtype=float)
         self.covariances = np.asarray(covariances, dtype=float)
         K, D = self.means.shape
-        self.map = covariance_map
-        cov_names = covariance_map.names(K, D)
+        self.coordinates = coordinates
+        cov_names = coordinates.names
         n_cov = len(cov_names)
-        # B_u = ∂Σ_k/∂θ_u: the (linear) map applied to the unit vectors, (n_cov, K, D, D).
-        self.basis = np.stack([covariance_map.matrices(unit, K, D) for unit in np.eye(n_cov)])
+        self.basis = coordinates.basis  # B_u = ∂Σ_k/∂θ_u, (n_cov, K, D, D)
         self.precisions = np.linalg.inv(self.covariances)
         _, log_det = np.linalg.slogdet(self.covariances)
         self.log_det = log_det
@@ -184,6 +322,13 @@ class GaussianInformation:
         trace_term = 0.5 * np.einsum("k,ukab,vkba->uv", count, PB, PB)
         quadratic = np.einsum("ukab,vkbc,kca->uv", B, PB, second)  # tr(B_u Σ⁻¹ B_v Σ w a aᵀ)
         hessian[n_mean:, n_mean:] = trace_term - quadratic
+        # A chart that is not linear adds ⟨C_uv, ∂ℓ_k/∂Σ_k⟩ = ½ tr(C_uv (Σ w a aᵀ − Σ w Σ_k⁻¹)).
+        if self.coordinates.curvature is not None:
+            for k in range(K):
+                index, contracted = self.coordinates.curvature(
+                    k, 0.5 * (second[k] - count[k] * P[k]))
+                block = n_mean + index
+                hessian[np.ix_(block, block)] += contracted
         return hessian
 
     def reported(self) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
@@ -191,8 +336,9 @@ class GaussianInformation:
         n_mean = K * D
         means_jacobian = np.zeros((n_mean, self.n_coordinates))
         means_jacobian[:, :n_mean] = np.eye(n_mean)
-        # The reported covariances are linear in θ: their Jacobian is the reported basis.
-        reported_basis = np.stack([self.map.reported(b) for b in self.basis])
+        # The reported covariances are linear in the matrices: their Jacobian is the
+        # reported basis.
+        reported_basis = np.stack([self.coordinates.reported(b) for b in self.basis])
         shape = reported_basis.shape[1:]
         covariances_jacobian = np.zeros((int(np.prod(shape)), self.n_coordinates))
         covariances_jacobian[:, n_mean:] = reported_basis.reshape(len(self.basis), -1).T

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 from emkit.errors import DataError
 from emkit.families.base import FamilyDefaults, mixing_weights
@@ -188,6 +188,16 @@ class StudentFamily(FamilyDefaults):
                 dof[k] = update_dof(stats.log_scale[k] / stats.rows[k], params.dof[k], D)
         return StudentParams(means, covariances, dof), tuple(events)
 
+    def information(self, params: StudentParams) -> StudentInformation:
+        """The pieces of the observed information (:mod:`emkit.models.information`): the
+        means, the scale matrices and, when estimated, the degrees of freedom; a ν_k on a
+        bound of ``DOF_BOUNDS`` is not at an interior maximum and is held fixed (its
+        standard error is NaN)."""
+        low, high = DOF_BOUNDS
+        dof = np.asarray(params.dof, dtype=float)
+        free = (dof > low * (1 + 1e-9)) & (dof < high * (1 - 1e-9))
+        return StudentInformation(params, None if self.dof is not None else free)
+
     def init(self, parts, n_components: int,
              rng: np.random.Generator) -> tuple[np.ndarray, StudentParams]:
         """Clusters of a trimmed k-means: k-means on all rows, then twice again on the rows
@@ -275,3 +285,131 @@ class StudentFamily(FamilyDefaults):
         u = rng.gamma(0.5 * nu, 2.0 / nu)  # Gamma(ν/2, rate ν/2)
         z = rng.standard_normal((len(components), D))
         return params.means[components] + np.einsum("nij,nj->ni", factors, z) / np.sqrt(u)[:, None]
+
+
+class StudentInformation:
+    """The pieces of the observed information of K multivariate t components (see
+    :class:`emkit.models.information.ComponentInformation`). Coordinates: the means (K·D),
+    the unique entries of each scale matrix (as the Gaussian "full" model), then ν_k of the
+    components in ``free_dof`` (None: the degrees of freedom are fixed and not reported).
+
+    With r = x − μ, a = Σ⁻¹ r, δ = rᵀ a and u = (ν + D) / (ν + δ),
+    log t = c(ν) − ½ log det Σ + f(δ, ν), c(ν) = log Γ((ν + D)/2) − log Γ(ν/2) − (D/2) log(νπ),
+    f = −½ (ν + D) log(1 + δ/ν). The chain rule through δ gives everything:
+    ∂δ/∂μ = −2a, ∂δ/∂θ_u = −aᵀ B_u a (B_u = ∂Σ/∂θ_u), ∂²δ/∂μ∂μ = 2Σ⁻¹,
+    ∂²δ/∂μ∂θ_u = 2Σ⁻¹ B_u a, ∂²δ/∂θ_u∂θ_v = 2 aᵀ B_u Σ⁻¹ B_v a; f_δ = −u/2,
+    f_δδ = u² / (2(ν + D)), f_δν = −(δ − D) / (2(ν + δ)²),
+    f_ν = −½ log(1 + δ/ν) − u/2 + (ν + D)/(2ν),
+    f_νν = −½ (1/(ν + δ) − 1/ν) − (δ − D)/(2(ν + δ)²) − D/(2ν²).
+    The Gaussian's derivatives are the limit ν → ∞ (u = 1, f_δδ = 0)."""
+
+    def __init__(self, params: StudentParams, free_dof: np.ndarray | None):
+        from emkit.families.gaussian_information import COVARIANCE_MAPS
+
+        self.params = params
+        K, D = params.means.shape
+        full = COVARIANCE_MAPS["full"]
+        n_unique = D * (D + 1) // 2
+        # ∂Σ_k/∂θ_u of one component's unique entries, (n_unique, D, D)
+        self.units = np.stack([full.matrices(unit, 1, D)[0] for unit in np.eye(n_unique)])
+        self.precisions = np.linalg.inv(params.covariances)
+        self.free_dof = free_dof
+        free = [] if free_dof is None else list(np.flatnonzero(free_dof))
+        self.n_coordinates = K * (D + n_unique) + len(free)
+        self.coordinate_names = ([f"means[{k}, {d}]" for k in range(K) for d in range(D)]
+                                 + full.names(K, D) + [f"dof[{k}]" for k in free])
+        # The coordinates of component k: its mean, its scale matrix, its ν if free.
+        self.indices = []
+        for k in range(K):
+            own = [*range(k * D, (k + 1) * D),
+                   *range(K * D + k * n_unique, K * D + (k + 1) * n_unique)]
+            if k in free:
+                own.append(K * (D + n_unique) + free.index(k))
+            self.indices.append(np.array(own))
+
+    def _terms(self, X: np.ndarray, k: int):
+        """a (n, D), δ (n,), u (n,) and ∂δ over (μ_k, θ_k), (n, D + n_unique)."""
+        P = self.precisions[k]
+        residuals = X - self.params.means[k]
+        a = residuals @ P
+        delta = np.einsum("nd,nd->n", residuals, a)
+        nu = self.params.dof[k]
+        u = (nu + X.shape[1]) / (nu + delta)
+        quadratic = np.einsum("nd,ude,ne->nu", a, self.units, a)  # aᵀ B_u a
+        return a, delta, u, np.concatenate([-2 * a, -quadratic], axis=1)
+
+    def _dof_free(self, k: int) -> bool:
+        return self.free_dof is not None and bool(self.free_dof[k])
+
+    def log_density(self, X: np.ndarray) -> np.ndarray:
+        return StudentFamily().log_density(self.params, X)
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        K, D = self.params.means.shape
+        scores = np.zeros((len(X), K, self.n_coordinates))
+        for k in range(K):
+            a, delta, u, grad = self._terms(X, k)
+            traces = np.einsum("de,ued->u", self.precisions[k], self.units)
+            own = [u[:, None] * a, 0.5 * (u[:, None] * -grad[:, D:] - traces)]
+            if self._dof_free(k):
+                nu = self.params.dof[k]
+                own.append((0.5 * (digamma(0.5 * (nu + D)) - digamma(0.5 * nu)) - 0.5 * D / nu
+                            - 0.5 * np.log1p(delta / nu) - 0.5 * u + 0.5 * (nu + D) / nu
+                            )[:, None])
+            scores[:, k, self.indices[k]] = np.concatenate(own, axis=1)
+        return scores
+
+    def hessian(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        K, D = self.params.means.shape
+        hessian = np.zeros((self.n_coordinates, self.n_coordinates))
+        B = self.units
+        for k in range(K):
+            w = weights[:, k]
+            P, nu = self.precisions[k], self.params.dof[k]
+            a, delta, u, grad = self._terms(X, k)
+            n_own = grad.shape[1]
+            block = np.zeros((len(self.indices[k]),) * 2)
+            # f_δ ∇²δ, with f_δ = −u/2
+            f_delta = -0.5 * w * u
+            first = f_delta @ a
+            second = np.einsum("n,nd,ne->de", f_delta, a, a)
+            block[:D, :D] = 2 * f_delta.sum() * P
+            block[:D, D:n_own] = 2 * np.einsum("de,uef,f->du", P, B, first)
+            # 2 tr(B_u P B_v Σ f_δ a aᵀ), and ½ Σ w tr(P B_u P B_v) from −½ log det Σ
+            block[D:n_own, D:n_own] = 2 * np.einsum("uab,vba->uv", B @ P, B @ second)
+            PB = P @ B
+            block[D:n_own, D:n_own] += 0.5 * w.sum() * np.einsum("uab,vba->uv", PB, PB)
+            # f_δδ ∇δ ∇δᵀ
+            block[:n_own, :n_own] += grad.T @ ((w * u**2 / (2 * (nu + D)))[:, None] * grad)
+            block[D:n_own, :D] = block[:D, D:n_own].T
+            if self._dof_free(k):
+                cross = grad.T @ (-0.5 * w * (delta - D) / (nu + delta) ** 2)
+                block[:n_own, -1] = block[-1, :n_own] = cross
+                c_second = (0.25 * (polygamma(1, 0.5 * (nu + D)) - polygamma(1, 0.5 * nu))
+                            + 0.5 * D / nu**2)
+                f_second = (-0.5 * (1 / (nu + delta) - 1 / nu)
+                            - 0.5 * (delta - D) / (nu + delta) ** 2 - 0.5 * D / nu**2)
+                block[-1, -1] = w.sum() * c_second + w @ f_second
+            hessian[np.ix_(self.indices[k], self.indices[k])] += block
+        return hessian
+
+    def reported(self) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
+        K, D = self.params.means.shape
+        n_unique = len(self.units)
+        means = np.zeros((K * D, self.n_coordinates))
+        means[:, :K * D] = np.eye(K * D)
+        covariances = np.zeros((K, D * D, self.n_coordinates))
+        for k in range(K):
+            covariances[k][:, self.indices[k][D:D + n_unique]] = self.units.reshape(
+                n_unique, D * D).T
+        out = [("means", (K, D), means),
+               ("covariances", (K, D, D), covariances.reshape(K * D * D, -1))]
+        if self.free_dof is not None:
+            # A ν on a bound is held fixed: a row of NaN gives it no standard error.
+            dof = np.full((K, self.n_coordinates), np.nan)
+            for k in range(K):
+                if self.free_dof[k]:
+                    dof[k] = 0.0
+                    dof[k, self.indices[k][-1]] = 1.0
+            out.append(("dof", (K,), dof))
+        return out
