@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from emkit import select_model
+from emkit import datasets, select_model
 from emkit.errors import DataError, ParameterError
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.selection import SelectionResult
@@ -292,3 +292,26 @@ def test_bad_family_arguments_raise_clear_errors(arguments, error, message):
         arguments["estimator"] = classes[arguments["estimator"]]
     with pytest.raises(error, match=message):
         select_model(np.arange(10.0).reshape(5, 2), [1, 2], **arguments)
+
+
+def test_the_covariance_models_of_one_k_share_the_screening_of_their_starts(monkeypatch):
+    from emkit.models.mixture import GaussianMixtureModel
+
+    screened = []
+    original = GaussianMixtureModel._screening
+
+    def counting(self, *args, **kwargs):
+        screened.append((self.n_components, self.family.model))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureModel, "_screening", counting)
+    X = datasets.load("faithful").data
+    kinds = ["EII", "VII", "EEI", "VEI", "VVI", "EEE", "VEV", "VVV"]
+    result = select_model(X, [2, 3], kinds, random_state=0)
+    # Once per K and layout, under that layout's separable model; 16 fits without sharing.
+    assert sorted(screened) == [(2, "VII"), (2, "VVI"), (2, "VVV"),
+                                (3, "VII"), (3, "VVI"), (3, "VVV")]
+    assert (result.best["n_components"], result.best["covariance_type"]) == (3, "EEE")
+    screened.clear()
+    select_model(X, [2], ["EII", "VVV"], random_state=0, n_init=2)
+    assert len(screened) == 4  # restarts start elsewhere: nothing shared

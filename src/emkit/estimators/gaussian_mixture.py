@@ -330,10 +330,13 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowD
         self.lower_bounds_ = list(np.asarray(result.history) / result.n_samples)
 
     def _model(self) -> GaussianMixtureModel:
-        return GaussianMixtureModel(
+        model = GaussianMixtureModel(
             self.n_components, self.covariance_type, self.reg_covar, self.dtype,
             self.init_params, self.weights_init, self.means_init, self.precisions_init,
             self.resp_init)
+        # Set by select_model only (not a parameter: a clone fits on its own).
+        model.shared_starts = getattr(self, "_shared_starts", None)
+        return model
 
     def _params(self) -> MixtureParams:
         return MixtureParams(self.weights_,

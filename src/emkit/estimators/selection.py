@@ -198,6 +198,7 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     """
     from emkit.estimators.gaussian_mixture import GaussianMixture
     from emkit.families.parsimonious import COVARIANCE_TYPES, MODELS
+    from emkit.models.mixture import SharedStarts
 
     if estimator is None:
         estimator = GaussianMixture
@@ -232,6 +233,10 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
                      f"{n_samples} rows.")
 
     table, estimators = [], []
+    # The covariance models of one K share the screening of their default starts (not the
+    # restarts of n_init > 1, which are there to start elsewhere).
+    shared = SharedStarts() if (gaussian and len(kinds) > 1
+                                and estimator_params.get("n_init", 1) == 1) else None
     for kind in kinds:
         for k in candidates:
             if announce is not None:
@@ -240,6 +245,8 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
                          f"{len(kinds) * len(candidates)})")
             model = (estimator(k, covariance_type=kind, **estimator_params) if gaussian
                      else estimator(k, **estimator_params))
+            if shared is not None:
+                model._shared_starts = shared
             model.fit(*data, sample_weight=sample_weight)
             table.append(_criteria(model, data, sample_weight))
             estimators.append(model)

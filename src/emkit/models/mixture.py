@@ -21,6 +21,7 @@ recorded in the fit (``EMResult.events``). Parameters never become NaN.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -274,6 +275,7 @@ class GaussianMixtureModel(MixtureModel):
         self.precisions_init = precisions_init
         self.resp_init = resp_init
         self.block_rows = block_rows
+        self.shared_starts: SharedStarts | None = None
 
     dtype = property(lambda self: self.family.dtype, doc="The floating type of the E-step.")
 
@@ -507,30 +509,45 @@ class GaussianMixtureModel(MixtureModel):
         survivor then meets the hierarchical start in longer runs: where EM from a partition
         ends is often decided late (a start that climbs slowly but far), and the two kinds of
         start win on different data."""
-        random_names, anchor = _COMBINED[method]
-        if anchor == "hierarchical" and not self._agglomeration_informative(X, w):
-            anchor = None
         if len(X) > _SHORT_RUN_MAX_ROWS:  # partitions and runs alike on one subsample
             pick = np.sort(rng.choice(len(X), _SHORT_RUN_MAX_ROWS, replace=False))
             X, observed = X[pick], observed[pick]
             w = None if w is None else w[pick]
             labels = None if labels is None else labels[pick]
+        batch = Batch(observed, w, labels)
+        if self.shared_starts is not None and method == "auto":
+            finalists = [self._params_from_resp(X, w, labels, resp, rng) for resp in
+                         self.shared_starts.finalists(self, X, w, labels, batch, rng)]
+        else:
+            finalists = self._finalists(method, X, w, labels, batch, rng)
+        runs = self._short_runs(finalists, batch, _FINAL_STEPS)
+        best = runs[0][0]
+        return MixtureParams(best.weights, best.components)
+
+    def _finalists(self, method, X, w, labels, batch, rng) -> list[MixtureParams]:
+        """The survivors of the screening of the random partitions, and the anchor's start."""
+        survivors, anchor = self._screening(method, X, w, labels, batch, rng)
+        return survivors + ([] if anchor is None else [
+            self._params_from_resp(X, w, labels, anchor, rng)])
+
+    def _screening(self, method, X, w, labels, batch, rng,
+                   ) -> tuple[list[MixtureParams], np.ndarray | None]:
+        """The survivors of the random partitions' successive halving, and the anchor's
+        partition (None if it is not informative here)."""
+        random_names, anchor = _COMBINED[method]
+        if anchor == "hierarchical" and not self._agglomeration_informative(X, w):
+            anchor = None
         starts = [self._params_from_resp(X, w, labels,
                                          self._initial_responsibilities(name, X, w, rng), rng)
                   for name in random_names]
-        anchored = None if anchor is None else self._params_from_resp(
-            X, w, labels, self._initial_responsibilities(anchor, X, w, rng), rng)
-        batch = Batch(observed, w, labels)
+        anchored = None if anchor is None else self._initial_responsibilities(anchor, X, w, rng)
         runs = [(params, -np.inf) for params in starts]
         steps = _SCREENING_STEPS
         while len(runs) > _FINALISTS:
             runs = self._short_runs([params for params, _ in runs], batch, steps)
             runs = runs[: max(_FINALISTS, (len(runs) + 1) // 2)]
             steps *= 2
-        finalists = [params for params, _ in runs] + ([] if anchored is None else [anchored])
-        runs = self._short_runs(finalists, batch, _FINAL_STEPS)
-        best = runs[0][0]
-        return MixtureParams(best.weights, best.components)
+        return [params for params, _ in runs], anchored
 
     def _short_runs(self, starts, batch, steps) -> list[tuple[MixtureParams, float]]:
         """Up to ``steps`` EM steps from each start (fewer once the log-likelihood per sample
@@ -666,6 +683,38 @@ class GaussianMixtureModel(MixtureModel):
         if bad.any():
             raise DataError("precisions_init is not positive definite for every component.")
         return MixtureParams(weights, components)
+
+
+class SharedStarts:
+    """The default start's screening, done once for fits of the same rows that differ only in
+    the covariance model (``select_model``'s grid; mclust starts its whole grid from one
+    agglomeration, for the same reason).
+
+    Screening sixteen partitions by short EM runs is most of a small fit's cost. Here it runs
+    once per number of components and layout, under the least constrained (separable, so
+    stacked) model of that layout: VII for the spherical models, VVI for the diagonal ones,
+    VVV for the others. Each covariance model then races the finalists, re-estimated under its
+    own constraints: the survivors' posteriors and the hierarchical partition (mclust's
+    start)."""
+
+    def __init__(self):
+        self._finalists: dict[tuple[int, str, bytes], list[np.ndarray]] = {}
+
+    def finalists(self, model: GaussianMixtureModel, X, w, labels, batch,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+        """Posteriors (rows × K) of the finalists of the screening of ``model``'s partitions
+        of the rows X (screened the first time they are asked for with this K and layout)."""
+        # The separable model of the same layout: spherical, diagonal or general matrices.
+        separable = {"spherical": "VII", "diag": "VVI"}.get(model.family.covariance_type, "VVV")
+        key = (model.n_components, separable, hashlib.blake2b(
+            np.ascontiguousarray(X).tobytes() + (b"" if w is None else w.tobytes())).digest())
+        if key not in self._finalists:
+            screen = GaussianMixtureModel(model.n_components, separable,
+                                          model.family.reg_covar, model.dtype)
+            survivors, anchor = screen._screening("auto", X, w, labels, batch, rng)
+            self._finalists[key] = [screen.posteriors(params, X)[1].astype(np.float64)
+                                    for params in survivors] + ([] if anchor is None else [anchor])
+        return self._finalists[key]
 
 
 def _agglomeration_limit(n_features: int) -> int:
