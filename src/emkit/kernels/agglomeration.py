@@ -76,43 +76,52 @@ def _best_partner(i, active, cost, n_clusters):
     return best, partner
 
 
-@numba.njit(**_OPTS)
 def agglomerate(X, weights, lam, beta, n_target):
     """Merge the rows of X (each a singleton cluster of weight ``weights[i]`` > 0) down to
-    ``n_target`` clusters; returns the cluster index (0 … n_target−1) of each row.
+    ``n_target`` clusters; returns the cluster index (0 … n_target−1) of each row, numbered in
+    the order of their first rows.
 
     Ties are broken by the lowest index, so the result is a deterministic function of the rows.
+    The arrays are made here, not in the compiled loop: every numpy constructor used there is
+    compiled too, which cost a first fit in a new environment about a second.
     """
     N, D = X.shape
-    counts = weights.copy()
-    sums = X * weights[:, None]
-    scatters = np.zeros((N, D, D))
-    own = np.empty(N)  # n_k log det(S_k / n_k) of each current cluster
+    owner = np.arange(N)  # cluster of each row (index of its surviving representative)
+    _merge_all(X, weights.copy(), X * weights[:, None], np.zeros((N, D, D)), np.empty(N),
+               np.full((N, N), np.inf), np.ones(N, dtype=np.bool_), np.empty(N),
+               np.empty(N, dtype=np.int64), np.zeros(N, dtype=np.bool_), owner,
+               np.empty((D, D)), np.empty(D), float(lam), float(beta), int(n_target))
+    # A cluster's representative is its lowest row: numbering representatives in order numbers
+    # the clusters in the order of their first rows.
+    return np.unique(owner, return_inverse=True)[1].astype(np.int64)
+
+
+@numba.njit(**_OPTS)
+def _merge_all(X, counts, sums, scatters, own, cost, active, best, partner, stale, owner,
+               scratch, diff, lam, beta, n_target):
+    """The loop of :func:`agglomerate`, on its arrays: ``counts`` (the weights), ``sums``
+    (X × weights), ``scatters`` (zeros), ``cost`` (+inf), ``active`` (True), ``stale`` (False)
+    and ``owner`` (0 … N−1) initialised, the others scratch. Leaves each row's representative
+    in ``owner``."""
+    N, D = X.shape
     for i in range(N):
         own[i] = counts[i] * D * np.log(lam / counts[i])
-    cost = np.full((N, N), np.inf)  # symmetric, so that every search reads a row
     # Two singletons: S_ij/n = (λI + f d dᵀ)/n, whose log det has a closed form.
     for i in range(N):
         for j in range(i + 1, N):
             d2 = 0.0
             for a in range(D):
-                diff = X[i, a] - X[j, a]
-                d2 += diff * diff
+                delta = X[i, a] - X[j, a]
+                d2 += delta * delta
             n = counts[i] + counts[j]
             f = counts[i] * counts[j] / n
             ridge = lam + beta * f * d2 / n
             cost[i, j] = n * (D * np.log(ridge / n) + np.log1p(f * d2 / ridge)) - own[i] - own[j]
             cost[j, i] = cost[i, j]
-    active = np.ones(N, dtype=np.bool_)
-    best = np.empty(N)
-    partner = np.empty(N, dtype=np.int64)
+    # cost is symmetric, so that every search reads a row
     for i in range(N):
         best[i], partner[i] = _best_partner(i, active, cost, N)
-    stale = np.zeros(N, dtype=np.bool_)  # best[k] only a lower bound, partner[k] unknown
-    owner = np.arange(N)  # cluster of each row (index of its surviving representative)
-    scratch = np.empty((D, D))
-    diff = np.empty(D)
-    n_active = N
+    n_active = N  # stale[k]: best[k] only a lower bound, partner[k] unknown
     while n_active > n_target:
         while True:  # the cheapest row; a stale one is re-evaluated and the search repeated
             i = -1
@@ -171,12 +180,3 @@ def agglomerate(X, weights, lam, beta, n_target):
                 # k's cheapest partner changed or is gone; the old minimum stays a lower bound
                 # (k's other costs did not change), re-evaluated only when it comes first.
                 stale[k] = True
-    labels = np.empty(N, dtype=np.int64)
-    index = np.full(N, -1, dtype=np.int64)
-    next_label = 0
-    for r in range(N):
-        if index[owner[r]] < 0:
-            index[owner[r]] = next_label
-            next_label += 1
-        labels[r] = index[owner[r]]
-    return labels
