@@ -303,6 +303,33 @@ def test_galaxies_density_legend_follows_the_table(demo):
         assert to_rgba(line.get_color()) == to_rgba(f"C{i}")
 
 
+def test_discoveries_and_ethanol_legends_follow_their_tables(demo):
+    _, _, summary, _, figures = demo
+    discoveries, ethanol = summary["discoveries"], summary["ethanol"]
+    ax = figures["discoveries_frequencies.png"].axes[0]
+    shown = [text for text in legend_texts(ax) if text.startswith("component")]
+    assert shown == [f"component {k} (rate {r:.2f})" for k, r in enumerate(discoveries["rates"])]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    counts = datasets.load("discoveries").column("count")
+    for k, (weight, rate) in enumerate(zip(discoveries["weights"], discoveries["rates"],
+                                           strict=True)):
+        line = lines[shown[k]]
+        # Component k's expected years: n π_k Poisson(x | λ_k), in colour k.
+        np.testing.assert_allclose(line.get_ydata(), len(counts) * weight
+                                   * stats.poisson.pmf(line.get_xdata(), rate), rtol=1e-12)
+        assert to_rgba(line.get_color()) == to_rgba(f"C{k}")
+    ax = figures["ethanol_lines.png"].axes[0]
+    assert legend_texts(ax) == [f"line {k} (weight {w:.2f})"
+                                for k, w in enumerate(ethanol["weights"])]
+    for k, line in enumerate(ax.get_lines()):
+        # Line k is the table's intercept and slope k, drawn in colour k.
+        np.testing.assert_allclose(line.get_ydata(), ethanol["intercepts"][k]
+                                   + ethanol["slopes"][k] * line.get_xdata(), rtol=1e-12)
+        assert to_rgba(line.get_color()) == to_rgba(f"C{k}")
+    ax = figures["eustock_tails.png"].axes[0]
+    assert f"Student t (ν = {summary['eustock']['student']['dof']:.1f})" in legend_texts(ax)
+
+
 def test_penguin_clusters_are_coloured_as_the_crosstab(demo):
     _, _, summary, _, figures = demo
     crosstab = summary["penguins"]["clusters_by_species"]
