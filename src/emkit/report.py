@@ -23,6 +23,12 @@ colours:
   half of Old Faithful, learned on the other half, against the best single model.
 - **Old Faithful geyser** (299 consecutive eruptions): Gaussian hidden Markov models with 2 and
   3 states against the mixture, their transition matrices and the Viterbi path.
+- **Great discoveries** (yearly counts, 1860–1959): Poisson mixtures, K chosen by BIC, the
+  rates and weights with standard errors, observed against expected years.
+- **Ethanol engine runs** (mixtools' ``NOdata``): mixtures of linear regressions, K chosen by
+  BIC, the lines with standard errors against mixtools' best maximum, drawn over the runs.
+- **European stock returns** (DAX and FTSE daily log-returns): Student-t against Gaussian
+  mixtures by BIC, ν and the means with standard errors, the tails against the Gaussian's.
 
 Every fit has a fixed seed, so the report is the same on every run; ``summary.json`` also
 records the seconds each section took.
