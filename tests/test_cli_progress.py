@@ -66,7 +66,7 @@ def test_demo_says_what_it_is_fitting(tmp_path, capsys, monkeypatch):
     # loop of run_demo and the command line's line per data set are what is tested here.
     fitted = []
     names = ("faithful", "galaxies", "penguins", "airquality", "twins", "tones",
-             "fixed_mixture", "geyser")
+             "fixed_mixture", "geyser", "discoveries", "ethanol", "eustock")
     for name in names:
         monkeypatch.setattr(report, f"_{name}",
                             lambda *args, name=name: fitted.append(name) or {})

@@ -19,7 +19,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
+from scipy.special import logsumexp
 
 pytest.importorskip("matplotlib")
 from matplotlib.colors import LogNorm, to_rgba  # noqa: E402
@@ -28,6 +29,7 @@ from matplotlib.patches import Ellipse  # noqa: E402
 
 from emkit import datasets, report  # noqa: E402
 from emkit.cli import main  # noqa: E402
+from finite_differences import hessian  # noqa: E402
 
 CRITERIA = {"bic": "BIC", "aic": "AIC", "icl": "ICL"}
 
@@ -57,7 +59,7 @@ def test_demo_writes_a_report(demo):
     folder, out, summary, markdown, figures = demo
     assert out.strip() == f"report written to {folder / 'summary.md'}"
     names = figure_names(summary)
-    assert len(names) == 10 and sorted(names) == sorted(figures)
+    assert len(names) == 13 and sorted(names) == sorted(figures)
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(names)
     for name in names:
         png = (folder / name).read_bytes()
@@ -141,6 +143,116 @@ def test_demo_em_applications(demo):
         assert waiting == sorted(waiting)  # the states' one order: by mean waiting time
 
 
+def standard_errors_by_finite_differences(log_likelihood, estimate):
+    """Square roots of the diagonal of the inverse observed information, the information
+    being minus the Hessian of the log-likelihood by central differences."""
+    return np.sqrt(np.diag(np.linalg.inv(-hessian(log_likelihood, np.asarray(estimate)))))
+
+
+def test_demo_poisson_discoveries(demo):
+    """The Poisson mixture of the discoveries: the table against closed forms and a direct
+    scipy maximisation, the standard errors against a finite-difference Hessian."""
+    _, _, summary, markdown, _ = demo
+    section = summary["discoveries"]
+    assert "## Great discoveries, 1860–1959: a Poisson mixture of counts" in markdown
+    counts = datasets.load("discoveries").column("count")
+    assert section["n_samples"] == len(counts) == 100
+    rows = {row["n_components"]: row for row in section["selection"]}
+    # K = 1: the MLE of one Poisson is the mean count.
+    assert rows[1]["log_likelihood"] == pytest.approx(
+        stats.poisson.logpmf(counts, counts.mean()).sum(), abs=1e-8)
+    assert section["best"] == min(section["selection"], key=lambda row: row["bic"])
+    assert section["best"]["n_components"] == 2
+
+    def log_likelihood(params):  # (π_0, λ_0, λ_1)
+        weight, *rates = params
+        return logsumexp(np.log([weight, 1 - weight])[:, None]
+                         + stats.poisson.logpmf(counts, np.array(rates)[:, None]), axis=0).sum()
+
+    # scipy's own maximisation, from a start away from the report's estimate.
+    direct = optimize.minimize(
+        lambda z: -log_likelihood([1 / (1 + np.exp(-z[0])), *np.exp(z[1:])]),
+        [0.0, np.log(2.0), np.log(5.0)], method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 5000})
+    weight, *rates = 1 / (1 + np.exp(-direct.x[0])), *np.exp(direct.x[1:])
+    assert -direct.fun == pytest.approx(rows[2]["log_likelihood"], abs=1e-7)
+    np.testing.assert_allclose(section["rates"], rates, rtol=1e-4)
+    np.testing.assert_allclose(section["weights"], [weight, 1 - weight], rtol=1e-4)
+    assert section["rates"] == sorted(section["rates"])  # the table's order: by rate
+
+    estimate = [section["weights"][0], *section["rates"]]
+    errors = standard_errors_by_finite_differences(log_likelihood, estimate)
+    np.testing.assert_allclose(section["weights_se"], [errors[0]] * 2, rtol=0.02)
+    np.testing.assert_allclose(section["rates_se"], errors[1:], rtol=0.02)
+
+
+def test_demo_regression_ethanol(demo):
+    """The mixture of regressions: mixtools' maximum, the log-likelihood recomputed from the
+    reported lines, and the standard errors against a finite-difference Hessian."""
+    _, _, summary, markdown, _ = demo
+    section = summary["ethanol"]
+    assert "## Ethanol engine runs: a mixture of two regressions" in markdown
+    ethanol = datasets.load("ethanol")
+    x, y = ethanol.column("NO"), ethanol.column("Equivalence")
+    assert section["best"]["n_components"] == 2
+    assert section["best"] == min(section["selection"], key=lambda row: row["bic"])
+    # mixtools 2.0.0's best regmixEM maximum (tests/test_regression_mixture.py has its source).
+    assert section["log_likelihood"] == pytest.approx(122.038355785, abs=1e-6)
+    assert section["slopes"] == sorted(section["slopes"], reverse=True)  # rising line first
+
+    def log_likelihood(params):  # (π_0, then intercept, slope, σ² of each line)
+        weight, lines = params[0], np.reshape(params[1:], (2, 3))
+        means = lines[:, :1] + lines[:, 1:2] * x
+        return logsumexp(np.log([weight, 1 - weight])[:, None]
+                         + stats.norm.logpdf(y, means, np.sqrt(lines[:, 2:])), axis=0).sum()
+
+    estimate = [section["weights"][0]] + [
+        value for k in range(2) for value in (section["intercepts"][k], section["slopes"][k],
+                                              section["noise_variances"][k])]
+    assert log_likelihood(estimate) == pytest.approx(section["log_likelihood"], abs=1e-8)
+    errors = standard_errors_by_finite_differences(log_likelihood, estimate)
+    np.testing.assert_allclose(section["weights_se"], [errors[0]] * 2, rtol=0.02)
+    for j, name in enumerate(("intercepts_se", "slopes_se", "noise_variances_se")):
+        np.testing.assert_allclose(section[name], errors[1 + j::3], rtol=0.02)
+
+
+def test_demo_student_eustock(demo):
+    """Student-t against Gaussian mixtures of the returns: the one-component fits against
+    scipy's densities, ν's and the means' standard errors against a finite-difference Hessian."""
+    _, _, summary, markdown, _ = demo
+    section = summary["eustock"]
+    assert "## European stock returns: heavy tails, a Student-t mixture" in markdown
+    stocks = datasets.load("eustock")
+    prices = np.column_stack([stocks.column(name) for name in ("DAX", "FTSE")])
+    returns = 100 * np.diff(np.log(prices), axis=0)
+    n = len(returns)
+    models = {(row["model"], row["n_components"]): row for row in section["models"]}
+    best = min(section["models"], key=lambda row: row["bic"])
+    assert section["best"] == {"model": best["model"], "n_components": best["n_components"]}
+    assert section["best"] == {"model": "StudentMixture", "n_components": 1}
+    # One Gaussian: the sample mean and (biased) covariance, BIC with 5 parameters.
+    gaussian = models["GaussianMixture", 1]
+    expected = stats.multivariate_normal(returns.mean(axis=0),
+                                         np.cov(returns, rowvar=False, bias=True))
+    assert gaussian["log_likelihood"] == pytest.approx(expected.logpdf(returns).sum(), abs=1e-6)
+    assert gaussian["bic"] == pytest.approx(-2 * gaussian["log_likelihood"] + 5 * np.log(n))
+    # One t: scipy's multivariate t at the reported centre, scale and ν.
+    student = section["student"]
+
+    def log_likelihood(params):  # (μ_DAX, μ_FTSE, Σ_11, Σ_12, Σ_22, ν)
+        scale = np.array([[params[2], params[3]], [params[3], params[4]]])
+        return stats.multivariate_t(params[:2], scale, df=params[5]).logpdf(returns).sum()
+
+    (s11, s12), (_, s22) = student["scale"]
+    estimate = [*student["means"], s11, s12, s22, student["dof"]]
+    assert log_likelihood(estimate) == pytest.approx(
+        models["StudentMixture", 1]["log_likelihood"], abs=1e-6)
+    assert models["StudentMixture", 1]["dof"] == [student["dof"]]
+    errors = standard_errors_by_finite_differences(log_likelihood, estimate)
+    np.testing.assert_allclose(student["means_se"], errors[:2], rtol=0.02)
+    assert student["dof_se"] == pytest.approx(errors[5], rel=0.02)
+
+
 # ------------------------------------------------------------------------------ figures = tables
 def legend_texts(ax):
     return [text.get_text() for text in ax.get_legend().get_texts()]
@@ -189,6 +301,33 @@ def test_galaxies_density_legend_follows_the_table(demo):
         assert line.get_xdata()[np.argmax(line.get_ydata())] == pytest.approx(mean,
                                                                                 abs=spacing)
         assert to_rgba(line.get_color()) == to_rgba(f"C{i}")
+
+
+def test_discoveries_and_ethanol_legends_follow_their_tables(demo):
+    _, _, summary, _, figures = demo
+    discoveries, ethanol = summary["discoveries"], summary["ethanol"]
+    ax = figures["discoveries_frequencies.png"].axes[0]
+    shown = [text for text in legend_texts(ax) if text.startswith("component")]
+    assert shown == [f"component {k} (rate {r:.2f})" for k, r in enumerate(discoveries["rates"])]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    counts = datasets.load("discoveries").column("count")
+    for k, (weight, rate) in enumerate(zip(discoveries["weights"], discoveries["rates"],
+                                           strict=True)):
+        line = lines[shown[k]]
+        # Component k's expected years: n π_k Poisson(x | λ_k), in colour k.
+        np.testing.assert_allclose(line.get_ydata(), len(counts) * weight
+                                   * stats.poisson.pmf(line.get_xdata(), rate), rtol=1e-12)
+        assert to_rgba(line.get_color()) == to_rgba(f"C{k}")
+    ax = figures["ethanol_lines.png"].axes[0]
+    assert legend_texts(ax) == [f"line {k} (weight {w:.2f})"
+                                for k, w in enumerate(ethanol["weights"])]
+    for k, line in enumerate(ax.get_lines()):
+        # Line k is the table's intercept and slope k, drawn in colour k.
+        np.testing.assert_allclose(line.get_ydata(), ethanol["intercepts"][k]
+                                   + ethanol["slopes"][k] * line.get_xdata(), rtol=1e-12)
+        assert to_rgba(line.get_color()) == to_rgba(f"C{k}")
+    ax = figures["eustock_tails.png"].axes[0]
+    assert f"Student t (ν = {summary['eustock']['student']['dof']:.1f})" in legend_texts(ax)
 
 
 def test_penguin_clusters_are_coloured_as_the_crosstab(demo):
@@ -273,7 +412,7 @@ def test_html_report_is_self_contained(demo):
     # Nothing to fetch: no script, no stylesheet link, no external address, no url().
     for needle in ("<script", "<link", "@import", "url(", 'src="http', 'href="http'):
         assert needle not in page
-    assert len(re.findall(r"<img ", page)) == 10
+    assert len(re.findall(r"<img ", page)) == 13
     # Every figure is the PNG file beside it, embedded.
     embedded = {base64.b64decode(data) for data in embedded_images(page)}
     assert embedded == {(folder / name).read_bytes() for name in figure_names(summary)}
@@ -283,9 +422,12 @@ def test_html_report_is_self_contained(demo):
     assert page.count("<table>") == sum(1 for line in markdown.splitlines()
                                         if re.fullmatch(r"\|[-:|]+", line))
     # Every figure right after its table: beside it, or below it at full width when wide.
-    assert page.count('<div class="pair">') + page.count('<figure class="wide">') == 10
+    assert page.count('<div class="pair">') + page.count('<figure class="wide">') == 13
     assert re.search(r'</table>\n<figure class="wide">', page)
     assert "emkit demo --output emkit-report --quick" in page
+    for heading in ("Great discoveries", "Ethanol engine runs", "European stock returns"):
+        assert re.search(f'<h2 id="[a-z0-9-]+">{heading}', page)
+    assert f"<strong>{summary['ethanol']['log_likelihood']:.3f}</strong>" in page
 
 
 def chromium():
@@ -346,7 +488,7 @@ def test_html_report_renders_in_chromium(demo, tmp_path):
     result, console = render(folder / "report.html", tmp_path)
     assert console == [] and result["errors"] == [] and result["resources"] == []
     images = result["images"]
-    assert len(images) == len(figure_names(summary)) == 10
+    assert len(images) == len(figure_names(summary)) == 13
     for image in images:
         # Decoded (a broken image has naturalWidth 0) and laid out with a visible width.
         assert image["complete"] and image["inline"]
