@@ -587,6 +587,7 @@ class GaussianMixtureModel(MixtureModel):
         X = np.ascontiguousarray(batch.X, dtype=self.family.dtype)
         w = None if batch.sample_weight is None else np.asarray(batch.sample_weight, float)
         total = len(X) if w is None else max(float(w.sum()), 1e-300)
+        used = None if w is None else w > 0  # a row of weight 0 counts not even if −inf
         K = self.n_components
         current = list(starts)
         previous = np.full(len(starts), -np.inf)
@@ -598,7 +599,7 @@ class GaussianMixtureModel(MixtureModel):
                 wide, X, np.concatenate([log_weights(current[s].weights) for s in running]),
                 missing.COMPLETE).reshape(len(X), len(running), K)
             row_ll, resp = posteriors_from_log_joint(log_joint.astype(np.float64))
-            ll = row_ll.sum(axis=0) if w is None else w @ row_ll
+            ll = row_ll.sum(axis=0) if w is None else w[used] @ row_ll[used]
             done = (step + 1 == steps) | (np.abs(ll - previous[running]) / total < _SHORT_RUN_TOL)
             for s, value, stop in zip(running, ll, done, strict=True):
                 if stop:
