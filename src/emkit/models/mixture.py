@@ -343,8 +343,9 @@ class GaussianMixtureModel(MixtureModel):
         X = np.ascontiguousarray(X, dtype=self.family.dtype)
         if rows is None:  # where the NaN are, found once for both passes
             rows = missing.layout(X)
+        layout = missing.COMPLETE if rows is None else rows  # the passes need not look again
         row_ll, resp = self.family.posteriors(params.components, X, log_weights(params.weights),
-                                              beta, rows)
+                                              beta, layout)
         if labels is not None:
             known = np.flatnonzero(labels >= 0)
             if len(known):  # a labelled row contributes log π_y N(x | y), its posterior is y
@@ -357,15 +358,15 @@ class GaussianMixtureModel(MixtureModel):
                 if rows is not None:
                     row_ll[known[rows.empty[known]]] = 0.0
         if w is None:
-            weighted, used = resp, np.ones(len(X), dtype=bool)
+            weighted, used = resp, None  # None: every row
             ll = float(np.sum(row_ll))
         else:
             weighted = resp * w.astype(resp.dtype)[:, None]
             used = w > 0
             ll = float(np.dot(w[used], row_ll[used]))
-        components = self.family.statistics(params.components, X, weighted, rows)
+        components = self.family.statistics(params.components, X, weighted, layout)
         if rows is not None:
-            used = used & ~rows.empty
+            used = ~rows.empty if used is None else used & ~rows.empty
         worst_values, worst_rows = _lowest_rows(row_ll, X, used, self.n_components)
         if rows is not None:  # re-seeding needs whole rows: gaps get the mean of the means
             worst_rows = np.where(np.isnan(worst_rows), params.components.means.mean(axis=0),
@@ -745,10 +746,10 @@ def _rows_and_weights(chunk: Any) -> tuple[Any, np.ndarray | None]:
 
 
 def _lowest_rows(row_ll, X, used, m):
-    """The m rows (among ``used``) with the lowest log-density, ascending."""
-    idx = np.flatnonzero(used)
+    """The m rows (among ``used``; None: all) with the lowest log-density, ascending."""
+    idx = np.arange(len(row_ll)) if used is None else np.flatnonzero(used)
     if len(idx) > m:
-        idx = idx[np.argpartition(row_ll[idx], m - 1)[:m]]
+        idx = idx[np.argpartition(row_ll if used is None else row_ll[idx], m - 1)[:m]]
     idx = idx[np.argsort(row_ll[idx], kind="stable")]
     return row_ll[idx].astype(float), np.asarray(X[idx], dtype=float)
 
