@@ -251,9 +251,18 @@ def _redo_lost(log_start, transmat, log_emission, bounds, weights, posteriors, f
             posteriors[first:last] = 0.0
 
 
+@numba.njit(inline="always", **_SERIAL)
+def _start_probabilities(log_start):
+    """π from log π, once per group of sequences rather than once per sequence."""
+    start = np.empty(len(log_start))
+    for j in range(len(log_start)):
+        start[j] = math.exp(log_start[j])
+    return start
+
+
 @numba.njit(**_SERIAL)
-def _forward(log_start, transmat_t, successors, log_emission, shifts, first, last, scaled,
-             forward, predicted, barrier, support, scale=False):
+def _forward(log_start, start, transmat_t, successors, log_emission, shifts, first, last,
+             scaled, forward, predicted, barrier, support, scale=False):
     """The forward recursion over frames first..last−1 (``scaled`` holds the e_t; a rescued
     frame's row is rewritten with its new shift). Returns log L (−inf for an impossible
     sequence), whether any frame had to be rescued, and whether a path was lost (a state the
@@ -275,7 +284,7 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
             _scale_frame(log_emission, scaled, shifts, t)
         if t == first:
             for j in range(n_states):
-                predicted[j] = math.exp(log_start[j])
+                predicted[j] = start[j]
             if watch:
                 _start_support(log_start, support, barrier)
         else:
@@ -329,14 +338,14 @@ def _forward(log_start, transmat_t, successors, log_emission, shifts, first, las
 
 @numba.njit(**_SERIAL)
 def _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
-                         start_counts, u, v, watch):
+                         start_counts, u, v, pairs, watch):
     """The backward recursion after :func:`_forward`, with γ_t written over the e_t in
     ``posteriors`` and the ξ outer products summed into ``pair_counts``. Returns False, having
     added nothing, where it lost a path (the backward vector of a state the forward pass
     reached below ``_LOST``, checked with ``watch``, or a Z_t below the normal numbers): the
     caller redoes the sequence in log space."""
     n_states = transmat.shape[0]
-    pairs = np.zeros((n_states, n_states))  # not an argument: see _forward_combining
+    pairs[:] = 0.0
     t = last - 1
     top = 0.0
     for j in range(n_states):
@@ -382,7 +391,9 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
             inverse = 1.0 / top
             for i in range(n_states):
                 u[i] *= inverse
-    pair_counts += pairs
+    for i in range(n_states):
+        for j in range(n_states):
+            pair_counts[i, j] += pairs[i, j]
     for j in range(n_states):
         start_counts[j] += weight * posteriors[first, j]
     return True
@@ -430,17 +441,20 @@ def _forward_backward_range(log_start, transmat, successors, log_emission, shift
     n_states = transmat.shape[0]
     predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
     barrier, support = np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64)
+    pairs = np.empty((n_states, n_states))
+    start = _start_probabilities(log_start)
     transmat_t = np.ascontiguousarray(transmat.T)
     watch = successors.shape[1] > 0
     for s in range(first_sequence, last_sequence):
         first, last = bounds[s], bounds[s + 1]
         if weights[s] != 0.0 and first < last:
-            value, _, lost = _forward(log_start, transmat_t, successors, log_emission, shifts,
-                                      first, last, posteriors, forward, predicted, barrier,
-                                      support)
+            value, _, lost = _forward(log_start, start, transmat_t, successors, log_emission,
+                                      shifts, first, last, posteriors, forward, predicted,
+                                      barrier, support)
             if value != -np.inf and not lost:
                 lost = not _backward_statistics(transmat, first, last, weights[s], posteriors,
-                                                forward, pair_counts, start_counts, u, v, watch)
+                                                forward, pair_counts, start_counts, u, v, pairs,
+                                                watch)
             log_likelihood[s] = np.nan if lost else value
             if log_likelihood[s] != -np.inf:  # (NaN included)
                 continue
@@ -637,8 +651,9 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
     trusted = np.zeros(2, dtype=np.bool_)
     for task in numba.prange(2):
         if task == 0:
-            parts[0], rescued, lost = _forward(log_start, transmat_t, successors, log_emission,
-                                               shifts, first, middle, scaled, forward,
+            parts[0], rescued, lost = _forward(log_start, _start_probabilities(log_start),
+                                               transmat_t, successors, log_emission, shifts,
+                                               first, middle, scaled, forward,
                                                np.empty(n_states), np.empty(n_states), support,
                                                True)
             trusted[0] = not (rescued or lost)
