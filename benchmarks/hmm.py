@@ -14,6 +14,7 @@ implementation, and the log-likelihoods after the same iterations are checked to
     python benchmarks/hmm.py --quick      # small sizes, for a smoke test
     python benchmarks/hmm.py --append     # also append the markdown to benchmarks/RESULTS.md
     python benchmarks/hmm.py --dynamax-python /path/to/venv/bin/python   # add dynamax (JAX)
+    python benchmarks/hmm.py --only 50x4000,20000x10   # some of the shapes
 """
 
 from __future__ import annotations
@@ -92,10 +93,11 @@ def emkit_model(n_iter):
 
 
 def fit_seconds(make, X, lengths, n_iter):
+    """Wall and process CPU seconds (all threads) of one fit, and the fitted model."""
     model = make(n_iter)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.fit(X, lengths)
-    return time.perf_counter() - t0, model
+    return (time.perf_counter() - t0, time.process_time() - c0), model
 
 
 def final_log_likelihood(name, model, n_iter):
@@ -131,61 +133,82 @@ def compare(n_sequences, n_frames, repeats, peer_repeats, peer_iter=(1, 3), emki
                 fit_seconds(make, X, lengths, short)
             t_short, _ = fit_seconds(make, X, lengths, short)
             t_long, model = fit_seconds(make, X, lengths, long)
-            runs[name].append((t_long - t_short) / (long - short))
+            runs[name].append([(after - before) / (long - short)  # wall, CPU
+                               for before, after in zip(t_short, t_long, strict=True)])
             # the log-likelihood after peer_iter[1] − 1 M-steps (what both have computed)
             log_likelihoods[name] = final_log_likelihood(name, model, peer_iter[1])
-    medians = {name: statistics.median(values) for name, values in runs.items()}
-    return dict(medians=medians, log_likelihoods=log_likelihoods,
+    medians = {name: statistics.median(v[0] for v in values) for name, values in runs.items()}
+    cpu = {name: statistics.median(v[1] for v in values) for name, values in runs.items()}
+    return dict(medians=medians, cpu=cpu, log_likelihoods=log_likelihoods,
                 compile_seconds=compile_seconds)
 
 
-def dynamax_worker(n_sequences, n_frames, repeats, n_iter=3):
-    """Run in a Python that has dynamax (JAX, float64): seconds per EM iteration after
-    compilation, the log-likelihood at the common start, and the compile time, as JSON."""
+def dynamax_worker(n_sequences, n_frames, repeats, dtype="float64", n_iter=4):
+    """Run in a Python that has dynamax (JAX): seconds per EM iteration after compilation (wall
+    and process CPU), the log-likelihood at the common start, and the compile time, as JSON.
+
+    ``fit_em`` defines and jit-compiles its loop anew at every call (about a second of
+    compilation per call), so its time divided by its iterations is mostly compilation. The
+    loop is written here as dynamax's ``fit_em`` writes it — its own ``e_step`` vmapped over the
+    sequences, ``log_prior``, ``m_step``, under ``lax.scan`` and ``jit`` — compiled once, then
+    timed."""
     import json
+    from functools import partial
 
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", dtype == "float64")
     import jax.numpy as jnp
     from dynamax.hidden_markov_model import GaussianHMM as DynamaxHMM
 
     X = simulate(n_sequences, n_frames).reshape(n_sequences, n_frames, N_FEATURES)
-    emissions = jnp.asarray(X[0] if n_sequences == 1 else X)
+    emissions = jnp.asarray(X.astype(dtype))  # (n_sequences, n_frames, D): always batched
     start = start_point()
     # Priors as weak as dynamax allows (its M-step is MAP; the E-step is the same work).
     model = DynamaxHMM(N_STATES, N_FEATURES, initial_probs_concentration=1.0,
                        transition_matrix_concentration=1.0)
-    params, props = model.initialize(
-        initial_probs=jnp.asarray(start["startprob_"]),
-        transition_matrix=jnp.asarray(start["transmat_"]),
-        emission_means=jnp.asarray(start["means_"]),
-        emission_covariances=jnp.asarray(start["covars_"]))
+    params, props = model.initialize(**{
+        name: jnp.asarray(start[key].astype(dtype)) for name, key in [
+            ("initial_probs", "startprob_"), ("transition_matrix", "transmat_"),
+            ("emission_means", "means_"), ("emission_covariances", "covars_")]})
 
-    def run(n_iter):
-        t0 = time.perf_counter()
-        fitted, log_probs = model.fit_em(params, props, emissions, num_iters=n_iter,
-                                         verbose=False)
-        jax.block_until_ready(log_probs)
-        return time.perf_counter() - t0
+    def em_step(carry, _):
+        params, m_step_state = carry
+        stats, lls = jax.vmap(partial(model.e_step, params))(emissions, None)
+        lp = model.log_prior(params) + lls.sum()
+        params, m_step_state = model.m_step(params, props, stats, m_step_state)
+        return (params, m_step_state), lp
+
+    @partial(jax.jit, static_argnums=1)
+    def run_em(carry, num_steps):
+        return jax.lax.scan(em_step, carry, xs=None, length=num_steps)
+
+    carry = (params, model.initialize_m_step_state(params, props))
+
+    def run():
+        t0, c0 = time.perf_counter(), time.process_time()
+        jax.block_until_ready(run_em(carry, n_iter))
+        return ((time.perf_counter() - t0) / n_iter, (time.process_time() - c0) / n_iter)
 
     t0 = time.perf_counter()
-    run(n_iter)  # compiles
+    _, log_probs = run_em(carry, n_iter)  # compiles
+    jax.block_until_ready(log_probs)
     compile_seconds = time.perf_counter() - t0
-    times = [run(n_iter) / n_iter for _ in range(repeats)]
-    batched = emissions if n_sequences > 1 else emissions[None]
-    start_ll = float(sum(model.marginal_log_prob(params, e) for e in batched))
-    print(json.dumps({"seconds": statistics.median(times), "start_log_likelihood": start_ll,
-                      "compile_seconds": compile_seconds, "jax": jax.__version__}))
+    times = [run() for _ in range(repeats)]
+    print(json.dumps({"seconds": statistics.median(t for t, _ in times),
+                      "cpu_seconds": statistics.median(c for _, c in times),
+                      "start_log_likelihood": float(log_probs[0] - model.log_prior(params)),
+                      "compile_seconds": compile_seconds, "jax": jax.__version__,
+                      "dtype": dtype}))
 
 
-def run_dynamax(python, n_sequences, n_frames, repeats):
+def run_dynamax(python, n_sequences, n_frames, repeats, dtype):
     """dynamax's figures from a worker process in the Python that has it (or None)."""
     import json
     import subprocess
 
     command = [python, __file__, "--dynamax-worker", f"{n_sequences}x{n_frames}",
-               "--repeats", str(repeats)]
+               "--repeats", str(repeats), "--dynamax-dtype", dtype]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"dynamax worker failed: {done.stderr.strip()[-500:]}", file=sys.stderr)
@@ -206,20 +229,24 @@ def main(argv=None):
                         help="a Python interpreter with dynamax installed (JAX; it need not "
                              "have emkit): adds dynamax's column")
     parser.add_argument("--dynamax-worker", metavar="SxT", help=argparse.SUPPRESS)
+    parser.add_argument("--dynamax-dtype", default="float64", help=argparse.SUPPRESS)
+    parser.add_argument("--only", metavar="SxT,…", help="only these shapes, e.g. 50x4000")
     args = parser.parse_args(argv)
     if args.dynamax_worker:
         n_sequences, n_frames = map(int, args.dynamax_worker.split("x"))
-        return dynamax_worker(n_sequences, n_frames, args.repeats)
+        return dynamax_worker(n_sequences, n_frames, args.repeats, args.dynamax_dtype)
     import hmmlearn
 
     shapes = [(1, 5_000), (100, 50)] if args.quick else [(1, 200_000), (50, 4_000),
                                                           (20_000, 10)]
+    if args.only:
+        shapes = [tuple(map(int, shape.split("x"))) for shape in args.only.split(",")]
     lines = machine_description()
     lines.append(f"- hmmlearn {hmmlearn.__version__}")
     lines.append(f"- 2000×2000 float64 matmul in this run: {matmul_gflops():.1f} GFLOP/s")
     lines += ["", "| sequences × frames | hmmlearn scaling s/it | hmmlearn log s/it | emkit s/it "
-              "| speed-up vs better hmmlearn | log-lik rel. diff |",
-              "|---|---|---|---|---|---|"]
+              "| speed-up vs better hmmlearn | CPU s/it: better hmmlearn, emkit | CPU speed-up "
+              "| log-lik rel. diff |", "|---|---|---|---|---|---|---|---|"]
     dynamax_rows = []
     for n_sequences, n_frames in shapes:
         # hmmlearn needs seconds per iteration on 20,000 short sequences: one repeat, 1 and 2
@@ -228,32 +255,42 @@ def main(argv=None):
         r = compare(n_sequences, n_frames, args.repeats, peer_repeats, peer_iter=peer_iter)
         m = r["medians"]
         best = min(m["hmmlearn scaling"], m["hmmlearn log"])
+        better = "hmmlearn scaling" if best == m["hmmlearn scaling"] else "hmmlearn log"
+        cpu = r["cpu"]
         ll = r["log_likelihoods"]
         diff = max(abs(ll["emkit"] - ll[name]) / abs(ll[name])
                    for name in ("hmmlearn scaling", "hmmlearn log"))
         lines.append(f"| {n_sequences:,} × {n_frames:,} | {m['hmmlearn scaling']:.4f} | "
                      f"{m['hmmlearn log']:.4f} | {m['emkit']:.4f} | {best / m['emkit']:.1f}× | "
-                     f"{diff:.1e} |")
+                     f"{cpu[better]:.4f}, {cpu['emkit']:.4f} | "
+                     f"{cpu[better] / cpu['emkit']:.1f}× | {diff:.1e} |")
         print(lines[-1], flush=True)
         if diff > 1e-8:
             lines.append(f"  WARNING: log-likelihoods differ by {diff:.2e}")
         if args.dynamax_python:
-            dyn = run_dynamax(args.dynamax_python, n_sequences, n_frames, args.repeats)
-            if dyn is not None:
-                X = simulate(n_sequences, n_frames)
-                ours = emkit_start_log_likelihood(X, np.full(n_sequences, n_frames))
+            X = simulate(n_sequences, n_frames)
+            ours = emkit_start_log_likelihood(X, np.full(n_sequences, n_frames))
+            for dtype in ("float32", "float64"):
+                dyn = run_dynamax(args.dynamax_python, n_sequences, n_frames, args.repeats,
+                                  dtype)
+                if dyn is None:
+                    continue
                 agree = abs(dyn["start_log_likelihood"] - ours) / abs(ours)
                 dynamax_rows.append(
-                    f"| {n_sequences:,} × {n_frames:,} | {dyn['seconds']:.4f} | "
-                    f"{m['emkit']:.4f} | {m['emkit'] / dyn['seconds']:.2f} | "
+                    f"| {n_sequences:,} × {n_frames:,} | {dtype} | {dyn['seconds']:.4f} | "
+                    f"{dyn['cpu_seconds']:.4f} | {m['emkit']:.4f} | {cpu['emkit']:.4f} | "
+                    f"{dyn['seconds'] / m['emkit']:.1f}× | "
+                    f"{dyn['cpu_seconds'] / cpu['emkit']:.1f}× | "
                     f"{dyn['compile_seconds']:.1f} | {agree:.1e} |")
                 print(dynamax_rows[-1], flush=True)
     if dynamax_rows:
-        lines += ["", "dynamax 1.0.3 (JAX, float64, CPU) in a separate Python; its time per "
-                  "iteration after compilation, against emkit's from the table above:", "",
-                  "| sequences × frames | dynamax s/it | emkit s/it | emkit / dynamax | dynamax "
-                  "compile s | start log-lik rel. diff |", "|---|---|---|---|---|---|",
-                  *dynamax_rows]
+        lines += ["", "dynamax (JAX, CPU) in a worker process; its time per iteration after "
+                  "compilation (wall, and process CPU over all its threads), against emkit's "
+                  "(float64) from the table above:", "",
+                  "| sequences × frames | dynamax dtype | dynamax s/it | dynamax CPU s/it | "
+                  "emkit s/it | emkit CPU s/it | speed-up vs dynamax | CPU speed-up | "
+                  "dynamax compile s | start log-lik rel. diff |",
+                  "|---|---|---|---|---|---|---|---|---|---|", *dynamax_rows]
     lines.append(f"- numba compile time (first call, before caching): "
                  f"{r['compile_seconds']:.1f} s")
     flags = (" --quick" if args.quick else "") + (" --dynamax-python PY" if args.dynamax_python

@@ -250,8 +250,11 @@ class HMMModel:
         emission = self.emission.statistics(params.emission, sequences.X, posteriors,
                                             rows=sequences.missing_layout)
         used = weights > 0
-        total = float(np.dot(weights[used], log_likelihood[used]))
-        n_frames = float(np.dot(weights, sequences.lengths))
+        # Sums, not np.dot: OpenBLAS runs a dot of over 10,000 numbers (one per sequence) on
+        # its threads, which then wait for numba's, still spinning after the forward-backward
+        # (measured: 16 ms a dot on 20,000 sequences, a third of the E-step; 0.04 ms summed).
+        total = float(np.sum(weights[used] * log_likelihood[used]))
+        n_frames = float(np.sum(weights * sequences.lengths))
         return HMMStats(start, transitions, emission, n_frames), total
 
     def posteriors(self, params: HMMParams, sequences: Sequences,
