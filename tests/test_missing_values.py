@@ -18,6 +18,7 @@ import emkit
 from emkit import fit_em
 from emkit.data.chunks import Batch
 from emkit.errors import LikelihoodDecreaseWarning
+from emkit.families.gaussian_missing import COMPLETE
 from emkit.models.mixture import GaussianMixtureModel
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -280,7 +281,10 @@ def test_rows_sorted_by_pattern_give_the_same_e_step(covariance_type):
         np.testing.assert_allclose(getattr(total.components, name),
                                    getattr(stats.components, name), rtol=1e-11, atol=1e-9)
     complete = X[~np.isnan(X).any(axis=1)]
-    assert model.prepare(complete)[0] is complete  # nothing to sort
+    (block,) = model.prepare(complete)  # nothing to sort: the rows as they are, marked complete
+    assert block.rows is COMPLETE and np.shares_memory(block.batch.X, complete)
+    assert model.e_step(params, block)[1] == pytest.approx(model.e_step(params, complete)[1],
+                                                            rel=1e-13)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

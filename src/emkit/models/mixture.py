@@ -232,12 +232,13 @@ class MixtureStats:
 
 
 class SortedBlock(NamedTuple):
-    """A block of rows sorted by their pattern of missing values, with its layout: what
-    :meth:`GaussianMixtureModel.prepare` makes of data with NaN, so that E-steps skip the
-    search for patterns and work on contiguous rows."""
+    """A block of rows sorted by their pattern of missing values, with its layout
+    (``missing.COMPLETE`` for a block without NaN): what :meth:`GaussianMixtureModel.prepare`
+    makes of data in memory, so that E-steps skip the search for NaN and patterns and work on
+    contiguous rows."""
 
     batch: Batch
-    rows: missing.RowLayout
+    rows: missing.RowLayout | missing.Complete
 
 
 def as_batch(chunk: Any) -> Batch:
@@ -300,23 +301,26 @@ class GaussianMixtureModel(MixtureModel):
         return log_norm, resp
 
     def prepare(self, chunk: Any) -> list[Any]:
-        """The chunk as blocks whose rows are sorted by pattern of missing values (complete rows
-        first), each with its layout; a chunk without NaN is returned as it is. The data do not
-        change during a fit, so the patterns are found once instead of in every E-step."""
+        """The chunk as blocks, each with its layout: rows with NaN sorted by their pattern of
+        missing values (complete rows first), a block without NaN marked complete. The data do
+        not change during a fit, so the patterns are found once instead of in every E-step (a
+        scan for NaN alone costs 4% of a 200,000 × 16 iteration)."""
         X, sample_weight, labels = as_batch(chunk)
         X = np.asarray(X)
-        if X.ndim != 2 or X.dtype.kind != "f" or not np.isnan(X).any():
+        if X.ndim != 2 or X.dtype.kind != "f":
             return [chunk]
+        gaps = bool(np.isnan(X).any())
         blocks: list[Any] = []
         for block in self._blocks(len(X), X.shape[1]):
+            # In the E-step's dtype once (a view when it is already so), not at every E-step.
             values = np.ascontiguousarray(X[block], dtype=self.family.dtype)
-            permutation, rows = missing.sort_by_pattern(values)
+            order, rows = missing.sort_by_pattern(values) if gaps else (slice(None), None)
 
-            def take(column, block=block, permutation=permutation):
-                return None if column is None else np.asarray(column)[block][permutation]
+            def take(column, block=block, order=order):
+                return None if column is None else np.asarray(column)[block][order]
 
-            batch = Batch(values[permutation], take(sample_weight), take(labels))
-            blocks.append(batch if rows is None else SortedBlock(batch, rows))
+            blocks.append(SortedBlock(Batch(values[order], take(sample_weight), take(labels)),
+                                      missing.COMPLETE if rows is None else rows))
         return blocks
 
     def e_step(self, params: MixtureParams, chunk: Any,
@@ -343,6 +347,8 @@ class GaussianMixtureModel(MixtureModel):
         X = np.ascontiguousarray(X, dtype=self.family.dtype)
         if rows is None:  # where the NaN are, found once for both passes
             rows = missing.layout(X)
+        elif rows is missing.COMPLETE:  # known from prepare
+            rows = None
         layout = missing.COMPLETE if rows is None else rows  # the passes need not look again
         row_ll, resp = self.family.posteriors(params.components, X, log_weights(params.weights),
                                               beta, layout)
