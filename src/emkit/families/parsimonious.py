@@ -175,23 +175,31 @@ def _diagonal(model, variances, weights, previous):
     if model == "EVI":  # A_k = diag(S_k) / det^(1/d); λ = Σ p_k det(diag S_k)^(1/d)
         volumes = _geometric_mean(variances)
         return (weights @ volumes) * variances / volumes[:, None]
-    # VEI: λ_k = mean_j(s_kj / a_j) given A; A ∝ Σ_k p_k s_k / λ_k given the λ_k.
-    if previous is not None:
-        shape = np.exp(weights @ np.log(previous / _geometric_mean(previous)[:, None]))
+    volumes, shape = _volumes_and_common_shape(variances, weights, previous)  # VEI
+    return volumes[:, None] * shape
+
+
+def _volumes_and_common_shape(values, weights, previous_values):
+    """VEI and VEV: volumes λ_k and one shape A (det A = 1) for the diagonals ``values`` (K, d)
+    — the variances, or the eigenvalues in descending order — alternating λ_k = mean_j(ω_kj /
+    a_j) given A and A ∝ Σ_k p_k ω_k / λ_k given the λ_k, from the previous diagonals' shape
+    when given."""
+    if previous_values is not None:
+        shape = np.exp(weights @ np.log(previous_values
+                                        / _geometric_mean(previous_values)[:, None]))
     else:
-        shape = weights @ variances
+        shape = weights @ values
     shape = shape / _geometric_mean(shape)
     last = np.inf
     for _ in range(_MAX_ITER):
-        volumes = np.mean(variances / shape, axis=1)
+        volumes = np.mean(values / shape, axis=1)
         value = weights @ (len(shape) * np.log(volumes))  # + d: tr(S Σ⁻¹) = d at these λ_k
-        pooled = weights @ (variances / volumes[:, None])
+        pooled = weights @ (values / volumes[:, None])
         shape = pooled / _geometric_mean(pooled)
         if not last - value > _TOL * max(abs(value), 1.0):
             break
         last = value
-    volumes = np.mean(variances / shape, axis=1)
-    return volumes[:, None] * shape
+    return np.mean(values / shape, axis=1), shape
 
 
 # --------------------------------------------------------------------------- general models
@@ -230,22 +238,8 @@ def _common_shape(model, scatter, weights, previous):
     if model == "EEV":  # λ A = Σ_k p_k Ω_k, closed form
         common = weights @ values
         return np.einsum("kij,j,klj->kil", vectors, common, vectors)
-    if previous is not None:
-        prior_values = _eigen(previous)[0]
-        shape = np.exp(weights @ np.log(prior_values / _geometric_mean(prior_values)[:, None]))
-    else:
-        shape = weights @ values
-    shape = shape / _geometric_mean(shape)
-    last = np.inf
-    for _ in range(_MAX_ITER):
-        volumes = np.mean(values / shape, axis=1)
-        value = weights @ np.log(volumes)
-        pooled = weights @ (values / volumes[:, None])
-        shape = pooled / _geometric_mean(pooled)
-        if not last - value > _TOL * max(abs(value), 1.0):
-            break
-        last = value
-    volumes = np.mean(values / shape, axis=1)
+    volumes, shape = _volumes_and_common_shape(
+        values, weights, None if previous is None else _eigen(previous)[0])  # VEV
     return np.einsum("kij,kj,klj->kil", vectors, volumes[:, None] * shape, vectors)
 
 
