@@ -165,10 +165,13 @@ def brute_force_agglomeration(X, n_clusters, lam, beta):
     return labels
 
 
+@pytest.mark.parametrize("form", ["numpy", "compiled"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_agglomeration_merges_the_cheapest_pair_at_every_stage(seed):
+def test_agglomeration_merges_the_cheapest_pair_at_every_stage(seed, form, monkeypatch):
+    from emkit.kernels import tiers
     from emkit.kernels.agglomeration import agglomerate
 
+    monkeypatch.setattr(tiers, "MODE", form)
     rng = np.random.default_rng(seed)
     X = np.concatenate([rng.normal(0, 1, (6, 2)), rng.normal(4, 0.5, (5, 2)) * [1, 3]])
     for n_clusters in (2, 3, 4):
@@ -176,6 +179,22 @@ def test_agglomeration_merges_the_cheapest_pair_at_every_stage(seed):
         got = agglomerate(X, np.ones(len(X)), 0.7, 1.0, n_clusters)
         same = (expected[:, None] == expected[None, :]) == (got[:, None] == got[None, :])
         assert same.all()
+
+
+def test_agglomeration_forms_agree_merge_for_merge(monkeypatch):
+    from emkit.kernels import tiers
+    from emkit.kernels.agglomeration import agglomerate
+
+    X = emkit.datasets.load("geyser").data
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    for n_clusters in (1, 2, 5, 9, 40):
+        labels = {}
+        for form in ("numpy", "compiled"):
+            monkeypatch.setattr(tiers, "MODE", form)
+            labels[form] = agglomerate(X, weights, 0.1, 0.01, n_clusters)
+        np.testing.assert_array_equal(labels["numpy"], labels["compiled"])
+        assert labels["numpy"].max() == n_clusters - 1
 
 
 def test_kmeans_ends_at_a_lloyd_fixed_point():

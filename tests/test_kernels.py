@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from emkit.kernels import gaussian as kernels
+from emkit.kernels import tiers
 from emkit.kernels.fastmath import exp_nonpositive
+
+
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def form(request, monkeypatch):
+    """Every test here runs each kernel's numpy form and its compiled form (emkit.kernels.tiers)
+    against the same independent reference."""
+    monkeypatch.setattr(tiers, "MODE", request.param)
+    return request.param
 
 
 def test_exp_nonpositive_is_within_two_ulp_of_numpy():
@@ -149,3 +158,36 @@ def test_logsumexp_and_posteriors_match_scipy():
     np.testing.assert_allclose(tempered, softmax(0.3 * values[1:], axis=-1), rtol=1e-12,
                                atol=1e-300)
     np.testing.assert_allclose(log_norm, scipy_logsumexp(values[1:], axis=-1), rtol=1e-13)
+
+
+def test_posteriors_from_joint_match_scipy_with_empty_rows():
+    from scipy.special import logsumexp, softmax
+
+    rng = np.random.default_rng(4)
+    joint = rng.normal(0.0, 50.0, (200, 5))
+    joint[3] = -np.inf  # a row no component explains: log norm −inf, uniform posterior
+    joint[7, 1:] = -np.inf
+    log_norm, posterior = kernels.posteriors_from_joint(joint)
+    np.testing.assert_allclose(log_norm[joint.max(axis=1) > -np.inf],
+                               logsumexp(np.delete(joint, 3, axis=0), axis=1), rtol=1e-13)
+    assert log_norm[3] == -np.inf and np.all(posterior[3] == 0.2)
+    np.testing.assert_allclose(np.delete(posterior, 3, axis=0),
+                               softmax(np.delete(joint, 3, axis=0), axis=1), rtol=1e-12,
+                               atol=1e-17)
+
+
+def test_precision_factors_invert_the_covariances_and_flag_singular_ones():
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(6, 4, 4))
+    covariances = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(4)
+    covariances[2, :, 3] = covariances[2, :, 0]  # a column repeated: singular
+    covariances[2, 3, :] = covariances[2, 0, :]
+    covariances[4, 1, 1] = np.nan
+    covariances[5, 2, 2] = -1.0
+    P, bad = kernels.precision_cholesky_factors(covariances, 1e-7)
+    np.testing.assert_array_equal(bad, [False, False, True, False, True, True])
+    for k in np.flatnonzero(~bad):
+        assert np.allclose(np.tril(P[k], -1), 0.0)  # upper triangular
+        np.testing.assert_allclose(P[k] @ P[k].T, np.linalg.inv(covariances[k]), rtol=1e-9,
+                                   atol=1e-9)
+    np.testing.assert_array_equal(P[bad], np.broadcast_to(np.eye(4), (3, 4, 4)))

@@ -13,12 +13,20 @@ The pair costs live in a dense matrix; after a merge only the new cluster's row 
 (one Cholesky factorisation per other cluster). Each cluster remembers its cheapest partner; when
 that partner is merged away the old cost is kept as a lower bound and the row is searched again
 only if it comes first.
+
+The same algorithm is also written in numpy (the costs of a new cluster against all others at
+once): for small problems the interpreter's per-merge overhead costs milliseconds where compiling
+the loop costs seconds, so :mod:`emkit.kernels.tiers` runs it until the compiled loop is in
+numba's cache or has paid for itself. Both break ties by the lowest index and agree merge for
+merge.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from emkit.kernels import tiers
 
 _OPTS = dict(nogil=True, cache=True)
 
@@ -87,10 +95,15 @@ def agglomerate(X, weights, lam, beta, n_target):
     """
     N, D = X.shape
     owner = np.arange(N)  # cluster of each row (index of its surviving representative)
-    _merge_all(X, weights.copy(), X * weights[:, None], np.zeros((N, D, D)), np.empty(N),
-               np.full((N, N), np.inf), np.ones(N, dtype=np.bool_), np.empty(N),
-               np.empty(N, dtype=np.int64), np.zeros(N, dtype=np.bool_), owner,
-               np.empty((D, D)), np.empty(D), float(lam), float(beta), int(n_target))
+    arguments = (X, weights.copy(), X * weights[:, None], np.zeros((N, D, D)), np.empty(N),
+                 np.full((N, N), np.inf), np.ones(N, dtype=np.bool_), np.empty(N),
+                 np.empty(N, dtype=np.int64), np.zeros(N, dtype=np.bool_), owner,
+                 np.empty((D, D)), np.empty(D), float(lam), float(beta), int(n_target))
+    if _MERGE_ALL.use_compiled("d", N**2 * (D**3 / 6 + D**2 + 60), arguments):
+        _merge_all(*arguments)
+    else:
+        _MERGE_ALL.run_numpy(_merge_all_numpy, X, weights, float(lam), float(beta), int(n_target),
+                             owner)
     # A cluster's representative is its lowest row: numbering representatives in order numbers
     # the clusters in the order of their first rows.
     return np.unique(owner, return_inverse=True)[1].astype(np.int64)
@@ -180,3 +193,73 @@ def _merge_all(X, counts, sums, scatters, own, cost, active, best, partner, stal
                 # k's cheapest partner changed or is gone; the old minimum stays a lower bound
                 # (k's other costs did not change), re-evaluated only when it comes first.
                 stale[k] = True
+
+
+# numpy below this work (rows² × the D × D work of one merge cost); compiling the loop with its
+# callees takes about two seconds.
+_MERGE_ALL = tiers.TwoForms(_merge_all, 2e7, 2.0)
+
+
+def _merge_all_numpy(X, weights, lam, beta, n_target, owner):
+    """:func:`_merge_all` in numpy, on the same inputs; leaves each row's representative in
+    ``owner``."""
+    N, D = X.shape
+    counts = weights.astype(np.float64)
+    sums = X * weights[:, None]
+    scatters = np.zeros((N, D, D))
+    own = counts * D * np.log(lam / counts)
+    d2 = np.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=2)
+    n = counts[:, None] + counts[None, :]
+    f = counts[:, None] * counts[None, :] / n
+    ridge = lam + beta * f * d2 / n
+    cost = n * (D * np.log(ridge / n) + np.log1p(f * d2 / ridge)) - own[:, None] - own[None, :]
+    np.fill_diagonal(cost, np.inf)
+    active = np.ones(N, dtype=bool)
+    partner = np.argmin(cost, axis=1)  # the first of equal costs: the lowest index
+    best = cost[np.arange(N), partner]
+    stale = np.zeros(N, dtype=bool)
+    eye = np.eye(D)
+    for _ in range(N - n_target):
+        while True:  # the cheapest row; a stale one is re-evaluated and the search repeated
+            i = int(np.argmin(np.where(active, best, np.inf)))
+            if not stale[i]:
+                break
+            partner[i] = np.argmin(cost[i])
+            best[i], stale[i] = cost[i, partner[i]], False
+        if not np.isfinite(best[i]):  # only infinite costs left (cannot happen with λ > 0)
+            break
+        i, j = sorted((i, int(partner[i])))
+        delta = sums[i] / counts[i] - sums[j] / counts[j]
+        merged = counts[i] + counts[j]
+        scatters[i] += scatters[j] + (counts[i] * counts[j] / merged) * np.outer(delta, delta)
+        sums[i] += sums[j]
+        counts[i] = merged
+        ridge = (lam + beta * np.trace(scatters[i]) / merged) / merged
+        own[i] = merged * _log_det_numpy((scatters[i] / merged + ridge * eye)[None])[0]
+        active[j] = False
+        owner[owner == j] = i
+        cost[j, :] = cost[:, j] = np.inf
+        others = np.flatnonzero(active)
+        others = others[others != i]
+        n_k = counts[others]
+        n_ik = counts[i] + n_k
+        delta = sums[i] / counts[i] - sums[others] / n_k[:, None]
+        W = (scatters[i] + scatters[others]
+             + (counts[i] * n_k / n_ik)[:, None, None] * delta[:, :, None] * delta[:, None, :])
+        W = W / n_ik[:, None, None]
+        W += ((lam + beta * np.trace(W, axis1=1, axis2=2)) / n_ik)[:, None, None] * eye
+        row = n_ik * _log_det_numpy(W) - own[i] - own[others]
+        cost[i, others] = cost[others, i] = row
+        partner[i] = np.argmin(cost[i])
+        best[i], stale[i] = cost[i, partner[i]], False
+        lower = row < best[others]  # below a bound on all of k's other costs: exact
+        best[others[lower]], partner[others[lower]] = row[lower], i
+        stale[others[lower]] = False
+        lost = ~lower & ((partner[others] == i) | (partner[others] == j))
+        stale[others[lost]] = True
+
+
+def _log_det_numpy(S):
+    """log det of a stack of symmetric matrices, +inf where one is not positive definite."""
+    sign, log_det = np.linalg.slogdet(S)
+    return np.where(sign > 0, log_det, np.inf)

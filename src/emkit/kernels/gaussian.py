@@ -8,13 +8,21 @@ Within a block, sums run in the data's precision; across blocks they are accumul
 Large inputs are split into one contiguous part per thread; small ones run serially, because
 starting threads costs more than the work. No kernel calls BLAS, so nothing here competes with
 numpy's own threads.
+
+Each kernel a small fit calls also has a numpy form of the same arithmetic (all components at
+once; in float64). :mod:`emkit.kernels.tiers` picks the form: numpy on small inputs until the
+compiled form is in numba's cache or has paid for its compilation, so a first small fit in a new
+environment compiles nothing. Work is counted as rows × K × (D + 1)²; the compiled loops are
+5–15× faster than numpy at any size, and from ``NUMPY_MAX_WORK`` on they always run.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from scipy.linalg import lapack
 
+from emkit.kernels import tiers
 from emkit.kernels.fastmath import exp_nonpositive
 
 _BLOCK = 256
@@ -24,12 +32,27 @@ _PARALLEL_MIN_ROWS = 8192
 _SERIAL = dict(nogil=True, cache=True, fastmath={"contract"})
 _REDUCING = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 _PARALLEL = dict(nogil=True, cache=True, parallel=True)
+# Work (rows × K × (D + 1)²) from which the compiled loops always run: there a numpy call takes
+# milliseconds (2 ms at 2,000 rows, K = D = 8, 10× the compiled loop's), so that the few
+# hundred calls of one fit would cost about what compiling does.
+NUMPY_MAX_WORK = 1 << 20
+
+
+def _work(n_rows, n_components, n_features):
+    return n_rows * n_components * (n_features + 1) ** 2
+
+
+def any_nan(X) -> bool:
+    """Whether the 2-D array X holds a NaN."""
+    if _work(X.shape[0], 1, X.shape[1]) < NUMPY_MAX_WORK:
+        return bool(np.isnan(X).any())  # as fast as the loop on small X, and never compiled
+    return _any_nan(np.ascontiguousarray(X))
 
 
 @numba.njit(**_SERIAL)
-def any_nan(X):
-    """Whether the 2-D array X holds a NaN: one read of X, no temporary arrays (rows with a NaN
-    are rare or absent in most data, so the scan usually runs to the end)."""
+def _any_nan(X):
+    """any_nan of a C-contiguous X: one read of X, no temporary arrays (rows with a NaN are rare
+    or absent in most data, so the scan usually runs to the end)."""
     for i in range(X.shape[0]):
         total = 0.0
         for j in range(X.shape[1]):
@@ -131,19 +154,47 @@ def _joint_parallel(log_joint, beta, out, log_norm, bounds):
         _joint_rows(log_joint, beta, out, log_norm, bounds[p], bounds[p + 1])
 
 
+def _normalize_numpy(joint, beta):
+    """What ``_emit_block`` computes with normalize, for all rows at once in numpy."""
+    top = joint.max(axis=1)
+    top[~np.isfinite(top)] = 0.0
+    shifted = (joint - top[:, None]).astype(np.float64, copy=False)
+    # exact zeros below exp(−40) (and for NaN), as in _emit_block
+    e = np.where(shifted > -40.0, np.exp(np.maximum(shifted, -40.0)), 0.0)
+    total = e.sum(axis=1)
+    positive = total > 0.0
+    log_norm = np.full(len(total), -np.inf)
+    np.log(total, out=log_norm, where=positive)
+    log_norm += top
+    if beta != 1.0:
+        e = e**beta
+        total = e.sum(axis=1)
+        positive = total > 0.0
+    out = np.full(joint.shape, 1.0 / joint.shape[1], dtype=joint.dtype)
+    out[positive] = e[positive] / total[positive, None]
+    return log_norm, out
+
+
 def posteriors_from_joint(log_joint, inverse_temperature=1.0):
     """(log Σ_k exp joint[b, k], posteriors ∝ exp(β · joint)) of a precomputed (n, K) log joint
     density, with the same numerics as the fused density kernels."""
     log_joint = np.ascontiguousarray(log_joint)
     out = np.empty_like(log_joint)
     log_norm = np.empty(len(log_joint))
+    arguments = (log_joint, float(inverse_temperature), out, log_norm, 0, len(log_joint))
+    if not _JOINT.use_compiled(log_joint.dtype.char, _work(*log_joint.shape, 0), arguments):
+        return _JOINT.run_numpy(_normalize_numpy, log_joint, float(inverse_temperature))
     n_parts = _n_parts(len(log_joint))
     if n_parts == 1:
-        _joint_rows(log_joint, float(inverse_temperature), out, log_norm, 0, len(log_joint))
+        _joint_rows(*arguments)
     else:
         _joint_parallel(log_joint, float(inverse_temperature), out, log_norm,
                         np.array(_part_bounds(len(log_joint), n_parts)))
     return log_norm, out
+
+
+# (the last argument: seconds that compiling the loop with its callees took in a new environment)
+_JOINT = tiers.TwoForms(_joint_rows, NUMPY_MAX_WORK, 1.0)
 
 
 @numba.njit(**_SERIAL)
@@ -217,12 +268,31 @@ def _run_rows(serial, parallel, X, means, parameters, constants, posteriors, bet
     out = np.empty((X.shape[0], means.shape[0]), dtype=X.dtype)
     log_norm = np.empty(X.shape[0] if posteriors else 0)
     n_parts = _n_parts(len(X))
+    arguments = (X, means, parameters, constants, float(beta), posteriors, out, log_norm, 0,
+                 len(X))
+    work = _work(len(X), len(means), X.shape[1])
+    forms = _DENSITY_FORMS[serial]
+    if not forms.use_compiled(X.dtype.char, work, arguments):
+        return forms.run_numpy(_density_numpy, X, means, parameters, constants, posteriors, beta)
     if n_parts == 1:
-        serial(X, means, parameters, constants, float(beta), posteriors, out, log_norm, 0, len(X))
+        serial(*arguments)
     else:
         parallel(X, means, parameters, constants, float(beta), posteriors, out, log_norm,
                  np.array(_part_bounds(len(X), n_parts)))
     return (log_norm, out) if posteriors else out
+
+
+def _density_numpy(X, means, parameters, constants, posteriors, beta):
+    """The density kernels in numpy, all components at once, (K, rows, D), in float64 whatever
+    X's dtype (small inputs: precision costs nothing here), the result in X's dtype. Triangular
+    factors (K, D, D) and diagonal scales (K, D) are told apart by rank."""
+    centred = X[None, :, :] - means[:, None, :].astype(np.float64)
+    parameters = parameters.astype(np.float64, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # as the loops: inf and NaN, no warning
+        whitened = centred @ parameters if parameters.ndim == 3 else centred * parameters[:, None]
+        joint = constants - 0.5 * np.einsum("knd,knd->nk", whitened, whitened)
+    joint = joint.astype(X.dtype, copy=False)
+    return _normalize_numpy(joint, float(beta)) if posteriors else joint
 
 
 @numba.njit(**_SERIAL)
@@ -263,6 +333,10 @@ def diagonal_log_density(X, means, scales, constants, posteriors=False, inverse_
     √); ``posteriors`` as in :func:`triangular_log_density`."""
     return _run_rows(_diagonal_rows, _diagonal_parallel, X, means, scales, constants,
                      posteriors, inverse_temperature)
+
+
+_DENSITY_FORMS = {serial: tiers.TwoForms(serial, NUMPY_MAX_WORK, 2.0)
+                  for serial in (_triangular_rows, _diagonal_rows)}
 
 
 # --------------------------------------------------------------------------- moments
@@ -395,8 +469,12 @@ def weighted_moments(X, weights, centers, full=True):
     weight_sum = np.zeros((n_parts, n_components))
     first = np.zeros((n_parts, n_components, n_features))
     second = np.zeros((n_parts, n_components, n_features, width))
+    arguments = (X, weights, centers, full, weight_sum[0], first[0], second[0], 0, n_rows)
+    if not _MOMENTS.use_compiled(X.dtype.char, _work(n_rows, n_components, n_features),
+                                 arguments):
+        return _MOMENTS.run_numpy(_moments_numpy, X, weights, centers, full)
     if n_parts == 1:
-        _moment_rows(X, weights, centers, full, weight_sum[0], first[0], second[0], 0, n_rows)
+        _moment_rows(*arguments)
     else:
         _moment_parallel(X, weights, centers, full, weight_sum, first, second,
                          np.array(_part_bounds(n_rows, n_parts)))
@@ -406,6 +484,27 @@ def weighted_moments(X, weights, centers, full=True):
     upper = np.triu(np.ones((n_features, n_features), dtype=bool), 1)
     second = np.where(upper, second, np.swapaxes(second, 1, 2))  # mirror the upper triangle
     return weight_sum, first, second
+
+
+_MOMENTS = tiers.TwoForms(_moment_rows, NUMPY_MAX_WORK, 1.2)
+
+
+def _moments_numpy(X, weights, centers, full):
+    """weighted_moments in numpy, all components at once, in float64 (the compiled loops sum
+    each block in X's precision, but blocks in float64: over a whole small input, float32 sums
+    would lose more)."""
+    X = X.astype(np.float64, copy=False)
+    weights = weights.astype(np.float64, copy=False)
+    centred = X[None, :, :] - centers.astype(np.float64)[:, None, :]  # (K, rows, D)
+    with np.errstate(over="ignore", invalid="ignore"):  # as the loops: inf and NaN, no warning
+        weighted = weights.T[:, :, None] * centred
+        first = weighted.sum(axis=1)
+        if not full:
+            return weights.sum(axis=0), first, np.einsum("knd,knd->kd", weighted, centred)
+        second = np.swapaxes(weighted, 1, 2) @ centred
+    # exactly symmetric, as the compiled loops' (their upper triangle, mirrored)
+    upper = np.triu(np.ones(second.shape[1:], dtype=bool), 1)
+    return weights.sum(axis=0), first, np.where(upper, second, np.swapaxes(second, 1, 2))
 
 
 # --------------------------------------------------------------------------- missing values
@@ -631,7 +730,6 @@ def missing_moments(X, order, starts, observed, means, covs, weights, centers, f
     return weight_sum.sum(axis=0), first_sum.sum(axis=0), second_sum.sum(axis=0)
 
 
-@numba.njit(**_SERIAL)
 def precision_cholesky_factors(covariances, min_ratio):
     """Upper-triangular P_k with P_k P_kᵀ = Σ_k⁻¹ for a stack (K, D, D) of covariances, and a
     mask of the components whose Σ_k is not numerically positive definite (their P_k is the
@@ -639,9 +737,43 @@ def precision_cholesky_factors(covariances, min_ratio):
 
     Σ = L Lᵀ (Cholesky), P = L⁻ᵀ. A pivot L_ii below ``min_ratio`` · √Σ_ii means coordinate i is
     a linear function of the others to working precision, so Σ counts as singular (a scale-free
-    test). One compiled loop instead of a LAPACK call per small matrix: for the K D×D matrices
-    of an M-step the calls cost more than the arithmetic.
+    test). The compiled loop does this for all K matrices at once (LAPACK calls per small matrix
+    cost more than the arithmetic); before it is compiled, one LAPACK call per matrix does.
     """
+    covariances = np.ascontiguousarray(covariances, dtype=np.float64)
+    if not covariances.flags.writeable:  # one specialisation: writable arrays only
+        covariances = covariances.copy()
+    n_components, n_features = covariances.shape[:2]
+    work = n_components * n_features**3
+    if _FACTORS.use_compiled("d", work, (covariances, float(min_ratio))):
+        return _precision_factors_compiled(covariances, float(min_ratio))
+    return _FACTORS.run_numpy(_precision_factors_lapack, covariances, float(min_ratio))
+
+
+def _precision_factors_lapack(covariances, min_ratio):
+    """:func:`precision_cholesky_factors` by one LAPACK call per matrix."""
+    n_components, n_features = covariances.shape[:2]
+    diagonal = np.diagonal(covariances, axis1=1, axis2=2)
+    bad = ~(np.isfinite(covariances).all(axis=(1, 2)) & (diagonal > 0.0).all(axis=1))
+    P = np.zeros_like(covariances)
+    pivots = np.zeros((n_components, n_features))
+    for k in np.flatnonzero(~bad):
+        lower, info = lapack.dpotrf(covariances[k], lower=1, clean=1)
+        if info == 0:
+            pivots[k] = np.diagonal(lower)
+            inverse, info = lapack.dtrtri(lower, lower=1)
+            P[k] = inverse.T
+        bad[k] = info != 0
+    with np.errstate(invalid="ignore"):
+        bad |= ~(pivots >= min_ratio * np.sqrt(np.abs(diagonal))).all(axis=1)
+    bad |= ~np.isfinite(P).all(axis=(1, 2))
+    P[bad] = np.eye(n_features)
+    return P, bad
+
+
+@numba.njit(**_SERIAL)
+def _precision_factors_compiled(covariances, min_ratio):
+    """:func:`precision_cholesky_factors` in one compiled loop."""
     K, D = covariances.shape[0], covariances.shape[1]
     P = np.zeros((K, D, D))
     bad = np.zeros(K, dtype=np.bool_)
@@ -683,3 +815,8 @@ def precision_cholesky_factors(covariances, min_ratio):
                 for j in range(D):
                     P[k, i, j] = 1.0 if i == j else 0.0
     return P, bad
+
+
+# Factor work is K·D³; the compiled loop always runs from 4,096, where a LAPACK call per matrix
+# costs more than the arithmetic.
+_FACTORS = tiers.TwoForms(_precision_factors_compiled, 4096, 0.5)

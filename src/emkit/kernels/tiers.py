@@ -1,0 +1,98 @@
+"""Numpy first, compiled once it pays: the rule that picks a form for kernels written twice.
+
+In a new environment, compiling one of numba's kernels costs about a second; loading it from
+numba's on-disk cache costs milliseconds; and on a small input the same arithmetic in numpy is
+only a few times slower than the compiled loop (fractions of a millisecond either way). So a
+kernel with both forms runs
+
+- **compiled** when its compiled form is already in memory or in numba's cache for these argument
+  types, or when the input is large (``work`` ≥ ``numpy_max_work``: there numpy is many times
+  slower, and compiling pays within one fit);
+- **in numpy** otherwise, counting the time spent so; once that time reaches what compiling the
+  loop costs (the ski-rental rule, which never costs more than twice the better choice made in
+  hindsight), it compiles, and runs compiled from then on.
+
+A one-off small fit in a new environment therefore compiles nothing; a process that fits many
+small models compiles once, and every later process loads the compiled form from the cache. The
+two forms agree to rounding (tests/test_kernels.py runs both), so which one ran can change a
+result only in its last digits: two identical fits in one process can differ there if a switch
+came between them (``MODE = "size"`` rules that out).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+# How the form is chosen:
+#   "adaptive" (default): as above;
+#   "size": numpy exactly below ``numpy_max_work``, compiled above, whatever the process did
+#       before (every result a function of its inputs alone, at the price of never compiling for
+#       small inputs; the test suite runs so, and so does EMKIT_KERNELS=size);
+#   "numpy" or "compiled": one form always (the tests of both forms).
+MODE: str = os.environ.get("EMKIT_KERNELS", "adaptive")
+
+
+class TwoForms:
+    """The choice between a kernel's numpy form and its compiled form ``compiled`` (the numba
+    dispatcher that Python calls on small inputs).
+
+    ``use_compiled(key, work, args)``: ``key`` names the argument types cheaply (the data's
+    dtype, say), ``work`` is the call's size in the kernel's own units, ``args`` are the
+    arguments the compiled form would get (read only to look it up in numba's cache). The caller
+    runs the numpy form through :meth:`run_numpy`, which counts its time.
+    """
+
+    def __init__(self, compiled, numpy_max_work: float, compile_seconds: float):
+        self.compiled = compiled
+        self.numpy_max_work = numpy_max_work
+        self.compile_seconds = compile_seconds  # about what compiling the loop costs
+        self._ready: set = set()  # keys whose compiled form is in memory
+        self._looked_up: set = set()  # keys already looked up in numba's cache
+        self._numpy_seconds = 0.0
+        self._lock = threading.Lock()
+
+    def use_compiled(self, key, work: float, args) -> bool:
+        if MODE != "adaptive":
+            return MODE == "compiled" or (MODE == "size" and work >= self.numpy_max_work)
+        if key in self._ready or work >= self.numpy_max_work:
+            return True  # (a large input pays for compiling at once)
+        with self._lock:
+            if self._numpy_seconds >= self.compile_seconds:
+                self._ready.add(key)
+                return True
+            if key not in self._looked_up:
+                self._looked_up.add(key)
+                if _load_from_cache(self.compiled, args):
+                    self._ready.add(key)
+                    return True
+        return False
+
+    def run_numpy(self, form, *args):
+        """``form(*args)``, its time counted towards compiling."""
+        start = time.perf_counter()
+        try:
+            return form(*args)
+        finally:
+            self._numpy_seconds += time.perf_counter() - start
+
+
+def _load_from_cache(dispatcher, args) -> bool:
+    """Whether numba's cache holds ``dispatcher``'s compiled form for ``args``; if it does, it is
+    loaded (which takes milliseconds), never compiled.
+
+    numba has no public call for "load, but do not compile"; this asks the dispatcher's cache the
+    way ``Dispatcher.compile`` does first, and on any surprise from numba's internals answers
+    no (the numpy form then runs: slower, never wrong).
+    """
+    try:
+        signature = tuple(dispatcher.typeof_pyval(a) for a in args)
+        if signature in dispatcher.overloads:
+            return True
+        if dispatcher._cache.load_overload(signature, dispatcher.targetctx) is None:
+            return False
+        dispatcher.compile(signature)  # found: this loads it (again) from the cache
+        return True
+    except Exception:  # noqa: BLE001 - internals of another version of numba
+        return False

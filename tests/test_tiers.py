@@ -1,0 +1,106 @@
+"""The rule that chooses between a kernel's numpy form and its compiled form (emkit.kernels.tiers):
+numpy on small inputs until the compiled form is in numba's cache or has paid for itself."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from emkit.kernels import tiers
+
+
+@numba.njit
+def _double(x):
+    return 2.0 * x
+
+
+@pytest.fixture
+def adaptive(monkeypatch):
+    monkeypatch.setattr(tiers, "MODE", "adaptive")
+
+
+def test_small_inputs_run_numpy_until_their_time_pays_for_compiling(adaptive, monkeypatch):
+    monkeypatch.setattr(tiers, "_load_from_cache", lambda dispatcher, args: False)
+    forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=0.05)
+    args = (np.ones(3),)
+    assert not forms.use_compiled("d", 10, args)
+    assert forms.use_compiled("d", 100, args)  # a large input: compiled at once
+    assert not forms.use_compiled("d", 10, args)  # ... which is not counted as paid
+    ran = forms.run_numpy(lambda x: sum(i for i in range(200_000)) * x, 2.0)
+    assert ran == 2.0 * sum(range(200_000))
+    while forms._numpy_seconds < 0.05:
+        forms.run_numpy(sum, range(100_000))
+    assert forms.use_compiled("d", 10, args)
+    assert forms.use_compiled("f", 10, args)  # the budget is the kernel's, whatever the types
+
+
+def test_a_compiled_form_in_memory_or_in_the_cache_is_used(adaptive, monkeypatch):
+    looked_up = []
+    monkeypatch.setattr(tiers, "_load_from_cache",
+                        lambda dispatcher, args: looked_up.append(args) or True)
+    forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=1e9)
+    assert forms.use_compiled("d", 1, (np.ones(2),))
+    assert forms.use_compiled("d", 1, (np.ones(2),))
+    assert len(looked_up) == 1  # once per key
+
+
+def test_the_fixed_modes_ignore_history(monkeypatch):
+    forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=0.0)
+    for mode, small, large in [("size", False, True), ("numpy", False, False),
+                               ("compiled", True, True)]:
+        monkeypatch.setattr(tiers, "MODE", mode)
+        assert forms.use_compiled("d", 1, (1.0,)) is small
+        assert forms.use_compiled("d", 1000, (1.0,)) is large
+
+
+def test_load_from_cache_finds_only_what_is_there():
+    fresh = numba.njit(lambda x: x + 1.0)  # no cache: nothing to load
+    assert not tiers._load_from_cache(fresh, (1.0,))
+    assert fresh.signatures == []  # and nothing compiled by asking
+    fresh(1.0)
+    assert tiers._load_from_cache(fresh, (1.0,))  # in memory now
+
+
+_CHILD = """
+import json, sys
+import numpy as np
+from numba.core import event
+import emkit
+from emkit.kernels import gaussian
+compiled = []
+
+
+class Compilations(event.Listener):
+    def on_start(self, e):
+        compiled.append(str(e.data["dispatcher"]))
+
+    def on_end(self, e):
+        pass
+
+
+event.register("numba:compile", Compilations())
+if sys.argv[1] == "fit":
+    emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("faithful").data)
+else:
+    gaussian.precision_cholesky_factors(np.eye(2)[None] * 2.0, 1e-7)
+print(json.dumps({"compiled": compiled, "ready": len(gaussian._FACTORS._ready)}))
+"""
+
+
+def _child(what, cache, mode):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), EMKIT_KERNELS=mode)
+    done = subprocess.run([sys.executable, "-c", _CHILD, what], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_first_small_fit_in_a_new_environment_compiles_nothing(tmp_path):
+    assert _child("fit", tmp_path, "adaptive")["compiled"] == []
+    # once a process has compiled a kernel, the next one loads it from the cache
+    assert _child("factors", tmp_path, "compiled")["compiled"]
+    again = _child("factors", tmp_path, "adaptive")
+    assert again == {"compiled": [], "ready": 1}
