@@ -32,10 +32,10 @@ _PARALLEL_MIN_ROWS = 8192
 _SERIAL = dict(nogil=True, cache=True, fastmath={"contract"})
 _REDUCING = dict(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 _PARALLEL = dict(nogil=True, cache=True, parallel=True)
-# Work (rows × K × (D + 1)²) from which the compiled loops always run: there a numpy call takes
-# milliseconds (2 ms at 2,000 rows, K = D = 8, 10× the compiled loop's), so that the few
-# hundred calls of one fit would cost about what compiling does.
-NUMPY_MAX_WORK = 1 << 20
+# Work (rows × K × (D + 1)²) from which the compiled loops always run: a numpy call takes about
+# 1 ms per 10⁶ units (5–15× the compiled loop's), so a few hundred calls at this size cost about
+# what compiling does; the numpy forms' (K, rows, D) temporaries stay below 64 MB.
+NUMPY_MAX_WORK = 1 << 23
 
 
 def _work(n_rows, n_components, n_features):
