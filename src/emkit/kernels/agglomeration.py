@@ -137,16 +137,17 @@ def _merge_all(X, counts, sums, scatters, own, cost, active, best, partner, stal
     n_active = N  # stale[k]: best[k] only a lower bound, partner[k] unknown
     while n_active > n_target:
         while True:  # the cheapest row; a stale one is re-evaluated and the search repeated
-            i = -1
+            i = N  # none yet (a variable, not the constant −1: numba would compile the call
+            # below once more, for the literal)
             lowest = np.inf
             for k in range(N):
                 if active[k] and best[k] < lowest:
                     lowest, i = best[k], k
-            if i < 0 or not stale[i]:
+            if i == N or not stale[i]:
                 break
             best[i], partner[i] = _best_partner(i, active, cost, N)
             stale[i] = False
-        if i < 0:  # only infinite costs left (cannot happen with λ > 0)
+        if i == N:  # only infinite costs left (cannot happen with λ > 0)
             break
         j = partner[i]
         if j < i:

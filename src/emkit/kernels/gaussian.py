@@ -137,7 +137,7 @@ def _emit_block(joint, rows, start, beta, normalize, top, total, out, log_norm):
 
 
 @numba.njit(**_SERIAL)
-def _joint_rows(log_joint, beta, out, log_norm, first, last):
+def _joint_rows(log_joint, beta, normalize, out, log_norm, first, last):
     n_components = log_joint.shape[1]
     joint = np.empty((n_components, _BLOCK), dtype=log_joint.dtype)
     top = np.empty(_BLOCK, dtype=log_joint.dtype)
@@ -145,13 +145,15 @@ def _joint_rows(log_joint, beta, out, log_norm, first, last):
     for start in range(first, last, _BLOCK):
         stop = min(start + _BLOCK, last)
         _transpose_block(log_joint, start, stop, joint)
-        _emit_block(joint, stop - start, start, beta, True, top, total, out, log_norm)
+        # ``normalize`` (always True) comes from Python: a literal True here would compile
+        # _emit_block once more, for the literal
+        _emit_block(joint, stop - start, start, beta, normalize, top, total, out, log_norm)
 
 
 @numba.njit(**_PARALLEL)
-def _joint_parallel(log_joint, beta, out, log_norm, bounds):
+def _joint_parallel(log_joint, beta, normalize, out, log_norm, bounds):
     for p in numba.prange(len(bounds) - 1):
-        _joint_rows(log_joint, beta, out, log_norm, bounds[p], bounds[p + 1])
+        _joint_rows(log_joint, beta, normalize, out, log_norm, bounds[p], bounds[p + 1])
 
 
 def _normalize_numpy(joint, beta):
@@ -181,14 +183,14 @@ def posteriors_from_joint(log_joint, inverse_temperature=1.0):
     log_joint = np.ascontiguousarray(log_joint)
     out = np.empty_like(log_joint)
     log_norm = np.empty(len(log_joint))
-    arguments = (log_joint, float(inverse_temperature), out, log_norm, 0, len(log_joint))
+    arguments = (log_joint, float(inverse_temperature), True, out, log_norm, 0, len(log_joint))
     if not _JOINT.use_compiled(log_joint.dtype.char, _work(*log_joint.shape, 0), arguments):
         return _JOINT.run_numpy(_normalize_numpy, log_joint, float(inverse_temperature))
     n_parts = _n_parts(len(log_joint))
     if n_parts == 1:
         _joint_rows(*arguments)
     else:
-        _joint_parallel(log_joint, float(inverse_temperature), out, log_norm,
+        _joint_parallel(log_joint, float(inverse_temperature), True, out, log_norm,
                         np.array(_part_bounds(len(log_joint), n_parts)))
     return log_norm, out
 
