@@ -511,11 +511,16 @@ def _moments_numpy(X, weights, centers, full):
 # Rows with NaN, grouped by pattern (see emkit.families.gaussian_missing for the formulas): the
 # rows of pattern p are order[starts[p]:starts[p + 1]], its observed coordinates observed[p].
 # Each pattern factorises Σ_oo once per component; patterns run in parallel.
+#
+# The numpy forms (below each entry point) loop over patterns in Python, all components at once.
+# Work is rows × K × (D + 1)² plus _PATTERN_WORK per pattern: measured, numpy takes 1–4 ns per
+# unit on the rows (the gathers and small solves cost more than the dense kernels' 1 ns) and
+# 50–70 µs (density) or 100–180 µs (moments) per pattern whatever K, i.e. about 2¹⁵ units; the
+# compiled loops are 10–70× faster. From _MISSING_MAX_WORK on (a numpy call of about 10 ms, so
+# that a few hundred E-steps cost what compiling does) the compiled loops always run.
+_PATTERN_WORK = 1 << 15
+_MISSING_MAX_WORK = 1 << 22
 _LOG_2PI_CONST = float(np.log(2.0 * np.pi))
-
-
-# What one pattern's numpy calls cost, in units of work per component (TODO measure).
-_PATTERN_WORK = 50_000
 
 
 @numba.njit(**_SERIAL)
@@ -625,8 +630,8 @@ def missing_log_density(X, order, starts, observed, means, covs):
     return out
 
 
-# (compile seconds in a new environment: the loop with its callees; see _PATTERN_WORK)
-_MISSING_DENSITY = tiers.TwoForms(_log_density_patterns, NUMPY_MAX_WORK, 1.5)
+# (compile seconds in a new environment, the loop with its callees; thresholds: _PATTERN_WORK)
+_MISSING_DENSITY = tiers.TwoForms(_log_density_patterns, _MISSING_MAX_WORK, 1.5)
 
 
 def _missing_log_density_numpy(X, order, starts, observed, means, covs):
@@ -660,8 +665,7 @@ def _observed_factors(blocks):
 
 
 def _missing_work(n_rows, n_patterns, n_components, n_features):
-    """rows × K × (D + 1)², plus what each pattern's own numpy calls cost in the same units."""
-    return n_components * (n_rows * (n_features + 1) ** 2 + n_patterns * _PATTERN_WORK)
+    return n_rows * n_components * (n_features + 1) ** 2 + n_patterns * _PATTERN_WORK
 
 
 @numba.njit(**_REDUCING)
@@ -784,7 +788,7 @@ def missing_moments(X, order, starts, observed, means, covs, weights, centers, f
     return weight_sum.sum(axis=0), first_sum.sum(axis=0), second_sum.sum(axis=0)
 
 
-_MISSING_MOMENTS = tiers.TwoForms(_moment_patterns, NUMPY_MAX_WORK, 2.5)
+_MISSING_MOMENTS = tiers.TwoForms(_moment_patterns, _MISSING_MAX_WORK, 2.5)
 
 
 def _missing_moments_numpy(X, order, starts, observed, means, covs, weights, centers, full):
