@@ -644,11 +644,12 @@ def _missing_log_density_numpy(X, order, starts, observed, means, covs):
             continue  # nothing observed: density 1 under every component
         rows = order[starts[p]:starts[p + 1]]
         L = _observed_factors(covs[:, obs[:, None], obs])
-        deviation = X[rows[:, None], obs].T[None] - means[:, obs, None]  # (K, n_obs, rows)
-        z = np.linalg.solve(L, deviation)
         log_det = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
         constant = -0.5 * (len(obs) * _LOG_2PI_CONST + log_det)
-        out[rows] = (constant[:, None] - 0.5 * np.einsum("kir,kir->kr", z, z)).T
+        with np.errstate(over="ignore", invalid="ignore"):  # as the loops: inf, no warning
+            deviation = X[rows[:, None], obs].T[None] - means[:, obs, None]  # (K, n_obs, rows)
+            z = np.linalg.solve(L, deviation)
+            out[rows] = (constant[:, None] - 0.5 * np.einsum("kir,kir->kr", z, z)).T
     return out
 
 
@@ -817,24 +818,25 @@ def _missing_moments_numpy(X, order, starts, observed, means, covs, weights, cen
         cross = cov[:, obs[:, None], mis]  # Σ_om
         # regression = Σ_oo⁻¹ Σ_om by two triangular solves, as in the loops
         regression = np.linalg.solve(np.swapaxes(L, 1, 2), np.linalg.solve(L, cross))
-        values = X[rows[:, None], obs][None]  # (1, rows, n_obs)
-        deviation = np.empty((len(k), len(rows), n_features))  # completed row − centre
-        deviation[:, :, obs] = values - centers[k][:, None, obs]
-        deviation[:, :, mis] = ((means[k] - centers[k])[:, None, mis]
-                                + (values - means[k][:, None, obs]) @ regression)
-        weighted = w[:, :, None] * deviation
         # + total · conditional covariance C = Σ_mm − Σ_mo regression on the missing block
         conditional = (cov[:, mis[:, None], mis] - np.swapaxes(cross, 1, 2) @ regression)
         conditional *= total[k, None, None]
+        values = X[rows[:, None], obs][None]  # (1, rows, n_obs)
+        deviation = np.empty((len(k), len(rows), n_features))  # completed row − centre
+        with np.errstate(over="ignore", invalid="ignore"):  # as the loops: inf, no warning
+            deviation[:, :, obs] = values - centers[k][:, None, obs]
+            deviation[:, :, mis] = ((means[k] - centers[k])[:, None, mis]
+                                    + (values - means[k][:, None, obs]) @ regression)
+            weighted = w[:, :, None] * deviation
+            if full:
+                second = np.swapaxes(weighted, 1, 2) @ deviation
+                second[:, mis[:, None], mis] += conditional
+            else:
+                second = np.einsum("krd,krd->kd", weighted, deviation)
+                second[:, mis] += np.diagonal(conditional, axis1=1, axis2=2)
+                second = second[:, :, None]
         weight_sum[k] += total[k]
         first_sum[k] += weighted.sum(axis=1)
-        if full:
-            second = np.swapaxes(weighted, 1, 2) @ deviation
-            second[:, mis[:, None], mis] += conditional
-        else:
-            second = np.einsum("krd,krd->kd", weighted, deviation)
-            second[:, mis] += np.diagonal(conditional, axis1=1, axis2=2)
-            second = second[:, :, None]
         second_sum[k] += second
     return weight_sum, first_sum, second_sum
 
