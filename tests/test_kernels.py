@@ -82,7 +82,7 @@ def test_missing_value_kernels_match_the_per_pattern_numpy_formulas(covariance_t
     from emkit.families.gaussian import GaussianFamily
 
     rng = np.random.default_rng(2)
-    K, D, n = 3, 4, 300
+    K, D, n = 3, 5, 400
     family = GaussianFamily(covariance_type)
     A = rng.normal(size=(K, D, D))
     covariances = {"full": A @ A.transpose(0, 2, 1) + np.eye(D),
@@ -91,12 +91,14 @@ def test_missing_value_kernels_match_the_per_pattern_numpy_formulas(covariance_t
                    "spherical": rng.uniform(0.5, 2.0, K)}[covariance_type]
     params, _ = family.with_covariances(rng.normal(size=(K, D)), covariances)
     X = rng.normal(size=(n, D)) * 2
-    X[rng.uniform(size=X.shape) < 0.3] = np.nan
+    X[rng.uniform(size=X.shape) < 0.4] = np.nan
     X[0] = np.nan  # a row with nothing observed
-    W = rng.uniform(size=(n, K))
     X = X[np.isnan(X).any(axis=1)]  # the kernels see the incomplete rows only
     n = len(X)
-    W = W[:n]
+    W = rng.uniform(size=(n, K)) * (rng.uniform(size=(n, K)) > 0.3)  # some weights zero
+    W[:, 2] = 0.0  # a component with no weight at all
+    only_x0 = np.isnan(X[:, 1:]).all(axis=1) & ~np.isnan(X[:, 0])
+    W[only_x0, 1] = 0.0  # ... and one with none in a whole pattern
     log_density = np.zeros((n, K))
     weight, first, second = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
     for observed, rows in missing.missingness_groups(X):
@@ -112,6 +114,7 @@ def test_missing_value_kernels_match_the_per_pattern_numpy_formulas(covariance_t
             second[k][np.ix_(~observed, ~observed)] += w.sum() * conditional.covariance
     layout = missing.layout(X)
     np.testing.assert_array_equal(layout.incomplete, np.arange(n))
+    assert len(layout.observed) == 2**D - 1 and only_x0.any()  # every pattern with a NaN
     np.testing.assert_allclose(missing.marginal_log_density(family, params, layout),
                                log_density, rtol=1e-12, atol=1e-12)
     stats = missing.conditional_statistics(family, params, layout, W)
@@ -120,6 +123,31 @@ def test_missing_value_kernels_match_the_per_pattern_numpy_formulas(covariance_t
     np.testing.assert_allclose(stats.weight, weight, rtol=1e-12)
     np.testing.assert_allclose(stats.first, first, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(stats.second, second, rtol=1e-10, atol=1e-10)
+
+
+def test_missing_value_kernels_factorise_only_components_with_weight():
+    from emkit.families.gaussian_missing import pattern_index
+
+    X = np.array([[1.0, np.nan], [np.nan, 2.0]])
+    observed, order, starts = pattern_index(X)
+    means = np.zeros((2, 2))
+    covs = np.array([np.eye(2), [[1.0, 0.0], [0.0, -1.0]]])  # component 1: Σ_22 < 0
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        kernels.missing_log_density(X, order, starts, observed, means, covs)
+    weights = np.array([[1.0, 0.0], [0.5, 0.0]])
+    weight, first, second = kernels.missing_moments(X, order, starts, observed, means, covs,
+                                                    weights, means, True)
+    # row 0 completes to (1, 0), row 1 to (0, 2); each missing coordinate adds its conditional
+    # variance 1 under component 0, times the row's weight
+    np.testing.assert_allclose(weight, [1.5, 0.0])
+    np.testing.assert_allclose(first, [[1.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(second, [[[1.5, 0.0], [0.0, 3.0]], np.zeros((2, 2))])
+    _, _, diagonal = kernels.missing_moments(X, order, starts, observed, means, covs, weights,
+                                             means, False)
+    np.testing.assert_allclose(diagonal[:, :, 0], [[1.5, 3.0], [0.0, 0.0]])
+    weights[1, 1] = 0.1  # row 1 observes coordinate 2, where component 1 is not definite
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        kernels.missing_moments(X, order, starts, observed, means, covs, weights, means, True)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

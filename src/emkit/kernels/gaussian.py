@@ -513,6 +513,15 @@ def _moments_numpy(X, weights, centers, full):
 # Rows with NaN, grouped by pattern (see emkit.families.gaussian_missing for the formulas): the
 # rows of pattern p are order[starts[p]:starts[p + 1]], its observed coordinates observed[p].
 # Each pattern factorises Σ_oo once per component; patterns run in parallel.
+#
+# The numpy forms (below each entry point) loop over patterns in Python, all components at once.
+# Work is rows × K × (D + 1)² plus _PATTERN_WORK per pattern: measured, numpy takes 1–4 ns per
+# unit on the rows (the gathers and small solves cost more than the dense kernels' 1 ns) and
+# 50–70 µs (density) or 100–180 µs (moments) per pattern whatever K, i.e. about 2¹⁵ units; the
+# compiled loops are 10–70× faster. From _MISSING_MAX_WORK on (a numpy call of about 10 ms, so
+# that a few hundred E-steps cost what compiling does) the compiled loops always run.
+_PATTERN_WORK = 1 << 15
+_MISSING_MAX_WORK = 1 << 22
 _LOG_2PI_CONST = float(np.log(2.0 * np.pi))
 
 
@@ -610,11 +619,56 @@ def _log_density_patterns_parallel(X, order, starts, observed, means, covs, out)
 def missing_log_density(X, order, starts, observed, means, covs):
     """Marginal log N(x_o | μ_k,o, Σ_k,oo) of every row (0 for rows with nothing observed)."""
     out = np.empty((X.shape[0], means.shape[0]))
+    n_patterns = len(starts) - 1
+    arguments = (X, order, starts, observed, means, covs, out, 0, n_patterns)
+    work = _missing_work(len(order), n_patterns, *means.shape)
+    if not _MISSING_DENSITY.use_compiled(means.dtype.char + covs.dtype.char, work, arguments):
+        return _MISSING_DENSITY.run_numpy(_missing_log_density_numpy, X, order, starts, observed,
+                                          means, covs)
     if _n_parts(len(order)) == 1:
-        _log_density_patterns(X, order, starts, observed, means, covs, out, 0, len(starts) - 1)
+        _log_density_patterns(*arguments)
     else:
         _log_density_patterns_parallel(X, order, starts, observed, means, covs, out)
     return out
+
+
+# (compile seconds in a new environment, the loop with its callees; thresholds: _PATTERN_WORK)
+_MISSING_DENSITY = tiers.TwoForms(_log_density_patterns, _MISSING_MAX_WORK, 1.5)
+
+
+def _missing_log_density_numpy(X, order, starts, observed, means, covs):
+    """missing_log_density in numpy: pattern by pattern, all components at once."""
+    means, covs = means.astype(np.float64, copy=False), covs.astype(np.float64, copy=False)
+    out = np.zeros((X.shape[0], means.shape[0]))
+    for p in range(len(starts) - 1):
+        obs = np.flatnonzero(observed[p])
+        if len(obs) == 0:
+            continue  # nothing observed: density 1 under every component
+        rows = order[starts[p]:starts[p + 1]]
+        L = _observed_factors(covs[:, obs[:, None], obs])
+        log_det = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        constant = -0.5 * (len(obs) * _LOG_2PI_CONST + log_det)
+        with np.errstate(over="ignore", invalid="ignore"):  # as the loops: inf, no warning
+            deviation = X[rows[:, None], obs].T[None] - means[:, obs, None]  # (K, n_obs, rows)
+            z = np.linalg.solve(L, deviation)
+            out[rows] = (constant[:, None] - 0.5 * np.einsum("kir,kir->kr", z, z)).T
+    return out
+
+
+def _observed_factors(blocks):
+    """Lower Cholesky factors of a stack of blocks Σ_oo (one per component), raising as
+    :func:`_observed_factor` does when one is not positive definite."""
+    try:
+        L = np.linalg.cholesky(blocks)
+    except np.linalg.LinAlgError:
+        L = None
+    if L is None or not (np.diagonal(L, axis1=1, axis2=2) > 0.0).all():
+        raise np.linalg.LinAlgError("covariance block is not positive definite")
+    return L
+
+
+def _missing_work(n_rows, n_patterns, n_components, n_features):
+    return n_rows * n_components * (n_features + 1) ** 2 + n_patterns * _PATTERN_WORK
 
 
 @numba.njit(**_REDUCING)
@@ -715,21 +769,78 @@ def _moment_patterns_parallel(X, order, starts, observed, means, covs, weights, 
 
 
 def missing_moments(X, order, starts, observed, means, covs, weights, centers, full):
-    """Σ w, Σ w (x̂ − c) and Σ w [(x̂ − c)(x̂ − c)ᵀ + C] (or diagonals) over rows with NaN,
-    accumulated per pattern (patterns run in parallel) and then added."""
+    """Σ w, Σ w (x̂ − c) and Σ w [(x̂ − c)(x̂ − c)ᵀ + C] (or diagonals, shape (K, D, 1)) over rows
+    with NaN, accumulated per pattern (patterns run in parallel) and then added."""
     n_patterns = len(starts) - 1
     n_components, n_features = means.shape
     width = n_features if full else 1
+    work = _missing_work(len(order), n_patterns, n_components, n_features)
     weight_sum = np.zeros((n_patterns, n_components))
     first_sum = np.zeros((n_patterns, n_components, n_features))
     second_sum = np.zeros((n_patterns, n_components, n_features, width))
     arguments = (X, order, starts, observed, means, covs, weights, centers, full, weight_sum,
                  first_sum, second_sum)
+    key = means.dtype.char + covs.dtype.char + weights.dtype.char + centers.dtype.char
+    if not _MISSING_MOMENTS.use_compiled(key, work, arguments + (0, n_patterns)):
+        return _MISSING_MOMENTS.run_numpy(_missing_moments_numpy, X, order, starts, observed,
+                                          means, covs, weights, centers, full)
     if _n_parts(len(order)) == 1:
         _moment_patterns(*arguments, 0, n_patterns)
     else:
         _moment_patterns_parallel(*arguments)
     return weight_sum.sum(axis=0), first_sum.sum(axis=0), second_sum.sum(axis=0)
+
+
+_MISSING_MOMENTS = tiers.TwoForms(_moment_patterns, _MISSING_MAX_WORK, 2.5)
+
+
+def _missing_moments_numpy(X, order, starts, observed, means, covs, weights, centers, full):
+    """missing_moments in numpy: pattern by pattern, all components with a positive weight at
+    once (as in the loops, the others are neither factorised nor counted)."""
+    means, covs = means.astype(np.float64, copy=False), covs.astype(np.float64, copy=False)
+    centers = centers.astype(np.float64, copy=False)
+    n_components, n_features = means.shape
+    weight_sum = np.zeros(n_components)
+    first_sum = np.zeros((n_components, n_features))
+    second_sum = np.zeros((n_components, n_features, n_features if full else 1))
+    for p in range(len(starts) - 1):
+        obs = np.flatnonzero(observed[p])
+        if len(obs) == 0:
+            continue  # an empty row carries no information
+        mis = np.flatnonzero(~observed[p])
+        rows = order[starts[p]:starts[p + 1]]
+        w = weights[rows].T  # (K, rows)
+        total = w.sum(axis=1)
+        k = np.flatnonzero(total != 0.0)
+        if len(k) == 0:
+            continue
+        w = w[k]
+        cov = covs[k]
+        L = _observed_factors(cov[:, obs[:, None], obs])
+        cross = cov[:, obs[:, None], mis]  # Σ_om
+        # regression = Σ_oo⁻¹ Σ_om by two triangular solves, as in the loops
+        regression = np.linalg.solve(np.swapaxes(L, 1, 2), np.linalg.solve(L, cross))
+        # + total · conditional covariance C = Σ_mm − Σ_mo regression on the missing block
+        conditional = (cov[:, mis[:, None], mis] - np.swapaxes(cross, 1, 2) @ regression)
+        conditional *= total[k, None, None]
+        values = X[rows[:, None], obs][None]  # (1, rows, n_obs)
+        deviation = np.empty((len(k), len(rows), n_features))  # completed row − centre
+        with np.errstate(over="ignore", invalid="ignore"):  # as the loops: inf, no warning
+            deviation[:, :, obs] = values - centers[k][:, None, obs]
+            deviation[:, :, mis] = ((means[k] - centers[k])[:, None, mis]
+                                    + (values - means[k][:, None, obs]) @ regression)
+            weighted = w[:, :, None] * deviation
+            if full:
+                second = np.swapaxes(weighted, 1, 2) @ deviation
+                second[:, mis[:, None], mis] += conditional
+            else:
+                second = np.einsum("krd,krd->kd", weighted, deviation)
+                second[:, mis] += np.diagonal(conditional, axis1=1, axis2=2)
+                second = second[:, :, None]
+        weight_sum[k] += total[k]
+        first_sum[k] += weighted.sum(axis=1)
+        second_sum[k] += second
+    return weight_sum, first_sum, second_sum
 
 
 def precision_cholesky_factors(covariances, min_ratio):
