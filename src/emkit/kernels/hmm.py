@@ -60,6 +60,7 @@ import threading
 import numba
 import numpy as np
 
+from emkit.kernels import tiers
 from emkit.kernels.fastmath import exp_nonpositive
 
 _SERIAL = dict(nogil=True, cache=True, fastmath={"contract"})
@@ -74,6 +75,8 @@ _RESCALE = 1e-100
 # this, has lost its relative precision to underflow (its absolute error, up to K·2^-1074, is
 # 1e-33 of it here): the sequence is redone in log space (see "lost paths" below).
 _LOST = 1e-290
+# Work (frames × K²) from which the compiled passes always run (see the numpy form below).
+NUMPY_MAX_WORK = 1 << 20
 
 
 @numba.njit(inline="always", **_SERIAL)
@@ -700,6 +703,173 @@ def _split_sequence(log_start, transmat, successors, log_emission, shifts, first
     return log_likelihood[0]
 
 
+# ------------------------------------------------------------------------------ the numpy form
+# The same passes in numpy, for small inputs (kernels.tiers): the sequences (weight > 0, at least
+# one frame), longest first, side by side in (frames, sequences, K) arrays, with a Python loop
+# over frames and each step done for all sequences at once. Past its end a sequence continues
+# with frames of log-density 0 (finite work whose results are dropped); backwards each sequence
+# starts afresh (B = 1) at its own last frame. The vectors are normalised at every frame (cheap
+# here), γ_t and Σ ξ_t are formed after the loops from the stored vectors, and the checks of the
+# compiled pass (a lost path: a predicted or backward entry of a state the chain can be in
+# below ``_LOST``, or Z_t below ``_NORM_MIN``) are made on the stored vectors after the loops;
+# such a sequence is redone in log space (:func:`_log_space_numpy`).
+def _side_by_side(bounds, lengths, order, values, fill):
+    """(frames, sequences) layout of ``values`` (n_frames, K) for the sequences ``order``
+    (longest first); ``fill`` past each sequence's end. Also returns the mask of real frames
+    and their rows in ``values``."""
+    steps = np.arange(lengths[order[0]])[:, None]
+    real = steps < lengths[order]
+    rows = (bounds[order] + steps)[real]
+    out = np.full((len(steps), len(order), values.shape[1]), fill)
+    out[real] = values[rows]
+    return out, real, rows
+
+
+def _reachable(log_start, transmat, n_frames):
+    """(n_frames, K): the states the chain can be in at each frame (from the zeros of π, A)."""
+    reach = np.empty((n_frames, len(log_start)), dtype=bool)
+    reach[0] = log_start != -np.inf
+    step = transmat > 0.0
+    for t in range(1, n_frames):
+        reach[t] = (reach[t - 1].astype(np.int64) @ step) > 0
+        if np.array_equal(reach[t], reach[t - 1]):
+            reach[t + 1:] = reach[t]
+            break
+    return reach
+
+
+def _forward_backward_numpy(log_start, transmat, watch, log_emission, bounds, weights):
+    n_sequences = len(bounds) - 1
+    n_states = len(log_start)
+    log_likelihood = np.zeros(n_sequences)
+    posteriors = np.zeros_like(log_emission)
+    start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
+    lengths = np.diff(bounds)
+    used = np.flatnonzero((weights != 0.0) & (lengths > 0))
+    if len(used) == 0:
+        return log_likelihood, posteriors, start_counts, pair_counts
+    order = used[np.argsort(-lengths[used], kind="stable")]
+    log_e, real, rows = _side_by_side(bounds, lengths, order, log_emission, 0.0)
+    n_frames, n_used = real.shape
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        shifts = log_e.max(axis=2)
+        shifts[shifts == -np.inf] = 0.0  # no state can emit: the forward pass finds it
+        scaled = np.exp(log_e - shifts[:, :, None])
+        forward, predicted = np.empty_like(scaled), np.empty_like(scaled)
+        totals = np.empty((n_frames, n_used))
+        impossible = np.zeros(n_used, dtype=bool)
+        start = np.exp(log_start)
+        for t in range(n_frames):
+            p = predicted[t]
+            if t == 0:
+                p[:] = start
+            else:
+                np.matmul(forward[t - 1], transmat, out=p)
+            f = np.multiply(p, scaled[t], out=forward[t])
+            total = f.sum(axis=1)
+            if total.min() < _TINY:
+                _rescue_numpy(p, log_e[t], scaled[t], f, shifts[t], total, impossible)
+            f /= total[:, None]
+            totals[t] = total
+        # backwards: v_t = A u_{t+1} (1 at a sequence's last frame), u_t = e_t ∘ v_t
+        ends = np.searchsorted(-lengths[order], -np.arange(1, n_frames + 1), side="right")
+        backward, ahead = np.empty_like(scaled), np.empty_like(scaled)
+        transmat_t = transmat.T
+        for t in range(n_frames - 1, -1, -1):
+            v = backward[t]
+            if t == n_frames - 1:
+                v[:] = 1.0
+            else:
+                np.matmul(ahead[t + 1], transmat_t, out=v)
+                v[ends[t + 1]:ends[t]] = 1.0  # the sequences whose last frame is t
+            u = np.multiply(scaled[t], v, out=ahead[t])
+            if watch:  # states the forward pass cannot reach: see _backward_statistics
+                u[forward[t] == 0.0] = 0.0
+            u /= u.max(axis=1)[:, None]
+        norms = np.einsum("tsk,tsk->ts", forward, backward)
+        last = np.zeros_like(real)
+        last[lengths[order] - 1, np.arange(n_used)] = True
+        lost = np.any(real & ~(norms > _NORM_MIN), axis=0)
+        if watch:
+            reach = _reachable(log_start, transmat, n_frames)
+            low = np.where(reach[1:, None, :], predicted[1:], np.inf).min(axis=2)
+            lost |= np.any(real[1:] & (low < _LOST), axis=0)
+            low = np.where(forward != 0.0, backward, np.inf).min(axis=2)
+            lost |= np.any(real & ~last & (low < _LOST), axis=0)
+        good = ~(lost | impossible)
+        log_likelihood[order[impossible & ~lost]] = -np.inf
+        if not good.all():
+            forward, backward, ahead, norms, real, totals, shifts = (
+                a[:, good] for a in (forward, backward, ahead, norms, real, totals, shifts))
+            rows = (bounds[order[good]] + np.arange(n_frames)[:, None])[real]
+        kept = order[good]
+        log_likelihood[kept] = np.where(real, np.log(totals) + shifts, 0.0).sum(axis=0)
+        gamma = forward * backward / norms[:, :, None]  # (F ∘ V ≤ Z: no overflow)
+        posteriors[rows] = gamma[real]
+        start_counts += weights[kept] @ gamma[0]
+        # Σ_t ξ_t(i, j) = A_ij Σ_t (w â_t(i) / Z_t) u_{t+1}(j), over frames with a successor
+        scale = np.where(real[1:], weights[kept] / norms[:-1], 0.0)
+        pair_counts += transmat * np.einsum("tsi,tsj->ij", forward[:-1] * scale[:, :, None],
+                                            ahead[1:])
+        for s in order[lost]:
+            _log_space_numpy(log_start, transmat, log_emission, bounds[s], bounds[s + 1],
+                             weights[s], log_likelihood, s, posteriors, start_counts,
+                             pair_counts)
+    return log_likelihood, posteriors, start_counts, pair_counts
+
+
+def _rescue_numpy(predicted, log_e, scaled, f, shifts, total, impossible):
+    """A frame where every reachable state's scaled density underflowed (as in :func:`_forward`):
+    shifted by the best reachable state instead; a sequence where no state it can be in can emit
+    the frame is impossible (its row is kept finite, and dropped later)."""
+    low = total < _TINY
+    p = predicted[low]
+    best = np.where(p > 0.0, log_e[low] + np.log(p), -np.inf).max(axis=1)
+    best_safe = np.where(best == -np.inf, 0.0, best)
+    e = np.exp(np.minimum(log_e[low] - best_safe[:, None], 700.0))
+    rescued = p * e
+    sums = rescued.sum(axis=1)
+    dead = ~(sums > 0.0) | (best == -np.inf)
+    rescued[dead], sums[dead], best_safe[dead] = 1.0, len(log_e[0]), 0.0
+    scaled[low], f[low], total[low], shifts[low] = e, rescued, sums, best_safe
+    impossible[np.flatnonzero(low)[dead]] = True
+
+
+def _log_sum_exp_numpy(values, axis):
+    top = values.max(axis=axis, keepdims=True)
+    top[top == -np.inf] = 0.0
+    return np.log(np.exp(values - top).sum(axis=axis)) + np.squeeze(top, axis)
+
+
+def _log_space_numpy(log_start, transmat, log_emission, first, last, weight, log_likelihood, s,
+                     posteriors, start_counts, pair_counts):
+    """:func:`_log_space_one` in numpy, for the sequences where the numpy pass lost a path."""
+    log_transmat = np.log(transmat)
+    log_e = log_emission[first:last]
+    n_frames, n_states = log_e.shape
+    log_forward, log_backward = np.empty_like(log_e), np.zeros_like(log_e)
+    log_forward[0] = log_start + log_e[0]
+    for t in range(1, n_frames):
+        log_forward[t] = _log_sum_exp_numpy(log_forward[t - 1][:, None] + log_transmat,
+                                            0) + log_e[t]
+    log_likelihood[s] = _log_sum_exp_numpy(log_forward[-1], 0)
+    if log_likelihood[s] == -np.inf:
+        return  # an impossible sequence contributes nothing (its posteriors stay 0)
+    ahead = log_e + log_backward  # log p(x_t | j) + log β_t(j), row t updated as β_t is known
+    for t in range(n_frames - 2, -1, -1):
+        ahead[t + 1] = log_e[t + 1] + log_backward[t + 1]
+        log_backward[t] = _log_sum_exp_numpy(log_transmat + ahead[t + 1], 1)
+    ahead[0] = log_e[0] + log_backward[0]
+    log_gamma = log_forward + log_backward
+    log_z = _log_sum_exp_numpy(log_gamma, 1)
+    gamma = np.exp(np.minimum(log_gamma - log_z[:, None], 0.0))
+    posteriors[first:last] = gamma
+    start_counts += weight * gamma[0]
+    terms = (log_forward[:-1, :, None] - log_z[:-1, None, None] + log_transmat
+             + ahead[1:, None, :])
+    pair_counts += weight * np.exp(np.minimum(terms, 0.0)).sum(axis=0)
+
+
 def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: np.ndarray,
                      bounds: np.ndarray, weights: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -734,6 +904,11 @@ def forward_backward(log_start: np.ndarray, transmat: np.ndarray, log_emission: 
     log_likelihood = np.zeros(n_sequences)
     start_counts, pair_counts = np.zeros(n_states), np.zeros((n_states, n_states))
     chain = (log_start, transmat, successor_sets(transmat))
+    arguments = (*chain, log_emission, shifts, bounds, weights, posteriors, forward, pair_counts,
+                 log_likelihood, start_counts, 0, n_sequences)
+    if not _FORWARD_BACKWARD.use_compiled("d", len(log_emission) * n_states**2, arguments):
+        return _FORWARD_BACKWARD.run_numpy(_forward_backward_numpy, log_start, transmat,
+                                           chain[2].shape[1] > 0, log_emission, bounds, weights)
     dominant = _dominant_sequence(bounds, weights)
     if dominant < 0:
         ranges = [(0, n_sequences)]
@@ -870,6 +1045,43 @@ def _viterbi_parallel(log_start, log_transmat, log_emission, bounds, paths, log_
                        back, groups[g], groups[g + 1])
 
 
+def _viterbi_numpy(log_start, log_transmat, log_emission, bounds):
+    """:func:`_viterbi_range` in numpy, the sequences side by side (as the numpy forward-backward:
+    longest first); each sequence's best last state is taken at its own last frame."""
+    n_sequences = len(bounds) - 1
+    paths = np.zeros(len(log_emission), dtype=np.int64)
+    log_probability = np.zeros(n_sequences)
+    lengths = np.diff(bounds)
+    order = np.flatnonzero(lengths > 0)
+    if len(order) == 0:
+        return paths, log_probability
+    order = order[np.argsort(-lengths[order], kind="stable")]
+    log_e, real, rows = _side_by_side(bounds, lengths, order, log_emission, 0.0)
+    n_frames, n_used = real.shape
+    active = real.sum(axis=1)  # the sequences still running at each frame: the first ones
+    back = np.empty((n_frames, n_used, len(log_start)), dtype=np.int64)
+    best_last = np.empty((n_used, len(log_start)))
+    delta = log_start + log_e[0]
+    for t in range(1, n_frames + 1):
+        ending = slice(active[t] if t < n_frames else 0, active[t - 1])  # last frame t − 1
+        best_last[ending] = delta[ending]
+        if t == n_frames:
+            break
+        scores = delta[:, :, None] + log_transmat  # (sequence, from, to)
+        back[t] = scores.argmax(axis=1)  # the first best, as the compiled loop's strict >
+        delta = np.take_along_axis(scores, back[t][:, None, :], axis=1)[:, 0] + log_e[t]
+    state = best_last.argmax(axis=1)
+    log_probability[order] = best_last[np.arange(n_used), state]
+    states = np.empty((n_frames, n_used), dtype=np.int64)
+    for t in range(n_frames - 1, -1, -1):
+        n = active[t]
+        states[t, :n] = state[:n]
+        if t:
+            state[:n] = back[t, np.arange(n), state[:n]]
+    paths[rows] = states[real]
+    return paths, log_probability
+
+
 def viterbi(log_start: np.ndarray, log_transmat: np.ndarray, log_emission: np.ndarray,
             bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The most probable state path of every sequence, in log space.
@@ -895,6 +1107,10 @@ def viterbi(log_start: np.ndarray, log_transmat: np.ndarray, log_emission: np.nd
     log_probability = np.zeros(n_sequences)
     # Back-pointers fit in 32 bits (K is small); one (n_frames, K) table for all sequences.
     back = np.zeros(log_emission.shape, dtype=np.int32)
+    arguments = (log_start, log_transmat, log_emission, bounds, paths, log_probability, back, 0,
+                 n_sequences)
+    if not _VITERBI.use_compiled("d", len(log_emission) * len(log_start)**2, arguments):
+        return _VITERBI.run_numpy(_viterbi_numpy, log_start, log_transmat, log_emission, bounds)
     if n_sequences < 2 or bounds[-1] < _PARALLEL_MIN_FRAMES:
         _viterbi_range(log_start, log_transmat, log_emission, bounds, paths, log_probability,
                        back, 0, n_sequences)
@@ -903,3 +1119,8 @@ def viterbi(log_start: np.ndarray, log_transmat: np.ndarray, log_emission: np.nd
         _viterbi_parallel(log_start, log_transmat, log_emission, bounds, paths, log_probability,
                           back, groups)
     return paths, log_probability
+
+
+# (the last argument: seconds that compiling the pass with its callees took in a new environment)
+_FORWARD_BACKWARD = tiers.TwoForms(_forward_backward_range, NUMPY_MAX_WORK, 4.0)
+_VITERBI = tiers.TwoForms(_viterbi_range, NUMPY_MAX_WORK, 1.0)
