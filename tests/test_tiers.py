@@ -85,6 +85,9 @@ class Compilations(event.Listener):
 event.register("numba:compile", Compilations())
 if sys.argv[1] == "fit":
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("faithful").data)
+elif sys.argv[1] == "hmm":
+    X = 100 * np.diff(np.log(emkit.datasets.load("eustock").data[:400, 1:]), axis=0)
+    emkit.GaussianHMM(2, random_state=0).fit(X, [150, 249]).predict(X, [150, 249])
 else:
     gaussian.precision_cholesky_factors(np.eye(2)[None] * 2.0, 1e-7)
 print(json.dumps({"compiled": compiled, "ready": len(gaussian._FACTORS._ready)}))
@@ -104,3 +107,9 @@ def test_a_first_small_fit_in_a_new_environment_compiles_nothing(tmp_path):
     assert _child("factors", tmp_path, "compiled")["compiled"]
     again = _child("factors", tmp_path, "adaptive")
     assert again == {"compiled": [], "ready": 1}
+
+
+def test_a_first_small_hmm_fit_and_predict_in_a_new_environment_compile_nothing(tmp_path):
+    """GaussianHMM: the forward-backward and Viterbi passes (kernels/hmm.py) run in numpy, and
+    so does the mixture-style start of the emission."""
+    assert _child("hmm", tmp_path, "adaptive")["compiled"] == []
