@@ -887,33 +887,37 @@ def _block_boundaries(start, transmat, scaled, order, index, last_block):
     the layout's order (rows ``order``), from the blocks' transfer matrices: with Q the product
     of A diag(e_t) over a block's frames after its first, the vector entering the next block is
     ∝ (entering ∘ e_first) Q A, and the backward vector at the end of the previous one ∝
-    A diag(e_first) Q (backward vector at this block's end)."""
+    A diag(e_first) Q (backward vector at this block's end). Both chains run over the blocks'
+    index in their sequence, all sequences at once (a missing block: Q = 1, e = 1)."""
     n_frames, n_rows, n_states = scaled.shape
     product = np.broadcast_to(np.eye(n_states), (n_rows, n_states, n_states)).copy()
+    step = np.empty_like(product)
     for t in range(1, n_frames):  # (blocks shorter than the longest: only their last one)
-        product = np.matmul(product, transmat) * scaled[t][:, None, :]
+        np.matmul(product, transmat, out=step)
+        np.multiply(step, scaled[t][:, None, :], out=product)
         product /= np.maximum.reduce(product, axis=(1, 2))[:, None, None]
-    # by sequence and index: row r's successor is row r + 1 unless r is a sequence's last block
-    where = np.argsort(order)
-    e_first, product = scaled[0][where], product[where]
-    entering = np.empty((len(where), n_states))
-    leaving = np.empty((len(where), n_states))
-    for j in range(index.max() + 1):
-        here = np.flatnonzero(index == j)
-        if j == 0:
-            entering[here] = start
-        else:
-            p = np.einsum("ri,rij->rj", entering[here - 1] * e_first[here - 1], product[here - 1])
-            p = p @ transmat
-            entering[here] = p / p.sum(axis=1)[:, None]
-    leaving[last_block] = 1.0
-    for j in range(index.max() - 1, -1, -1):
-        here = np.flatnonzero((index == j) & ~last_block)
-        b = transmat @ (e_first[here + 1, :, None] * product[here + 1]
-                        @ leaving[here + 1, :, None])[:, :, 0].T
-        b = b.T
-        leaving[here] = b / b.max(axis=1)[:, None]
-    return entering[order], leaving[order]
+    # (index in the sequence, sequence) grids; blocks are listed sequence by sequence
+    sequence = np.cumsum(index == 0) - 1
+    grid = (index.max() + 1, sequence[-1] + 1)
+    products = np.broadcast_to(np.eye(n_states), (*grid, n_states, n_states)).copy()
+    e_first = np.ones((*grid, n_states))
+    where = np.argsort(order)  # the layout's row of each block
+    products[index, sequence], e_first[index, sequence] = product[where], scaled[0][where]
+    ends = np.zeros(grid, dtype=bool)
+    ends[index[last_block], sequence[last_block]] = True
+    entering, leaving = np.empty((*grid, n_states)), np.empty((*grid, n_states))
+    entering[0] = start
+    for j in range(1, grid[0]):
+        p = np.matmul((entering[j - 1] * e_first[j - 1])[:, None, :], products[j - 1])[:, 0]
+        p = p @ transmat
+        entering[j] = p / np.add.reduce(p, axis=1)[:, None]
+    leaving[-1] = 1.0
+    for j in range(grid[0] - 2, -1, -1):
+        b = np.matmul(products[j + 1], leaving[j + 1][:, :, None])[:, :, 0] * e_first[j + 1]
+        b = b @ transmat.T
+        b /= np.maximum.reduce(b, axis=1)[:, None]
+        leaving[j] = np.where(ends[j][:, None], 1.0, b)
+    return entering[index, sequence][order], leaving[index, sequence][order]
 
 
 def _rescue_numpy(predicted, log_e, scaled, f, shifts, total, impossible):
