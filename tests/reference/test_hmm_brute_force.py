@@ -247,6 +247,45 @@ def log_space_forward_backward(log_start, log_transmat, log_emission):
     return log_likelihood, np.exp(log_alpha + log_beta - log_likelihood), pairs
 
 
+
+def test_long_mixing_sequences_match_the_log_space_recursions(form, monkeypatch):
+    """Sequences of hundreds to thousands of frames through a chain that mixes, weighted: the
+    numpy form cuts them into blocks joined by transfer matrices (checked: it does, and keeps
+    the result), with frames that cross blocks' boundaries, a frame with nothing observed, a
+    state that cannot emit a frame and outliers hundreds of nats below the best state."""
+    rng = np.random.default_rng(21)
+    start, transmat = random_chain(rng, 3)
+    transmat = 0.9 * transmat + 0.1 * np.eye(3)
+    lengths = np.array([1000, 3, 700, 1, 300])
+    bounds = np.r_[0, np.cumsum(lengths)]
+    log_emission = rng.normal(-2.0, 4.0, size=(bounds[-1], 3))
+    log_emission[5] = 0.0
+    log_emission[400, 1] = -np.inf
+    log_emission[rng.integers(0, bounds[-1], 20), rng.integers(0, 3, 20)] -= 500.0
+    weights = np.array([1.5, 0.5, 2.0, 1.0, 0.25])
+    blocked = []
+    blocks = kernels._blocks_numpy
+    monkeypatch.setattr(kernels, "_blocks_numpy", lambda *args, **kwargs: blocked.append(
+        (args[6], kwargs.get("watch"), blocks(*args, **kwargs))) or blocked[-1][2])
+    with np.errstate(divide="ignore"):
+        ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                                         bounds, weights)
+    if form == "numpy":
+        assert blocked == [(45, None, True)]  # blocks of ⌈√2000⌉ frames, kept
+    expected_start, expected_pairs = np.zeros(3), np.zeros((3, 3))
+    for s in range(len(lengths)):
+        frames = slice(bounds[s], bounds[s + 1])
+        with np.errstate(divide="ignore"):
+            e_ll, e_post, e_pairs = log_space_forward_backward(
+                np.log(start), np.log(transmat), log_emission[frames])
+        np.testing.assert_allclose(ll[s], e_ll, rtol=1e-12)
+        np.testing.assert_allclose(post[frames], e_post, rtol=1e-9, atol=1e-12)
+        expected_start += weights[s] * e_post[0]
+        expected_pairs += weights[s] * e_pairs
+    np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
+
+
 ABSORBING = np.array([[0.2, 0.6, 0.2], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
