@@ -190,6 +190,40 @@ def test_unreachable_state_that_fits_better_does_not_swamp_the_backward_pass(rec
     np.testing.assert_allclose(start_counts, [1.0, 0.0], atol=1e-12)
 
 
+
+def test_impossible_sequences_among_possible_ones(recursions):
+    """In a chain that mixes: a sequence with a frame no state can emit, one whose only
+    possible start state cannot emit its first frame, and possible ones around them (short, and
+    long enough for the numpy form's blocks): the impossible ones get log L = −inf, posteriors
+    0 and add nothing; the others are those of enumeration or of the log-space recursions."""
+    rng = np.random.default_rng(8)
+    start, transmat = np.array([0.0, 0.6, 0.4]), 0.8 * random_chain(rng, 3)[1] + 0.2 / 3
+    lengths = np.array([6, 5, 4, 300, 7])
+    bounds = np.r_[0, np.cumsum(lengths)]
+    log_emission = rng.normal(-1.0, 2.0, size=(bounds[-1], 3))
+    log_emission[bounds[1] + 2] = -np.inf
+    log_emission[bounds[2], 1:] = -np.inf
+    weights = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    with np.errstate(divide="ignore"):
+        ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                                         bounds, weights)
+    expected_start, expected_pairs = np.zeros(3), np.zeros((3, 3))
+    for s in range(len(lengths)):
+        frames = slice(bounds[s], bounds[s + 1])
+        if s in (1, 2):
+            assert ll[s] == -np.inf and np.all(post[frames] == 0.0)
+            continue
+        with np.errstate(divide="ignore"):
+            e_ll, e_post, e_pairs = log_space_forward_backward(
+                np.log(start), np.log(transmat), log_emission[frames])
+        np.testing.assert_allclose(ll[s], e_ll, rtol=1e-12)
+        np.testing.assert_allclose(post[frames], e_post, rtol=1e-9, atol=1e-12)
+        expected_start += weights[s] * e_post[0]
+        expected_pairs += weights[s] * e_pairs
+    np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
+
+
 @pytest.mark.parametrize("gap", [3.0, 3.5, 4.0, 10.0])
 def test_two_absorbing_paths_hundreds_of_nats_apart_in_the_middle(gap, recursions):
     """Two absorbing states, equally likely: state 0 fits the first 200 frames better by ``gap``

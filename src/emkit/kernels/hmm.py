@@ -855,7 +855,7 @@ def _blocks_numpy(log_start, transmat, log_emission, bounds, weights, used, bloc
         lost |= np.any(real[1:] & (low < _LOST), axis=0)
         low = np.where(forward != 0.0, backward, np.inf).min(axis=2)
         lost |= np.any(real & ~final & (low < _LOST), axis=0)
-    elif lost.any() or impossible.any():
+    elif watch is None and (lost.any() or impossible.any()):
         return False
     log_likelihood, posteriors, start_counts, pair_counts = results
     sequence = sequence[order]
