@@ -762,6 +762,21 @@ def _reachable(log_start, transmat, n_frames):
     return reach
 
 
+def _length_groups(lengths, selected):
+    """The sequences ``selected``, longest first, in groups whose lengths are within a factor
+    of two of the group's longest: laid side by side, a group's arrays are at most about twice
+    its frames (one 60,000-frame sequence beside thousands of short ones would otherwise pad
+    them all to 60,000), for at most twice the steps of one group."""
+    order = selected[np.argsort(-lengths[selected], kind="stable")]
+    descending = -lengths[order]
+    groups, first = [], 0
+    while first < len(order):
+        last = int(np.searchsorted(descending, descending[first] / 2.0, side="left"))
+        groups.append(order[first:last])
+        first = last
+    return groups
+
+
 def _forward_backward_numpy(log_start, transmat, watch, log_emission, bounds, weights):
     n_sequences = len(bounds) - 1
     n_states = len(log_start)
@@ -769,18 +784,17 @@ def _forward_backward_numpy(log_start, transmat, watch, log_emission, bounds, we
                np.zeros((n_states, n_states)))
     lengths = np.diff(bounds)
     used = np.flatnonzero((weights != 0.0) & (lengths > 0))
-    if len(used) == 0:
-        return results
-    longest = int(lengths[used].max())
-    block = longest
-    if not watch and longest >= _NUMPY_BLOCK_MIN_FRAMES:
-        block = int(np.ceil(np.sqrt(2.0 * longest)))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        if block < longest and _blocks_numpy(log_start, transmat, log_emission, bounds,
-                                             weights, used, block, results):
-            return results
-        _blocks_numpy(log_start, transmat, log_emission, bounds, weights, used, longest,
-                      results, watch)
+        for group in _length_groups(lengths, used):
+            group, longest = np.sort(group), int(lengths[group[0]])
+            block = longest
+            if not watch and longest >= _NUMPY_BLOCK_MIN_FRAMES:
+                block = int(np.ceil(np.sqrt(2.0 * longest)))
+            if block < longest and _blocks_numpy(log_start, transmat, log_emission, bounds,
+                                                 weights, group, block, results):
+                continue
+            _blocks_numpy(log_start, transmat, log_emission, bounds, weights, group, longest,
+                          results, watch)
     return results
 
 
@@ -1160,41 +1174,39 @@ def _viterbi_parallel(log_start, log_transmat, log_emission, bounds, paths, log_
 
 def _viterbi_numpy(log_start, log_transmat, log_emission, bounds):
     """:func:`_viterbi_range` in numpy, the sequences side by side (as the numpy forward-backward:
-    longest first); each sequence's best last state is taken at its own last frame."""
+    longest first, in groups of similar lengths); each sequence's best last state is taken at
+    its own last frame."""
     n_sequences = len(bounds) - 1
-    paths = np.zeros(len(log_emission), dtype=np.int64)
+    path = [0] * len(log_emission)
     log_probability = np.zeros(n_sequences)
     lengths = np.diff(bounds)
-    order = np.flatnonzero(lengths > 0)
-    if len(order) == 0:
-        return paths, log_probability
-    order = order[np.argsort(-lengths[order], kind="stable")]
-    log_e, real, _ = _side_by_side(bounds, lengths, order, log_emission, 0.0)
-    n_frames, n_used = real.shape
-    active = real.sum(axis=1)  # the sequences still running at each frame: the first ones
-    back = np.empty((n_frames, n_used, len(log_start)), dtype=np.int64)
-    best_last = np.empty((n_used, len(log_start)))
-    delta = log_start + log_e[0]
-    scores = np.empty((n_used, len(log_start), len(log_start)))
-    for t in range(1, n_frames + 1):
-        if t == n_frames or active[t] < active[t - 1]:  # sequences whose last frame is t − 1
-            ending = slice(active[t] if t < n_frames else 0, active[t - 1])
-            best_last[ending] = delta[ending]
-        if t == n_frames:
-            break
-        scores = np.add(delta[:, :, None], log_transmat, out=scores)  # (sequence, from, to)
-        np.argmax(scores, axis=1, out=back[t])  # the first best, as the compiled loop's >
-        delta = np.maximum.reduce(scores, axis=1) + log_e[t]
-    state = best_last.argmax(axis=1)
-    log_probability[order] = best_last[np.arange(n_used), state]
-    # back along the pointers: a walk through Python lists costs a tenth of a numpy step a frame
-    back, path = back.tolist(), paths.tolist()
-    for r, s in enumerate(order.tolist()):
-        best, first = int(state[r]), int(bounds[s])
-        for t in range(int(lengths[s]) - 1, 0, -1):
-            path[first + t] = best
-            best = back[t][r][best]
-        path[first] = best
+    for order in _length_groups(lengths, np.flatnonzero(lengths > 0)):
+        log_e, real, _ = _side_by_side(bounds, lengths, order, log_emission, 0.0)
+        n_frames, n_used = real.shape
+        active = real.sum(axis=1)  # the sequences still running at each frame: the first ones
+        back = np.empty((n_frames, n_used, len(log_start)), dtype=np.int64)
+        best_last = np.empty((n_used, len(log_start)))
+        delta = log_start + log_e[0]
+        scores = np.empty((n_used, len(log_start), len(log_start)))
+        for t in range(1, n_frames + 1):
+            if t == n_frames or active[t] < active[t - 1]:  # sequences whose last frame is t − 1
+                ending = slice(active[t] if t < n_frames else 0, active[t - 1])
+                best_last[ending] = delta[ending]
+            if t == n_frames:
+                break
+            scores = np.add(delta[:, :, None], log_transmat, out=scores)  # (sequence, from, to)
+            np.argmax(scores, axis=1, out=back[t])  # the first best, as the compiled loop's >
+            delta = np.maximum.reduce(scores, axis=1) + log_e[t]
+        state = best_last.argmax(axis=1)
+        log_probability[order] = best_last[np.arange(n_used), state]
+        # back along the pointers: a walk through Python lists costs a tenth of a numpy step
+        back = back.tolist()
+        for r, s in enumerate(order.tolist()):
+            best, first = int(state[r]), int(bounds[s])
+            for t in range(int(lengths[s]) - 1, 0, -1):
+                path[first + t] = best
+                best = back[t][r][best]
+            path[first] = best
     return np.array(path, dtype=np.int64), log_probability
 
 
