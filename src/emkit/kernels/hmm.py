@@ -717,14 +717,15 @@ def _split_sequence(log_start, transmat, successors, log_emission, shifts, first
 # ------------------------------------------------------------------------------ the numpy form
 # The same pass in numpy, for small inputs (kernels.tiers), with a Python loop over frames in
 # which each step is done for many rows at once. A row is a block of frames of one sequence:
-# the sequences (weight > 0, at least one frame) are cut into blocks of about √(2 T) frames (T
-# the longest), laid side by side, longest first, in (frames, blocks, K) arrays; past its end a
+# the sequences (weight > 0, at least one frame), in groups of similar lengths
+# (:func:`_length_groups`), are cut into blocks of about √(2 T) frames (T the group's longest),
+# laid side by side, longest first, in (frames, blocks, K) arrays; past its end a
 # block continues with frames of log-density 0 (finite work whose results are dropped). What a
 # block needs from the others is found first, from each block's transfer matrix (a product of
 # A diag(e_t) over its frames, K × K, all blocks side by side): the predicted vector entering it
 # (â_{t−1} A, π for a sequence's first block) and the backward vector at its last frame (1 at a
 # sequence's end); then the recursions run through all blocks at once. About 3√(2 T) steps
-# instead of 2 T: a 2,000-frame sequence costs 10 ms, not 60.
+# instead of 2 T: a 2,000-frame sequence (K = 2) costs 3.4 ms, not 28.
 #
 # Blocks are made only where A mixes (every A_ij ≥ _WATCH_BELOW): there no entry of a normalised
 # vector or a transfer matrix can fall far enough to lose a path (see "lost paths" above), and no
