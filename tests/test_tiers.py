@@ -87,6 +87,9 @@ if sys.argv[1] == "fit":
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("faithful").data)
 elif sys.argv[1] == "fit_nan":  # 42 of 153 rows with NaN, in 3 patterns
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("airquality").data[:, :4])
+elif sys.argv[1] == "hmm":
+    X = 100 * np.diff(np.log(emkit.datasets.load("eustock").data[:400, 1:]), axis=0)
+    emkit.GaussianHMM(2, random_state=0).fit(X, [150, 249]).predict(X, [150, 249])
 else:
     gaussian.precision_cholesky_factors(np.eye(2)[None] * 2.0, 1e-7)
 print(json.dumps({"compiled": compiled, "ready": len(gaussian._FACTORS._ready)}))
@@ -110,3 +113,9 @@ def test_a_first_small_fit_in_a_new_environment_compiles_nothing(tmp_path):
 
 def test_a_first_small_fit_with_missing_values_compiles_nothing(tmp_path):
     assert _child("fit_nan", tmp_path, "adaptive")["compiled"] == []
+
+
+def test_a_first_small_hmm_fit_and_predict_in_a_new_environment_compile_nothing(tmp_path):
+    """GaussianHMM: the forward-backward and Viterbi passes (kernels/hmm.py) run in numpy, and
+    so does the mixture-style start of the emission."""
+    assert _child("hmm", tmp_path, "adaptive")["compiled"] == []

@@ -3,6 +3,7 @@
 For K states and T frames there are K^T paths; for each, p(x, z) = π_{z_1} b_{z_1}(x_1)
 Π_t A_{z_{t−1} z_t} b_{z_t}(x_t). Summing gives p(x), the posterior marginals and the pairwise
 marginals; the largest term is the Viterbi path. Nothing here shares code with the kernels.
+Every test runs the kernels' numpy form and their compiled form (emkit.kernels.tiers).
 """
 
 from __future__ import annotations
@@ -16,16 +17,25 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, norm
 
 from emkit.kernels import hmm as kernels
+from emkit.kernels import tiers
 from emkit.kernels.hmm import forward_backward, viterbi
 
 
-@pytest.fixture(params=["serial", "split"])
+@pytest.fixture(params=["numpy", "compiled"])
+def form(request, monkeypatch):
+    """Run a test with the kernels' numpy form and again with their compiled form."""
+    monkeypatch.setattr(tiers, "MODE", request.param)
+    return request.param
+
+
+@pytest.fixture(params=["numpy", "serial", "split"])
 def recursions(request, monkeypatch):
-    """Run a test with the serial forward-backward of one sequence, and again with its two
-    recursions on two threads (used for long sequences; here forced on short ones). Yields a
-    list that records the split passes."""
+    """Run a test with the numpy form, with the compiled serial forward-backward of one
+    sequence, and again with its two recursions on two threads (used for long sequences; here
+    forced on short ones). Yields a list that records the split passes."""
     split_calls = []
-    if request.param == "serial":
+    monkeypatch.setattr(tiers, "MODE", "numpy" if request.param == "numpy" else "compiled")
+    if request.param in ("numpy", "serial"):
         monkeypatch.setattr(kernels, "_PARALLEL_MIN_FRAMES", 1 << 62)
     else:
         if numba.get_num_threads() < 2:
@@ -104,7 +114,7 @@ def test_forward_backward_and_viterbi_match_enumeration(n_states, n_frames, zero
     np.testing.assert_allclose(log_probability[0], expected_best, rtol=1e-12)
 
 
-def test_batch_of_sequences_equals_each_alone():
+def test_batch_of_sequences_equals_each_alone(form):
     """Sequences back to back (the threaded path: thousands of sequences) give each sequence's
     own result; weights scale the counts; weight 0 skips a sequence."""
     rng = np.random.default_rng(0)
@@ -180,6 +190,40 @@ def test_unreachable_state_that_fits_better_does_not_swamp_the_backward_pass(rec
     np.testing.assert_allclose(start_counts, [1.0, 0.0], atol=1e-12)
 
 
+
+def test_impossible_sequences_among_possible_ones(recursions):
+    """In a chain that mixes: a sequence with a frame no state can emit, one whose only
+    possible start state cannot emit its first frame, and possible ones around them (short, and
+    long enough for the numpy form's blocks): the impossible ones get log L = −inf, posteriors
+    0 and add nothing; the others are those of enumeration or of the log-space recursions."""
+    rng = np.random.default_rng(8)
+    start, transmat = np.array([0.0, 0.6, 0.4]), 0.8 * random_chain(rng, 3)[1] + 0.2 / 3
+    lengths = np.array([6, 5, 4, 300, 7])
+    bounds = np.r_[0, np.cumsum(lengths)]
+    log_emission = rng.normal(-1.0, 2.0, size=(bounds[-1], 3))
+    log_emission[bounds[1] + 2] = -np.inf
+    log_emission[bounds[2], 1:] = -np.inf
+    weights = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+    with np.errstate(divide="ignore"):
+        ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                                         bounds, weights)
+    expected_start, expected_pairs = np.zeros(3), np.zeros((3, 3))
+    for s in range(len(lengths)):
+        frames = slice(bounds[s], bounds[s + 1])
+        if s in (1, 2):
+            assert ll[s] == -np.inf and np.all(post[frames] == 0.0)
+            continue
+        with np.errstate(divide="ignore"):
+            e_ll, e_post, e_pairs = log_space_forward_backward(
+                np.log(start), np.log(transmat), log_emission[frames])
+        np.testing.assert_allclose(ll[s], e_ll, rtol=1e-12)
+        np.testing.assert_allclose(post[frames], e_post, rtol=1e-9, atol=1e-12)
+        expected_start += weights[s] * e_post[0]
+        expected_pairs += weights[s] * e_pairs
+    np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
+
+
 @pytest.mark.parametrize("gap", [3.0, 3.5, 4.0, 10.0])
 def test_two_absorbing_paths_hundreds_of_nats_apart_in_the_middle(gap, recursions):
     """Two absorbing states, equally likely: state 0 fits the first 200 frames better by ``gap``
@@ -237,6 +281,45 @@ def log_space_forward_backward(log_start, log_transmat, log_emission):
     return log_likelihood, np.exp(log_alpha + log_beta - log_likelihood), pairs
 
 
+
+def test_long_mixing_sequences_match_the_log_space_recursions(form, monkeypatch):
+    """Sequences of hundreds to thousands of frames through a chain that mixes, weighted: the
+    numpy form cuts the long ones into blocks joined by transfer matrices (checked: it does, and
+    keeps the result), with frames that cross blocks' boundaries, a frame with nothing observed, a
+    state that cannot emit a frame and outliers hundreds of nats below the best state."""
+    rng = np.random.default_rng(21)
+    start, transmat = random_chain(rng, 3)
+    transmat = 0.9 * transmat + 0.1 * np.eye(3)
+    lengths = np.array([1000, 3, 700, 1, 300])
+    bounds = np.r_[0, np.cumsum(lengths)]
+    log_emission = rng.normal(-2.0, 4.0, size=(bounds[-1], 3))
+    log_emission[5] = 0.0
+    log_emission[400, 1] = -np.inf
+    log_emission[rng.integers(0, bounds[-1], 20), rng.integers(0, 3, 20)] -= 500.0
+    weights = np.array([1.5, 0.5, 2.0, 1.0, 0.25])
+    blocked = []
+    blocks = kernels._blocks_numpy
+    monkeypatch.setattr(kernels, "_blocks_numpy", lambda *args: blocked.append(
+        (args[6], blocks(*args))) or blocked[-1][1])
+    with np.errstate(divide="ignore"):
+        ll, post, start_counts, pairs = forward_backward(np.log(start), transmat, log_emission,
+                                                         bounds, weights)
+    if form == "numpy":  # sequences of similar lengths together, in blocks of ⌈√(2 T)⌉ frames
+        assert blocked == [(45, True), (25, True), (3, True), (1, True)]
+    expected_start, expected_pairs = np.zeros(3), np.zeros((3, 3))
+    for s in range(len(lengths)):
+        frames = slice(bounds[s], bounds[s + 1])
+        with np.errstate(divide="ignore"):
+            e_ll, e_post, e_pairs = log_space_forward_backward(
+                np.log(start), np.log(transmat), log_emission[frames])
+        np.testing.assert_allclose(ll[s], e_ll, rtol=1e-12)
+        np.testing.assert_allclose(post[frames], e_post, rtol=1e-9, atol=1e-12)
+        expected_start += weights[s] * e_post[0]
+        expected_pairs += weights[s] * e_pairs
+    np.testing.assert_allclose(start_counts, expected_start, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
+
+
 ABSORBING = np.array([[0.2, 0.6, 0.2], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
@@ -274,7 +357,7 @@ def test_absorbing_chain_beyond_double_range_matches_the_log_space_recursions(se
     assert np.all(pairs[ABSORBING == 0] == 0)
 
 
-def test_fifty_six_nats_low_regression():
+def test_fifty_six_nats_low_regression(form):
     """The case of issue 14: the scaled recursions alone put this sequence's log-likelihood
     55.79 nats below the exact value, 456.4292316713850 (scipy's logsumexp recursions)."""
     log_emission = np.random.default_rng(0).normal(0.0, 60.0, size=(300, 3))
@@ -342,7 +425,7 @@ def test_paths_hundreds_of_nats_apart_match_enumeration(kind, seed, recursions):
 
 
 @pytest.mark.parametrize("n_states", [3, 70])
-def test_long_left_right_sequence_matches_the_log_space_recursions(n_states):
+def test_long_left_right_sequence_matches_the_log_space_recursions(n_states, form):
     """One long sequence through a left-right chain whose first state trails by 4 nats a frame
     in its first half and leads by 5 in its second: the path staying there, which the scaled
     forward pass drops, wins (with threads, the split pass detects the lost path and hands the
@@ -375,7 +458,7 @@ def test_long_left_right_sequence_matches_the_log_space_recursions(n_states):
     np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-9, atol=1e-8)
 
 
-def test_gaussian_hmm_with_missing_values_matches_enumeration():
+def test_gaussian_hmm_with_missing_values_matches_enumeration(form):
     """Frames with NaN: an empty frame has no emission term, a partial frame the marginal
     density of its observed coordinates (scipy, on the observed block of each covariance)."""
     import emkit
@@ -416,6 +499,7 @@ def test_split_recursions_equal_the_serial_pass(seed, monkeypatch):
     """Random chains with impossible starts and transitions, a weighted sequence, frames where
     one state is hundreds of nats ahead and frames nobody can emit: the two-thread pass of one
     long sequence (forced here on a short one) gives the serial pass's results."""
+    monkeypatch.setattr(tiers, "MODE", "compiled")
     if numba.get_num_threads() < 2:
         pytest.skip("the split recursions need two numba threads")
     rng = np.random.default_rng(seed)
@@ -441,6 +525,7 @@ def test_split_recursions_equal_the_serial_pass(seed, monkeypatch):
 def test_dominant_sequence_among_short_ones(monkeypatch):
     """One sequence with most of the frames gets the two-thread pass, the short ones around it
     the usual one; each equals its own serial pass, and the counts add up with the weights."""
+    monkeypatch.setattr(tiers, "MODE", "compiled")
     rng = np.random.default_rng(5)
     start, transmat = random_chain(rng, 3)
     lengths = np.concatenate([rng.integers(1, 6, size=200), [20_000],
@@ -472,7 +557,7 @@ def test_dominant_sequence_among_short_ones(monkeypatch):
     np.testing.assert_allclose(pairs, expected_pairs, rtol=1e-10)
 
 
-def test_em_on_an_absorbing_chain_with_lost_paths_is_monotone_and_exact():
+def test_em_on_an_absorbing_chain_with_lost_paths_is_monotone_and_exact(form):
     """Baum-Welch through the engine on sequences that sit near 0, then near 10 (one frame
     missing in each, weighted), with a transient state at 50 and absorbing states at 0 and 10,
     σ = 0.5 (means held): each frame puts the absorbing states 200 nats apart, so the scaled
