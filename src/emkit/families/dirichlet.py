@@ -18,7 +18,10 @@ Everything the compound-Dirichlet models share lives here:
   (his §2, extended by the prior), and :func:`mean_log_sums` gives the latent-probability EM's
   statistics E[log q_ij] from the same histograms.
 - The hot loops (ψ, ψ', lnΓ differences over distinct (category, count) pairs, the Newton
-  iterations) are compiled with numba.
+  iterations) are compiled with numba. Those a Dirichlet-multinomial mixture fit calls also have
+  a numpy form (:mod:`emkit.kernels.tiers` picks one: numpy on small inputs until the compiled
+  form is in numba's cache or has paid for its compilation), so a first small fit in a new
+  environment compiles nothing.
 - Densities: :func:`dirichlet_logpdf`, :func:`dirichlet_multinomial_logpmf` (including the
   multinomial coefficient), and the log prior :func:`log_prior_log_alpha`.
 
@@ -581,18 +584,18 @@ def _lgamma_difference(a, c, lgamma_a):
     if a < _STIRLING_FROM:
         return math.lgamma(a + c) - lgamma_a
     x = a + c
-    return (a - 0.5) * math.log1p(c / a) + c * math.log(x) - c + _stirling_tail(x) \
-        - _stirling_tail(a)
+    return (a - 0.5) * math.log1p(c / a) + c * math.log(x) - c + _stirling_tail_compiled(x) \
+        - _stirling_tail_compiled(a)
 
 
-def _stirling_tail_numpy(x):
-    """τ(x) of :func:`_lgamma_difference`, elementwise (compiled as ``_stirling_tail``)."""
+def _stirling_tail(x):
+    """τ(x) of :func:`_lgamma_difference` (scalars compiled, or arrays in numpy)."""
     inv = 1.0 / x
     inv2 = inv * inv
     return inv * (1.0 / 12 - inv2 * (1.0 / 360 - inv2 * (1.0 / 1260 - inv2 / 1680)))
 
 
-_stirling_tail = numba.njit(**_JIT)(_stirling_tail_numpy)
+_stirling_tail_compiled = numba.njit(**_JIT)(_stirling_tail)
 
 
 def _lgamma_difference_numpy(a, c, lgamma_a):
@@ -602,17 +605,16 @@ def _lgamma_difference_numpy(a, c, lgamma_a):
     if small.all():
         return gammaln(a + c) - lgamma_a
     if not small.any():
-        x = a + c
-        return (a - 0.5) * np.log1p(c / a) + c * np.log(x) - c + _stirling_tail_numpy(x) \
-            - _stirling_tail_numpy(a)
+        return _stirling_difference(a, c)
     out = np.empty(a.shape)
     out[small] = gammaln(a[small] + c[small]) - lgamma_a[small]
-    large = ~small
-    a, c = a[large], c[large]
-    x = a + c
-    out[large] = (a - 0.5) * np.log1p(c / a) + c * np.log(x) - c + _stirling_tail_numpy(x) \
-        - _stirling_tail_numpy(a)
+    out[~small] = _stirling_difference(a[~small], c[~small])
     return out
+
+
+def _stirling_difference(a, c):
+    x = a + c
+    return (a - 0.5) * np.log1p(c / a) + c * np.log(x) - c + _stirling_tail(x) - _stirling_tail(a)
 
 
 def _digamma_trigamma_numpy(x):
