@@ -21,6 +21,7 @@ from scipy.special import gammaln, logsumexp
 
 from emkit import datasets
 from emkit.estimators.compound_dirichlet import DirichletMultinomial, DirichletMultinomialMixture
+from emkit.kernels import tiers
 
 HOLMES_TWINS_K1 = 39162.112
 
@@ -28,6 +29,14 @@ HOLMES_TWINS_K1 = 39162.112
 @pytest.fixture(scope="module")
 def twins():
     return datasets.load("twins").data
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def form(request, monkeypatch):
+    """The kernels' numpy form or their compiled form (emkit.kernels.tiers): both must reach
+    the published numbers."""
+    monkeypatch.setattr(tiers, "MODE", request.param)
+    return request.param
 
 
 def holmes_objective(X, alpha, weights=(1.0,)):
@@ -44,7 +53,7 @@ def holmes_objective(X, alpha, weights=(1.0,)):
     lambda: DirichletMultinomial(prior="gamma", solver="fixed-point"),
     lambda: DirichletMultinomialMixture(1, random_state=0),
 ], ids=["em", "fixed-point", "mixture-k1"])
-def test_holmes_objective_on_twins(twins, make):
+def test_holmes_objective_on_twins(twins, make, form):
     model = make().fit(twins)
     assert abs(model.objective(twins) - HOLMES_TWINS_K1) < 1e-3
     np.testing.assert_allclose(holmes_objective(twins, model.alpha_), model.objective(twins),
@@ -56,7 +65,7 @@ def test_holmes_objective_on_twins(twins, make):
 
 
 @pytest.mark.parametrize("prior", [None, "gamma"])
-def test_maximum_agrees_with_scipy_optimize(prior):
+def test_maximum_agrees_with_scipy_optimize(prior, form):
     rng = np.random.default_rng(0)
     alpha = np.array([0.4, 1.1, 2.5, 0.8])
     totals = rng.integers(10, 80, size=120)
@@ -75,7 +84,7 @@ def test_maximum_agrees_with_scipy_optimize(prior):
     assert negative(np.log(model.alpha_)) <= negative(np.log(reference)) + 1e-7
 
 
-def test_mixture_is_a_local_minimum_of_holmes_objective(twins):
+def test_mixture_is_a_local_minimum_of_holmes_objective(twins, form):
     """Holmes et al.'s objective, written with scipy, at emkit's two-component fit of the twins
     data: its directional derivatives vanish and no step along random directions (in λ = log α
     and the logit of the weight) lowers it."""
@@ -106,7 +115,7 @@ R_TWINS_K1 = Path(__file__).parent / "data" / "twins_dmn_k1_alpha.csv"
 R_LAPLACE_TWINS_K1 = 39227.366367  # laplace(dmn(count, 1)), R DirichletMultinomial 1.40.0
 
 
-def test_laplace_evidence_at_the_r_package_fit_equals_its_value(twins):
+def test_laplace_evidence_at_the_r_package_fit_equals_its_value(twins, form):
     """R's DirichletMultinomial reports −log evidence 39227.366367 for one component on the
     twins; emkit's Laplace approximation at the package's own α (stored with 15 digits) must
     give that number. (For K ≥ 2 the package uses a different, block-diagonal Hessian, so only
