@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -46,6 +48,26 @@ def test_a_compiled_form_in_memory_or_in_the_cache_is_used(adaptive, monkeypatch
     assert forms.use_compiled("d", 1, (np.ones(2),))
     assert forms.use_compiled("d", 1, (np.ones(2),))
     assert len(looked_up) == 1  # once per key
+
+
+def test_numpy_time_adds_up_across_processes(adaptive, tmp_path, monkeypatch):
+    # a stand-in for a cached dispatcher: the ledger lives in its numba cache directory
+    cached = SimpleNamespace(py_func=_double.py_func,
+                             _cache=SimpleNamespace(_cache_path=str(tmp_path)))
+    monkeypatch.setattr(tiers, "_ALL", [])
+    first = tiers.TwoForms(cached, numpy_max_work=100, compile_seconds=0.1)
+    assert not first.use_compiled("d", 1, (1.0,))
+    first.run_numpy(time.sleep, 0.06)
+    assert not first.use_compiled("d", 1, (1.0,))
+    tiers._save_ledgers()  # what the first process leaves at exit
+    assert tiers._ledger(cached)[tiers._name(cached)] >= 0.06
+    monkeypatch.setattr(tiers, "_ALL", [])
+    second = tiers.TwoForms(cached, numpy_max_work=100, compile_seconds=0.1)
+    assert not second.use_compiled("d", 1, (1.0,))
+    second.run_numpy(time.sleep, 0.06)  # alone below the budget, with the first's above it
+    assert second.use_compiled("d", 1, (1.0,))
+    (tmp_path / tiers._LEDGER).write_text("not json")  # a damaged ledger counts as empty
+    assert tiers._ledger(cached) == {}
 
 
 def test_the_fixed_modes_ignore_history(monkeypatch):

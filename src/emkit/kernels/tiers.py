@@ -13,7 +13,9 @@ kernel with both forms runs
   hindsight), it compiles, and runs compiled from then on.
 
 A one-off small fit in a new environment therefore compiles nothing; a process that fits many
-small models compiles once, and every later process loads the compiled form from the cache. The
+small models compiles once, and every later process loads the compiled form from the cache.
+The time spent in numpy is also kept across processes, in a small ledger in numba's cache
+directory, so that many short processes add up to one compilation as one long process does. The
 two forms agree to rounding (tests/test_kernels.py runs both), so which one ran can change a
 result only in its last digits: two identical fits in one process can differ there if a switch
 came between them (``MODE = "size"`` rules that out).
@@ -21,7 +23,10 @@ came between them (``MODE = "size"`` rules that out).
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import tempfile
 import threading
 import time
 
@@ -50,8 +55,10 @@ class TwoForms:
         self.compile_seconds = compile_seconds  # about what compiling the loop costs
         self._ready: set = set()  # keys whose compiled form is in memory
         self._looked_up: set = set()  # keys already looked up in numba's cache
-        self._numpy_seconds = 0.0
+        self._numpy_seconds = 0.0  # in this process
+        self._seconds_before: float | None = None  # in earlier processes (the ledger)
         self._lock = threading.Lock()
+        _ALL.append(self)
 
     def use_compiled(self, key, work: float, args) -> bool:
         if MODE != "adaptive":
@@ -59,7 +66,9 @@ class TwoForms:
         if key in self._ready or work >= self.numpy_max_work:
             return True  # (a large input pays for compiling at once)
         with self._lock:
-            if self._numpy_seconds >= self.compile_seconds:
+            if self._seconds_before is None:
+                self._seconds_before = _ledger(self.compiled).get(_name(self.compiled), 0.0)
+            if self._numpy_seconds + self._seconds_before >= self.compile_seconds:
                 self._ready.add(key)
                 return True
             if key not in self._looked_up:
@@ -78,6 +87,64 @@ class TwoForms:
             self._numpy_seconds += time.perf_counter() - start
 
 
+# Every TwoForms, so that at exit the numpy time of those still renting is added to the ledger:
+# the rule then counts the time of all processes that share numba's cache, and a kernel that
+# many short processes each run briefly in numpy (the fits of a script, a test run, a report) is
+# compiled once in a later one, instead of never.
+_ALL: list[TwoForms] = []
+_LEDGER = "emkit-numpy-seconds.json"
+
+
+def _name(dispatcher) -> str:
+    return f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+
+
+def _ledger_path(dispatcher) -> str | None:
+    """The ledger file in ``dispatcher``'s numba cache directory (None if numba's internals
+    are not as expected)."""
+    try:
+        return os.path.join(dispatcher._cache._cache_path, _LEDGER)
+    except AttributeError:
+        return None
+
+
+def _ledger(dispatcher) -> dict:
+    path = _ledger_path(dispatcher)
+    try:
+        with open(path, encoding="utf-8") as file:
+            entries = json.load(file)
+        return {k: float(v) for k, v in entries.items()} if isinstance(entries, dict) else {}
+    except (OSError, TypeError, ValueError):
+        return {}
+
+
+@atexit.register
+def _save_ledgers() -> None:
+    """Add this process's numpy seconds of the kernels not yet compiled to their ledgers
+    (written atomically; a lost update between concurrent processes only delays a compilation).
+    """
+    if MODE != "adaptive":
+        return
+    paths: dict[str, list[TwoForms]] = {}
+    for forms in _ALL:
+        path = _ledger_path(forms.compiled)
+        if forms._numpy_seconds > 0.0 and not forms._ready and path is not None:
+            paths.setdefault(path, []).append(forms)
+    for path, group in paths.items():
+        entries = _ledger(group[0].compiled)
+        for forms in group:
+            name = _name(forms.compiled)
+            entries[name] = entries.get(name, 0.0) + forms._numpy_seconds
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(entries, file)
+            os.replace(temporary, path)
+        except OSError:
+            pass  # a read-only cache: every process starts from its own count
+
+
 def _load_from_cache(dispatcher, args) -> bool:
     """Whether numba's cache holds ``dispatcher``'s compiled form for ``args``; if it does, it is
     loaded (which takes milliseconds), never compiled.
@@ -90,6 +157,10 @@ def _load_from_cache(dispatcher, args) -> bool:
         signature = tuple(dispatcher.typeof_pyval(a) for a in args)
         if signature in dispatcher.overloads:
             return True
+        # No index file, nothing cached: the usual case in a new environment, answered without
+        # the ~0.3 s in which numba's cache lookup first sets up its compiler.
+        if not os.path.exists(dispatcher._cache._cache_file._index_path):
+            return False
         if dispatcher._cache.load_overload(signature, dispatcher.targetctx) is None:
             return False
         dispatcher.compile(signature)  # found: this loads it (again) from the cache
