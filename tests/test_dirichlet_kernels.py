@@ -2,10 +2,6 @@
 against the same independent references: scipy's special functions and densities, histograms
 counted by brute force, and the stationarity of the maximum written with scipy's ψ."""
 
-import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -137,43 +133,3 @@ def test_lgamma_differences_of_arrays_match_scipy():
     # the difference of two lnΓ has the error of the larger one
     np.testing.assert_allclose(ours, exact, rtol=1e-13, atol=1e-14 * gammaln(a + c).max())
 
-
-_CHILD = """
-import json
-from numba.core import event
-import emkit
-from emkit.families import dirichlet
-compiled = []
-
-
-class Compilations(event.Listener):
-    def on_start(self, e):
-        compiled.append(str(e.data["dispatcher"]))
-
-    def on_end(self, e):
-        pass
-
-
-event.register("numba:compile", Compilations())
-X = emkit.datasets.load("twins").data
-for k in (1, 2):
-    emkit.DirichletMultinomialMixture(k, random_state=0).fit(X)
-print(json.dumps({"compiled": compiled, "ready": len(dirichlet._MAXIMISE._ready)}))
-"""
-
-
-def _child(cache, mode):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), EMKIT_KERNELS=mode)
-    done = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
-                          text=True, timeout=300, check=True)
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-def test_a_first_small_fit_in_a_new_environment_compiles_nothing(tmp_path, form):
-    """(numpy) A first small fit in a new environment compiles nothing; (compiled) once a
-    process has compiled the kernels, the next one loads them from the cache."""
-    if form == "numpy":
-        assert _child(tmp_path, "adaptive") == {"compiled": [], "ready": 0}
-    else:
-        assert any("_polya_maximise" in name for name in _child(tmp_path, "compiled")["compiled"])
-        assert _child(tmp_path, "adaptive") == {"compiled": [], "ready": 1}

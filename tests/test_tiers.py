@@ -105,16 +105,23 @@ class Compilations(event.Listener):
 
 
 event.register("numba:compile", Compilations())
+ready = 0
 if sys.argv[1] == "fit":
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("faithful").data)
 elif sys.argv[1] == "fit_nan":  # 42 of 153 rows with NaN, in 3 patterns
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("airquality").data[:, :4])
+elif sys.argv[1] == "dmm":
+    for k in (1, 2):
+        emkit.DirichletMultinomialMixture(k, random_state=0).fit(emkit.datasets.load("twins").data)
+    from emkit.families import dirichlet
+    ready = len(dirichlet._MAXIMISE._ready)
 elif sys.argv[1] == "hmm":
     X = 100 * np.diff(np.log(emkit.datasets.load("eustock").data[:400, 1:]), axis=0)
     emkit.GaussianHMM(2, random_state=0).fit(X, [150, 249]).predict(X, [150, 249])
 else:
     gaussian.precision_cholesky_factors(np.eye(2)[None] * 2.0, 1e-7)
-print(json.dumps({"compiled": compiled, "ready": len(gaussian._FACTORS._ready)}))
+    ready = len(gaussian._FACTORS._ready)
+print(json.dumps({"compiled": compiled, "ready": ready}))
 """
 
 
@@ -141,3 +148,10 @@ def test_a_first_small_hmm_fit_and_predict_in_a_new_environment_compile_nothing(
     """GaussianHMM: the forward-backward and Viterbi passes (kernels/hmm.py) run in numpy, and
     so does the mixture-style start of the emission."""
     assert _child("hmm", tmp_path, "adaptive")["compiled"] == []
+
+
+def test_a_first_small_dmm_fit_compiles_nothing_and_a_later_one_loads_the_cache(tmp_path):
+    assert _child("dmm", tmp_path, "adaptive") == {"compiled": [], "ready": 0}
+    compiled = _child("dmm", tmp_path / "compiled", "compiled")["compiled"]
+    assert any("_polya_maximise" in name for name in compiled)
+    assert _child("dmm", tmp_path / "compiled", "adaptive") == {"compiled": [], "ready": 1}
