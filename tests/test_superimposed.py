@@ -167,6 +167,28 @@ def test_weighted_cost_is_least_squares_up_to_a_constant():
     np.testing.assert_allclose(via_sums, direct, rtol=1e-12)
 
 
+def test_real_tone_search_cost_is_the_least_squares_residual():
+    # The search's closed form −rᵀG⁻¹r against numpy's least squares of (cos, sin) at each
+    # frequency; at 0 and ½, where sin vanishes, against the model's own cut-off solve.
+    rng = np.random.default_rng(6)
+    n = 200
+    w = rng.uniform(0.5, 2.0, n)
+    x = rng.normal(size=n)
+    signal, points = Sinusoids(), np.arange(n)
+    omega = 2 * np.pi * points
+    for f in (0.013, 0.2, 0.37, 0.49):
+        basis = np.column_stack([np.cos(f * omega), np.sin(f * omega)])
+        root_w = np.sqrt(w)
+        coefficients = np.linalg.lstsq(basis * root_w[:, None], x * root_w, rcond=None)[0]
+        residual = np.sum(w * (x - basis @ coefficients) ** 2)
+        cost = signal._profile_cost(w * x, w, omega, f)
+        np.testing.assert_allclose(cost + np.sum(w * x**2), residual, rtol=1e-10)
+    for f in (0.0, 0.5):
+        theta = signal._linear_fit(w * x, w, f)
+        np.testing.assert_allclose(signal._profile_cost(w * x, w, omega, f),
+                                   weighted_cost(signal, theta, w * x, w)[0], rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- EM
 def test_e_step_separates_the_residual_and_log_likelihood_is_gaussian():
     rng = np.random.default_rng(6)
