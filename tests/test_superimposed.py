@@ -181,11 +181,11 @@ def test_real_tone_search_cost_is_the_least_squares_residual():
         root_w = np.sqrt(w)
         coefficients = np.linalg.lstsq(basis * root_w[:, None], x * root_w, rcond=None)[0]
         residual = np.sum(w * (x - basis @ coefficients) ** 2)
-        cost = signal._profile_cost(w * x, w, omega, f)
+        cost = signal._profile_cost(w * x, w, f)
         np.testing.assert_allclose(cost + np.sum(w * x**2), residual, rtol=1e-10)
     for f in (0.0, 0.5):
         theta = signal._linear_fit(w * x, w, f)
-        np.testing.assert_allclose(signal._profile_cost(w * x, w, omega, f),
+        np.testing.assert_allclose(signal._profile_cost(w * x, w, f),
                                    weighted_cost(signal, theta, w * x, w)[0], rtol=1e-12)
 
 

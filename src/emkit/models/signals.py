@@ -110,6 +110,17 @@ def _golden_section(cost: Callable[[float], float], low: float, high: float,
     return c if fc < fd else d
 
 
+def _cos_sin(frequency: float, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos(2π f d) and sin(2π f d) for d = 0 … n_points − 1, as e^{2πifd} = e^{2πif·bq} e^{2πifr}
+    (d = bq + r, b ≈ √n): two short vectors of exponentials and their outer product, a quarter
+    of the time of cos and sin of every point, and within one rounding of them."""
+    block = max(1, int(np.ceil(np.sqrt(n_points))))
+    within = np.exp(2j * np.pi * frequency * np.arange(block))
+    across = np.exp(2j * np.pi * (frequency * block) * np.arange(-(-n_points // block)))
+    phasors = (across[:, None] * within[None, :]).ravel()[:n_points]
+    return phasors.real, phasors.imag
+
+
 # ------------------------------------------------------------------------------- tones
 class Sinusoids:
     """Tones: a cos(2π f d + φ) (real) or a exp(i(2π f d + φ)) (complex), d = 0, 1, …
@@ -227,10 +238,8 @@ class Sinusoids:
         """Local maximiser of the exact single-tone likelihood near ``frequency``."""
         cell = 1.0 / self._grid_size(len(sums))
         if not self.is_complex:
-            omega = 2 * np.pi * np.arange(len(sums))
-
             def cost(f):
-                return self._profile_cost(sums, weights, omega, f)
+                return self._profile_cost(sums, weights, f)
 
             low, high = max(frequency - cell, 0.0), min(frequency + cell, 0.5)
             if not high > low:
@@ -266,7 +275,7 @@ class Sinusoids:
         theta = self._linear_fit(sums, weights, frequency)
         for _ in range(20):
             f, A, B = theta
-            cos, sin = np.cos(omega * f), np.sin(omega * f)
+            cos, sin = _cos_sin(f, len(sums))
             value = A * cos + B * sin
             d_f = omega * (B * cos - A * sin)
             gradient_basis = np.stack([d_f, cos, sin])  # ∂s/∂(f, A, B), (3, n)
@@ -289,13 +298,13 @@ class Sinusoids:
                 break
         return float(theta[0])
 
-    def _profile_cost(self, sums, weights, omega, frequency) -> float:
+    def _profile_cost(self, sums, weights, frequency) -> float:
         """The single-tone cost at its least-squares amplitudes, −rᵀ G⁻¹ r with the 2 × 2 Gram
         matrix G of (cos, sin) under the weights and r their products with the sums: the value
         :func:`weighted_cost` gives after :meth:`_linear_fit` (real tones), in five dot products
         instead of a least-squares solve (the search evaluates it thousands of times per fit).
         """
-        cos, sin = np.cos(omega * frequency), np.sin(omega * frequency)
+        cos, sin = _cos_sin(frequency, len(sums))
         weighted_cos = weights * cos
         g11, g12, g22 = weighted_cos @ cos, weighted_cos @ sin, (weights * sin) @ sin
         r1, r2 = cos @ sums, sin @ sums
