@@ -56,6 +56,53 @@ def test_each_group_equals_gaussian_mixture_from_the_same_start(covariance_type)
         np.testing.assert_array_equal(estimator.predict(X), single.predict(X))
 
 
+@pytest.mark.parametrize("form", ["numpy", "compiled"])
+@pytest.mark.parametrize("full", [True, False])
+def test_group_e_step_equals_scipy_group_by_group(full, form, monkeypatch):
+    # Both forms of the kernel (emkit.kernels.tiers) against scipy's densities, on padded
+    # groups (rows of weight 0 at the end) and a subset of the groups.
+    from scipy.stats import multivariate_normal
+
+    from emkit.kernels import batched_gaussian, tiers
+
+    monkeypatch.setattr(tiers, "MODE", form)
+    rng = np.random.default_rng(2)
+    G, N, K, D = 5, 40, 3, 3
+    X = rng.normal(size=(G, N, D))
+    w = rng.uniform(0.5, 2.0, (G, N))
+    w[:, 30:] = 0.0
+    X[:, 30:] = 0.0
+    log_weights = np.log(rng.dirichlet(np.ones(K), G))
+    means = rng.normal(size=(G, K, D))
+    if full:
+        L = np.tril(rng.normal(scale=0.3, size=(G, K, D, D)), -1) + np.eye(D) * rng.uniform(
+            0.5, 2.0, (G, K, 1, D))
+        P = np.swapaxes(L, -1, -2)  # upper triangular: precision = P Pᵀ
+        covariances = np.linalg.inv(P @ L)
+    else:
+        P = rng.uniform(0.5, 2.0, (G, K, 1, D))
+        covariances = np.eye(D) / P**2
+    rows = np.array([0, 2, 3])
+    weight, first, second, log_likelihood = batched_gaussian.e_step_groups(
+        X, w, rows, log_weights, means, P, full)
+    for a, g in enumerate(rows):
+        used = w[g] > 0
+        joint = np.column_stack([
+            log_weights[g, k] + multivariate_normal(means[g, k], covariances[g, k]).logpdf(
+                X[g, used]) for k in range(K)])
+        row_ll = np.logaddexp.reduce(joint, axis=1)
+        r = w[g, used, None] * np.exp(joint - row_ll[:, None])
+        assert log_likelihood[a] == pytest.approx(w[g, used] @ row_ll, rel=1e-10)
+        np.testing.assert_allclose(weight[a], r.sum(axis=0), rtol=1e-10)
+        for k in range(K):
+            diff = X[g, used] - means[g, k]
+            np.testing.assert_allclose(first[a, k], r[:, k] @ diff, rtol=1e-9, atol=1e-12)
+            expected = (r[:, k, None] * diff).T @ diff
+            got = second[a, k] if full else second[a, k, 0]
+            np.testing.assert_allclose(got, expected if full else np.diag(expected),
+                                       rtol=1e-9, atol=1e-12)
+
+
 def test_grouped_table_equals_list_and_order_of_groups_does_not_matter():
     arrays = _groups(8, seed=3)
     ids = np.array([f"g{g:02d}" for g in range(len(arrays))])

@@ -16,6 +16,8 @@ import math
 import numba
 import numpy as np
 
+from emkit.kernels import tiers
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -100,6 +102,10 @@ def _groups_parallel(X, w, rows, log_weights, means, P, full, weight, first, sec
 
 # Below this many rows in all, starting threads costs more than the work.
 _PARALLEL_MIN_ROWS = 65_536
+# numpy below this work (rows × K × (D + 1)², the dense Gaussian kernels' unit): there the
+# (A, K, N, D) temporaries are small and numpy is a few times slower than the loop, where
+# compiling the serial and the threaded loops costs about three seconds (tiers' rule).
+_GROUPS = tiers.TwoForms(_groups_serial, 2**23, 3.0)
 
 
 def e_step_groups(X, w, rows, log_weights, means, P, full):
@@ -110,6 +116,38 @@ def e_step_groups(X, w, rows, log_weights, means, P, full):
     A = rows.shape[0]
     K, D = means.shape[1], means.shape[2]
     out = (np.zeros((A, K)), np.zeros((A, K, D)), np.zeros((A, K, P.shape[2], D)), np.zeros(A))
+    arguments = (X, w, rows, log_weights, means, P, bool(full), *out)
+    if not _GROUPS.use_compiled(X.dtype.char, A * X.shape[1] * K * (D + 1) ** 2, arguments):
+        return _GROUPS.run_numpy(_e_step_groups_numpy, X, w, rows, log_weights, means, P,
+                                 bool(full))
     run = _groups_parallel if A * X.shape[1] >= _PARALLEL_MIN_ROWS else _groups_serial
-    run(X, w, rows, log_weights, means, P, bool(full), *out)
+    run(*arguments)
     return out
+
+
+def _e_step_groups_numpy(X, w, rows, log_weights, means, P, full):
+    """:func:`e_step_groups` in numpy, all groups, components and rows at once."""
+    X, w, means, P = X[rows], w[rows], means[rows], P[rows]
+    D = X.shape[2]
+    diff = X[:, None, :, :] - means[:, :, None, :]  # (A, K, N, D)
+    if full:  # y_e = Σ_{d ≤ e} diff_d P_de: P is upper triangular
+        whitened = diff @ P
+        log_det = np.log(np.diagonal(P, axis1=2, axis2=3)).sum(axis=2)
+    else:
+        whitened = diff * P  # P (A, K, 1, D) broadcasts over the rows
+        log_det = np.log(P[:, :, 0, :]).sum(axis=2)
+    constants = log_weights[rows] + log_det - 0.5 * D * _LOG_2PI
+    joint = constants[:, :, None] - 0.5 * np.einsum("aknd,aknd->akn", whitened, whitened)
+    top = joint.max(axis=1, keepdims=True)
+    scaled = np.exp(joint - top)
+    total = scaled.sum(axis=1, keepdims=True)
+    used = w > 0  # padding rows (weight 0) count not even if their density is 0
+    row_log_likelihood = np.where(used, top[:, 0] + np.log(total[:, 0]), 0.0)
+    r = (w[:, None, :] * scaled) / total  # (A, K, N)
+    weighted = r[:, :, :, None] * diff
+    first = weighted.sum(axis=2)
+    if full:
+        second = np.swapaxes(weighted, 2, 3) @ diff
+    else:
+        second = np.einsum("aknd,aknd->akd", weighted, diff)[:, :, None, :]
+    return r.sum(axis=2), first, second, (w * row_log_likelihood).sum(axis=1)
