@@ -107,7 +107,10 @@ class Compilations(event.Listener):
 event.register("numba:compile", Compilations())
 ready = 0
 if sys.argv[1] == "fit":
-    emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("faithful").data)
+    faithful = emkit.datasets.load("faithful").data
+    emkit.GaussianMixture(2, random_state=0).fit(faithful)
+    # and many small mixtures in one call: 8 groups of 34 rows
+    emkit.fit_gaussian_mixtures(faithful, np.arange(len(faithful)) % 8, 2, random_state=0)
 elif sys.argv[1] == "fit_nan":  # 42 of 153 rows with NaN, in 3 patterns
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("airquality").data[:, :4])
 elif sys.argv[1] == "dmm":
