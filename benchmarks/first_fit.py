@@ -78,6 +78,15 @@ def fit():
     members = [GaussianMixture(k, random_state=0).fit(X[::2]) for k in (1, 2, 3)]
     FixedMixture(models=members).fit(X[1::2])
 """),
+    "groups": ("fit_gaussian_mixtures: 500 groups of 200 rows, K=2", """
+import numpy as np
+import emkit
+rng = np.random.default_rng(0)
+X = rng.normal(size=(100_000, 2)) + 4 * rng.integers(0, 2, (100_000, 1))
+groups = np.repeat(np.arange(500), 200)
+def fit():
+    emkit.fit_gaussian_mixtures(X, groups, 2, random_state=0)
+"""),
     "signals": ("SuperimposedSignals(Sinusoids(), 2) on two_tones", """
 from emkit import SuperimposedSignals, datasets
 from emkit.data.io import read_wav
