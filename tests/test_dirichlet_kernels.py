@@ -118,6 +118,19 @@ def test_polya_map_components_keeps_inactive_and_empty_components():
     assert np.max(np.abs(_gradient(X, np.ones(len(X)), out[0], None) * out[0])) < 1e-6 * len(X)
 
 
+def test_mean_log_sums_match_scipy():
+    # S_kj = Σ_i w_i r_ik [ψ(α_kj + x_ij) − ψ(α_k0 + N_i)], written out with scipy's ψ
+    rng = np.random.default_rng(7)
+    X = draw(rng)
+    resp = rng.dirichlet(np.ones(3), len(X)) * rng.uniform(0.5, 2.0, (len(X), 1))
+    histogram = family.count_histogram(family.sparse_counts(X), resp)
+    expected = np.array([
+        resp[:, k] @ (digamma(ALPHA[k] + X) - digamma(ALPHA[k].sum() + X.sum(axis=1))[:, None])
+        for k in range(3)])
+    np.testing.assert_allclose(family.mean_log_sums(histogram, ALPHA), expected, rtol=1e-11,
+                               atol=1e-9)
+
+
 def test_digamma_and_trigamma_of_arrays_match_scipy():
     x = np.concatenate([np.geomspace(1e-8, 1e6, 400), np.arange(1, 30) + 0.5, [9.999999, 10.0]])
     psi, psi1 = family._digamma_trigamma_numpy(x)

@@ -114,8 +114,10 @@ if sys.argv[1] == "fit":
 elif sys.argv[1] == "fit_nan":  # 42 of 153 rows with NaN, in 3 patterns
     emkit.GaussianMixture(2, random_state=0).fit(emkit.datasets.load("airquality").data[:, :4])
 elif sys.argv[1] == "dmm":
+    twins = emkit.datasets.load("twins").data
     for k in (1, 2):
-        emkit.DirichletMultinomialMixture(k, random_state=0).fit(emkit.datasets.load("twins").data)
+        emkit.DirichletMultinomialMixture(k, random_state=0).fit(twins)
+    emkit.DirichletMultinomial().fit(twins)  # the latent-probability EM and its Newton M-step
     from emkit.families import dirichlet
     ready = len(dirichlet._MAXIMISE._ready)
 elif sys.argv[1] == "hmm":

@@ -317,9 +317,12 @@ def dirichlet_map(sum_log: np.ndarray, weight: float, alpha_start: np.ndarray,
         Never lower in objective than ``alpha_start``.
     """
     shape, rate = (0.0, 0.0) if prior is None else (float(prior.shape), float(prior.rate))
-    return _newton(np.ascontiguousarray(sum_log, dtype=np.float64), float(weight),
-                   np.ascontiguousarray(alpha_start, dtype=np.float64), shape, rate,
-                   float(rtol), int(max_iter))
+    arguments = (np.ascontiguousarray(sum_log, dtype=np.float64), float(weight),
+                 np.ascontiguousarray(alpha_start, dtype=np.float64), shape, rate,
+                 float(rtol), int(max_iter))
+    if not _NEWTON.use_compiled(None, arguments[0].size * 64, arguments):
+        return _NEWTON.run_numpy(_newton_numpy, *arguments)
+    return _newton(*arguments)
 
 
 def dirichlet_fixed_point(sum_log: np.ndarray, weight: float, alpha_start: np.ndarray, *,
@@ -396,9 +399,13 @@ def mean_log_sums(histogram: CountHistogram, alpha: np.ndarray) -> np.ndarray:
     """S_kj = Σ_i w_i r_ik E[log q_ij], E[log q_ij] = ψ(α_kj + x_ij) − ψ(α_k0 + N_i) (the mean of
     log q_i under its posterior Dir(α_k + x_i)), from the histogram; shape (K, J)."""
     alpha = np.ascontiguousarray(np.atleast_2d(alpha), dtype=np.float64)
-    return _mean_log_kernel(alpha, histogram.weight, histogram.pair_columns,
-                            histogram.pair_values, histogram.pair_weight,
-                            histogram.total_values, histogram.total_weight)
+    arguments = (alpha, histogram.weight, histogram.pair_columns, histogram.pair_values,
+                 histogram.pair_weight, histogram.total_values, histogram.total_weight)
+    work = alpha.shape[0] * (alpha.shape[1] + histogram.pair_values.size
+                             + histogram.total_values.size)
+    if not _MEAN_LOG.use_compiled(None, work, arguments):
+        return _MEAN_LOG.run_numpy(_mean_log_numpy, *arguments)
+    return _mean_log_kernel(*arguments)
 
 
 def polya_objective(alpha: np.ndarray, histogram: CountHistogram, k: int = 0,
@@ -731,6 +738,52 @@ def _newton(sum_log, weight, alpha, shape, rate, rtol, max_iter):
     return alpha
 
 
+def _objective_numpy(alpha, sum_log, weight, shape, rate):
+    """``_objective`` in numpy."""
+    value = float(np.sum(-weight * gammaln(alpha) + (alpha - 1.0) * sum_log))
+    if shape > 0.0:
+        value += float(np.sum(shape * np.log(alpha) - rate * alpha))
+    return value + weight * float(gammaln(np.cumsum(alpha)[-1]))
+
+
+def _newton_numpy(sum_log, weight, alpha, shape, rate, rtol, max_iter):
+    """``_newton`` in numpy: the same steps, line search and stopping rules."""
+    alpha = alpha.copy()
+    current = _objective_numpy(alpha, sum_log, weight, shape, rate)
+    for _ in range(max_iter):
+        psi, psi1 = _digamma_trigamma_numpy(np.concatenate([np.cumsum(alpha)[-1:], alpha]))
+        z = weight * float(psi1[0])  # α₀ first, then the α_j
+        psi, psi1, psi0 = psi[1:], psi1[1:], float(psi[0])
+        gradient = weight * (psi0 - psi) + sum_log
+        d = -weight * psi1
+        if shape > 0.0:
+            gradient = gradient + shape / alpha - rate
+            d = d - shape / (alpha * alpha)
+        denominator = 1.0 / z + float(np.sum(1.0 / d)) if z > 0.0 else 0.0
+        b = float(np.sum(gradient / d)) / denominator if denominator != 0.0 else 0.0
+        step = -(gradient - b) / d
+        gain = float(gradient @ step)
+        relative = float(np.max(np.abs(step) / alpha))
+        if relative == 0.0:
+            break
+        t, accepted = 1.0, False
+        while t > 1e-6:
+            candidate = np.minimum(alpha + t * step, ALPHA_MAX)
+            if (candidate > 0.0).all():
+                value = _objective_numpy(candidate, sum_log, weight, shape, rate)
+                if value > current or (t == 1.0 and 0.0 <= 0.5 * gain < 1e-13 * (
+                        abs(current) + 1.0) and relative < 1e-3):
+                    accepted = True
+                    break
+            t *= 0.5
+        if not accepted:
+            break
+        alpha, current = candidate, value
+        if t == 1.0 and relative < rtol:
+            break
+    return alpha
+
+
 @numba.njit(**_JIT)
 def _log_dm_kernel(indptr, entry_pair, pair_columns, pair_values, total_index, total_values,
                    alpha, out):
@@ -829,6 +882,21 @@ def _mean_log_kernel(alpha, weight, pair_columns, pair_values, pair_weight, tota
             if r != 0.0:
                 j = pair_columns[u]
                 out[k, j] += r * (_digamma(alpha[k, j] + pair_values[u]) - psi[j])
+    return out
+
+
+def _mean_log_numpy(alpha, weight, pair_columns, pair_values, pair_weight, total_values,
+                    total_weight):
+    """``_mean_log_kernel`` in numpy."""
+    K, J = alpha.shape
+    psi_totals = _digamma_trigamma_numpy(np.cumsum(alpha, axis=1)[:, -1:] + total_values)[0]
+    psi = _digamma_trigamma_numpy(alpha)[0]
+    out = weight[:, None] * psi - np.sum(total_weight * psi_totals, axis=1, keepdims=True)
+    if pair_values.size:
+        shifted = _digamma_trigamma_numpy(alpha[:, pair_columns] + pair_values)[0]
+        terms = pair_weight * (shifted - psi[:, pair_columns])
+        for k in range(K):
+            out[k] += np.bincount(pair_columns, weights=terms[k], minlength=J)
     return out
 
 
@@ -1118,6 +1186,8 @@ def _polya_maximise_numpy(alpha, weight, pair_columns, pair_values, pair_weight,
 #   10⁶ a hundred E-steps cost more than compiling.
 # - histograms: K × (entries + rows); numpy's bincount is as fast as the loop at any size.
 _MAXIMISE = tiers.TwoForms(_polya_maximise, 1 << 14, 2.0)
+_NEWTON = tiers.TwoForms(_newton, 1 << 14, 1.0)
+_MEAN_LOG = tiers.TwoForms(_mean_log_kernel, 1 << 16, 0.6)
 _OBJECTIVE = tiers.TwoForms(_polya_objective, 1 << 16, 0.8)
 _LOG_DM = tiers.TwoForms(_log_dm_kernel, 1 << 20, 0.7)
 _HISTOGRAM = tiers.TwoForms(_histogram_kernel, 1 << 26, 0.5)
