@@ -120,8 +120,12 @@ def e_step_groups(X, w, rows, log_weights, means, P, full):
     if not _GROUPS.use_compiled(X.dtype.char, A * X.shape[1] * K * (D + 1) ** 2, arguments):
         return _GROUPS.run_numpy(_e_step_groups_numpy, X, w, rows, log_weights, means, P,
                                  bool(full))
-    run = _groups_parallel if A * X.shape[1] >= _PARALLEL_MIN_ROWS else _groups_serial
-    run(*arguments)
+    if A * X.shape[1] >= _PARALLEL_MIN_ROWS:
+        _groups_parallel(*arguments)
+        # the groups still running late in such a fit are fewer: compiled too, not numpy
+        _GROUPS.keep_compiled(X.dtype.char)
+    else:
+        _groups_serial(*arguments)
     return out
 
 
