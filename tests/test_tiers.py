@@ -40,6 +40,14 @@ def test_small_inputs_run_numpy_until_their_time_pays_for_compiling(adaptive, mo
     assert forms.use_compiled("f", 10, args)  # the budget is the kernel's, whatever the types
 
 
+def test_keep_compiled_holds_for_that_key_only(adaptive, monkeypatch):
+    monkeypatch.setattr(tiers, "_load_from_cache", lambda dispatcher, args: False)
+    forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=1e9)
+    forms.keep_compiled("d")
+    assert forms.use_compiled("d", 1, (np.ones(2),))
+    assert not forms.use_compiled("f", 1, (np.ones(2, dtype=np.float32),))
+
+
 def test_a_compiled_form_in_memory_or_in_the_cache_is_used(adaptive, monkeypatch):
     looked_up = []
     monkeypatch.setattr(tiers, "_load_from_cache",
