@@ -670,6 +670,19 @@ def _objective(alpha, sum_log, weight, shape, rate):
     return value + weight * math.lgamma(alpha0)
 
 
+def _accepts(value, current, t, gain, relative):
+    """The line search of the Newton M-steps: the full step when it ascends, or when its
+    predicted gain (half of ``gain`` = g · step) is below the objective's round-off (the
+    quadratic region, where comparing objectives says nothing); otherwise a halved step that
+    really ascends. Accepting "equal" objectives would let round-off decide where a flat
+    maximum ends. Written once for both forms of the iteration."""
+    return value > current or (t == 1.0 and 0.0 <= 0.5 * gain < 1e-13 * (abs(current) + 1.0)
+                               and relative < 1e-3)
+
+
+_accepts_compiled = numba.njit(**_JIT)(_accepts)
+
+
 @numba.njit(**_JIT)
 def _newton(sum_log, weight, alpha, shape, rate, rtol, max_iter):
     """The Newton iteration of :func:`dirichlet_map` (see there) on one component."""
@@ -709,10 +722,7 @@ def _newton(sum_log, weight, alpha, shape, rate, rtol, max_iter):
             relative = max(relative, abs(step[j]) / alpha[j])
         if relative == 0.0:
             break
-        # The full step when it ascends, or when its predicted gain is below the objective's
-        # round-off (the quadratic region, where comparing objectives says nothing); otherwise
-        # halved steps that really ascend. Accepting "equal" objectives would let round-off
-        # decide where a flat maximum ends.
+        # Halved steps until one is accepted (_accepts).
         t = 1.0
         accepted = False
         while t > 1e-6:
@@ -723,8 +733,7 @@ def _newton(sum_log, weight, alpha, shape, rate, rtol, max_iter):
                     positive = False
             if positive:
                 value = _objective(candidate, sum_log, weight, shape, rate)
-                if value > current or (t == 1.0 and 0.0 <= 0.5 * gain < 1e-13 * (
-                        abs(current) + 1.0) and relative < 1e-3):
+                if _accepts_compiled(value, current, t, gain, relative):
                     accepted = True
                     break
             t *= 0.5
@@ -771,8 +780,7 @@ def _newton_numpy(sum_log, weight, alpha, shape, rate, rtol, max_iter):
             candidate = np.minimum(alpha + t * step, ALPHA_MAX)
             if (candidate > 0.0).all():
                 value = _objective_numpy(candidate, sum_log, weight, shape, rate)
-                if value > current or (t == 1.0 and 0.0 <= 0.5 * gain < 1e-13 * (
-                        abs(current) + 1.0) and relative < 1e-3):
+                if _accepts(value, current, t, gain, relative):
                     accepted = True
                     break
             t *= 0.5
