@@ -58,8 +58,10 @@ def _draw(mass: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
 def _squared_distances(X: np.ndarray, squared_norms: np.ndarray,
                        centers: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances of the rows to the centres, (n_rows, n_centres)."""
-    d2 = squared_norms[:, None] - 2.0 * X @ centers.T + np.einsum("ij,ij->i", centers, centers)
-    return np.maximum(d2, 0.0)
+    d2 = X @ (-2.0 * centers.T)  # the same numbers as −2 (X Cᵀ), in place from here
+    d2 += squared_norms[:, None]
+    d2 += np.einsum("ij,ij->i", centers, centers)
+    return np.maximum(d2, 0.0, out=d2)
 
 
 def nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,32 +85,72 @@ def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
     labels : (n_rows,) int
     centers : (n_clusters, D)
     """
+    return kmeans_runs(X, n_clusters, rng, 1, sample_weight, max_iter=max_iter, tol=tol)[0]
+
+
+def kmeans_runs(X: np.ndarray, n_clusters: int, rng: np.random.Generator, n_runs: int,
+                sample_weight: np.ndarray | None = None, *, max_iter: int = 300,
+                tol: float = 1e-4) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_runs`` independent runs of :func:`kmeans` (seeded one after the other from ``rng``,
+    so the same draws as that many calls), their Lloyd steps taken together: the distances of
+    the rows to the centres of every running run are one matrix product, which on a few thousand
+    rows costs about what one run's does. Each run stops by its own rule. A list of
+    (labels, centers)."""
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    centers = kmeans_plusplus(X, n_clusters, rng, sample_weight)
+    n_rows, K = len(X), n_clusters
+    centers = np.stack([kmeans_plusplus(X, K, rng, sample_weight) for _ in range(n_runs)])
     threshold = tol * float(np.mean(np.var(X, axis=0)))
-    labels = None
+    squared_norms = np.einsum("ij,ij->i", X, X)
+    labels = np.full((n_runs, n_rows), -1)
+    running = np.arange(n_runs)
     for _ in range(max_iter):
-        new_labels, d2 = nearest(X, centers)
-        if labels is not None and np.array_equal(new_labels, labels):
+        if not len(running):
             break
-        labels = new_labels
-        totals = np.bincount(labels, weights=w, minlength=n_clusters)
-        weighted = X * w[:, None]
-        sums = np.stack([np.bincount(labels, weights=weighted[:, d], minlength=n_clusters)
-                         for d in range(X.shape[1])], axis=1)
+        new_labels, d2 = _nearest_of_runs(X, squared_norms, centers[running])
+        changed = np.any(new_labels != labels[running], axis=1)
+        labels[running] = new_labels
+        running, new_labels, d2 = running[changed], new_labels[changed], d2[changed]
+        if not len(running):
+            break
+        # Sums per (run, cluster) as one product of the weighted one-hot assignments of all
+        # runs, (n_rows, runs · K), with the rows.
+        index = new_labels.T + np.arange(len(running)) * K
+        onehot = np.zeros((n_rows, len(running) * K))
+        np.put_along_axis(onehot, index, w[:, None], axis=1)
+        totals = onehot.sum(axis=0).reshape(-1, K)
+        sums = (onehot.T @ X).reshape(-1, K, X.shape[1])
         empty = totals <= 0
-        new_centers = np.where(empty[:, None], centers,
-                               sums / np.where(empty, 1.0, totals)[:, None])
-        if empty.any():  # re-seed empty clusters at the rows worst served
-            worst = np.argsort(-(d2 * (w > 0)), kind="stable")[: int(empty.sum())]
-            new_centers[empty] = X[worst]
-        shift = float(np.sum((new_centers - centers) ** 2))
-        centers = new_centers
-        if shift <= threshold and not empty.any():
-            labels, _ = nearest(X, centers)
-            break
-    return labels, centers
+        old = centers[running]
+        new_centers = np.where(empty[..., None], old,
+                               sums / np.where(empty, 1.0, totals)[..., None])
+        for i in np.flatnonzero(empty.any(axis=1)):  # re-seed empty clusters at the rows
+            worst = np.argsort(-(d2[i] * (w > 0)), kind="stable")[: int(empty[i].sum())]
+            new_centers[i, empty[i]] = X[worst]  # worst served
+        shift = np.sum((new_centers - old) ** 2, axis=(1, 2))
+        centers[running] = new_centers
+        settled = (shift <= threshold) & ~empty.any(axis=1)
+        if settled.any():  # stopped by the shift: the labels of the final centres
+            labels[running[settled]] = _nearest_of_runs(X, squared_norms,
+                                                         new_centers[settled])[0]
+        running = running[~settled]
+    return [(labels[r], centers[r]) for r in range(n_runs)]
+
+
+def _nearest_of_runs(X: np.ndarray, squared_norms: np.ndarray,
+                     centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For centres (R, K, D) of R runs: each row's nearest centre in every run, (R, n_rows), and
+    the squared distance to it, (R, n_rows)."""
+    R, K, D = centers.shape
+    flat = centers.reshape(R * K, D)
+    # ‖x‖² is the same for every centre: the nearest one needs only ‖c‖² − 2 x·c.
+    d2 = X @ (-2.0 * flat.T)
+    d2 += np.einsum("ij,ij->i", flat, flat)
+    d2 = d2.reshape(len(X), R, K)
+    labels = d2.argmin(axis=2)
+    closest = np.take_along_axis(d2, labels[..., None], axis=2)[..., 0] + squared_norms[:, None]
+    np.maximum(closest, 0.0, out=closest)
+    return labels.T, closest.T
 
 
 def scaled_principal_coordinates(X: np.ndarray,

@@ -22,6 +22,7 @@ recorded in the fit (``EMResult.events``). Parameters never become NaN.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -67,6 +68,10 @@ _SHORT_RUN_TOL = 1e-6
 # Short runs rank starts; the winner's details are settled on all rows afterwards. 4,000 rows
 # rank as well as 20,000 did on the benchmark suite (benchmarks/init.py) at a fifth of the cost.
 _SHORT_RUN_MAX_ROWS = 4_000
+_SUBSAMPLED_SCREENING_STEPS = 1
+_SUBSAMPLED_FINALISTS = 1
+_SUBSAMPLED_FINAL_STEPS = 16
+_SUBSAMPLED_CUT = 4
 # The hierarchical start competes only where its agglomeration sees all rows or at least this
 # many rows per cluster and dimension: from fewer (16 clusters in 16-D from 316 rows) its
 # partitions are poor and its short run is wasted.
@@ -520,7 +525,8 @@ class GaussianMixtureModel(MixtureModel):
         survivor then meets the hierarchical start in longer runs: where EM from a partition
         ends is often decided late (a start that climbs slowly but far), and the two kinds of
         start win on different data."""
-        if len(X) > _SHORT_RUN_MAX_ROWS:  # partitions and runs alike on one subsample
+        subsampled = len(X) > _SHORT_RUN_MAX_ROWS
+        if subsampled:  # partitions and runs alike on one subsample
             pick = np.sort(rng.choice(len(X), _SHORT_RUN_MAX_ROWS, replace=False))
             X, observed = X[pick], observed[pick]
             w = None if w is None else w[pick]
@@ -530,36 +536,44 @@ class GaussianMixtureModel(MixtureModel):
             finalists = [self._params_from_resp(X, w, labels, resp, rng) for resp in
                          self.shared_starts.finalists(self, X, w, labels, batch, rng)]
             steps = _SHARED_FINAL_STEPS
+        elif subsampled:
+            finalists = self._finalists(method, X, w, labels, batch, rng,
+                                        _SUBSAMPLED_SCREENING_STEPS, _SUBSAMPLED_FINALISTS,
+                                        _SUBSAMPLED_CUT)
+            steps = _SUBSAMPLED_FINAL_STEPS
         else:
             finalists = self._finalists(method, X, w, labels, batch, rng)
             steps = _FINAL_STEPS
+        if len(finalists) == 1:
+            return MixtureParams(finalists[0].weights, finalists[0].components)
         runs = self._short_runs(finalists, batch, steps)
         best = runs[0][0]
         return MixtureParams(best.weights, best.components)
 
-    def _finalists(self, method, X, w, labels, batch, rng) -> list[MixtureParams]:
+    def _finalists(self, method, X, w, labels, batch, rng, steps=_SCREENING_STEPS,
+                   n_finalists=_FINALISTS, cut=2) -> list[MixtureParams]:
         """The survivors of the screening of the random partitions, and the anchor's start."""
-        survivors, anchor = self._screening(method, X, w, labels, batch, rng)
+        survivors, anchor = self._screening(method, X, w, labels, batch, rng, steps,
+                                            n_finalists, cut)
         return survivors + ([] if anchor is None else [
             self._params_from_resp(X, w, labels, anchor, rng)])
 
-    def _screening(self, method, X, w, labels, batch, rng,
+    def _screening(self, method, X, w, labels, batch, rng, steps=_SCREENING_STEPS,
+                   n_finalists=_FINALISTS, cut=2,
                    ) -> tuple[list[MixtureParams], np.ndarray | None]:
         """The survivors of the random partitions' successive halving, and the anchor's
         partition (None if it is not informative here)."""
         random_names, anchor = _COMBINED[method]
         if anchor == "hierarchical" and not self._agglomeration_informative(X, w):
             anchor = None
-        starts = [self._params_from_resp(X, w, labels,
-                                         self._initial_responsibilities(name, X, w, rng), rng)
-                  for name in random_names]
+        starts = [self._params_from_resp(X, w, labels, resp, rng)
+                  for resp in self._partitions(random_names, X, w, rng)]
         anchored = None if anchor is None else self._initial_responsibilities(anchor, X, w, rng)
         runs = [(params, -np.inf) for params in starts]
-        steps = _SCREENING_STEPS
-        while len(runs) > _FINALISTS:
+        while len(runs) > n_finalists:
             runs = self._short_runs([params for params, _ in runs], batch, steps)
-            runs = runs[: max(_FINALISTS, (len(runs) + 1) // 2)]
-            steps *= 2
+            runs = runs[: max(n_finalists, -(-len(runs) // cut))]
+            steps *= cut
         return [params for params, _ in runs], anchored
 
     def _short_runs(self, starts, batch, steps) -> list[tuple[MixtureParams, float]]:
@@ -634,6 +648,23 @@ class GaussianMixtureModel(MixtureModel):
         ranked = [finished[s] for s in range(len(starts))]
         ranked.sort(key=lambda item: -item[1])
         return ranked
+
+    def _partitions(self, methods, X, w, rng) -> list[np.ndarray]:
+        """The responsibilities of each start in ``methods``, in order (the same draws as one
+        :meth:`_initial_responsibilities` after another); consecutive k-means runs take their
+        Lloyd steps together (:func:`~emkit.models.clustering.kmeans_runs`)."""
+        partitions = []
+        for method, group in itertools.groupby(methods):
+            n_runs = len(list(group))
+            if method != "kmeans" or n_runs == 1:
+                partitions += [self._initial_responsibilities(method, X, w, rng)
+                               for _ in range(n_runs)]
+                continue
+            for assignment, _ in clustering.kmeans_runs(X, self.n_components, rng, n_runs, w):
+                resp = np.zeros((len(X), self.n_components))
+                resp[np.arange(len(X)), assignment] = 1.0
+                partitions.append(resp)
+        return partitions
 
     def _initial_responsibilities(self, method, X, w, rng) -> np.ndarray:
         K, n_rows = self.n_components, len(X)
