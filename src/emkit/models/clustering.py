@@ -85,23 +85,26 @@ def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
     labels : (n_rows,) int
     centers : (n_clusters, D)
     """
-    return kmeans_runs(X, n_clusters, rng, 1, sample_weight, max_iter=max_iter, tol=tol)[0]
+    centers = kmeans_plusplus(X, n_clusters, rng, sample_weight)
+    labels, centers = lloyd(X, centers[None], sample_weight, max_iter=max_iter, tol=tol)
+    return labels[0], centers[0]
 
 
-def kmeans_runs(X: np.ndarray, n_clusters: int, rng: np.random.Generator, n_runs: int,
-                sample_weight: np.ndarray | None = None, *, max_iter: int = 300,
-                tol: float = 1e-4) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n_runs`` independent runs of :func:`kmeans` (seeded one after the other from ``rng``,
-    so the same draws as that many calls), their Lloyd steps taken together: the distances of
-    the rows to the centres of every running run are one matrix product, which on a few thousand
-    rows costs about what one run's does. Each run stops by its own rule. A list of
-    (labels, centers)."""
+def lloyd(X: np.ndarray, centers: np.ndarray, sample_weight: np.ndarray | None = None, *,
+          max_iter: int = 300, tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's steps of :func:`kmeans` for several independent runs from their initial
+    centres (n_runs, K, D), taken together: the distances of the rows to the centres of every
+    running run are one matrix product, which on a few hundred rows costs about what one run's
+    does. Each run stops by its own rule and ends where it would alone. Returns labels
+    (n_runs, n_rows) and centres (n_runs, K, D)."""
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    n_rows, K = len(X), n_clusters
-    centers = np.stack([kmeans_plusplus(X, K, rng, sample_weight) for _ in range(n_runs)])
+    centers = np.array(centers, dtype=float)
+    n_runs, K = centers.shape[:2]
+    n_rows = len(X)
     threshold = tol * float(np.mean(np.var(X, axis=0)))
     squared_norms = np.einsum("ij,ij->i", X, X)
+    weighted = X * w[:, None]
     labels = np.full((n_runs, n_rows), -1)
     running = np.arange(n_runs)
     for _ in range(max_iter):
@@ -113,13 +116,14 @@ def kmeans_runs(X: np.ndarray, n_clusters: int, rng: np.random.Generator, n_runs
         running, new_labels, d2 = running[changed], new_labels[changed], d2[changed]
         if not len(running):
             break
-        # Sums per (run, cluster) as one product of the weighted one-hot assignments of all
-        # runs, (n_rows, runs · K), with the rows.
-        index = new_labels.T + np.arange(len(running)) * K
-        onehot = np.zeros((n_rows, len(running) * K))
-        np.put_along_axis(onehot, index, w[:, None], axis=1)
-        totals = onehot.sum(axis=0).reshape(-1, K)
-        sums = (onehot.T @ X).reshape(-1, K, X.shape[1])
+        # Sums per (run, cluster): one bincount per column over the runs' stacked indices
+        # (each bin adds its rows in order, so the sums are those of one run at a time).
+        index = (new_labels + (np.arange(len(running)) * K)[:, None]).ravel()
+        size = len(running) * K
+        totals = np.bincount(index, weights=np.tile(w, len(running)), minlength=size)
+        sums = np.stack([np.bincount(index, weights=np.tile(weighted[:, d], len(running)),
+                                     minlength=size) for d in range(X.shape[1])], axis=1)
+        totals, sums = totals.reshape(-1, K), sums.reshape(-1, K, X.shape[1])
         empty = totals <= 0
         old = centers[running]
         new_centers = np.where(empty[..., None], old,
@@ -134,7 +138,7 @@ def kmeans_runs(X: np.ndarray, n_clusters: int, rng: np.random.Generator, n_runs
             labels[running[settled]] = _nearest_of_runs(X, squared_norms,
                                                          new_centers[settled])[0]
         running = running[~settled]
-    return [(labels[r], centers[r]) for r in range(n_runs)]
+    return labels, centers
 
 
 def _nearest_of_runs(X: np.ndarray, squared_norms: np.ndarray,
@@ -142,14 +146,9 @@ def _nearest_of_runs(X: np.ndarray, squared_norms: np.ndarray,
     """For centres (R, K, D) of R runs: each row's nearest centre in every run, (R, n_rows), and
     the squared distance to it, (R, n_rows)."""
     R, K, D = centers.shape
-    flat = centers.reshape(R * K, D)
-    # ‖x‖² is the same for every centre: the nearest one needs only ‖c‖² − 2 x·c.
-    d2 = X @ (-2.0 * flat.T)
-    d2 += np.einsum("ij,ij->i", flat, flat)
-    d2 = d2.reshape(len(X), R, K)
+    d2 = _squared_distances(X, squared_norms, centers.reshape(R * K, D)).reshape(len(X), R, K)
     labels = d2.argmin(axis=2)
-    closest = np.take_along_axis(d2, labels[..., None], axis=2)[..., 0] + squared_norms[:, None]
-    np.maximum(closest, 0.0, out=closest)
+    closest = np.take_along_axis(d2, labels[..., None], axis=2)[..., 0]
     return labels.T, closest.T
 
 
