@@ -227,6 +227,23 @@ def test_lloyd_of_several_runs_ends_where_each_run_ends_alone(weighted):
     np.testing.assert_array_equal(first_centers, centers[0])
 
 
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_of_several_runs_draws_as_one_run_after_another(weighted):
+    X = load_wine().data
+    w = np.random.default_rng(3).uniform(0.0, 2.0, len(X)) if weighted else None
+    rng = np.random.default_rng(4)
+    alone = [clustering.kmeans_plusplus(X, 5, rng, w) for _ in range(4)]
+    after_alone = rng.random()
+    rng = np.random.default_rng(4)
+    uniforms = rng.random((4, clustering.seeding_draws(5)))
+    together = clustering.kmeans_plusplus_runs(X, 5, uniforms, w)
+    assert rng.random() == after_alone  # the same numbers taken from the generator
+    for run in range(4):
+        np.testing.assert_array_equal(together[run], alone[run])
+    np.testing.assert_array_equal(clustering.nearest_of_runs(X, together)[2],
+                                  clustering.nearest(X, alone[2])[0])
+
 def test_starts_take_the_draws_of_one_partition_after_another():
     X = load_iris().data
     model = GaussianMixtureModel(3)

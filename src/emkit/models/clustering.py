@@ -30,29 +30,60 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
     with probability ∝ weight, each next one ∝ weight × squared distance to the nearest seed so
     far. Greedy, as is usual: of 2 + ⌊log k⌋ such draws the one that lowers the weighted sum of
     squared distances most is kept. Rows of weight 0 are never drawn. Shape (n_clusters, D)."""
+    uniforms = rng.random((1, seeding_draws(n_clusters)))
+    return kmeans_plusplus_runs(X, n_clusters, uniforms, sample_weight)[0]
+
+
+def seeding_draws(n_clusters: int) -> int:
+    """How many uniform numbers one :func:`kmeans_plusplus` draws: one for the first seed and
+    2 + ⌊log k⌋ candidates for each next one."""
+    return 1 + (n_clusters - 1) * _n_trials(n_clusters)
+
+
+def _n_trials(n_clusters: int) -> int:
+    return 2 + int(np.log(n_clusters))
+
+
+def kmeans_plusplus_runs(X: np.ndarray, n_clusters: int, uniforms: np.ndarray,
+                         sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """:func:`kmeans_plusplus` of several independent runs at once, run r drawing by the
+    uniform numbers ``uniforms[r]`` on [0, 1) (:func:`seeding_draws` of them; taken from the
+    generator in one piece, they are the numbers its draws one at a time would give). The
+    distances of the rows to every run's candidates are one matrix product: on a few thousand
+    rows, sixteen runs cost little more than one. Shape (n_runs, n_clusters, D)."""
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    n_trials = 2 + int(np.log(n_clusters))
+    n_runs, n_rows, n_features = len(uniforms), len(X), X.shape[1]
+    n_trials = _n_trials(n_clusters)
+    runs = np.arange(n_runs)
     squared_norms = np.einsum("ij,ij->i", X, X)
-    centers = np.empty((n_clusters, X.shape[1]))
-    centers[0] = X[_draw(w, 1, rng)[0]]
-    closest = _squared_distances(X, squared_norms, centers[:1])[:, 0]
+    centers = np.empty((n_runs, n_clusters, n_features))
+    first = _draw_runs(np.broadcast_to(w, (n_runs, n_rows)), uniforms[:, :1])[:, 0]
+    centers[:, 0] = X[first]
+    closest = _squared_distances(X, squared_norms, centers[:, 0]).T  # (n_runs, n_rows)
     for k in range(1, n_clusters):
         mass = w * closest
-        candidates = _draw(mass if mass.sum() > 0 else w, n_trials, rng)
-        closer = np.minimum(closest[:, None],
-                            _squared_distances(X, squared_norms, X[candidates]))
-        best = int(np.argmin(w @ closer))
-        centers[k], closest = X[candidates[best]], closer[:, best]
+        nothing = ~(mass.sum(axis=1) > 0)  # every row already a seed: draw by weight alone
+        mass[nothing] = w
+        candidates = _draw_runs(mass, uniforms[:, 1 + (k - 1) * n_trials:1 + k * n_trials])
+        distances = _squared_distances(X, squared_norms, X[candidates.ravel()])
+        closer = np.minimum(closest.T[:, :, None],
+                            distances.reshape(n_rows, n_runs, n_trials))  # (rows, runs, trials)
+        best = np.argmin((w @ closer.reshape(n_rows, -1)).reshape(n_runs, n_trials), axis=1)
+        centers[:, k] = X[candidates[runs, best]]
+        closest = closer[:, runs, best].T
     return centers
 
 
-def _draw(mass: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` row indices drawn with replacement with probability ∝ ``mass`` (≥ 0); a row of
-    mass 0 is never drawn."""
-    cumulative = np.cumsum(mass)
-    picks = np.searchsorted(cumulative, rng.uniform(0.0, cumulative[-1], size), side="right")
-    return np.minimum(picks, len(mass) - 1)
+def _draw_runs(mass: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Row indices drawn with replacement with probability ∝ ``mass[r]`` (≥ 0, not all 0) for
+    each run r, one for each of its uniform numbers (n_runs, size); a row of mass 0 is never
+    drawn."""
+    cumulative = np.cumsum(mass, axis=1)
+    targets = uniforms * cumulative[:, -1:]
+    picks = np.stack([np.searchsorted(cumulative[r], targets[r], side="right")
+                      for r in range(len(mass))])
+    return np.minimum(picks, mass.shape[1] - 1)
 
 
 def _squared_distances(X: np.ndarray, squared_norms: np.ndarray,
@@ -139,6 +170,13 @@ def lloyd(X: np.ndarray, centers: np.ndarray, sample_weight: np.ndarray | None =
                                                          new_centers[settled])[0]
         running = running[~settled]
     return labels, centers
+
+
+def nearest_of_runs(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """:func:`nearest` for the centres (n_runs, K, D) of several runs: the index of each row's
+    nearest centre in every run, (n_runs, n_rows)."""
+    X = np.asarray(X, dtype=float)
+    return _nearest_of_runs(X, np.einsum("ij,ij->i", X, X), centers)[0]
 
 
 def _nearest_of_runs(X: np.ndarray, squared_norms: np.ndarray,

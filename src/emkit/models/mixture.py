@@ -659,21 +659,24 @@ class GaussianMixtureModel(MixtureModel):
     def _starts(self, methods, X, w, labels, rng) -> list[MixtureParams]:
         """The start of each partition method in ``methods``, in order, with the same draws
         as one :meth:`_initial_responsibilities` and :meth:`_params_from_resp` after another;
-        consecutive k-means runs take their Lloyd steps together
-        (:func:`~emkit.models.clustering.lloyd`)."""
+        consecutive k-means or k-means++ runs are seeded together and take their Lloyd steps
+        together (:func:`~emkit.models.clustering.kmeans_plusplus_runs`,
+        :func:`~emkit.models.clustering.lloyd`)."""
         starts = []
         for method, group in itertools.groupby(methods):
             n_runs = len(list(group))
-            if method != "kmeans" or n_runs == 1:
+            if method not in ("kmeans", "k-means++") or n_runs == 1:
                 starts += [self._params_from_resp(
                     X, w, labels, self._initial_responsibilities(method, X, w, rng), rng)
                     for _ in range(n_runs)]
                 continue
-            seeds, orders = [], []
+            uniforms, orders = [], []
             for _ in range(n_runs):  # each run's draws: its seeds, then its start's rows
-                seeds.append(clustering.kmeans_plusplus(X, self.n_components, rng, w))
+                uniforms.append(rng.random(clustering.seeding_draws(self.n_components)))
                 orders.append(self._reseed_rows(len(X), rng))
-            assignments, _ = clustering.lloyd(X, np.stack(seeds), w)
+            seeds = clustering.kmeans_plusplus_runs(X, self.n_components, np.stack(uniforms), w)
+            assignments = (clustering.lloyd(X, seeds, w)[0] if method == "kmeans"
+                           else clustering.nearest_of_runs(X, seeds))
             for assignment, order in zip(assignments, orders, strict=True):
                 resp = np.zeros((len(X), self.n_components))
                 resp[np.arange(len(X)), assignment] = 1.0
