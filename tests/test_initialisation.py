@@ -209,6 +209,81 @@ def test_kmeans_ends_at_a_lloyd_fixed_point():
                                                           weights=w[labels == k]))
 
 
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lloyd_of_several_runs_ends_where_each_run_ends_alone(weighted):
+    X = load_wine().data
+    w = np.random.default_rng(1).uniform(0.0, 2.0, len(X)) if weighted else None
+    rng = np.random.default_rng(0)
+    seeds = np.stack([clustering.kmeans_plusplus(X, 4, rng, w) for _ in range(5)])
+    seeds[1, 0] = 1e6  # a centre no row is nearest to: re-seeded at the worst-served row
+    labels, centers = clustering.lloyd(X, seeds, w)
+    for run in range(len(seeds)):
+        alone_labels, alone_centers = clustering.lloyd(X, seeds[run:run + 1], w)
+        np.testing.assert_array_equal(labels[run], alone_labels[0])
+        np.testing.assert_array_equal(centers[run], alone_centers[0])
+    assert np.all(centers[1] < 1e5)
+    # kmeans() is one such run from its k-means++ seeds (the same draws).
+    first_labels, first_centers = clustering.kmeans(X, 4, np.random.default_rng(0), w)
+    np.testing.assert_array_equal(first_labels, labels[0])
+    np.testing.assert_array_equal(first_centers, centers[0])
+
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_of_several_runs_draws_as_one_run_after_another(weighted):
+    X = load_wine().data
+    w = np.random.default_rng(3).uniform(0.0, 2.0, len(X)) if weighted else None
+    rng = np.random.default_rng(4)
+    alone = [clustering.kmeans_plusplus(X, 5, rng, w) for _ in range(4)]
+    after_alone = rng.random()
+    rng = np.random.default_rng(4)
+    uniforms = rng.random((4, clustering.seeding_draws(5)))
+    together = clustering.kmeans_plusplus_runs(X, 5, uniforms, w)
+    assert rng.random() == after_alone  # the same numbers taken from the generator
+    for run in range(4):
+        np.testing.assert_array_equal(together[run], alone[run])
+    np.testing.assert_array_equal(clustering.nearest_of_runs(X, together)[2],
+                                  clustering.nearest(X, alone[2])[0])
+
+def test_starts_take_the_draws_of_one_partition_after_another():
+    X = load_iris().data
+    model = GaussianMixtureModel(3)
+    methods = ("kmeans",) * 3 + ("k-means++",) * 2
+    together = model._starts(methods, X, None, None, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    alone = [model._params_from_resp(X, None, None,
+                                     model._initial_responsibilities(m, X, None, rng), rng)
+             for m in methods]
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(a.weights, b.weights)
+        np.testing.assert_array_equal(a.components.means, b.components.means)
+        np.testing.assert_array_equal(a.components.covariances, b.components.covariances)
+
+
+def test_grouped_log_likelihood_is_log_sum_exp_and_posteriors_within_each_mixture():
+    from emkit.families.base import posteriors_from_log_joint
+    from emkit.models.mixture import _grouped_log_likelihood
+
+    log_joint = np.random.default_rng(2).normal(0.0, 30.0, (7, 3, 4))
+    log_joint[2, 1] = -np.inf  # a row no component of mixture 1 explains
+    log_joint[3, 0, :2] = -np.inf
+    row_ll, unnormalised, totals = _grouped_log_likelihood(log_joint)
+    expected_ll, expected_resp = posteriors_from_log_joint(log_joint)
+    np.testing.assert_allclose(row_ll, expected_ll, rtol=1e-13)
+    finite = np.isfinite(expected_ll)
+    with np.errstate(invalid="ignore"):  # 0 / 0 in the row no component explains
+        resp = unnormalised / totals
+    np.testing.assert_allclose(resp[finite], expected_resp[finite], rtol=1e-12, atol=1e-300)
+    assert row_ll[2, 1] == -np.inf
+
+
+def test_short_runs_share_passes_only_where_a_pass_is_small():
+    model = GaussianMixtureModel(16)
+    rng = np.random.default_rng(0)
+    assert model._stackable(Batch(rng.normal(size=(1000, 3))))
+    assert not model._stackable(Batch(rng.normal(size=(4000, 3))))
+
 def test_short_runs_pick_the_start_with_the_higher_likelihood():
     X = emkit.datasets.load("faithful").data
     model = GaussianMixtureModel(2)

@@ -112,7 +112,9 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowD
           half goes on for twice as many steps until one is left (successive halving).
         - ``"auto"`` (default): eight k-means and eight k-means++ partitions screened like
           ``"emEM"`` down to two, which then meet the hierarchical start in runs of up to 64
-          EM steps; the best is continued on all rows. Short runs use at most 4,000 rows; the
+          EM steps; the best is continued on all rows. Short runs use at most 4,000 rows (on
+          such a subsample of more rows the screening starts at 2 steps and the final runs
+          last up to 32: they only rank starts, the winner is re-estimated on all rows); the
           hierarchical start competes where its subsample has at least 4 rows per cluster and
           dimension (or all rows).
         - ``"k-means++"``: hard assignment to k-means++ seeds; ``"random"``: random

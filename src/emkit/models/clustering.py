@@ -30,36 +30,69 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
     with probability ∝ weight, each next one ∝ weight × squared distance to the nearest seed so
     far. Greedy, as is usual: of 2 + ⌊log k⌋ such draws the one that lowers the weighted sum of
     squared distances most is kept. Rows of weight 0 are never drawn. Shape (n_clusters, D)."""
+    uniforms = rng.random((1, seeding_draws(n_clusters)))
+    return kmeans_plusplus_runs(X, n_clusters, uniforms, sample_weight)[0]
+
+
+def seeding_draws(n_clusters: int) -> int:
+    """How many uniform numbers one :func:`kmeans_plusplus` draws: one for the first seed and
+    2 + ⌊log k⌋ candidates for each next one."""
+    return 1 + (n_clusters - 1) * _n_trials(n_clusters)
+
+
+def _n_trials(n_clusters: int) -> int:
+    return 2 + int(np.log(n_clusters))
+
+
+def kmeans_plusplus_runs(X: np.ndarray, n_clusters: int, uniforms: np.ndarray,
+                         sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """:func:`kmeans_plusplus` of several independent runs at once, run r drawing by the
+    uniform numbers ``uniforms[r]`` on [0, 1) (:func:`seeding_draws` of them; taken from the
+    generator in one piece, they are the numbers its draws one at a time would give). The
+    distances of the rows to every run's candidates are one matrix product: on a few thousand
+    rows, sixteen runs cost little more than one. Shape (n_runs, n_clusters, D)."""
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    n_trials = 2 + int(np.log(n_clusters))
+    n_runs, n_rows, n_features = len(uniforms), len(X), X.shape[1]
+    n_trials = _n_trials(n_clusters)
+    runs = np.arange(n_runs)
     squared_norms = np.einsum("ij,ij->i", X, X)
-    centers = np.empty((n_clusters, X.shape[1]))
-    centers[0] = X[_draw(w, 1, rng)[0]]
-    closest = _squared_distances(X, squared_norms, centers[:1])[:, 0]
+    centers = np.empty((n_runs, n_clusters, n_features))
+    first = _draw_runs(np.broadcast_to(w, (n_runs, n_rows)), uniforms[:, :1])[:, 0]
+    centers[:, 0] = X[first]
+    closest = _squared_distances(X, squared_norms, centers[:, 0]).T  # (n_runs, n_rows)
     for k in range(1, n_clusters):
         mass = w * closest
-        candidates = _draw(mass if mass.sum() > 0 else w, n_trials, rng)
-        closer = np.minimum(closest[:, None],
-                            _squared_distances(X, squared_norms, X[candidates]))
-        best = int(np.argmin(w @ closer))
-        centers[k], closest = X[candidates[best]], closer[:, best]
+        nothing = ~(mass.sum(axis=1) > 0)  # every row already a seed: draw by weight alone
+        mass[nothing] = w
+        candidates = _draw_runs(mass, uniforms[:, 1 + (k - 1) * n_trials:1 + k * n_trials])
+        distances = _squared_distances(X, squared_norms, X[candidates.ravel()])
+        closer = np.minimum(closest.T[:, :, None],
+                            distances.reshape(n_rows, n_runs, n_trials))  # (rows, runs, trials)
+        best = np.argmin((w @ closer.reshape(n_rows, -1)).reshape(n_runs, n_trials), axis=1)
+        centers[:, k] = X[candidates[runs, best]]
+        closest = closer[:, runs, best].T
     return centers
 
 
-def _draw(mass: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` row indices drawn with replacement with probability ∝ ``mass`` (≥ 0); a row of
-    mass 0 is never drawn."""
-    cumulative = np.cumsum(mass)
-    picks = np.searchsorted(cumulative, rng.uniform(0.0, cumulative[-1], size), side="right")
-    return np.minimum(picks, len(mass) - 1)
+def _draw_runs(mass: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Row indices drawn with replacement with probability ∝ ``mass[r]`` (≥ 0, not all 0) for
+    each run r, one for each of its uniform numbers (n_runs, size); a row of mass 0 is never
+    drawn."""
+    cumulative = np.cumsum(mass, axis=1)
+    targets = uniforms * cumulative[:, -1:]
+    picks = np.stack([np.searchsorted(cumulative[r], targets[r], side="right")
+                      for r in range(len(mass))])
+    return np.minimum(picks, mass.shape[1] - 1)
 
 
 def _squared_distances(X: np.ndarray, squared_norms: np.ndarray,
                        centers: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances of the rows to the centres, (n_rows, n_centres)."""
-    d2 = squared_norms[:, None] - 2.0 * X @ centers.T + np.einsum("ij,ij->i", centers, centers)
-    return np.maximum(d2, 0.0)
+    d2 = X @ (-2.0 * centers.T)  # the same numbers as −2 (X Cᵀ), in place from here
+    d2 += squared_norms[:, None]
+    d2 += np.einsum("ij,ij->i", centers, centers)
+    return np.maximum(d2, 0.0, out=d2)
 
 
 def nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,32 +116,78 @@ def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
     labels : (n_rows,) int
     centers : (n_clusters, D)
     """
+    centers = kmeans_plusplus(X, n_clusters, rng, sample_weight)
+    labels, centers = lloyd(X, centers[None], sample_weight, max_iter=max_iter, tol=tol)
+    return labels[0], centers[0]
+
+
+def lloyd(X: np.ndarray, centers: np.ndarray, sample_weight: np.ndarray | None = None, *,
+          max_iter: int = 300, tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's steps of :func:`kmeans` for several independent runs from their initial
+    centres (n_runs, K, D), taken together: the distances of the rows to the centres of every
+    running run are one matrix product, which on a few hundred rows costs about what one run's
+    does. Each run stops by its own rule and ends where it would alone. Returns labels
+    (n_runs, n_rows) and centres (n_runs, K, D)."""
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    centers = kmeans_plusplus(X, n_clusters, rng, sample_weight)
+    centers = np.array(centers, dtype=float)
+    n_runs, K = centers.shape[:2]
+    n_rows = len(X)
     threshold = tol * float(np.mean(np.var(X, axis=0)))
-    labels = None
+    squared_norms = np.einsum("ij,ij->i", X, X)
+    weighted = X * w[:, None]
+    labels = np.full((n_runs, n_rows), -1)
+    running = np.arange(n_runs)
     for _ in range(max_iter):
-        new_labels, d2 = nearest(X, centers)
-        if labels is not None and np.array_equal(new_labels, labels):
+        if not len(running):
             break
-        labels = new_labels
-        totals = np.bincount(labels, weights=w, minlength=n_clusters)
-        weighted = X * w[:, None]
-        sums = np.stack([np.bincount(labels, weights=weighted[:, d], minlength=n_clusters)
-                         for d in range(X.shape[1])], axis=1)
+        new_labels, d2 = _nearest_of_runs(X, squared_norms, centers[running])
+        changed = np.any(new_labels != labels[running], axis=1)
+        labels[running] = new_labels
+        running, new_labels, d2 = running[changed], new_labels[changed], d2[changed]
+        if not len(running):
+            break
+        # Sums per (run, cluster): one bincount per column over the runs' stacked indices
+        # (each bin adds its rows in order, so the sums are those of one run at a time).
+        index = (new_labels + (np.arange(len(running)) * K)[:, None]).ravel()
+        size = len(running) * K
+        totals = np.bincount(index, weights=np.tile(w, len(running)), minlength=size)
+        sums = np.stack([np.bincount(index, weights=np.tile(weighted[:, d], len(running)),
+                                     minlength=size) for d in range(X.shape[1])], axis=1)
+        totals, sums = totals.reshape(-1, K), sums.reshape(-1, K, X.shape[1])
         empty = totals <= 0
-        new_centers = np.where(empty[:, None], centers,
-                               sums / np.where(empty, 1.0, totals)[:, None])
-        if empty.any():  # re-seed empty clusters at the rows worst served
-            worst = np.argsort(-(d2 * (w > 0)), kind="stable")[: int(empty.sum())]
-            new_centers[empty] = X[worst]
-        shift = float(np.sum((new_centers - centers) ** 2))
-        centers = new_centers
-        if shift <= threshold and not empty.any():
-            labels, _ = nearest(X, centers)
-            break
+        old = centers[running]
+        new_centers = np.where(empty[..., None], old,
+                               sums / np.where(empty, 1.0, totals)[..., None])
+        for i in np.flatnonzero(empty.any(axis=1)):  # re-seed empty clusters at the rows
+            worst = np.argsort(-(d2[i] * (w > 0)), kind="stable")[: int(empty[i].sum())]
+            new_centers[i, empty[i]] = X[worst]  # worst served
+        shift = np.sum((new_centers - old) ** 2, axis=(1, 2))
+        centers[running] = new_centers
+        settled = (shift <= threshold) & ~empty.any(axis=1)
+        if settled.any():  # stopped by the shift: the labels of the final centres
+            labels[running[settled]] = _nearest_of_runs(X, squared_norms,
+                                                         new_centers[settled])[0]
+        running = running[~settled]
     return labels, centers
+
+
+def nearest_of_runs(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """:func:`nearest` for the centres (n_runs, K, D) of several runs: the index of each row's
+    nearest centre in every run, (n_runs, n_rows)."""
+    X = np.asarray(X, dtype=float)
+    return _nearest_of_runs(X, np.einsum("ij,ij->i", X, X), centers)[0]
+
+
+def _nearest_of_runs(X: np.ndarray, squared_norms: np.ndarray,
+                     centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For centres (R, K, D) of R runs: each row's nearest centre in every run, (R, n_rows), and
+    the squared distance to it, (R, n_rows)."""
+    R, K, D = centers.shape
+    d2 = _squared_distances(X, squared_norms, centers.reshape(R * K, D)).reshape(len(X), R, K)
+    labels = d2.argmin(axis=2)
+    closest = np.take_along_axis(d2, labels[..., None], axis=2)[..., 0]
+    return labels.T, closest.T
 
 
 def scaled_principal_coordinates(X: np.ndarray,
