@@ -221,10 +221,19 @@ def _triangular_rows(X, means, factors, constants, beta, normalize, out, log_nor
                     xc[d, b] = xt[d, b] - mu
             squared[:rows] = 0.0
             for j in range(n_features):  # y_j = Σ_{i ≤ j} (x_i − μ_i) P_ij, P upper triangular
-                acc[:rows] = 0.0
                 i = 0
                 # P_ij = 0 for i > j, so rounding the terms up to a multiple of four is exact.
                 n_terms = min(n_features, (j + 4) // 4 * 4)
+                if n_terms == 4:  # (D ≤ 4, or j < 4) one pass, y_j squared at once: no acc
+                    c0 = factors[k, 0, j]
+                    c1 = factors[k, 1, j]
+                    c2 = factors[k, 2, j]
+                    c3 = factors[k, 3, j]
+                    for b in range(rows):
+                        y = xc[0, b] * c0 + xc[1, b] * c1 + xc[2, b] * c2 + xc[3, b] * c3
+                        squared[b] += y * y
+                    continue
+                acc[:rows] = 0.0
                 while i + 4 <= n_terms:  # four terms per pass: one load and store of acc, not four
                     c0 = factors[k, i, j]
                     c1 = factors[k, i + 1, j]
