@@ -369,17 +369,23 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
         _transpose_block(weights, start, stop, wt)
         for k in range(n_components):
             # Posteriors are often exactly zero (far components underflow): only the rows with
-            # a positive weight are gathered, so well-separated clusters cost little.
+            # a positive weight are gathered, so well-separated clusters cost little. They are
+            # counted first, branch-free (a loop that vectorises): dense weights (an HMM's
+            # posteriors) skip the gathering.
             used = 0
             total = 0.0
             for b in range(rows):
-                if wt[k, b] != 0.0:
-                    index[used] = b
-                    used += 1
-                    total += wt[k, b]
+                total += wt[k, b]
+                used += wt[k, b] != 0.0
             weight_sum[k] += total
             if used == 0:
                 continue
+            if used < rows:
+                used = 0
+                for b in range(rows):
+                    if wt[k, b] != 0.0:
+                        index[used] = b
+                        used += 1
             for d in range(n_features):
                 c = centers[k, d]
                 s = zero
