@@ -413,6 +413,9 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
                         s += wx[d, b] * xc[d, b]
                     second_sum[k, d, 0] += s
                 continue
+            if n_features == 4:  # (an HMM's frames, often) the upper triangle in one pass
+                _upper_moments_4(wx, xc, rows_k, zero, second_sum[k])
+                continue
             for i in range(n_features):
                 # From a multiple of four below i (the extra lower-triangle sums are discarded by
                 # the caller), so that the columns come in groups of four or eight.
@@ -457,6 +460,37 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
                         t0 += wx[i, b] * xc[j, b]
                     second_sum[k, i, j] += t0
                     j += 1
+
+
+@numba.njit(inline="always", **_REDUCING)
+def _upper_moments_4(wx, xc, n_rows, zero, second):
+    """second[i, j] += Σ_b wx[i, b] xc[j, b] for i ≤ j < 4: the ten sums of the upper triangle
+    in one pass over the rows (ten registers), where the general loop makes four passes and
+    sixteen sums."""
+    t00 = t01 = t02 = t03 = t11 = t12 = t13 = t22 = t23 = t33 = zero
+    for b in range(n_rows):
+        x0, x1, x2, x3 = xc[0, b], xc[1, b], xc[2, b], xc[3, b]
+        w0, w1, w2, w3 = wx[0, b], wx[1, b], wx[2, b], wx[3, b]
+        t00 += w0 * x0
+        t01 += w0 * x1
+        t02 += w0 * x2
+        t03 += w0 * x3
+        t11 += w1 * x1
+        t12 += w1 * x2
+        t13 += w1 * x3
+        t22 += w2 * x2
+        t23 += w2 * x3
+        t33 += w3 * x3
+    second[0, 0] += t00
+    second[0, 1] += t01
+    second[0, 2] += t02
+    second[0, 3] += t03
+    second[1, 1] += t11
+    second[1, 2] += t12
+    second[1, 3] += t13
+    second[2, 2] += t22
+    second[2, 3] += t23
+    second[3, 3] += t33
 
 
 @numba.njit(**_PARALLEL)
