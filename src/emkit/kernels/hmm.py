@@ -386,14 +386,30 @@ _PAIR_BLOCK = 64
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
 def _add_block_pairs(blocks, n_frames, pairs):
     """pairs[i, j] += Σ_c blocks[0, i, c] blocks[1, j, c] over the first ``n_frames`` columns
-    (reassociated: each sum runs in several SIMD lanes)."""
+    (reassociated: each sum runs in several SIMD lanes), four j at a time, sharing the loads
+    of blocks[0, i]."""
     n_states = pairs.shape[0]
     for i in range(n_states):
-        for j in range(n_states):
+        j = 0
+        while j + 4 <= n_states:
+            t0 = t1 = t2 = t3 = 0.0
+            for c in range(n_frames):
+                a = blocks[0, i, c]
+                t0 += a * blocks[1, j, c]
+                t1 += a * blocks[1, j + 1, c]
+                t2 += a * blocks[1, j + 2, c]
+                t3 += a * blocks[1, j + 3, c]
+            pairs[i, j] += t0
+            pairs[i, j + 1] += t1
+            pairs[i, j + 2] += t2
+            pairs[i, j + 3] += t3
+            j += 4
+        while j < n_states:
             total = 0.0
             for c in range(n_frames):
                 total += blocks[0, i, c] * blocks[1, j, c]
             pairs[i, j] += total
+            j += 1
 
 
 @numba.njit(**_SERIAL)
