@@ -5,10 +5,10 @@ log p(x_t | z_t = k) of all frames (an n_frames × K array, 0 for a frame with n
 and the kernels here run the chain. Sequences are stored back to back; ``bounds[s]:bounds[s + 1]``
 are the frames of sequence s. The loop over sequences runs inside the compiled code and sets up
 nothing per sequence (work arrays and π once per group of sequences), so 50 × 4,000 frames cost
-what 1 × 200,000 frames cost, and 20,000 × 10 about a tenth more (single thread, K = 8: 24.5,
-24.7 and 27.3 ms); with many sequences (and enough frames) the work is split into contiguous
-groups of sequences of about equal numbers of frames, one group per task (``prange``), each with
-its own K × K accumulator.
+what 1 × 200,000 frames cost, and 20,000 × 10 about a quarter more (single thread, K = 8: 21.2,
+21.5 and 26.7 ms of CPU time); with many sequences (and enough frames) the work is split into
+contiguous groups of sequences of about equal numbers of frames, one group per task
+(``prange``), each with its own K × K accumulator.
 
 Forward-backward (normalised, never in log space in the inner loop)
 -------------------------------------------------------------------
@@ -25,9 +25,12 @@ and b̂_t = v_t / max v_t. The vectors are renormalised whenever they get small 
 they never grow, as e_t ≤ 1 and A is stochastic), and γ_t and ξ_t are normalised by their own
 Z_t, which does not depend on those scales: nothing under- or overflows however long the
 sequence is, and no division sits on the recursion's critical path at every step. Only Σ_t ξ_t
-(K × K) is formed, never ξ per step: summed in the backward pass (K² multiply-adds on a K × K
-array in the cache), each term A_ij (w â_t(i) / Z_t) u_{t+1}(j) with A_ij inside, so that a
-transition of probability 0 adds an exact 0 however large the other factors get. The e_t are
+(K × K) is formed, never ξ per step: summed in the backward pass, where A has zeros or tiny
+entries each term A_ij (w â_t(i) / Z_t) u_{t+1}(j) with A_ij inside, so that a transition of
+probability 0 adds an exact 0 however large the other factors get; where the chain mixes, as
+A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ in blocks of frames (dot products over the frames, vectorised).
+The matrix-vector products take A and Aᵀ with zero rows appended up to a multiple of four
+(:func:`_padded_rows`), four rows per pass. The e_t are
 computed by the forward recursion as it goes, frame by frame (in the same time as a pass of
 their own before it, measured, with the frames read once and no parallel region of their own;
 a sequence with most of the frames is split between two threads: see "one long sequence"
