@@ -215,16 +215,28 @@ def _triangular_rows(X, means, factors, constants, beta, normalize, out, log_nor
         rows = stop - start
         _transpose_block(X, start, stop, xt)
         for k in range(n_components):
+            if n_features == 4:
+                _joint_4(xt, means[k], factors[k], constants[k], rows, joint[k])
+                continue
             for d in range(n_features):
                 mu = means[k, d]
                 for b in range(rows):
                     xc[d, b] = xt[d, b] - mu
             squared[:rows] = 0.0
             for j in range(n_features):  # y_j = Σ_{i ≤ j} (x_i − μ_i) P_ij, P upper triangular
-                acc[:rows] = 0.0
                 i = 0
                 # P_ij = 0 for i > j, so rounding the terms up to a multiple of four is exact.
                 n_terms = min(n_features, (j + 4) // 4 * 4)
+                if n_terms == 4:  # (D ≤ 4, or j < 4) one pass, y_j squared at once: no acc
+                    c0 = factors[k, 0, j]
+                    c1 = factors[k, 1, j]
+                    c2 = factors[k, 2, j]
+                    c3 = factors[k, 3, j]
+                    for b in range(rows):
+                        y = xc[0, b] * c0 + xc[1, b] * c1 + xc[2, b] * c2 + xc[3, b] * c3
+                        squared[b] += y * y
+                    continue
+                acc[:rows] = 0.0
                 while i + 4 <= n_terms:  # four terms per pass: one load and store of acc, not four
                     c0 = factors[k, i, j]
                     c1 = factors[k, i + 1, j]
@@ -244,6 +256,33 @@ def _triangular_rows(X, means, factors, constants, beta, normalize, out, log_nor
             for b in range(rows):
                 joint[k, b] = constants[k] - 0.5 * squared[b]
         _emit_block(joint, rows, start, beta, normalize, top, total, out, log_norm)
+
+
+@numba.njit(inline="always", **_SERIAL)
+def _joint_4(xt, mean, factor, constant, n_rows, out):
+    """What the loop of :func:`_triangular_rows` computes for one component at D = 4 (the
+    same operations in the same order, so the same bits), in one pass over the rows with
+    everything in registers: an HMM's frames are often this narrow, where the general loop's
+    passes over its work rows cost more than the arithmetic."""
+    m0, m1, m2, m3 = mean[0], mean[1], mean[2], mean[3]
+    p00 = factor[0, 0]
+    p01, p11 = factor[0, 1], factor[1, 1]
+    p02, p12, p22 = factor[0, 2], factor[1, 2], factor[2, 2]
+    p03, p13, p23, p33 = factor[0, 3], factor[1, 3], factor[2, 3], factor[3, 3]
+    for b in range(n_rows):
+        x0 = xt[0, b] - m0
+        x1 = xt[1, b] - m1
+        x2 = xt[2, b] - m2
+        x3 = xt[3, b] - m3
+        y = x0 * p00
+        squared = y * y
+        y = x0 * p01 + x1 * p11
+        squared += y * y
+        y = x0 * p02 + x1 * p12 + x2 * p22
+        squared += y * y
+        y = x0 * p03 + x1 * p13 + x2 * p23 + x3 * p33
+        squared += y * y
+        out[b] = constant - 0.5 * squared
 
 
 @numba.njit(**_PARALLEL)
@@ -360,17 +399,23 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
         _transpose_block(weights, start, stop, wt)
         for k in range(n_components):
             # Posteriors are often exactly zero (far components underflow): only the rows with
-            # a positive weight are gathered, so well-separated clusters cost little.
+            # a positive weight are gathered, so well-separated clusters cost little. They are
+            # counted first, branch-free (a loop that vectorises): dense weights (an HMM's
+            # posteriors) skip the gathering.
             used = 0
             total = 0.0
             for b in range(rows):
-                if wt[k, b] != 0.0:
-                    index[used] = b
-                    used += 1
-                    total += wt[k, b]
+                total += wt[k, b]
+                used += wt[k, b] != 0.0
             weight_sum[k] += total
             if used == 0:
                 continue
+            if used < rows:
+                used = 0
+                for b in range(rows):
+                    if wt[k, b] != 0.0:
+                        index[used] = b
+                        used += 1
             for d in range(n_features):
                 c = centers[k, d]
                 s = zero
@@ -397,6 +442,9 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
                     for b in range(rows_k):
                         s += wx[d, b] * xc[d, b]
                     second_sum[k, d, 0] += s
+                continue
+            if n_features == 4:  # (an HMM's frames, often) the upper triangle in one pass
+                _upper_moments_4(wx, xc, rows_k, zero, second_sum[k])
                 continue
             for i in range(n_features):
                 # From a multiple of four below i (the extra lower-triangle sums are discarded by
@@ -442,6 +490,37 @@ def _moment_rows(X, weights, centers, full, weight_sum, first_sum, second_sum, f
                         t0 += wx[i, b] * xc[j, b]
                     second_sum[k, i, j] += t0
                     j += 1
+
+
+@numba.njit(inline="always", **_REDUCING)
+def _upper_moments_4(wx, xc, n_rows, zero, second):
+    """second[i, j] += Σ_b wx[i, b] xc[j, b] for i ≤ j < 4: the ten sums of the upper triangle
+    in one pass over the rows (ten registers), where the general loop makes four passes and
+    sixteen sums."""
+    t00 = t01 = t02 = t03 = t11 = t12 = t13 = t22 = t23 = t33 = zero
+    for b in range(n_rows):
+        x0, x1, x2, x3 = xc[0, b], xc[1, b], xc[2, b], xc[3, b]
+        w0, w1, w2, w3 = wx[0, b], wx[1, b], wx[2, b], wx[3, b]
+        t00 += w0 * x0
+        t01 += w0 * x1
+        t02 += w0 * x2
+        t03 += w0 * x3
+        t11 += w1 * x1
+        t12 += w1 * x2
+        t13 += w1 * x3
+        t22 += w2 * x2
+        t23 += w2 * x3
+        t33 += w3 * x3
+    second[0, 0] += t00
+    second[0, 1] += t01
+    second[0, 2] += t02
+    second[0, 3] += t03
+    second[1, 1] += t11
+    second[1, 2] += t12
+    second[1, 3] += t13
+    second[2, 2] += t22
+    second[2, 3] += t23
+    second[3, 3] += t33
 
 
 @numba.njit(**_PARALLEL)

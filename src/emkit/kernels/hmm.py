@@ -5,10 +5,10 @@ log p(x_t | z_t = k) of all frames (an n_frames × K array, 0 for a frame with n
 and the kernels here run the chain. Sequences are stored back to back; ``bounds[s]:bounds[s + 1]``
 are the frames of sequence s. The loop over sequences runs inside the compiled code and sets up
 nothing per sequence (work arrays and π once per group of sequences), so 50 × 4,000 frames cost
-what 1 × 200,000 frames cost, and 20,000 × 10 about a tenth more (single thread, K = 8: 24.5,
-24.7 and 27.3 ms); with many sequences (and enough frames) the work is split into contiguous
-groups of sequences of about equal numbers of frames, one group per task (``prange``), each with
-its own K × K accumulator.
+what 1 × 200,000 frames cost, and 20,000 × 10 about a quarter more (single thread, K = 8: 21.2,
+21.5 and 26.7 ms of CPU time); with many sequences (and enough frames) the work is split into
+contiguous groups of sequences of about equal numbers of frames, one group per task
+(``prange``), each with its own K × K accumulator.
 
 Forward-backward (normalised, never in log space in the inner loop)
 -------------------------------------------------------------------
@@ -25,9 +25,12 @@ and b̂_t = v_t / max v_t. The vectors are renormalised whenever they get small 
 they never grow, as e_t ≤ 1 and A is stochastic), and γ_t and ξ_t are normalised by their own
 Z_t, which does not depend on those scales: nothing under- or overflows however long the
 sequence is, and no division sits on the recursion's critical path at every step. Only Σ_t ξ_t
-(K × K) is formed, never ξ per step: summed in the backward pass (K² multiply-adds on a K × K
-array in the cache), each term A_ij (w â_t(i) / Z_t) u_{t+1}(j) with A_ij inside, so that a
-transition of probability 0 adds an exact 0 however large the other factors get. The e_t are
+(K × K) is formed, never ξ per step: summed in the backward pass, where A has zeros or tiny
+entries each term A_ij (w â_t(i) / Z_t) u_{t+1}(j) with A_ij inside, so that a transition of
+probability 0 adds an exact 0 however large the other factors get; where the chain mixes, as
+A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ in blocks of frames (dot products over the frames, vectorised).
+The matrix-vector products take A and Aᵀ with zero rows appended up to a multiple of four
+(:func:`_padded_rows`), four rows per pass. The e_t are
 computed by the forward recursion as it goes, frame by frame (in the same time as a pass of
 their own before it, measured, with the frames read once and no parallel region of their own;
 a sequence with most of the frames is split between two threads: see "one long sequence"
@@ -93,23 +96,45 @@ NUMPY_MAX_WORK = 1 << 18
 @numba.njit(inline="always", **_SERIAL)
 def _backward_lost(forward_t, v):
     """Whether a state the forward pass reached has a backward entry below ``_LOST``."""
-    for i in range(len(v)):
+    for i in range(len(forward_t)):  # (v may be longer: K⁺)
         if forward_t[i] != 0.0 and v[i] < _LOST:
             return True
     return False
 
 
 @numba.njit(inline="always", **_SERIAL)
-def _times_vector(matrix, vector, out):
-    """out = matrix @ vector, one sum per row kept in a register: K independent chains of
-    multiply-adds that the processor overlaps. (Summing into ``out`` column by column instead
-    makes every step wait for the previous store: measured 1.5× slower recursions.)"""
+def _padded_rows(matrix):
+    """The K × K ``matrix`` with zero rows appended up to a multiple of four, K⁺ × K: the form
+    in which the recursions take A and Aᵀ (for :func:`_times_vector`)."""
     n = matrix.shape[0]
+    out = np.zeros(((n + 3) // 4 * 4, n))
     for i in range(n):
-        total = 0.0
         for j in range(n):
-            total += matrix[i, j] * vector[j]
-        out[i] = total
+            out[i, j] = matrix[i, j]
+    return out
+
+
+@numba.njit(inline="always", **_SERIAL)
+def _times_vector(matrix, vector, out):
+    """out = matrix @ vector for a matrix padded by :func:`_padded_rows` (``out`` K⁺ long),
+    each row's sum kept in a register: K independent chains of multiply-adds that the processor
+    overlaps, four rows per pass over the vector (a quarter of the loop overhead, which is most
+    of the cost at small K: measured 15% faster forward recursions at K = 8 than a row per
+    pass). (Summing into ``out`` column by column instead makes every step wait for the previous
+    store: measured 1.5× slower recursions.)"""
+    n_rows, n = matrix.shape
+    for i in range(0, n_rows, 4):
+        s0 = s1 = s2 = s3 = 0.0
+        for j in range(n):
+            x = vector[j]
+            s0 += matrix[i, j] * x
+            s1 += matrix[i + 1, j] * x
+            s2 += matrix[i + 2, j] * x
+            s3 += matrix[i + 3, j] * x
+        out[i] = s0
+        out[i + 1] = s1
+        out[i + 2] = s2
+        out[i + 3] = s3
 
 
 # ------------------------------------------------------------------------------ lost paths
@@ -289,8 +314,9 @@ def _forward(log_start, start, transmat_t, successors, log_emission, shifts, fir
     With ``scale`` it computes the e_t and
     m_t itself (:func:`_scale_frame`): off the recursion's critical path, they cost little
     there. The loops over states have no branches, so that they vectorise; the rare cases
-    (underflow, impossible frames) are handled per frame."""
-    n_states = transmat_t.shape[0]
+    (underflow, impossible frames) are handled per frame. ``transmat_t`` is Aᵀ padded by
+    :func:`_padded_rows`, and ``predicted`` K⁺ long."""
+    n_states = transmat_t.shape[1]
     watch = successors.shape[1] > 0
     barrier[:] = 0.0
     settled = not watch
@@ -353,16 +379,54 @@ def _forward(log_start, start, transmat_t, successors, log_emission, shifts, fir
     return log_likelihood, any_rescued, False
 
 
+# Σ_t ξ_t of a chain that mixes is summed as A ∘ Σ_t (â_t / Z_t) u_{t+1}ᵀ: the backward pass
+# stores the two vectors of _PAIR_BLOCK frames side by side, and each such block is added as K²
+# dot products over its frames (vectorised, see :func:`_add_block_pairs`) instead of a K × K
+# update at every frame (measured: that update was 40% of the backward pass at K = 8).
+_PAIR_BLOCK = 64
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _add_block_pairs(blocks, n_frames, pairs):
+    """pairs[i, j] += Σ_c blocks[0, i, c] blocks[1, j, c] over the first ``n_frames`` columns
+    (reassociated: each sum runs in several SIMD lanes), four j at a time, sharing the loads
+    of blocks[0, i]."""
+    n_states = pairs.shape[0]
+    for i in range(n_states):
+        j = 0
+        while j + 4 <= n_states:
+            t0 = t1 = t2 = t3 = 0.0
+            for c in range(n_frames):
+                a = blocks[0, i, c]
+                t0 += a * blocks[1, j, c]
+                t1 += a * blocks[1, j + 1, c]
+                t2 += a * blocks[1, j + 2, c]
+                t3 += a * blocks[1, j + 3, c]
+            pairs[i, j] += t0
+            pairs[i, j + 1] += t1
+            pairs[i, j + 2] += t2
+            pairs[i, j + 3] += t3
+            j += 4
+        while j < n_states:
+            total = 0.0
+            for c in range(n_frames):
+                total += blocks[0, i, c] * blocks[1, j, c]
+            pairs[i, j] += total
+            j += 1
+
+
 @numba.njit(**_SERIAL)
 def _backward_statistics(transmat, first, last, weight, posteriors, forward, pair_counts,
-                         start_counts, u, v, pairs, watch):
+                         start_counts, u, v, pairs, blocks, watch):
     """The backward recursion after :func:`_forward`, with γ_t written over the e_t in
     ``posteriors`` and the ξ outer products summed into ``pair_counts``. Returns False, having
     added nothing, where it lost a path (the backward vector of a state the forward pass
     reached below ``_LOST``, checked with ``watch``, or a Z_t below the normal numbers): the
-    caller redoes the sequence in log space."""
-    n_states = transmat.shape[0]
+    caller redoes the sequence in log space. ``transmat`` is A padded by :func:`_padded_rows`,
+    ``v`` K⁺ long, ``blocks`` (2, K, ``_PAIR_BLOCK``) work space."""
+    n_states = transmat.shape[1]
     pairs[:] = 0.0
+    filled = 0
     t = last - 1
     top = 0.0
     for j in range(n_states):
@@ -387,13 +451,25 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
         if watch and _backward_lost(forward[t], v):
             return False
         inverse = 1.0 / norm
-        # ξ_t(i, j) = w â_t(i) A_ij u_{t+1}(j) / Z_t, multiplied in this order: the product of
-        # the first three is at most Z_t, so nothing overflows however small Z_t is
-        scale = weight * inverse
-        for i in range(n_states):
-            a = forward[t, i]
-            for j in range(n_states):
-                pairs[i, j] += a * transmat[i, j] * u[j] * scale
+        if watch:
+            # ξ_t(i, j) = w â_t(i) A_ij u_{t+1}(j) / Z_t, multiplied in this order: the product
+            # of the first three is at most Z_t, so nothing overflows however small Z_t is,
+            # and a zero A_ij adds an exact 0
+            scale = weight * inverse
+            for i in range(n_states):
+                a = forward[t, i]
+                for j in range(n_states):
+                    pairs[i, j] += a * transmat[i, j] * u[j] * scale
+        else:
+            # every A_ij ≥ _WATCH_BELOW: â_t(i) u_{t+1}(j) / Z_t ≤ 1 / A_ij ≤ 1e190, so the sums
+            # without A (and w, multiplied in at the end) cannot overflow
+            for i in range(n_states):
+                blocks[0, i, filled] = forward[t, i] * inverse
+                blocks[1, i, filled] = u[i]
+            filled += 1
+            if filled == _PAIR_BLOCK:
+                _add_block_pairs(blocks, filled, pairs)
+                filled = 0
         top = 0.0
         for i in range(n_states):
             f = forward[t, i]
@@ -408,9 +484,16 @@ def _backward_statistics(transmat, first, last, weight, posteriors, forward, pai
             inverse = 1.0 / top
             for i in range(n_states):
                 u[i] *= inverse
-    for i in range(n_states):
-        for j in range(n_states):
-            pair_counts[i, j] += pairs[i, j]
+    if watch:
+        for i in range(n_states):
+            for j in range(n_states):
+                pair_counts[i, j] += pairs[i, j]
+    else:
+        if filled:
+            _add_block_pairs(blocks, filled, pairs)
+        for i in range(n_states):
+            for j in range(n_states):
+                pair_counts[i, j] += weight * (transmat[i, j] * pairs[i, j])
     for j in range(n_states):
         start_counts[j] += weight * posteriors[first, j]
     return True
@@ -444,22 +527,24 @@ def _forward_backward_range(log_start, transmat, successors, log_emission, shift
     as it goes (:func:`_scale_frame`); the backward one overwrites them with γ_t.
     """
     n_states = transmat.shape[0]
-    predicted, u, v = np.empty(n_states), np.empty(n_states), np.empty(n_states)
+    rows, rows_t = _padded_rows(transmat), _padded_rows(transmat.T)
+    width = rows.shape[0]
+    predicted, u, v = np.empty(width), np.empty(n_states), np.empty(width)
     barrier, support = np.empty(n_states), np.empty(successors.shape[1], dtype=np.uint64)
     pairs = np.empty((n_states, n_states))
+    blocks = np.empty((2, n_states, _PAIR_BLOCK))
     start = _start_probabilities(log_start)
-    transmat_t = np.ascontiguousarray(transmat.T)
     watch = successors.shape[1] > 0
     for s in range(first_sequence, last_sequence):
         first, last = bounds[s], bounds[s + 1]
         if weights[s] != 0.0 and first < last:
-            value, _, lost = _forward(log_start, start, transmat_t, successors, log_emission,
+            value, _, lost = _forward(log_start, start, rows_t, successors, log_emission,
                                       shifts, first, last, posteriors, forward, predicted,
                                       barrier, support, True)
             if value != -np.inf and not lost:
-                lost = not _backward_statistics(transmat, first, last, weights[s], posteriors,
+                lost = not _backward_statistics(rows, first, last, weights[s], posteriors,
                                                 forward, pair_counts, start_counts, u, v, pairs,
-                                                watch)
+                                                blocks, watch)
             log_likelihood[s] = np.nan if lost else value
             if log_likelihood[s] != -np.inf:  # (NaN included)
                 continue
@@ -509,8 +594,10 @@ _DWARFED = 1e-200
 def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u, watch):
     """B_t for frames first..last−1 (B_{last−1} = 1), from the scaled densities alone, which it
     computes as it goes (as :func:`_forward` with ``scale``); leaves u_first in ``u``. Returns
-    False where, with ``watch``, an entry of some B_t fell below ``_LOST`` (it stops there)."""
-    n_states = transmat.shape[0]
+    False where, with ``watch``, an entry of some B_t fell below ``_LOST`` (it stops there).
+    ``transmat`` is A padded by :func:`_padded_rows`."""
+    n_states = transmat.shape[1]
+    v = np.empty(transmat.shape[0])
     t = last - 1
     _scale_frame(log_emission, scaled, shifts, t)
     top = 0.0
@@ -522,10 +609,11 @@ def _backward(transmat, log_emission, shifts, scaled, first, last, backward, u, 
         u[j] = scaled[t, j] * inverse
     for t in range(last - 2, first - 1, -1):
         _scale_frame(log_emission, scaled, shifts, t)
-        _times_vector(transmat, u, backward[t])
+        _times_vector(transmat, u, v)
         top = 0.0
         for i in range(n_states):
-            ui = scaled[t, i] * backward[t, i]
+            backward[t, i] = v[i]
+            ui = scaled[t, i] * v[i]
             u[i] = ui
             top = max(top, ui)
         if watch:
@@ -546,14 +634,15 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
                        scaled, forward, backward, weight, posteriors, pair_counts, support):
     """The forward recursion through frames middle..last−1 from â_{middle−1} (in ``forward``;
     the states the chain can be in there in ``support``), writing γ_t and adding Σ ξ_{t−1}
-    with the stored B_t. Returns (log-likelihood part, trusted)."""
-    n_states = transmat_t.shape[0]
+    with the stored B_t (A and Aᵀ padded by :func:`_padded_rows`). Returns (log-likelihood
+    part, trusted)."""
+    n_states = transmat_t.shape[1]
     log_likelihood = 0.0
     # Sums and products in arrays of the function's own, which cannot alias its arguments, so
     # that the compiler keeps them in registers and vectorises the loops.
     pairs = np.zeros((n_states, n_states))
     w = np.empty(n_states)
-    previous, predicted = np.empty(n_states), np.empty(n_states)
+    previous, predicted = np.empty(n_states), np.empty(transmat_t.shape[0])
     watch = successors.shape[1] > 0
     barrier = np.zeros(n_states)
     settled = not watch
@@ -606,9 +695,9 @@ def _forward_combining(transmat, transmat_t, successors, log_emission, shifts, m
 def _backward_combining(transmat, first, middle, scaled, forward, u, weight, posteriors,
                         pair_counts, v, watch):
     """The backward recursion through frames middle−1 … first from u_middle (in ``u``), writing
-    γ_t and adding Σ ξ_t (t < middle − 1; ξ_{middle−1} is the forward side's). Returns
-    trusted."""
-    n_states = transmat.shape[0]
+    γ_t and adding Σ ξ_t (t < middle − 1; ξ_{middle−1} is the forward side's; A padded by
+    :func:`_padded_rows`, ``v`` K⁺ long). Returns trusted."""
+    n_states = transmat.shape[1]
     pairs = np.zeros((n_states, n_states))  # not an argument: see _forward_combining
     for t in range(middle - 1, first - 1, -1):
         _times_vector(transmat, u, v)
@@ -649,6 +738,8 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
     the middle, then on through the other half, combining. ``result`` gets (log L, 1.0 if the
     split pass can be trusted)."""
     n_states = transmat.shape[0]
+    width = (n_states + 3) // 4 * 4
+    transmat, transmat_t = _padded_rows(transmat), _padded_rows(transmat_t)
     u = np.empty(n_states)
     support = np.empty(successors.shape[1], dtype=np.uint64)
     # (what the tasks of a prange return goes through arrays: its scalars are thread-private)
@@ -659,7 +750,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
             parts[0], rescued, lost = _forward(log_start, _start_probabilities(log_start),
                                                transmat_t, successors, log_emission, shifts,
                                                first, middle, scaled, forward,
-                                               np.empty(n_states), np.empty(n_states), support,
+                                               np.empty(width), np.empty(n_states), support,
                                                True)
             trusted[0] = not (rescued or lost)
         else:
@@ -675,7 +766,7 @@ def _meet_in_the_middle(log_start, transmat, transmat_t, successors, log_emissio
                 forward, backward, weight, scaled, pair_parts[0], support)
         else:
             trusted[1] = _backward_combining(transmat, first, middle, scaled, forward, u,
-                                             weight, scaled, pair_parts[1], np.empty(n_states),
+                                             weight, scaled, pair_parts[1], np.empty(width),
                                              successors.shape[1] > 0)
     result[0] = parts[0] + parts[1]
     result[1] = 1.0 if trusted[0] and trusted[1] else 0.0
