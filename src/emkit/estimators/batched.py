@@ -214,8 +214,7 @@ def _grouped_rows(X, groups, sample_weight) -> tuple[np.ndarray, GroupedRows]:
         weights = (_weights(sample_weight, sum(len(a) for a in arrays))
                    if sample_weight is None or np.ndim(sample_weight[0]) == 0
                    else np.concatenate([np.asarray(w, dtype=float) for w in sample_weight]))
-        labels = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
-        rows = np.concatenate(arrays)
+        rows = None
     else:
         rows = _rows(X, "X")
         labels = np.asarray(groups)
@@ -223,11 +222,21 @@ def _grouped_rows(X, groups, sample_weight) -> tuple[np.ndarray, GroupedRows]:
             raise DataError(f"groups must hold one id per row of X: shape ({len(rows)},), got "
                             f"{labels.shape}.")
         weights = _weights(sample_weight, len(rows))
-    if len(weights) != len(rows):
-        raise DataError(f"sample_weight has {len(weights)} entries for {len(rows)} rows.")
+    n_rows = sum(len(a) for a in arrays) if groups is None else len(rows)
+    if len(weights) != n_rows:
+        raise DataError(f"sample_weight has {len(weights)} entries for {n_rows} rows.")
     dims = {a.shape[1] for a in arrays} if groups is None else {rows.shape[1]}
     if len(dims) != 1:
         raise DataError(f"every group needs the same columns; got {sorted(dims)} columns.")
+    if groups is None:  # already one array per group, in order: pad each into place
+        lengths = [len(a) for a in arrays]
+        padded = np.zeros((len(arrays), max(lengths), dims.pop()))
+        padded_weight = np.zeros(padded.shape[:2])
+        for i, (array, start) in enumerate(zip(arrays, np.cumsum([0] + lengths[:-1]),
+                                               strict=True)):
+            padded[i, :len(array)] = array
+            padded_weight[i, :len(array)] = weights[start:start + len(array)]
+        return np.arange(len(arrays)), GroupedRows(padded, padded_weight)
     ids, inverse = np.unique(labels, return_inverse=True)
     order = np.argsort(inverse, kind="stable")  # groups in id order, rows in their order
     counts = np.bincount(inverse, minlength=len(ids))
@@ -364,8 +373,10 @@ def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Gen
 def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """(G, N, K) squared distances of every row to its group's centres."""
     total = np.zeros(X.shape[:2] + centers.shape[1:2])
-    for d in range(X.shape[2]):  # one feature at a time: no (G, N, K, D) temporary
-        total += (X[:, :, d, None] - centers[:, None, :, d]) ** 2
+    term = np.empty_like(total)
+    for d in range(X.shape[2]):  # one feature at a time, in place: no (G, N, K, D) temporary
+        np.subtract(X[:, :, d, None], centers[:, None, :, d], out=term)
+        total += np.square(term, out=term)
     return total
 
 
