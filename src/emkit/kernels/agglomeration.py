@@ -221,8 +221,8 @@ def _merge_all_numpy(X, weights, lam, beta, n_target, owner):
     cost = _singleton_costs(X, counts, own, lam, beta)
     active = np.ones(N, dtype=bool)
     partner = np.argmin(cost, axis=1)  # the first of equal costs: the lowest index
-    best = cost[np.arange(N), partner]
-    stale = np.zeros(N, dtype=bool)  # best of an inactive cluster: +inf
+    best = cost[np.arange(N), partner]  # +inf once a cluster is merged away
+    stale = np.zeros(N, dtype=bool)
     scratch = np.zeros((D, D))
     with np.errstate(invalid="ignore", divide="ignore"):  # see _LowerTriangle.log_det
         for _ in range(N - n_target):
