@@ -309,15 +309,7 @@ def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> Batc
     best = None
     for _ in range(_KMEANS_STARTS):
         labels, centers = batched_kmeans(data.X, data.weight, K, rng)
-        resp = np.zeros(labels.shape + (K,))
-        np.put_along_axis(resp, labels[..., None], 1.0, axis=2)
-        weighted = np.swapaxes(resp * data.weight[..., None], 1, 2)  # (G, K, N)
-        diff = data.X[:, None] - centers[:, :, None]
-        second = (np.swapaxes(diff * weighted[..., None], 2, 3) @ diff
-                  if covariance_type == "full"
-                  else np.einsum("gkn,gknd->gkd", weighted, diff**2))
-        stats = BatchedStats(weighted.sum(axis=2), np.einsum("gkn,gknd->gkd", weighted, diff),
-                             second, np.zeros(G))
+        stats = _partition_statistics(data, labels, centers, covariance_type == "full")
         start = _params(*model.estimate(stats, centers)[:4])
         log_likelihood = model.e_step(start, data)[0].log_likelihood
         if best is None:
@@ -330,6 +322,32 @@ def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> Batc
             for name in ("weights", "means", "covariances", "precisions_cholesky")})
         best_ll = np.maximum(log_likelihood, best_ll)
     return best
+
+
+def _partition_statistics(data: GroupedRows, labels, centers, full) -> BatchedStats:
+    """The statistics of hard partitions (each row wholly in its cluster), centred at
+    ``centers``: weight (G, K), first (G, K, D) and second (G, K, D, D), or (G, K, D) for
+    diagonal covariances. Summed per (group, cluster) by bincount over all rows at once: no
+    (G, K, N, D) temporary of rows × every cluster."""
+    X, weight = data.X, data.weight
+    G, N, D = X.shape
+    K = centers.shape[1]
+    cell = (np.arange(G)[:, None] * K + labels).ravel()  # (group, cluster) of every row
+
+    def per_cell(values):
+        return np.bincount(cell, weights=values.ravel(), minlength=G * K).reshape(G, K)
+
+    diff = X - np.take_along_axis(centers, labels[..., None], axis=1)  # about its own centre
+    weighted = diff * weight[..., None]
+    first = np.stack([per_cell(weighted[..., a]) for a in range(D)], axis=-1)
+    if not full:
+        second = np.stack([per_cell(weighted[..., a] * diff[..., a]) for a in range(D)], axis=-1)
+    else:
+        second = np.empty((G, K, D, D))
+        for a in range(D):
+            for b in range(a + 1):
+                second[..., a, b] = second[..., b, a] = per_cell(weighted[..., a] * diff[..., b])
+    return BatchedStats(per_cell(weight), first, second, np.zeros(G))
 
 
 def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Generator,
@@ -350,9 +368,11 @@ def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Gen
         if rows.size == 0:
             break
         x, w, c, old = X[rows], weight[rows], centers[rows], labels[rows]
-        onehot = (old[..., None] == np.arange(K)) * w[..., None]  # (g, N, K)
-        totals = onehot.sum(axis=1)
-        sums = np.einsum("gnk,gnd->gkd", onehot, x)
+        cell = (np.arange(len(rows))[:, None] * K + old).ravel()  # (group, cluster) per row
+        size = len(rows) * K
+        totals = np.bincount(cell, weights=w.ravel(), minlength=size).reshape(-1, K)
+        sums = np.stack([np.bincount(cell, weights=(w * x[..., d]).ravel(), minlength=size)
+                         for d in range(D)], axis=-1).reshape(-1, K, D)
         empty = totals <= 0
         new = np.where(empty[..., None], c, sums / np.where(empty, 1.0, totals)[..., None])
         for i in np.flatnonzero(empty.any(axis=1)):  # rare: re-seed empty clusters
