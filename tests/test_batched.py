@@ -1,5 +1,6 @@
-"""Many small Gaussian mixtures in one call (emkit.fit_gaussian_mixtures): each group's fit is
-the one emkit.GaussianMixture gives from the same start."""
+"""Many small Gaussian mixtures in one call (emkit.fit_gaussian_mixtures): under plain EM each
+group's fit is the one emkit.GaussianMixture gives from the same start; under SQUAREM (the
+default) each group is accelerated and judged on its own, as a fit of that group alone."""
 
 import warnings
 
@@ -7,7 +8,14 @@ import numpy as np
 import pytest
 
 import emkit
-from emkit.core.monitor import WINDOW, remaining_gain, remaining_gain_rows
+from emkit.core.monitor import (
+    WINDOW,
+    em_step_remaining_gain,
+    em_step_remaining_gain_rows,
+    remaining_gain,
+    remaining_gain_rows,
+)
+from emkit.core.results import EMStep
 from emkit.errors import DataError, ParameterError
 
 
@@ -37,10 +45,10 @@ def test_each_group_equals_gaussian_mixture_from_the_same_start(covariance_type)
                                                covariance_type=covariance_type,
                                                random_state=1))
     fit = emkit.fit_gaussian_mixtures(arrays, n_components=2, covariance_type=covariance_type,
-                                      **start)
+                                      accelerate=None, **start)
     assert fit.converged_.all()
     for g, X in enumerate(arrays):
-        # Plain EM, as the batched fit runs (GaussianMixture's default SQUAREM counts passes).
+        # Plain EM both (GaussianMixture's SQUAREM is one rule over all its parameters).
         single = emkit.GaussianMixture(
             2, covariance_type=covariance_type, accelerate=None,
             **{name: value[g] for name, value in start.items()}).fit(X)
@@ -197,3 +205,57 @@ def test_a_group_estimator_saves_and_loads(tmp_path):
     loaded = emkit.load(tmp_path / "group1.emkit")
     np.testing.assert_array_equal(loaded.predict(arrays[1]), estimator.predict(arrays[1]))
     assert loaded.score(arrays[1]) == pytest.approx(fit.lower_bound_[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_squarem_groups_are_independent_fits(covariance_type):
+    """Per-group SQUAREM: a group's step lengths, acceptances and convergence depend on that
+    group alone, so fitting the groups together gives each group's fit alone."""
+    arrays = _groups(10, seed=9, n_features=2)
+    together = emkit.fit_gaussian_mixtures(arrays, n_components=2, random_state=3,
+                                           covariance_type=covariance_type)
+    assert together.converged_.all()
+    start = _start(emkit.fit_gaussian_mixtures(arrays, n_components=2, max_iter=0,
+                                               random_state=3, covariance_type=covariance_type))
+    for g, X in enumerate(arrays):
+        alone = emkit.fit_gaussian_mixtures(
+            [X], n_components=2, covariance_type=covariance_type,
+            **{name: value[g:g + 1] for name, value in start.items()})
+        assert together.n_iter_[g] == alone.n_iter_[0]
+        assert together.lower_bound_[g] == pytest.approx(alone.lower_bound_[0], rel=1e-12)
+        np.testing.assert_allclose(together.means_[g], alone.means_[0], rtol=1e-10, atol=1e-12)
+
+
+def test_squarem_groups_reach_the_maximum_of_long_plain_em():
+    """Each group's SQUAREM fit ends where plain EM run far beyond the default tolerance ends
+    (same start), no lower than tol per sample, with fewer M-steps in all."""
+    arrays = _groups(16, seed=11, n_features=2)
+    start = _start(emkit.fit_gaussian_mixtures(arrays, n_components=3, max_iter=0,
+                                               random_state=0))
+    fast = emkit.fit_gaussian_mixtures(arrays, n_components=3, **start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = emkit.fit_gaussian_mixtures(arrays, n_components=3, accelerate=None, **start)
+        long = emkit.fit_gaussian_mixtures(arrays, n_components=3, accelerate=None, tol=1e-12,
+                                           max_iter=20_000, **start)
+    assert fast.converged_.all()
+    shortfall = (long.lower_bound_ - fast.lower_bound_) * fast.n_samples_
+    assert np.all(shortfall < 1e-6 * fast.n_samples_)
+    assert fast.n_iter_.sum() < plain.n_iter_.sum()
+    # a group's objective never fell: its last objectives (the window) rise
+    recent = fast.estimator(0).history_
+    assert np.all(np.diff(recent) >= -1e-10 * np.abs(recent[1:]))
+
+
+def test_em_step_remaining_gain_rows_is_em_step_remaining_gain_row_by_row():
+    rng = np.random.default_rng(1)
+    gains = np.concatenate([rng.exponential(size=20), [0.0, 1e-17, -1e-12, -1.0, 2.0, 3.0]])
+    rates = np.concatenate([rng.uniform(size=20), [0.5, 0.5, 0.5, 0.5, 1.0, 0.99]])
+    shortfalls = np.concatenate([rng.exponential(size=20) * (rng.uniform(size=20) < 0.3),
+                                 [0.0, 0.1, 0.0, 0.0, 0.0, 0.5]])
+    objectives = rng.normal(scale=100, size=len(gains))
+    expected = [em_step_remaining_gain(EMStep(g, r, s), o)
+                for g, r, s, o in zip(gains, rates, shortfalls, objectives, strict=True)]
+    np.testing.assert_allclose(
+        em_step_remaining_gain_rows(EMStep(gains, rates, shortfalls), objectives), expected,
+        rtol=1e-12)

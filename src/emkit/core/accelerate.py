@@ -17,7 +17,7 @@ data itself — it calls ``evaluate`` and ``m_step``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,23 @@ def plain_em(evaluate: Evaluate, m_step: MStep, start: EvaluatedPoint,
         yield RuleStep(point, state=state)
 
 
+class Blocks(NamedTuple):
+    """Independent blocks of a model's parameters (many small fits stacked as one model):
+    SQUAREM then takes a step length per block and accepts each block's extrapolation on its
+    own, as separate fits would. The model's ``flatten`` gives one row of coordinates per block.
+
+    ``objectives(point)``: each block's objective at an evaluated point, shape (B,), summing to
+    its objective; ``merge(mask, a, b)``: parameters with the blocks of ``a`` where ``mask``
+    (B,) is True and those of ``b`` elsewhere; ``judge(point, em_steps)`` (optional): the
+    cycle's end point after the model judged each block's convergence from its own cycle,
+    ``em_steps`` an :class:`~emkit.core.results.EMStep` of (B,) arrays (a block that converged
+    is typically frozen in the returned parameters)."""
+
+    objectives: Callable[[EvaluatedPoint], np.ndarray]
+    merge: Callable[[np.ndarray, Any, Any], Any]
+    judge: Callable[[EvaluatedPoint, EMStep], EvaluatedPoint] | None = None
+
+
 def squarem(
     evaluate: Evaluate,
     m_step: MStep,
@@ -46,6 +63,7 @@ def squarem(
     step_factor: float = 4.0,
     state: StepRuleState = FRESH,
     slack: float = 0.0,
+    blocks: Blocks | None = None,
 ) -> Iterator[RuleStep]:
     """SQUAREM with step length S3, s = ‖r‖ / ‖v‖ (in the model's unconstrained coordinates).
 
@@ -66,41 +84,79 @@ def squarem(
     The largest allowed step grows by ``step_factor`` each time s reaches it, and shrinks after a
     rejected extrapolation at that bound (the global adaptation of the SQUAREM R package).
 
+    With ``blocks`` (:class:`Blocks`) all of this happens per block: each has its own step
+    length, bound and acceptance against its own objective, and the cycle's end point takes each
+    block from θ' or from θ2 accordingly (one more evaluation when some blocks accept their
+    extrapolation and others do not).
+
     θ1 is yielded with ``boundary=False``; the cycle's end point with ``boundary=True``, the
-    cycle's :class:`~emkit.core.results.EMStep` and the state (the step bound) to restart from
-    there.
+    cycle's :class:`~emkit.core.results.EMStep` and the state (the step bound; with blocks, their
+    largest) to restart from there.
     ``state`` is the state to start with.
     """
-    step_max = float(state.step_max)
+    if blocks is None:  # the whole parameter vector as one block
+        blocks = Blocks(lambda point: np.array([point.objective]), _first_if)
+        rows_of, from_rows = (lambda params: flatten(params)[None, :],
+                              lambda rows, template: unflatten(rows[0], template))
+    else:
+        rows_of, from_rows = flatten, unflatten
+    step_max = np.float64(state.step_max)
     point0 = start
     while True:
         theta1 = m_step(point0.stats, point0.params)
         point1 = evaluate(theta1)
-        yield RuleStep(point1, boundary=False, state=StepRuleState(step_max))
+        yield RuleStep(point1, boundary=False, state=StepRuleState(float(np.max(step_max))))
         theta2 = m_step(point1.stats, point1.params)
 
-        u0, u1, u2 = flatten(point0.params), flatten(theta1), flatten(theta2)
+        u0, u1, u2 = rows_of(point0.params), rows_of(theta1), rows_of(theta2)
         r = u1 - u0
         v = u2 - 2.0 * u1 + u0
-        r_norm, v_norm = float(np.linalg.norm(r)), float(np.linalg.norm(v))
-        step = r_norm / v_norm if v_norm > 0 and np.isfinite(r_norm / v_norm) else 1.0
-        step = min(max(step, 1.0), step_max)
-        if step >= step_max:
-            step_max *= step_factor
+        r_norms, v_norms = np.linalg.norm(r, axis=1), np.linalg.norm(v, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(v_norms > 0, r_norms / v_norms, 1.0)
+        step = np.clip(np.where(np.isfinite(step), step, 1.0), 1.0, step_max)
+        step_max = np.where(step >= step_max, step_max * step_factor, step_max)
 
-        accepted = None
-        if step > 1.0:
-            accepted = _try_point(evaluate, unflatten, u0 + 2.0 * step * r + step * step * v,
-                                  theta2, point1.objective - slack)
-            if accepted is None and step * step_factor >= step_max:
-                step_max = max(1.0, step_max / step_factor**2)
-        em_gain = point1.objective - point0.objective
-        point0 = accepted if accepted is not None else evaluate(theta2)
-        em_step = EMStep(em_gain, _objective_rate(r_norm, v_norm),
-                         max(0.0, point1.objective - point0.objective),
+        # Blocks whose step exceeds 1 are extrapolated; the others take θ2 as it is.
+        tried = step > 1.0
+        moved = tried.copy()
+        accepted = np.zeros_like(moved)
+        end = None
+        if moved.any():
+            vector = u0 + (2.0 * step)[:, None] * r + (step * step)[:, None] * v
+            moved &= np.all(np.isfinite(vector), axis=1)
+            candidate = _try_point(evaluate, _extrapolated, blocks.merge, from_rows, moved,
+                                   vector, u2, theta2)
+            if candidate is not None:
+                values = blocks.objectives(candidate)
+                accepted = moved & (values >= blocks.objectives(point1) - slack)
+                if np.array_equal(accepted, moved):
+                    end = candidate
+            rejected = tried & ~accepted
+            step_max = np.where(rejected & (step * step_factor >= step_max),
+                                np.maximum(1.0, step_max / step_factor**2), step_max)
+        if end is None:
+            end = evaluate(blocks.merge(accepted, candidate.params, theta2) if accepted.any()
+                           else theta2)
+        em_step = EMStep(point1.objective - point0.objective,
+                         _objective_rate(float(np.linalg.norm(r_norms)),
+                                         float(np.linalg.norm(v_norms))),
+                         max(0.0, point1.objective - end.objective),
                          float(np.max(np.abs(r))) if r.size else 0.0)
-        yield RuleStep(point0, boundary=True, extrapolated=accepted is not None and slack > 0,
-                       em_step=em_step, state=StepRuleState(step_max))
+        if blocks.judge is not None:
+            values0, values1 = blocks.objectives(point0), blocks.objectives(point1)
+            end = blocks.judge(end, EMStep(
+                values1 - values0, _objective_rates(r_norms, v_norms),
+                np.maximum(0.0, values1 - blocks.objectives(end)),
+                np.max(np.abs(r), axis=1, initial=0.0)))
+        point0 = end
+        yield RuleStep(point0, boundary=True, extrapolated=bool(accepted.any()) and slack > 0,
+                       em_step=em_step, state=StepRuleState(float(np.max(step_max))))
+
+
+def _first_if(mask: np.ndarray, a: Any, b: Any) -> Any:
+    """:attr:`Blocks.merge` of a single block."""
+    return a if mask[0] else b
 
 
 def _objective_rate(r_norm: float, v_norm: float) -> float:
@@ -110,24 +166,32 @@ def _objective_rate(r_norm: float, v_norm: float) -> float:
     v = (ρ − 1)²·δ: ‖r‖ / ‖v‖ = 1 / (1 − ρ). The objective's distance to the maximum is quadratic
     in δ and shrinks by ρ² per step.
     """
-    if v_norm == 0.0:
-        return 0.0 if r_norm == 0.0 else 1.0
-    rho = 1.0 - v_norm / r_norm if r_norm > 0.0 else 0.0
-    return min(rho * rho, 1.0)
+    return float(_objective_rates(np.array([r_norm]), np.array([v_norm]))[0])
 
 
-def _try_point(evaluate, unflatten, vector, template, floor) -> EvaluatedPoint | None:
-    """Evaluate an extrapolated point; None when it is invalid or not at least ``floor``."""
-    if not np.all(np.isfinite(vector)):
-        return None
+def _objective_rates(r_norms: np.ndarray, v_norms: np.ndarray) -> np.ndarray:
+    """:func:`_objective_rate` of each block."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(r_norms > 0.0, 1.0 - v_norms / r_norms, 0.0)
+    rates = np.minimum(rho * rho, 1.0)
+    return np.where(v_norms == 0.0, np.where(r_norms == 0.0, 0.0, 1.0), rates)
+
+
+def _extrapolated(merge, from_rows, moved, vector, u2, theta2):
+    """The parameters at ``vector`` for the blocks that ``moved``, θ2's for the others."""
+    return merge(moved, from_rows(np.where(moved[:, None], vector, u2), theta2), theta2)
+
+
+def _try_point(evaluate, build, *args) -> EvaluatedPoint | None:
+    """Evaluate the extrapolated point ``build(*args)``; None when building or evaluating it
+    fails or its objective is not finite."""
     try:
         with np.errstate(all="ignore"):
-            point = evaluate(unflatten(vector, template))
+            point = evaluate(build(*args))
     except (ValueError, FloatingPointError, ArithmeticError, np.linalg.LinAlgError):
         return None
-    if not np.isfinite(point.objective) or point.objective < floor:
-        return None
-    return point
+    return point if np.isfinite(point.objective) else None
 
 
-__all__ = ["EMStep", "EvaluatedPoint", "RuleStep", "StepRuleState", "plain_em", "squarem"]
+__all__ = ["Blocks", "EMStep", "EvaluatedPoint", "RuleStep", "StepRuleState", "plain_em",
+           "squarem"]

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from emkit.core.accelerate import plain_em, squarem
+from emkit.core.accelerate import Blocks, plain_em, squarem
 from emkit.core.checkpoint import (
     Checkpoint,
     checked_seed,
@@ -71,6 +71,14 @@ class EMModel(Protocol):
         Total (weighted) number of samples in ``stats``; ``tol`` is per sample when present.
     flatten(params) -> 1-D array, unflatten(vector, params) -> params
         Coordinates in an unconstrained space (log-weights, Cholesky factors, …) for SQUAREM.
+    block_objectives(point) -> (B,) array, merge_blocks(mask, params_a, params_b) -> params
+        For parameters made of B independent blocks (many small fits as one model, as
+        :mod:`emkit.models.batched_gaussian`): each block's objective at an evaluated point,
+        and parameters taking the blocks of ``params_a`` where ``mask`` is True. ``flatten``
+        then returns (B, n) coordinates, one row per block, and SQUAREM steps and accepts
+        each block on its own (:class:`emkit.core.accelerate.Blocks`); with
+        ``judge_blocks(point, em_steps) -> point`` the model also judges each block's
+        convergence from its own SQUAREM cycle.
     e_step(params, chunk, inverse_temperature=β)
         Accepting this keyword enables deterministic annealing: posteriors ∝ (joint density)^β.
     prepare(chunk) -> list of chunks
@@ -509,7 +517,8 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
             yield RuleStep(point, state=rule_state), True
         if options.accelerate == "squarem":
             rule = squarem(evaluate, m_step, point, model.flatten, model.unflatten,
-                           state=rule_state, slack=float(getattr(model, "squarem_slack", 0.0)))
+                           state=rule_state, slack=float(getattr(model, "squarem_slack", 0.0)),
+                           blocks=_blocks(model))
         else:
             rule = plain_em(evaluate, m_step, point, rule_state)
         for step in rule:
@@ -586,6 +595,13 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
         decreases=tuple(monitor.decreases),
         events=tuple(events),
     )
+
+
+def _blocks(model: Any) -> Blocks | None:
+    """The model's independent blocks for SQUAREM, if it declares them (see :class:`EMModel`)."""
+    if not hasattr(model, "block_objectives"):
+        return None
+    return Blocks(model.block_objectives, model.merge_blocks, getattr(model, "judge_blocks", None))
 
 
 def working_eps(model: Any, params: Any) -> float:

@@ -120,7 +120,7 @@ class ConvergenceMonitor:
             # One cycle's rate can be far too small (its first EM step then mostly corrects
             # the extrapolation's overshoot in fast directions): the slowest of the last few
             # stands for EM's rate near the maximum.
-            self.em_rates = [*self.em_rates[-(_RATE_MEMORY - 1):], em_step.rate]
+            self.em_rates = [*self.em_rates[-(RATE_MEMORY - 1):], em_step.rate]
             self.last_gain = em_step_remaining_gain(em_step._replace(rate=max(self.em_rates)),
                                                     objective, self.decrease_rtol)
             change = max(abs(change), em_step.gain)
@@ -293,14 +293,30 @@ def em_step_remaining_gain(step: EMStep, objective: float,
     return step.gain * step.rate / (1.0 - step.rate) + step.shortfall
 
 
+def em_step_remaining_gain_rows(step: EMStep, objectives: np.ndarray,
+                                decrease_rtol: float = 1e-10) -> np.ndarray:
+    """:func:`em_step_remaining_gain` of each of B fits at once: ``step`` holds (B,) arrays
+    (each fit's cycle), ``objectives`` (B,) their end points (SQUAREM over independent blocks,
+    :class:`emkit.core.accelerate.Blocks`). The same rule, on arrays; ``tests/test_batched.py``
+    checks it against :func:`em_step_remaining_gain`."""
+    gain, rate, shortfall = (np.asarray(x, dtype=float) for x in step[:3])
+    size = np.maximum(np.abs(np.asarray(objectives, dtype=float)), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rising = np.where(rate >= 1.0, np.inf, gain * rate / (1.0 - rate) + shortfall)
+    falling = np.where(-gain <= decrease_rtol * size, -gain + shortfall, np.inf)
+    estimate = np.where(gain < 0, falling, rising)
+    return np.where(np.abs(gain) <= _ROUND_OFF * size, shortfall, estimate)
+
+
 # Relative size of objective changes treated as round-off by the convergence test: 16 units in
 # the last place (the objective's own rounding error is a few).
 _ROUND_OFF = 16 * np.finfo(float).eps
 # How many SQUAREM cycles' estimates of EM's rate the monitor keeps (the slowest is used).
-_RATE_MEMORY = 32
+RATE_MEMORY = 32
 # How many sizes of plain EM steps in the parameters the monitor keeps (for ``xtol``).
 _STEP_MEMORY = 3
 
 
-__all__ = ["WINDOW", "ConvergenceMonitor", "em_step_remaining_gain", "remaining_distance",
-           "remaining_gain", "remaining_gain_rows"]
+__all__ = ["RATE_MEMORY", "WINDOW", "ConvergenceMonitor", "em_step_remaining_gain",
+           "em_step_remaining_gain_rows", "remaining_distance", "remaining_gain",
+           "remaining_gain_rows"]

@@ -4,9 +4,11 @@ One Gaussian mixture per group of a grouped table (a column of group ids) or per
 list, fitted together: the groups are padded to a common length with rows of weight 0 and
 stacked, and EM runs on the stack through the one loop (:func:`emkit.fit_em` with
 :class:`emkit.models.batched_gaussian.BatchedGaussianMixtureModel`), every step a numpy operation
-on all groups at once. Each group follows :class:`emkit.GaussianMixture`'s convergence rule on
-its own and stops changing when it has converged, so from the same start a group's fit is the
-one ``GaussianMixture`` gives.
+on all groups at once. SQUAREM accelerates each group on its own (its own step length, its
+extrapolations accepted on its own log-likelihood: :class:`emkit.core.accelerate.Blocks`), and
+each group follows :class:`emkit.GaussianMixture`'s convergence rule on its own and stops
+changing when it has converged; with ``accelerate=None`` (plain EM) a group's fit is, from the
+same start, the one ``GaussianMixture(accelerate=None)`` gives.
 
 The result is a compact :class:`GroupMixtures` (stacked (G, K, …) arrays: ten thousand
 estimator objects cost more to build than the fit), whose :meth:`GroupMixtures.estimator`
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from emkit.core.engine import fit_em, seed_sequence
-from emkit.core.monitor import WINDOW
+from emkit.core.monitor import RATE_MEMORY, WINDOW
 from emkit.errors import ConvergenceWarning, DataError, ParameterError
 from emkit.estimators.base import FitOutcome
 from emkit.families.gaussian import GaussianParams
@@ -118,6 +120,7 @@ def fit_gaussian_mixtures(
     tol: float = 1e-6,
     reg_covar: float = 1e-6,
     max_iter: int = 1000,
+    accelerate: str | None = "squarem",
     sample_weight: Any = None,
     random_state: Any = None,
     weights_init: Any = None,
@@ -135,6 +138,9 @@ def fit_gaussian_mixtures(
     covariance_type : {"full", "diag"}
     tol, reg_covar, max_iter : as :class:`emkit.GaussianMixture` (``tol`` per sample of each
         group, judged per group)
+    accelerate : {"squarem", None}
+        SQUAREM group by group (the default: on 10,000 groups of 200 rows, a third of plain
+        EM's M-steps, and no group left hundreds of iterations behind the others), or plain EM.
     sample_weight : array (n_rows,) or list of arrays, optional
         Non-negative row weights; an integer weight counts a row that many times.
     random_state : None, int, Generator or RandomState
@@ -165,6 +171,8 @@ def fit_gaussian_mixtures(
         raise ParameterError(f"n_components must be an integer >= 1, got {n_components!r}.")
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 0):
         raise ParameterError(f"max_iter must be an integer >= 0, got {max_iter!r}.")
+    if accelerate not in ("squarem", None):
+        raise ParameterError(f"accelerate must be 'squarem' or None, got {accelerate!r}.")
     if not (tol >= 0 and reg_covar >= 0):
         raise ParameterError("tol and reg_covar must be >= 0.")
     ids, data = _grouped_rows(X, groups, sample_weight)
@@ -189,8 +197,9 @@ def fit_gaussian_mixtures(
     else:
         start = _kmeans_start(data, K, covariance_type, reg_covar,
                               np.random.default_rng(seed_sequence(random_state)))
-    model = BatchedGaussianMixtureModel(K, covariance_type, reg_covar, tol, n_samples, start)
-    result = fit_em(model, data, max_iter=max_iter, tol=tol, xtol=None, accelerate=None,
+    model = BatchedGaussianMixtureModel(K, covariance_type, reg_covar, tol, n_samples, start,
+                                        accelerated=accelerate == "squarem")
+    result = fit_em(model, data, max_iter=max_iter, tol=tol, xtol=None, accelerate=accelerate,
                     warn_not_converged=False)
     params = model.record(result.stats, result.params)
     if max_iter > 0 and tol > 0 and not params.converged.all():
@@ -296,7 +305,8 @@ def _params(weights, means, covariances, P) -> BatchedParams:
     return BatchedParams(weights, means, covariances, P, active=np.ones(G, dtype=bool),
                          converged=np.zeros(G, dtype=bool), n_iter=np.zeros(G, dtype=np.intp),
                          recent=np.full((G, WINDOW), np.nan), log_likelihood=np.zeros(G),
-                         degenerate=np.zeros(G, dtype=bool))
+                         degenerate=np.zeros(G, dtype=bool),
+                         rates=np.full((G, RATE_MEMORY), np.nan))
 
 
 def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> BatchedParams:
