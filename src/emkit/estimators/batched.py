@@ -43,6 +43,8 @@ __all__ = ["fit_gaussian_mixtures", "GroupMixtures"]
 _COVARIANCE_TYPES = ("full", "diag")
 # k-means starts per group; the one whose mixture has the highest log-likelihood is kept.
 _KMEANS_STARTS = 3
+# A stack of at least this many groups shrinks to its running groups once half have converged.
+_SHRINK_MIN_GROUPS = 64
 
 
 class GroupMixtures:
@@ -197,17 +199,62 @@ def fit_gaussian_mixtures(
     else:
         start = _kmeans_start(data, K, covariance_type, reg_covar,
                               np.random.default_rng(seed_sequence(random_state)))
-    model = BatchedGaussianMixtureModel(K, covariance_type, reg_covar, tol, n_samples, start,
-                                        accelerated=accelerate == "squarem")
-    result = fit_em(model, data, max_iter=max_iter, tol=tol, xtol=None, accelerate=accelerate,
-                    warn_not_converged=False)
-    params = model.record(result.stats, result.params)
+    params = _fit_stack(data, start, n_samples, K, covariance_type, reg_covar, tol, max_iter,
+                        accelerate)
     if max_iter > 0 and tol > 0 and not params.converged.all():
         missing = np.flatnonzero(~params.converged)
         warnings.warn(f"EM did not converge in {max_iter} iterations for {missing.size} of "
                       f"{len(ids)} groups (the first: {ids[missing[0]].item()!r}); raise "
                       "max_iter or tol.", ConvergenceWarning, stacklevel=2)
     return GroupMixtures(ids, params, n_samples, covariance_type, reg_covar, tol, max_iter)
+
+
+def _fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_type,
+               reg_covar, tol, max_iter, accelerate) -> BatchedParams:
+    """EM on the stack of groups from ``start`` until every group has converged or
+    ``max_iter`` passes are spent.
+
+    Once at most half of a large stack's groups are still running, the fit stops (a callback
+    of the one loop), the stack shrinks to the running groups, and EM goes on from where they
+    stood: every step then costs what the running groups cost, not all groups' bookkeeping
+    (10,000 groups, 2 x 2: ~8 ms a SQUAREM cycle for the stack's arrays, while the last groups
+    run for hundreds of iterations). Each group's convergence state travels in its
+    parameters, so its fit is the same either way, up to SQUAREM's step bound (which each
+    stack starts afresh)."""
+    params, rows, spent = start, np.arange(len(start.weights)), 0
+
+    def half_converged(info) -> bool:
+        running = np.count_nonzero(info.params.active)
+        return len(rows) >= _SHRINK_MIN_GROUPS and 2 * running <= len(rows)
+
+    while True:
+        model = BatchedGaussianMixtureModel(
+            K, covariance_type, reg_covar, tol, n_samples[rows], _take(params, rows),
+            accelerated=accelerate == "squarem")
+        part = GroupedRows(data.X[rows], data.weight[rows])
+        result = fit_em(model, part, max_iter=max_iter - spent, tol=tol, xtol=None,
+                        accelerate=accelerate, warn_not_converged=False,
+                        callbacks=(half_converged,))
+        spent += result.n_iter
+        if not result.stopped_by_callback:  # converged, or the passes are spent
+            return _put(params, rows, model.record(result.stats, result.params))
+        params = _put(params, rows, result.params)
+        rows = rows[result.params.active]
+
+
+def _take(params: BatchedParams, rows) -> BatchedParams:
+    """The groups ``rows`` of a stack."""
+    return BatchedParams(*(field[rows] for field in params))
+
+
+def _put(params: BatchedParams, rows, part: BatchedParams) -> BatchedParams:
+    """``params`` with the groups ``rows`` replaced by ``part``."""
+    fields = []
+    for whole, piece in zip(params, part, strict=True):
+        whole = whole.copy()
+        whole[rows] = piece
+        fields.append(whole)
+    return BatchedParams(*fields)
 
 
 # ---------------------------------------------------------------------- data
