@@ -29,6 +29,7 @@ from emkit.core.monitor import RATE_MEMORY, WINDOW
 from emkit.errors import ConvergenceWarning, DataError, ParameterError
 from emkit.estimators.base import FitOutcome
 from emkit.families.gaussian import GaussianParams
+from emkit.kernels import batched_kmeans as kmeans_kernels
 from emkit.models.batched_gaussian import (
     BatchedGaussianMixtureModel,
     BatchedParams,
@@ -365,8 +366,9 @@ def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> Batc
     model = BatchedGaussianMixtureModel(K, covariance_type, reg_covar, 0.0, np.ones(G), None)
     best = None
     for _ in range(_KMEANS_STARTS):
-        labels, centers = batched_kmeans(data.X, data.weight, K, rng)
-        stats = _partition_statistics(data, labels, centers, covariance_type == "full")
+        _, centers, statistics = batched_kmeans(data.X, data.weight, K, rng,
+                                                full=covariance_type == "full")
+        stats = BatchedStats(*statistics, np.zeros(G))
         start = _params(*model.estimate(stats, centers)[:4])
         log_likelihood = model.e_step(start, data)[0].log_likelihood
         if best is None:
@@ -381,108 +383,18 @@ def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> Batc
     return best
 
 
-def _partition_statistics(data: GroupedRows, labels, centers, full) -> BatchedStats:
-    """The statistics of hard partitions (each row wholly in its cluster), centred at
-    ``centers``: weight (G, K), first (G, K, D) and second (G, K, D, D), or (G, K, D) for
-    diagonal covariances. Summed per (group, cluster) by bincount over all rows at once: no
-    (G, K, N, D) temporary of rows × every cluster."""
-    X, weight = data.X, data.weight
-    G, N, D = X.shape
-    K = centers.shape[1]
-    cell = (np.arange(G)[:, None] * K + labels).ravel()  # (group, cluster) of every row
-
-    def per_cell(values):
-        return np.bincount(cell, weights=values.ravel(), minlength=G * K).reshape(G, K)
-
-    diff = X - np.take_along_axis(centers, labels[..., None], axis=1)  # about its own centre
-    weighted = diff * weight[..., None]
-    first = np.stack([per_cell(weighted[..., a]) for a in range(D)], axis=-1)
-    if not full:
-        second = np.stack([per_cell(weighted[..., a] * diff[..., a]) for a in range(D)], axis=-1)
-    else:
-        second = np.empty((G, K, D, D))
-        for a in range(D):
-            for b in range(a + 1):
-                second[..., a, b] = second[..., b, a] = per_cell(weighted[..., a] * diff[..., b])
-    return BatchedStats(per_cell(weight), first, second, np.zeros(G))
-
-
 def batched_kmeans(X: np.ndarray, weight: np.ndarray, K: int, rng: np.random.Generator,
-                   max_iter: int = 300, tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+                   max_iter: int = 300, tol: float = 1e-4, full: bool = True):
     """Weighted k-means of every group at once (:func:`emkit.models.clustering.kmeans`'s rule,
     per group: Lloyd from greedy k-means++ seeds; a group stops when no label changes or its
     centres move by less than ``tol`` times its mean column variance; an empty cluster moves to
-    the row worst served). Returns labels (G, N) and centres (G, K, D)."""
-    G, N, D = X.shape
-    centers = _kmeans_plusplus(X, weight, K, rng)
-    total = weight.sum(axis=1)
-    mean = np.einsum("gn,gnd->gd", weight, X) / total[:, None]
-    variance = np.einsum("gn,gnd->gd", weight, (X - mean[:, None]) ** 2) / total[:, None]
-    threshold = tol * variance.mean(axis=1)
-    labels = _squared_distances(X, centers).argmin(axis=2)
-    rows = np.arange(G)  # the groups still running (Lloyd's steps on them only)
-    for _ in range(max_iter):
-        if rows.size == 0:
-            break
-        x, w, c, old = X[rows], weight[rows], centers[rows], labels[rows]
-        cell = (np.arange(len(rows))[:, None] * K + old).ravel()  # (group, cluster) per row
-        size = len(rows) * K
-        totals = np.bincount(cell, weights=w.ravel(), minlength=size).reshape(-1, K)
-        sums = np.stack([np.bincount(cell, weights=(w * x[..., d]).ravel(), minlength=size)
-                         for d in range(D)], axis=-1).reshape(-1, K, D)
-        empty = totals <= 0
-        new = np.where(empty[..., None], c, sums / np.where(empty, 1.0, totals)[..., None])
-        for i in np.flatnonzero(empty.any(axis=1)):  # rare: re-seed empty clusters
-            served = _squared_distances(x[i:i + 1], c[i:i + 1])[0, np.arange(N), old[i]]
-            worst = np.argsort(-served * (w[i] > 0), kind="stable")[: int(empty[i].sum())]
-            new[i, empty[i]] = x[i, worst]
-        shift = np.sum((new - c) ** 2, axis=(1, 2))
-        centers[rows] = new
-        fresh = _squared_distances(x, new).argmin(axis=2)
-        labels[rows] = fresh
-        # a group stops when no label changes or its centres barely moved
-        settled = (np.all(fresh == old, axis=1)
-                   | ((shift <= threshold[rows]) & ~empty.any(axis=1)))
-        rows = rows[~settled]
-    return labels, centers
-
-
-def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """(G, N, K) squared distances of every row to its group's centres."""
-    total = np.zeros(X.shape[:2] + centers.shape[1:2])
-    term = np.empty_like(total)
-    for d in range(X.shape[2]):  # one feature at a time, in place: no (G, N, K, D) temporary
-        np.subtract(X[:, :, d, None], centers[:, None, :, d], out=term)
-        total += np.square(term, out=term)
-    return total
-
-
-def _kmeans_plusplus(X, weight, K, rng) -> np.ndarray:
-    """Greedy k-means++ seeds of every group: the first row drawn ∝ weight, each next of
-    2 + ⌊log K⌋ candidates drawn ∝ weight × squared distance to the nearest seed, the one
-    lowering the weighted sum of squared distances most kept. Rows of weight 0 are never
-    drawn."""
-    G, N, D = X.shape
-    groups = np.arange(G)
-    n_trials = 2 + int(np.log(K))
-    centers = np.empty((G, K, D))
-    centers[:, 0] = X[groups, _draw(weight, rng.uniform(size=(G, 1)))[:, 0]]
-    closest = np.sum((X - centers[:, :1]) ** 2, axis=2)
-    for k in range(1, K):
-        mass = weight * closest
-        mass = np.where(mass.sum(axis=1, keepdims=True) > 0, mass, weight)
-        candidates = _draw(mass, rng.uniform(size=(G, n_trials)))  # (G, T)
-        seeds = X[groups[:, None], candidates]  # (G, T, D)
-        closer = np.minimum(closest[:, :, None], _squared_distances(X, seeds))  # (G, N, T)
-        best = np.einsum("gn,gnt->gt", weight, closer).argmin(axis=1)
-        centers[:, k] = seeds[groups, best]
-        closest = closer[groups, :, best]
-    return centers
-
-
-def _draw(mass: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Row indices (G, T) drawn per group with probability ∝ ``mass`` (G, N) from uniforms."""
-    cumulative = np.cumsum(mass, axis=1)
-    targets = uniforms * cumulative[:, -1:]
-    picks = np.sum(cumulative[:, None, :] <= targets[:, :, None], axis=2)  # searchsorted, right
-    return np.minimum(picks, mass.shape[1] - 1)
+    the row worst served). Returns labels (G, N), centres (G, K, D) and the statistics of each
+    cluster's rows about its centre: weight (G, K), first (G, K, D) and second (G, K, D, D),
+    or (G, K, D) unless ``full`` (:func:`emkit.kernels.batched_kmeans.kmeans_groups`)."""
+    G = len(X)
+    # The seeds' uniform numbers, taken as the seeding draws them: (G, 1) for the first seed,
+    # then (G, trials) for each next one.
+    trials = kmeans_kernels.seeding_trials(K)
+    uniforms = np.concatenate([rng.uniform(size=(G, 1))]
+                              + [rng.uniform(size=(G, trials)) for _ in range(1, K)], axis=1)
+    return kmeans_kernels.kmeans_groups(X, weight, K, uniforms, tol, max_iter, full)
