@@ -5,9 +5,9 @@ Each group holds two Gaussian clusters (random centres, so some groups overlap a
 well separated). emkit fits every group in one call (its defaults: best of three k-means starts,
 SQUAREM group by group, tol=1e-6 per sample with its remaining-gain rule); scikit-learn fits the
 groups one by one at its defaults (k-means start, plain EM, tol=1e-3). scikit-learn's loop is
-timed on the first ``--sklearn-groups`` groups and scaled to all of them (its time per group does not depend on the others). The mean
-log-likelihood per row of each group (scikit-learn: ``score``; emkit: ``lower_bound_``, the
-same quantity) is compared on the groups both fitted.
+timed on the first ``--sklearn-groups`` groups and scaled to all of them (its time per group
+does not depend on the others). The mean log-likelihood per row of each group (scikit-learn:
+``score``; emkit: ``lower_bound_``, the same quantity) is compared on the groups both fitted.
 
     python benchmarks/batched.py                 # 10,000 × 200, D=2, K=2, and a smaller case
     python benchmarks/batched.py --quick         # smaller sizes, a few seconds
