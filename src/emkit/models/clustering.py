@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from emkit.errors import DataError, NumericalError
+from emkit.kernels.batched_kmeans import seeding_trials
 
 #: How a Gaussian mixture (or the emissions of a Gaussian HMM) is started: see
 #: :class:`emkit.GaussianMixture`. Kept here, in a module without compiled code, so that the
@@ -37,11 +38,7 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator,
 def seeding_draws(n_clusters: int) -> int:
     """How many uniform numbers one :func:`kmeans_plusplus` draws: one for the first seed and
     2 + ⌊log k⌋ candidates for each next one."""
-    return 1 + (n_clusters - 1) * _n_trials(n_clusters)
-
-
-def _n_trials(n_clusters: int) -> int:
-    return 2 + int(np.log(n_clusters))
+    return 1 + (n_clusters - 1) * seeding_trials(n_clusters)
 
 
 def kmeans_plusplus_runs(X: np.ndarray, n_clusters: int, uniforms: np.ndarray,
@@ -54,7 +51,7 @@ def kmeans_plusplus_runs(X: np.ndarray, n_clusters: int, uniforms: np.ndarray,
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     n_runs, n_rows, n_features = len(uniforms), len(X), X.shape[1]
-    n_trials = _n_trials(n_clusters)
+    n_trials = seeding_trials(n_clusters)
     runs = np.arange(n_runs)
     squared_norms = np.einsum("ij,ij->i", X, X)
     centers = np.empty((n_runs, n_clusters, n_features))
