@@ -386,6 +386,31 @@ def test_ctrl_c_without_a_checkpoint_is_one_line(tmp_path):
     assert err == "emkit: interrupted\n"
 
 
+def test_ctrl_c_during_numba_compilation_is_sent_again(monkeypatch):
+    """A Ctrl-C that comes while numba's or llvmlite's code runs (a kernel compiling, where a
+    KeyboardInterrupt can be dropped inside a ctypes callback) is held and sent again; one that
+    comes anywhere else stops the command at once."""
+    import types
+
+    from emkit import cli
+
+    sent = []
+    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+
+    def frame(module, back=None):
+        return types.SimpleNamespace(f_globals={"__name__": module}, f_back=back)
+
+    compiling = frame("llvmlite.binding.executionengine", frame("numba.core.dispatcher",
+                                                                  frame("emkit.core.engine")))
+    assert cli._on_interrupt(signal.SIGINT, compiling) is None
+    deadline = time.monotonic() + 5.0
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    with pytest.raises(KeyboardInterrupt):
+        cli._on_interrupt(signal.SIGINT, frame("emkit.core.engine", frame("numpy.linalg")))
+
+
 # ------------------------------------------------------------------------------ package
 def imports_of(path: Path):
     """(node, imported module, names, inside a function) of every import in a source file."""

@@ -13,9 +13,13 @@ raises with its traceback, so that it gets reported.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from emkit import __version__
 from emkit.cli import (
@@ -85,8 +89,45 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"emkit: warning: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _interrupts_outside_compilation() -> Iterator[None]:
+    """Ctrl-C handled by :func:`_on_interrupt` while the command runs (in the main thread of a
+    process whose Ctrl-C is Python's default; otherwise it is someone else's business: a test
+    runner, an embedding program)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C, held while numba compiles.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal comes. While
+    numba compiles a kernel (seconds, on a first fit) that can be inside a ctypes callback of
+    llvmlite's, where the exception is printed and dropped: the fit then went on as if nothing
+    had been pressed. So a Ctrl-C that finds numba's or llvmlite's code on the stack is sent
+    again a tenth of a second later, until it comes where it can stop the command."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").partition(".")[0] in ("numba", "llvmlite"):
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``emkit`` with ``argv`` (default: the process arguments); return the exit status."""
+    with _interrupts_outside_compilation():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = None
     try:
         try:
