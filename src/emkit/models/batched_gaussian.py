@@ -250,8 +250,8 @@ class BatchedGaussianMixtureModel:
 
     def unflatten(self, coordinates: np.ndarray, template: BatchedParams) -> BatchedParams:
         """The mixtures at ``coordinates`` (:meth:`flatten`'s) for the active groups; frozen
-        groups, and groups whose covariances come out not positive definite in floating
-        point, keep ``template``'s."""
+        groups, and groups with a covariance not above ``reg_covar``·I (or not positive
+        definite in floating point), keep ``template``'s."""
         G, K, D = template.means.shape
         rows = np.flatnonzero(template.active)
         part = coordinates[rows]
@@ -268,7 +268,15 @@ class BatchedGaussianMixtureModel:
         else:
             covariances = np.exp(rest).reshape(-1, K, D)
         P, bad = precision_cholesky(covariances, self.covariance_type)
-        valid = ~bad.any(axis=1) & np.isfinite(part).all(axis=1)
+        # Every M-step's covariance is a scatter plus reg_covar·I. An extrapolation below that
+        # floor (a component collapsing onto a few rows) lies where no EM step can follow: the
+        # next step would lower the log-likelihood. Such a group takes θ2 instead.
+        if self.covariance_type == "full":
+            excess = _cholesky(covariances - self.reg_covar * np.eye(D))
+            above = np.all(np.isfinite(excess), axis=(-2, -1))
+        else:
+            above = np.all(covariances >= self.reg_covar, axis=-1)
+        valid = ~bad.any(axis=1) & above.all(axis=1) & np.isfinite(part).all(axis=1)
         rows, picked = rows[valid], valid
         fields = {}
         for name, value in (("weights", weights), ("means", means),
