@@ -265,3 +265,46 @@ def test_missing_values_weights_and_float32(model):
 def test_the_list_of_names_is_the_aliases_and_the_models():
     """``COVARIANCE_TYPES`` is written out (the command line reads it without importing)."""
     assert parsimonious.COVARIANCE_TYPES == tuple(parsimonious.ALIASES) + parsimonious.MODELS
+
+
+def padding_matrices(rng, count, n_features):
+    return random_scatter(rng, count, n_features).reshape(count, n_features, n_features)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("with_previous", [False, True])
+def test_stacked_m_step_is_each_mixtures_own(model, with_previous):
+    """Mixtures of 1 to 4 components, padded to 4 and stacked, get the covariances each gets
+    alone: the padding changes nothing, and each iterative M-step stops by its own rule."""
+    rng = np.random.default_rng(7)
+    n_features, K = 3, 4
+    kind = parsimonious.layout(model)
+    diagonal = kind in ("spherical", "diag")
+    alone, scatters, counts, previous = [], [], [], []
+    for n_components in range(1, K + 1):
+        scatter = random_scatter(rng, n_components, n_features)
+        count = rng.uniform(5, 50, n_components)
+        given = np.diagonal(scatter, axis1=1, axis2=2).copy() if diagonal else scatter
+        before = (parsimonious.covariances(model, given, rng.uniform(5, 50, n_components))
+                  if with_previous else None)
+        alone.append(full(parsimonious.covariances(model, given, count, before), model,
+                          n_components, n_features))
+        padding = K - n_components
+        # padding: any positive definite matrices, with counts of 0
+        scatters.append(np.concatenate([scatter, padding_matrices(rng, padding, n_features)]))
+        counts.append(np.concatenate([count, np.zeros(padding)]))
+        if with_previous:
+            stored = full(before, model, n_components, n_features)
+            previous.append(np.concatenate([stored, padding_matrices(rng, padding, n_features)]))
+    scatters, counts = np.array(scatters), np.array(counts)
+    present = counts > 0
+    given = np.diagonal(scatters, axis1=2, axis2=3).copy() if diagonal else scatters
+    if with_previous:
+        previous = np.array(previous)
+        previous = {"spherical": previous[:, :, 0, 0], "tied": previous[:, 0],
+                    "diag": np.diagonal(previous, axis1=2, axis2=3)}.get(kind, previous)
+    stacked = parsimonious.stacked_covariances(model, given, counts,
+                                               previous if with_previous else None, present)
+    for g, expected in enumerate(alone):
+        np.testing.assert_allclose(full(stacked[g], model, K, n_features)[: g + 1], expected,
+                                   rtol=1e-10, atol=1e-12)

@@ -265,11 +265,26 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
             notes.append("fits with a component collapsed onto fewer than D + 1 points are "
                          "listed but not chosen.")
     scores = [row[criterion] if ok else np.inf for row, ok in zip(table, eligible, strict=True)]
-    best_index = int(np.argmin(scores))  # argmin takes the first of equal scores
+    best_index = _first_best(scores)
     posteriors = estimators[best_index].predict_proba(*data)
     return SelectionResult(table, estimators, best_index, criterion, notes,
                            classification=posteriors.argmax(axis=1),
                            uncertainty=1.0 - posteriors.max(axis=1))
+
+
+# Scores this close (relative) are equal: models that are the same in exact arithmetic (at K=1,
+# EEE, EVE, VVV, … are all the one Gaussian) differ in their last bits by their M-steps' paths.
+_SAME_SCORE_RTOL = 1e-12
+
+
+def _first_best(scores: list[float]) -> int:
+    """The index of the lowest score, the first of those equal to it within round-off (the
+    simplest model, as the table lists simpler models first)."""
+    lowest = min(scores)
+    if not np.isfinite(lowest):
+        return int(np.argmin(scores))
+    slack = _SAME_SCORE_RTOL * max(abs(lowest), 1.0)
+    return next(i for i, score in enumerate(scores) if score <= lowest + slack)
 
 
 def _check_estimator(estimator, gaussian: bool, kinds: list[str], X, y) -> tuple:
