@@ -200,7 +200,7 @@ def fit_gaussian_mixtures(
     else:
         start = _kmeans_start(data, K, covariance_type, reg_covar,
                               np.random.default_rng(seed_sequence(random_state)))
-    params = _fit_stack(data, start, n_samples, K, covariance_type, reg_covar, tol, max_iter,
+    params = fit_stack(data, start, n_samples, K, covariance_type, reg_covar, tol, max_iter,
                         accelerate)
     if max_iter > 0 and tol > 0 and not params.converged.all():
         missing = np.flatnonzero(~params.converged)
@@ -210,8 +210,9 @@ def fit_gaussian_mixtures(
     return GroupMixtures(ids, params, n_samples, covariance_type, reg_covar, tol, max_iter)
 
 
-def _fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_type,
-               reg_covar, tol, max_iter, accelerate) -> BatchedParams:
+def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_type,
+              reg_covar, tol, max_iter, accelerate, models=None,
+              present: np.ndarray | None = None) -> BatchedParams:
     """EM on the stack of groups from ``start`` until every group has converged or
     ``max_iter`` passes are spent.
 
@@ -221,7 +222,8 @@ def _fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance
     (10,000 groups, 2 x 2: ~8 ms a SQUAREM cycle for the stack's arrays, while the last groups
     run for hundreds of iterations). Each group's convergence state travels in its
     parameters, so its fit is the same either way, up to SQUAREM's step bound (which each
-    stack starts afresh)."""
+    stack starts afresh). ``models`` and ``present``: each group's covariance model and
+    components (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`)."""
     params, rows, spent = start, np.arange(len(start.weights)), 0
 
     def half_converged(info) -> bool:
@@ -231,7 +233,9 @@ def _fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance
     while True:
         model = BatchedGaussianMixtureModel(
             K, covariance_type, reg_covar, tol, n_samples[rows], _take(params, rows),
-            accelerated=accelerate == "squarem")
+            accelerated=accelerate == "squarem",
+            models=None if models is None else np.asarray(models)[rows],
+            present=None if present is None else present[rows])
         part = GroupedRows(data.X[rows], data.weight[rows])
         result = fit_em(model, part, max_iter=max_iter - spent, tol=tol, xtol=None,
                         accelerate=accelerate, warn_not_converged=False,
@@ -345,10 +349,11 @@ def _given_start(weights, means, precisions, covariance_type, G, K, D) -> Batche
     if bad.any():
         raise ParameterError("precisions_init must be positive definite for every component "
                              f"(group {int(np.argwhere(bad)[0][0])} is not).")
-    return _params(weights, means, covariances, P)
+    return stack_params(weights, means, covariances, P)
 
 
-def _params(weights, means, covariances, P) -> BatchedParams:
+def stack_params(weights, means, covariances, P) -> BatchedParams:
+    """A stack of G mixtures at the start of a fit (every group active)."""
     G = len(weights)
     return BatchedParams(weights, means, covariances, P, active=np.ones(G, dtype=bool),
                          converged=np.zeros(G, dtype=bool), n_iter=np.zeros(G, dtype=np.intp),
@@ -369,7 +374,7 @@ def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> Batc
         _, centers, statistics = batched_kmeans(data.X, data.weight, K, rng,
                                                 full=covariance_type == "full")
         stats = BatchedStats(*statistics, np.zeros(G))
-        start = _params(*model.estimate(stats, centers)[:4])
+        start = stack_params(*model.estimate(stats, centers)[:4])
         log_likelihood = model.e_step(start, data)[0].log_likelihood
         if best is None:
             best, best_ll = start, log_likelihood

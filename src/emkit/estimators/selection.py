@@ -237,19 +237,21 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
     # restarts of n_init > 1, which are there to start elsewhere).
     shared = SharedStarts() if (gaussian and len(kinds) > 1
                                 and estimator_params.get("n_init", 1) == 1) else None
-    for kind in kinds:
-        for k in candidates:
+    cells = [(kind, k) for kind in kinds for k in candidates]
+    stacked = (_fit_as_grid(X, sample_weight, cells, estimator_params, announce)
+               if shared is not None else [None] * len(cells))
+    for (kind, k), model in zip(cells, stacked, strict=True):
+        if model is None:  # fitted on its own
             if announce is not None:
                 what = f"K={k}" if kind is None else f"K={k}, covariance {kind}"
-                announce(f"fitting {what} ({len(table) + 1} of "
-                         f"{len(kinds) * len(candidates)})")
+                announce(f"fitting {what} ({len(table) + 1} of {len(cells)})")
             model = (estimator(k, covariance_type=kind, **estimator_params) if gaussian
                      else estimator(k, **estimator_params))
             if shared is not None:
                 model._shared_starts = shared
             model.fit(*data, sample_weight=sample_weight)
-            table.append(_criteria(model, data, sample_weight))
-            estimators.append(model)
+        table.append(_criteria(model, data, sample_weight))
+        estimators.append(model)
     # A fit that did not converge is usually a component collapsing onto repeated values, and a
     # collapsed one has collapsed: either likelihood grows without bound. They are reported in
     # the table but chosen only if nothing else is left.
@@ -285,6 +287,42 @@ def _first_best(scores: list[float]) -> int:
         return int(np.argmin(scores))
     slack = _SAME_SCORE_RTOL * max(abs(lowest), 1.0)
     return next(i for i, score in enumerate(scores) if score <= lowest + slack)
+
+
+# GaussianMixture's parameters with which a grid is fitted as one stack (emkit.estimators.grid):
+# the others (other starts, float32, restarts, ...) fit each model on its own.
+_GRID_PARAMETERS = {"random_state", "reg_covar", "tol", "max_iter", "accelerate",
+                    "init_params", "n_init"}
+
+
+def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
+    """The grid's fits as one stack (:func:`emkit.estimators.grid.fit_grid`) where its rows
+    and parameters allow; None for each fit to be run on its own."""
+    from emkit.estimators.grid import GRID_MAX_ROWS, fit_grid
+    from emkit.models.clustering import DEFAULT_INIT
+
+    alone = [None] * len(cells)
+    if (set(estimator_params) - _GRID_PARAMETERS
+            or estimator_params.get("init_params", DEFAULT_INIT) != DEFAULT_INIT
+            or estimator_params.get("accelerate", "squarem") not in ("squarem", None)
+            or getattr(X, "dtype", np.float64) != np.float64):
+        return alone
+    try:
+        X = np.asarray(X, dtype=np.float64)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        return alone  # the fits on their own say what is wrong
+    if (X.ndim != 2 or not 0 < len(X) <= GRID_MAX_ROWS or not np.all(np.isfinite(X))
+            or max(k for _, k in cells) > len(X)
+            or (w is not None and (w.shape != (len(X),) or not np.all(np.isfinite(w))
+                                   or np.any(w < 0) or not w.sum() > 0))):
+        return alone
+    if announce is not None:
+        announce(f"fitting the {len(cells)} models together")
+    settings = {name: estimator_params[name] for name in
+                ("random_state", "reg_covar", "tol", "max_iter", "accelerate")
+                if name in estimator_params}
+    return fit_grid(X, w, cells, **settings)
 
 
 def _check_estimator(estimator, gaussian: bool, kinds: list[str], X, y) -> tuple:

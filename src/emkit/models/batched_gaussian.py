@@ -27,6 +27,13 @@ the convergence test are numpy operations on the stack of active groups (a stack
 factorisations, one triangular solve). Only active groups are computed: late in a fit a few
 slow groups are all that is left.
 
+Covariance models: the groups may each follow one of mclust's 14 models (``models``, with the
+"full" layout: every covariance stored as a matrix), their M-steps taken model by model on the
+stack of that model's groups (:func:`emkit.families.parsimonious.stacked_covariances`), and
+groups of fewer components are padded to K with components of weight 0 (``present``) that
+take no part in anything — so one stack holds a whole grid of (model, K) fits on the same
+rows, as :func:`emkit.select_model` fits mclust's grid.
+
 Degenerate components: a component with (almost) no weight or a covariance that is not
 positive definite keeps its previous parameters (the Gaussian family's rule,
 :meth:`~emkit.families.gaussian.GaussianFamily.m_step`); :class:`emkit.GaussianMixture` re-seeds
@@ -42,6 +49,7 @@ import numpy as np
 
 from emkit.core.monitor import em_step_remaining_gain_rows, remaining_gain_rows
 from emkit.core.results import EMStep
+from emkit.families import parsimonious
 from emkit.families.base import unflatten_probabilities
 from emkit.kernels import batched_gaussian as kernels
 
@@ -115,11 +123,16 @@ class BatchedGaussianMixtureModel:
     accelerated : bool
         The fit runs SQUAREM group by group (``fit_em(accelerate="squarem")``): groups are then
         judged at the end of each cycle (:meth:`judge_blocks`), not at every M-step.
+    models : sequence of str, optional
+        The mclust covariance model of each group (with ``covariance_type="full"``); by default
+        every group's covariances are unconstrained.
+    present : (G, K) bool array, optional
+        The components each group has (the others pad it to K; see the module docstring).
     """
 
     def __init__(self, n_components: int, covariance_type: str, reg_covar: float, tol: float,
                  n_samples: np.ndarray, start: BatchedParams, decrease_rtol: float = 1e-10,
-                 accelerated: bool = False):
+                 accelerated: bool = False, models=None, present: np.ndarray | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = float(reg_covar)
@@ -128,6 +141,19 @@ class BatchedGaussianMixtureModel:
         self.start = start
         self.decrease_rtol = decrease_rtol
         self.accelerated = accelerated
+        G = len(self.group_samples)
+        self.present = (np.ones((G, n_components), dtype=bool) if present is None
+                        else np.asarray(present, dtype=bool))
+        models = np.asarray(["VVV"] * G if models is None else models)
+        if covariance_type != "full" and np.any(models != "VVV"):
+            raise ValueError("covariance models other than VVV need the full layout")
+        # Groups whose every M-step covariance is a scatter plus reg_covar·I (the constrained
+        # models' need not be: a common shape can put a small component below it).
+        self.floored = np.isin(models, ("VVV", "VVI"))
+        # the groups of each constrained model (VVV, unconstrained, needs no M-step of its own)
+        self.model_rows = {model: np.flatnonzero(models == model)
+                           for model in parsimonious.MODELS if model != "VVV"
+                           and np.any(models == model)}
 
     # ------------------------------------------------------------------ engine contract
     def init_params(self, data: GroupedRows, rng: np.random.Generator) -> BatchedParams:
@@ -170,7 +196,7 @@ class BatchedGaussianMixtureModel:
                                  stats.log_likelihood[rows])
         old = (params.weights[rows], params.means[rows], params.covariances[rows],
                params.precisions_cholesky[rows])
-        weights, means, cov, P, bad = self.estimate(sub_stats, old[1])
+        weights, means, cov, P, bad = self.estimate(sub_stats, old[1], old[2], rows)
         new = [weights]
         for value, previous in zip((means, cov, P), old[1:], strict=True):
             # a component without weight or positive-definite covariance keeps its values
@@ -185,7 +211,7 @@ class BatchedGaussianMixtureModel:
         n_iter = params.n_iter.copy()
         n_iter[rows] += 1
         degenerate = params.degenerate.copy()
-        degenerate[rows] |= bad.any(axis=1)
+        degenerate[rows] |= (bad & self.present[rows]).any(axis=1)
         return params._replace(weights=stepped[0], means=stepped[1], covariances=stepped[2],
                                precisions_cholesky=stepped[3], n_iter=n_iter,
                                degenerate=degenerate)
@@ -267,15 +293,20 @@ class BatchedGaussianMixtureModel:
             covariances = L @ np.swapaxes(L, -1, -2)
         else:
             covariances = np.exp(rest).reshape(-1, K, D)
+        weights = np.where(self.present[rows], weights, 0.0)
+        covariances = self._project(covariances, template.covariances[rows], rows)
         P, bad = precision_cholesky(covariances, self.covariance_type)
-        # Every M-step's covariance is a scatter plus reg_covar·I. An extrapolation below that
-        # floor (a component collapsing onto a few rows) lies where no EM step can follow: the
-        # next step would lower the log-likelihood. Such a group takes θ2 instead.
+        bad &= self.present[rows]
+        # Every M-step's covariance of an unconstrained model is a scatter plus reg_covar·I.
+        # An extrapolation below that floor (a component collapsing onto a few rows) lies
+        # where no EM step can follow: the next step would lower the log-likelihood. Such a
+        # group takes θ2 instead.
         if self.covariance_type == "full":
             excess = _cholesky(covariances - self.reg_covar * np.eye(D))
             above = np.all(np.isfinite(excess), axis=(-2, -1))
         else:
             above = np.all(covariances >= self.reg_covar, axis=-1)
+        above |= ~self.present[rows] | ~self.floored[rows, None]
         valid = ~bad.any(axis=1) & above.all(axis=1) & np.isfinite(part).all(axis=1)
         rows, picked = rows[valid], valid
         fields = {}
@@ -327,12 +358,17 @@ class BatchedGaussianMixtureModel:
         return float(self.group_samples.sum())
 
     # ------------------------------------------------------------------ M-step
-    def estimate(self, stats: BatchedStats, centers: np.ndarray):
-        """New parameters of every group from its statistics centred at ``centers`` (G, K, D),
-        and the (G, K) mask of components that carry no weight or whose covariance is not
-        positive definite."""
+    def estimate(self, stats: BatchedStats, centers: np.ndarray,
+                 previous: np.ndarray | None = None, rows: np.ndarray | None = None):
+        """New parameters of the groups ``rows`` (default: all) from their statistics centred
+        at ``centers`` (A, K, D), their covariances constrained by their models (the iterative
+        M-steps start from ``previous``), and the (A, K) mask of components that carry no
+        weight or whose covariance is not positive definite."""
+        if rows is None:
+            rows = np.arange(len(self.group_samples))
+        present = self.present[rows]
         total = stats.weight.sum(axis=1, keepdims=True)
-        weights = stats.weight / np.maximum(total, 1e-300)
+        weights = np.where(present, stats.weight / np.maximum(total, 1e-300), 0.0)
         safe = np.maximum(stats.weight, 10 * np.finfo(float).eps)
         shift = stats.first / safe[..., None]
         means = centers + shift
@@ -342,9 +378,72 @@ class BatchedGaussianMixtureModel:
             cov = 0.5 * (cov + np.swapaxes(cov, -1, -2)) + self.reg_covar * np.eye(D)
         else:
             cov = stats.second / safe[..., None] - shift**2 + self.reg_covar
+        cov = self._constrained(cov, stats.weight, previous, rows, present)
         P, bad = precision_cholesky(cov, self.covariance_type)
         bad |= stats.weight < _EMPTY_FRACTION * np.maximum(total, 1e-300)
-        return weights, means, cov, P, bad
+        return weights, means, cov, P, bad & present
+
+    def _constrained(self, scatter, counts, previous, rows, present, models=None):
+        """The covariances of the groups ``rows`` under their models, from their regularised
+        scatters (A, K, D, D) and counts (A, K), each model's iterative M-step starting from
+        ``previous``; padding components get the identity (so that they stay finite)."""
+        if not self.model_rows:
+            return scatter
+        D = scatter.shape[-1]
+        scatter = np.where(present[..., None, None], scatter, np.eye(D))
+        counts = np.where(present, counts, 0.0)
+        if previous is not None:
+            previous = np.where(present[..., None, None], previous, np.eye(D))
+        position = np.full(len(self.group_samples), -1)
+        position[rows] = np.arange(len(rows))
+        out = scatter.copy()
+        for model, members in (models or self.model_rows).items():
+            at = position[members]
+            at = at[at >= 0]
+            if at.size:
+                out[at] = _stacked_full(model, scatter[at], counts[at],
+                                        None if previous is None else previous[at], present[at])
+        return np.where(present[..., None, None], out, np.eye(D))
+
+    def _project(self, covariances, template, rows):
+        """Extrapolated covariances of the groups ``rows`` back into the models whose shapes
+        or orientations are not linear in SQUAREM's coordinates: each model's nearest, its
+        M-step with the extrapolated matrices as the scatter and equal counts (as
+        :meth:`emkit.families.gaussian.GaussianFamily.unflatten`)."""
+        nonlinear = {model: members for model, members in self.model_rows.items()
+                     if model in _NONLINEAR_MODELS}
+        if not nonlinear:
+            return covariances
+        present = self.present[rows]
+        with np.errstate(all="ignore"):
+            return self._constrained(covariances, present.astype(float), template, rows,
+                                     present, nonlinear)
+
+
+# Models whose common shape or orientation is not linear in SQUAREM's coordinates (those of
+# the Gaussian family's own SQUAREM, emkit.families.gaussian).
+_NONLINEAR_MODELS = ("VEE", "EVE", "VVE", "EEV", "VEV")
+
+
+def _stacked_full(model, scatter, counts, previous, present):
+    """:func:`~emkit.families.parsimonious.stacked_covariances` with every covariance, given
+    and returned, as a (G, K, D, D) matrix."""
+    kind = parsimonious.layout(model)
+    G, K, D, _ = scatter.shape
+    if kind in ("spherical", "diag"):
+        variances = np.diagonal(scatter, axis1=2, axis2=3)
+        before = None if previous is None else np.diagonal(previous, axis1=2, axis2=3)
+        if before is not None and kind == "spherical":
+            before = before[..., 0]
+        result = parsimonious.stacked_covariances(model, variances, counts, before, present)
+        if kind == "spherical":
+            result = np.repeat(result[..., None], D, axis=2)
+        return result[..., None] * np.eye(D)
+    if kind == "tied":
+        result = parsimonious.stacked_covariances(
+            model, scatter, counts, None if previous is None else previous[:, 0], present)
+        return np.repeat(result[:, None], K, axis=1)
+    return parsimonious.stacked_covariances(model, scatter, counts, previous, present)
 
 
 def precision_cholesky(covariances: np.ndarray, covariance_type: str):

@@ -62,7 +62,7 @@ _FINALISTS = 2
 # The race of a grid's shared finalists: half as long. Over mclust's 14 × 9 grid on faithful,
 # iris and penguins it picks the same finalists as 64 steps (16 do not); alone, a fit needs 64
 # (penguins K=4 falls below mclust's maximum with 32).
-_SHARED_FINAL_STEPS = 32
+SHARED_FINAL_STEPS = 32
 _SHORT_RUN_TOL = 1e-6
 # Short runs rank starts; the winner's details are settled on all rows afterwards. 4,000 rows
 # rank as well as 20,000 did on the benchmark suite (benchmarks/init.py) at a fifth of the cost.
@@ -544,9 +544,8 @@ class GaussianMixtureModel(MixtureModel):
             labels = None if labels is None else labels[pick]
         batch = Batch(observed, w, labels)
         if self.shared_starts is not None and method == "auto":
-            finalists = [self._params_from_resp(X, w, labels, resp, rng) for resp in
-                         self.shared_starts.finalists(self, X, w, labels, batch, rng)]
-            steps = _SHARED_FINAL_STEPS
+            finalists = self.shared_finalists(X, w, rng, labels, batch)
+            steps = SHARED_FINAL_STEPS
         else:
             finalists = self._finalists(method, X, w, labels, batch, rng, (
                 _SUBSAMPLED_SCREENING_STEPS if subsampled else _SCREENING_STEPS))
@@ -554,6 +553,17 @@ class GaussianMixtureModel(MixtureModel):
         runs = self._short_runs(finalists, batch, steps)
         best = runs[0][0]
         return MixtureParams(best.weights, best.components)
+
+    def shared_finalists(self, X, w, rng: np.random.Generator, labels=None,
+                         batch: Batch | None = None) -> list[MixtureParams]:
+        """The finalists of the default start when the screening is shared
+        (:class:`SharedStarts`, set as ``shared_starts``), under this model's constraints:
+        the starts that race for :data:`SHARED_FINAL_STEPS` EM steps. X: complete rows; w:
+        row weights or None; ``labels`` and ``batch`` (the rows with their gaps) as in
+        :meth:`init_params`."""
+        batch = Batch(X, w, labels) if batch is None else batch
+        return [self._params_from_resp(X, w, labels, resp, rng) for resp in
+                self.shared_starts.finalists(self, X, w, labels, batch, rng)]
 
     def _finalists(self, method, X, w, labels, batch, rng,
                    steps: int = _SCREENING_STEPS) -> list[MixtureParams]:
