@@ -29,12 +29,19 @@ from emkit.estimators.base import FitOutcome
 from emkit.estimators.batched import fit_stack, stack_params
 from emkit.families.gaussian import GaussianFamily
 from emkit.families.parsimonious import layout
-from emkit.models.batched_gaussian import GroupedRows, precision_cholesky
+from emkit.models.batched_gaussian import (
+    BatchedGaussianMixtureModel,
+    BatchedStats,
+    GroupedRows,
+    precision_cholesky,
+)
 from emkit.models.mixture import (
+    FINALISTS,
+    SCREENING_STEPS,
     SHARED_FINAL_STEPS,
     GaussianMixtureModel,
     MixtureParams,
-    SharedStarts,
+    halving_survivors,
 )
 
 __all__ = ["fit_grid", "GRID_MAX_ROWS"]
@@ -54,38 +61,138 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
     their order, on the complete float64 rows X (n ≤ :data:`GRID_MAX_ROWS`) with optional
     row weights; ``None`` for a fit the caller must run on its own (a component degenerated).
     The other arguments are ``GaussianMixture``'s."""
-    n_rows, n_features = X.shape
-    n_samples = float(n_rows if sample_weight is None else sample_weight.sum())
-    shared = SharedStarts()
-    owners, entrants = [], []
-    for cell, (model_name, K) in enumerate(cells):
-        model = GaussianMixtureModel(K, model_name, reg_covar)
-        model.shared_starts = shared
-        # the generator of a GaussianMixture's one start (fit_em's first spawned seed)
-        rng = np.random.default_rng(seed_sequence(random_state).spawn(1)[0])
-        for start in model.shared_finalists(X, sample_weight, rng):
-            owners.append(cell)
-            entrants.append((model_name, start))
-    owners = np.array(owners)
+    n_features = X.shape[1]
+    n_samples = float(len(X) if sample_weight is None else sample_weight.sum())
     K_max = max(K for _, K in cells)
-    models = np.array([name for name, _ in entrants])
-    race, present = _stack([start for _, start in entrants], models, K_max, n_features)
-    race = fit_stack(_rows(X, sample_weight, len(entrants)), race,
-                     np.full(len(entrants), n_samples), K_max, "full", reg_covar, _RACE_TOL,
-                     SHARED_FINAL_STEPS - 1, None, models, present)
+    grid = _Grid(X, sample_weight, K_max, reg_covar)
+    owners, models, resp = _entrants(grid, cells, random_state)
+    race, present, valid = grid.from_responsibilities(resp, models)
+    race = grid.run(race, models, present, _RACE_TOL, SHARED_FINAL_STEPS - 1, None)
     # each fit's winner: the highest log-likelihood (of equals, the earlier start)
-    winners = np.array([np.flatnonzero(owners == cell)[np.argmax(
-        race.log_likelihood[owners == cell])] for cell in range(len(cells))])
+    score = np.where(valid, race.log_likelihood, -np.inf)
+    winners = np.array([np.flatnonzero(owners == cell)[np.argmax(score[owners == cell])]
+                        for cell in range(len(cells))])
     start = stack_params(race.weights[winners], race.means[winners],
                          race.covariances[winners], race.precisions_cholesky[winners])
-    final = fit_stack(_rows(X, sample_weight, len(cells)), start,
-                      np.full(len(cells), n_samples), K_max, "full", reg_covar, tol, max_iter,
-                      accelerate, models[winners], present[winners])
+    final = grid.run(start, models[winners], present[winners], tol, max_iter, accelerate)
     settings = dict(random_state=random_state, reg_covar=reg_covar, tol=tol,
                     max_iter=max_iter, accelerate=accelerate)
-    return [None if final.degenerate[g] else
+    return [None if final.degenerate[g] or not valid[winners[g]] else
             _estimator(final, g, model_name, K, n_features, n_samples, settings)
             for g, (model_name, K) in enumerate(cells)]
+
+
+def _entrants(grid: _Grid, cells, random_state):
+    """The starts that race for each fit, as GaussianMixture's default start in a grid
+    (:class:`~emkit.models.mixture.SharedStarts`) chooses them: for each K, sixteen k-means
+    and k-means++ partitions screened by successive halving under the separable model of each
+    layout (VII, VVI, VVV) — every screening of the grid in one stack — and the two survivors
+    of a fit's layout with the hierarchical partition. Returns the owning cell of each
+    entrant, its model, and its responsibilities (entrants, rows, K_max)."""
+    separable_of = {"spherical": "VII", "diag": "VVI", "tied": "VVV", "full": "VVV"}
+    layouts = sorted({separable_of[layout(name)] for name, _ in cells})
+    survivors, anchors = {}, {}
+    screened, screened_models, keys = [], [], []
+    for K in sorted({K for _, K in cells}):
+        # the generator of a GaussianMixture's one start (fit_em's first spawned seed)
+        rng = np.random.default_rng(seed_sequence(random_state).spawn(1)[0])
+        starts, anchors[K] = GaussianMixtureModel(K, "VVV", grid.reg_covar).screening_entrants(
+            "auto", grid.X, grid.w, None, rng)
+        for separable in layouts:  # the same partitions, estimated under each layout
+            for start in starts:
+                screened.append(_in_model(start, separable))
+                screened_models.append(separable)
+                keys.append((K, separable))
+    models = np.array(screened_models)
+    params, present = _stack(screened, models, grid.K_max, grid.X.shape[1])
+    keys_array = np.array([f"{K}:{name}" for K, name in keys])
+    running = np.arange(len(screened))
+    steps = SCREENING_STEPS
+    while True:
+        counts = {key: np.count_nonzero(keys_array[running] == key)
+                  for key in dict.fromkeys(keys_array[running])}
+        if max(counts.values()) <= FINALISTS:
+            break
+        part = grid.run(_take_start(params, running), models[running], present[running],
+                        _RACE_TOL, steps - 1, None)
+        params = _put_start(params, running, part)
+        kept = []
+        for key in counts:  # the better half of each screening (of equals, the earlier)
+            members = running[keys_array[running] == key]
+            order = np.argsort(-params.log_likelihood[members], kind="stable")
+            kept.append(members[np.sort(order[:halving_survivors(len(members))])])
+        running = np.concatenate(kept)
+        steps *= 2
+    posteriors = grid.posteriors(_take_start(params, running), present[running])
+    for position, g in enumerate(running):
+        survivors.setdefault(keys[g], []).append(posteriors[position])
+    owners, entrant_models, resp = [], [], []
+    for cell, (name, K) in enumerate(cells):
+        finalists = survivors[K, separable_of[layout(name)]] + (
+            [] if anchors[K] is None else [_padded(anchors[K], grid.K_max)])
+        for posterior in finalists:
+            owners.append(cell)
+            entrant_models.append(name)
+            resp.append(posterior)
+    return np.array(owners), np.array(entrant_models), np.array(resp)
+
+
+class _Grid:
+    """The rows of a grid and the stacked passes over them."""
+
+    def __init__(self, X: np.ndarray, w: np.ndarray | None, K_max: int, reg_covar: float):
+        self.X, self.w, self.K_max, self.reg_covar = X, w, K_max, float(reg_covar)
+        self.weight = np.ones(len(X)) if w is None else w
+        self.n_samples = float(self.weight.sum())
+
+    def rows(self, copies: int) -> GroupedRows:
+        """The rows once per group of a stack."""
+        return GroupedRows(np.ascontiguousarray(np.broadcast_to(self.X, (copies,) + self.X.shape)),
+                           np.ascontiguousarray(np.broadcast_to(self.weight,
+                                                                (copies, len(self.X)))))
+
+    def run(self, start, models, present, tol, max_iter, accelerate):
+        """EM on a stack (:func:`~emkit.estimators.batched.fit_stack`)."""
+        G = len(models)
+        return fit_stack(self.rows(G), start, np.full(G, self.n_samples), self.K_max, "full",
+                         self.reg_covar, tol, max_iter, accelerate, models, present)
+
+    def posteriors(self, params, present) -> np.ndarray:
+        """Each mixture's posterior probabilities of the rows, (G, n, K_max)."""
+        diff = self.X[None, None] - params.means[:, :, None]  # (G, K, n, D)
+        whitened = diff @ params.precisions_cholesky
+        log_det = np.log(np.diagonal(params.precisions_cholesky, axis1=2, axis2=3)).sum(axis=2)
+        with np.errstate(divide="ignore"):
+            log_weights = np.where(present, np.log(params.weights), -np.inf)
+        joint = (log_weights + log_det)[..., None] - 0.5 * np.sum(whitened**2, axis=3)
+        joint -= joint.max(axis=1, keepdims=True)
+        resp = np.exp(joint)
+        resp /= resp.sum(axis=1, keepdims=True)
+        return np.swapaxes(resp, 1, 2)
+
+    def from_responsibilities(self, resp: np.ndarray, models):
+        """The stacked mixtures of one M-step from responsibilities (G, n, K_max) under each
+        one's model, the (G, K_max) mask of their components, and which came out valid (a
+        start with a component of no weight or no positive-definite covariance is not)."""
+        G, n, K = resp.shape
+        present = resp.sum(axis=1) > 0
+        weighted = resp * self.weight[None, :, None]
+        center = np.average(self.X, axis=0, weights=self.weight)
+        centred = self.X - center
+        weight = weighted.sum(axis=1)
+        first = np.einsum("gnk,nd->gkd", weighted, centred)
+        second = np.einsum("gnk,nd,ne->gkde", weighted, centred, centred)
+        centers = np.broadcast_to(center, (G, K, len(center)))
+        model = BatchedGaussianMixtureModel(K, "full", self.reg_covar, 0.0,
+                                            np.full(G, self.n_samples), None, models=models,
+                                            present=present)
+        weights, means, cov, P, bad = model.estimate(BatchedStats(weight, first, second,
+                                                                  np.zeros(G)), centers)
+        eye = np.eye(len(center))
+        cov = np.where(present[..., None, None], cov, eye)
+        P = np.where(present[..., None, None], P, eye)
+        means = np.where(present[..., None], means, 0.0)
+        return stack_params(weights, means, cov, P), present, ~bad.any(axis=1)
 
 
 def _stack(starts: list[MixtureParams], models, K_max: int, n_features: int):
@@ -128,11 +235,36 @@ def _in_layout(matrices: np.ndarray, kind: str) -> np.ndarray:
     return matrices
 
 
-def _rows(X: np.ndarray, sample_weight: np.ndarray | None, copies: int) -> GroupedRows:
-    """The rows once per group of a stack."""
-    weight = np.ones(len(X)) if sample_weight is None else sample_weight
-    return GroupedRows(np.ascontiguousarray(np.broadcast_to(X, (copies,) + X.shape)),
-                       np.ascontiguousarray(np.broadcast_to(weight, (copies, len(X)))))
+def _in_model(start: MixtureParams, model_name: str) -> MixtureParams:
+    """A start estimated under VVV from a partition, as the same partition's start under the
+    separable model ``model_name`` of another layout: VVI keeps the diagonals (each a
+    component's variance plus reg_covar), VII their mean."""
+    if model_name == "VVV":
+        return start
+    variances = np.diagonal(start.components.covariances, axis1=1, axis2=2)
+    covariances = variances if model_name == "VVI" else variances.mean(axis=1)
+    components, _ = GaussianFamily(model_name).with_covariances(start.components.means,
+                                                                covariances)
+    return MixtureParams(start.weights, components)
+
+
+def _padded(resp: np.ndarray, K_max: int) -> np.ndarray:
+    return np.pad(resp, ((0, 0), (0, K_max - resp.shape[1])))
+
+
+def _take_start(params, rows):
+    """The mixtures ``rows`` of a stack, as a new start (every group active)."""
+    return stack_params(params.weights[rows], params.means[rows], params.covariances[rows],
+                        params.precisions_cholesky[rows])
+
+
+def _put_start(params, rows, part):
+    """``params`` with the mixtures ``rows`` replaced by ``part`` (and its log-likelihoods)."""
+    fields = {name: getattr(params, name).copy() for name in
+              ("weights", "means", "covariances", "precisions_cholesky", "log_likelihood")}
+    for name, value in fields.items():
+        value[rows] = getattr(part, name)
+    return params._replace(**fields)
 
 
 def _estimator(final, g: int, model_name: str, K: int, n_features: int, n_samples: float,

@@ -56,9 +56,9 @@ from emkit.models.clustering import DEFAULT_INIT, INIT_METHODS
 # k-means++ partitions the more varied; eight of each.
 _COMBINED = {"auto": (("kmeans",) * 8 + ("k-means++",) * 8, "hierarchical"),
              "emEM": (("k-means++",) * 10, None)}
-_SCREENING_STEPS = 4
+SCREENING_STEPS = 4
 _FINAL_STEPS = 64
-_FINALISTS = 2
+FINALISTS = 2
 # The race of a grid's shared finalists: half as long. Over mclust's 14 × 9 grid on faithful,
 # iris and penguins it picks the same finalists as 64 steps (16 do not); alone, a fit needs 64
 # (penguins K=4 falls below mclust's maximum with 32).
@@ -548,7 +548,7 @@ class GaussianMixtureModel(MixtureModel):
             steps = SHARED_FINAL_STEPS
         else:
             finalists = self._finalists(method, X, w, labels, batch, rng, (
-                _SUBSAMPLED_SCREENING_STEPS if subsampled else _SCREENING_STEPS))
+                _SUBSAMPLED_SCREENING_STEPS if subsampled else SCREENING_STEPS))
             steps = _SUBSAMPLED_FINAL_STEPS if subsampled else _FINAL_STEPS
         runs = self._short_runs(finalists, batch, steps)
         best = runs[0][0]
@@ -566,27 +566,35 @@ class GaussianMixtureModel(MixtureModel):
                 self.shared_starts.finalists(self, X, w, labels, batch, rng)]
 
     def _finalists(self, method, X, w, labels, batch, rng,
-                   steps: int = _SCREENING_STEPS) -> list[MixtureParams]:
+                   steps: int = SCREENING_STEPS) -> list[MixtureParams]:
         """The survivors of the screening of the random partitions, and the anchor's start."""
         survivors, anchor = self._screening(method, X, w, labels, batch, rng, steps)
         return survivors + ([] if anchor is None else [
             self._params_from_resp(X, w, labels, anchor, rng)])
 
-    def _screening(self, method, X, w, labels, batch, rng, steps: int = _SCREENING_STEPS,
+    def _screening(self, method, X, w, labels, batch, rng, steps: int = SCREENING_STEPS,
                    ) -> tuple[list[MixtureParams], np.ndarray | None]:
         """The survivors of the random partitions' successive halving, and the anchor's
         partition (None if it is not informative here)."""
+        starts, anchored = self.screening_entrants(method, X, w, labels, rng)
+        runs = [(params, -np.inf) for params in starts]
+        while len(runs) > FINALISTS:
+            runs = self._short_runs([params for params, _ in runs], batch, steps)
+            runs = runs[: halving_survivors(len(runs))]
+            steps *= 2
+        return [params for params, _ in runs], anchored
+
+    def screening_entrants(self, method, X, w, labels, rng: np.random.Generator,
+                           ) -> tuple[list[MixtureParams], np.ndarray | None]:
+        """What a combined strategy (``"auto"``, ``"emEM"``) screens: the starts of its random
+        partitions of the complete rows X, and its anchor's partition as responsibilities
+        (None where the agglomeration is not informative)."""
         random_names, anchor = _COMBINED[method]
         if anchor == "hierarchical" and not self._agglomeration_informative(X, w):
             anchor = None
         starts = self._starts(random_names, X, w, labels, rng)
         anchored = None if anchor is None else self._initial_responsibilities(anchor, X, w, rng)
-        runs = [(params, -np.inf) for params in starts]
-        while len(runs) > _FINALISTS:
-            runs = self._short_runs([params for params, _ in runs], batch, steps)
-            runs = runs[: max(_FINALISTS, (len(runs) + 1) // 2)]
-            steps *= 2
-        return [params for params, _ in runs], anchored
+        return starts, anchored
 
     def _short_runs(self, starts, batch, steps) -> list[tuple[MixtureParams, float]]:
         """Up to ``steps`` EM steps from each start (fewer once the log-likelihood per sample
@@ -787,6 +795,11 @@ class SharedStarts:
             self._finalists[key] = [screen.posteriors(params, X)[1].astype(np.float64)
                                     for params in survivors] + ([] if anchor is None else [anchor])
         return self._finalists[key]
+
+
+def halving_survivors(n_runs: int) -> int:
+    """How many of ``n_runs`` short runs go on to the next round of successive halving."""
+    return max(FINALISTS, (n_runs + 1) // 2)
 
 
 def _agglomeration_limit(n_features: int) -> int:
