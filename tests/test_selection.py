@@ -11,6 +11,7 @@ from scipy import stats
 from emkit import datasets, select_model
 from emkit.errors import DataError, ParameterError
 from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators import selection
 from emkit.estimators.selection import SelectionResult
 
 
@@ -307,11 +308,21 @@ def test_the_covariance_models_of_one_k_share_the_screening_of_their_starts(monk
     monkeypatch.setattr(GaussianMixtureModel, "_screening", counting)
     X = datasets.load("faithful").data
     kinds = ["EII", "VII", "EEI", "VEI", "VVI", "EEE", "VEV", "VVV"]
-    result = select_model(X, [2, 3], kinds, random_state=0)
+    with monkeypatch.context() as alone:  # one fit at a time, not the stacked grid
+        alone.setattr(selection, "_fit_as_grid", lambda X, w, cells, *_: [None] * len(cells))
+        result = select_model(X, [2, 3], kinds, random_state=0)
     # Once per K and layout, under that layout's separable model; 16 fits without sharing.
     assert sorted(screened) == [(2, "VII"), (2, "VVI"), (2, "VVV"),
                                 (3, "VII"), (3, "VVI"), (3, "VVV")]
     assert (result.best["n_components"], result.best["covariance_type"]) == (3, "EEE")
+    # The stacked grid draws each K's partitions once, for all layouts.
+    drawn = []
+    entrants = GaussianMixtureModel.screening_entrants
+    monkeypatch.setattr(GaussianMixtureModel, "screening_entrants",
+                        lambda self, *a: drawn.append(self.n_components) or entrants(self, *a))
+    stacked = select_model(X, [2, 3], kinds, random_state=0)
+    assert sorted(drawn) == [2, 3]
+    assert (stacked.best["n_components"], stacked.best["covariance_type"]) == (3, "EEE")
     screened.clear()
     select_model(X, [2], ["EII", "VVV"], random_state=0, n_init=2)
     assert len(screened) == 4  # restarts start elsewhere: nothing shared
