@@ -10,8 +10,8 @@ from scipy import stats
 
 from emkit import datasets, select_model
 from emkit.errors import DataError, ParameterError
-from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators import selection
+from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.selection import SelectionResult
 
 
