@@ -1,0 +1,324 @@
+"""mclust's grid fitted as one stack (emkit.estimators.grid, select_model's default path).
+
+- Under plain EM, each (model, K) group of a stack — every one of the 14 covariance models,
+  groups of fewer components padded — follows GaussianMixture(accelerate=None) from the same
+  start step for step: the same number of iterations, log-likelihood and parameters.
+- Under SQUAREM, each group reaches plain EM's maximum (within the convergence tolerance) and
+  keeps its model's constraints (equal volumes, shapes, orientations; diagonal, spherical).
+- select_model's stacked grid against the same grid fitted one model at a time: no cell worse,
+  the same best model, and fitted estimators that work as the single fits' do.
+- Integer row weights count as repeated rows.
+- The grid is fitted one model at a time where it must be (float32, NaN, other starts,
+  restarts, too many rows), and a cell the stack hands back (None) is fitted on its own.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from emkit import datasets, select_model
+from emkit.estimators import grid, selection
+from emkit.estimators.batched import fit_stack, stack_params
+from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.families import parsimonious
+from emkit.families.gaussian import covariances_from_precisions
+from emkit.families.parsimonious import MODELS, layout
+from emkit.models.batched_gaussian import GroupedRows, precision_cholesky
+
+FAITHFUL = datasets.load("faithful").data
+IRIS = load_iris().data
+# The groups of a stack, out of order: the padded groups are first and last.
+GROUP_KS = (2, 3, 1)
+K_MAX = max(GROUP_KS)
+TOL = 1e-6
+
+
+@pytest.fixture(params=["faithful", "iris"])
+def X(request):
+    return {"faithful": FAITHFUL, "iris": IRIS}[request.param]
+
+
+def _as_matrices(covariances, kind: str, K: int, D: int) -> np.ndarray:
+    """Covariances in a layout ((K,), (K, D), (D, D) or (K, D, D)) as (K, D, D) matrices."""
+    covariances = np.asarray(covariances, dtype=float)
+    if kind == "spherical":
+        return covariances[:, None, None] * np.eye(D)
+    if kind == "diag":
+        return covariances[:, :, None] * np.eye(D)
+    if kind == "tied":
+        return np.repeat(covariances[None], K, axis=0)
+    return covariances
+
+
+def _start(X, model: str, K: int) -> dict:
+    """A rough start in the model's constraints (one EM step from k-means++ seeds), as
+    GaussianMixture's weights/means/precisions_init."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one step does not converge
+        fit = GaussianMixture(K, covariance_type=model, max_iter=1, init_params="k-means++",
+                              random_state=0).fit(X)
+    return dict(weights_init=fit.weights_, means_init=fit.means_,
+                precisions_init=fit.precisions_)
+
+
+def _fit_stack(X, model: str, starts: list[dict], accelerate):
+    """The groups of GROUP_KS from ``starts``, one stack of full matrices padded to K_MAX
+    components (weight 0, mean 0, identity covariance)."""
+    G, D = len(GROUP_KS), X.shape[1]
+    weights = np.zeros((G, K_MAX))
+    means = np.zeros((G, K_MAX, D))
+    covariances = np.broadcast_to(np.eye(D), (G, K_MAX, D, D)).copy()
+    for g, (K, start) in enumerate(zip(GROUP_KS, starts, strict=True)):
+        weights[g, :K] = start["weights_init"]
+        means[g, :K] = start["means_init"]
+        kind = layout(model)
+        covariances[g, :K] = _as_matrices(
+            covariances_from_precisions(start["precisions_init"], kind), kind, K, D)
+    P, bad = precision_cholesky(covariances, "full")
+    assert not bad.any()
+    present = np.arange(K_MAX) < np.array(GROUP_KS)[:, None]
+    rows = GroupedRows(np.ascontiguousarray(np.broadcast_to(X, (G,) + X.shape)),
+                       np.ones((G, len(X))))
+    return fit_stack(rows, stack_params(weights, means, covariances, P),
+                     np.full(G, float(len(X))), K_MAX, "full", 1e-6, TOL, 1000, accelerate,
+                     np.array([model] * G), present)
+
+
+def _violations(model: str, S: np.ndarray) -> dict[str, float]:
+    """How far the covariances S (K, D, D) are from the constraints of ``model`` (0 when
+    kept exactly): with Σ_k = λ_k C_k, det C_k = 1 — equal volumes λ_k (E..), equal shapes
+    (sorted eigenvalues of C_k, .E.), the identity shape (.I.), diagonal matrices (..I), a
+    common orientation (..E: the Σ_k commute) and, for EEE and VEE, equal C_k."""
+    D = S.shape[-1]
+    volumes = np.linalg.det(S) ** (1.0 / D)
+    C = S / volumes[:, None, None]
+    scale = np.abs(S).max()
+    found = {}
+    if model[0] == "E":
+        found["equal volumes"] = np.ptp(volumes) / volumes.mean()
+    if model[1] == "I":
+        found["spherical"] = np.abs(C - np.eye(D)).max()
+    if model[1] == "E":
+        found["equal shapes"] = np.ptp(np.linalg.eigvalsh(C), axis=0).max()
+    if model[2] == "I":
+        found["diagonal"] = np.abs(S - S * np.eye(D)).max() / scale
+    if model[2] == "E":
+        found["common orientation"] = max(np.abs(a @ b - b @ a).max() for a in S
+                                          for b in S) / scale**2
+        if model[1] == "E":
+            found["equal C_k"] = np.ptp(C, axis=0).max()
+    return found
+
+
+def _assert_constraints(model: str, S: np.ndarray, what: str):
+    violations = {name: value for name, value in _violations(model, S).items()
+                  if not value < 1e-9}
+    assert not violations, f"{what}: {model}'s constraints broken: {violations}"
+
+
+# ---------------------------------------------------------------------- one stack, 14 models
+@pytest.mark.parametrize("model", MODELS)
+def test_plain_em_each_group_equals_gaussian_mixture_from_the_same_start(model, X):
+    n = len(X)
+    starts = [_start(X, model, K) for K in GROUP_KS]
+    stack = _fit_stack(X, model, starts, accelerate=None)
+    assert stack.converged.all() and not stack.degenerate.any()
+    # the start is rough: the K=3 fit iterates (iterative M-steps run many times)
+    assert stack.n_iter[GROUP_KS.index(3)] > 5
+    for g, (K, start) in enumerate(zip(GROUP_KS, starts, strict=True)):
+        single = GaussianMixture(K, covariance_type=model, accelerate=None, **start).fit(X)
+        what = f"{model}, K={K}"
+        assert stack.n_iter[g] == single.n_iter_, what
+        assert stack.log_likelihood[g] == pytest.approx(single.lower_bound_ * n, rel=1e-9), what
+        np.testing.assert_allclose(stack.weights[g, :K], single.weights_, rtol=1e-7, atol=1e-9,
+                                   err_msg=what)
+        np.testing.assert_allclose(stack.means[g, :K], single.means_, rtol=1e-7, atol=1e-9,
+                                   err_msg=what)
+        np.testing.assert_allclose(
+            stack.covariances[g, :K],
+            _as_matrices(single.covariances_, layout(model), K, X.shape[1]),
+            rtol=1e-7, atol=1e-9, err_msg=what)
+        # the padding takes no part: no weight, and the group's own weights sum to 1
+        np.testing.assert_array_equal(stack.weights[g, K:], 0.0)
+        assert stack.weights[g].sum() == pytest.approx(1.0, abs=1e-12)
+        _assert_constraints(model, stack.covariances[g, :K], what)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_squarem_reaches_plain_em_maximum_within_the_constraints(model, X):
+    n = len(X)
+    starts = [_start(X, model, K) for K in GROUP_KS]
+    plain = _fit_stack(X, model, starts, accelerate=None)
+    fast = _fit_stack(X, model, starts, accelerate="squarem")
+    assert fast.converged.all() and not fast.degenerate.any()
+    for g, K in enumerate(GROUP_KS):
+        what = f"{model}, K={K}"
+        assert fast.log_likelihood[g] >= plain.log_likelihood[g] - TOL * n, (
+            what, fast.log_likelihood[g], plain.log_likelihood[g])
+        np.testing.assert_array_equal(fast.weights[g, K:], 0.0)
+        assert fast.weights[g].sum() == pytest.approx(1.0, abs=1e-12)
+        _assert_constraints(model, fast.covariances[g, :K], what)
+
+
+def test_the_constraint_check_sees_an_unconstrained_fit():
+    # VVV's three covariances on faithful keep none of the other models' constraints, so
+    # the checks above can fail.
+    starts = [_start(FAITHFUL, "VVV", K) for K in GROUP_KS]
+    stack = _fit_stack(FAITHFUL, "VVV", starts, accelerate=None)
+    S = stack.covariances[GROUP_KS.index(3)]
+    for model in MODELS[:-1]:
+        assert max(_violations(model, S).values()) > 1e-3, model
+
+
+# ---------------------------------------------------------------------- select_model's grid
+def _spy_fit_grid(monkeypatch, calls: list, set_aside=()):
+    """Record the cells of every fit_grid call; the cells ``set_aside`` come back None."""
+    real = grid.fit_grid
+
+    def spy(X, sample_weight, cells, **settings):
+        calls.append(list(cells))
+        fits = real(X, sample_weight, cells, **settings)
+        return [None if cell in set_aside else fit for cell, fit in zip(cells, fits,
+                                                                         strict=True)]
+
+    monkeypatch.setattr(grid, "fit_grid", spy)
+
+
+def _spy_single_fits(monkeypatch, fitted: list):
+    """Record (covariance_type, n_components) of every GaussianMixture.fit."""
+    real = GaussianMixture.fit
+
+    def fit(self, *args, **kwargs):
+        fitted.append((self.covariance_type, self.n_components))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixture, "fit", fit)
+
+
+@pytest.fixture(scope="module")
+def grids():
+    """faithful, K 1..3, all models: the stacked grid, and the grid one fit at a time."""
+    with pytest.MonkeyPatch.context() as patch:
+        calls, fitted = [], []
+        _spy_fit_grid(patch, calls)
+        _spy_single_fits(patch, fitted)
+        stacked = select_model(FAITHFUL, range(1, 4), "all", random_state=0)
+        assert len(calls) == 1 and fitted == []  # every cell came from the stack
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(selection, "_fit_as_grid",
+                      lambda X, w, cells, params, announce: [None] * len(cells))
+        alone = select_model(FAITHFUL, range(1, 4), "all", random_state=0)
+    return stacked, alone
+
+
+def _cells(result):
+    return [(row["covariance_type"], row["n_components"]) for row in result.table]
+
+
+def test_stacked_grid_is_no_worse_than_one_fit_at_a_time(grids):
+    stacked, alone = grids
+    n = len(FAITHFUL)
+    assert _cells(stacked) == _cells(alone) == [(m, K) for m in MODELS for K in (1, 2, 3)]
+    worse = [(cell, a["log_likelihood"], b["log_likelihood"])
+             for cell, a, b in zip(_cells(stacked), stacked.table, alone.table, strict=True)
+             if a["log_likelihood"] < b["log_likelihood"] - TOL * n]
+    assert not worse, f"cells below the one-at-a-time fit (stacked, alone): {worse}"
+    assert all(row["converged"] and not row["collapsed"] for row in stacked.table)
+    best = (stacked.best["covariance_type"], stacked.best["n_components"])
+    assert best == (alone.best["covariance_type"], alone.best["n_components"])
+    np.testing.assert_array_equal(stacked.classification, alone.classification)
+
+
+def test_stacked_grid_estimators_work_as_single_fits(grids):
+    stacked, alone = grids
+    n, D = FAITHFUL.shape
+    for (model, K), row, fit, single in zip(_cells(stacked), stacked.table, stacked.estimators,
+                                            alone.estimators, strict=True):
+        what = f"{model}, K={K}"
+        assert isinstance(fit, GaussianMixture), what
+        assert (fit.covariance_type, fit.n_components) == (model, K), what
+        assert fit.converged_, what
+        kind = layout(model)
+        shape = {"spherical": (K,), "diag": (K, D), "tied": (D, D), "full": (K, D, D)}[kind]
+        assert np.shape(fit.covariances_) == np.shape(single.covariances_) == shape, what
+        assert np.shape(fit.precisions_cholesky_) == shape, what
+        assert fit.n_parameters() == single.n_parameters() == parsimonious.n_parameters(
+            model, K, D), what
+        proba = fit.predict_proba(FAITHFUL)
+        assert proba.shape == (n, K), what
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12, err_msg=what)
+        assert fit.score(FAITHFUL) * n == pytest.approx(row["log_likelihood"], rel=1e-12), what
+        # precisions_ and covariances_ describe the same matrices, within the model
+        S = _as_matrices(fit.covariances_, kind, K, D)
+        np.testing.assert_allclose(
+            _as_matrices(fit.precisions_, kind, K, D) @ S,
+            np.broadcast_to(np.eye(D), (K, D, D)), atol=1e-9, err_msg=what)
+        _assert_constraints(model, S, what)
+
+
+def test_integer_row_weights_count_as_repeated_rows(monkeypatch):
+    rng = np.random.default_rng(0)
+    weights = rng.integers(0, 4, len(FAITHFUL))  # some rows left out (weight 0)
+    calls = []
+    _spy_fit_grid(monkeypatch, calls)
+    weighted = select_model(FAITHFUL, range(1, 3), "all", sample_weight=weights,
+                            random_state=0)
+    repeated = select_model(np.repeat(FAITHFUL, weights, axis=0), range(1, 3), "all",
+                            random_state=0)
+    assert len(calls) == 2  # both fitted as a stack
+    assert _cells(weighted) == _cells(repeated)
+    for cell, a, b in zip(_cells(weighted), weighted.table, repeated.table, strict=True):
+        assert a["log_likelihood"] == pytest.approx(b["log_likelihood"], rel=1e-6), cell
+        assert a["n_parameters"] == b["n_parameters"], cell
+        assert a["converged"] and b["converged"], cell
+    assert weighted.best_index == repeated.best_index
+
+
+# ---------------------------------------------------------------------- falling back
+def _no_grid(*args, **kwargs):
+    raise AssertionError("fit_grid must not run here")
+
+
+def _with_nan():
+    X = FAITHFUL.copy()
+    X[5, 1] = np.nan
+    return X
+
+
+@pytest.mark.parametrize("case", ["float32", "nan", "kmeans", "n_init", "too many rows"])
+def test_grid_is_fitted_one_model_at_a_time_where_it_must(case, monkeypatch):
+    X, params = {"float32": (FAITHFUL.astype(np.float32), {}),
+                 "nan": (_with_nan(), {}),
+                 "kmeans": (FAITHFUL, {"init_params": "kmeans"}),
+                 "n_init": (FAITHFUL, {"n_init": 2}),
+                 "too many rows": (FAITHFUL, {})}[case]
+    if case == "too many rows":
+        monkeypatch.setattr(grid, "GRID_MAX_ROWS", len(FAITHFUL) - 1)
+    monkeypatch.setattr(grid, "fit_grid", _no_grid)
+    fitted = []
+    _spy_single_fits(monkeypatch, fitted)
+    result = select_model(X, range(1, 3), "all", random_state=0, **params)
+    cells = [(m, K) for m in MODELS for K in (1, 2)]
+    assert _cells(result) == cells
+    assert fitted == cells
+    assert all(np.isfinite(row["log_likelihood"]) and row["converged"] for row in result.table)
+
+
+def test_a_cell_the_stack_hands_back_is_fitted_on_its_own(grids, monkeypatch):
+    stacked, alone = grids
+    set_aside = [("EII", 2), ("VEV", 3)]
+    calls, fitted = [], []
+    _spy_fit_grid(monkeypatch, calls, set_aside)
+    _spy_single_fits(monkeypatch, fitted)
+    result = select_model(FAITHFUL, range(1, 4), "all", random_state=0)
+    assert len(calls) == 1
+    assert fitted == set_aside
+    for i, cell in enumerate(_cells(result)):
+        # the cells set aside are the one-at-a-time fits, the others the stack's
+        reference = (alone if cell in set_aside else stacked).table[i]["log_likelihood"]
+        assert result.table[i]["log_likelihood"] == pytest.approx(reference, rel=1e-12), cell
+    assert result.best_index == stacked.best_index
