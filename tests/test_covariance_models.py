@@ -308,3 +308,26 @@ def test_stacked_m_step_is_each_mixtures_own(model, with_previous):
     for g, expected in enumerate(alone):
         np.testing.assert_allclose(full(stacked[g], model, K, n_features)[: g + 1], expected,
                                    rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["VEI", "VEV", "VEE", "EVE", "VVE"])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4])
+def test_iterative_m_steps_agree_in_both_forms(model, n_features, monkeypatch):
+    """The compiled loops of the iterative M-steps (emkit.kernels.parsimonious) and their
+    numpy forms: the same covariances, from the pooled scatter and from previous ones."""
+    from emkit.kernels import tiers
+
+    rng = np.random.default_rng(n_features)
+    scatter = np.array([random_scatter(rng, 4, n_features) for _ in range(3)])
+    counts = rng.uniform(1, 30, size=(3, 4))
+    counts[1, 3] = 0.0  # a padded component
+    given = (np.diagonal(scatter, axis1=2, axis2=3).copy() if model == "VEI" else scatter)
+    previous = parsimonious.stacked_covariances(model, given, rng.uniform(1, 30, (3, 4)))
+    results = {}
+    for form in ("numpy", "compiled"):
+        monkeypatch.setattr(tiers, "MODE", form)
+        results[form] = [parsimonious.stacked_covariances(model, given, counts, before,
+                                                          counts > 0)
+                         for before in (None, previous)]
+    for numpy_form, compiled in zip(results["numpy"], results["compiled"], strict=True):
+        np.testing.assert_allclose(compiled, numpy_form, rtol=1e-9, atol=1e-12)

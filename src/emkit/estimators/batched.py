@@ -212,7 +212,7 @@ def fit_gaussian_mixtures(
 
 def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_type,
               reg_covar, tol, max_iter, accelerate, models=None,
-              present: np.ndarray | None = None) -> BatchedParams:
+              present: np.ndarray | None = None, shrink: bool = True) -> BatchedParams:
     """EM on the stack of groups from ``start`` until every group has converged or
     ``max_iter`` passes are spent.
 
@@ -223,12 +223,14 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
     run for hundreds of iterations). Each group's convergence state travels in its
     parameters, so its fit is the same either way, up to SQUAREM's step bound (which each
     stack starts afresh). ``models`` and ``present``: each group's covariance model and
-    components (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`)."""
+    components (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`);
+    ``shrink=False`` keeps the whole stack (a group's SQUAREM path then does not depend on how
+    many groups share the stack)."""
     params, rows, spent = start, np.arange(len(start.weights)), 0
 
     def half_converged(info) -> bool:
         running = np.count_nonzero(info.params.active)
-        return len(rows) >= _SHRINK_MIN_GROUPS and 2 * running <= len(rows)
+        return shrink and len(rows) >= _SHRINK_MIN_GROUPS and 2 * running <= len(rows)
 
     while True:
         model = BatchedGaussianMixtureModel(

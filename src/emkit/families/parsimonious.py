@@ -44,6 +44,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from emkit.kernels import parsimonious as kernels
+
 
 class Model(NamedTuple):
     volume: str  # "E" or "V"
@@ -182,11 +184,6 @@ def _weighted(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.einsum("gk,gk...->g...", weights, values)
 
 
-def _still_falling(last: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Whether an iteration's objective fell by more than _TOL (relative) since the last."""
-    return last - value > _TOL * np.maximum(np.abs(value), 1.0)
-
-
 # --------------------------------------------------------------------------- diagonal models
 def _geometric_mean(values: np.ndarray) -> np.ndarray:
     """det^(1/d) of diagonal matrices given by their diagonals (last axis)."""
@@ -221,18 +218,9 @@ def _volumes_and_common_shape(values, weights, previous_values):
             previous_values / _geometric_mean(previous_values)[..., None])))
     else:
         shape = _weighted(weights, values)
-    shape = shape / _geometric_mean(shape)[:, None]
-    last = np.full(len(values), np.inf)
-    going = np.ones(len(values), dtype=bool)
-    for _ in range(_MAX_ITER):
-        volumes = np.mean(values / shape[:, None], axis=2)
-        value = _weighted(weights, values.shape[2] * np.log(volumes))  # + d: tr(S Σ⁻¹) = d
-        pooled = _weighted(weights, values / volumes[..., None])
-        shape = np.where(going[:, None], pooled / _geometric_mean(pooled)[:, None], shape)
-        going &= _still_falling(last, value)
-        if not going.any():
-            break
-        last = value
+    shape = np.ascontiguousarray(shape / _geometric_mean(shape)[:, None])
+    kernels.volumes_and_common_shape(np.ascontiguousarray(values, dtype=float),
+                                     np.ascontiguousarray(weights), shape, _TOL, _MAX_ITER)
     return np.mean(values / shape[:, None], axis=2), shape
 
 
@@ -284,18 +272,9 @@ def _common_matrix(scatter, weights, previous):
     C ∝ Σ_k p_k S_k / λ_k."""
     d = scatter.shape[-1]
     start = _weighted(weights, _normalised(previous) if previous is not None else scatter)
-    common = _normalised(start)
-    last = np.full(len(scatter), np.inf)
-    going = np.ones(len(scatter), dtype=bool)
-    for _ in range(_MAX_ITER):
-        volumes = np.einsum("gkij,gji->gk", scatter, np.linalg.inv(common)) / d
-        value = np.sum(weights * np.log(volumes), axis=1)
-        update = _normalised(_weighted(weights / volumes, scatter))
-        common = np.where(going[:, None, None], update, common)
-        going &= _still_falling(last, value)
-        if not going.any():
-            break
-        last = value
+    common = np.ascontiguousarray(_normalised(start))
+    kernels.common_matrix(np.ascontiguousarray(scatter, dtype=float),
+                          np.ascontiguousarray(weights), common, _TOL, _MAX_ITER)
     volumes = np.einsum("gkij,gji->gk", scatter, np.linalg.inv(common)) / d
     return volumes[..., None, None] * common[:, None]
 
@@ -321,52 +300,31 @@ def _common_orientation(model, scatter, weights, previous, present):
         orientation = _eigen(_weighted(mix, previous))[1]
     else:
         orientation = _eigen(_weighted(weights, scatter))[1]
-    rotated = np.swapaxes(orientation, 1, 2)[:, None] @ scatter @ orientation[:, None]  # M_k
-    last = np.full(len(scatter), np.inf)
-    going = np.ones(len(scatter), dtype=bool)
-    for _ in range(_MAX_SWEEPS):
-        diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=2, axis2=3), weights)
-        value = np.sum(weights * np.log(diagonals).sum(axis=2), axis=1)  # + d given D
-        going &= _still_falling(last, value)
-        if not going.any():
-            break
-        last = value
-        weighted_inverse = weights[..., None] / diagonals
-        for first, second in _rounds(d):
-            # Disjoint pairs do not touch each other's entries of M: one rotation for all;
-            # a mixture that has stopped turns by 0.
-            g = weighted_inverse[..., first] - weighted_inverse[..., second]
-            alpha = 0.5 * np.sum(g * (rotated[:, :, first, first] - rotated[:, :, second, second]),
-                                 axis=1)
-            beta = np.sum(g * rotated[:, :, first, second], axis=1)
-            radius = np.hypot(alpha, beta)
-            turn = (radius > 0.0) & going[:, None]
-            safe = np.where(turn, radius, 1.0)
-            cos2 = np.where(turn, -alpha / safe, 1.0)
-            c = np.sqrt(0.5 * (1.0 + cos2))
-            s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), -beta)
-            givens = np.broadcast_to(np.eye(d), (len(scatter), d, d)).copy()
-            givens[:, first, first] = givens[:, second, second] = c
-            givens[:, second, first], givens[:, first, second] = s, -s
-            orientation = orientation @ givens
-            rotated = np.swapaxes(givens, 1, 2)[:, None] @ rotated @ givens[:, None]
+    orientation = np.ascontiguousarray(orientation)
+    first, second = _rounds(d)
+    kernels.common_orientation(np.ascontiguousarray(scatter, dtype=float),
+                               np.ascontiguousarray(weights), orientation, model == "EVE",
+                               first, second, _TOL, _MAX_SWEEPS)
     rotated = np.swapaxes(orientation, 1, 2)[:, None] @ scatter @ orientation[:, None]
     diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=2, axis2=3), weights)
     return np.einsum("gij,gkj,glj->gkil", orientation, diagonals, orientation)
 
 
 @functools.cache
-def _rounds(n_axes: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+def _rounds(n_axes: int) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of axes once, in rounds of disjoint pairs (the circle method of round-robin
-    tournaments): (first, second) index arrays per round."""
+    tournaments): the first and second axis of each pair, (rounds, pairs per round)."""
     players = list(range(n_axes)) + ([None] if n_axes % 2 else [])
-    rounds = []
-    for _ in range(len(players) - 1):
+    first, second = [], []
+    for _ in range(max(len(players) - 1, 1)):
         pairs = [(players[i], players[-1 - i]) for i in range(len(players) // 2)]
         pairs = [tuple(sorted(pair)) for pair in pairs if None not in pair]
-        rounds.append((np.array([i for i, _ in pairs]), np.array([j for _, j in pairs])))
+        first.append([i for i, _ in pairs])
+        second.append([j for _, j in pairs])
         players = [players[0], players[-1], *players[1:-1]]
-    return tuple(rounds)
+    shape = (len(first), len(first[0]))
+    return (np.array(first, dtype=np.int64).reshape(shape),
+            np.array(second, dtype=np.int64).reshape(shape))
 
 
 def _diagonals_given(model, rotated, weights):

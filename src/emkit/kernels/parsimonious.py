@@ -1,0 +1,271 @@
+"""Compiled loops of the iterative M-steps of mclust's covariance models
+(:mod:`emkit.families.parsimonious`), for G mixtures at once.
+
+Three alternating minimisations have no closed form: the volumes and common shape of VEI and
+VEV, the volumes and common matrix of VEE, and the common orientation of EVE and VVE (Jacobi
+sweeps). Each iteration is a handful of small array operations, so in numpy a stack of mixtures
+costs a few hundred microseconds per M-step in call overhead alone — most of a grid's M-step
+(:func:`emkit.select_model` over the 14 models). Here each mixture iterates in a loop until its
+own rule stops it, as the numpy forms beside them do; :mod:`emkit.kernels.tiers` picks the
+form (numpy until the compiled loops are in numba's cache or have paid for compiling). Both
+forms stop each mixture by the same rule and agree to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from emkit.kernels import tiers
+
+_OPTS = dict(nogil=True, cache=True)
+
+
+# --------------------------------------------------------------------------- VEI, VEV
+def volumes_and_common_shape(values, weights, shape, tol, max_iter):
+    """Alternate λ_k = mean_j(ω_kj / a_j) and A ∝ Σ_k p_k ω_k / λ_k (det A = 1) from ``shape``
+    (G, d), updated in place, for the diagonals ``values`` (G, K, d) and weights (G, K)."""
+    if _SHAPE.use_compiled("d", 0, (values, weights, shape, tol, max_iter)):
+        _shape_loop(values, weights, shape, tol, max_iter)
+    else:
+        _SHAPE.run_numpy(_shape_numpy, values, weights, shape, tol, max_iter)
+
+
+def _still_falling(last, value, tol):
+    return last - value > tol * np.maximum(np.abs(value), 1.0)
+
+
+def _geometric_mean(values):
+    return np.exp(np.mean(np.log(values), axis=-1))
+
+
+def _shape_numpy(values, weights, shape, tol, max_iter):
+    last = np.full(len(values), np.inf)
+    going = np.ones(len(values), dtype=bool)
+    for _ in range(max_iter):
+        volumes = np.mean(values / shape[:, None], axis=2)
+        value = np.einsum("gk,gk->g", weights, values.shape[2] * np.log(volumes))
+        pooled = np.einsum("gk,gkj->gj", weights, values / volumes[..., None])
+        shape[:] = np.where(going[:, None], pooled / _geometric_mean(pooled)[:, None], shape)
+        going &= _still_falling(last, value, tol)
+        if not going.any():
+            break
+        last = value
+
+
+@numba.njit(**_OPTS)
+def _shape_loop(values, weights, shape, tol, max_iter):
+    G, K, d = values.shape
+    pooled = np.empty(d)
+    for g in range(G):
+        last = np.inf
+        for _ in range(max_iter):
+            value = 0.0
+            pooled[:] = 0.0
+            for k in range(K):
+                volume = 0.0
+                for j in range(d):
+                    volume += values[g, k, j] / shape[g, j]
+                volume /= d
+                value += weights[g, k] * d * math.log(volume)
+                for j in range(d):
+                    pooled[j] += weights[g, k] * values[g, k, j] / volume
+            log_mean = 0.0
+            for j in range(d):
+                log_mean += math.log(pooled[j])
+            scale = math.exp(log_mean / d)
+            for j in range(d):
+                shape[g, j] = pooled[j] / scale
+            if not last - value > tol * max(abs(value), 1.0):
+                break
+            last = value
+
+
+# --------------------------------------------------------------------------- VEE
+def common_matrix(scatter, weights, common, tol, max_iter):
+    """Alternate λ_k = tr(S_k C⁻¹) / d and C ∝ Σ_k p_k S_k / λ_k (det C = 1) from ``common``
+    (G, d, d), updated in place, for the scatters (G, K, d, d) and weights (G, K)."""
+    if _MATRIX.use_compiled("d", 0, (scatter, weights, common, tol, max_iter)):
+        _matrix_loop(scatter, weights, common, tol, max_iter)
+    else:
+        _MATRIX.run_numpy(_matrix_numpy, scatter, weights, common, tol, max_iter)
+
+
+def _normalised(matrix):
+    _, log_det = np.linalg.slogdet(matrix)
+    return matrix * np.exp(-log_det / matrix.shape[-1])[..., None, None]
+
+
+def _matrix_numpy(scatter, weights, common, tol, max_iter):
+    d = scatter.shape[-1]
+    last = np.full(len(scatter), np.inf)
+    going = np.ones(len(scatter), dtype=bool)
+    for _ in range(max_iter):
+        volumes = np.einsum("gkij,gji->gk", scatter, np.linalg.inv(common)) / d
+        value = np.sum(weights * np.log(volumes), axis=1)
+        update = _normalised(np.einsum("gk,gkij->gij", weights / volumes, scatter))
+        common[:] = np.where(going[:, None, None], update, common)
+        going &= _still_falling(last, value, tol)
+        if not going.any():
+            break
+        last = value
+
+
+@numba.njit(**_OPTS)
+def _matrix_loop(scatter, weights, common, tol, max_iter):
+    G, K, d, _ = scatter.shape
+    pooled = np.empty((d, d))
+    for g in range(G):
+        last = np.inf
+        for _ in range(max_iter):
+            inverse = np.linalg.inv(common[g])
+            value = 0.0
+            pooled[:] = 0.0
+            for k in range(K):
+                trace = 0.0
+                for i in range(d):
+                    for j in range(d):
+                        trace += scatter[g, k, i, j] * inverse[j, i]
+                volume = trace / d
+                value += weights[g, k] * math.log(volume)
+                factor = weights[g, k] / volume
+                for i in range(d):
+                    for j in range(d):
+                        pooled[i, j] += factor * scatter[g, k, i, j]
+            sign, log_det = np.linalg.slogdet(pooled)
+            scale = math.exp(-log_det / d)
+            for i in range(d):
+                for j in range(d):
+                    common[g, i, j] = pooled[i, j] * scale
+            if not last - value > tol * max(abs(value), 1.0):
+                break
+            last = value
+
+
+# --------------------------------------------------------------------------- EVE, VVE
+def common_orientation(scatter, weights, orientation, equal_volume, first, second, tol,
+                       max_sweeps):
+    """Jacobi sweeps of the common orientation D (G, d, d), updated in place, of Σ_k = D Λ_k Dᵀ
+    (Λ_k = diag(Dᵀ S_k D), rescaled to one common volume when ``equal_volume``: EVE); ``first``
+    and ``second`` (rounds, pairs) index the disjoint pairs of axes of each round."""
+    arguments = (scatter, weights, orientation, bool(equal_volume), first, second, tol,
+                 max_sweeps)
+    if _ORIENTATION.use_compiled("d", 0, arguments):
+        _orientation_loop(*arguments)
+    else:
+        _ORIENTATION.run_numpy(_orientation_numpy, *arguments)
+
+
+def _diagonals_numpy(rotated, weights, equal_volume):
+    if not equal_volume:
+        return rotated
+    volumes = _geometric_mean(rotated)
+    return np.einsum("gk,gk->g", weights, volumes)[:, None, None] * rotated / volumes[..., None]
+
+
+def _orientation_numpy(scatter, weights, orientation, equal_volume, first, second, tol,
+                       max_sweeps):
+    d = scatter.shape[-1]
+    rotated = np.swapaxes(orientation, 1, 2)[:, None] @ scatter @ orientation[:, None]
+    last = np.full(len(scatter), np.inf)
+    going = np.ones(len(scatter), dtype=bool)
+    for _ in range(max_sweeps):
+        diagonals = _diagonals_numpy(np.diagonal(rotated, axis1=2, axis2=3), weights,
+                                     equal_volume)
+        value = np.sum(weights * np.log(diagonals).sum(axis=2), axis=1)
+        going &= _still_falling(last, value, tol)
+        if not going.any():
+            break
+        last = value
+        weighted_inverse = weights[..., None] / diagonals
+        for i, j in zip(first, second, strict=True):
+            # Disjoint pairs do not touch each other's entries of M: one rotation for all; a
+            # mixture that has stopped turns by 0.
+            g = weighted_inverse[..., i] - weighted_inverse[..., j]
+            alpha = 0.5 * np.sum(g * (rotated[:, :, i, i] - rotated[:, :, j, j]), axis=1)
+            beta = np.sum(g * rotated[:, :, i, j], axis=1)
+            radius = np.hypot(alpha, beta)
+            turn = (radius > 0.0) & going[:, None]
+            cos2 = np.where(turn, -alpha / np.where(turn, radius, 1.0), 1.0)
+            c = np.sqrt(0.5 * (1.0 + cos2))
+            s = np.copysign(np.sqrt(np.maximum(0.5 * (1.0 - cos2), 0.0)), -beta)
+            givens = np.broadcast_to(np.eye(d), (len(scatter), d, d)).copy()
+            givens[:, i, i] = givens[:, j, j] = c
+            givens[:, j, i], givens[:, i, j] = s, -s
+            orientation[:] = orientation @ givens
+            rotated = np.swapaxes(givens, 1, 2)[:, None] @ rotated @ givens[:, None]
+
+
+@numba.njit(**_OPTS)
+def _orientation_loop(scatter, weights, orientation, equal_volume, first, second, tol,
+                      max_sweeps):
+    G, K, d, _ = scatter.shape
+    rotated = np.empty((K, d, d))
+    diagonals = np.empty((K, d))
+    inverse = np.empty((K, d))
+    for g in range(G):
+        D = orientation[g]
+        for k in range(K):  # M_k = Dᵀ S_k D
+            rotated[k] = D.T @ scatter[g, k] @ D
+        last = np.inf
+        for _ in range(max_sweeps):
+            common_volume = 0.0
+            for k in range(K):
+                for j in range(d):
+                    diagonals[k, j] = rotated[k, j, j]
+                if equal_volume:
+                    log_mean = 0.0
+                    for j in range(d):
+                        log_mean += math.log(diagonals[k, j])
+                    volume = math.exp(log_mean / d)
+                    common_volume += weights[g, k] * volume
+                    for j in range(d):
+                        diagonals[k, j] /= volume
+            value = 0.0
+            for k in range(K):
+                for j in range(d):
+                    if equal_volume:
+                        diagonals[k, j] *= common_volume
+                    value += weights[g, k] * math.log(diagonals[k, j])
+                    inverse[k, j] = weights[g, k] / diagonals[k, j]
+            if not last - value > tol * max(abs(value), 1.0):
+                break
+            last = value
+            for r in range(first.shape[0]):
+                for p in range(first.shape[1]):
+                    i, j = first[r, p], second[r, p]
+                    alpha = 0.0
+                    beta = 0.0
+                    for k in range(K):
+                        gap = inverse[k, i] - inverse[k, j]
+                        alpha += gap * (rotated[k, i, i] - rotated[k, j, j])
+                        beta += gap * rotated[k, i, j]
+                    alpha *= 0.5
+                    radius = math.hypot(alpha, beta)
+                    if not radius > 0.0:
+                        continue
+                    cos2 = -alpha / radius
+                    c = math.sqrt(0.5 * (1.0 + cos2))
+                    s = math.copysign(math.sqrt(max(0.5 * (1.0 - cos2), 0.0)), -beta)
+                    for m in range(d):  # D ← D G: columns i and j
+                        a, b = D[m, i], D[m, j]
+                        D[m, i] = c * a + s * b
+                        D[m, j] = c * b - s * a
+                    for k in range(K):  # M_k ← Gᵀ M_k G: columns, then rows i and j
+                        for m in range(d):
+                            a, b = rotated[k, m, i], rotated[k, m, j]
+                            rotated[k, m, i] = c * a + s * b
+                            rotated[k, m, j] = c * b - s * a
+                        for m in range(d):
+                            a, b = rotated[k, i, m], rotated[k, j, m]
+                            rotated[k, i, m] = c * a + s * b
+                            rotated[k, j, m] = c * b - s * a
+
+
+# numpy below nothing: the loops are small whatever the input, and compiling the three costs
+# about three seconds (tiers' rule then compiles once the numpy forms have cost that much).
+_SHAPE = tiers.TwoForms(_shape_loop, np.inf, 1.0)
+_MATRIX = tiers.TwoForms(_matrix_loop, np.inf, 1.0)
+_ORIENTATION = tiers.TwoForms(_orientation_loop, np.inf, 1.5)
