@@ -101,17 +101,17 @@ def _from_neighbours(grid: _Grid, cells, fits, present, tol, max_iter, accelerat
     usable = fits.converged & ~fits.degenerate
     donors = {K: [int(c) for c in np.flatnonzero((ks == K) & usable)[
         np.argsort(bic[(ks == K) & usable], kind="stable")][:_DONORS]] for K in set(ks)}
-    givers = sorted({d for chosen in donors.values() for d in chosen})
-    if not givers:
-        return fits
-    posteriors = dict(zip(givers, grid.posteriors(_take_start(fits, givers), present[givers]),
-                          strict=True))
+    posteriors = grid.posteriors(_take_start(fits, np.arange(len(cells))), present)
+    partitions = posteriors.argmax(axis=2)
     owners, resp = [], []
     for cell, K in enumerate(ks):
         for donor in donors[K]:
-            if donor != cell:
+            # a donor that partitions the rows as the fit does leads back to the same maximum
+            if not _same_partition(partitions[donor], partitions[cell]):
                 owners.append(cell)
                 resp.append(posteriors[donor])
+    if not owners:
+        return fits
     owners = np.array(owners)
     starts, started, valid = grid.from_responsibilities(np.array(resp), models[owners])
     again = grid.run(starts, models[owners], started, tol, max_iter, accelerate)
@@ -123,6 +123,12 @@ def _from_neighbours(grid: _Grid, cells, fits, present, tol, max_iter, accelerat
             for name in fits._fields:
                 getattr(fits, name)[cell] = getattr(again, name)[entrant]
     return fits
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labellings of the rows are the same partition (up to the labels' names)."""
+    pairs = np.unique(a * (b.max() + 1) + b)
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
 
 
 def _entrants(grid: _Grid, cells, random_state):

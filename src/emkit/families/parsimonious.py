@@ -65,14 +65,14 @@ COVARIANCE_TYPES = ("spherical", "diag", "tied", "full", "EII", "VII", "EEI", "V
 #: components of several mixtures can then be estimated as one wider mixture's.
 SEPARABLE = ("VII", "VVI", "VVV")
 
-# How far the iterative M-steps go: to a relative change of the objective below _TOL, at most
-# _MAX_ITER rounds. Each round lowers the objective, so stopping early is still generalised EM;
-# the next M-step continues from where this one stopped.
-_TOL = 1e-10
-_MAX_ITER = 100
-# The rounds of Jacobi sweeps cost more (a Python loop over pairs of axes): fewer per M-step;
-# the next M-step starts where this one stopped.
-_MAX_SWEEPS = 3
+# How far the iterative M-steps go: to a relative change of the objective below ITERATION_TOL,
+# at most MAX_ITERATIONS rounds. Each round lowers the objective, so stopping early is still
+# generalised EM; the next M-step continues from where this one stopped.
+ITERATION_TOL = 1e-10
+MAX_ITERATIONS = 100
+# The rounds of Jacobi sweeps cost more (every pair of axes): fewer per M-step; the next
+# M-step starts where this one stopped.
+MAX_SWEEPS = 3
 
 
 def model_name(covariance_type: str) -> str:
@@ -220,7 +220,8 @@ def _volumes_and_common_shape(values, weights, previous_values):
         shape = _weighted(weights, values)
     shape = np.ascontiguousarray(shape / _geometric_mean(shape)[:, None])
     kernels.volumes_and_common_shape(np.ascontiguousarray(values, dtype=float),
-                                     np.ascontiguousarray(weights), shape, _TOL, _MAX_ITER)
+                                     np.ascontiguousarray(weights), shape, ITERATION_TOL,
+                                     MAX_ITERATIONS)
     return np.mean(values / shape[:, None], axis=2), shape
 
 
@@ -274,7 +275,7 @@ def _common_matrix(scatter, weights, previous):
     start = _weighted(weights, _normalised(previous) if previous is not None else scatter)
     common = np.ascontiguousarray(_normalised(start))
     kernels.common_matrix(np.ascontiguousarray(scatter, dtype=float),
-                          np.ascontiguousarray(weights), common, _TOL, _MAX_ITER)
+                          np.ascontiguousarray(weights), common, ITERATION_TOL, MAX_ITERATIONS)
     volumes = np.einsum("gkij,gji->gk", scatter, np.linalg.inv(common)) / d
     return volumes[..., None, None] * common[:, None]
 
@@ -301,17 +302,17 @@ def _common_orientation(model, scatter, weights, previous, present):
     else:
         orientation = _eigen(_weighted(weights, scatter))[1]
     orientation = np.ascontiguousarray(orientation)
-    first, second = _rounds(d)
+    first, second = rounds(d)
     kernels.common_orientation(np.ascontiguousarray(scatter, dtype=float),
                                np.ascontiguousarray(weights), orientation, model == "EVE",
-                               first, second, _TOL, _MAX_SWEEPS)
+                               first, second, ITERATION_TOL, MAX_SWEEPS)
     rotated = np.swapaxes(orientation, 1, 2)[:, None] @ scatter @ orientation[:, None]
     diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=2, axis2=3), weights)
     return np.einsum("gij,gkj,glj->gkil", orientation, diagonals, orientation)
 
 
 @functools.cache
-def _rounds(n_axes: int) -> tuple[np.ndarray, np.ndarray]:
+def rounds(n_axes: int) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of axes once, in rounds of disjoint pairs (the circle method of round-robin
     tournaments): the first and second axis of each pair, (rounds, pairs per round)."""
     players = list(range(n_axes)) + ([None] if n_axes % 2 else [])

@@ -38,6 +38,8 @@ def _group(X, w, log_weights, means, P, full, weight, first, second):
     faster than a loop over rows with the small loops inside."""
     N, D = X.shape
     K = means.shape[0]
+    while K > 1 and log_weights[K - 1] == -np.inf:  # trailing components of weight 0 (the
+        K -= 1  # padding of mixtures of fewer components): their statistics stay 0
     constants = np.empty(K)
     for k in range(K):
         log_det = 0.0
