@@ -331,31 +331,3 @@ def test_iterative_m_steps_agree_in_both_forms(model, n_features, monkeypatch):
                          for before in (None, previous)]
     for numpy_form, compiled in zip(results["numpy"], results["compiled"], strict=True):
         np.testing.assert_allclose(compiled, numpy_form, rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("n_features", [1, 2, 4])
-@pytest.mark.parametrize("with_previous", [False, True])
-def test_every_models_m_step_in_one_compiled_loop(n_features, with_previous, monkeypatch):
-    """A stack of mixtures of all 14 models, padded: the one compiled loop of every model's
-    M-step (emkit.kernels.parsimonious.every_model) gives what the models' numpy M-steps give
-    one model at a time."""
-    from emkit.kernels import tiers
-    from emkit.models.batched_gaussian import BatchedGaussianMixtureModel
-
-    rng = np.random.default_rng(3 + n_features)
-    models = list(MODELS) * 2
-    G, K = len(models), 4
-    scatter = np.array([random_scatter(rng, K, n_features) for _ in range(G)])
-    counts = rng.uniform(1, 30, size=(G, K))
-    present = np.arange(K) < rng.integers(1, K + 1, size=G)[:, None]
-    previous = (np.array([random_scatter(rng, K, n_features) for _ in range(G)])
-                if with_previous else None)
-    model = BatchedGaussianMixtureModel(K, "full", 1e-6, 0.0, np.ones(G), None, models=models,
-                                        present=present)
-    rows = np.arange(G)
-    results = {}
-    for form in ("numpy", "compiled"):
-        monkeypatch.setattr(tiers, "MODE", form)
-        results[form] = model._constrained(scatter, counts, previous, rows, present)
-    np.testing.assert_allclose(results["compiled"], results["numpy"], rtol=1e-9, atol=1e-12)
-    assert np.all(results["compiled"][~present] == np.eye(n_features))

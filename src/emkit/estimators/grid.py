@@ -57,18 +57,23 @@ _RACE_TOL = 1e-6
 
 def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[str, int]],
              *, random_state=None, reg_covar: float = 1e-6, tol: float = 1e-6,
-             max_iter: int = 1000, accelerate: str | None = "squarem") -> list:
+             max_iter: int = 1000, accelerate: str | None = "squarem",
+             init_params: str = "auto") -> list:
     """Fitted :class:`emkit.GaussianMixture` of every (covariance model, K) of ``cells``, in
     their order, on the complete float64 rows X (n ≤ :data:`GRID_MAX_ROWS`) with optional
     row weights; ``None`` for a fit the caller must run on its own (a component degenerated).
-    The other arguments are ``GaussianMixture``'s."""
+    The other arguments are ``GaussianMixture``'s (``init_params``: "auto" or
+    "hierarchical")."""
     n_features = X.shape[1]
     n_samples = float(len(X) if sample_weight is None else sample_weight.sum())
     K_max = max(K for _, K in cells)
     grid = _Grid(X, sample_weight, K_max, reg_covar)
-    owners, models, resp = _entrants(grid, cells, random_state)
+    owners, models, resp = _entrants(grid, cells, random_state, init_params)
+    if len(np.unique(owners)) < len(cells):  # a fit without a start (no informative one)
+        return [None] * len(cells)
     race, present, valid = grid.from_responsibilities(resp, models)
-    race = grid.run(race, models, present, _RACE_TOL, SHARED_FINAL_STEPS - 1, None)
+    if len(owners) > len(cells):  # the starts of a fit race
+        race = grid.run(race, models, present, _RACE_TOL, SHARED_FINAL_STEPS - 1, None)
     # each fit's winner: the highest log-likelihood (of equals, the earlier start)
     score = np.where(valid, race.log_likelihood, -np.inf)
     winners = np.array([np.flatnonzero(owners == cell)[np.argmax(score[owners == cell])]
@@ -78,7 +83,7 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
     final = grid.run(start, models[winners], present[winners], tol, max_iter, accelerate)
     final = _from_neighbours(grid, cells, final, present[winners], tol, max_iter, accelerate)
     settings = dict(random_state=random_state, reg_covar=reg_covar, tol=tol,
-                    max_iter=max_iter, accelerate=accelerate)
+                    max_iter=max_iter, accelerate=accelerate, init_params=init_params)
     return [None if final.degenerate[g] or not valid[winners[g]] else
             _estimator(final, g, model_name, K, n_features, n_samples, settings)
             for g, (model_name, K) in enumerate(cells)]
@@ -131,13 +136,14 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(pairs) == len(np.unique(a)) == len(np.unique(b))
 
 
-def _entrants(grid: _Grid, cells, random_state):
+def _entrants(grid: _Grid, cells, random_state, init_params: str):
     """The starts that race for each fit, as GaussianMixture's default start in a grid
     (:class:`~emkit.models.mixture.SharedStarts`) chooses them: for each K, sixteen k-means
     and k-means++ partitions screened by successive halving under the separable model of each
     layout (VII, VVI, VVV) — every screening of the grid in one stack — and the two survivors
-    of a fit's layout with the hierarchical partition. Returns the owning cell of each
-    entrant, its model, and its responsibilities (entrants, rows, K_max)."""
+    of a fit's layout with the hierarchical partition; with ``init_params="hierarchical"``,
+    that partition alone (mclust's start). Returns the owning cell of each entrant, its
+    model, and its responsibilities (entrants, rows, K_max)."""
     separable_of = {"spherical": "VII", "diag": "VVI", "tied": "VVV", "full": "VVV"}
     layouts = sorted({separable_of[layout(name)] for name, _ in cells})
     survivors, anchors = {}, {}
@@ -145,13 +151,18 @@ def _entrants(grid: _Grid, cells, random_state):
     for K in sorted({K for _, K in cells}):
         # the generator of a GaussianMixture's one start (fit_em's first spawned seed)
         rng = np.random.default_rng(seed_sequence(random_state).spawn(1)[0])
-        starts, anchors[K] = GaussianMixtureModel(K, "VVV", grid.reg_covar).screening_entrants(
-            "auto", grid.X, grid.w, None, rng)
+        model = GaussianMixtureModel(K, "VVV", grid.reg_covar)
+        if init_params == "hierarchical":
+            anchors[K] = model.partition("hierarchical", grid.X, grid.w, rng)
+            continue
+        starts, anchors[K] = model.screening_entrants("auto", grid.X, grid.w, None, rng)
         for separable in layouts:  # the same partitions, estimated under each layout
             for start in starts:
                 screened.append(_in_model(start, separable))
                 screened_models.append(separable)
                 keys.append((K, separable))
+    if not screened:  # the hierarchical partitions alone
+        return _anchored_entrants(grid, cells, anchors)
     models = np.array(screened_models)
     params, present = _stack(screened, models, grid.K_max, grid.X.shape[1])
     keys_array = np.array([f"{K}:{name}" for K, name in keys])
@@ -175,9 +186,16 @@ def _entrants(grid: _Grid, cells, random_state):
     posteriors = grid.posteriors(_take_start(params, running), present[running])
     for position, g in enumerate(running):
         survivors.setdefault(keys[g], []).append(posteriors[position])
+    return _anchored_entrants(grid, cells, anchors, {
+        cell: survivors[K, separable_of[layout(name)]] for cell, (name, K) in enumerate(cells)})
+
+
+def _anchored_entrants(grid: _Grid, cells, anchors, survivors=None):
+    """Each fit's entrants: its screening's survivors (posteriors) and its K's hierarchical
+    partition (where informative); see :func:`_entrants`."""
     owners, entrant_models, resp = [], [], []
     for cell, (name, K) in enumerate(cells):
-        finalists = survivors[K, separable_of[layout(name)]] + (
+        finalists = ([] if survivors is None else survivors[cell]) + (
             [] if anchors[K] is None else [_padded(anchors[K], grid.K_max)])
         for posterior in finalists:
             owners.append(cell)

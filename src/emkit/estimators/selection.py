@@ -303,7 +303,8 @@ def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
 
     alone = [None] * len(cells)
     if (set(estimator_params) - _GRID_PARAMETERS
-            or estimator_params.get("init_params", DEFAULT_INIT) != DEFAULT_INIT
+            or estimator_params.get("init_params", DEFAULT_INIT) not in (DEFAULT_INIT,
+                                                                         "hierarchical")
             or estimator_params.get("accelerate", "squarem") not in ("squarem", None)
             or getattr(X, "dtype", np.float64) != np.float64):
         return alone
@@ -320,7 +321,7 @@ def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
     if announce is not None:
         announce(f"fitting the {len(cells)} models together")
     settings = {name: estimator_params[name] for name in
-                ("random_state", "reg_covar", "tol", "max_iter", "accelerate")
+                ("random_state", "reg_covar", "tol", "max_iter", "accelerate", "init_params")
                 if name in estimator_params}
     return fit_grid(X, w, cells, **settings)
 

@@ -245,8 +245,14 @@ def _orientation_one(scatter, weights, D, equal_volume, first, second, tol, max_
     rotated = np.empty((K, d, d))
     diagonals = np.empty((K, d))
     inverse = np.empty((K, d))
-    for k in range(K):  # M_k = Dᵀ S_k D
-        rotated[k] = D.T @ scatter[k] @ D
+    for k in range(K):  # M_k = Dᵀ S_k D (loops: numba's matrix products of transposed
+        for a in range(d):  # views compile for seconds)
+            for b in range(d):
+                total = 0.0
+                for i in range(d):
+                    for j in range(d):
+                        total += D[i, a] * scatter[k, i, j] * D[j, b]
+                rotated[k, a, b] = total
     last = np.inf
     for _ in range(max_sweeps):
         _orientation_diagonals(rotated, weights, equal_volume, diagonals)
@@ -289,193 +295,9 @@ def _orientation_one(scatter, weights, D, equal_volume, first, second, tol, max_
                         rotated[k, j, m] = c * b - s * a
 
 
-# --------------------------------------------------------------------------- every model
-#: The code of each of mclust's 14 models (the order of emkit.families.parsimonious.MODELS).
-CODES = {name: code for code, name in enumerate(
-    ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV",
-     "VVV"))}
-
-
-def every_model(codes, scatter, counts, previous, present, first, second, tol, max_iter,
-                max_sweeps, numpy_form):
-    """Covariances (G, K, d, d) of G mixtures, each of its own model (``codes`` (G,), see
-    :data:`CODES`), from their regularised scatters (G, K, d, d), counts (G, K), previous
-    covariances (G, K, d, d) or None, and the (G, K) mask of the components each has
-    (padding components: identity scatter, count 0; their result is to be ignored).
-    ``numpy_form()`` computes the same model by model in numpy (the families' M-steps)."""
-    weights = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-300)
-    has_previous = previous is not None
-    out = np.empty_like(scatter)
-    arguments = (codes, scatter, weights, previous if has_previous else scatter, has_previous,
-                 present, first, second, tol, max_iter, max_sweeps, out)
-    if not _EVERY.use_compiled("d", 0, arguments):
-        return _EVERY.run_numpy(numpy_form)
-    _every_loop(*arguments)
-    return out
-
-
-@numba.njit(**_OPTS)
-def _every_loop(codes, scatter, weights, previous, has_previous, present, first, second, tol,
-                max_iter, max_sweeps, out):
-    for g in range(scatter.shape[0]):
-        _one_model(codes[g], scatter[g], weights[g], previous[g], has_previous, present[g],
-                   first, second, tol, max_iter, max_sweeps, out[g])
-
-
-@numba.njit(**_OPTS)
-def _geometric_mean_row(values):
-    total = 0.0
-    for value in values:
-        total += math.log(value)
-    return math.exp(total / values.shape[0])
-
-
-@numba.njit(**_OPTS)
-def _eigen_descending(matrix):
-    values, vectors = np.linalg.eigh(matrix)
-    return values[::-1].copy(), vectors[:, ::-1].copy()
-
-
-@numba.njit(**_OPTS)
-def _common_shape_start(values, weights, previous_values, has_previous):
-    """VEI and VEV: the shape the alternation starts from (det 1), as the numpy form."""
-    K, d = values.shape
-    shape = np.zeros(d)
-    for k in range(K):
-        if has_previous:
-            volume = _geometric_mean_row(previous_values[k])
-            for j in range(d):
-                shape[j] += weights[k] * math.log(previous_values[k, j] / volume)
-        else:
-            for j in range(d):
-                shape[j] += weights[k] * values[k, j]
-    if has_previous:
-        for j in range(d):
-            shape[j] = math.exp(shape[j])
-    return shape / _geometric_mean_row(shape)
-
-
-@numba.njit(**_OPTS)
-def _normalised_matrix(matrix):
-    return matrix * math.exp(-np.linalg.slogdet(matrix)[1] / matrix.shape[0])
-
-
-@numba.njit(**_OPTS)
-def _one_model(code, S, w, previous, has_previous, present, first, second, tol, max_iter,
-               max_sweeps, out):
-    K, d, _ = S.shape
-    out[:] = 0.0
-    if code == 13:  # VVV
-        out[:] = S
-    elif code == 6:  # EEE
-        pooled = np.zeros((d, d))
-        for k in range(K):
-            pooled += w[k] * S[k]
-        for k in range(K):
-            out[k] = pooled
-    elif code <= 5:  # the diagonal models
-        variances = np.empty((K, d))
-        for k in range(K):
-            for j in range(d):
-                variances[k, j] = S[k, j, j]
-        result = variances.copy()
-        if code == 0 or code == 1:  # EII, VII
-            common = 0.0
-            for k in range(K):
-                common += w[k] * variances[k].mean()
-            for k in range(K):
-                result[k, :] = common if code == 0 else variances[k].mean()
-        elif code == 2:  # EEI
-            pooled = np.zeros(d)
-            for k in range(K):
-                pooled += w[k] * variances[k]
-            for k in range(K):
-                result[k] = pooled
-        elif code == 4:  # EVI
-            volumes = np.empty(K)
-            common = 0.0
-            for k in range(K):
-                volumes[k] = _geometric_mean_row(variances[k])
-                common += w[k] * volumes[k]
-            for k in range(K):
-                result[k] = common * variances[k] / volumes[k]
-        elif code == 3:  # VEI
-            before = np.empty((K, d))
-            for k in range(K):
-                for j in range(d):
-                    before[k, j] = previous[k, j, j]
-            shape = _common_shape_start(variances, w, before, has_previous)
-            _shape_one(variances, w, shape, tol, max_iter)
-            for k in range(K):
-                result[k] = (variances[k] / shape).mean() * shape
-        for k in range(K):
-            for j in range(d):
-                out[k, j, j] = result[k, j]
-    elif code == 12:  # EVV
-        volumes = np.empty(K)
-        common = 0.0
-        for k in range(K):
-            volumes[k] = math.exp(np.linalg.slogdet(S[k])[1] / d)
-            common += w[k] * volumes[k]
-        for k in range(K):
-            out[k] = common * S[k] / volumes[k]
-    elif code == 7:  # VEE
-        start = np.zeros((d, d))
-        for k in range(K):
-            start += w[k] * (_normalised_matrix(previous[k]) if has_previous else S[k])
-        common = _normalised_matrix(start)
-        _matrix_one(S, w, common, tol, max_iter)
-        inverse = np.linalg.inv(common)
-        for k in range(K):
-            out[k] = np.trace(S[k] @ inverse) / d * common
-    elif code == 10 or code == 11:  # EEV, VEV
-        values = np.empty((K, d))
-        vectors = np.empty((K, d, d))
-        for k in range(K):
-            values[k], vectors[k] = _eigen_descending(S[k])
-        if code == 10:
-            common = np.zeros(d)
-            for k in range(K):
-                common += w[k] * values[k]
-            for k in range(K):
-                out[k] = (vectors[k] * common) @ vectors[k].T
-        else:
-            before = np.empty((K, d))
-            if has_previous:
-                for k in range(K):
-                    before[k] = _eigen_descending(previous[k])[0]
-            shape = _common_shape_start(values, w, before, has_previous)
-            _shape_one(values, w, shape, tol, max_iter)
-            for k in range(K):
-                diagonal = (values[k] / shape).mean() * shape
-                out[k] = (vectors[k] * diagonal) @ vectors[k].T
-    else:  # EVE, VVE
-        combination = np.zeros((d, d))
-        if has_previous:
-            n_present = 0
-            for k in range(K):
-                n_present += present[k]
-            for k in range(K):
-                if present[k]:
-                    rising = 1.0 + k / max(n_present - 1, 1)
-                    combination += rising / np.trace(previous[k]) * previous[k]
-        else:
-            for k in range(K):
-                combination += w[k] * S[k]
-        D = _eigen_descending(combination)[1]
-        _orientation_one(S, w, D, code == 8, first, second, tol, max_sweeps)
-        rotated = np.empty((K, d, d))
-        for k in range(K):
-            rotated[k] = D.T @ S[k] @ D
-        diagonals = np.empty((K, d))
-        _orientation_diagonals(rotated, w, code == 8, diagonals)
-        for k in range(K):
-            out[k] = (D * diagonals[k]) @ D.T
-
-
-# numpy below nothing: the loops are small whatever the input, and compiling the three costs
-# about three seconds (tiers' rule then compiles once the numpy forms have cost that much).
-_SHAPE = tiers.TwoForms(_shape_loop, np.inf, 1.0)
-_MATRIX = tiers.TwoForms(_matrix_loop, np.inf, 1.0)
-_ORIENTATION = tiers.TwoForms(_orientation_loop, np.inf, 1.5)
-_EVERY = tiers.TwoForms(_every_loop, np.inf, 4.0)
+# numpy below nothing: the loops are small whatever the input. Compiling them costs (measured
+# in a new environment, after numba's own start-up) about 0.5, 1.5 and 1.6 s; tiers' rule
+# compiles each once its numpy form has cost that much.
+_SHAPE = tiers.TwoForms(_shape_loop, np.inf, 0.5)
+_MATRIX = tiers.TwoForms(_matrix_loop, np.inf, 1.5)
+_ORIENTATION = tiers.TwoForms(_orientation_loop, np.inf, 1.6)

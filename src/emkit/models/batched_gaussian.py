@@ -52,7 +52,6 @@ from emkit.core.results import EMStep
 from emkit.families import parsimonious
 from emkit.families.base import unflatten_probabilities
 from emkit.kernels import batched_gaussian as kernels
-from emkit.kernels import parsimonious as kernels_parsimonious
 
 # L_ii / √Σ_ii below this: Σ counts as singular (the Gaussian family's test).
 _MIN_PIVOT_RATIO = 1e-7
@@ -397,29 +396,13 @@ class BatchedGaussianMixtureModel:
             previous = np.where(present[..., None, None], previous, np.eye(D))
         position = np.full(len(self.group_samples), -1)
         position[rows] = np.arange(len(rows))
-        model_rows = models or self.model_rows
-
-        def model_by_model():
-            out = scatter.copy()
-            for model, members in model_rows.items():
-                at = position[members]
-                at = at[at >= 0]
-                if at.size:
-                    out[at] = _stacked_full(model, scatter[at], counts[at],
-                                            None if previous is None else previous[at],
-                                            present[at])
-            return out
-
-        codes = np.full(len(rows), kernels_parsimonious.CODES["VVV"])
-        for model, members in model_rows.items():
+        out = scatter.copy()
+        for model, members in (models or self.model_rows).items():
             at = position[members]
-            codes[at[at >= 0]] = kernels_parsimonious.CODES[model]
-        first, second = parsimonious.rounds(D)
-        out = kernels_parsimonious.every_model(
-            codes, np.ascontiguousarray(scatter), np.ascontiguousarray(counts),
-            None if previous is None else np.ascontiguousarray(previous), present, first,
-            second, parsimonious.ITERATION_TOL, parsimonious.MAX_ITERATIONS,
-            parsimonious.MAX_SWEEPS, model_by_model)
+            at = at[at >= 0]
+            if at.size:
+                out[at] = _stacked_full(model, scatter[at], counts[at],
+                                        None if previous is None else previous[at], present[at])
         return np.where(present[..., None, None], out, np.eye(D))
 
     def _project(self, covariances, template, rows):

@@ -701,6 +701,11 @@ class GaussianMixtureModel(MixtureModel):
                 starts.append(self._params_from_resp(X, w, labels, resp, rng, order))
         return starts
 
+    def partition(self, method: str, X, w, rng: np.random.Generator) -> np.ndarray:
+        """The hard partition (rows × K responsibilities of 0 and 1, or random soft ones for
+        ``"random"``) that the start ``method`` makes of the complete rows X."""
+        return self._initial_responsibilities(method, X, w, rng)
+
     def _initial_responsibilities(self, method, X, w, rng) -> np.ndarray:
         K, n_rows = self.n_components, len(X)
         if method == "random":
