@@ -135,13 +135,21 @@ def test_fit_on_chunks_equals_fit_on_whole(case):
     np.testing.assert_allclose(doubled.history, 2 * same_start.history, rtol=case.rtol(1e-12))
 
 
+# EM steps of the contracts that compare two fits step for step: few enough that the objective
+# still rises by more than a float32 E-step's round-off. Near the maximum a step's gain sinks
+# below that noise; one fit then sees a "decrease" and keeps its previous parameters, the
+# other takes the step (gmm-full-float32 after 20 steps: weights 8.6e-5 apart on one machine,
+# equal on another).
+_COMPARED_STEPS = 8
+
+
 def test_zero_weight_is_row_dropped(case):
     X = sample(case)
     weights = np.where(np.random.default_rng(4).uniform(size=len(X)) < 0.25, 0.0, 1.0)
     kept = X[weights > 0]
     init = case.make_model().init_params(kept, np.random.default_rng(5))
-    weighted = fit(case, Batch(X, weights), init=init, tol=0.0, max_iter=20)
-    dropped = fit(case, kept, init=init, tol=0.0, max_iter=20)
+    weighted = fit(case, Batch(X, weights), init=init, tol=0.0, max_iter=_COMPARED_STEPS)
+    dropped = fit(case, kept, init=init, tol=0.0, max_iter=_COMPARED_STEPS)
     assert_close(weighted.params, dropped.params, case.rtol(1e-10))
     np.testing.assert_allclose(weighted.history, dropped.history, rtol=case.rtol(1e-12))
 
@@ -151,8 +159,9 @@ def test_integer_weight_is_row_repeated(case):
     weights = np.random.default_rng(6).integers(0, 4, size=len(X))
     repeated = np.repeat(X, weights, axis=0)
     init = case.make_model().init_params(repeated, np.random.default_rng(7))
-    weighted = fit(case, Batch(X, weights.astype(float)), init=init, tol=0.0, max_iter=20)
-    copies = fit(case, repeated, init=init, tol=0.0, max_iter=20)
+    weighted = fit(case, Batch(X, weights.astype(float)), init=init, tol=0.0,
+                   max_iter=_COMPARED_STEPS)
+    copies = fit(case, repeated, init=init, tol=0.0, max_iter=_COMPARED_STEPS)
     assert_close(weighted.params, copies.params, case.rtol(1e-10))
     np.testing.assert_allclose(weighted.history, copies.history, rtol=case.rtol(1e-12))
 
