@@ -322,3 +322,35 @@ def test_a_cell_the_stack_hands_back_is_fitted_on_its_own(grids, monkeypatch):
         reference = (alone if cell in set_aside else stacked).table[i]["log_likelihood"]
         assert result.table[i]["log_likelihood"] == pytest.approx(reference, rel=1e-12), cell
     assert result.best_index == stacked.best_index
+
+
+def test_scikit_learn_names_are_their_models_in_the_stack(monkeypatch):
+    """"full", "spherical", "diag" and "tied" next to VVV, VII, VVI and EEE in one grid: each
+    alias is fitted under its model's constraints, to the same maximum."""
+    calls = []
+    _spy_fit_grid(monkeypatch, calls)
+    X = datasets.load("faithful").data
+    kinds = ("full", "VVV", "spherical", "VII", "diag", "VVI", "tied", "EEE")
+    result = select_model(X, range(1, 4), kinds, random_state=0)
+    assert [len(cells) for cells in calls] == [len(kinds) * 3]
+    rows = {(row["covariance_type"], row["n_components"]): row for row in result.table}
+    for alias, model in parsimonious.ALIASES.items():
+        for K in range(1, 4):
+            assert rows[alias, K]["log_likelihood"] == pytest.approx(
+                rows[model, K]["log_likelihood"], rel=1e-10)
+    spherical = result.estimators[kinds.index("spherical") * 3 + 2]
+    assert spherical.covariances_.shape == (3,)
+
+
+def test_the_command_line_grid_is_stacked(monkeypatch, capsys):
+    """``emkit select gmm --models all`` passes every GaussianMixture parameter, at its
+    default: the grid is still fitted as one stack."""
+    from emkit.cli import main
+
+    calls = []
+    _spy_fit_grid(monkeypatch, calls)
+    status = main(["select", "gmm", str(datasets.path("faithful")), "--models", "all", "-k",
+                   "1-2"])
+    assert status == 0
+    assert [len(cells) for cells in calls] == [28]
+    assert "best" in capsys.readouterr().out

@@ -289,20 +289,25 @@ def _first_best(scores: list[float]) -> int:
     return next(i for i, score in enumerate(scores) if score <= lowest + slack)
 
 
-# GaussianMixture's parameters with which a grid is fitted as one stack (emkit.estimators.grid):
-# the others (other starts, float32, restarts, ...) fit each model on its own.
+# GaussianMixture's parameters that a grid fitted as one stack (emkit.estimators.grid) honours,
+# and those that do not change a fit; with any other away from its default (other starts,
+# float32, given parameters, ...) each model is fitted on its own.
 _GRID_PARAMETERS = {"random_state", "reg_covar", "tol", "max_iter", "accelerate",
                     "init_params", "n_init"}
+_GRID_IGNORED = {"progress", "verbose", "verbose_interval", "warm_start"}
 
 
 def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
     """The grid's fits as one stack (:func:`emkit.estimators.grid.fit_grid`) where its rows
     and parameters allow; None for each fit to be run on its own."""
+    from emkit.estimators.gaussian_mixture import GaussianMixture
     from emkit.estimators.grid import GRID_MAX_ROWS, fit_grid
     from emkit.models.clustering import DEFAULT_INIT
 
     alone = [None] * len(cells)
-    if (set(estimator_params) - _GRID_PARAMETERS
+    defaults = GaussianMixture().get_params()
+    if (any(not _is_default(value, defaults.get(name)) for name, value in
+            estimator_params.items() if name not in _GRID_PARAMETERS | _GRID_IGNORED)
             or estimator_params.get("init_params", DEFAULT_INIT) not in (DEFAULT_INIT,
                                                                          "hierarchical")
             or estimator_params.get("accelerate", "squarem") not in ("squarem", None)
@@ -324,6 +329,16 @@ def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
                 ("random_state", "reg_covar", "tol", "max_iter", "accelerate", "init_params")
                 if name in estimator_params}
     return fit_grid(X, w, cells, **settings)
+
+
+def _is_default(value, default) -> bool:
+    """Whether a parameter's value is its default (None, a number, a type, a string)."""
+    if value is None or default is None:
+        return value is default
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):  # arrays and the like: given, so not the default
+        return False
 
 
 def _check_estimator(estimator, gaussian: bool, kinds: list[str], X, y) -> tuple:

@@ -144,7 +144,9 @@ class BatchedGaussianMixtureModel:
         G = len(self.group_samples)
         self.present = (np.ones((G, n_components), dtype=bool) if present is None
                         else np.asarray(present, dtype=bool))
-        models = np.asarray(["VVV"] * G if models is None else models)
+        # mclust's names (scikit-learn's covariance types are aliases of four of them)
+        models = np.asarray(["VVV"] * G if models is None else
+                            [parsimonious.model_name(name) for name in models])
         if covariance_type != "full" and np.any(models != "VVV"):
             raise ValueError("covariance models other than VVV need the full layout")
         # Groups whose every M-step covariance is a scatter plus reg_covar·I (the constrained
