@@ -2,18 +2,22 @@
 fitted as one stack (:func:`fit_grid`, what :func:`emkit.select_model` runs for it).
 
 Fitted one at a time, each of the grid's fits is a few hundred small EM passes, and on data of
-a few hundred rows a pass's cost is almost all fixed (Python, numpy calls): 126 fits of
+a few hundred rows a pass's cost is almost all fixed (Python, numpy calls): the 126 fits of
 faithful took 5–7 s, mclust's Fortran 0.6 s. Stacked, one pass serves every fit: the fits are
 the groups of one :class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel` (each
 with its own covariance model; fits of fewer components padded to the largest K), and the
 M-step of each covariance model runs once per pass for all its fits
 (:func:`emkit.families.parsimonious.stacked_covariances`).
 
-Each fit starts as ``GaussianMixture`` starts in a grid (``SharedStarts``): the finalists of
-the screening shared by the fits of one K, re-estimated under the fit's own model, race for
-``SHARED_FINAL_STEPS`` EM steps — here all the races of the grid in one stack — and the winner
-is fitted to convergence, by SQUAREM fit by fit (each its own step length and convergence
-test, :class:`emkit.core.accelerate.Blocks`).
+The starts are ``GaussianMixture``'s default start in a grid (``SharedStarts``), every stage
+in one stack: for each K, the sixteen k-means and k-means++ partitions are screened by
+successive halving under the separable model of each layout; each fit's finalists (its
+layout's two survivors and the hierarchical partition, re-estimated under its own model) race
+for ``SHARED_FINAL_STEPS`` EM steps, and the winner is fitted to convergence by SQUAREM fit by
+fit (each its own step length and convergence test, :class:`emkit.core.accelerate.Blocks`).
+Last, each fit is fitted again from the partition of the best fit of its K by BIC and keeps the
+better maximum (:func:`_from_neighbours`). ``init_params="hierarchical"`` starts each fit from
+the hierarchical partition alone (mclust's start).
 
 A fit in which a component lost all its weight or its positive-definite covariance is left to
 the caller (``None``): ``GaussianMixture`` re-seeds such a component, the stack only keeps its
@@ -98,7 +102,7 @@ def _from_neighbours(grid: _Grid, cells, fits, present, tol, max_iter, accelerat
     partitions (posteriors) of the best fits of its K by BIC, each re-estimated under its own
     model, and keeps the better maximum. A maximum one covariance model reaches from its
     starts is often the way to another model's best."""
-    n_rows, n_features = grid.X.shape
+    n_features = grid.X.shape[1]
     models = np.array([name for name, _ in cells])
     ks = np.array([K for _, K in cells])
     n_parameters = np.array([parsimonious_parameters(name, K, n_features) for name, K in cells])
