@@ -212,7 +212,8 @@ def fit_gaussian_mixtures(
 
 def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_type,
               reg_covar, tol, max_iter, accelerate, models=None,
-              present: np.ndarray | None = None, shrink: bool = True) -> BatchedParams:
+              present: np.ndarray | None = None, shrink: bool = True,
+              threads: bool = True) -> BatchedParams:
     """EM on the stack of groups from ``start`` until every group has converged or
     ``max_iter`` passes are spent.
 
@@ -225,7 +226,7 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
     stack starts afresh). ``models`` and ``present``: each group's covariance model and
     components (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`);
     ``shrink=False`` keeps the whole stack (a group's SQUAREM path then does not depend on how
-    many groups share the stack)."""
+    many groups share the stack); ``threads=False`` keeps the E-steps on one thread."""
     params, rows, spent = start, np.arange(len(start.weights)), 0
 
     def half_converged(info) -> bool:
@@ -237,7 +238,7 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
             K, covariance_type, reg_covar, tol, n_samples[rows], _take(params, rows),
             accelerated=accelerate == "squarem",
             models=None if models is None else np.asarray(models)[rows],
-            present=None if present is None else present[rows])
+            present=None if present is None else present[rows], threads=threads)
         part = GroupedRows(data.X[rows], data.weight[rows])
         result = fit_em(model, part, max_iter=max_iter - spent, tol=tol, xtol=None,
                         accelerate=accelerate, warn_not_converged=False,

@@ -227,10 +227,11 @@ class _Grid:
         G = len(models)
         # Unshrunk: a fit's SQUAREM path, and so the maximum it reaches, does not depend on
         # the other fits of the grid (iris EEV K=4: −183.10 in a shrunk stack of 70 fits,
-        # −181.95 alone and unshrunk).
+        # −181.95 alone and unshrunk). One thread: the E-steps are a small share of a grid's
+        # time, and compiling the threaded loop took 12 of a new environment's first 17 s.
         return fit_stack(self.rows(G), start, np.full(G, self.n_samples), self.K_max, "full",
                          self.reg_covar, tol, max_iter, accelerate, models, present,
-                         shrink=False)
+                         shrink=False, threads=False)
 
     def posteriors(self, params, present) -> np.ndarray:
         """Each mixture's posterior probabilities of the rows, (G, n, K_max)."""

@@ -156,11 +156,13 @@ _PARALLEL_MIN_ROWS = 65_536
 _GROUPS = tiers.TwoForms(_groups_serial, 2**23, 3.0)
 
 
-def e_step_groups(X, w, rows, log_weights, means, P, full):
+def e_step_groups(X, w, rows, log_weights, means, P, full, threads=True):
     """Statistics of the groups ``rows`` (A,) of X (G, N, D) with row weights w (G, N):
     weight (A, K), first (A, K, D), second (A, K, D, D) full or (A, K, 1, D) diag, centred at
     ``means`` (G, K, D), and the weighted log-likelihood (A,). ``log_weights`` (G, K); P is
-    (G, K, D, D) upper triangular or (G, K, 1, D) for diagonal covariances."""
+    (G, K, D, D) upper triangular or (G, K, 1, D) for diagonal covariances. ``threads=False``
+    keeps to the serial loop (compiling the threaded one costs 5–8 s)."""
+    P = np.ascontiguousarray(P)  # one compiled signature whatever P's layout
     A = rows.shape[0]
     K, D = means.shape[1], means.shape[2]
     out = (np.zeros((A, K)), np.zeros((A, K, D)), np.zeros((A, K, P.shape[2], D)), np.zeros(A))
@@ -168,7 +170,7 @@ def e_step_groups(X, w, rows, log_weights, means, P, full):
     if not _GROUPS.use_compiled(X.dtype.char, A * X.shape[1] * K * (D + 1) ** 2, arguments):
         return _GROUPS.run_numpy(_e_step_groups_numpy, X, w, rows, log_weights, means, P,
                                  bool(full))
-    if A * X.shape[1] >= _PARALLEL_MIN_ROWS:
+    if threads and A * X.shape[1] >= _PARALLEL_MIN_ROWS:
         _groups_parallel(*arguments)
         # the groups still running late in such a fit are fewer: compiled too, not numpy
         _GROUPS.keep_compiled(X.dtype.char)

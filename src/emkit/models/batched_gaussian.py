@@ -128,11 +128,15 @@ class BatchedGaussianMixtureModel:
         every group's covariances are unconstrained.
     present : (G, K) bool array, optional
         The components each group has (the others pad it to K; see the module docstring).
+    threads : bool
+        Whether large stacks' E-steps may run on several threads (a threaded loop that costs
+        seconds to compile the first time).
     """
 
     def __init__(self, n_components: int, covariance_type: str, reg_covar: float, tol: float,
                  n_samples: np.ndarray, start: BatchedParams, decrease_rtol: float = 1e-10,
-                 accelerated: bool = False, models=None, present: np.ndarray | None = None):
+                 accelerated: bool = False, models=None, present: np.ndarray | None = None,
+                 threads: bool = True):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = float(reg_covar)
@@ -141,6 +145,7 @@ class BatchedGaussianMixtureModel:
         self.start = start
         self.decrease_rtol = decrease_rtol
         self.accelerated = accelerated
+        self.threads = threads
         G = len(self.group_samples)
         self.present = (np.ones((G, n_components), dtype=bool) if present is None
                         else np.asarray(present, dtype=bool))
@@ -173,7 +178,7 @@ class BatchedGaussianMixtureModel:
         with np.errstate(divide="ignore"):  # an empty component has weight 0
             log_weights = np.log(params.weights)
         weight, first, second, log_likelihood = kernels.e_step_groups(
-            chunk.X, chunk.weight, rows, log_weights, params.means, P, full)
+            chunk.X, chunk.weight, rows, log_weights, params.means, P, full, self.threads)
         if not full:
             second = second[:, :, 0, :]
         if rows.size == G:  # every group active: no scatter
