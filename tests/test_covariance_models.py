@@ -28,16 +28,8 @@ def random_scatter(rng, n_components, n_features):
     return np.array(scatter)
 
 
-def full(covariances, model, n_components, n_features):
-    """Covariances in any layout as (K, D, D) matrices."""
-    kind = parsimonious.layout(model)
-    if kind == "spherical":
-        return covariances[:, None, None] * np.eye(n_features)
-    if kind == "diag":
-        return covariances[:, :, None] * np.eye(n_features)
-    if kind == "tied":
-        return np.repeat(covariances[None], n_components, axis=0)
-    return covariances
+#: Covariances in any layout as (K, D, D) matrices.
+full = parsimonious.as_matrices
 
 
 def m_step(model, scatter, counts, rounds=1):

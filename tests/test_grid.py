@@ -42,18 +42,6 @@ def X(request):
     return {"faithful": FAITHFUL, "iris": IRIS}[request.param]
 
 
-def _as_matrices(covariances, kind: str, K: int, D: int) -> np.ndarray:
-    """Covariances in a layout ((K,), (K, D), (D, D) or (K, D, D)) as (K, D, D) matrices."""
-    covariances = np.asarray(covariances, dtype=float)
-    if kind == "spherical":
-        return covariances[:, None, None] * np.eye(D)
-    if kind == "diag":
-        return covariances[:, :, None] * np.eye(D)
-    if kind == "tied":
-        return np.repeat(covariances[None], K, axis=0)
-    return covariances
-
-
 def _start(X, model: str, K: int) -> dict:
     """A rough start in the model's constraints (one EM step from k-means++ seeds), as
     GaussianMixture's weights/means/precisions_init."""
@@ -76,7 +64,7 @@ def _fit_stack(X, model: str, starts: list[dict], accelerate):
         weights[g, :K] = start["weights_init"]
         means[g, :K] = start["means_init"]
         kind = layout(model)
-        covariances[g, :K] = _as_matrices(
+        covariances[g, :K] = parsimonious.as_matrices(
             covariances_from_precisions(start["precisions_init"], kind), kind, K, D)
     P, bad = precision_cholesky(covariances, "full")
     assert not bad.any()
@@ -140,7 +128,7 @@ def test_plain_em_each_group_equals_gaussian_mixture_from_the_same_start(model, 
                                    err_msg=what)
         np.testing.assert_allclose(
             stack.covariances[g, :K],
-            _as_matrices(single.covariances_, layout(model), K, X.shape[1]),
+            parsimonious.as_matrices(single.covariances_, layout(model), K, X.shape[1]),
             rtol=1e-7, atol=1e-9, err_msg=what)
         # the padding takes no part: no weight, and the group's own weights sum to 1
         np.testing.assert_array_equal(stack.weights[g, K:], 0.0)
@@ -253,9 +241,9 @@ def test_stacked_grid_estimators_work_as_single_fits(grids):
         np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12, err_msg=what)
         assert fit.score(FAITHFUL) * n == pytest.approx(row["log_likelihood"], rel=1e-12), what
         # precisions_ and covariances_ describe the same matrices, within the model
-        S = _as_matrices(fit.covariances_, kind, K, D)
+        S = parsimonious.as_matrices(fit.covariances_, kind, K, D)
         np.testing.assert_allclose(
-            _as_matrices(fit.precisions_, kind, K, D) @ S,
+            parsimonious.as_matrices(fit.precisions_, kind, K, D) @ S,
             np.broadcast_to(np.eye(D), (K, D, D)), atol=1e-9, err_msg=what)
         _assert_constraints(model, S, what)
 

@@ -32,7 +32,7 @@ from emkit.core.engine import seed_sequence
 from emkit.estimators.base import FitOutcome
 from emkit.estimators.batched import fit_stack, stack_params
 from emkit.families.gaussian import GaussianFamily
-from emkit.families.parsimonious import layout
+from emkit.families.parsimonious import as_matrices, in_layout, layout
 from emkit.families.parsimonious import n_parameters as parsimonious_parameters
 from emkit.models.batched_gaussian import (
     BatchedGaussianMixtureModel,
@@ -283,32 +283,10 @@ def _stack(starts: list[MixtureParams], models, K_max: int, n_features: int):
         K = len(start.weights)
         weights[g, :K] = start.weights
         means[g, :K] = start.components.means
-        covariances[g, :K] = _as_matrices(start.components.covariances, layout(model_name), K, D)
+        covariances[g, :K] = as_matrices(start.components.covariances, model_name, K, D)
     P, _ = precision_cholesky(covariances, "full")
     present = np.arange(K_max) < np.array([len(start.weights) for start in starts])[:, None]
     return stack_params(weights, means, covariances, P), present
-
-
-def _as_matrices(covariances: np.ndarray, kind: str, K: int, D: int) -> np.ndarray:
-    """Covariances in a layout (see :func:`~emkit.families.parsimonious.layout`) as (K, D, D)."""
-    if kind == "spherical":
-        return covariances[:, None, None] * np.eye(D)
-    if kind == "diag":
-        return covariances[:, :, None] * np.eye(D)
-    if kind == "tied":
-        return np.repeat(covariances[None], K, axis=0)
-    return covariances
-
-
-def _in_layout(matrices: np.ndarray, kind: str) -> np.ndarray:
-    """(K, D, D) covariances in a layout: the inverse of :func:`_as_matrices`."""
-    if kind == "spherical":
-        return matrices[:, 0, 0].copy()
-    if kind == "diag":
-        return np.diagonal(matrices, axis1=1, axis2=2).copy()
-    if kind == "tied":
-        return matrices[0].copy()
-    return matrices
 
 
 def _in_model(start: MixtureParams, model_name: str) -> MixtureParams:
@@ -351,7 +329,7 @@ def _estimator(final, g: int, model_name: str, K: int, n_features: int, n_sample
     mixture = GaussianMixture(K, covariance_type=model_name, **settings)
     family = GaussianFamily(model_name, settings["reg_covar"])
     components, _ = family.with_covariances(
-        final.means[g, :K], _in_layout(final.covariances[g, :K], family.covariance_type))
+        final.means[g, :K], in_layout(final.covariances[g, :K], model_name))
     history = final.recent[g][np.isfinite(final.recent[g])]
     mixture.n_features_in_ = n_features
     mixture._store_result(FitOutcome(

@@ -91,6 +91,32 @@ def layout(covariance_type: str) -> str:
     return "tied" if covariance_type == "EEE" else "full"
 
 
+def as_matrices(covariances: np.ndarray, covariance_type: str, n_components: int,
+                n_features: int) -> np.ndarray:
+    """A model's covariances in its layout (see :func:`layout`) as (K, D, D) matrices."""
+    kind = layout(covariance_type)
+    covariances = np.asarray(covariances, dtype=float)
+    if kind == "spherical":
+        return covariances[:, None, None] * np.eye(n_features)
+    if kind == "diag":
+        return covariances[:, :, None] * np.eye(n_features)
+    if kind == "tied":
+        return np.repeat(covariances[None], n_components, axis=0)
+    return covariances
+
+
+def in_layout(matrices: np.ndarray, covariance_type: str) -> np.ndarray:
+    """(K, D, D) covariances of a model in its layout: the inverse of :func:`as_matrices`."""
+    kind = layout(covariance_type)
+    if kind == "spherical":
+        return matrices[:, 0, 0].copy()
+    if kind == "diag":
+        return np.diagonal(matrices, axis1=1, axis2=2).copy()
+    if kind == "tied":
+        return matrices[0].copy()
+    return matrices
+
+
 def n_covariance_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
     """Free parameters of the K covariances of a model (mclust's ``nVarParams``): volumes, then
     shapes, then orientations, each counted once when equal and K times when variable."""
