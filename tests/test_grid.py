@@ -342,3 +342,22 @@ def test_the_command_line_grid_is_stacked(monkeypatch, capsys):
     assert status == 0
     assert [len(cells) for cells in calls] == [28]
     assert "best" in capsys.readouterr().out
+
+
+def test_the_hierarchical_start_alone_is_stacked_and_no_worse(monkeypatch):
+    """``init_params="hierarchical"`` (mclust's start alone) is fitted as one stack too, each
+    fit from its K's agglomeration, and no cell ends below the same start fitted alone."""
+    calls = []
+    with monkeypatch.context() as patch:
+        _spy_fit_grid(patch, calls)
+        stacked = select_model(IRIS, range(1, 4), "all", random_state=0,
+                               init_params="hierarchical")
+    assert [len(cells) for cells in calls] == [len(MODELS) * 3]
+    monkeypatch.setattr(selection, "_fit_as_grid",
+                        lambda X, w, cells, params, announce: [None] * len(cells))
+    alone = select_model(IRIS, range(1, 4), "all", random_state=0, init_params="hierarchical")
+    n = len(IRIS)
+    worse = [(cell, a["log_likelihood"], b["log_likelihood"])
+             for cell, a, b in zip(_cells(stacked), stacked.table, alone.table, strict=True)
+             if a["log_likelihood"] < b["log_likelihood"] - TOL * n]
+    assert not worse, f"cells below the one-at-a-time fit (stacked, alone): {worse}"
