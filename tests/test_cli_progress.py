@@ -23,7 +23,8 @@ def fitting_lines(err: str) -> list[str]:
 
 
 def test_select_gmm_says_which_k_and_covariance_is_running(capsys):
-    argv = ["select", "gmm", FAITHFUL, "-k", "1-3", "--covariance", "full,diag", "--n-init", 1,
+    # Two restarts per fit: the grid is fitted one model at a time, each announced.
+    argv = ["select", "gmm", FAITHFUL, "-k", "1-3", "--covariance", "full,diag", "--n-init", 2,
             "--max-iter", 30]
     status, quiet_out, quiet_err = run(capsys, *argv)  # stderr is not a terminal here
     assert status == 0 and fitting_lines(quiet_err) == []
@@ -36,6 +37,16 @@ def test_select_gmm_says_which_k_and_covariance_is_running(capsys):
     assert out == quiet_out  # the table is the same, stdout clean
     status, _, err = run(capsys, *argv, "--no-progress")
     assert status == 0 and fitting_lines(err) == []
+
+
+def test_select_gmm_says_when_the_grid_is_fitted_as_one_stack(capsys):
+    argv = ["select", "gmm", FAITHFUL, "-k", "1-3", "--covariance", "full,diag", "--n-init", 1,
+            "--max-iter", 30]
+    status, quiet_out, _ = run(capsys, *argv)
+    status, out, err = run(capsys, *argv, "--progress")
+    assert status == 0
+    assert fitting_lines(err) == ["emkit: fitting the 6 models together"]
+    assert out == quiet_out
 
 
 def test_select_gmm_progress_skips_what_is_not_fitted(tmp_path, capsys):
