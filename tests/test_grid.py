@@ -361,3 +361,20 @@ def test_the_hierarchical_start_alone_is_stacked_and_no_worse(monkeypatch):
              for cell, a, b in zip(_cells(stacked), stacked.table, alone.table, strict=True)
              if a["log_likelihood"] < b["log_likelihood"] - TOL * n]
     assert not worse, f"cells below the one-at-a-time fit (stacked, alone): {worse}"
+
+
+def test_the_stack_validates_the_rows_as_every_fit_does():
+    """A constant column is refused with the error a fit gives (the stack skipped the check
+    once), and a table's column names reach the stacked fits as fitted ones get them."""
+    import pandas as pd
+
+    from emkit.errors import DataError
+
+    with_constant = np.column_stack([FAITHFUL, np.full(len(FAITHFUL), 5.0)])
+    with pytest.raises(DataError, match="constant"):
+        select_model(with_constant, range(1, 3), "all", random_state=0)
+    table = pd.DataFrame(FAITHFUL, columns=["eruptions", "waiting"])
+    result = select_model(table, range(1, 3), ["VVV", "EII"], random_state=0)
+    for fit in result.estimators:
+        assert list(fit.feature_names_in_) == ["eruptions", "waiting"]
+    np.testing.assert_allclose(result.best_estimator.predict_proba(table).sum(axis=1), 1.0)

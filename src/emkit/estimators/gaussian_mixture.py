@@ -242,6 +242,12 @@ class GaussianMixture(OnlineEMMixin, SamplingMixin, MixturePosteriorsMixin, RowD
         """Fit, then return the most probable component of each row."""
         return self.fit(X, sample_weight=sample_weight, labels=labels).predict(X)
 
+    def validated_fit_input(self, X, sample_weight=None):
+        """The data ``fit`` would fit, validated as ``fit`` validates it (the same errors), and
+        ``n_features_in_`` / ``feature_names_in_`` set as ``fit`` sets them: a
+        :class:`~emkit.data.chunks.Batch` for rows in memory."""
+        return self._prepare_fit(X, None, sample_weight)
+
     def _prepare_fit(self, X, y, sample_weight, labels=None):
         if is_dask_collection(X):
             from emkit.data.distributed import DaskChunks

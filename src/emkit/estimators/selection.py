@@ -300,6 +300,7 @@ _GRID_IGNORED = {"progress", "verbose", "verbose_interval", "warm_start"}
 def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
     """The grid's fits as one stack (:func:`emkit.estimators.grid.fit_grid`) where its rows
     and parameters allow; None for each fit to be run on its own."""
+    from emkit.data.chunks import Batch
     from emkit.estimators.gaussian_mixture import GaussianMixture
     from emkit.estimators.grid import GRID_MAX_ROWS, fit_grid
     from emkit.models.clustering import DEFAULT_INIT
@@ -310,25 +311,29 @@ def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> list:
             estimator_params.items() if name not in _GRID_PARAMETERS | _GRID_IGNORED)
             or estimator_params.get("init_params", DEFAULT_INIT) not in (DEFAULT_INIT,
                                                                          "hierarchical")
-            or estimator_params.get("accelerate", "squarem") not in ("squarem", None)
-            or getattr(X, "dtype", np.float64) != np.float64):
+            or estimator_params.get("accelerate", "squarem") not in ("squarem", None)):
         return alone
-    try:
-        X = np.asarray(X, dtype=np.float64)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        return alone  # the fits on their own say what is wrong
-    if (X.ndim != 2 or not 0 < len(X) <= GRID_MAX_ROWS or not np.all(np.isfinite(X))
-            or max(k for _, k in cells) > len(X)
-            or (w is not None and (w.shape != (len(X),) or not np.all(np.isfinite(w))
-                                   or np.any(w < 0) or not w.sum() > 0))):
+    # Validated as every fit would validate it (the same errors: a constant column, bad
+    # weights, ...); the fits then carry the column names as fitted ones do.
+    template = GaussianMixture(1, **estimator_params)
+    batch = template.validated_fit_input(X, sample_weight)
+    if not isinstance(batch, Batch):  # streamed or distributed data
         return alone
+    X, w = batch.X, batch.sample_weight
+    if (X.dtype != np.float64 or len(X) > GRID_MAX_ROWS or not np.all(np.isfinite(X))
+            or max(k for _, k in cells) > len(X)):
+        return alone  # float32, gaps, or more rows than the stack is for
     if announce is not None:
         announce(f"fitting the {len(cells)} models together")
     settings = {name: estimator_params[name] for name in
                 ("random_state", "reg_covar", "tol", "max_iter", "accelerate", "init_params")
                 if name in estimator_params}
-    return fit_grid(X, w, cells, **settings)
+    fits = fit_grid(X, w, cells, **settings)
+    names = getattr(template, "feature_names_in_", None)
+    for fit in fits:
+        if fit is not None and names is not None:
+            fit.feature_names_in_ = names
+    return fits
 
 
 def _is_default(value, default) -> bool:
