@@ -326,3 +326,22 @@ def test_the_covariance_models_of_one_k_share_the_screening_of_their_starts(monk
     screened.clear()
     select_model(X, [2], ["EII", "VVV"], random_state=0, n_init=2)
     assert len(screened) == 4  # restarts start elsewhere: nothing shared
+
+
+def test_a_component_on_too_few_points_is_not_spread_out_whatever_its_model():
+    """A component on two distinct points (in 2-D) has a singular scatter. Under EVI its
+    covariance stays away from reg_covar (the volume is shared), so the covariance test does
+    not see it; the scatter test does, and such a fit is not chosen."""
+    from emkit.estimators.selection import collapsed, spread_out
+
+    rng = np.random.default_rng(0)
+    spread = rng.normal(size=(60, 2)) * [1.0, 3.0]
+    two_points = np.repeat([[8.0, 8.0], [9.0, 11.0]], 10, axis=0)
+    X = np.vstack([spread, two_points])
+    fit = GaussianMixture(2, covariance_type="EVI", random_state=0).fit(X)
+    assert not collapsed(fit)
+    assert spread_out(fit, X, fit.predict_proba(X)) is False
+    fine = GaussianMixture(2, covariance_type="EVI", random_state=0).fit(spread)
+    assert spread_out(fine, spread, fine.predict_proba(spread)) is True
+    result = select_model(X, [2], ["EVI"], random_state=0)
+    assert result.table[0]["collapsed"]  # not eligible

@@ -30,7 +30,7 @@ import numpy as np
 
 from emkit.errors import DataError, ParameterError
 
-__all__ = ["SelectionResult", "select_model", "is_eligible", "CRITERIA"]
+__all__ = ["SelectionResult", "select_model", "is_eligible", "spread_out", "CRITERIA"]
 
 CRITERIA = ("bic", "aic", "icl")
 _COLUMNS = ("n_components", "covariance_type", "log_likelihood", "n_parameters", "bic", "aic",
@@ -181,9 +181,11 @@ def select_model(X, n_components: int | Iterable[int] = range(1, 9),
         With the ``classification`` and ``uncertainty`` of every row under the best model.
         The best row is chosen among the fits that converged and did not collapse. A component
         that collapsed onto fewer than D + 1 distinct points (its covariance is ``reg_covar``
-        in some direction) is a spurious maximum: its likelihood grows without bound as
-        ``reg_covar`` shrinks, so its criterion says nothing about the number of clusters —
-        mclust reports no BIC for such fits. They stay in the table, marked ``collapsed``.
+        in some direction, or, under the models that share volumes or shapes, its rows have
+        no spread in some direction: :func:`spread_out`) is a spurious maximum: its likelihood
+        grows without bound as ``reg_covar`` shrinks, so its criterion says nothing about the
+        number of clusters — mclust reports no BIC for such fits. They stay in the table,
+        marked ``collapsed``.
 
     Examples
     --------
@@ -371,7 +373,8 @@ def _criteria(estimator, data, sample_weight) -> dict[str, Any]:
     """The table row of one fitted mixture (see the module docstring for the formulas);
     ``data``: (X,) or (X, y)."""
     log_density = estimator.score_samples(*data)
-    classification = np.log(estimator.predict_proba(*data).max(axis=1))
+    posteriors = estimator.predict_proba(*data)
+    classification = np.log(posteriors.max(axis=1))
     if sample_weight is None:
         weights = np.ones(len(log_density))
     else:  # already validated by fit
@@ -390,7 +393,9 @@ def _criteria(estimator, data, sample_weight) -> dict[str, Any]:
         "aic": -2.0 * log_likelihood + 2.0 * p,
         "icl": bic - 2.0 * float(np.dot(weights[used], classification[used])),
         "converged": bool(estimator.converged_),
-        "collapsed": collapsed(estimator),
+        "collapsed": collapsed(estimator) or (
+            len(data) == 1 and spread_out(estimator, data[0], posteriors, sample_weight)
+            is False),
     }
 
 
@@ -417,6 +422,37 @@ def collapsed(estimator) -> bool:
     else:  # diag: variances per feature; spherical: one variance per component
         smallest = covariances.min()
     return bool(smallest <= 1.01 * estimator.reg_covar)
+
+
+# A component's weighted scatter whose smallest eigenvalue is below this fraction of its
+# largest has no spread in some direction: its rows lie (to round-off and the soft weights of
+# other rows) in a lower-dimensional subspace — fewer than D + 1 distinct points.
+_FLAT_SCATTER = 1e-10
+
+
+def spread_out(estimator, X, posteriors: np.ndarray, sample_weight=None) -> bool | None:
+    """Whether every component of a fitted Gaussian (or Student-t) mixture has rows spread in
+    every direction: its posterior-weighted scatter of the rows X is not singular. A component
+    on fewer than D + 1 distinct points is not, whatever its covariance: under the models whose
+    volumes or shapes are shared (EVI, EVE, …) its covariance stays away from ``reg_covar``, so
+    :func:`collapsed` does not see it, yet its shape degenerates and its likelihood grows
+    without bound (mclust reports no BIC for such fits). None where it does not apply (no
+    covariances, gaps in X)."""
+    if not hasattr(estimator, "covariances_"):
+        return None
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or not np.all(np.isfinite(X)):
+        return None
+    weights = posteriors if sample_weight is None else posteriors * np.broadcast_to(
+        np.asarray(sample_weight, dtype=float), len(X))[:, None]
+    counts = weights.sum(axis=0)
+    for k in np.flatnonzero(counts > 0):
+        centred = X - weights[:, k] @ X / counts[k]
+        scatter = (centred * weights[:, k, None]).T @ centred / counts[k]
+        values = np.linalg.eigvalsh(scatter)
+        if not values[0] > _FLAT_SCATTER * max(values[-1], 0.0):
+            return False
+    return True
 
 
 def _check_components(n_components) -> list[int]:
