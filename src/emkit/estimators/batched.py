@@ -235,7 +235,7 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
 
     while True:
         model = BatchedGaussianMixtureModel(
-            K, covariance_type, reg_covar, tol, n_samples[rows], _take(params, rows),
+            K, covariance_type, reg_covar, tol, n_samples[rows], take(params, rows),
             accelerated=accelerate == "squarem",
             models=None if models is None else np.asarray(models)[rows],
             present=None if present is None else present[rows], threads=threads)
@@ -250,7 +250,7 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
         rows = rows[result.params.active]
 
 
-def _take(params: BatchedParams, rows) -> BatchedParams:
+def take(params: BatchedParams, rows) -> BatchedParams:
     """The groups ``rows`` of a stack."""
     return BatchedParams(*(field[rows] for field in params))
 
