@@ -81,10 +81,7 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
     # it goes on as a fit alone would). Their log-likelihoods choose the neighbours below.
     race = grid.run(race, models, present, _RACE_TOL,
                     SHARED_FINAL_STEPS - 1 if len(owners) > len(cells) else 0, None)
-    # each fit's winner: the highest log-likelihood (of equals, the earlier start)
-    score = np.where(valid, race.log_likelihood, -np.inf)
-    winners = np.array([np.flatnonzero(owners == cell)[np.argmax(score[owners == cell])]
-                        for cell in range(len(cells))])
+    winners = _best_of(owners, np.where(valid, race.log_likelihood, -np.inf), len(cells))
     start = _take_start(race, winners)
     start = start._replace(log_likelihood=race.log_likelihood[winners])
     # With each winner, the starts its neighbours' partitions give it, in the same stack.
@@ -96,14 +93,19 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
                     np.concatenate([present[winners], more_present]), tol, max_iter, accelerate)
     ok = np.concatenate([valid[winners], more_valid]) & ~fits.degenerate
     score = np.where(ok, fits.log_likelihood, -np.inf)
-    best = np.array([np.flatnonzero(fit_owners == cell)[np.argmax(score[fit_owners == cell])]
-                     for cell in range(len(cells))])
+    best = _best_of(fit_owners, score, len(cells))
     final = take(fits, best)
     settings = dict(random_state=random_state, reg_covar=reg_covar, tol=tol,
                     max_iter=max_iter, accelerate=accelerate, init_params=init_params)
     return [None if not np.isfinite(score[best[g]]) else
             _estimator(final, g, model_name, K, n_features, n_samples, settings)
             for g, (model_name, K) in enumerate(cells)]
+
+
+def _best_of(owners: np.ndarray, score: np.ndarray, n_fits: int) -> np.ndarray:
+    """For each fit, the index of its highest-scoring entry (of equals, the earlier)."""
+    return np.array([np.flatnonzero(owners == fit)[np.argmax(score[owners == fit])]
+                     for fit in range(n_fits)])
 
 
 # The fits of one K (the best by BIC after the race) whose partitions every fit of that K is

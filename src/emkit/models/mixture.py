@@ -544,7 +544,7 @@ class GaussianMixtureModel(MixtureModel):
             labels = None if labels is None else labels[pick]
         batch = Batch(observed, w, labels)
         if self.shared_starts is not None and method == "auto":
-            finalists = self.shared_finalists(X, w, rng, labels, batch)
+            finalists = self._shared_finalists(X, w, rng, labels, batch)
             steps = SHARED_FINAL_STEPS
         else:
             finalists = self._finalists(method, X, w, labels, batch, rng, (
@@ -554,8 +554,8 @@ class GaussianMixtureModel(MixtureModel):
         best = runs[0][0]
         return MixtureParams(best.weights, best.components)
 
-    def shared_finalists(self, X, w, rng: np.random.Generator, labels=None,
-                         batch: Batch | None = None) -> list[MixtureParams]:
+    def _shared_finalists(self, X, w, rng: np.random.Generator, labels=None,
+                          batch: Batch | None = None) -> list[MixtureParams]:
         """The finalists of the default start when the screening is shared
         (:class:`SharedStarts`, set as ``shared_starts``), under this model's constraints:
         the starts that race for :data:`SHARED_FINAL_STEPS` EM steps. X: complete rows; w:
