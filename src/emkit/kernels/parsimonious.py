@@ -33,6 +33,21 @@ def volumes_and_common_shape(values, weights, shape, tol, max_iter):
         _SHAPE.run_numpy(_shape_numpy, values, weights, shape, tol, max_iter)
 
 
+def _alternate(step, state, tol, max_iter):
+    """The numpy forms' loop: ``state`` (G, …) ← ``step(state)``'s update, in place, for the
+    mixtures still going; each stops once its objective (``step``'s value) falls by no more
+    than ``tol`` (relative), as the compiled loops stop each mixture."""
+    last = np.full(len(state), np.inf)
+    going = np.ones(len(state), dtype=bool)
+    for _ in range(max_iter):
+        value, update = step(state)
+        state[:] = np.where(going.reshape((-1,) + (1,) * (state.ndim - 1)), update, state)
+        going &= _still_falling(last, value, tol)
+        if not going.any():
+            break
+        last = value
+
+
 def _still_falling(last, value, tol):
     return last - value > tol * np.maximum(np.abs(value), 1.0)
 
@@ -42,17 +57,13 @@ def _geometric_mean(values):
 
 
 def _shape_numpy(values, weights, shape, tol, max_iter):
-    last = np.full(len(values), np.inf)
-    going = np.ones(len(values), dtype=bool)
-    for _ in range(max_iter):
+    def step(shape):
         volumes = np.mean(values / shape[:, None], axis=2)
         value = np.einsum("gk,gk->g", weights, values.shape[2] * np.log(volumes))
         pooled = np.einsum("gk,gkj->gj", weights, values / volumes[..., None])
-        shape[:] = np.where(going[:, None], pooled / _geometric_mean(pooled)[:, None], shape)
-        going &= _still_falling(last, value, tol)
-        if not going.any():
-            break
-        last = value
+        return value, pooled / _geometric_mean(pooled)[:, None]
+
+    _alternate(step, shape, tol, max_iter)
 
 
 @numba.njit(**_OPTS)
@@ -106,17 +117,13 @@ def _normalised(matrix):
 
 def _matrix_numpy(scatter, weights, common, tol, max_iter):
     d = scatter.shape[-1]
-    last = np.full(len(scatter), np.inf)
-    going = np.ones(len(scatter), dtype=bool)
-    for _ in range(max_iter):
+
+    def step(common):
         volumes = np.einsum("gkij,gji->gk", scatter, np.linalg.inv(common)) / d
         value = np.sum(weights * np.log(volumes), axis=1)
-        update = _normalised(np.einsum("gk,gkij->gij", weights / volumes, scatter))
-        common[:] = np.where(going[:, None, None], update, common)
-        going &= _still_falling(last, value, tol)
-        if not going.any():
-            break
-        last = value
+        return value, _normalised(np.einsum("gk,gkij->gij", weights / volumes, scatter))
+
+    _alternate(step, common, tol, max_iter)
 
 
 @numba.njit(**_OPTS)
