@@ -138,16 +138,16 @@ def test_a_partial_user_start_still_works_with_the_default():
 
 # ------------------------------------------------------------------------- the partitions
 def criterion(X, labels, lam, beta):
-    """Σ_k n_k log det((W_k + (λ + β tr W_k / n_k) I) / n_k), the regularised classification
-    criterion, computed directly."""
+    """Σ_k n_k log(det(W_k / n_k) + β (tr W_k + λ) / n_k), det taken as 0 for n_k ≤ D:
+    mclust's regularised classification criterion (hcVVV's vvvtij), computed directly."""
     total = 0.0
     D = X.shape[1]
     for k in np.unique(labels):
         rows = X[labels == k]
         n = len(rows)
         W = (rows - rows.mean(axis=0)).T @ (rows - rows.mean(axis=0))
-        S = (W + (lam + beta * np.trace(W) / n) * np.eye(D)) / n
-        total += n * np.linalg.slogdet(S)[1]
+        det = np.linalg.det(W / n) if n > D else 0.0
+        total += n * np.log(det + beta * (np.trace(W) + lam) / n)
     return total
 
 

@@ -47,7 +47,10 @@ def test_select_model_gives_mclusts_classification_and_uncertainty():
     first = result.classification[:12].tolist()
     pairs = set(zip(first, MCLUST["classification_1_to_12"], strict=True))
     assert len(pairs) == len(set(first)) == 3
-    assert result.uncertainty.sum() == pytest.approx(MCLUST["sum_uncertainty"], rel=1e-5)
+    # mclust stops at a relative change of 1e-5 per iteration, short of the maximum: from three
+    # starts (hierarchical, k-means, default) at tol=1e-12 emkit's sum is 18.48041 (±1e-6)
+    # and its log-likelihood 1.6e-8 above mclust's.
+    assert result.uncertainty.sum() == pytest.approx(MCLUST["sum_uncertainty"], rel=5e-5)
     assert int(np.argmax(result.uncertainty)) + 1 == MCLUST["max_uncertainty_row"]
     for row, value in MCLUST["uncertainty_at"].items():
         assert result.uncertainty[row - 1] == pytest.approx(value, abs=1e-4), row

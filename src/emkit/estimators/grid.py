@@ -73,7 +73,7 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
     n_samples = float(len(X) if sample_weight is None else sample_weight.sum())
     K_max = max(K for _, K in cells)
     grid = _Grid(X, sample_weight, K_max, reg_covar)
-    owners, models, resp = _entrants(grid, cells, random_state, init_params)
+    owners, models, resp, anchored = _entrants(grid, cells, random_state, init_params)
     if len(np.unique(owners)) < len(cells):  # a fit without a start (no informative one)
         return [None] * len(cells)
     race, present, valid = grid.from_responsibilities(resp, models)
@@ -84,14 +84,18 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
     winners = _best_of(owners, np.where(valid, race.log_likelihood, -np.inf), len(cells))
     start = _take_start(race, winners)
     start = start._replace(log_likelihood=race.log_likelihood[winners])
-    # With each winner, the starts its neighbours' partitions give it, in the same stack.
     more, more_starts, more_present, more_valid = _neighbour_starts(
         grid, cells, start, present[winners], valid[winners])
-    fit_owners = np.concatenate([np.arange(len(cells)), more])
+    # With each winner, in the same stack: mclust's start (the hierarchical partition; ahead
+    # after the race is not ahead at the end) where it lost the race, and the starts its
+    # neighbours' partitions give it.
+    anchors = np.flatnonzero(anchored & valid)
+    entries = np.concatenate([winners, anchors[~np.isin(anchors, winners)]])
+    fit_owners = np.concatenate([owners[entries], more])
     fit_models = np.array([cells[cell][0] for cell in fit_owners])
-    fits = grid.run(_concatenated(start, more_starts), fit_models,
-                    np.concatenate([present[winners], more_present]), tol, max_iter, accelerate)
-    ok = np.concatenate([valid[winners], more_valid]) & ~fits.degenerate
+    fits = grid.run(_concatenated(_take_start(race, entries), more_starts), fit_models,
+                    np.concatenate([present[entries], more_present]), tol, max_iter, accelerate)
+    ok = np.concatenate([valid[entries], more_valid]) & ~fits.degenerate
     score = np.where(ok, fits.log_likelihood, -np.inf)
     best = _best_of(fit_owners, score, len(cells))
     final = take(fits, best)
@@ -163,7 +167,8 @@ def _entrants(grid: _Grid, cells, random_state, init_params: str):
     layout (VII, VVI, VVV) — every screening of the grid in one stack — and the two survivors
     of a fit's layout with the hierarchical partition; with ``init_params="hierarchical"``,
     that partition alone (mclust's start). Returns the owning cell of each entrant, its
-    model, and its responsibilities (entrants, rows, K_max)."""
+    model, its responsibilities (entrants, rows, K_max), and whether it is the hierarchical
+    partition's."""
     separable_of = {"spherical": "VII", "diag": "VVI", "tied": "VVV", "full": "VVV"}
     layouts = sorted({separable_of[layout(name)] for name, _ in cells})
     survivors, anchors = {}, {}
@@ -213,15 +218,16 @@ def _entrants(grid: _Grid, cells, random_state, init_params: str):
 def _anchored_entrants(grid: _Grid, cells, anchors, survivors=None):
     """Each fit's entrants: its screening's survivors (posteriors) and its K's hierarchical
     partition (where informative); see :func:`_entrants`."""
-    owners, entrant_models, resp = [], [], []
+    owners, entrant_models, resp, anchored = [], [], [], []
     for cell, (name, K) in enumerate(cells):
-        finalists = ([] if survivors is None else survivors[cell]) + (
-            [] if anchors[K] is None else [_padded(anchors[K], grid.K_max)])
-        for posterior in finalists:
+        screened = [] if survivors is None else survivors[cell]
+        finalists = screened + ([] if anchors[K] is None else [_padded(anchors[K], grid.K_max)])
+        for position, posterior in enumerate(finalists):
             owners.append(cell)
             entrant_models.append(name)
             resp.append(posterior)
-    return np.array(owners), np.array(entrant_models), np.array(resp)
+            anchored.append(position >= len(screened))
+    return np.array(owners), np.array(entrant_models), np.array(resp), np.array(anchored)
 
 
 class _Grid:

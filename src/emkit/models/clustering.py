@@ -191,12 +191,14 @@ def scaled_principal_coordinates(X: np.ndarray,
                                  sample_weight: np.ndarray | None = None) -> np.ndarray:
     """The rows standardised, rotated to their principal axes and divided by the square root of
     each axis' singular value: the spread of the axes is evened out without the minor axes
-    (often noise) becoming as large as the major ones (mclust's ``hcUse = "SVD"``). Directions
+    (often noise) becoming as large as the major ones (mclust's ``hcUse = "SVD"``, with R's
+    standard deviations: divided by n − 1, weights counted as row repetitions). Directions
     without variance are dropped."""
     w = np.ones(len(X)) if sample_weight is None else sample_weight
     centred = X - np.average(X, axis=0, weights=w)
     with np.errstate(over="ignore", invalid="ignore"):
-        scale = np.sqrt(np.average(centred**2, axis=0, weights=w))
+        scale = np.sqrt(np.average(centred**2, axis=0, weights=w)
+                        * (len(w) / max(len(w) - 1, 1)))
     if not np.all(np.isfinite(scale)):
         raise NumericalError("the variance of the data overflows float64: check the data for "
                              "extreme values, or rescale them.")
@@ -215,11 +217,13 @@ def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | Non
     (unconstrained Gaussian clusters; see :mod:`emkit.kernels.agglomeration`).
 
     Starting from one cluster per row, every stage merges the two clusters whose merge decreases
-    the classification likelihood least. A cluster's scatter W_k is regularised as
-    W_k + (α t + β tr(W_k) / n_k) I, t the mean variance per coordinate of all rows, so that
-    clusters with fewer rows than dimensions have a finite likelihood (Fraley 1998's α and β).
-    Works on :func:`scaled_principal_coordinates`. Deterministic. Costs O(n² D³): pass a
-    subsample of large data.
+    the classification likelihood least: mclust's ``hc(modelName="VVV", use="SVD")``, whose
+    partitions (``hclass``) it gives on the rows in the same order (iris, Old Faithful and the
+    penguins, K = 2 … 9: tests/reference/test_mclust_hierarchical.py). A cluster of n_k rows
+    with scatter W_k counts n_k log(det(W_k / n_k) + β (tr W_k + α t) / n_k), t the mean
+    variance per coordinate of all rows, so that clusters with fewer rows than dimensions have
+    a finite likelihood (Fraley 1998's α and β). Works on :func:`scaled_principal_coordinates`.
+    Deterministic. Costs O(n² D³): pass a subsample of large data.
 
     Returns the cluster (0 … n_clusters−1) of each row; rows of zero weight go to the cluster
     with the nearest mean.

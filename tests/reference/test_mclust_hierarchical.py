@@ -1,0 +1,63 @@
+"""The hierarchical start is mclust's: ``hierarchical(X, K)`` gives the partitions of mclust's
+``hclass(hc(X, modelName="VVV", use="SVD"), K)``, the starts of ``mclustBIC``, for K = 2..9.
+
+``data/mclust_hclass.json`` holds mclust's partitions (mclust 6.0.0, R 4.2.2; made by
+``data/mclust_hclass.R``) of Old Faithful, iris and the penguins' four measurements. Old Faithful
+has duplicated rows, whose merges cost exactly the same: the partitions are mclust's only with
+its order of merging among equal costs as well as its criterion.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from emkit import datasets
+from emkit.kernels import tiers
+from emkit.models.clustering import hierarchical
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "mclust_hclass.json").read_text())
+
+
+def data(name: str) -> np.ndarray:
+    if name == "iris":
+        return load_iris().data
+    if name == "faithful":
+        return datasets.load("faithful").data
+    penguins = datasets.load("penguins")
+    X = np.column_stack([penguins.column(column) for column in (
+        "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")])
+    return X[~np.isnan(X).any(axis=1)]
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = np.unique(a * (b.max() + 1) + b)
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+@pytest.mark.parametrize("form", ["numpy", "compiled"])
+@pytest.mark.parametrize("name", sorted(REFERENCE["partitions"]))
+def test_partitions_are_mclusts(name, form, monkeypatch):
+    monkeypatch.setattr(tiers, "MODE", form)
+    X = data(name)
+    for K, expected in REFERENCE["partitions"][name].items():
+        labels = hierarchical(X, int(K))
+        assert labels.max() == int(K) - 1
+        assert same_partition(labels, np.array(expected)), (name, K)
+
+
+def test_weights_count_as_repeated_rows(monkeypatch):
+    # A row of weight 2 is the row twice (mclust merges such a pair first, at −2 log 2).
+    monkeypatch.setattr(tiers, "MODE", "numpy")
+    X = load_iris().data[::3]
+    weights = np.ones(len(X))
+    weights[[4, 20, 33]] = 2.0
+    repeated = np.repeat(X, weights.astype(int), axis=0)
+    first_copy = np.cumsum(weights.astype(int)) - weights.astype(int)
+    for K in (2, 3, 5):
+        assert same_partition(hierarchical(X, K, weights),
+                              hierarchical(repeated, K)[first_copy]), K
