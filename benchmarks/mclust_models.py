@@ -12,7 +12,8 @@ small grid is fitted once before the timed runs.
 
 Needs R with mclust (``apt-get install r-base-core r-cran-mclust``).
 
-    python benchmarks/mclust_models.py                  # faithful, iris, penguins
+    python benchmarks/mclust_models.py                  # faithful, iris, penguins and four
+                                                        # data sets of R's mclust package
     python benchmarks/mclust_models.py --quick          # faithful only, one repeat
     python benchmarks/mclust_models.py --append         # also append to benchmarks/RESULTS.md
 """
@@ -43,18 +44,32 @@ cat(t, as.character(packageVersion("mclust")), "\\n")
 """
 
 
+# Data sets of R's mclust package (the numeric columns; diabetes and thyroid without their
+# class column), written out by R for the benchmark.
+R_DATA_SETS = {"diabetes": "diabetes[, -1]", "banknote": "banknote[, -1]",
+               "thyroid": "thyroid[, -1]", "wreath": "wreath"}
+
+
 def data_sets(quick: bool) -> dict[str, np.ndarray]:
     from sklearn.datasets import load_iris
 
     from emkit import datasets
+    from emkit.report import PENGUIN_MEASUREMENTS
 
     sets = {"faithful": datasets.load("faithful").data}
     if not quick:
         sets["iris"] = load_iris().data
         penguins = datasets.load("penguins")
-        measurements = np.column_stack([penguins.column(name) for name in (
-            "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")])
+        measurements = np.column_stack([penguins.column(name) for name in PENGUIN_MEASUREMENTS])
         sets["penguins"] = measurements[~np.isnan(measurements).any(axis=1)]
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, expression in R_DATA_SETS.items():
+                path = Path(tmp) / f"{name}.csv"
+                subprocess.run(["Rscript", "-e", f"suppressMessages(library(mclust)); "
+                                f"data({name}); write.table(as.matrix({expression}), "
+                                f"'{path}', sep=',', row.names=FALSE, col.names=FALSE)"],
+                               check=True, capture_output=True)
+                sets[name] = np.loadtxt(path, delimiter=",")
     return sets
 
 

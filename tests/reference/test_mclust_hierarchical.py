@@ -16,22 +16,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from emkit import datasets
 from emkit.kernels import tiers
 from emkit.models.clustering import hierarchical
 
+from .test_mclust_models import data
+
 REFERENCE = json.loads((Path(__file__).parent / "data" / "mclust_hclass.json").read_text())
-
-
-def data(name: str) -> np.ndarray:
-    if name == "iris":
-        return load_iris().data
-    if name == "faithful":
-        return datasets.load("faithful").data
-    penguins = datasets.load("penguins")
-    X = np.column_stack([penguins.column(column) for column in (
-        "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")])
-    return X[~np.isnan(X).any(axis=1)]
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
