@@ -296,3 +296,28 @@ def test_squarem_never_lowers_a_group_with_a_collapsing_component(covariance_typ
         fit = emkit.fit_gaussian_mixtures(arrays, n_components=2, random_state=0,
                                           covariance_type=covariance_type)
     assert fit.converged_.all()
+
+
+@pytest.mark.parametrize("form", ["numpy", "compiled"])
+def test_precision_factors_invert_the_covariances_and_flag_the_singular(form, monkeypatch):
+    # Both forms (emkit.kernels.tiers) against numpy's inverse; a matrix with NaN, one that is
+    # singular, one with a negative variance and one not positive definite get the identity.
+    from emkit.kernels import tiers
+    from emkit.models.batched_gaussian import precision_cholesky
+
+    monkeypatch.setattr(tiers, "MODE", form)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 5, 3, 6))
+    covariances = A @ np.swapaxes(A, -1, -2)
+    covariances[0, 0, 1, 1] = np.nan
+    covariances[0, 1] = [[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 1.0]]
+    covariances[0, 2, 0, 0] = -1.0
+    covariances[0, 3] = [[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    P, bad = precision_cholesky(covariances, "full")
+    expected_bad = np.zeros((4, 5), dtype=bool)
+    expected_bad[0, :4] = True
+    np.testing.assert_array_equal(bad, expected_bad)
+    np.testing.assert_array_equal(P[bad], np.broadcast_to(np.eye(3), (4, 3, 3)))
+    np.testing.assert_array_equal(np.tril(P, -1), 0.0)
+    np.testing.assert_allclose(P[~bad] @ np.swapaxes(P[~bad], -1, -2),
+                               np.linalg.inv(covariances[~bad]), rtol=1e-10, atol=1e-12)

@@ -52,6 +52,7 @@ from emkit.core.results import EMStep
 from emkit.families import parsimonious
 from emkit.families.base import unflatten_probabilities
 from emkit.kernels import batched_gaussian as kernels
+from emkit.kernels import tiers
 
 # L_ii / √Σ_ii below this: Σ counts as singular (the Gaussian family's test).
 _MIN_PIVOT_RATIO = 1e-7
@@ -460,6 +461,18 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
         valid = np.isfinite(covariances) & (covariances > 0)
         P = np.where(valid, 1.0 / np.sqrt(np.where(valid, covariances, 1.0)), 1.0)
         return P, ~np.all(valid, axis=-1)
+    shape, D = covariances.shape[:-2], covariances.shape[-1]
+    matrices = np.ascontiguousarray(covariances, dtype=np.float64).reshape(-1, D, D)
+    P, ok = np.empty_like(matrices), np.empty(len(matrices), dtype=np.bool_)
+    arguments = (matrices, P, ok, np.empty((D, D)), _MIN_PIVOT_RATIO)
+    if _FACTORS.use_compiled("d", len(matrices) * (D + 1) ** 3, arguments):
+        kernels.precision_factors(*arguments)
+        return P.reshape(covariances.shape), ~ok.reshape(shape)
+    return _FACTORS.run_numpy(_precision_cholesky_numpy, covariances)
+
+
+def _precision_cholesky_numpy(covariances: np.ndarray):
+    """:func:`precision_cholesky` of full covariances in numpy."""
     D = covariances.shape[-1]
     diagonal = np.diagonal(covariances, axis1=-2, axis2=-1)
     eye = np.eye(D)
@@ -472,6 +485,10 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
     lower = np.where(ok[..., None, None], lower, eye)
     return np.swapaxes(_inverse_lower(lower), -1, -2), ~ok  # P = L⁻ᵀ
 
+
+# The compiled factorisation costs about half a second to compile; in numpy a stack of a few
+# matrices costs ~50 µs of calls, which a fit of a grid pays at every pass (tiers' rule).
+_FACTORS = tiers.TwoForms(kernels.precision_factors, 2e6, 0.5)
 
 # From this many matrices on, a stack is factorised entry by entry across the stack (a few
 # numpy operations per entry) rather than by LAPACK matrix by matrix: 20,000 2 × 2 matrices
