@@ -169,14 +169,18 @@ def brute_force_agglomeration(X, n_clusters, lam, beta):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_agglomeration_merges_the_cheapest_pair_at_every_stage(seed, form, monkeypatch):
     from emkit.kernels import tiers
-    from emkit.kernels.agglomeration import agglomerate
+    from emkit.kernels.agglomeration import agglomerate, cut
 
     monkeypatch.setattr(tiers, "MODE", form)
     rng = np.random.default_rng(seed)
     X = np.concatenate([rng.normal(0, 1, (6, 2)), rng.normal(4, 0.5, (5, 2)) * [1, 3]])
+    merges = agglomerate(X, np.ones(len(X)), 0.7, 1.0, 1)
     for n_clusters in (2, 3, 4):
         expected = brute_force_agglomeration(X, n_clusters, 0.7, 1.0)
-        got = agglomerate(X, np.ones(len(X)), 0.7, 1.0, n_clusters)
+        got = cut(merges, len(X), n_clusters)
+        # stopped there, the loop made the same merges
+        np.testing.assert_array_equal(agglomerate(X, np.ones(len(X)), 0.7, 1.0, n_clusters),
+                                      merges[: len(X) - n_clusters])
         same = (expected[:, None] == expected[None, :]) == (got[:, None] == got[None, :])
         assert same.all()
 
@@ -184,7 +188,7 @@ def test_agglomeration_merges_the_cheapest_pair_at_every_stage(seed, form, monke
 @pytest.mark.parametrize("data", ["geyser", "wine"])
 def test_agglomeration_forms_agree_merge_for_merge(data, monkeypatch):
     from emkit.kernels import tiers
-    from emkit.kernels.agglomeration import agglomerate
+    from emkit.kernels.agglomeration import agglomerate, cut
 
     # geyser: 2-D with many tied rows; wine: 13-D, every entry of the Cholesky factor used
     X = emkit.datasets.load("geyser").data if data == "geyser" else load_wine().data
@@ -194,7 +198,8 @@ def test_agglomeration_forms_agree_merge_for_merge(data, monkeypatch):
         labels = {}
         for form in ("numpy", "compiled"):
             monkeypatch.setattr(tiers, "MODE", form)
-            labels[form] = agglomerate(X, weights, 0.1, 0.01, n_clusters)
+            labels[form] = cut(agglomerate(X, weights, 0.1, 0.01, n_clusters), len(X),
+                               n_clusters)
         np.testing.assert_array_equal(labels["numpy"], labels["compiled"])
         assert labels["numpy"].max() == n_clusters - 1
 

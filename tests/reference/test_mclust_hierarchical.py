@@ -17,6 +17,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from emkit.kernels import tiers
+from emkit.models import clustering
 from emkit.models.clustering import hierarchical
 
 from .test_mclust_models import data
@@ -33,6 +34,7 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.mark.parametrize("name", sorted(REFERENCE["partitions"]))
 def test_partitions_are_mclusts(name, form, monkeypatch):
     monkeypatch.setattr(tiers, "MODE", form)
+    monkeypatch.setattr(clustering, "_HIERARCHIES", {})  # built by this form
     X = data(name)
     for K, expected in REFERENCE["partitions"][name].items():
         labels = hierarchical(X, int(K))
@@ -43,6 +45,7 @@ def test_partitions_are_mclusts(name, form, monkeypatch):
 def test_weights_count_as_repeated_rows(monkeypatch):
     # A row of weight 2 is the row twice (mclust merges such a pair first, at −2 log 2).
     monkeypatch.setattr(tiers, "MODE", "numpy")
+    monkeypatch.setattr(clustering, "_HIERARCHIES", {})
     X = load_iris().data[::3]
     weights = np.ones(len(X))
     weights[[4, 20, 33]] = 2.0
@@ -51,3 +54,16 @@ def test_weights_count_as_repeated_rows(monkeypatch):
     for K in (2, 3, 5):
         assert same_partition(hierarchical(X, K, weights),
                               hierarchical(repeated, K)[first_copy]), K
+
+
+def test_partitions_of_the_same_rows_are_cuts_of_one_hierarchy(monkeypatch):
+    # Built once per data set: a grid over K agglomerates its rows once.
+    monkeypatch.setattr(clustering, "_HIERARCHIES", {})
+    X = data("iris")
+    labels = {K: hierarchical(X, K) for K in (2, 5, 9)}
+    assert len(clustering._HIERARCHIES) == 1
+    for K in (2, 5):  # nested: each cluster of K + … lies within one cluster of K
+        finer = labels[9 if K == 5 else 5]
+        assert all(len(np.unique(labels[K][finer == c])) == 1 for c in np.unique(finer))
+    hierarchical(X[:-1], 3)  # other rows: another hierarchy
+    assert len(clustering._HIERARCHIES) == 2

@@ -372,8 +372,10 @@ def _check_estimator(estimator, gaussian: bool, kinds: list[str], X, y) -> tuple
 def _criteria(estimator, data, sample_weight) -> dict[str, Any]:
     """The table row of one fitted mixture (see the module docstring for the formulas);
     ``data``: (X,) or (X, y)."""
-    log_density = estimator.score_samples(*data)
-    posteriors = estimator.predict_proba(*data)
+    if hasattr(estimator, "_posteriors"):  # emkit's mixtures: both from one pass
+        log_density, posteriors = estimator._posteriors(*data)
+    else:
+        log_density, posteriors = estimator.score_samples(*data), estimator.predict_proba(*data)
     classification = np.log(posteriors.max(axis=1))
     if sample_weight is None:
         weights = np.ones(len(log_density))

@@ -115,36 +115,53 @@ def _position(a, b):
 
 def agglomerate(X, weights, lam, beta, n_target):
     """Merge the rows of X (each a singleton cluster of weight ``weights[i]`` > 0) down to
-    ``n_target`` clusters under mclust's hcVVV criterion with its α = ``lam`` and β = ``beta``;
-    returns the cluster index (0 … n_target−1) of each row, numbered in the order of their
-    first rows. A deterministic function of the rows and their order, as mclust's.
+    ``n_target`` clusters under mclust's hcVVV criterion with its α = ``lam`` and β = ``beta``.
+    Returns the merges in order, (N − n_target, 2): a row of each of the two clusters merged
+    (:func:`cut` gives the partition after any number of them). A deterministic function of the
+    rows and their order, as mclust's.
 
     The arrays are made here, not in the compiled loop: every numpy constructor used there is
     compiled too, which cost a first fit in a new environment about a second.
     """
     N, D = X.shape
-    owner = np.arange(N)  # slot of each row's cluster
+    merges = np.zeros((N - n_target, 2), dtype=np.int64)
     arguments = (X, weights.copy(), X * weights[:, None], np.zeros((N, D, D)), np.empty(N),
                  np.full((N, N), np.inf), np.empty(N), np.empty(N, dtype=np.int64),
-                 np.zeros(N, dtype=np.bool_), owner, np.empty((D, D)), np.empty(D),
-                 float(lam), float(beta), int(n_target))
-    if _MERGE_ALL.use_compiled("m", N**2 * (D**3 / 6 + D**2 + 60), arguments):
+                 np.zeros(N, dtype=np.bool_), np.arange(N), merges, np.empty((D, D)),
+                 np.empty(D), float(lam), float(beta), int(n_target))
+    if _MERGE_ALL.use_compiled("r", N**2 * (D**3 / 6 + D**2 + 60), arguments):
         _merge_all(*arguments)
     else:
         _MERGE_ALL.run_numpy(_merge_all_numpy, X, weights, float(lam), float(beta), int(n_target),
-                             owner)
-    _, first, slot = np.unique(owner, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    return rank[slot]
+                             merges)
+    return merges
+
+
+def cut(merges: np.ndarray, n_rows: int, n_clusters: int) -> np.ndarray:
+    """The cluster (0 … n_clusters−1, numbered in the order of their first rows) of each of
+    ``n_rows`` rows after the first n_rows − n_clusters of ``merges`` (:func:`agglomerate`'s)."""
+    root = np.arange(n_rows)
+
+    def find(row):
+        while root[row] != row:
+            root[row] = root[root[row]]
+            row = root[row]
+        return row
+
+    for a, b in merges[: n_rows - n_clusters]:
+        ra, rb = find(a), find(b)
+        root[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(row) for row in range(n_rows)])
+    return np.unique(roots, return_inverse=True)[1].astype(np.int64)  # roots: first rows
 
 
 @numba.njit(**_OPTS)
-def _merge_all(X, counts, sums, scatters, own, cost, best, partner, stale, owner, scratch, diff,
-               lam, beta, n_target):
+def _merge_all(X, counts, sums, scatters, own, cost, best, partner, stale, rows, merges, scratch,
+               diff, lam, beta, n_target):
     """The loop of :func:`agglomerate`, on its arrays: ``counts`` (the weights), ``sums``
-    (X × weights), ``scatters`` (zeros), ``cost`` (+inf), ``stale`` (False) and ``owner``
-    (0 … N−1) initialised, the others scratch. Leaves each row's slot in ``owner``."""
+    (X × weights), ``scatters`` (zeros), ``cost`` (+inf), ``stale`` (False) and ``rows`` (0 …
+    N−1: a row of each slot's cluster) initialised, the others scratch. Writes the merges
+    (a row of each cluster merged) into ``merges``."""
     N, D = X.shape
     for i in range(N):
         own[i] = _term(-np.inf, counts[i], 0.0, lam, beta)
@@ -208,9 +225,7 @@ def _merge_all(X, counts, sums, scatters, own, cost, best, partner, stale, owner
                     scratch[a, b] /= n
             log_det = _log_det(scratch, D)
         own[i] = _term(log_det, n, trace, lam, beta)
-        for r in range(N):
-            if owner[r] == j:
-                owner[r] = i
+        merges[N - m, 0], merges[N - m, 1] = rows[i], rows[j]
         # The last slot moves into slot j; the rows that knew it by its old slot, and its
         # own row, are searched again (their pairs' places changed).
         last = m - 1
@@ -229,9 +244,7 @@ def _merge_all(X, counts, sums, scatters, own, cost, best, partner, stale, owner
             for k in range(last):
                 if partner[k] == last:
                     partner[k], stale[k] = j, True
-            for r in range(N):
-                if owner[r] == last:
-                    owner[r] = j
+            rows[j] = rows[last]
         m -= 1
         for k in range(m):
             if k != i:
@@ -260,9 +273,9 @@ def _merge_all(X, counts, sums, scatters, own, cost, best, partner, stale, owner
 _MERGE_ALL = tiers.TwoForms(_merge_all, 1e8, 2.0)
 
 
-def _merge_all_numpy(X, weights, lam, beta, n_target, owner):
+def _merge_all_numpy(X, weights, lam, beta, n_target, merges):
     """:func:`_merge_all` in numpy, on the same inputs and in the same order of floating-point
-    operations (the forms agree merge for merge); leaves each row's slot in ``owner``.
+    operations (the forms agree merge for merge); writes the merges into ``merges``.
 
     Vectors run over clusters, not over matrix entries: a cluster's scatter is its D(D+1)/2
     lower-triangle entries, one row each of ``scatters`` (entries × slots), so that the costs
@@ -280,6 +293,7 @@ def _merge_all_numpy(X, weights, lam, beta, n_target, owner):
     partner = N - 1 - np.argmin(cost[:, ::-1], axis=1)  # of equal costs, the highest slot
     best = cost[slots, partner]
     stale = np.zeros(N, dtype=bool)
+    rows = np.arange(N)  # a row of each slot's cluster
     scratch = np.zeros((D, D))
     big = N * N
     m = N
@@ -312,7 +326,7 @@ def _merge_all_numpy(X, weights, lam, beta, n_target, owner):
                 scratch[lower.rows, lower.cols] /= n
                 log_det = _log_det.py_func(scratch, D)
             own[i] = _term.py_func(log_det, n, lower.trace(entries), lam, beta)
-            owner[owner == j] = i
+            merges[N - m] = rows[i], rows[j]
             last = m - 1
             if j != last:  # the last slot moves into slot j
                 for array in (counts, own, best, partner):
@@ -325,7 +339,7 @@ def _merge_all_numpy(X, weights, lam, beta, n_target, owner):
                 stale[j] = True
                 moved = np.flatnonzero(partner[:last] == last)
                 partner[moved], stale[moved] = j, True
-                owner[owner == last] = j
+                rows[j] = rows[last]
             m -= 1
             others = np.arange(m)
             others = others[others != i]

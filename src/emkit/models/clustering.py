@@ -12,6 +12,8 @@ agglomeration.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from emkit.errors import DataError, NumericalError
@@ -211,6 +213,30 @@ def scaled_principal_coordinates(X: np.ndarray,
     return standard @ axes[keep].T / np.sqrt(singular[keep])
 
 
+# The merges of the last hierarchies built, by their rows, weights, α and β (the starts of a grid
+# over K, or of GaussianMixture fits with several K, agglomerate the same rows).
+_HIERARCHIES: dict[tuple, np.ndarray] = {}
+_HIERARCHIES_KEPT = 4
+
+
+def _hierarchy(X: np.ndarray, counts: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """The merges of :func:`hierarchical`'s agglomeration of all the rows X (weights
+    ``counts``, as row repetitions) down to one cluster (:func:`emkit.kernels.agglomeration.
+    agglomerate`)."""
+    from emkit.kernels.agglomeration import agglomerate
+
+    key = (hashlib.blake2b(np.ascontiguousarray(X).tobytes() + counts.tobytes()).digest(),
+           X.shape, alpha, beta)
+    if key not in _HIERARCHIES:
+        Z = scaled_principal_coordinates(X, counts)
+        spread = float(np.average(np.sum(Z**2, axis=1), weights=counts)) / Z.shape[1]
+        while len(_HIERARCHIES) >= _HIERARCHIES_KEPT:
+            del _HIERARCHIES[next(iter(_HIERARCHIES))]  # the oldest
+        _HIERARCHIES[key] = agglomerate(np.ascontiguousarray(Z), counts, alpha * spread, beta,
+                                        1)
+    return _HIERARCHIES[key]
+
+
 def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | None = None,
                  *, alpha: float = 1.0, beta: float = 1.0) -> np.ndarray:
     """Model-based hierarchical agglomeration of the rows into ``n_clusters`` clusters
@@ -226,9 +252,11 @@ def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | Non
     Deterministic. Costs O(n² D³): pass a subsample of large data.
 
     Returns the cluster (0 … n_clusters−1) of each row; rows of zero weight go to the cluster
-    with the nearest mean.
+    with the nearest mean. The whole hierarchy is built once for the last few data sets seen,
+    so partitions of the same rows into other numbers of clusters (a grid over K) are cuts of
+    it.
     """
-    from emkit.kernels.agglomeration import agglomerate
+    from emkit.kernels.agglomeration import cut
 
     X = np.asarray(X, dtype=float)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
@@ -237,10 +265,8 @@ def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | Non
         raise DataError(f"{int(used.sum())} rows of positive weight cannot form {n_clusters} "
                         "clusters.")
     counts = w[used] / w[used].mean()  # weights as row repetitions, n = number of rows
-    Z = scaled_principal_coordinates(X[used], counts)
-    spread = float(np.average(np.sum(Z**2, axis=1), weights=counts)) / Z.shape[1]
-    labels_used = agglomerate(np.ascontiguousarray(Z), counts, float(alpha) * spread,
-                              float(beta), int(n_clusters))
+    labels_used = cut(_hierarchy(X[used], counts, float(alpha), float(beta)), len(counts),
+                      int(n_clusters))
     if used.all():
         return labels_used
     means = np.array([X[used][labels_used == k].mean(axis=0) for k in range(n_clusters)])
