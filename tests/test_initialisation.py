@@ -5,6 +5,7 @@ brute force."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -342,3 +343,21 @@ def test_short_runs_of_coupled_models_or_gappy_data_go_one_start_at_a_time():
     gappy[0, 1] = np.nan
     assert not GaussianMixtureModel(3)._stackable(Batch(gappy))
     assert not GaussianMixtureModel(3)._stackable(Batch(X, None, np.zeros(len(X), int)))
+
+
+def test_agglomeration_of_one_feature_with_equal_rows(monkeypatch):
+    # In one dimension two equal rows have a scatter of determinant 0 (log −inf): both forms
+    # take it without a warning and agree merge for merge.
+    from emkit.kernels import tiers
+    from emkit.kernels.agglomeration import agglomerate, cut
+
+    x = np.array([[1.0], [1.0], [2.0], [2.0], [5.0], [5.5], [9.0], [1.0]])
+    merges = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for form in ("numpy", "compiled"):
+            monkeypatch.setattr(tiers, "MODE", form)
+            merges[form] = agglomerate(x, np.ones(len(x)), 0.5, 1.0, 1)
+    np.testing.assert_array_equal(merges["numpy"], merges["compiled"])
+    # the equal rows merge first (a pair of them costs −2 log 2, a third −3 log 3 + 2 log 2)
+    np.testing.assert_array_equal(cut(merges["numpy"], len(x), 5), [0, 0, 1, 1, 2, 3, 4, 0])

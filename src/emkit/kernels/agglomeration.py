@@ -398,7 +398,8 @@ def _singleton_costs(X, counts, own, lam, beta):
         f_ /= n_
         np.multiply(f_, d2_, out=d2_)  # tr W_ij = f |d|²
         if D == 1:
-            log_det = np.where(n_ > 1.0, np.log(d2_ / n_), -np.inf)
+            with np.errstate(divide="ignore"):  # equal rows: det 0, log −inf
+                log_det = np.where(n_ > 1.0, np.log(d2_ / n_), -np.inf)
         else:
             log_det = np.full_like(n_, -np.inf)
         out = cost[rows]
