@@ -13,6 +13,7 @@ agglomeration.
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import numpy as np
 
@@ -217,6 +218,7 @@ def scaled_principal_coordinates(X: np.ndarray,
 # over K, or of GaussianMixture fits with several K, agglomerate the same rows).
 _HIERARCHIES: dict[tuple, np.ndarray] = {}
 _HIERARCHIES_KEPT = 4
+_HIERARCHIES_LOCK = threading.Lock()
 
 
 def _hierarchy(X: np.ndarray, counts: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -227,14 +229,16 @@ def _hierarchy(X: np.ndarray, counts: np.ndarray, alpha: float, beta: float) -> 
 
     key = (hashlib.blake2b(np.ascontiguousarray(X).tobytes() + counts.tobytes()).digest(),
            X.shape, alpha, beta)
-    if key not in _HIERARCHIES:
+    merges = _HIERARCHIES.get(key)
+    if merges is None:
         Z = scaled_principal_coordinates(X, counts)
         spread = float(np.average(np.sum(Z**2, axis=1), weights=counts)) / Z.shape[1]
-        while len(_HIERARCHIES) >= _HIERARCHIES_KEPT:
-            del _HIERARCHIES[next(iter(_HIERARCHIES))]  # the oldest
-        _HIERARCHIES[key] = agglomerate(np.ascontiguousarray(Z), counts, alpha * spread, beta,
-                                        1)
-    return _HIERARCHIES[key]
+        merges = agglomerate(np.ascontiguousarray(Z), counts, alpha * spread, beta, 1)
+        with _HIERARCHIES_LOCK:  # fits in several threads
+            while len(_HIERARCHIES) >= _HIERARCHIES_KEPT:
+                del _HIERARCHIES[next(iter(_HIERARCHIES))]  # the oldest
+            _HIERARCHIES[key] = merges
+    return merges
 
 
 def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | None = None,
