@@ -55,6 +55,8 @@ __all__ = ["fit_grid", "GRID_MAX_ROWS"]
 #: The most rows a grid is stacked for: beyond, a pass's cost is the rows', not its fixed
 #: part, and the stack's copies of the rows (one per fit and start) grow large.
 GRID_MAX_ROWS = 4_000
+# From this many rows on, the stacks' E-steps run on all cores (see _Grid.run).
+_THREADED_MIN_ROWS = 1_000
 # The race stops a start early once its log-likelihood per sample changes by less than this
 # (GaussianMixtureModel's short runs).
 _RACE_TOL = 1e-6
@@ -251,11 +253,12 @@ class _Grid:
         G = len(models)
         # Unshrunk: a fit's SQUAREM path, and so the maximum it reaches, does not depend on
         # the other fits of the grid (iris EEV K=4: −183.10 in a shrunk stack of 70 fits,
-        # −181.95 alone and unshrunk). One thread: the E-steps are a small share of a grid's
-        # time, and compiling the threaded loop took 12 of a new environment's first 17 s.
+        # −181.95 alone and unshrunk). Threads only on many rows: on a few hundred the
+        # E-steps are a small share of a grid's time, and compiling the threaded loop took 12
+        # of a new environment's first 17 s; on 4,000 rows they are 70% of 30 s.
         return fit_stack(self.rows(G), start, np.full(G, self.n_samples), self.K_max, "full",
                          self.reg_covar, tol, max_iter, accelerate, models, present,
-                         shrink=False, threads=False)
+                         shrink=False, threads=len(self.X) >= _THREADED_MIN_ROWS)
 
     def posteriors(self, params, present) -> np.ndarray:
         """Each mixture's posterior probabilities of the rows, (G, n, K_max)."""
