@@ -12,7 +12,7 @@ small grid is fitted once before the timed runs.
 
 Needs R with mclust (``apt-get install r-base-core r-cran-mclust``).
 
-    python benchmarks/mclust_models.py                  # faithful, iris, penguins and four
+    python benchmarks/mclust_models.py                  # faithful, geyser, iris, penguins and four
                                                         # data sets of R's mclust package
     python benchmarks/mclust_models.py --quick          # faithful only, one repeat
     python benchmarks/mclust_models.py --append         # also append to benchmarks/RESULTS.md
@@ -58,6 +58,7 @@ def data_sets(quick: bool) -> dict[str, np.ndarray]:
 
     sets = {"faithful": datasets.load("faithful").data}
     if not quick:
+        sets["geyser"] = datasets.load("geyser").data
         sets["iris"] = load_iris().data
         penguins = datasets.load("penguins")
         measurements = np.column_stack([penguins.column(name) for name in PENGUIN_MEASUREMENTS])
