@@ -261,12 +261,12 @@ def test_em_step_remaining_gain_rows_is_em_step_remaining_gain_row_by_row():
         rtol=1e-12)
 
 
-def test_shrinking_the_stack_leaves_plain_em_fits_unchanged(monkeypatch):
-    """The stack shrinks to its running groups once half have converged; each group carries
-    its own convergence state, so under plain EM every group's fit is bit for bit the fit of
-    the whole stack. Under SQUAREM the step bounds start afresh, and a long extrapolation can
-    end in another basin (here one group of 96 reaches a better maximum unshrunk): every group
-    still reaches at least plain EM's maximum, and nearly all the same as unshrunk."""
+def test_shrinking_the_stack_leaves_every_fit_unchanged(monkeypatch):
+    """The stack shrinks to its running groups once half have converged, at the end of a
+    SQUAREM cycle; each group carries its own convergence state and step bound, so under plain
+    EM and under SQUAREM every group's fit is bit for bit the fit of the whole stack. (Before
+    the step bounds travelled with the groups, one group of these 96 ended at another
+    maximum.)"""
     import emkit.estimators.batched as batched
 
     arrays = _groups(96, seed=12)
@@ -276,13 +276,12 @@ def test_shrinking_the_stack_leaves_plain_em_fits_unchanged(monkeypatch):
         fits[shrink] = {accelerate: emkit.fit_gaussian_mixtures(
             arrays, n_components=2, random_state=4, accelerate=accelerate)
             for accelerate in (None, "squarem")}
-    np.testing.assert_array_equal(fits[True][None].n_iter_, fits[False][None].n_iter_)
-    np.testing.assert_array_equal(fits[True][None].means_, fits[False][None].means_)
-    shrunk = fits[True]["squarem"]
-    assert shrunk.converged_.all()
-    assert np.all(shrunk.lower_bound_ >= fits[True][None].lower_bound_ - 2e-6)
-    same = np.abs(shrunk.lower_bound_ - fits[False]["squarem"].lower_bound_) < 2e-6
-    assert same.mean() >= 0.95
+    for accelerate in (None, "squarem"):
+        shrunk, whole = fits[True][accelerate], fits[False][accelerate]
+        assert shrunk.converged_.all()
+        np.testing.assert_array_equal(shrunk.n_iter_, whole.n_iter_)
+        np.testing.assert_array_equal(shrunk.means_, whole.means_)
+        np.testing.assert_array_equal(shrunk.lower_bound_, whole.lower_bound_)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])

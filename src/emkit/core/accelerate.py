@@ -47,11 +47,17 @@ class Blocks(NamedTuple):
     (B,) is True and those of ``b`` elsewhere; ``judge(point, em_steps)`` (optional): the
     cycle's end point after the model judged each block's convergence from its own cycle,
     ``em_steps`` an :class:`~emkit.core.results.EMStep` of (B,) arrays (a block that converged
-    is typically frozen in the returned parameters)."""
+    is typically frozen in the returned parameters). ``bounds(params)`` and
+    ``with_bounds(params, bounds)`` (optional, together): each block's bound on the step
+    length, (B,), read from the start's parameters and written into every cycle's end point, so
+    that a fit stopped at a cycle's end and started again from there (on some of its blocks)
+    takes the same steps as one that went on."""
 
     objectives: Callable[[EvaluatedPoint], np.ndarray]
     merge: Callable[[np.ndarray, Any, Any], Any]
     judge: Callable[[EvaluatedPoint, EMStep], EvaluatedPoint] | None = None
+    bounds: Callable[[Any], np.ndarray] | None = None
+    with_bounds: Callable[[Any, np.ndarray], Any] | None = None
 
 
 def squarem(
@@ -100,7 +106,8 @@ def squarem(
                               lambda rows, template: unflatten(rows[0], template))
     else:
         rows_of, from_rows = flatten, unflatten
-    step_max = np.float64(state.step_max)
+    step_max = (np.float64(state.step_max) if blocks.bounds is None
+                else np.asarray(blocks.bounds(start.params), dtype=np.float64))
     point0 = start
     while True:
         theta1 = m_step(point0.stats, point0.params)
@@ -149,6 +156,8 @@ def squarem(
                 values1 - values0, _objective_rates(r_norms, v_norms),
                 np.maximum(0.0, values1 - blocks.objectives(end)),
                 np.max(np.abs(r), axis=1, initial=0.0)))
+        if blocks.with_bounds is not None:
+            end = end._replace(params=blocks.with_bounds(end.params, step_max))
         point0 = end
         yield RuleStep(point0, boundary=True, extrapolated=bool(accepted.any()) and slack > 0,
                        em_step=em_step, state=StepRuleState(float(np.max(step_max))))

@@ -561,7 +561,7 @@ def _run_one(model, data, options: FitOptions, callbacks: tuple, restart: int, s
                 bar.update(1)
                 bar.set_postfix(objective=f"{point.objective:.6g}")
             info = IterationInfo(restart, iteration, point.objective, point.objective - previous,
-                                 point.params, annealing, n_samples)
+                                 point.params, annealing, n_samples, step.boundary)
             stopped = any([bool(cb(info)) for cb in callbacks])
             if converged or stopped:
                 break
@@ -601,7 +601,8 @@ def _blocks(model: Any) -> Blocks | None:
     """The model's independent blocks for SQUAREM, if it declares them (see :class:`EMModel`)."""
     if not hasattr(model, "block_objectives"):
         return None
-    return Blocks(model.block_objectives, model.merge_blocks, getattr(model, "judge_blocks", None))
+    return Blocks(model.block_objectives, model.merge_blocks, getattr(model, "judge_blocks", None),
+                  getattr(model, "block_bounds", None), getattr(model, "with_block_bounds", None))
 
 
 def working_eps(model: Any, params: Any) -> float:

@@ -82,6 +82,7 @@ class IterationInfo:
     params: Any
     annealing: bool
     n_samples: float = 1.0  # the objective's sample count: change / n_samples is per sample
+    boundary: bool = True  # the point ends a cycle of the step rule (SQUAREM's θ1 does not)
 
 
 @dataclass(frozen=True)

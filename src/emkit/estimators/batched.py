@@ -44,8 +44,9 @@ __all__ = ["fit_gaussian_mixtures", "GroupMixtures"]
 _COVARIANCE_TYPES = ("full", "diag")
 # k-means starts per group; the one whose mixture has the highest log-likelihood is kept.
 _KMEANS_STARTS = 3
-# A stack of at least this many groups shrinks to its running groups once half have converged.
-_SHRINK_MIN_GROUPS = 64
+# A stack of at least this many groups shrinks to its running groups once half have converged
+# (each shrink costs an E-step of the running groups, to start the loop again).
+_SHRINK_MIN_GROUPS = 16
 
 
 class GroupMixtures:
@@ -221,17 +222,18 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
     of the one loop), the stack shrinks to the running groups, and EM goes on from where they
     stood: every step then costs what the running groups cost, not all groups' bookkeeping
     (10,000 groups, 2 x 2: ~8 ms a SQUAREM cycle for the stack's arrays, while the last groups
-    run for hundreds of iterations). Each group's convergence state travels in its
-    parameters, so its fit is the same either way, up to SQUAREM's step bound (which each
-    stack starts afresh). ``models`` and ``present``: each group's covariance model and
-    components (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`);
-    ``shrink=False`` keeps the whole stack (a group's SQUAREM path then does not depend on how
-    many groups share the stack); ``threads=False`` keeps the E-steps on one thread."""
+    run for hundreds of iterations; on a grid of 14 × 9 mixtures of 200 rows in 6-D, ~15% of
+    the time). The stack stops at the end of a SQUAREM cycle, and each group's convergence
+    state and step bound travel in its parameters, so every group's fit is bit for bit the
+    same either way. ``models`` and ``present``: each group's covariance model and components
+    (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`); ``shrink=False``
+    keeps the whole stack; ``threads=False`` keeps the E-steps on one thread."""
     params, rows, spent = start, np.arange(len(start.weights)), 0
 
-    def half_converged(info) -> bool:
+    def half_converged(info) -> bool:  # at a cycle's end: the fit goes on from there exactly
         running = np.count_nonzero(info.params.active)
-        return shrink and len(rows) >= _SHRINK_MIN_GROUPS and 2 * running <= len(rows)
+        return (shrink and info.boundary and len(rows) >= _SHRINK_MIN_GROUPS
+                and 2 * running <= len(rows))
 
     while True:
         model = BatchedGaussianMixtureModel(
@@ -362,7 +364,7 @@ def stack_params(weights, means, covariances, P) -> BatchedParams:
                          converged=np.zeros(G, dtype=bool), n_iter=np.zeros(G, dtype=np.intp),
                          recent=np.full((G, WINDOW), np.nan), log_likelihood=np.zeros(G),
                          degenerate=np.zeros(G, dtype=bool),
-                         rates=np.full((G, RATE_MEMORY), np.nan))
+                         rates=np.full((G, RATE_MEMORY), np.nan), step_max=np.ones(G))
 
 
 def _kmeans_start(data: GroupedRows, K, covariance_type, reg_covar, rng) -> BatchedParams:

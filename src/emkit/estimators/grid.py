@@ -251,14 +251,13 @@ class _Grid:
     def run(self, start, models, present, tol, max_iter, accelerate):
         """EM on a stack (:func:`~emkit.estimators.batched.fit_stack`)."""
         G = len(models)
-        # Unshrunk: a fit's SQUAREM path, and so the maximum it reaches, does not depend on
-        # the other fits of the grid (iris EEV K=4: −183.10 in a shrunk stack of 70 fits,
-        # −181.95 alone and unshrunk). Threads only on many rows: on a few hundred the
-        # E-steps are a small share of a grid's time, and compiling the threaded loop took 12
-        # of a new environment's first 17 s; on 4,000 rows they are 70% of 30 s.
+        # The stack shrinks to its running fits as they converge (each fit's path is the same
+        # either way). Threads only on many rows: on a few hundred the E-steps are a small
+        # share of a grid's time, and compiling the threaded loop took 12 of a new
+        # environment's first 17 s; on 4,000 rows they are 70% of 30 s.
         return fit_stack(self.rows(G), start, np.full(G, self.n_samples), self.K_max, "full",
                          self.reg_covar, tol, max_iter, accelerate, models, present,
-                         shrink=False, threads=len(self.X) >= _THREADED_MIN_ROWS)
+                         threads=len(self.X) >= _THREADED_MIN_ROWS)
 
     def posteriors(self, params, present) -> np.ndarray:
         """Each mixture's posterior probabilities of the rows, (G, n, K_max)."""

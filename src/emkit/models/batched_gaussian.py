@@ -86,6 +86,7 @@ class BatchedParams(NamedTuple):
     log_likelihood: np.ndarray  # (G,) at these parameters, for frozen groups
     degenerate: np.ndarray  # (G,) bool: a component kept its previous parameters
     rates: np.ndarray  # (G, RATE_MEMORY) EM's rate in the last SQUAREM cycles, NaN before
+    step_max: np.ndarray  # (G,) SQUAREM's bound on the group's step length
 
 
 @dataclass(frozen=True)
@@ -339,6 +340,14 @@ class BatchedGaussianMixtureModel:
                           covariances=pick(a.covariances, b.covariances),
                           precisions_cholesky=pick(a.precisions_cholesky,
                                                    b.precisions_cholesky))
+
+    def block_bounds(self, params: BatchedParams) -> np.ndarray:
+        """Each group's SQUAREM step bound (it travels in the parameters, so that a stack
+        shrunk to its running groups goes on exactly as the whole stack would)."""
+        return params.step_max
+
+    def with_block_bounds(self, params: BatchedParams, bounds: np.ndarray) -> BatchedParams:
+        return params._replace(step_max=np.broadcast_to(bounds, params.step_max.shape).copy())
 
     def judge_blocks(self, point, steps: EMStep):
         """``point`` (a SQUAREM cycle's end) with the groups that converged frozen: the rule
