@@ -78,7 +78,10 @@ class EMModel(Protocol):
         then returns (B, n) coordinates, one row per block, and SQUAREM steps and accepts
         each block on its own (:class:`emkit.core.accelerate.Blocks`); with
         ``judge_blocks(point, em_steps) -> point`` the model also judges each block's
-        convergence from its own SQUAREM cycle.
+        convergence from its own SQUAREM cycle; with ``block_bounds(params) -> (B,)`` and
+        ``with_block_bounds(params, bounds) -> params`` each block's step bound travels in its
+        parameters (a fit stopped at a cycle's end, ``IterationInfo.boundary``, and started
+        again from there goes on exactly).
     e_step(params, chunk, inverse_temperature=β)
         Accepting this keyword enables deterministic annealing: posteriors ∝ (joint density)^β.
     prepare(chunk) -> list of chunks
