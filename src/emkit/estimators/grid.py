@@ -282,8 +282,10 @@ class _Grid:
         center = np.average(self.X, axis=0, weights=self.weight)
         centred = self.X - center
         weight = weighted.sum(axis=1)
-        first = np.einsum("gnk,nd->gkd", weighted, centred)
-        second = np.einsum("gnk,nd,ne->gkde", weighted, centred, centred)
+        by_component = np.swapaxes(weighted, 1, 2)  # (G, K, n): sums over rows as matmuls
+        first = by_component @ centred
+        outer = (centred[:, :, None] * centred[:, None, :]).reshape(n, -1)
+        second = (by_component @ outer).reshape(G, K, len(center), len(center))
         centers = np.broadcast_to(center, (G, K, len(center)))
         model = BatchedGaussianMixtureModel(K, "full", self.reg_covar, 0.0,
                                             np.full(G, self.n_samples), None, models=models,
