@@ -23,8 +23,9 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 # Rows per block of one group's E-step: its temporaries, (K, D, _ROWS), stay in cache, and the
-# loops over a block's rows are long enough to run in SIMD lanes.
-_ROWS = 64
+# loops over a block's rows are long enough to run in SIMD lanes (128 rather than 64: 5% less
+# time in 2-D and 6-D).
+_ROWS = 128
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -48,6 +49,7 @@ def _group(X, w, log_weights, means, P, full, weight, first, second):
         constants[k] = log_weights[k] + log_det - 0.5 * D * _LOG_2PI
     joint = np.empty((K, _ROWS))  # log π_k p(x | k), then exp(that − the row's maximum)
     diff = np.empty((K, D, _ROWS))  # rows about each component's mean, feature by feature
+    columns = np.empty((D, _ROWS))  # the block's rows, feature by feature
     y = np.empty(_ROWS)
     top = np.empty(_ROWS)
     scale = np.empty(_ROWS)  # the row's weight over its sum of exp(joint − top); 0: skipped
@@ -55,16 +57,24 @@ def _group(X, w, log_weights, means, P, full, weight, first, second):
     log_likelihood = 0.0
     for start in range(0, N, _ROWS):
         B = min(_ROWS, N - start)
+        # Transposed once per block, so that the loops below read features contiguously
+        # (strided reads of X for every component cost a fifth of the time).
+        for i in range(B):
+            for d in range(D):
+                columns[d, i] = X[start + i, d]
         for k in range(K):
             for d in range(D):
                 m = means[k, d]
                 for i in range(B):
-                    diff[k, d, i] = X[start + i, d] - m
-            joint[k, :B] = 0.0
+                    diff[k, d, i] = columns[d, i] - m
+            for i in range(B):
+                joint[k, i] = 0.0
             for e in range(D):  # y_e = Σ_{d ≤ e} diff_d P_de (P upper triangular)
                 if full:
-                    y[:B] = 0.0
-                    for d in range(e + 1):
+                    p = P[k, 0, e]
+                    for i in range(B):
+                        y[i] = diff[k, 0, i] * p
+                    for d in range(1, e + 1):
                         p = P[k, d, e]
                         for i in range(B):
                             y[i] += diff[k, d, i] * p
