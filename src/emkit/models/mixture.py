@@ -614,9 +614,11 @@ class GaussianMixtureModel(MixtureModel):
         random_names, anchor = _COMBINED[method]
         if anchor == "hierarchical" and not self._agglomeration_informative(X, w):
             anchor = None
-        starts = self._starts(random_names, X, w, labels, rng)
+        # The anchor draws first (the rows a large data set's agglomeration sees): the fits of
+        # a grid, one generator state for every K, then share one hierarchy, cut for each K,
+        # as mclust's do.
         anchored = None if anchor is None else self._initial_responsibilities(anchor, X, w, rng)
-        return starts, anchored
+        return self._starts(random_names, X, w, labels, rng), anchored
 
     def _short_runs(self, starts, batch, steps, ranked: bool = True,
                     ) -> list[tuple[MixtureParams, float]]:
