@@ -379,3 +379,18 @@ def test_the_stack_validates_the_rows_as_every_fit_does():
     for fit in result.estimators:
         assert list(fit.feature_names_in_) == ["eruptions", "waiting"]
     np.testing.assert_allclose(result.best_estimator.predict_proba(table).sum(axis=1), 1.0)
+
+
+def test_a_large_data_sets_fits_share_one_agglomeration_of_one_subsample(monkeypatch):
+    # Above the agglomeration's row limit each fit agglomerates a subsample; a grid's fits of
+    # every K draw the same one (the anchor draws first), so one hierarchy serves them all,
+    # as mclust's hc() does.
+    from emkit.models import clustering
+    from emkit.models.mixture import _agglomeration_limit
+
+    monkeypatch.setattr(clustering, "_HIERARCHIES", {})
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(3 * c, 1.0, (300, 12)) for c in range(2)])
+    assert len(X) > _agglomeration_limit(X.shape[1])
+    select_model(X, range(1, 4), ("VVV", "EEE"), random_state=0)
+    assert len(clustering._HIERARCHIES) == 1
