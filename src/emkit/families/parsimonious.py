@@ -207,7 +207,16 @@ def stacked_covariances(covariance_type: str, scatter: np.ndarray, counts: np.nd
 # stopped keeps its values while the others go on).
 def _weighted(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Σ_k p_k v_k per mixture: (G, K) weights, (G, K, …) values → (G, …)."""
-    return np.einsum("gk,gk...->g...", weights, values)
+    G, K = weights.shape
+    rest = values.shape[2:]
+    flat = values.reshape(G, K, int(np.prod(rest)))  # as one matrix product (einsum: 1.6x)
+    return (weights[:, None, :] @ flat)[:, 0].reshape((G,) + rest)
+
+
+def _with_eigenvalues(vectors: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """V diag(λ) Vᵀ for eigenvectors V (…, d, d, as columns) and eigenvalues λ (…, d) that
+    broadcast together (as matrix products: 3-4 times faster than one einsum of three)."""
+    return (vectors * values[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
 # --------------------------------------------------------------------------- diagonal models
@@ -258,6 +267,11 @@ def _eigen(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[..., ::-1], vectors[..., ::-1]
 
 
+def _eigenvalues(matrices: np.ndarray) -> np.ndarray:
+    """:func:`_eigen`'s eigenvalues alone (half its time)."""
+    return np.linalg.eigvalsh(matrices)[..., ::-1]
+
+
 def _normalised(matrix: np.ndarray) -> np.ndarray:
     """Positive definite matrices scaled to determinant 1."""
     _, log_det = np.linalg.slogdet(matrix)
@@ -286,12 +300,10 @@ def _common_shape(model, scatter, weights, previous):
     and λ_k = tr(Ω_k A⁻¹) / d (Ω_k the eigenvalues); given those, A ∝ Σ_k p_k Ω_k / λ_k."""
     values, vectors = _eigen(scatter)
     if model == "EEV":  # λ A = Σ_k p_k Ω_k, closed form
-        common = _weighted(weights, values)
-        return np.einsum("gkij,gj,gklj->gkil", vectors, common, vectors)
-    volumes, shape = _volumes_and_common_shape(
-        values, weights, None if previous is None else _eigen(previous)[0])  # VEV
-    return np.einsum("gkij,gkj,gklj->gkil", vectors, volumes[..., None] * shape[:, None],
-                     vectors)
+        return _with_eigenvalues(vectors, _weighted(weights, values)[:, None])
+    volumes, shape = _volumes_and_common_shape(  # VEV
+        values, weights, None if previous is None else _eigenvalues(previous))
+    return _with_eigenvalues(vectors, volumes[..., None] * shape[:, None])
 
 
 def _common_matrix(scatter, weights, previous):
@@ -334,7 +346,7 @@ def _common_orientation(model, scatter, weights, previous, present):
                                first, second, ITERATION_TOL, MAX_SWEEPS)
     rotated = np.swapaxes(orientation, 1, 2)[:, None] @ scatter @ orientation[:, None]
     diagonals = _diagonals_given(model, np.diagonal(rotated, axis1=2, axis2=3), weights)
-    return np.einsum("gij,gkj,glj->gkil", orientation, diagonals, orientation)
+    return _with_eigenvalues(orientation[:, None], diagonals)
 
 
 @functools.cache
