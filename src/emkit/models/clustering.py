@@ -249,7 +249,8 @@ def hierarchical(X: np.ndarray, n_clusters: int, sample_weight: np.ndarray | Non
     Starting from one cluster per row, every stage merges the two clusters whose merge decreases
     the classification likelihood least: mclust's ``hc(modelName="VVV", use="SVD")``, whose
     partitions (``hclass``) it gives on the rows in the same order (iris, Old Faithful and the
-    penguins, K = 2 … 9: tests/reference/test_mclust_hierarchical.py). A cluster of n_k rows
+    penguins, K = 2 … 9: tests/reference/test_mclust_hierarchical.py; where mclust's differ,
+    a bug in its stored factors is the cause, docs/design.md). A cluster of n_k rows
     with scatter W_k counts n_k log(det(W_k / n_k) + β (tr W_k + α t) / n_k), t the mean
     variance per coordinate of all rows, so that clusters with fewer rows than dimensions have
     a finite likelihood (Fraley 1998's α and β). Works on :func:`scaled_principal_coordinates`.
