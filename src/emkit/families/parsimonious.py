@@ -209,7 +209,7 @@ def _weighted(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Σ_k p_k v_k per mixture: (G, K) weights, (G, K, …) values → (G, …)."""
     G, K = weights.shape
     rest = values.shape[2:]
-    flat = values.reshape(G, K, int(np.prod(rest)))  # as one matrix product (einsum: 1.6x)
+    flat = values.reshape(G, K, int(np.prod(rest)))  # one matrix product: 1.6x einsum's speed
     return (weights[:, None, :] @ flat)[:, 0].reshape((G,) + rest)
 
 
