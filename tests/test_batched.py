@@ -17,6 +17,7 @@ from emkit.core.monitor import (
 )
 from emkit.core.results import EMStep
 from emkit.errors import DataError, ParameterError
+from emkit.models.batched_gaussian import GroupedRows
 
 
 def _groups(n_groups=12, seed=0, ragged=True, n_features=2):
@@ -110,6 +111,33 @@ def test_group_e_step_equals_scipy_group_by_group(full, form, monkeypatch):
             np.testing.assert_allclose(got, expected if full else np.diag(expected),
                                        rtol=1e-9, atol=1e-12)
 
+
+
+@pytest.mark.parametrize("form", ["numpy", "compiled"])
+def test_groups_of_the_same_rows_held_once_equal_their_copies(form, monkeypatch):
+    # A grid's fits share their rows: X (1, N, D) serves every group, as G copies would.
+    from emkit.kernels import batched_gaussian, tiers
+
+    monkeypatch.setattr(tiers, "MODE", form)
+    rng = np.random.default_rng(4)
+    G, N, K, D = 6, 50, 3, 2
+    X = rng.normal(size=(N, D))
+    w = rng.uniform(0.5, 2.0, N)
+    log_weights = np.log(rng.dirichlet(np.ones(K), G))
+    means = rng.normal(size=(G, K, D))
+    P = np.broadcast_to(np.eye(D) * rng.uniform(0.5, 2.0, (G, K, 1, 1)), (G, K, D, D)).copy()
+    rows = np.array([1, 4, 5])
+    shared = batched_gaussian.e_step_groups(X[None], w[None], rows, log_weights, means, P, True)
+    copies = batched_gaussian.e_step_groups(np.repeat(X[None], G, axis=0),
+                                            np.repeat(w[None], G, axis=0), rows, log_weights,
+                                            means, P, True)
+    for a, b in zip(shared, copies, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and a stack of shared rows takes its groups without copying them
+    data = GroupedRows.shared(X, w, G)
+    assert data.shape == (G, N, D)
+    part = data.take(rows)
+    assert part.shape == (3, N, D) and part.X is data.X
 
 def test_grouped_table_equals_list_and_order_of_groups_does_not_matter():
     arrays = _groups(8, seed=3)

@@ -241,7 +241,7 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
             accelerated=accelerate == "squarem",
             models=None if models is None else np.asarray(models)[rows],
             present=None if present is None else present[rows], threads=threads)
-        part = GroupedRows(data.X[rows], data.weight[rows])
+        part = data.take(rows)
         result = fit_em(model, part, max_iter=max_iter - spent, tol=tol, xtol=None,
                         accelerate=accelerate, warn_not_converged=False,
                         callbacks=(half_converged,))

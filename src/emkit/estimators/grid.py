@@ -53,7 +53,7 @@ from emkit.models.mixture import (
 __all__ = ["fit_grid", "GRID_MAX_ROWS"]
 
 #: The most rows a grid is stacked for: beyond, a pass's cost is the rows', not its fixed
-#: part, and the stack's copies of the rows (one per fit and start) grow large.
+#: part.
 GRID_MAX_ROWS = 4_000
 # From this many rows on, the stacks' E-steps run on all cores (see _Grid.run).
 _THREADED_MIN_ROWS = 1_000
@@ -242,11 +242,9 @@ class _Grid:
         self.weight = np.ones(len(X)) if w is None else w
         self.n_samples = float(self.weight.sum())
 
-    def rows(self, copies: int) -> GroupedRows:
-        """The rows once per group of a stack."""
-        return GroupedRows(np.ascontiguousarray(np.broadcast_to(self.X, (copies,) + self.X.shape)),
-                           np.ascontiguousarray(np.broadcast_to(self.weight,
-                                                                (copies, len(self.X)))))
+    def rows(self, groups: int) -> GroupedRows:
+        """The rows of every group of a stack: the same rows, held once."""
+        return GroupedRows.shared(self.X, self.weight, groups)
 
     def run(self, start, models, present, tol, max_iter, accelerate):
         """EM on a stack (:func:`~emkit.estimators.batched.fit_stack`)."""

@@ -143,18 +143,22 @@ def _add_moments(diff, r, B, full, k, weight, first, second):
 @numba.njit(nogil=True, cache=True)
 def _groups_serial(X, w, rows, log_weights, means, P, full, weight, first, second,
                    log_likelihood):
+    shared = X.shape[0] == 1  # one set of rows for every group
     for a in range(rows.shape[0]):
         g = rows[a]
-        log_likelihood[a] = _group(X[g], w[g], log_weights[g], means[g], P[g], full,
+        source = 0 if shared else g
+        log_likelihood[a] = _group(X[source], w[source], log_weights[g], means[g], P[g], full,
                                    weight[a], first[a], second[a])
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _groups_parallel(X, w, rows, log_weights, means, P, full, weight, first, second,
                      log_likelihood):
+    shared = X.shape[0] == 1  # one set of rows for every group
     for a in numba.prange(rows.shape[0]):
         g = rows[a]
-        log_likelihood[a] = _group(X[g], w[g], log_weights[g], means[g], P[g], full,
+        source = 0 if shared else g
+        log_likelihood[a] = _group(X[source], w[source], log_weights[g], means[g], P[g], full,
                                    weight[a], first[a], second[a])
 
 
@@ -167,11 +171,13 @@ _GROUPS = tiers.TwoForms(_groups_serial, 2**23, 3.0)
 
 
 def e_step_groups(X, w, rows, log_weights, means, P, full, threads=True):
-    """Statistics of the groups ``rows`` (A,) of X (G, N, D) with row weights w (G, N):
-    weight (A, K), first (A, K, D), second (A, K, D, D) full or (A, K, 1, D) diag, centred at
-    ``means`` (G, K, D), and the weighted log-likelihood (A,). ``log_weights`` (G, K); P is
-    (G, K, D, D) upper triangular or (G, K, 1, D) for diagonal covariances. ``threads=False``
-    keeps to the serial loop (compiling the threaded one costs 5–8 s)."""
+    """Statistics of the groups ``rows`` (A,) of X (G, N, D) with row weights w (G, N), or
+    of X (1, N, D) and w (1, N) when every group has the same rows (a grid's fits: one copy of
+    the rows in memory, not G): weight (A, K), first (A, K, D), second (A, K, D, D) full or
+    (A, K, 1, D) diag, centred at ``means`` (G, K, D), and the weighted log-likelihood (A,).
+    ``log_weights`` (G, K); P is (G, K, D, D) upper triangular or (G, K, 1, D) for diagonal
+    covariances. ``threads=False`` keeps to the serial loop (compiling the threaded one costs
+    5–8 s)."""
     P = np.ascontiguousarray(P)  # one compiled signature whatever P's layout
     A = rows.shape[0]
     K, D = means.shape[1], means.shape[2]
@@ -191,7 +197,8 @@ def e_step_groups(X, w, rows, log_weights, means, P, full, threads=True):
 
 def _e_step_groups_numpy(X, w, rows, log_weights, means, P, full):
     """:func:`e_step_groups` in numpy, all groups, components and rows at once."""
-    X, w, means, P = X[rows], w[rows], means[rows], P[rows]
+    source = rows if len(X) > 1 else np.zeros_like(rows)  # one set of rows for all
+    X, w, means, P = X[source], w[source], means[rows], P[rows]
     D = X.shape[2]
     diff = X[:, None, :, :] - means[:, :, None, :]  # (A, K, N, D)
     if full:  # y_e = Σ_{d ≤ e} diff_d P_de: P is upper triangular

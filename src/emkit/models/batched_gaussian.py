@@ -61,15 +61,30 @@ _EMPTY_FRACTION = 1e-10
 
 
 class GroupedRows:
-    """The rows of G groups, padded: ``X`` (G, N, D), ``weight`` (G, N), 0 on padding rows."""
+    """The rows of G groups, padded: ``X`` (G, N, D), ``weight`` (G, N), 0 on padding rows;
+    or, with ``n_groups``, the same rows for all of them: ``X`` (1, N, D) and ``weight`` (1, N)
+    (a grid's fits, :meth:`shared`)."""
 
-    def __init__(self, X: np.ndarray, weight: np.ndarray):
+    def __init__(self, X: np.ndarray, weight: np.ndarray, n_groups: int | None = None):
         self.X = X
         self.weight = weight
+        self.n_groups = len(X) if n_groups is None else n_groups
+        self._shared = n_groups is not None
+
+    @classmethod
+    def shared(cls, X: np.ndarray, weight: np.ndarray, n_groups: int) -> GroupedRows:
+        """``n_groups`` groups of the same rows X (N, D) with weights (N,)."""
+        return cls(np.ascontiguousarray(X)[None], np.ascontiguousarray(weight)[None], n_groups)
+
+    def take(self, groups: np.ndarray) -> GroupedRows:
+        """The rows of the groups ``groups`` (indices)."""
+        if self._shared:
+            return GroupedRows(self.X, self.weight, len(groups))
+        return GroupedRows(self.X[groups], self.weight[groups])
 
     @property
     def shape(self) -> tuple[int, ...]:  # one chunk for the engine
-        return self.X.shape
+        return (self.n_groups,) + self.X.shape[1:]
 
 
 class BatchedParams(NamedTuple):
