@@ -157,6 +157,39 @@ def test_grouped_table_equals_list_and_order_of_groups_does_not_matter():
     np.testing.assert_array_equal(shuffled.n_iter_, table.n_iter_)
 
 
+@pytest.mark.parametrize("allowed, compiled, threaded", [(True, False, True),
+                                                         (False, True, True),
+                                                         (False, False, False)])
+def test_a_large_stack_runs_threaded_where_allowed_or_already_compiled(
+        allowed, compiled, threaded, monkeypatch):
+    # threads=False (a grid of a few hundred rows) must not cost compiling the threaded loop,
+    # but takes it where it is ready; each group's statistics are the same either way.
+    from emkit.kernels import batched_gaussian, tiers
+
+    monkeypatch.setattr(tiers, "MODE", "compiled")
+    monkeypatch.setattr(batched_gaussian, "_PARALLEL_MIN_ROWS", 100)
+    monkeypatch.setattr(batched_gaussian, "_parallel_looked_up", {})
+    monkeypatch.setattr(tiers, "is_compiled", lambda dispatcher, args: compiled)
+    ran = []
+    for name in ("_groups_serial", "_groups_parallel"):
+        loop = getattr(batched_gaussian, name)
+        monkeypatch.setattr(batched_gaussian, name,
+                            lambda *args, loop=loop, name=name: ran.append(name) or loop(*args))
+    rng = np.random.default_rng(5)
+    G, N, K, D = 4, 60, 2, 2
+    X, w = rng.normal(size=(1, N, D)), np.ones((1, N))
+    log_weights = np.log(np.full((G, K), 0.5))
+    means = rng.normal(size=(G, K, D))
+    P = np.broadcast_to(np.eye(D), (G, K, D, D)).copy()
+    rows = np.arange(G)
+    got = batched_gaussian.e_step_groups(X, w, rows, log_weights, means, P, True, allowed)
+    assert ran == ["_groups_parallel" if threaded else "_groups_serial"]
+    monkeypatch.setattr(batched_gaussian, "_PARALLEL_MIN_ROWS", 10**9)  # the serial loop
+    for a, b in zip(got, batched_gaussian.e_step_groups(X, w, rows, log_weights, means, P,
+                                                        True), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_sample_weights_are_repetitions():
     arrays = _groups(6, seed=4)
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ def adaptive(monkeypatch):
 
 
 def test_small_inputs_run_numpy_until_their_time_pays_for_compiling(adaptive, monkeypatch):
-    monkeypatch.setattr(tiers, "_load_from_cache", lambda dispatcher, args: False)
+    monkeypatch.setattr(tiers, "is_compiled", lambda dispatcher, args: False)
     forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=0.05)
     args = (np.ones(3),)
     assert not forms.use_compiled("d", 10, args)
@@ -41,7 +41,7 @@ def test_small_inputs_run_numpy_until_their_time_pays_for_compiling(adaptive, mo
 
 
 def test_keep_compiled_holds_for_that_key_only(adaptive, monkeypatch):
-    monkeypatch.setattr(tiers, "_load_from_cache", lambda dispatcher, args: False)
+    monkeypatch.setattr(tiers, "is_compiled", lambda dispatcher, args: False)
     forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=1e9)
     forms.keep_compiled("d")
     assert forms.use_compiled("d", 1, (np.ones(2),))
@@ -50,7 +50,7 @@ def test_keep_compiled_holds_for_that_key_only(adaptive, monkeypatch):
 
 def test_a_compiled_form_in_memory_or_in_the_cache_is_used(adaptive, monkeypatch):
     looked_up = []
-    monkeypatch.setattr(tiers, "_load_from_cache",
+    monkeypatch.setattr(tiers, "is_compiled",
                         lambda dispatcher, args: looked_up.append(args) or True)
     forms = tiers.TwoForms(_double, numpy_max_work=100, compile_seconds=1e9)
     assert forms.use_compiled("d", 1, (np.ones(2),))
@@ -87,12 +87,12 @@ def test_the_fixed_modes_ignore_history(monkeypatch):
         assert forms.use_compiled("d", 1000, (1.0,)) is large
 
 
-def test_load_from_cache_finds_only_what_is_there():
+def test_is_compiled_finds_only_what_is_there():
     fresh = numba.njit(lambda x: x + 1.0)  # no cache: nothing to load
-    assert not tiers._load_from_cache(fresh, (1.0,))
+    assert not tiers.is_compiled(fresh, (1.0,))
     assert fresh.signatures == []  # and nothing compiled by asking
     fresh(1.0)
-    assert tiers._load_from_cache(fresh, (1.0,))  # in memory now
+    assert tiers.is_compiled(fresh, (1.0,))  # in memory now
 
 
 _CHILD = """

@@ -163,7 +163,16 @@ def _groups_parallel(X, w, rows, log_weights, means, P, full, weight, first, sec
 
 
 # Below this many rows in all, starting threads costs more than the work.
-_PARALLEL_MIN_ROWS = 65_536
+_PARALLEL_MIN_ROWS = 16_384
+_parallel_looked_up: dict = {}  # the data's dtype: whether _groups_parallel is ready for it
+
+
+def _parallel_ready(arguments) -> bool:
+    """Whether the threaded loop can run without compiling (looked up once per dtype)."""
+    key = arguments[0].dtype.char
+    if key not in _parallel_looked_up:
+        _parallel_looked_up[key] = tiers.is_compiled(_groups_parallel, arguments)
+    return _parallel_looked_up[key]
 # numpy below this work (rows × K × (D + 1)², the dense Gaussian kernels' unit): there the
 # (A, K, N, D) temporaries are small and numpy is a few times slower than the loop, where
 # compiling the serial and the threaded loops costs about three seconds (tiers' rule).
@@ -176,8 +185,9 @@ def e_step_groups(X, w, rows, log_weights, means, P, full, threads=True):
     the rows in memory, not G): weight (A, K), first (A, K, D), second (A, K, D, D) full or
     (A, K, 1, D) diag, centred at ``means`` (G, K, D), and the weighted log-likelihood (A,).
     ``log_weights`` (G, K); P is (G, K, D, D) upper triangular or (G, K, 1, D) for diagonal
-    covariances. ``threads=False`` keeps to the serial loop (compiling the threaded one costs
-    5–8 s)."""
+    covariances. ``threads=False`` compiles no threaded loop (that costs 5–8 s): a large stack
+    then runs on threads only where the threaded loop is already compiled or in numba's
+    cache."""
     P = np.ascontiguousarray(P)  # one compiled signature whatever P's layout
     A = rows.shape[0]
     K, D = means.shape[1], means.shape[2]
@@ -186,7 +196,7 @@ def e_step_groups(X, w, rows, log_weights, means, P, full, threads=True):
     if not _GROUPS.use_compiled(X.dtype.char, A * X.shape[1] * K * (D + 1) ** 2, arguments):
         return _GROUPS.run_numpy(_e_step_groups_numpy, X, w, rows, log_weights, means, P,
                                  bool(full))
-    if threads and A * X.shape[1] >= _PARALLEL_MIN_ROWS:
+    if A * X.shape[1] >= _PARALLEL_MIN_ROWS and (threads or _parallel_ready(arguments)):
         _groups_parallel(*arguments)
         # the groups still running late in such a fit are fewer: compiled too, not numpy
         _GROUPS.keep_compiled(X.dtype.char)

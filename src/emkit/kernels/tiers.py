@@ -73,7 +73,7 @@ class TwoForms:
                 return True
             if key not in self._looked_up:
                 self._looked_up.add(key)
-                if _load_from_cache(self.compiled, args):
+                if is_compiled(self.compiled, args):
                     self._ready.add(key)
                     return True
         return False
@@ -151,9 +151,9 @@ def _save_ledgers() -> None:
             pass  # a read-only cache: every process starts from its own count
 
 
-def _load_from_cache(dispatcher, args) -> bool:
-    """Whether numba's cache holds ``dispatcher``'s compiled form for ``args``; if it does, it is
-    loaded (which takes milliseconds), never compiled.
+def is_compiled(dispatcher, args) -> bool:
+    """Whether ``dispatcher`` can run on ``args`` without compiling: its compiled form is in
+    memory, or numba's cache holds it (it is then loaded, which takes milliseconds).
 
     numba has no public call for "load, but do not compile"; this asks the dispatcher's cache the
     way ``Dispatcher.compile`` does first, and on any surprise from numba's internals answers

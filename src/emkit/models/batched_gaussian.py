@@ -325,9 +325,9 @@ class BatchedGaussianMixtureModel:
         # An extrapolation below that floor (a component collapsing onto a few rows) lies
         # where no EM step can follow: the next step would lower the log-likelihood. Such a
         # group takes θ2 instead.
-        if self.covariance_type == "full":
-            excess = _cholesky(covariances - self.reg_covar * np.eye(D))
-            above = np.all(np.isfinite(excess), axis=(-2, -1))
+        if self.covariance_type == "full":  # (the compiled factorisation: no LAPACK calls)
+            above = ~precision_cholesky(covariances - self.reg_covar * np.eye(D), "full",
+                                        min_pivot_ratio=0.0)[1]
         else:
             above = np.all(covariances >= self.reg_covar, axis=-1)
         above |= ~self.present[rows] | ~self.floored[rows, None]
@@ -478,9 +478,12 @@ def _stacked_full(model, scatter, counts, previous, present):
     return parsimonious.stacked_covariances(model, scatter, counts, previous, present)
 
 
-def precision_cholesky(covariances: np.ndarray, covariance_type: str):
+def precision_cholesky(covariances: np.ndarray, covariance_type: str,
+                       min_pivot_ratio: float = _MIN_PIVOT_RATIO):
     """Upper-triangular factors P with P Pᵀ = Σ⁻¹ for a stack of covariances, and the mask of
-    those that are not (numerically) positive definite (their factor is the identity)."""
+    those that are not (numerically) positive definite: a Cholesky pivot below
+    ``min_pivot_ratio`` times the root of its diagonal entry (their factor is the
+    identity)."""
     if covariance_type == "diag":
         valid = np.isfinite(covariances) & (covariances > 0)
         P = np.where(valid, 1.0 / np.sqrt(np.where(valid, covariances, 1.0)), 1.0)
@@ -488,14 +491,14 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str):
     shape, D = covariances.shape[:-2], covariances.shape[-1]
     matrices = np.ascontiguousarray(covariances, dtype=np.float64).reshape(-1, D, D)
     P, ok = np.empty_like(matrices), np.empty(len(matrices), dtype=np.bool_)
-    arguments = (matrices, P, ok, np.empty((D, D)), _MIN_PIVOT_RATIO)
+    arguments = (matrices, P, ok, np.empty((D, D)), float(min_pivot_ratio))
     if _FACTORS.use_compiled("d", len(matrices) * (D + 1) ** 3, arguments):
         kernels.precision_factors(*arguments)
         return P.reshape(covariances.shape), ~ok.reshape(shape)
-    return _FACTORS.run_numpy(_precision_cholesky_numpy, covariances)
+    return _FACTORS.run_numpy(_precision_cholesky_numpy, covariances, min_pivot_ratio)
 
 
-def _precision_cholesky_numpy(covariances: np.ndarray):
+def _precision_cholesky_numpy(covariances: np.ndarray, min_pivot_ratio: float):
     """:func:`precision_cholesky` of full covariances in numpy."""
     D = covariances.shape[-1]
     diagonal = np.diagonal(covariances, axis1=-2, axis2=-1)
@@ -505,7 +508,7 @@ def _precision_cholesky_numpy(covariances: np.ndarray):
     pivots = np.diagonal(lower, axis1=-2, axis2=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ok &= np.all(pivots / np.sqrt(np.where(ok[..., None], diagonal, 1.0))
-                     >= _MIN_PIVOT_RATIO, axis=-1)  # (False where a pivot is NaN)
+                     >= min_pivot_ratio, axis=-1)  # (False where a pivot is NaN)
     lower = np.where(ok[..., None, None], lower, eye)
     return np.swapaxes(_inverse_lower(lower), -1, -2), ~ok  # P = L⁻ᵀ
 
