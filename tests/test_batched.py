@@ -167,7 +167,7 @@ def test_a_large_stack_runs_threaded_where_allowed_or_already_compiled(
     from emkit.kernels import batched_gaussian, tiers
 
     monkeypatch.setattr(tiers, "MODE", "compiled")
-    monkeypatch.setattr(batched_gaussian, "_PARALLEL_MIN_ROWS", 100)
+    monkeypatch.setattr(batched_gaussian, "_PARALLEL_MIN_WORK", 100)
     monkeypatch.setattr(batched_gaussian, "_parallel_looked_up", {})
     monkeypatch.setattr(tiers, "is_compiled", lambda dispatcher, args: compiled)
     ran = []
@@ -184,7 +184,7 @@ def test_a_large_stack_runs_threaded_where_allowed_or_already_compiled(
     rows = np.arange(G)
     got = batched_gaussian.e_step_groups(X, w, rows, log_weights, means, P, True, allowed)
     assert ran == ["_groups_parallel" if threaded else "_groups_serial"]
-    monkeypatch.setattr(batched_gaussian, "_PARALLEL_MIN_ROWS", 10**9)  # the serial loop
+    monkeypatch.setattr(batched_gaussian, "_PARALLEL_MIN_WORK", 10**12)  # the serial loop
     for a, b in zip(got, batched_gaussian.e_step_groups(X, w, rows, log_weights, means, P,
                                                         True), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -229,11 +229,19 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
     (:class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel`); ``shrink=False``
     keeps the whole stack; ``threads=False`` keeps the E-steps on one thread."""
     params, rows, spent = start, np.arange(len(start.weights)), 0
+    # Where the callback stopped the fit. A fit stopped early returns its best point, which is
+    # not this one where an M-step that is not an exact maximiser (an iterative one's, or
+    # reg_covar's) lowered the stack's log-likelihood a little since: going on from the best
+    # point would repeat the same steps, and the same stop, until the passes were spent.
+    stopped_at = []
 
     def half_converged(info) -> bool:  # at a cycle's end: the fit goes on from there exactly
         running = np.count_nonzero(info.params.active)
-        return (shrink and info.boundary and len(rows) >= _SHRINK_MIN_GROUPS
+        stop = (shrink and info.boundary and len(rows) >= _SHRINK_MIN_GROUPS
                 and 2 * running <= len(rows))
+        if stop:
+            stopped_at.append(info.params)
+        return stop
 
     while True:
         model = BatchedGaussianMixtureModel(
@@ -248,8 +256,8 @@ def fit_stack(data: GroupedRows, start: BatchedParams, n_samples, K, covariance_
         spent += result.n_iter
         if not result.stopped_by_callback:  # converged, or the passes are spent
             return _put(params, rows, model.record(result.stats, result.params))
-        params = _put(params, rows, result.params)
-        rows = rows[result.params.active]
+        params = _put(params, rows, stopped_at[-1])
+        rows = rows[stopped_at[-1].active]
 
 
 def take(params: BatchedParams, rows) -> BatchedParams:

@@ -162,8 +162,10 @@ def _groups_parallel(X, w, rows, log_weights, means, P, full, weight, first, sec
                                    weight[a], first[a], second[a])
 
 
-# Below this many rows in all, starting threads costs more than the work.
-_PARALLEL_MIN_ROWS = 16_384
+# Below this work (rows × K × (D + 1)², ~1 ns each), starting threads costs more than the
+# work saves: 400 fits of 150 rows and ~5 components in 4-D are 7.5 million, and threads take a
+# tenth off a grid's time on two cores; the last few fits of a stack run serially.
+_PARALLEL_MIN_WORK = 2**19
 _parallel_looked_up: dict = {}  # the data's dtype: whether _groups_parallel is ready for it
 
 
@@ -193,10 +195,11 @@ def e_step_groups(X, w, rows, log_weights, means, P, full, threads=True):
     K, D = means.shape[1], means.shape[2]
     out = (np.zeros((A, K)), np.zeros((A, K, D)), np.zeros((A, K, P.shape[2], D)), np.zeros(A))
     arguments = (X, w, rows, log_weights, means, P, bool(full), *out)
-    if not _GROUPS.use_compiled(X.dtype.char, A * X.shape[1] * K * (D + 1) ** 2, arguments):
+    work = A * X.shape[1] * K * (D + 1) ** 2
+    if not _GROUPS.use_compiled(X.dtype.char, work, arguments):
         return _GROUPS.run_numpy(_e_step_groups_numpy, X, w, rows, log_weights, means, P,
                                  bool(full))
-    if A * X.shape[1] >= _PARALLEL_MIN_ROWS and (threads or _parallel_ready(arguments)):
+    if work >= _PARALLEL_MIN_WORK and (threads or _parallel_ready(arguments)):
         _groups_parallel(*arguments)
         # the groups still running late in such a fit are fewer: compiled too, not numpy
         _GROUPS.keep_compiled(X.dtype.char)
