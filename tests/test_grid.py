@@ -198,7 +198,7 @@ def grids():
         assert len(calls) == 1 and fitted == []  # every cell came from the stack
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(selection, "_fit_as_grid",
-                      lambda X, w, cells, params, announce: [None] * len(cells))
+                      lambda X, w, cells, params, announce: ([None] * len(cells), None))
         alone = select_model(FAITHFUL, range(1, 4), "all", random_state=0)
     return stacked, alone
 
@@ -355,7 +355,7 @@ def test_the_hierarchical_start_alone_is_stacked_and_no_worse(monkeypatch):
                                init_params="hierarchical")
     assert [len(cells) for cells in calls] == [len(MODELS) * 3]
     monkeypatch.setattr(selection, "_fit_as_grid",
-                        lambda X, w, cells, params, announce: [None] * len(cells))
+                        lambda X, w, cells, params, announce: ([None] * len(cells), None))
     alone = select_model(IRIS, range(1, 4), "all", random_state=0, init_params="hierarchical")
     n = len(IRIS)
     worse = [(cell, a["log_likelihood"], b["log_likelihood"])

@@ -310,7 +310,8 @@ def test_the_covariance_models_of_one_k_share_the_screening_of_their_starts(monk
     X = datasets.load("faithful").data
     kinds = ["EII", "VII", "EEI", "VEI", "VVI", "EEE", "VEV", "VVV"]
     with monkeypatch.context() as alone:  # one fit at a time, not the stacked grid
-        alone.setattr(selection, "_fit_as_grid", lambda X, w, cells, *_: [None] * len(cells))
+        alone.setattr(selection, "_fit_as_grid",
+                      lambda X, w, cells, *_: ([None] * len(cells), None))
         result = select_model(X, [2, 3], kinds, random_state=0)
     # Once per K and layout, under that layout's separable model; 16 fits without sharing.
     assert sorted(screened) == [(2, "VII"), (2, "VVI"), (2, "VVV"),
@@ -329,11 +330,16 @@ def test_the_covariance_models_of_one_k_share_the_screening_of_their_starts(monk
     assert len(screened) == 4  # restarts start elsewhere: nothing shared
 
 
-def test_a_component_on_too_few_points_is_not_spread_out_whatever_its_model():
+@pytest.mark.parametrize("block", [2**22, 1])  # components together, or one at a time
+def test_a_component_on_too_few_points_is_not_spread_out_whatever_its_model(block,
+                                                                          monkeypatch):
     """A component on two distinct points (in 2-D) has a singular scatter. Under EVI its
     covariance stays away from reg_covar (the volume is shared), so the covariance test does
     not see it; the scatter test does, and such a fit is not chosen."""
+    from emkit.estimators import selection
     from emkit.estimators.selection import collapsed, spread_out
+
+    monkeypatch.setattr(selection, "_SPREAD_BLOCK", block)
 
     rng = np.random.default_rng(0)
     spread = rng.normal(size=(60, 2)) * [1.0, 3.0]

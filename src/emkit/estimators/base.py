@@ -302,9 +302,12 @@ class MixturePosteriorsMixin:
         """Log-likelihood of each row, shape (n_samples,)."""
         return self._posteriors(X)[0]
 
-    def _posteriors(self, X):
+    def _posteriors(self, X, validated: bool = False):
+        """Per-row log-likelihood and posteriors of X (``validated``: rows this estimator's
+        validation already returned, as a grid of fits on the same rows shares them)."""
         self._check_fitted()
-        X = self._validate_rows(X, reset=False)
+        if not validated:
+            X = self._validate_rows(X, reset=False)
         return self._model().posteriors(self._params(), self._model_rows(X))
 
     def _model_rows(self, X):
