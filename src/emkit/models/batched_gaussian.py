@@ -421,21 +421,22 @@ class BatchedGaussianMixtureModel:
         ``previous``; padding components get the identity (so that they stay finite)."""
         if not self.model_rows:
             return scatter
-        D = scatter.shape[-1]
-        scatter = np.where(present[..., None, None], scatter, np.eye(D))
+        eye = np.eye(scatter.shape[-1])
+        # One array, read and then written model by model (each model's groups its own).
+        out = np.where(present[..., None, None], scatter, eye)
         counts = np.where(present, counts, 0.0)
         if previous is not None:
-            previous = np.where(present[..., None, None], previous, np.eye(D))
+            previous = np.where(present[..., None, None], previous, eye)
         position = np.full(len(self.group_samples), -1)
         position[rows] = np.arange(len(rows))
-        out = scatter.copy()
         for model, members in (models or self.model_rows).items():
             at = position[members]
             at = at[at >= 0]
             if at.size:
-                out[at] = _stacked_full(model, scatter[at], counts[at],
+                out[at] = _stacked_full(model, out[at], counts[at],
                                         None if previous is None else previous[at], present[at])
-        return np.where(present[..., None, None], out, np.eye(D))
+        out[~present] = eye
+        return out
 
     def _project(self, covariances, template, rows):
         """Extrapolated covariances of the groups ``rows`` back into the models whose shapes
