@@ -277,16 +277,13 @@ def _with_nan():
     return X
 
 
-@pytest.mark.parametrize("case", ["float32", "nan", "kmeans", "n_init", "too many rows"])
+@pytest.mark.parametrize("case", ["float32", "nan", "kmeans", "n_init"])
 def test_grid_is_fitted_one_model_at_a_time_where_it_must(case, monkeypatch):
     # (float32 rows with the default dtype are fitted in float64, as one fit does: stacked)
     X, params = {"float32": (FAITHFUL, {"dtype": np.float32}),
                  "nan": (_with_nan(), {}),
                  "kmeans": (FAITHFUL, {"init_params": "kmeans"}),
-                 "n_init": (FAITHFUL, {"n_init": 2}),
-                 "too many rows": (FAITHFUL, {})}[case]
-    if case == "too many rows":
-        monkeypatch.setattr(grid, "GRID_MAX_ROWS", len(FAITHFUL) - 1)
+                 "n_init": (FAITHFUL, {"n_init": 2})}[case]
     monkeypatch.setattr(grid, "fit_grid", _no_grid)
     fitted = []
     _spy_single_fits(monkeypatch, fitted)
@@ -417,3 +414,29 @@ def test_a_shrinking_stack_goes_on_from_where_it_stopped(monkeypatch):
         assert shrunk.converged_
         assert shrunk.n_iter_ == whole.n_iter_
         np.testing.assert_array_equal(shrunk.means_, whole.means_)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_grid_of_more_rows_chooses_on_a_subsample_and_converges_on_all_rows(weighted,
+                                                                              monkeypatch):
+    """Above GRID_MAX_ROWS rows every stage runs on a subsample of that many rows, and only
+    each fit's best maximum there goes on to all rows, in one more stack. Each fit then ends
+    at a maximum of all the rows: EM from it, to the same tolerance, gains nothing more."""
+    monkeypatch.setattr(grid, "GRID_MAX_ROWS", 150)
+    stacks = []  # the rows of every stack run
+    run = grid._Grid.run
+    monkeypatch.setattr(grid._Grid, "run",
+                        lambda self, *args: stacks.append(len(self.X)) or run(self, *args))
+    fitted = []
+    _spy_single_fits(monkeypatch, fitted)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(FAITHFUL)) if weighted else None
+    result = select_model(FAITHFUL, range(1, 4), ["VII", "EEE", "VVV", "EVE"], random_state=0,
+                          sample_weight=w)
+    assert fitted == []  # every cell from the stacks
+    assert stacks[-1] == len(FAITHFUL) and set(stacks[:-1]) == {150}
+    n = len(FAITHFUL) if w is None else w.sum()
+    for mixture, row in zip(result.estimators, result.table, strict=True):
+        assert row["converged"]
+        again = mixture.set_params(warm_start=True).fit(FAITHFUL, sample_weight=w)
+        gained = again.score(FAITHFUL, sample_weight=w) * n - row["log_likelihood"]
+        assert gained < 10 * TOL * n

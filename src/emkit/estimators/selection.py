@@ -306,7 +306,7 @@ def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> tuple[l
     validated them (None if no fit came from the stack)."""
     from emkit.data.chunks import Batch
     from emkit.estimators.gaussian_mixture import GaussianMixture
-    from emkit.estimators.grid import GRID_MAX_ROWS, fit_grid
+    from emkit.estimators.grid import fit_grid
     from emkit.models.clustering import DEFAULT_INIT
 
     alone = [None] * len(cells), None
@@ -324,9 +324,9 @@ def _fit_as_grid(X, sample_weight, cells, estimator_params, announce) -> tuple[l
     if not isinstance(batch, Batch):  # streamed or distributed data
         return alone
     X, w = batch.X, batch.sample_weight
-    if (X.dtype != np.float64 or len(X) > GRID_MAX_ROWS or not np.all(np.isfinite(X))
+    if (X.dtype != np.float64 or not np.all(np.isfinite(X))
             or max(k for _, k in cells) > len(X)):
-        return alone  # float32, gaps, or more rows than the stack is for
+        return alone  # float32, gaps, or more components than rows
     if announce is not None:
         announce(f"fitting the {len(cells)} models together")
     settings = {name: estimator_params[name] for name in
