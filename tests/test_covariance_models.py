@@ -211,6 +211,7 @@ def test_scikit_learn_names_are_the_models_they_alias(alias, model):
     assert by_alias.n_parameters() == by_model.n_parameters()
 
 
+@pytest.mark.filterwarnings("ignore::emkit.errors.ConvergenceWarning")  # 5 steps: not the point
 def test_storage_shapes_of_the_new_models():
     X = three_clusters(np.random.default_rng(5))
     for model, shape in [("EII", (3,)), ("EEI", (3, 3)), ("VEI", (3, 3)), ("EVI", (3, 3)),
