@@ -440,3 +440,29 @@ def test_a_grid_of_more_rows_chooses_on_a_subsample_and_converges_on_all_rows(we
         again = mixture.set_params(warm_start=True).fit(FAITHFUL, sample_weight=w)
         gained = again.score(FAITHFUL, sample_weight=w) * n - row["log_likelihood"]
         assert gained < 10 * TOL * n
+
+
+def test_merged_posteriors_join_the_two_components_that_share_the_most_rows():
+    rng = np.random.default_rng(3)
+    resp = rng.dirichlet(np.ones(4), 50)
+    resp[:, 3] = resp[:, 1]  # components 1 and 3 share every row's weight alike
+    resp /= resp.sum(axis=1, keepdims=True)
+    merged = grid.merged_posteriors(resp)
+    np.testing.assert_allclose(merged, np.column_stack([resp[:, 0], resp[:, 1] + resp[:, 3],
+                                                        resp[:, 2]]))
+    # components that never share a row are merged last
+    hard = np.eye(3)[[0, 0, 1, 1, 2, 2]]
+    hard[:2] = [[0.6, 0.4, 0.0]] * 2  # rows of component 0 partly in 1
+    np.testing.assert_allclose(grid.merged_posteriors(hard)[:, 0], [1, 1, 1, 1, 0, 0])
+
+
+def test_every_fit_also_starts_from_the_best_fit_of_one_component_more_merged(monkeypatch):
+    """A fit of K components also starts from the best fit of K + 1 (by BIC after the race)
+    with its two most overlapping components merged, where that partitions the rows
+    otherwise."""
+    merged = []
+    real = grid.merged_posteriors
+    monkeypatch.setattr(grid, "merged_posteriors",
+                        lambda resp: merged.append(resp.shape[1]) or real(resp))
+    select_model(FAITHFUL, range(1, 5), ["VII", "VVV", "EVE"], random_state=0)
+    assert sorted(merged) == [2, 3, 4]  # from K + 1 = 2, 3, 4 for K = 1, 2, 3
