@@ -218,7 +218,8 @@ def test_stacked_grid_is_no_worse_than_one_fit_at_a_time(grids):
     assert all(row["converged"] and not row["collapsed"] for row in stacked.table)
     best = (stacked.best["covariance_type"], stacked.best["n_components"])
     assert best == (alone.best["covariance_type"], alone.best["n_components"])
-    np.testing.assert_array_equal(stacked.classification, alone.classification)
+    # the same partition, its components perhaps in another order (from another start)
+    assert grid._same_partition(stacked.classification, alone.classification)
 
 
 def test_stacked_grid_estimators_work_as_single_fits(grids):
@@ -456,13 +457,31 @@ def test_merged_posteriors_join_the_two_components_that_share_the_most_rows():
     np.testing.assert_allclose(grid.merged_posteriors(hard)[:, 0], [1, 1, 1, 1, 0, 0])
 
 
-def test_every_fit_also_starts_from_the_best_fit_of_one_component_more_merged(monkeypatch):
+def test_split_posteriors_cut_the_most_spread_component_across_its_main_axis():
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.normal(size=(40, 2)) * [0.3, 0.3],  # a tight cluster
+                   rng.normal(size=(60, 2)) * [4.0, 0.5] + [10.0, 0.0]])  # a long one
+    resp = np.repeat(np.eye(2), [40, 60], axis=0)
+    split = grid.split_posteriors(X, resp)
+    assert split.shape == (100, 3)
+    np.testing.assert_array_equal(split[:40], np.eye(3)[[0] * 40])  # the tight one stays
+    # the long one, cut at its mean across its long (x) axis: one side stays, one is new
+    beyond = X[40:, 0] > X[40:, 0].mean()
+    halves = {tuple(split[40:, 1] > 0), tuple(split[40:, 2] > 0)}
+    assert halves == {tuple(beyond), tuple(~beyond)}
+    np.testing.assert_allclose(split.sum(axis=1), 1.0)
+
+
+def test_every_fit_also_starts_from_its_neighbours_in_k_merged_and_split(monkeypatch):
     """A fit of K components also starts from the best fit of K + 1 (by BIC after the race)
-    with its two most overlapping components merged, where that partitions the rows
-    otherwise."""
-    merged = []
-    real = grid.merged_posteriors
+    with its two most overlapping components merged, and from the best fit of K − 1 with its
+    most spread component split, where those partition the rows otherwise."""
+    merged, split = [], []
+    merge, cut = grid.merged_posteriors, grid.split_posteriors
     monkeypatch.setattr(grid, "merged_posteriors",
-                        lambda resp: merged.append(resp.shape[1]) or real(resp))
+                        lambda resp: merged.append(resp.shape[1]) or merge(resp))
+    monkeypatch.setattr(grid, "split_posteriors",
+                        lambda X, resp: split.append(resp.shape[1]) or cut(X, resp))
     select_model(FAITHFUL, range(1, 5), ["VII", "VVV", "EVE"], random_state=0)
     assert sorted(merged) == [2, 3, 4]  # from K + 1 = 2, 3, 4 for K = 1, 2, 3
+    assert sorted(split) == [1, 2, 3]  # from K − 1 = 1, 2, 3 for K = 2, 3, 4
