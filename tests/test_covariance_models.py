@@ -30,6 +30,7 @@ def random_scatter(rng, n_components, n_features):
 
 #: Covariances in any layout as (K, D, D) matrices.
 full = parsimonious.as_matrices
+in_layout = parsimonious.in_layout
 
 
 def m_step(model, scatter, counts, rounds=1):
@@ -324,3 +325,65 @@ def test_iterative_m_steps_agree_in_both_forms(model, n_features, monkeypatch):
                          for before in (None, previous)]
     for numpy_form, compiled in zip(results["numpy"], results["compiled"], strict=True):
         np.testing.assert_allclose(compiled, numpy_form, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 5])
+@pytest.mark.parametrize("with_previous", [False, True])
+def test_a_stack_of_every_model_has_each_mixtures_own_m_step_in_both_forms(
+        n_features, with_previous, monkeypatch):
+    """A grid's M-step (BatchedGaussianMixtureModel with a model per group, some mixtures
+    padded): compiled in one loop over the stack, and in numpy model by model, every group's
+    covariances are those of its own mixture's M-step alone."""
+    from emkit.kernels import tiers
+    from emkit.models.batched_gaussian import BatchedGaussianMixtureModel
+
+    rng = np.random.default_rng(10 + n_features)
+    K = 4
+    models = [model for model in MODELS for _ in range(2)]
+    G = len(models)
+    present = np.arange(K) < np.where(np.arange(G) % 2, K, 2)[:, None]  # every other: K = 2
+    scatter = np.array([random_scatter(rng, K, n_features) for _ in range(G)])
+    counts = np.where(present, rng.uniform(1, 30, size=(G, K)), 0.0)
+    previous = np.array([m_step(model, random_scatter(rng, K, n_features), counts[g] + 1)
+                         for g, model in enumerate(models)])
+    stack = BatchedGaussianMixtureModel(K, "full", 1e-6, 1e-6, np.ones(G), None,
+                                        models=models, present=present)
+    rows = np.arange(G)
+    results = {}
+    for form in ("numpy", "compiled"):
+        monkeypatch.setattr(tiers, "MODE", form)
+        results[form] = stack._constrained(scatter.copy(), counts, previous if with_previous
+                                           else None, rows, present)
+    for g, model in enumerate(models):
+        k = present[g]
+        kind = parsimonious.layout(model)
+        diagonal = kind in ("spherical", "diag")
+        given = np.diagonal(scatter[g][k], axis1=1, axis2=2) if diagonal else scatter[g][k]
+        before = None
+        if with_previous:
+            before = in_layout(previous[g][k], model)
+        alone = full(parsimonious.covariances(model, given, counts[g][k], before), model,
+                     int(k.sum()), n_features)
+        for form, stacked in results.items():
+            np.testing.assert_allclose(stacked[g][k], alone, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{model} ({form})")
+            assert np.all(stacked[g][~k] == np.eye(n_features))  # padding: the identity
+
+
+def test_the_compiled_m_step_of_a_stack_gives_nan_for_a_mixture_with_a_non_finite_scatter(
+        monkeypatch):
+    """One mixture's bad statistics make its covariances NaN (the caller's degeneracy test
+    then keeps its previous ones), not an error, and leave the others alone."""
+    from emkit.kernels import tiers
+    from emkit.models.batched_gaussian import BatchedGaussianMixtureModel
+
+    monkeypatch.setattr(tiers, "MODE", "compiled")
+    rng = np.random.default_rng(3)
+    scatter = np.array([random_scatter(rng, 3, 2) for _ in range(3)])
+    scatter[1, 0, 0, 0] = np.nan
+    stack = BatchedGaussianMixtureModel(3, "full", 1e-6, 1e-6, np.ones(3), None,
+                                        models=["VEV", "VEV", "EVE"])
+    out = stack._constrained(scatter, np.ones((3, 3)), None, np.arange(3),
+                             np.ones((3, 3), dtype=bool))
+    assert np.isnan(out[1]).all()
+    assert np.isfinite(out[[0, 2]]).all()

@@ -1,5 +1,6 @@
 """Compiled loops of the iterative M-steps of mclust's covariance models
-(:mod:`emkit.families.parsimonious`), for G mixtures at once.
+(:mod:`emkit.families.parsimonious`), for G mixtures at once, and of the whole M-step of a
+stack of mixtures of any models (:func:`covariances_of_models`, a grid's).
 
 Three alternating minimisations have no closed form: the volumes and common shape of VEI and
 VEV, the volumes and common matrix of VEE, and the common orientation of EVE and VVE (Jacobi
@@ -246,20 +247,29 @@ def _orientation_diagonals(rotated, weights, equal_volume, diagonals):
 
 
 @numba.njit(**_OPTS)
-def _orientation_one(scatter, weights, D, equal_volume, first, second, tol, max_sweeps):
-    """One mixture's Jacobi sweeps (scatter (K, d, d), weights (K,), D (d, d) in place)."""
+def _rotated(scatter, D):
+    """M_k = Dᵀ S_k D for the scatters (K, d, d) (loops: numba's matrix products of
+    transposed views compile for seconds)."""
     K, d, _ = scatter.shape
     rotated = np.empty((K, d, d))
-    diagonals = np.empty((K, d))
-    inverse = np.empty((K, d))
-    for k in range(K):  # M_k = Dᵀ S_k D (loops: numba's matrix products of transposed
-        for a in range(d):  # views compile for seconds)
+    for k in range(K):
+        for a in range(d):
             for b in range(d):
                 total = 0.0
                 for i in range(d):
                     for j in range(d):
                         total += D[i, a] * scatter[k, i, j] * D[j, b]
                 rotated[k, a, b] = total
+    return rotated
+
+
+@numba.njit(**_OPTS)
+def _orientation_one(scatter, weights, D, equal_volume, first, second, tol, max_sweeps):
+    """One mixture's Jacobi sweeps (scatter (K, d, d), weights (K,), D (d, d) in place)."""
+    K, d, _ = scatter.shape
+    rotated = _rotated(scatter, D)
+    diagonals = np.empty((K, d))
+    inverse = np.empty((K, d))
     last = np.inf
     for _ in range(max_sweeps):
         _orientation_diagonals(rotated, weights, equal_volume, diagonals)
@@ -308,3 +318,287 @@ def _orientation_one(scatter, weights, D, equal_volume, first, second, tol, max_
 _SHAPE = tiers.TwoForms(_shape_loop, np.inf, 0.5)
 _MATRIX = tiers.TwoForms(_matrix_loop, np.inf, 1.5)
 _ORIENTATION = tiers.TwoForms(_orientation_loop, np.inf, 1.6)
+
+
+# --------------------------------------------------------------------------- every model
+# A grid's stack holds mixtures of all 14 models. Its numpy M-step runs model by model, a few
+# dozen array calls each (0.1-0.4 ms per model and pass whatever the stack's size: on a few
+# hundred rows most of the M-step's time); compiled, every mixture's M-step runs in one loop
+# over the stack. The codes are the positions of the models in
+# emkit.families.parsimonious.MODELS (VVV's, the last, leaves a mixture's scatters as they are).
+# Scalar loops throughout: numba's array expressions cost seconds more to compile.
+_EII, _VII, _EEI, _VEI, _EVI, _VVI, _EEE, _VEE, _EVE, _VVE, _EEV, _VEV, _EVV, _VVV = range(14)
+
+
+def covariances_of_models(codes, scatter, counts, previous, present, rounds, tol, max_iter,
+                          max_sweeps, numpy_form):
+    """The covariances (G, K, d, d) of G mixtures of any models (``codes``) from their scatters
+    (G, K, d, d, ``scatter`` itself overwritten), counts (G, K) and optional previous
+    covariances, compiled, or ``numpy_form()`` (the same, model by model); ``rounds`` are the
+    orientation sweeps' pairs of axes, ``tol``, ``max_iter`` and ``max_sweeps`` the iterative
+    M-steps' limits (emkit.families.parsimonious)."""
+    arguments = (codes, scatter, counts, scatter if previous is None else previous,
+                 previous is not None, present, *rounds, tol, max_iter, max_sweeps, scatter)
+    if not _MODELS.use_compiled("d", 0, arguments):
+        return _MODELS.run_numpy(numpy_form)
+    _constrained_loop(codes, np.array(scatter), *arguments[2:])  # (reads a copy)
+    return scatter
+
+
+@numba.njit(parallel=True, **_OPTS)
+def _constrained_loop(codes, scatter, counts, previous, has_previous, present, first, second,
+                      tol, max_iter, max_sweeps, out):
+    for g in numba.prange(scatter.shape[0]):
+        _constrained_one(codes[g], scatter[g], counts[g], previous[g], has_previous,
+                         present[g], first, second, tol, max_iter, max_sweeps, out[g])
+
+
+@numba.njit(**_OPTS)
+def _constrained_one(code, S, counts, previous, has_previous, present, first, second, tol,
+                     max_iter, max_sweeps, out):
+    """One mixture's covariances (K, d, d) into ``out`` from its scatters S (K, d, d) and
+    counts (K,), as emkit.families.parsimonious.stacked_covariances computes them."""
+    K, d, _ = S.shape
+    finite = True
+    for k in range(K):
+        for i in range(d):
+            for j in range(d):
+                out[k, i, j] = S[k, i, j] if code == _VVV else 0.0
+                finite &= math.isfinite(S[k, i, j])
+    if code == _VVV:
+        return
+    if not finite:  # (LAPACK refuses it; the numpy form gives NaN too)
+        out[:] = np.nan
+        return
+    total = 0.0
+    for k in range(K):
+        total += counts[k]
+    weights = np.empty(K)
+    for k in range(K):
+        weights[k] = counts[k] / max(total, 1e-300)
+    if code <= _VVI:
+        _diagonal_one(code, S, weights, previous, has_previous, tol, max_iter, out)
+    elif code == _EEE:
+        for k in range(K):
+            for i in range(d):
+                for j in range(d):
+                    out[0, i, j] += weights[k] * S[k, i, j]
+        for k in range(1, K):
+            for i in range(d):
+                for j in range(d):
+                    out[k, i, j] = out[0, i, j]
+    elif code == _EVV:  # C_k = S_k / det^(1/d); λ = Σ p_k det(S_k)^(1/d)
+        volumes = np.empty(K)
+        common = 0.0
+        for k in range(K):
+            volumes[k] = math.exp(np.linalg.slogdet(S[k])[1] / d)
+            common += weights[k] * volumes[k]
+        for k in range(K):
+            for i in range(d):
+                for j in range(d):
+                    out[k, i, j] = common * S[k, i, j] / volumes[k]
+    elif code == _EEV or code == _VEV:
+        _common_shape_one(code == _VEV, S, weights, previous, has_previous, tol, max_iter,
+                          out)
+    elif code == _VEE:
+        _common_matrix_one(S, weights, previous, has_previous, tol, max_iter, out)
+    else:  # EVE, VVE
+        _common_orientation_one(code == _EVE, S, weights, previous, has_previous, present,
+                                first, second, tol, max_sweeps, out)
+
+
+
+@numba.njit(**_OPTS)
+def _geometric_mean_one(values):
+    total = 0.0
+    for value in values:
+        total += math.log(value)
+    return math.exp(total / len(values))
+
+
+@numba.njit(**_OPTS)
+def _diagonal_one(code, S, weights, previous, has_previous, tol, max_iter, out):
+    """EII, VII, EEI, VEI, EVI, VVI from the scatters' diagonals."""
+    K, d, _ = S.shape
+    values = np.empty((K, d))  # the variances, then the result's diagonals
+    for k in range(K):
+        for j in range(d):
+            values[k, j] = S[k, j, j]
+    if code == _EII or code == _VII:
+        common = 0.0
+        for k in range(K):
+            mean = 0.0
+            for j in range(d):
+                mean += values[k, j]
+            values[k, :] = mean / d
+            common += weights[k] * mean / d
+        if code == _EII:
+            values[:] = common
+    elif code == _EEI:
+        _pooled(values, weights)
+    elif code == _EVI:  # A_k = diag(S_k) / det^(1/d); λ = Σ p_k det(diag S_k)^(1/d)
+        volumes = np.empty(K)
+        common = 0.0
+        for k in range(K):
+            volumes[k] = _geometric_mean_one(values[k])
+            common += weights[k] * volumes[k]
+        for k in range(K):
+            for j in range(d):
+                values[k, j] *= common / volumes[k]
+    elif code == _VEI:
+        before = np.empty((K, d))
+        if has_previous:
+            for k in range(K):
+                for j in range(d):
+                    before[k, j] = previous[k, j, j]
+        _volumes_times_shape(values, weights, before, has_previous, tol, max_iter)
+    for k in range(K):
+        for j in range(d):
+            out[k, j, j] = values[k, j]
+
+
+@numba.njit(**_OPTS)
+def _pooled(values, weights):
+    """Every row of ``values`` (K, d) replaced by their weighted sum Σ_k p_k v_k."""
+    K, d = values.shape
+    pooled = np.zeros(d)
+    for k in range(K):
+        for j in range(d):
+            pooled[j] += weights[k] * values[k, j]
+    for k in range(K):
+        for j in range(d):
+            values[k, j] = pooled[j]
+
+
+@numba.njit(**_OPTS)
+def _volumes_times_shape(values, weights, before, has_previous, tol, max_iter):
+    """VEI and VEV: the diagonals ``values`` (K, d) replaced by λ_k A, the shape starting from
+    that of ``before`` (the previous diagonals) when given."""
+    K, d = values.shape
+    shape = np.zeros(d)
+    for k in range(K):
+        scale = _geometric_mean_one(before[k]) if has_previous else 1.0
+        for j in range(d):
+            shape[j] += weights[k] * (math.log(before[k, j] / scale) if has_previous
+                                      else values[k, j])
+    if has_previous:
+        for j in range(d):
+            shape[j] = math.exp(shape[j])
+    scale = _geometric_mean_one(shape)
+    for j in range(d):
+        shape[j] /= scale
+    _shape_one(values, weights, shape, tol, max_iter)
+    for k in range(K):
+        volume = 0.0
+        for j in range(d):
+            volume += values[k, j] / shape[j]
+        for j in range(d):
+            values[k, j] = volume / d * shape[j]
+
+
+@numba.njit(**_OPTS)
+def _common_shape_one(varying_volume, S, weights, previous, has_previous, tol, max_iter,
+                      out):
+    """EEV and VEV: Σ_k = λ_k D_k A D_kᵀ (eigenvalues in ascending order throughout: the
+    alternation treats every axis alike)."""
+    K, d, _ = S.shape
+    values = np.empty((K, d))
+    vectors = np.empty((K, d, d))
+    for k in range(K):
+        ascending, axes = np.linalg.eigh(S[k])
+        for i in range(d):
+            values[k, i] = ascending[i]
+            for j in range(d):
+                vectors[k, i, j] = axes[i, j]
+    if varying_volume:  # VEV
+        before = np.empty((K, d))
+        if has_previous:
+            for k in range(K):
+                ascending = np.linalg.eigvalsh(previous[k])
+                for j in range(d):
+                    before[k, j] = ascending[j]
+        _volumes_times_shape(values, weights, before, has_previous, tol, max_iter)
+    else:  # EEV: λ A = Σ_k p_k Ω_k, closed form
+        _pooled(values, weights)
+    for k in range(K):
+        _with_eigenvalues_one(vectors[k], values[k], out[k])
+
+
+@numba.njit(**_OPTS)
+def _with_eigenvalues_one(vectors, values, out):
+    """V diag(λ) Vᵀ into ``out``."""
+    d = len(values)
+    for a in range(d):
+        for b in range(d):
+            total = 0.0
+            for j in range(d):
+                total += vectors[a, j] * values[j] * vectors[b, j]
+            out[a, b] = total
+
+
+@numba.njit(**_OPTS)
+def _common_matrix_one(S, weights, previous, has_previous, tol, max_iter, out):
+    """VEE: Σ_k = λ_k C, C from the pooled previous C's (or scatters)."""
+    K, d, _ = S.shape
+    start = np.zeros((d, d))
+    for k in range(K):
+        factor = weights[k]
+        if has_previous:
+            factor *= math.exp(-np.linalg.slogdet(previous[k])[1] / d)
+        for i in range(d):
+            for j in range(d):
+                start[i, j] += factor * (previous[k, i, j] if has_previous else S[k, i, j])
+    scale = math.exp(-np.linalg.slogdet(start)[1] / d)
+    common = np.empty((d, d))
+    for i in range(d):
+        for j in range(d):
+            common[i, j] = start[i, j] * scale
+    _matrix_one(S, weights, common, tol, max_iter)
+    inverse = np.linalg.inv(common)
+    for k in range(K):
+        trace = 0.0
+        for i in range(d):
+            for j in range(d):
+                trace += S[k, i, j] * inverse[j, i]
+        for i in range(d):
+            for j in range(d):
+                out[k, i, j] = trace / d * common[i, j]
+
+
+@numba.njit(**_OPTS)
+def _common_orientation_one(equal_volume, S, weights, previous, has_previous, present, first,
+                            second, tol, max_sweeps, out):
+    """EVE and VVE: Σ_k = D Λ_k Dᵀ, the sweeps starting from the eigenvectors (descending
+    order: the sweeps' order of pairs depends on it) of a generic combination of the previous
+    covariances (weights rising from 1 to 2 over the components), or of the pooled scatter."""
+    K, d, _ = S.shape
+    combined = np.zeros((d, d))
+    n_present = 0
+    for k in range(K):
+        n_present += present[k]
+    for k in range(K):
+        if has_previous:
+            trace = 0.0
+            for j in range(d):
+                trace += previous[k, j, j]
+            factor = (1.0 + k / max(n_present - 1, 1)) / trace if present[k] else 0.0
+        else:
+            factor = weights[k]
+        for i in range(d):
+            for j in range(d):
+                combined[i, j] += factor * (previous[k, i, j] if has_previous else S[k, i, j])
+    ascending = np.linalg.eigh(combined)[1]
+    D = np.empty((d, d))
+    for i in range(d):
+        for j in range(d):
+            D[i, j] = ascending[i, d - 1 - j]
+    _orientation_one(S, weights, D, equal_volume, first, second, tol, max_sweeps)
+    diagonals = np.empty((K, d))
+    _orientation_diagonals(_rotated(S, D), weights, equal_volume, diagonals)
+    for k in range(K):
+        _with_eigenvalues_one(D, diagonals[k], out[k])
+
+
+# About 17 s to compile in a new environment (6 of them for the threads), and on a grid of a
+# few hundred rows it saves 0.1-0.3 s: tiers' rule compiles it after a few dozen grids.
+_MODELS = tiers.TwoForms(_constrained_loop, np.inf, 17.0)

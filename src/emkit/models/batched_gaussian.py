@@ -28,8 +28,9 @@ factorisations, one triangular solve). Only active groups are computed: late in 
 slow groups are all that is left.
 
 Covariance models: the groups may each follow one of mclust's 14 models (``models``, with the
-"full" layout: every covariance stored as a matrix), their M-steps taken model by model on the
-stack of that model's groups (:func:`emkit.families.parsimonious.stacked_covariances`), and
+"full" layout: every covariance stored as a matrix), their M-steps taken group by group in one
+compiled loop or, in numpy, model by model on the stack of that model's groups
+(:func:`emkit.kernels.parsimonious.covariances_of_models`), and
 groups of fewer components are padded to K with components of weight 0 (``present``) that
 take no part in anything — so one stack holds a whole grid of (model, K) fits on the same
 rows, as :func:`emkit.select_model` fits mclust's grid.
@@ -52,6 +53,7 @@ from emkit.core.results import EMStep
 from emkit.families import parsimonious
 from emkit.families.base import unflatten_probabilities
 from emkit.kernels import batched_gaussian as kernels
+from emkit.kernels import parsimonious as parsimonious_kernels
 from emkit.kernels import tiers
 
 # L_ii / √Σ_ii below this: Σ counts as singular (the Gaussian family's test).
@@ -174,10 +176,9 @@ class BatchedGaussianMixtureModel:
         # Groups whose every M-step covariance is a scatter plus reg_covar·I (the constrained
         # models' need not be: a common shape can put a small component below it).
         self.floored = np.isin(models, ("VVV", "VVI"))
-        # the groups of each constrained model (VVV, unconstrained, needs no M-step of its own)
-        self.model_rows = {model: np.flatnonzero(models == model)
-                           for model in parsimonious.MODELS if model != "VVV"
-                           and np.any(models == model)}
+        # each group's model, as its position in parsimonious.MODELS
+        self.codes = np.array([parsimonious.MODELS.index(model) for model in models],
+                              dtype=np.int64).reshape(G)
 
     # ------------------------------------------------------------------ engine contract
     def init_params(self, data: GroupedRows, rng: np.random.Generator) -> BatchedParams:
@@ -415,26 +416,34 @@ class BatchedGaussianMixtureModel:
         bad |= stats.weight < _EMPTY_FRACTION * np.maximum(total, 1e-300)
         return weights, means, cov, P, bad & present
 
-    def _constrained(self, scatter, counts, previous, rows, present, models=None):
-        """The covariances of the groups ``rows`` under their models, from their regularised
-        scatters (A, K, D, D) and counts (A, K), each model's iterative M-step starting from
-        ``previous``; padding components get the identity (so that they stay finite)."""
-        if not self.model_rows:
+    def _constrained(self, scatter, counts, previous, rows, present, codes=None):
+        """The covariances of the groups ``rows`` under their models (``codes``, positions in
+        parsimonious.MODELS; default: the groups' own), from their regularised scatters
+        (A, K, D, D) and counts (A, K), each model's iterative M-step starting from
+        ``previous``; padding components get the identity (so that they stay finite).
+        Compiled, every group's M-step in one loop; in numpy, model by model
+        (:func:`emkit.kernels.parsimonious.covariances_of_models`)."""
+        codes = self.codes[rows] if codes is None else codes
+        if np.all(codes == _VVV):  # unconstrained: the scatters
             return scatter
         eye = np.eye(scatter.shape[-1])
-        # One array, read and then written model by model (each model's groups its own).
-        out = np.where(present[..., None, None], scatter, eye)
+        given = np.where(present[..., None, None], scatter, eye)
         counts = np.where(present, counts, 0.0)
         if previous is not None:
             previous = np.where(present[..., None, None], previous, eye)
-        position = np.full(len(self.group_samples), -1)
-        position[rows] = np.arange(len(rows))
-        for model, members in (models or self.model_rows).items():
-            at = position[members]
-            at = at[at >= 0]
-            if at.size:
-                out[at] = _stacked_full(model, out[at], counts[at],
-                                        None if previous is None else previous[at], present[at])
+
+        def model_by_model():
+            for code in np.unique(codes[codes != _VVV]):
+                at = np.flatnonzero(codes == code)
+                given[at] = _stacked_full(parsimonious.MODELS[code], given[at], counts[at],
+                                          None if previous is None else previous[at],
+                                          present[at])
+            return given
+
+        out = parsimonious_kernels.covariances_of_models(
+            codes, given, counts, previous, present, parsimonious.rounds(eye.shape[0]),
+            parsimonious.ITERATION_TOL, parsimonious.MAX_ITERATIONS, parsimonious.MAX_SWEEPS,
+            model_by_model)
         out[~present] = eye
         return out
 
@@ -443,19 +452,19 @@ class BatchedGaussianMixtureModel:
         or orientations are not linear in SQUAREM's coordinates: each model's nearest, its
         M-step with the extrapolated matrices as the scatter and equal counts (as
         :meth:`emkit.families.gaussian.GaussianFamily.unflatten`)."""
-        nonlinear = {model: members for model, members in self.model_rows.items()
-                     if model in _NONLINEAR_MODELS}
-        if not nonlinear:
-            return covariances
+        codes = self.codes[rows]
+        codes = np.where(np.isin(codes, _NONLINEAR_MODELS), codes, _VVV)
         present = self.present[rows]
         with np.errstate(all="ignore"):
             return self._constrained(covariances, present.astype(float), template, rows,
-                                     present, nonlinear)
+                                     present, codes)
 
 
 # Models whose common shape or orientation is not linear in SQUAREM's coordinates (those of
 # the Gaussian family's own SQUAREM, emkit.families.gaussian).
-_NONLINEAR_MODELS = ("VEE", "EVE", "VVE", "EEV", "VEV")
+_NONLINEAR_MODELS = [parsimonious.MODELS.index(model)
+                     for model in ("VEE", "EVE", "VVE", "EEV", "VEV")]
+_VVV = parsimonious.MODELS.index("VVV")
 
 
 def _stacked_full(model, scatter, counts, previous, present):
