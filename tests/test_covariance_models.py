@@ -370,20 +370,25 @@ def test_a_stack_of_every_model_has_each_mixtures_own_m_step_in_both_forms(
             assert np.all(stacked[g][~k] == np.eye(n_features))  # padding: the identity
 
 
-def test_the_compiled_m_step_of_a_stack_gives_nan_for_a_mixture_with_a_non_finite_scatter(
-        monkeypatch):
-    """One mixture's bad statistics make its covariances NaN (the caller's degeneracy test
-    then keeps its previous ones), not an error, and leave the others alone."""
+@pytest.mark.parametrize("model", ["VEV", "VEE", "EVV"])
+def test_the_compiled_m_step_of_a_stack_gives_nan_for_a_mixture_with_bad_statistics(
+        model, monkeypatch):
+    """One mixture's bad statistics (a NaN, or a scatter that is not positive definite) make
+    its covariances NaN (the caller's degeneracy test then keeps its previous ones), not an
+    error, and leave the others alone."""
     from emkit.kernels import tiers
     from emkit.models.batched_gaussian import BatchedGaussianMixtureModel
 
     monkeypatch.setattr(tiers, "MODE", "compiled")
     rng = np.random.default_rng(3)
-    scatter = np.array([random_scatter(rng, 3, 2) for _ in range(3)])
+    scatter = np.array([random_scatter(rng, 3, 2) for _ in range(4)])
     scatter[1, 0, 0, 0] = np.nan
-    stack = BatchedGaussianMixtureModel(3, "full", 1e-6, 1e-6, np.ones(3), None,
-                                        models=["VEV", "VEV", "EVE"])
-    out = stack._constrained(scatter, np.ones((3, 3)), None, np.arange(3),
-                             np.ones((3, 3), dtype=bool))
+    scatter[2, 1] = -scatter[2, 1]
+    stack = BatchedGaussianMixtureModel(3, "full", 1e-6, 1e-6, np.ones(4), None,
+                                        models=[model, model, model, "EVE"])
+    out = stack._constrained(scatter, np.ones((4, 3)), None, np.arange(4),
+                             np.ones((4, 3), dtype=bool))
     assert np.isnan(out[1]).all()
-    assert np.isfinite(out[[0, 2]]).all()
+    if model != "VEV":  # (a negative definite scatter has its eigen-decomposition)
+        assert np.isnan(out[2]).all()
+    assert np.isfinite(out[[0, 3]]).all()

@@ -128,6 +128,66 @@ def _matrix_numpy(scatter, weights, common, tol, max_iter):
 
 
 @numba.njit(**_OPTS)
+def _cholesky_into(A, L) -> bool:
+    """The lower Cholesky factor of the symmetric A (d, d) into L; False if A is not
+    positive definite. (Small matrices: LAPACK's calls through numba cost more in allocation
+    and dispatch than the arithmetic.)"""
+    d = A.shape[0]
+    for j in range(d):
+        total = A[j, j]
+        for m in range(j):
+            total -= L[j, m] * L[j, m]
+        if not total > 0.0:
+            return False
+        L[j, j] = math.sqrt(total)
+        for i in range(j + 1, d):
+            total = A[i, j]
+            for m in range(j):
+                total -= L[i, m] * L[j, m]
+            L[i, j] = total / L[j, j]
+    return True
+
+
+@numba.njit(**_OPTS)
+def _log_det(A):
+    """log det of a symmetric positive definite matrix; NaN if it is not."""
+    d = A.shape[0]
+    L = np.empty((d, d))
+    if not _cholesky_into(A, L):
+        return np.nan
+    total = 0.0
+    for j in range(d):
+        total += math.log(L[j, j])
+    return 2.0 * total
+
+
+@numba.njit(**_OPTS)
+def _inverse_into(A, inverse) -> bool:
+    """The inverse of a symmetric positive definite A into ``inverse`` (False, NaN-filled, if
+    A is not): A⁻¹ = L⁻ᵀ L⁻¹ from its Cholesky factor."""
+    d = A.shape[0]
+    L = np.empty((d, d))
+    if not _cholesky_into(A, L):
+        inverse[:] = np.nan
+        return False
+    inv_L = np.zeros((d, d))  # L⁻¹, lower triangular, by forward substitution
+    for j in range(d):
+        inv_L[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, d):
+            total = 0.0
+            for m in range(j, i):
+                total -= L[i, m] * inv_L[m, j]
+            inv_L[i, j] = total / L[i, i]
+    for i in range(d):
+        for j in range(i + 1):
+            total = 0.0
+            for m in range(i, d):
+                total += inv_L[m, i] * inv_L[m, j]
+            inverse[i, j] = inverse[j, i] = total
+    return True
+
+
+@numba.njit(**_OPTS)
 def _matrix_loop(scatter, weights, common, tol, max_iter):
     for g in range(scatter.shape[0]):
         _matrix_one(scatter[g], weights[g], common[g], tol, max_iter)
@@ -138,9 +198,10 @@ def _matrix_one(scatter, weights, common, tol, max_iter):
     """One mixture's alternation (scatter (K, d, d), weights (K,), common (d, d) in place)."""
     K, d, _ = scatter.shape
     pooled = np.empty((d, d))
+    inverse = np.empty((d, d))
     last = np.inf
     for _ in range(max_iter):
-        inverse = np.linalg.inv(common)
+        _inverse_into(common, inverse)
         value = 0.0
         pooled[:] = 0.0
         for k in range(K):
@@ -154,7 +215,7 @@ def _matrix_one(scatter, weights, common, tol, max_iter):
             for i in range(d):
                 for j in range(d):
                     pooled[i, j] += factor * scatter[k, i, j]
-        scale = math.exp(-np.linalg.slogdet(pooled)[1] / d)
+        scale = math.exp(-_log_det(pooled) / d)
         for i in range(d):
             for j in range(d):
                 common[i, j] = pooled[i, j] * scale
@@ -391,7 +452,7 @@ def _constrained_one(code, S, counts, previous, has_previous, present, first, se
         volumes = np.empty(K)
         common = 0.0
         for k in range(K):
-            volumes[k] = math.exp(np.linalg.slogdet(S[k])[1] / d)
+            volumes[k] = math.exp(_log_det(S[k]) / d)
             common += weights[k] * volumes[k]
         for k in range(K):
             for i in range(d):
@@ -544,17 +605,18 @@ def _common_matrix_one(S, weights, previous, has_previous, tol, max_iter, out):
     for k in range(K):
         factor = weights[k]
         if has_previous:
-            factor *= math.exp(-np.linalg.slogdet(previous[k])[1] / d)
+            factor *= math.exp(-_log_det(previous[k]) / d)
         for i in range(d):
             for j in range(d):
                 start[i, j] += factor * (previous[k, i, j] if has_previous else S[k, i, j])
-    scale = math.exp(-np.linalg.slogdet(start)[1] / d)
+    scale = math.exp(-_log_det(start) / d)
     common = np.empty((d, d))
     for i in range(d):
         for j in range(d):
             common[i, j] = start[i, j] * scale
     _matrix_one(S, weights, common, tol, max_iter)
-    inverse = np.linalg.inv(common)
+    inverse = np.empty((d, d))
+    _inverse_into(common, inverse)
     for k in range(K):
         trace = 0.0
         for i in range(d):
