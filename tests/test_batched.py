@@ -345,6 +345,31 @@ def test_shrinking_the_stack_leaves_every_fit_unchanged(monkeypatch):
         np.testing.assert_array_equal(shrunk.lower_bound_, whole.lower_bound_)
 
 
+def test_a_cycle_end_of_mixed_blocks_evaluates_only_the_rejected_ones(monkeypatch):
+    """Where some groups accept their extrapolation and others fall back to the EM point,
+    the cycle's end point reuses the accepted groups' statistics and runs the E-step of the
+    others alone: every group's fit is bit for bit the one a full E-step gives."""
+    from emkit.models.batched_gaussian import BatchedGaussianMixtureModel
+
+    arrays = _groups(48, seed=3)
+    merged = BatchedGaussianMixtureModel.merge_evaluated
+    skipped = []
+
+    def spy(self, mask, point, params, evaluate):
+        skipped.append(int(np.count_nonzero(mask & params.active)))
+        return merged(self, mask, point, params, evaluate)
+
+    monkeypatch.setattr(BatchedGaussianMixtureModel, "merge_evaluated", spy)
+    partial = emkit.fit_gaussian_mixtures(arrays, n_components=3, random_state=2)
+    assert skipped and max(skipped) > 0  # (the partial E-step did run, and skipped groups)
+    monkeypatch.setattr(BatchedGaussianMixtureModel, "merge_evaluated", None)
+    full = emkit.fit_gaussian_mixtures(arrays, n_components=3, random_state=2)
+    np.testing.assert_array_equal(partial.n_iter_, full.n_iter_)
+    np.testing.assert_array_equal(partial.means_, full.means_)
+    np.testing.assert_array_equal(partial.covariances_, full.covariances_)
+    np.testing.assert_array_equal(partial.lower_bound_, full.lower_bound_)
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_squarem_never_lowers_a_group_with_a_collapsing_component(covariance_type):
     """Groups where a component collapses onto two rows (its variance heads for reg_covar):

@@ -51,13 +51,19 @@ class Blocks(NamedTuple):
     ``with_bounds(params, bounds)`` (optional, together): each block's bound on the step
     length, (B,), read from the start's parameters and written into every cycle's end point, so
     that a fit stopped at a cycle's end and started again from there (on some of its blocks)
-    takes the same steps as one that went on."""
+    takes the same steps as one that went on. ``merge_evaluated(mask, point, params,
+    evaluate)`` (optional): the evaluated point with the blocks of the evaluated ``point``
+    where ``mask`` is True and those of ``params`` elsewhere, from an E-step (``evaluate``) of
+    the latter blocks alone (each block's statistics its own): a cycle's end point that takes
+    most blocks from the extrapolation and a few from θ2 then costs only those few."""
 
     objectives: Callable[[EvaluatedPoint], np.ndarray]
     merge: Callable[[np.ndarray, Any, Any], Any]
     judge: Callable[[EvaluatedPoint, EMStep], EvaluatedPoint] | None = None
     bounds: Callable[[Any], np.ndarray] | None = None
     with_bounds: Callable[[Any, np.ndarray], Any] | None = None
+    merge_evaluated: Callable[[np.ndarray, EvaluatedPoint, Any, Evaluate],
+                              EvaluatedPoint] | None = None
 
 
 def squarem(
@@ -143,8 +149,13 @@ def squarem(
             step_max = np.where(rejected & (step * step_factor >= step_max),
                                 np.maximum(1.0, step_max / step_factor**2), step_max)
         if end is None:
-            end = evaluate(blocks.merge(accepted, candidate.params, theta2) if accepted.any()
-                           else theta2)
+            if accepted.any() and blocks.merge_evaluated is not None:
+                # the candidate holds θ2 already where no block moved: only the rejected
+                # extrapolations need θ2's E-step
+                end = blocks.merge_evaluated(~(moved & ~accepted), candidate, theta2, evaluate)
+            else:
+                end = evaluate(blocks.merge(accepted, candidate.params, theta2)
+                               if accepted.any() else theta2)
         em_step = EMStep(point1.objective - point0.objective,
                          _objective_rate(float(np.linalg.norm(r_norms)),
                                          float(np.linalg.norm(v_norms))),

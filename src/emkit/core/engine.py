@@ -81,7 +81,9 @@ class EMModel(Protocol):
         convergence from its own SQUAREM cycle; with ``block_bounds(params) -> (B,)`` and
         ``with_block_bounds(params, bounds) -> params`` each block's step bound travels in its
         parameters (a fit stopped at a cycle's end, ``IterationInfo.boundary``, and started
-        again from there goes on exactly).
+        again from there goes on exactly); with ``merge_evaluated(mask, point, params,
+        evaluate) -> point`` a cycle's end point that mixes blocks of the evaluated
+        extrapolation and of the EM point costs the E-step of the latter blocks alone.
     e_step(params, chunk, inverse_temperature=β)
         Accepting this keyword enables deterministic annealing: posteriors ∝ (joint density)^β.
     prepare(chunk) -> list of chunks
@@ -605,7 +607,8 @@ def _blocks(model: Any) -> Blocks | None:
     if not hasattr(model, "block_objectives"):
         return None
     return Blocks(model.block_objectives, model.merge_blocks, getattr(model, "judge_blocks", None),
-                  getattr(model, "block_bounds", None), getattr(model, "with_block_bounds", None))
+                  getattr(model, "block_bounds", None), getattr(model, "with_block_bounds", None),
+                  getattr(model, "merge_evaluated", None))
 
 
 def working_eps(model: Any, params: Any) -> float:

@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from emkit.core.monitor import em_step_remaining_gain_rows, remaining_gain_rows
-from emkit.core.results import EMStep
+from emkit.core.results import EMStep, EvaluatedPoint
 from emkit.families import parsimonious
 from emkit.families.base import unflatten_probabilities
 from emkit.kernels import batched_gaussian as kernels
@@ -356,6 +356,19 @@ class BatchedGaussianMixtureModel:
                           covariances=pick(a.covariances, b.covariances),
                           precisions_cholesky=pick(a.precisions_cholesky,
                                                    b.precisions_cholesky))
+
+    def merge_evaluated(self, mask: np.ndarray, point, params: BatchedParams, evaluate):
+        """The evaluated mixtures of ``point`` for the groups in ``mask`` and of ``params`` for
+        the others, from the E-step of the others alone (a group's statistics are its own; the
+        skipped groups are passed as frozen, then given ``point``'s statistics)."""
+        merged = self.merge_blocks(mask, point.params, params)
+        part = evaluate(merged._replace(active=merged.active & ~mask))
+        stats = BatchedStats(*(
+            np.where(mask.reshape((-1,) + (1,) * (getattr(point.stats, name).ndim - 1)),
+                     getattr(point.stats, name), getattr(part.stats, name))
+            for name in ("weight", "first", "second", "log_likelihood")))
+        total = float(stats.log_likelihood.sum())
+        return EvaluatedPoint(merged, total, total, stats)
 
     def block_bounds(self, params: BatchedParams) -> np.ndarray:
         """Each group's SQUAREM step bound (it travels in the parameters, so that a stack
