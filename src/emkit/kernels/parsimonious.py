@@ -393,11 +393,12 @@ _EII, _VII, _EEI, _VEI, _EVI, _VVI, _EEE, _VEE, _EVE, _VVE, _EEV, _VEV, _EVV, _V
 
 def covariances_of_models(codes, scatter, counts, previous, present, rounds, tol, max_iter,
                           max_sweeps, numpy_form):
-    """The covariances (G, K, d, d) of G mixtures of any models (``codes``) from their scatters
-    (G, K, d, d, ``scatter`` itself overwritten), counts (G, K) and optional previous
-    covariances, compiled, or ``numpy_form()`` (the same, model by model); ``rounds`` are the
-    orientation sweeps' pairs of axes, ``tol``, ``max_iter`` and ``max_sweeps`` the iterative
-    M-steps' limits (emkit.families.parsimonious)."""
+    """The covariances (G, K, d, d) of G mixtures of any models (``codes``, (G,)) from their
+    scatters (G, K, d, d), counts (G, K), previous covariances (or None) and components
+    ``present`` (G, K): compiled, written over ``scatter``, or ``numpy_form()``'s (the same,
+    model by model). ``rounds`` are the orientation sweeps' pairs of axes; ``tol``,
+    ``max_iter`` and ``max_sweeps`` the iterative M-steps' limits
+    (emkit.families.parsimonious)."""
     arguments = (codes, scatter, counts, scatter if previous is None else previous,
                  previous is not None, present, *rounds, tol, max_iter, max_sweeps, scatter)
     if not _MODELS.use_compiled("d", 0, arguments):
@@ -466,7 +467,6 @@ def _constrained_one(code, S, counts, previous, has_previous, present, first, se
     else:  # EVE, VVE
         _common_orientation_one(code == _EVE, S, weights, previous, has_previous, present,
                                 first, second, tol, max_sweeps, out)
-
 
 
 @numba.njit(**_OPTS)
