@@ -392,3 +392,28 @@ def test_the_compiled_m_step_of_a_stack_gives_nan_for_a_mixture_with_bad_statist
     if model != "VEV":  # (a negative definite scatter has its eigen-decomposition)
         assert np.isnan(out[2]).all()
     assert np.isfinite(out[[0, 3]]).all()
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 6])
+def test_the_compiled_eigen_decomposition_is_lapacks(n_features):
+    """The compiled M-steps' Jacobi eigen-decomposition: LAPACK's eigenvalues (ascending) to
+    rounding, orthonormal eigenvectors that rebuild the matrix, on positive definite,
+    indefinite, nearly singular and repeated-eigenvalue matrices."""
+    from emkit.kernels.parsimonious import _symmetric_eigen
+
+    rng = np.random.default_rng(n_features)
+    root = rng.normal(size=(n_features, n_features))
+    orthogonal = np.linalg.qr(root)[0]
+    matrices = [random_scatter(rng, 1, n_features)[0], root + root.T,
+                orthogonal @ np.diag(np.logspace(-12, 2, n_features)) @ orthogonal.T,
+                orthogonal @ np.diag([3.0] * (n_features - 1) + [1.0]) @ orthogonal.T,
+                np.eye(n_features)]
+    for matrix in matrices:
+        values, vectors = np.empty(n_features), np.empty((n_features, n_features))
+        _symmetric_eigen(matrix, values, vectors)
+        scale = np.abs(matrix).max()
+        np.testing.assert_allclose(values, np.linalg.eigvalsh(matrix), rtol=0,
+                                   atol=1e-13 * scale)
+        np.testing.assert_allclose(vectors.T @ vectors, np.eye(n_features), atol=1e-13)
+        np.testing.assert_allclose((vectors * values) @ vectors.T, matrix, rtol=0,
+                                   atol=1e-13 * scale)
