@@ -76,7 +76,7 @@ def fit_grid(X: np.ndarray, sample_weight: np.ndarray | None, cells: list[tuple[
     Above :data:`GRID_MAX_ROWS` rows the whole grid runs on a subsample of that many rows, and
     each fit's maximum there goes on to all rows (one more stack): as a single fit ranks its
     starts on a subsample, but with every start of the grid. 12,000 rows of four clusters in
-    4-D: 27 s, where one fit at a time took 34–44 s, and every cell at least mclust's."""
+    4-D: 19–21 s, where one fit at a time took 34–44 s, and every cell at least mclust's."""
     n_features = X.shape[1]
     n_samples = float(len(X) if sample_weight is None else sample_weight.sum())
     K_max = max(K for _, K in cells)
