@@ -443,6 +443,35 @@ def test_a_grid_of_more_rows_chooses_on_a_subsample_and_converges_on_all_rows(we
         assert gained < 10 * TOL * n
 
 
+def test_the_grids_posteriors_are_each_mixtures_in_chunks_of_any_size(monkeypatch):
+    """_Grid.posteriors, computed a few mixtures at a time, is each padded mixture's own
+    posterior (scipy's densities), whatever the chunk."""
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(40, 2))
+    G, K = 5, 3
+    present = np.arange(K) < np.array([1, 2, 3, 2, 3])[:, None]
+    weights = np.where(present, rng.uniform(0.2, 1.0, (G, K)), 0.0)
+    weights /= weights.sum(axis=1, keepdims=True)
+    means = rng.normal(size=(G, K, 2))
+    root = rng.normal(size=(G, K, 2, 2))
+    covariances = root @ np.swapaxes(root, -1, -2) + 0.3 * np.eye(2)
+    P, _ = precision_cholesky(covariances, "full")
+    params = stack_params(weights, means, covariances, P)
+    stack = grid._Grid(X, None, K, 1e-6)
+    expected = np.zeros((G, len(X), K))
+    for g in range(G):
+        for k in np.flatnonzero(present[g]):
+            expected[g, :, k] = weights[g, k] * multivariate_normal(
+                means[g, k], covariances[g, k]).pdf(X)
+    expected /= expected.sum(axis=2, keepdims=True)
+    for chunk in (1, 2 * K * len(X) * 2, 2**21):
+        monkeypatch.setattr(grid, "_POSTERIOR_CHUNK", chunk)
+        np.testing.assert_allclose(stack.posteriors(params, present), expected, rtol=1e-10,
+                                   atol=1e-14)
+
+
 def test_merged_posteriors_join_the_two_components_that_share_the_most_rows():
     rng = np.random.default_rng(3)
     resp = rng.dirichlet(np.ones(4), 50)

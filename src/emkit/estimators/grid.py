@@ -59,6 +59,8 @@ __all__ = ["fit_grid", "GRID_MAX_ROWS"]
 GRID_MAX_ROWS = 4_000
 # From this many rows on, the stacks' E-steps run on all cores (see _Grid.run).
 _THREADED_MIN_ROWS = 1_000
+# The most elements of a (mixtures, K, rows, D) temporary of _Grid.posteriors (16 MB).
+_POSTERIOR_CHUNK = 2**21
 # The race stops a start early once its log-likelihood per sample changes by less than this
 # (GaussianMixtureModel's short runs).
 _RACE_TOL = 1e-6
@@ -338,17 +340,26 @@ class _Grid:
                          threads=len(self.X) >= _THREADED_MIN_ROWS)
 
     def posteriors(self, params, present) -> np.ndarray:
-        """Each mixture's posterior probabilities of the rows, (G, n, K_max)."""
-        diff = self.X[None, None] - params.means[:, :, None]  # (G, K, n, D)
-        whitened = diff @ params.precisions_cholesky
-        log_det = np.log(np.diagonal(params.precisions_cholesky, axis1=2, axis2=3)).sum(axis=2)
-        with np.errstate(divide="ignore"):
-            log_weights = np.where(present, np.log(params.weights), -np.inf)
-        joint = (log_weights + log_det)[..., None] - 0.5 * np.sum(whitened**2, axis=3)
-        joint -= joint.max(axis=1, keepdims=True)
-        resp = np.exp(joint)
-        resp /= resp.sum(axis=1, keepdims=True)
-        return np.swapaxes(resp, 1, 2)
+        """Each mixture's posterior probabilities of the rows, (G, n, K_max), computed for a
+        few mixtures at a time (their (g, K, n, D) temporaries: 145 MB for the whole grid on
+        4,000 rows in 4-D)."""
+        G, K, D = params.means.shape
+        step = max(1, _POSTERIOR_CHUNK // (K * len(self.X) * D))
+        resp = np.empty((G, len(self.X), K))
+        for start in range(0, G, step):
+            part = slice(start, start + step)
+            diff = self.X[None, None] - params.means[part, :, None]  # (g, K, n, D)
+            whitened = diff @ params.precisions_cholesky[part]
+            log_det = np.log(np.diagonal(params.precisions_cholesky[part], axis1=2,
+                                         axis2=3)).sum(axis=2)
+            with np.errstate(divide="ignore"):
+                log_weights = np.where(present[part], np.log(params.weights[part]), -np.inf)
+            joint = (log_weights + log_det)[..., None] - 0.5 * np.sum(whitened**2, axis=3)
+            joint -= joint.max(axis=1, keepdims=True)
+            chunk = np.exp(joint)
+            chunk /= chunk.sum(axis=1, keepdims=True)
+            resp[part] = np.swapaxes(chunk, 1, 2)
+        return resp
 
     def from_responsibilities(self, resp: np.ndarray, models):
         """The stacked mixtures of one M-step from responsibilities (G, n, K_max) under each
