@@ -543,6 +543,7 @@ def _eustock_log_returns():
     return np.diff(np.log(prices), axis=0)
 
 
+@pytest.mark.filterwarnings("ignore::emkit.errors.ConvergenceWarning")  # 20 steps: a start
 def test_generalised_em_inequality_holds_with_the_models_q():
     """L(θ') − L(θ) ≥ Q(θ'|θ) − Q(θ|θ) at every step from a fitted start on the EuStock
     log-returns, where reg_covar (4% of the smallest eigenvalue of the data's covariance) makes
