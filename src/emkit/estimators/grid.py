@@ -5,9 +5,9 @@ Fitted one at a time, each of the grid's fits is a few hundred small EM passes, 
 a few hundred rows a pass's cost is almost all fixed (Python, numpy calls): the 126 fits of
 faithful took 5–7 s, mclust's Fortran 0.6 s. Stacked, one pass serves every fit: the fits are
 the groups of one :class:`~emkit.models.batched_gaussian.BatchedGaussianMixtureModel` (each
-with its own covariance model; fits of fewer components padded to the largest K), and the
-M-step of each covariance model runs once per pass for all its fits
-(:func:`emkit.families.parsimonious.stacked_covariances`).
+with its own covariance model; fits of fewer components padded to the largest K), and every
+fit's M-step runs in one compiled loop per pass (in numpy: each covariance model once for all
+its fits, :func:`emkit.kernels.parsimonious.covariances_of_models`).
 
 The starts are ``GaussianMixture``'s default start in a grid (``SharedStarts``), every stage
 in one stack: for each K, the sixteen k-means and k-means++ partitions are screened by
