@@ -241,9 +241,11 @@ def _concatenated(a, b):
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two labellings of the rows are the same partition (up to the labels' names)."""
-    pairs = np.unique(a * (b.max() + 1) + b)
-    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+    """Whether two labellings of the rows (small non-negative integers) are the same partition
+    (up to the labels' names): every label of one meets exactly one label of the other."""
+    width = int(b.max()) + 1
+    meets = np.bincount(a * width + b, minlength=(int(a.max()) + 1) * width).reshape(-1, width) > 0
+    return bool(np.all(meets.sum(axis=1) <= 1) and np.all(meets.sum(axis=0) <= 1))
 
 
 def _entrants(grid: _Grid, cells, random_state, init_params: str):

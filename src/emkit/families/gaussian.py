@@ -48,10 +48,12 @@ _FLOAT32_CONDITION_LIMIT = 1e3
 
 
 @functools.lru_cache(maxsize=64)
-def _lower_triangle(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+def lower_triangle(n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of a lower triangle (numpy builds them anew at every call, which
-    costs a small fit's SQUAREM step more than its arithmetic)."""
-    return np.tril_indices(n_features)
+    costs a small fit's SQUAREM step more than its arithmetic); read-only, as they are shared."""
+    rows, cols = np.tril_indices(n_features)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
 
 
 class GaussianParams(NamedTuple):
@@ -415,7 +417,7 @@ class GaussianFamily:
         cov = params.covariances
         if kind in ("full", "tied"):
             L = np.linalg.cholesky(cov)
-            rows, cols = _lower_triangle(cov.shape[-1])
+            rows, cols = lower_triangle(cov.shape[-1])
             diag = np.arange(cov.shape[-1])
             L[..., diag, diag] = np.log(L[..., diag, diag])
             cov_part = L[..., rows, cols].ravel()
@@ -429,7 +431,7 @@ class GaussianFamily:
         kind = self.covariance_type
         if kind in ("full", "tied"):
             n_features = template.means.shape[1]
-            rows, cols = _lower_triangle(n_features)
+            rows, cols = lower_triangle(n_features)
             shape = template.covariances.shape[:-2] + (rows.size,)
             L = np.zeros(template.covariances.shape)
             L[..., rows, cols] = rest.reshape(shape)
@@ -438,7 +440,7 @@ class GaussianFamily:
             cov = L @ np.swapaxes(L, -1, -2)
         else:
             cov = np.exp(rest).reshape(template.covariances.shape)
-        if self.model in _NONLINEAR_MODELS:
+        if self.model in NONLINEAR_MODELS:
             # Extrapolated matrices leave these models (their shapes or orientations are not
             # linear in the coordinates): back to the model's nearest, the M-step with the
             # extrapolated matrices as the scatter, from the template's covariances.
@@ -463,7 +465,7 @@ class GaussianFamily:
 
 
 # Models whose common shape or orientation is not linear in SQUAREM's coordinates.
-_NONLINEAR_MODELS = ("VEE", "EVE", "VVE", "EEV", "VEV")
+NONLINEAR_MODELS = ("VEE", "EVE", "VVE", "EEV", "VEV")
 # L_ii / √Σ_ii below this: Σ counts as singular (see _precision_cholesky); the Student-t
 # family judges its scale matrices by the same test.
 MIN_PIVOT_RATIO = 1e-7

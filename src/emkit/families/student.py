@@ -41,7 +41,7 @@ from scipy.special import digamma, gammaln, polygamma
 
 from emkit.errors import DataError
 from emkit.families.base import FamilyDefaults, mixing_weights
-from emkit.families.gaussian import MIN_PIVOT_RATIO, GaussianStats
+from emkit.families.gaussian import MIN_PIVOT_RATIO, GaussianStats, lower_triangle
 from emkit.kernels.gaussian import precision_cholesky_factors
 
 #: Degrees of freedom are estimated within these bounds (ν → ∞ is the Gaussian; ν = 1 the
@@ -248,7 +248,7 @@ class StudentFamily(FamilyDefaults):
         and log ν when estimated."""
         factors = _cholesky(params.covariances)
         K, D = params.means.shape
-        rows, cols = np.tril_indices(D)
+        rows, cols = lower_triangle(D)
         lower = factors[:, rows, cols]
         lower[:, rows == cols] = np.log(lower[:, rows == cols])
         parts = [params.means.ravel(), lower.ravel()]
@@ -258,7 +258,7 @@ class StudentFamily(FamilyDefaults):
 
     def unflatten(self, vector: np.ndarray, template: StudentParams) -> StudentParams:
         K, D = template.means.shape
-        rows, cols = np.tril_indices(D)
+        rows, cols = lower_triangle(D)
         means = vector[:K * D].reshape(K, D)
         lower = vector[K * D:K * D + K * len(rows)].reshape(K, len(rows)).copy()
         with np.errstate(over="raise"):

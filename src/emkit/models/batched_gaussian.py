@@ -52,6 +52,7 @@ from emkit.core.monitor import em_step_remaining_gain_rows, remaining_gain_rows
 from emkit.core.results import EMStep, EvaluatedPoint
 from emkit.families import parsimonious
 from emkit.families.base import unflatten_probabilities
+from emkit.families.gaussian import NONLINEAR_MODELS, lower_triangle
 from emkit.kernels import batched_gaussian as kernels
 from emkit.kernels import parsimonious as parsimonious_kernels
 from emkit.kernels import tiers
@@ -288,7 +289,7 @@ class BatchedGaussianMixtureModel:
             L = _cholesky(params.covariances[rows])
             diagonal = np.arange(D)
             L[..., diagonal, diagonal] = np.log(L[..., diagonal, diagonal])
-            lower_rows, lower_cols = np.tril_indices(D)
+            lower_rows, lower_cols = lower_triangle(D)
             covariance = L[..., lower_rows, lower_cols]
         else:
             covariance = np.log(params.covariances[rows])
@@ -311,7 +312,7 @@ class BatchedGaussianMixtureModel:
         rest = part[:, K + K * D:]
         if self.covariance_type == "full":
             L = np.zeros((len(rows), K, D, D))
-            lower_rows, lower_cols = np.tril_indices(D)
+            lower_rows, lower_cols = lower_triangle(D)
             L[..., lower_rows, lower_cols] = rest.reshape(len(rows), K, -1)
             diagonal = np.arange(D)
             L[..., diagonal, diagonal] = np.exp(L[..., diagonal, diagonal])
@@ -466,17 +467,16 @@ class BatchedGaussianMixtureModel:
         M-step with the extrapolated matrices as the scatter and equal counts (as
         :meth:`emkit.families.gaussian.GaussianFamily.unflatten`)."""
         codes = self.codes[rows]
-        codes = np.where(np.isin(codes, _NONLINEAR_MODELS), codes, _VVV)
+        codes = np.where(_NONLINEAR[codes], codes, _VVV)
         present = self.present[rows]
         with np.errstate(all="ignore"):
             return self._constrained(covariances, present.astype(float), template, rows,
                                      present, codes)
 
 
-# Models whose common shape or orientation is not linear in SQUAREM's coordinates (those of
-# the Gaussian family's own SQUAREM, emkit.families.gaussian).
-_NONLINEAR_MODELS = [parsimonious.MODELS.index(model)
-                     for model in ("VEE", "EVE", "VVE", "EEV", "VEV")]
+# Whether each model (by code) is one whose common shape or orientation is not linear in
+# SQUAREM's coordinates (a lookup: np.isin costs more than a small stack's projection).
+_NONLINEAR = np.isin(parsimonious.MODELS, NONLINEAR_MODELS)
 _VVV = parsimonious.MODELS.index("VVV")
 
 
