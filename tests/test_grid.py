@@ -501,6 +501,23 @@ def test_split_posteriors_cut_the_most_spread_component_across_its_main_axis():
     np.testing.assert_allclose(split.sum(axis=1), 1.0)
 
 
+def test_same_partition_is_equal_co_membership_of_every_pair_of_rows():
+    # the definition, brute force: two labellings are one partition when every pair of rows
+    # is together in both or apart in both (label names and unused labels do not matter)
+    rng = np.random.default_rng(5)
+    for _ in range(500):
+        n, K = int(rng.integers(1, 15)), int(rng.integers(1, 5))
+        a = rng.integers(0, K, n)
+        if rng.random() < 0.5:
+            b = rng.permutation(K + 2)[a]  # renamed labels, some unused
+            if rng.random() < 0.5:
+                b[rng.integers(n)] = rng.integers(0, K + 2)  # perhaps one row moved
+        else:
+            b = rng.integers(0, K + 1, n)
+        together = (a[:, None] == a[None, :]) == (b[:, None] == b[None, :])
+        assert grid._same_partition(a, b) == bool(together.all()), (a, b)
+
+
 def test_every_fit_also_starts_from_its_neighbours_in_k_merged_and_split(monkeypatch):
     """A fit of K components also starts from the best fit of K + 1 (by BIC after the race)
     with its two most overlapping components merged, and from the best fit of K − 1 with its
