@@ -218,22 +218,22 @@ class BatchedGaussianMixtureModel:
         rows = np.flatnonzero(params.active)
         if rows.size == 0:
             return params
-        sub_stats = BatchedStats(stats.weight[rows], stats.first[rows], stats.second[rows],
-                                 stats.log_likelihood[rows])
-        old = (params.weights[rows], params.means[rows], params.covariances[rows],
-               params.precisions_cholesky[rows])
-        weights, means, cov, P, bad = self.estimate(sub_stats, old[1], old[2], rows)
-        new = [weights]
+        every = rows.size == len(params.active)  # (then no gathering and scattering)
+        fields = (params.weights, params.means, params.covariances, params.precisions_cholesky)
+        old = fields if every else tuple(field[rows] for field in fields)
+        weights, means, cov, P, bad = self.estimate(
+            stats if every else BatchedStats(stats.weight[rows], stats.first[rows],
+                                             stats.second[rows], stats.log_likelihood[rows]),
+            old[1], old[2], rows)
+        stepped = [weights]
         for value, previous in zip((means, cov, P), old[1:], strict=True):
             # a component without weight or positive-definite covariance keeps its values
-            new.append(np.where(bad.reshape(bad.shape + (1,) * (value.ndim - 2)), previous,
-                                value))
-        stepped = []
-        for whole, part in zip((params.weights, params.means, params.covariances,
-                                params.precisions_cholesky), new, strict=True):
-            whole = whole.copy()
-            whole[rows] = part
-            stepped.append(whole)
+            stepped.append(np.where(bad.reshape(bad.shape + (1,) * (value.ndim - 2)), previous,
+                                    value) if bad.any() else value)
+        if not every:
+            for position, (whole, part) in enumerate(zip(fields, stepped, strict=True)):
+                stepped[position] = whole.copy()
+                stepped[position][rows] = part
         n_iter = params.n_iter.copy()
         n_iter[rows] += 1
         degenerate = params.degenerate.copy()
