@@ -327,7 +327,7 @@ def test_iterative_m_steps_agree_in_both_forms(model, n_features, monkeypatch):
         np.testing.assert_allclose(compiled, numpy_form, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("n_features", [1, 2, 3, 5])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 5, 12])
 @pytest.mark.parametrize("with_previous", [False, True])
 def test_a_stack_of_every_model_has_each_mixtures_own_m_step_in_both_forms(
         n_features, with_previous, monkeypatch):
@@ -394,11 +394,12 @@ def test_the_compiled_m_step_of_a_stack_gives_nan_for_a_mixture_with_bad_statist
     assert np.isfinite(out[[0, 3]]).all()
 
 
-@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 6, 10, 13])
 def test_the_compiled_eigen_decomposition_is_lapacks(n_features):
-    """The compiled M-steps' Jacobi eigen-decomposition: LAPACK's eigenvalues (ascending) to
-    rounding, orthonormal eigenvectors that rebuild the matrix, on positive definite,
-    indefinite, nearly singular and repeated-eigenvalue matrices."""
+    """The compiled M-steps' eigen-decomposition (Jacobi's up to 10-D, LAPACK's above):
+    LAPACK's eigenvalues (ascending) to rounding, orthonormal eigenvectors that rebuild the
+    matrix, on positive definite, indefinite, nearly singular and repeated-eigenvalue
+    matrices."""
     from emkit.kernels.parsimonious import _symmetric_eigen
 
     rng = np.random.default_rng(n_features)
